@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install, run the main job on the sample data in the repo
+#   make test   run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    := build/demo
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch is pinned to 2.13.0 in pyproject.toml; its CPU wheel lies on the build
+# machines' disk, so pip never reaches for a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(OUT)
+	$(BIN)/cmm data convert data/samples/GOOG_2012-06-21_10_head.zip --out $(OUT)/goog.npz
+	$(BIN)/cmm data info $(OUT)/goog.npz
+	$(BIN)/cmm data convert data/samples/ethusdt_usdm_20240808_head.gz --out $(OUT)/ethusdt.npz
+	$(BIN)/cmm data info $(OUT)/ethusdt.npz
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/convert.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,0 +1,117 @@
+"""Conversion speed and memory, against a peer in the same run.
+
+Each job runs in a fresh subprocess so its peak RSS is its own. A job converts
+once to warm numba's cache, then is timed on a second run.
+
+- LOBSTER GOOG level 10 (147,916 messages): ours (parse, build L3 + L2 events,
+  order timelines) vs the peer ``np.loadtxt`` merely parsing the same two CSVs.
+- Binance USD-M ETHUSDT 2024-08-08 (74,655 lines): ours (typed decode,
+  sequence validation, snapshot alignment) vs hftbacktest 2.4.4's own
+  ``binancefutures.convert`` (no sequence checks), when it is installed.
+
+Usage: python bench/convert.py [--data ../shared/data]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def job_ours(path: str) -> dict:
+    import feeds
+    feeds.read([path])                      # warm-up: compile or load numba's cache
+    start = time.perf_counter()
+    conv = feeds.read([path])
+    seconds = time.perf_counter() - start
+    return {"events": len(conv.events), "rows": conv.meta.source_rows, "seconds": seconds,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def job_loadtxt_lobster(path: str) -> dict:
+    import zipfile
+    import numpy as np
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(zf.namelist())
+        message = next(n for n in names if "_message_" in n)
+        book = next(n for n in names if "_orderbook_" in n)
+        start = time.perf_counter()
+        m = np.loadtxt(zf.open(message), delimiter=",")
+        b = np.loadtxt(zf.open(book), delimiter=",")
+    seconds = time.perf_counter() - start
+    return {"events": len(m), "rows": len(m), "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+            "note": f"parse only ({b.shape[1]} book columns)"}
+
+
+def job_hftbacktest_binance(path: str) -> dict:
+    import contextlib
+    import io
+    from hftbacktest.data.utils import binancefutures
+    with contextlib.redirect_stdout(io.StringIO()):
+        binancefutures.convert(path, buffer_size=5_000_000)      # warm-up (numba)
+        start = time.perf_counter()
+        data = binancefutures.convert(path, buffer_size=5_000_000)
+    seconds = time.perf_counter() - start
+    return {"events": len(data), "rows": None, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+JOBS = {"ours": job_ours, "loadtxt_lobster": job_loadtxt_lobster,
+        "hftbacktest_binance": job_hftbacktest_binance}
+
+
+def run_job(name: str, path: str) -> dict | None:
+    proc = subprocess.run([sys.executable, __file__, "--job", name, path], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"  {name}: failed: {last}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(label: str, ours: dict, peer: dict | None, peer_name: str) -> None:
+    ev_s = ours["events"] / ours["seconds"]
+    print(f"{label}: {ours['rows']:,} rows -> {ours['events']:,} events in {ours['seconds']:.3f} s = "
+          f"{ev_s / 1e6:.2f}M events/s, {ours['rows'] / ours['seconds'] / 1e6:.2f}M rows/s, "
+          f"peak RSS {ours['peak_rss_mb']:.0f} MB")
+    if peer is None:
+        print(f"  peer {peer_name}: not available")
+        return
+    note = f" ({peer['note']})" if "note" in peer else ""
+    print(f"  peer {peer_name}{note}: {peer['events']:,} records in {peer['seconds']:.3f} s, "
+          f"peak RSS {peer['peak_rss_mb']:.0f} MB")
+    print(f"  ratio_time_vs_{peer_name}={peer['seconds'] / ours['seconds']:.2f}  (peer seconds / our seconds)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data"))
+    parser.add_argument("--job", nargs=2, metavar=("NAME", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        print(json.dumps(JOBS[args.job[0]](args.job[1])))
+        return 0
+    lobster = os.path.join(args.data, "lobster", "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")
+    binance = os.path.join(args.data, "binance", "usdm", "ethusdt_20240808.gz")
+    for path in (lobster, binance):
+        if not os.path.exists(path):
+            print(f"missing {path}: point --data at the public tick data")
+            return 1
+    report("LOBSTER GOOG level 10", run_job("ours", lobster), run_job("loadtxt_lobster", lobster), "np_loadtxt")
+    report("Binance USD-M ETHUSDT", run_job("ours", binance), run_job("hftbacktest_binance", binance),
+           "hftbacktest")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

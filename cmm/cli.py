@@ -1,0 +1,49 @@
+"""The ``cmm`` command line: parse, dispatch, and turn bad input into one line.
+
+Each command group lives in its own module with a ``register(subparsers)``
+function. Every expected failure (bad data, bad config, bad arguments) is
+printed as a single ``cmm: error: ...`` line with a non-zero exit; a traceback
+means a bug in cmm itself.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feeds.errors import DataError
+
+from . import data
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus an error; we print the error alone, on one line."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"cmm: error: {self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="cmm", description="CMM engine: tick data, backtests and paper trading.")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=OneLineParser)
+    data.register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except DataError as e:
+        print(f"cmm: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cmm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

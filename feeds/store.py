@@ -1,0 +1,163 @@
+"""Our event file: an hftbacktest-compatible ``.npz`` plus the instrument spec.
+
+Members of the zip:
+
+- ``data``: the events, ``EVENT_DTYPE`` (the only member hftbacktest reads);
+- ``instrument``: the :class:`Instrument` as JSON bytes;
+- ``meta``: the :class:`DatasetMeta` provenance as JSON bytes.
+
+Files are written atomically. :func:`iter_chunks` streams the events of any
+number of files a bounded chunk at a time, decompressing on the fly, so memory
+stays flat however long the history.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+import zlib
+from typing import Iterable, Iterator
+
+import msgspec
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import DataError
+from .events import EVENT_DTYPE
+from .instrument import Instrument
+
+SCHEMA_VERSION = 1
+DEFAULT_CHUNK = 1 << 20
+
+
+class DatasetMeta(msgspec.Struct, forbid_unknown_fields=False):
+    """Where the events came from, so counts can be reconciled with the source."""
+
+    source_format: str
+    sources: list[str]
+    schema_version: int = SCHEMA_VERSION
+    source_rows: int = 0                      # lines or rows read from the inputs
+    source_rows_by_kind: dict[str, int] = {}  # e.g. LOBSTER message types
+    skipped: int = 0                          # bad lines skipped under --on-error skip
+    skipped_examples: list[str] = []
+    notes: list[str] = []                     # what a user must know (partial book, corrections)
+    book_partial_until_ts: int | None = None  # local_ts from which the book is complete
+    local_ts_offset_ns: int = 0               # added to local_ts to remove negative feed latency
+
+
+class EventFile(msgspec.Struct):
+    events: np.ndarray
+    instrument: Instrument | None
+    meta: DatasetMeta | None
+
+
+def _bytes_member(obj: msgspec.Struct) -> np.ndarray:
+    return np.frombuffer(msgspec.json.encode(obj), dtype=np.uint8)
+
+
+def save(path: str | os.PathLike, events: np.ndarray, instrument: Instrument | None = None,
+         meta: DatasetMeta | None = None, compress: bool = True) -> None:
+    """Write events (and spec, provenance) to ``path`` atomically."""
+    if events.dtype != EVENT_DTYPE:
+        raise DataError(f"events have dtype {events.dtype}, expected the 64-byte event record",
+                        path=os.fspath(path), field="data")
+    members = {"data": events}
+    if instrument is not None:
+        members["instrument"] = _bytes_member(instrument)
+    if meta is not None:
+        members["meta"] = _bytes_member(meta)
+    writer = np.savez_compressed if compress else np.savez
+    with atomic_write(path) as f:
+        writer(f, **members)
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise DataError("no such file", path=path) from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"not a readable .npz (zip) file: {e}", path=path) from None
+
+
+def _read_header(f, path: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+    except (ValueError, EOFError, SyntaxError) as e:
+        raise DataError(f"bad .npy header: {e}", path=path, field="data") from None
+    if fortran or len(shape) != 1:
+        raise DataError(f"expected a 1-D event array, got shape {shape}", path=path, field="data")
+    if dtype != EVENT_DTYPE:
+        raise DataError(f"expected the 64-byte event record (hftbacktest event_dtype), got {dtype}",
+                        path=path, field="data")
+    return shape, dtype
+
+
+def _read_json_member(zf: zipfile.ZipFile, name: str, typ, path: str):
+    if name + ".npy" not in zf.namelist():
+        return None
+    try:
+        with zf.open(name + ".npy") as f:
+            raw = np.lib.format.read_array(f)
+        return msgspec.json.decode(raw.tobytes(), type=typ)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+        raise DataError(f"bad {name} record: {e}", path=path, field=name) from None
+
+
+def load_header(path: str | os.PathLike) -> tuple[int, Instrument | None, DatasetMeta | None]:
+    """Number of events, spec and provenance, without reading the events."""
+    path = os.fspath(path)
+    with _open_zip(path) as zf:
+        if "data.npy" not in zf.namelist():
+            raise DataError("no 'data' member: not an event file", path=path, field="data")
+        try:
+            with zf.open("data.npy") as f:
+                shape, _ = _read_header(f, path)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise DataError(f"corrupt or truncated: {e}", path=path) from None
+        return (shape[0], _read_json_member(zf, "instrument", Instrument, path),
+                _read_json_member(zf, "meta", DatasetMeta, path))
+
+
+def iter_chunks(paths: Iterable[str | os.PathLike], chunk_events: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+    """Yield the events of each file in order, at most ``chunk_events`` at a time."""
+    if chunk_events <= 0:
+        raise DataError(f"chunk size must be positive, got {chunk_events}", field="chunk_events")
+    for p in paths:
+        path = os.fspath(p)
+        with _open_zip(path) as zf:
+            if "data.npy" not in zf.namelist():
+                raise DataError("no 'data' member: not an event file", path=path, field="data")
+            try:
+                with zf.open("data.npy") as f:
+                    (n,), _ = _read_header(f, path)
+                    remaining = n
+                    while remaining:
+                        take = min(remaining, chunk_events)
+                        raw = f.read(take * EVENT_DTYPE.itemsize)
+                        if len(raw) != take * EVENT_DTYPE.itemsize:
+                            raise DataError(f"truncated: header promises {n} events, data ends early",
+                                            path=path, field="data")
+                        yield np.frombuffer(raw, dtype=EVENT_DTYPE).copy()
+                        remaining -= take
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise DataError(f"corrupt or truncated: {e}", path=path) from None
+
+
+def load(path: str | os.PathLike) -> EventFile:
+    """Read a whole event file (ours or hftbacktest's)."""
+    path = os.fspath(path)
+    n, instrument, meta = load_header(path)
+    chunks = list(iter_chunks([path], chunk_events=max(n, 1)))
+    events = chunks[0] if chunks else np.zeros(0, dtype=EVENT_DTYPE)
+    return EventFile(events=events, instrument=instrument, meta=meta)
+
+
+def is_event_file(path: str) -> bool:
+    """True when ``path`` is a zip holding a ``data.npy`` member (ours or hftbacktest's)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "data.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
