@@ -117,9 +117,9 @@ def run_validate(args) -> int:
         problems += 1
         print(f"book crossed at {book.crossed:,} of {book.groups:,} checks")
     if fmt == "lobster":
-        from feeds import lobster
+        from feeds.lobster_check import check
         for path in args.inputs:
-            report = lobster.check(path)
+            report = check(path, _options(args))
             print(report)
             problems += report.unexplained
     print("valid" if problems == 0 else f"INVALID: {problems} problem(s)")

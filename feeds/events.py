@@ -34,7 +34,7 @@ MODIFY_ORDER = 12    # L3: order_id now rests at px with qty (its remaining size
 FILL = 13            # L3: qty of resting order_id executed at px
 
 # Our own kinds live in hftbacktest's user-defined range (>= 100), which it ignores.
-TRADING_STATUS = 100  # ival: -1 halted, 0 quoting only, 1 trading resumed
+TRADING_STATUS = 100  # fval: -1 halted, 0 quoting only, 1 trading resumed; ival: the source row's type (LOBSTER 7)
 
 KIND_MASK = 0xFF
 

@@ -66,9 +66,24 @@ def save(path: str | os.PathLike, events: np.ndarray, instrument: Instrument | N
         members["instrument"] = _bytes_member(instrument)
     if meta is not None:
         members["meta"] = _bytes_member(meta)
-    writer = np.savez_compressed if compress else np.savez
     with atomic_write(path) as f:
-        writer(f, **members)
+        write_npz(f, members, compress)
+
+
+# A fixed member timestamp: numpy's savez stamps the wall clock, which would make
+# two conversions of the same input differ by their zip headers.
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(f, members: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write arrays as an .npz (numpy's layout) whose bytes depend only on the arrays."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
+        for name, array in members.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def _open_zip(path: str) -> zipfile.ZipFile:

@@ -1,0 +1,142 @@
+"""Random and damaged input: every reader either parses it or raises DataError, nothing else.
+
+Each case starts from real sample lines (or random bytes) and damages them the
+ways files really break: cut short, a byte flipped, a column dropped, junk
+inserted. The whole of ``feeds.read`` runs, so the shared checks and timeline
+ordering see the surviving rows too.
+"""
+from __future__ import annotations
+
+import gzip
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import feeds
+from feeds.errors import DataError
+from feeds.reader import ReadOptions
+from tests.conftest import SAMPLES
+
+LOBSTER = SAMPLES / "GOOG_2012-06-21_10_head.zip"
+STEM = "GOOG_2012-06-21_34200000_57600000"
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _lobster_head(kind: str, rows: int = 12) -> bytes:
+    with zipfile.ZipFile(LOBSTER) as zf:
+        return b"\n".join(zf.read(f"{STEM}_{kind}_10.csv").split(b"\n")[:rows]) + b"\n"
+
+
+MESSAGE = _lobster_head("message")
+ORDERBOOK = _lobster_head("orderbook")
+CSV = (SAMPLES / "sample_events.csv").read_bytes()
+
+
+def _small_event_file() -> bytes:
+    conv = feeds.read([str(SAMPLES / "sample_events.csv")], "csv")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.npz"
+        feeds.save(path, conv.events, conv.instrument, conv.meta, compress=False)
+        return path.read_bytes()
+
+
+NPZ = _small_event_file()
+
+
+@st.composite
+def damaged(draw, base: bytes) -> bytes:
+    """``base`` with one to three realistic defects."""
+    data = bytearray(base)
+    for _ in range(draw(st.integers(1, 3))):
+        how = draw(st.sampled_from(["truncate", "flip", "drop_column", "insert", "swap_lines"]))
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        if how == "truncate":
+            data = data[:at]
+        elif how == "flip":
+            data[at] ^= draw(st.integers(1, 255))
+        elif how == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            lines = bytes(data).split(b"\n")
+            i = draw(st.integers(0, len(lines) - 1))
+            if how == "drop_column":
+                fields = lines[i].split(b",")
+                del fields[draw(st.integers(0, len(fields) - 1))]
+                lines[i] = b",".join(fields)
+            else:
+                j = draw(st.integers(0, len(lines) - 1))
+                lines[i], lines[j] = lines[j], lines[i]
+            data = bytearray(b"\n".join(lines))
+    return bytes(data)
+
+
+def _parses_or_data_error(paths, fmt: str, options: ReadOptions) -> None:
+    try:
+        feeds.read([str(p) for p in paths], fmt, options)
+    except DataError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+OPTIONS = st.sampled_from([ReadOptions(), ReadOptions(on_error="skip"), ReadOptions(on_error="skip", tick_size=0.5)])
+
+
+@FUZZ
+@given(message=st.one_of(damaged(MESSAGE), st.binary(max_size=300)),
+       orderbook=st.one_of(st.just(ORDERBOOK), damaged(ORDERBOOK)), options=OPTIONS)
+def test_lobster(workdir, message, orderbook, options):
+    msg = workdir / f"{STEM}_message_10.csv"
+    msg.write_bytes(message)
+    (workdir / f"{STEM}_orderbook_10.csv").write_bytes(orderbook)
+    _parses_or_data_error([msg], "lobster", options)
+
+
+@FUZZ
+@given(data=st.one_of(damaged(CSV), st.binary(max_size=300)), gz=st.booleans(), options=OPTIONS)
+def test_csv(workdir, data, gz, options):
+    path = workdir / ("events.csv.gz" if gz else "events.csv")
+    if gz:   # a gzip of the damaged text, or the damaged text pretending to be gzip
+        data = gzip.compress(data) if data[:1] != b"\x1f" else data
+    path.write_bytes(data)
+    _parses_or_data_error([path], "csv", options)
+
+
+@FUZZ
+@given(data=st.one_of(damaged(NPZ), st.binary(max_size=300)), options=OPTIONS)
+def test_hftbacktest(workdir, data, options):
+    path = workdir / "events.npz"
+    path.write_bytes(data)
+    _parses_or_data_error([path], "hftbacktest", options)
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.integers(0, len(NPZ) - 1), st.integers(1, 255)), min_size=1, max_size=4))
+def test_hftbacktest_npz_payload_flips(workdir, flips):
+    """Flips anywhere in an uncompressed npz: headers, JSON members, event fields, the zip directory."""
+    data = bytearray(NPZ)
+    for at, mask in flips:
+        data[at] ^= mask
+    path = workdir / "flipped.npz"
+    path.write_bytes(bytes(data))
+    _parses_or_data_error([path], "hftbacktest", ReadOptions(tick_size=0.1))
+
+
+def test_the_undamaged_bases_parse(workdir):
+    """The fuzz bases are good input, so the damage is what the tests exercise."""
+    (workdir / f"{STEM}_message_10.csv").write_bytes(MESSAGE)
+    (workdir / f"{STEM}_orderbook_10.csv").write_bytes(ORDERBOOK)
+    assert len(feeds.read([str(workdir / f"{STEM}_message_10.csv")], "lobster").events) > 11
+    (workdir / "base.npz").write_bytes(NPZ)
+    assert np.array_equal(feeds.read([str(workdir / "base.npz")], "hftbacktest").events,
+                          feeds.read([str(SAMPLES / "sample_events.csv")], "csv").events)
