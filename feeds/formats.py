@@ -77,6 +77,8 @@ def read(paths: Sequence[str], fmt: str = "auto", options: ReadOptions = ReadOpt
     offset = correct_local_timestamp(conv.events, options.base_latency_ns)
     if offset:
         conv.meta.local_ts_offset_ns += offset
+        if conv.meta.book_partial_until_ts is not None:
+            conv.meta.book_partial_until_ts += offset
         conv.meta.notes.append(f"local clock ran behind the exchange: local_ts shifted by +{offset} ns "
                                f"so the smallest feed latency is {options.base_latency_ns} ns")
     conv.events = order_timelines(conv.events)
