@@ -1,4 +1,4 @@
-"""Our documented CSV, for users' own tick data (the format is described in docs/csv_format.md).
+"""Our documented CSV, for users' own tick data (the README's "Our CSV format" section describes it).
 
 ::
 

@@ -91,7 +91,7 @@ def format_summary(path: str, s: Summary, instrument: Instrument | None, meta: D
             rows += "  (" + ", ".join(f"{k} {v:,}" for k, v in meta.source_rows_by_kind.items()) + ")"
         lines.append(rows)
         if meta.skipped:
-            lines.append(f"skipped     {meta.skipped:,} bad lines")
+            lines.append(f"skipped     {meta.skipped:,} bad line{'s' if meta.skipped != 1 else ''}")
     lines.append(f"events      {s.events:,} records: {s.both_timelines:,} on both timelines, "
                  f"{s.exch_only:,} exchange-only, {s.local_only:,} local-only copies")
     for name, n in s.by_kind.items():
