@@ -374,7 +374,7 @@ class Builder:
                          f"no depth snapshot: the book is built from diffs alone (first at {where}) and "
                          f"never holds levels on both sides")
         if self.gaps:
-            notes.append(f"{len(self.gaps)} sequence gap{"s" if len(self.gaps) != 1 else ""}, each clearing the book: " + "; ".join(self.gaps))
+            notes.append(f"{len(self.gaps)} sequence gap{'s' if len(self.gaps) != 1 else ''}, each clearing the book: " + "; ".join(self.gaps))
         notes += [f"book partial from local_ts {start} ({where}) until "
                   f"{'the end' if until is None else f'local_ts {until}'}" for start, where, until in windows]
         return notes

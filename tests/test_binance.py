@@ -170,7 +170,7 @@ def test_gap_under_skip_clears_the_book_and_notes_it(tmp_path):
         (E.DEPTH | E.SELL, 3 * MS, 3000, 10.05, 3.0, 0, 50),
     ]
     notes = " | ".join(conv.meta.notes)
-    assert "1 sequence gaps" in notes and f"{path}:2: pu: sequence gap" in notes
+    assert "1 sequence gap," in notes and f"{path}:2: pu: sequence gap" in notes
     assert f"book partial from local_ts 2000 ({path}:2) until local_ts 3000" in notes
     assert conv.meta.skipped == 0
 
