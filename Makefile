@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/cmm data info $(OUT)/goog.npz
 	$(BIN)/cmm data convert data/samples/ethusdt_usdm_20240808_head.gz --out $(OUT)/ethusdt.npz
 	$(BIN)/cmm data info $(OUT)/ethusdt.npz
+	$(BIN)/cmm backtest --config configs/backtest_fixed_spread.toml --out $(OUT)/fixed_spread
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -8,11 +8,12 @@ means a bug in cmm itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from feeds.errors import DataError
 
-from . import data
+from . import backtest, data
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cmm", description="CMM engine: tick data, backtests and paper trading.")
     groups = parser.add_subparsers(dest="group", required=True, parser_class=OneLineParser)
     data.register(groups)
+    backtest.register(groups)
     return parser
 
 
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cmm: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``cmm data info F | head``): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""The L2 price-level book: dense arrays indexed by tick over a preset range.
+
+The range of interest (ROI) is computed up front from the event array, so a
+level update is one store and best-price tracking scans only the ticks between
+the old best and the next non-empty level. This mirrors hftbacktest's
+``ROIVectorMarketDepth`` exactly, crossing included: a bid at or through the
+best ask moves the best ask to the first non-empty ask level above it (the
+crossed ask quantities are kept, hidden, until the feed updates them).
+
+``bk`` holds ``[best_bid, best_ask, low_bid, high_ask]`` in absolute ticks;
+``lb`` is the tick at index 0 and ``ub`` the last tick in range.
+"""
+import numba as nb
+import numpy as np
+
+from feeds.events import BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, SELL as SELL_FLAG, TRADE
+
+from .codes import INVALID_MAX, INVALID_MIN
+
+BEST_BID = 0
+BEST_ASK = 1
+LOW_BID = 2
+HIGH_ASK = 3
+
+
+def empty_bk() -> np.ndarray:
+    return np.array([INVALID_MIN, INVALID_MAX, INVALID_MAX, INVALID_MIN], dtype=np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def price_tick(px, tick_size):
+    return np.int64(np.round(px / tick_size))
+
+
+@nb.njit(cache=True)
+def depth_below(depth, start, end, lb, ub):
+    """Highest non-empty tick strictly below ``start`` and at or above ``end``."""
+    s = min(start, ub) - lb
+    e = max(end, lb) - lb
+    t = s - 1
+    while t >= e:
+        if depth[t] > 0.0:
+            return t + lb
+        t -= 1
+    return INVALID_MIN
+
+
+@nb.njit(cache=True)
+def depth_above(depth, start, end, lb, ub):
+    """Lowest non-empty tick strictly above ``start`` and at or below ``end``."""
+    s = max(start, lb) - lb
+    e = min(end, ub) - lb
+    t = s + 1
+    while t <= e:
+        if depth[t] > 0.0:
+            return t + lb
+        t += 1
+    return INVALID_MAX
+
+
+@nb.njit(cache=True)
+def qty_at(depth, tick, lb, ub):
+    if tick < lb or tick > ub:
+        return 0.0
+    return depth[tick - lb]
+
+
+@nb.njit(cache=True)
+def update_bid(bid, ask, bk, tick, qty, lot, lb, ub):
+    """Set the bid level at ``tick``; returns the quantity it had before."""
+    if tick < lb or tick > ub:
+        return 0.0
+    t = tick - lb
+    prev = bid[t]
+    bid[t] = qty
+    if np.round(qty / lot) == 0.0:
+        if tick == bk[BEST_BID]:
+            bk[BEST_BID] = depth_below(bid, bk[BEST_BID], bk[LOW_BID], lb, ub)
+            if bk[BEST_BID] == INVALID_MIN:
+                bk[LOW_BID] = INVALID_MAX
+    else:
+        if tick > bk[BEST_BID]:
+            bk[BEST_BID] = tick
+            if bk[BEST_BID] >= bk[BEST_ASK]:
+                bk[BEST_ASK] = depth_above(ask, bk[BEST_BID], bk[HIGH_ASK], lb, ub)
+        if tick < bk[LOW_BID]:
+            bk[LOW_BID] = tick
+    return prev
+
+
+@nb.njit(cache=True)
+def update_ask(bid, ask, bk, tick, qty, lot, lb, ub):
+    """Set the ask level at ``tick``; returns the quantity it had before."""
+    if tick < lb or tick > ub:
+        return 0.0
+    t = tick - lb
+    prev = ask[t]
+    ask[t] = qty
+    if np.round(qty / lot) == 0.0:
+        if tick == bk[BEST_ASK]:
+            bk[BEST_ASK] = depth_above(ask, bk[BEST_ASK], bk[HIGH_ASK], lb, ub)
+            if bk[BEST_ASK] == INVALID_MAX:
+                bk[HIGH_ASK] = INVALID_MIN
+    else:
+        if tick < bk[BEST_ASK]:
+            bk[BEST_ASK] = tick
+            if bk[BEST_BID] >= bk[BEST_ASK]:
+                bk[BEST_BID] = depth_below(bid, bk[BEST_ASK], bk[LOW_BID], lb, ub)
+        if tick > bk[HIGH_ASK]:
+            bk[HIGH_ASK] = tick
+    return prev
+
+
+@nb.njit(cache=True)
+def clear_side(bid, ask, bk, side, upto, lb, ub):
+    """DEPTH_CLEAR: side 1 clears bids from the best down to ``upto``, -1 asks up
+    to ``upto``, 0 both sides entirely."""
+    if side == 1:
+        if bk[BEST_BID] != INVALID_MIN:
+            for t in range(max(upto, lb), min(bk[BEST_BID], ub) + 1):
+                bid[t - lb] = 0.0
+        bk[BEST_BID] = depth_below(bid, upto, bk[LOW_BID], lb, ub)
+        if bk[BEST_BID] == INVALID_MIN:
+            bk[LOW_BID] = INVALID_MAX
+    elif side == -1:
+        if bk[BEST_ASK] != INVALID_MAX:
+            for t in range(max(bk[BEST_ASK], lb), min(upto, ub) + 1):
+                ask[t - lb] = 0.0
+        bk[BEST_ASK] = depth_above(ask, upto, bk[HIGH_ASK], lb, ub)
+        if bk[BEST_ASK] == INVALID_MAX:
+            bk[HIGH_ASK] = INVALID_MIN
+    else:
+        bid[:] = 0.0
+        ask[:] = 0.0
+        bk[BEST_BID] = INVALID_MIN
+        bk[BEST_ASK] = INVALID_MAX
+        bk[LOW_BID] = INVALID_MAX
+        bk[HIGH_ASK] = INVALID_MIN
+
+
+@nb.njit(cache=True)
+def apply_event(ev, px, qty, bid, ask, bk, tick_size, lot, lb, ub):
+    """Apply one market-data row to a book.
+
+    Returns ``(kind, side, tick, prev_qty, prev_best)``: side 1 bid/buyer, -1
+    ask/seller, 0 none; ``prev_best`` is that side's best before the update.
+    DEPTH_BBO (a top-of-book feed) also removes the levels better than it.
+    Trades and non-book kinds leave the book as it is.
+    """
+    kind = ev & 0xFF
+    side = 1 if ev & BUY_FLAG else (-1 if ev & SELL_FLAG else 0)
+    if kind == DEPTH_CLEAR:
+        upto = price_tick(px, tick_size)
+        clear_side(bid, ask, bk, side, upto, lb, ub)
+        return kind, side, upto, 0.0, np.int64(0)
+    if kind != DEPTH and kind != DEPTH_SNAPSHOT and kind != DEPTH_BBO and kind != TRADE:
+        return kind, side, np.int64(0), 0.0, np.int64(0)
+    tick = price_tick(px, tick_size)
+    if kind == TRADE:
+        return kind, side, tick, 0.0, np.int64(0)
+    if side == 1:
+        if kind == DEPTH_BBO:
+            t = bk[BEST_BID]
+            while t > tick and t != INVALID_MIN:
+                update_bid(bid, ask, bk, t, 0.0, lot, lb, ub)
+                t = bk[BEST_BID]
+        prev_best = bk[BEST_BID]
+        prev = update_bid(bid, ask, bk, tick, qty, lot, lb, ub)
+        return kind, side, tick, prev, prev_best
+    if side == -1:
+        if kind == DEPTH_BBO:
+            t = bk[BEST_ASK]
+            while t < tick and t != INVALID_MAX:
+                update_ask(bid, ask, bk, t, 0.0, lot, lb, ub)
+                t = bk[BEST_ASK]
+        prev_best = bk[BEST_ASK]
+        prev = update_ask(bid, ask, bk, tick, qty, lot, lb, ub)
+        return kind, side, tick, prev, prev_best
+    return kind, side, tick, 0.0, np.int64(0)

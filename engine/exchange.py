@@ -1,0 +1,496 @@
+"""The exchange side: market data at ``exch_ts`` against our resting orders.
+
+Matching follows hftbacktest's NoPartialFillExchange (default) or, with
+``partial_fills``, fills at the queue front only the quantity that traded past
+the queue ahead (the order stays open, partially filled). Our orders never
+change the replayed book: there is no market impact.
+
+Fill rules for a resting buy (sell is symmetric):
+- a sell trade printed below our price fills us in full;
+- a sell trade at our price advances the queue model; once the queue ahead is
+  used up we are filled (in full, or by the quantity that traded past it);
+- the best ask moving down to or through our price fills us in full (crossing).
+"""
+import numba as nb
+import numpy as np
+
+from feeds.events import ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, FILL, KIND_MASK
+from feeds.events import SELL as SELL_FLAG, TRADE
+
+from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, clear_side, price_tick, qty_at, update_ask, update_bid
+from .codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
+                    MARKET, NEW, PARTIALLY_FILLED, Q_L3, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE,
+                    R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
+from . import l3
+from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
+from .queue_models import filled_qty, on_depth, on_trade
+from .state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
+                    FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_FEE_MODE,
+                    I_LB, I_NFILLS, I_NTRADES, I_NXACT, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL, I_QMODEL, I_RS_HEAD,
+                    I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS, O_XTS, Q_CUM,
+                    Q_FRONT, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_EXEC_TICK, RS_KIND,
+                    RS_MAKER, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RS_XTS, RSF_EXEC_QTY, RSF_FEE,
+                    RSF_LEAVES, RSF_QTY)
+
+# Response kinds (exchange -> local).
+RS_UPDATE = 0        # status change: accepted, canceled, modified, expired, rejected
+RS_FILL = 1          # an execution
+RS_REQ_REJECTED = 2  # a cancel/modify found no live order
+
+# Request kinds (local -> exchange).
+RQ_NEW = 0
+RQ_MODIFY = 1
+RQ_CANCEL = 2
+
+
+@nb.njit(cache=True)
+def push_response(S, slot, ts, kind, status, reason, exec_tick, exec_qty, maker, fee, xts):
+    """Queue a response; like hftbacktest's order bus it never overtakes an earlier one."""
+    iv = S.iv
+    head = iv[I_RS_HEAD]
+    tail = iv[I_RS_TAIL]
+    cap = S.rs_i.shape[0]
+    if tail - head >= cap:
+        raise RuntimeError("response ring full: raise EngineConfig.ring_size")
+    if tail > head:
+        last = S.rs_i[(tail - 1) & (cap - 1), RS_TS]
+        if last > ts:
+            ts = last
+    r = tail & (cap - 1)
+    S.rs_i[r, RS_TS] = ts
+    S.rs_i[r, RS_SLOT] = slot
+    S.rs_i[r, RS_KIND] = kind
+    S.rs_i[r, RS_STATUS] = status
+    S.rs_i[r, RS_REASON] = reason
+    S.rs_i[r, RS_EXEC_TICK] = exec_tick
+    S.rs_i[r, RS_MAKER] = maker
+    S.rs_i[r, RS_XTS] = xts
+    S.rs_i[r, RS_TICK] = S.oi[slot, O_TICK]
+    S.rs_f[r, RSF_EXEC_QTY] = exec_qty
+    S.rs_f[r, RSF_LEAVES] = S.of[slot, Q_XLEAVES]
+    S.rs_f[r, RSF_FEE] = fee
+    S.rs_f[r, RSF_QTY] = S.of[slot, Q_QTY]
+    iv[I_RS_TAIL] = tail + 1
+    S.oi[slot, O_INFLIGHT] += 1
+    return ts
+
+
+@nb.njit(cache=True)
+def respond(S, slot, ts, cmd, kind, status, reason):
+    rts = ts + response_latency(S.iv, S.lat_ts, S.lat_v, cmd, ts)
+    push_response(S, slot, rts, kind, status, reason, 0, 0.0, 0, 0.0, ts)
+
+
+@nb.njit(cache=True)
+def activate(S, slot):
+    """Put an order on the exchange's book of our orders."""
+    iv = S.iv
+    S.xact[iv[I_NXACT]] = slot
+    iv[I_NXACT] += 1
+    tick = S.oi[slot, O_TICK]
+    if S.oi[slot, O_SIDE] == BUY:
+        S.nbuy_at[tick - iv[I_LB]] += 1
+        iv[I_NXBUY] += 1
+        iv[I_XMAXBUY] = max(iv[I_XMAXBUY], tick)
+    else:
+        S.nsell_at[tick - iv[I_LB]] += 1
+        iv[I_NXSELL] += 1
+        iv[I_XMINSELL] = min(iv[I_XMINSELL], tick)
+
+
+@nb.njit(cache=True)
+def deactivate(S, slot):
+    iv = S.iv
+    n = iv[I_NXACT]
+    for k in range(n):
+        if S.xact[k] == slot:
+            S.xact[k] = S.xact[n - 1]
+            n -= 1
+            iv[I_NXACT] = n
+            break
+    t = S.oi[slot, O_TICK] - iv[I_LB]
+    if S.oi[slot, O_SIDE] == BUY:
+        S.nbuy_at[t] -= 1
+        iv[I_NXBUY] -= 1
+    else:
+        S.nsell_at[t] -= 1
+        iv[I_NXSELL] -= 1
+    # Recompute the most aggressive live prices: the fast path's cheap filters.
+    hi = INVALID_MIN
+    lo = INVALID_MAX
+    for k in range(n):
+        other = S.xact[k]
+        tick = S.oi[other, O_TICK]
+        if S.oi[other, O_SIDE] == BUY:
+            hi = max(hi, tick)
+        else:
+            lo = min(lo, tick)
+    iv[I_XMAXBUY] = hi
+    iv[I_XMINSELL] = lo
+
+
+@nb.njit(cache=True)
+def fill(S, slot, ts, exec_tick, exec_qty, maker):
+    """Execute ``exec_qty`` of an order at ``exec_tick``; book it and tell the local side."""
+    iv = S.iv
+    fv = S.fv
+    oi = S.oi
+    of = S.of
+    side = oi[slot, O_SIDE]
+    of[slot, Q_XLEAVES] -= exec_qty
+    of[slot, Q_XEXEC] += exec_qty
+    if np.round(of[slot, Q_XLEAVES] / fv[F_LOT]) > 0.0:
+        status = PARTIALLY_FILLED
+    else:
+        status = FILLED
+    oi[slot, O_XSTATUS] = status
+    oi[slot, O_XTS] = ts
+    price = exec_tick * fv[F_TICK]
+    amount = fv[F_MULT] * price * exec_qty
+    rate = fv[F_MAKER] if maker else fv[F_TAKER]
+    fee = rate * amount if iv[I_FEE_MODE] == FEE_NOTIONAL else rate * exec_qty
+    fv[F_POS] += exec_qty * side
+    fv[F_CASH] -= amount * side
+    fv[F_CASH] -= fee
+    fv[F_FEE] += fee
+    fv[F_VOLUME] += exec_qty
+    fv[F_VALUE] += amount
+    iv[I_NTRADES] += 1
+    rts = ts + response_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, ts)
+    rts = push_response(S, slot, rts, RS_FILL, status, R_NONE, exec_tick, exec_qty, 1 if maker else 0, fee, ts)
+    k = iv[I_NFILLS]
+    if k >= S.fl_i.shape[0]:
+        raise RuntimeError("fill log full: raise EngineConfig.max_fills")
+    S.fl_i[k, FL_ID] = oi[slot, O_ID]
+    S.fl_i[k, FL_SIDE] = side
+    S.fl_i[k, FL_XTS] = ts
+    S.fl_i[k, FL_LTS] = rts
+    S.fl_i[k, FL_MAKER] = 1 if maker else 0
+    S.fl_i[k, FL_TICK] = exec_tick
+    S.fl_f[k, FLF_QTY] = exec_qty
+    S.fl_f[k, FLF_PRICE] = price
+    S.fl_f[k, FLF_FEE] = fee
+    iv[I_NFILLS] = k + 1
+    return status
+
+
+# ---------------------------------------------------------------- market data
+
+
+@nb.njit(cache=True)
+def _depth_changed(S, side, tick, prev_qty, new_qty):
+    """Tell the queue model of every order of ours at ``tick`` that its level changed."""
+    iv = S.iv
+    model = iv[I_QMODEL]
+    if model == Q_L3:   # an L3 queue follows the order ids, not the level totals
+        return
+    n = S.fv[F_QPOW]
+    for k in range(iv[I_NXACT]):
+        slot = S.xact[k]
+        if S.oi[slot, O_SIDE] == side and S.oi[slot, O_TICK] == tick:
+            on_depth(model, n, S.of[slot, :2], prev_qty, new_qty)
+
+
+@nb.njit(cache=True)
+def _fill_crossed(S, side, limit_tick, ts):
+    """The opposite best moved through our price: fill those orders in full (maker)."""
+    k = 0
+    while k < S.iv[I_NXACT]:
+        slot = S.xact[k]
+        t = S.oi[slot, O_TICK]
+        if S.oi[slot, O_SIDE] == side and ((side == SELL and t <= limit_tick) or (side == BUY and t >= limit_tick)):
+            fill(S, slot, ts, t, S.of[slot, Q_XLEAVES], True)
+            deactivate(S, slot)   # swaps the last entry into k: look at k again
+        else:
+            k += 1
+
+
+@nb.njit(cache=True)
+def _trade(S, side, tick, qty, ts):
+    """A trade printed at ``tick``; ``side`` is the side of our orders it can hit."""
+    iv = S.iv
+    fv = S.fv
+    lot = fv[F_LOT]
+    partial = iv[I_PARTIAL] == 1
+    k = 0
+    while k < iv[I_NXACT]:
+        slot = S.xact[k]
+        done = False
+        if S.oi[slot, O_SIDE] == side:
+            t = S.oi[slot, O_TICK]
+            through = (side == SELL and t < tick) or (side == BUY and t > tick)
+            if through:
+                fill(S, slot, ts, t, S.of[slot, Q_XLEAVES], True)
+                done = True
+            elif t == tick:
+                q = S.of[slot, :2]
+                exact = iv[I_QMODEL] == Q_L3
+                if exact:   # L3 FILL events move the queue; a trade only reaches us beyond it
+                    over = qty - q[0]
+                    avail = np.floor(over / lot) * lot if np.round(over / lot) > 0.0 else 0.0
+                else:
+                    on_trade(q, qty)
+                    avail = filled_qty(q, lot)
+                if avail > 0.0:
+                    leaves = S.of[slot, Q_XLEAVES]
+                    exec_qty = min(avail, qty, leaves) if partial else leaves
+                    if not exact:
+                        q[0] += exec_qty   # the part of the queue overrun that we consumed
+                    status = fill(S, slot, ts, t, exec_qty, True)
+                    done = status == FILLED
+        if done:
+            deactivate(S, slot)
+        else:
+            k += 1
+
+
+@nb.njit(cache=True, inline="always")
+def process_data(S, i):
+    """Apply event row ``i`` on the exchange timeline."""
+    ev = S.ev[i]
+    kind = ev & KIND_MASK
+    iv = S.iv
+    fv = S.fv
+    lb = iv[I_LB]
+    ub = iv[I_UB]
+    lot = fv[F_LOT]
+    ts = S.exch_ts[i]
+    bk = S.xbk
+    if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
+        tick = price_tick(S.px[i], fv[F_TICK])
+        qty = S.qty[i]
+        if ev & BUY_FLAG:
+            if kind == DEPTH_BBO:   # a top-of-book feed: better bids are gone
+                t = bk[BEST_BID]
+                while t > tick and t != INVALID_MIN:
+                    update_bid(S.xbid, S.xask, bk, t, 0.0, lot, lb, ub)
+                    t = bk[BEST_BID]
+            prev_best = bk[BEST_BID]
+            prev = update_bid(S.xbid, S.xask, bk, tick, qty, lot, lb, ub)
+            if lb <= tick <= ub and S.nbuy_at[tick - lb] > 0:
+                _depth_changed(S, BUY, tick, prev, qty)
+            if bk[BEST_BID] > prev_best and bk[BEST_BID] >= iv[I_XMINSELL]:
+                _fill_crossed(S, SELL, bk[BEST_BID], ts)
+        elif ev & SELL_FLAG:
+            if kind == DEPTH_BBO:
+                t = bk[BEST_ASK]
+                while t < tick and t != INVALID_MAX:
+                    update_ask(S.xbid, S.xask, bk, t, 0.0, lot, lb, ub)
+                    t = bk[BEST_ASK]
+            prev_best = bk[BEST_ASK]
+            prev = update_ask(S.xbid, S.xask, bk, tick, qty, lot, lb, ub)
+            if lb <= tick <= ub and S.nsell_at[tick - lb] > 0:
+                _depth_changed(S, SELL, tick, prev, qty)
+            if bk[BEST_ASK] < prev_best and bk[BEST_ASK] <= iv[I_XMAXBUY]:
+                _fill_crossed(S, BUY, bk[BEST_ASK], ts)
+    elif kind == TRADE:
+        tick = price_tick(S.px[i], fv[F_TICK])
+        if ev & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
+            if tick >= iv[I_XMINSELL]:
+                _trade(S, SELL, tick, S.qty[i], ts)
+        elif ev & SELL_FLAG:
+            if tick <= iv[I_XMAXBUY]:
+                _trade(S, BUY, tick, S.qty[i], ts)
+    elif kind == DEPTH_CLEAR:
+        side = 1 if ev & BUY_FLAG else (-1 if ev & SELL_FLAG else 0)
+        clear_side(S.xbid, S.xask, bk, side, price_tick(S.px[i], fv[F_TICK]), lb, ub)
+    elif ADD_ORDER <= kind <= FILL and iv[I_QMODEL] == Q_L3:
+        _l3_event(S, i, ts)
+
+
+# ---------------------------------------------------------------- our requests
+
+
+@nb.njit(cache=True)
+def _join_queue(S, slot, tick):
+    """Our order joins the back of the queue at ``tick``."""
+    iv = S.iv
+    own = S.xbid if S.oi[slot, O_SIDE] == BUY else S.xask
+    l2_qty = qty_at(own, tick, iv[I_LB], iv[I_UB])
+    if iv[I_QMODEL] == Q_L3:
+        l3.join(S, slot, l2_qty)
+    else:
+        S.of[slot, Q_FRONT] = l2_qty
+        S.of[slot, Q_CUM] = 0.0
+
+
+@nb.njit(cache=True)
+def _l3_event(S, i, ts):
+    """An order-level event: update the L3 book; fill our orders a FILL executed."""
+    side, tick, real = l3.apply(S, i)
+    if (S.ev[i] & KIND_MASK) != FILL:
+        return
+    k = 0
+    while k < S.iv[I_NXACT]:
+        slot = S.xact[k]
+        if l3.executes(S, slot, side, tick, real):
+            fill(S, slot, ts, S.oi[slot, O_TICK], S.of[slot, Q_XLEAVES], True)
+            deactivate(S, slot)   # swaps the last entry into k: look at k again
+        else:
+            k += 1
+
+
+@nb.njit(cache=True)
+def _take(S, slot, ts):
+    """A marketable order: take liquidity from the opposite side.
+
+    Without partial fills (hftbacktest semantics) the whole order executes at the
+    opposite best. With partial fills it walks the levels up to its limit; the
+    remainder rests (GTC limit) or expires (IOC, market); FOK executes only if
+    the levels up to its limit hold its whole size.
+    """
+    iv = S.iv
+    fv = S.fv
+    oi = S.oi
+    lot = fv[F_LOT]
+    side = oi[slot, O_SIDE]
+    bk = S.xbk
+    lb = iv[I_LB]
+    ub = iv[I_UB]
+    best = bk[BEST_ASK] if side == BUY else bk[BEST_BID]
+    if iv[I_PARTIAL] == 0:
+        fill(S, slot, ts, best, S.of[slot, Q_XLEAVES], False)
+        return
+    is_market = oi[slot, O_TYPE] == MARKET
+    limit = oi[slot, O_TICK]
+    book = S.xask if side == BUY else S.xbid
+    end = bk[HIGH_ASK] if side == BUY else bk[LOW_BID]
+    if not is_market:
+        end = min(end, limit) if side == BUY else max(end, limit)
+    step = 1 if side == BUY else -1
+    if oi[slot, O_TIF] == FOK and not is_market:
+        cum = 0.0
+        t = best
+        enough = False
+        while (t <= end) if side == BUY else (t >= end):
+            cum += qty_at(book, t, lb, ub)
+            if np.round(cum / lot) >= np.round(S.of[slot, Q_QTY] / lot):
+                enough = True
+                break
+            t += step
+        if not enough:
+            oi[slot, O_XSTATUS] = EXPIRED
+            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+            return
+    t = best
+    status = NEW
+    while (t <= end) if side == BUY else (t >= end):
+        q = qty_at(book, t, lb, ub)
+        if q > 0.0:
+            status = fill(S, slot, ts, t, min(q, S.of[slot, Q_XLEAVES]), False)
+            if status == FILLED:
+                return
+        t += step
+    if not is_market and oi[slot, O_TIF] == GTC:
+        _join_queue(S, slot, limit)
+        if status != PARTIALLY_FILLED:
+            oi[slot, O_XSTATUS] = NEW
+            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+        activate(S, slot)
+    else:
+        oi[slot, O_XSTATUS] = EXPIRED
+        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+
+
+@nb.njit(cache=True)
+def _new(S, slot, ts):
+    iv = S.iv
+    oi = S.oi
+    side = oi[slot, O_SIDE]
+    tick = oi[slot, O_TICK]
+    bk = S.xbk
+    opposite = bk[BEST_ASK] if side == BUY else bk[BEST_BID]
+    empty = opposite == INVALID_MAX if side == BUY else opposite == INVALID_MIN
+    oi[slot, O_XTS] = ts
+    if oi[slot, O_TYPE] == MARKET:
+        if empty:
+            oi[slot, O_XSTATUS] = EXPIRED
+            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+        else:
+            _take(S, slot, ts)
+        return
+    crosses = (tick >= opposite) if side == BUY else (tick <= opposite)
+    tif = oi[slot, O_TIF]
+    if crosses:
+        if tif == GTX:
+            oi[slot, O_XSTATUS] = REJECTED
+            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+        else:
+            _take(S, slot, ts)
+    elif tif == GTC or tif == GTX:
+        _join_queue(S, slot, tick)
+        oi[slot, O_XSTATUS] = NEW
+        activate(S, slot)
+        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+    else:
+        oi[slot, O_XSTATUS] = EXPIRED
+        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+
+
+@nb.njit(cache=True)
+def _is_live(status):
+    return status == NEW or status == PARTIALLY_FILLED
+
+
+@nb.njit(cache=True)
+def _cancel(S, slot, ts):
+    oi = S.oi
+    if not _is_live(oi[slot, O_XSTATUS]):
+        respond(S, slot, ts, CMD_CANCEL, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+        return
+    deactivate(S, slot)
+    oi[slot, O_XSTATUS] = CANCELED
+    oi[slot, O_XTS] = ts
+    respond(S, slot, ts, CMD_CANCEL, RS_UPDATE, CANCELED, R_NONE)
+
+
+@nb.njit(cache=True)
+def _modify(S, slot, ts, new_tick, new_qty):
+    """Change price and/or size. A new price or a larger size re-queues the order
+    at the back; a smaller size keeps its place."""
+    iv = S.iv
+    oi = S.oi
+    of = S.of
+    if not _is_live(oi[slot, O_XSTATUS]):
+        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+        return
+    leaves = new_qty - of[slot, Q_XEXEC]
+    if np.round(leaves / S.fv[F_LOT]) <= 0.0:
+        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_BAD_QTY)
+        return
+    side = oi[slot, O_SIDE]
+    old_tick = oi[slot, O_TICK]
+    lose_priority = new_tick != old_tick or new_qty > of[slot, Q_QTY]
+    deactivate(S, slot)
+    oi[slot, O_TICK] = new_tick
+    of[slot, Q_QTY] = new_qty
+    of[slot, Q_XLEAVES] = leaves
+    oi[slot, O_XTS] = ts
+    bk = S.xbk
+    crosses = (new_tick >= bk[BEST_ASK]) if side == BUY else (new_tick <= bk[BEST_BID])
+    if crosses:
+        if oi[slot, O_TIF] == GTX:
+            oi[slot, O_XSTATUS] = REJECTED
+            respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+        else:
+            _take(S, slot, ts)
+        return
+    if lose_priority:
+        _join_queue(S, slot, new_tick)
+    activate(S, slot)
+    respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, oi[slot, O_XSTATUS], R_NONE)
+
+
+@nb.njit(cache=True)
+def process_request(S, r):
+    """Handle request ring entry ``r`` as it reaches the exchange."""
+    slot = S.rq_i[r, RQ_SLOT]
+    ts = S.rq_i[r, RQ_TS]
+    kind = S.rq_i[r, RQ_KIND]
+    S.oi[slot, O_INFLIGHT] -= 1
+    if kind == RQ_NEW:
+        _new(S, slot, ts)
+    elif kind == RQ_CANCEL:
+        _cancel(S, slot, ts)
+    else:
+        _modify(S, slot, ts, S.rq_i[r, RQ_TICK], S.rq_f[r])

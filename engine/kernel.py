@@ -1,0 +1,598 @@
+"""The event loop and the order API that jitted strategies call.
+
+Four streams are merged by time: market data on the exchange timeline
+(``exch_ts``), our requests reaching the exchange, market data on the local
+timeline (``local_ts``) and responses reaching us. At equal timestamps the
+exchange goes first (data, then our requests), then the local side (data, then
+responses); within a stream, input order. The same input always gives the same
+result.
+
+A jitted strategy drives it like hftbacktest's ``elapse`` loop::
+
+    while elapse(S, 100_000_000):
+        ... read best_bid_tick(S), position(S), orders ...
+        submit(S, BUY, tick, qty, GTX, LIMIT)
+
+Orders sent during a wake-up leave at ``now + compute_ns`` (the strategy's
+decision time, see :func:`set_compute_ns`) plus the entry latency.
+"""
+import numba as nb
+import numpy as np
+
+from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
+                          SELL as SELL_FLAG, TRADE)
+
+from .book import BEST_ASK, BEST_BID, price_tick, update_ask, update_bid
+from .codes import (BUY, SELL, Q_L3, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
+                    R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
+from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
+                       process_data as exch_data, process_request)
+from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
+from .local import is_final, process_data as local_data, process_response, record_tick, try_free
+from .state import (F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
+                    I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
+                    I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
+                    I_N, I_NEXT_ID, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
+                    I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
+                    O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
+                    Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
+
+END = np.int64(INVALID_MAX)
+
+# Why a wake-up happened (bits of :func:`advance`'s result).
+WOKE_END = 0        # the data is exhausted
+WOKE_TIMER = 1      # the timer interval elapsed
+WOKE_EVENTS = 2     # the number of local market events was reached
+WOKE_TOP = 4        # the local best bid or ask changed
+
+# Error codes returned by the order API (negative; order ids are positive).
+E_NOT_FOUND = -1          # no such order in the strategy's view
+E_REQUEST_PENDING = -2    # a request for this order is still in flight
+E_BAD_QTY = -R_BAD_QTY
+E_PRICE_OUT_OF_RANGE = -R_PRICE_OUT_OF_RANGE
+
+
+@nb.njit(cache=True)
+def _next_flagged(ev, i, n, flag):
+    while i < n and (ev[i] & flag) == 0:
+        i += 1
+    return i
+
+
+@nb.njit(cache=True)
+def _start(S):
+    iv = S.iv
+    n = iv[I_N]
+    iv[I_IE] = _next_flagged(S.ev, 0, n, EXCH)
+    iv[I_IL] = _next_flagged(S.ev, 0, n, LOCAL)
+    te = S.exch_ts[iv[I_IE]] if iv[I_IE] < n else END
+    tl = S.local_ts[iv[I_IL]] if iv[I_IL] < n else END
+    iv[I_CUR] = min(te, tl)
+    iv[I_STARTED] = 1
+
+
+@nb.njit(cache=True)
+def _replay(S, ie, il, exch_lim, local_lim):
+    """Market data on both timelines, exchange rows up to ``exch_lim`` and local rows up to ``local_lim``.
+
+    This is the hot loop: depth and trade rows run inline on arrays taken out of
+    ``S`` once, and only rows that touch our orders (or rarer kinds) call out. It
+    returns ``(ie, il)`` at a limit, or right after a row that may have queued a
+    response, so :func:`goto` can merge our messages in again.
+    """
+    ev = S.ev
+    exch_ts = S.exch_ts
+    local_ts = S.local_ts
+    px = S.px
+    qty = S.qty
+    iv = S.iv
+    fv = S.fv
+    xbid = S.xbid
+    xask = S.xask
+    xbk = S.xbk
+    lbid = S.lbid
+    lask = S.lask
+    lbk = S.lbk
+    nbuy_at = S.nbuy_at
+    nsell_at = S.nsell_at
+    tk_ts = S.tk_ts
+    tk_f = S.tk_f
+    tk_q = S.tk_q
+    n = iv[I_N]
+    lb = iv[I_LB]
+    ub = iv[I_UB]
+    tick_size = fv[F_TICK]
+    lot = fv[F_LOT]
+    record = iv[I_RECORD_TICKS] == 1
+    l3_queue = iv[I_QMODEL] == Q_L3
+    watch = iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1
+    while True:
+        te = exch_ts[ie] if ie < n else END
+        tl = local_ts[il] if il < n else END
+        if te <= tl:
+            if te > exch_lim:
+                break
+            i = ie
+            ie = _next_flagged(ev, ie + 1, n, EXCH)
+            e = ev[i]
+            kind = e & KIND_MASK
+            if kind == DEPTH or kind == DEPTH_SNAPSHOT:
+                tick = price_tick(px[i], tick_size)
+                q = qty[i]
+                if e & BUY_FLAG:
+                    prev_best = xbk[BEST_BID]
+                    prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
+                    if lb <= tick <= ub and nbuy_at[tick - lb] > 0:
+                        _depth_changed(S, BUY, tick, prev, q)
+                    if xbk[BEST_BID] > prev_best and xbk[BEST_BID] >= iv[I_XMINSELL]:
+                        _fill_crossed(S, SELL, xbk[BEST_BID], te)
+                        break
+                elif e & SELL_FLAG:
+                    prev_best = xbk[BEST_ASK]
+                    prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
+                    if lb <= tick <= ub and nsell_at[tick - lb] > 0:
+                        _depth_changed(S, SELL, tick, prev, q)
+                    if xbk[BEST_ASK] < prev_best and xbk[BEST_ASK] <= iv[I_XMAXBUY]:
+                        _fill_crossed(S, BUY, xbk[BEST_ASK], te)
+                        break
+            elif kind == TRADE:
+                tick = price_tick(px[i], tick_size)
+                if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
+                    if tick >= iv[I_XMINSELL]:
+                        _trade(S, SELL, tick, qty[i], te)
+                        break
+                elif e & SELL_FLAG:
+                    if tick <= iv[I_XMAXBUY]:
+                        _trade(S, BUY, tick, qty[i], te)
+                        break
+            elif ADD_ORDER <= kind <= FILL and not l3_queue:
+                pass                      # order-level rows only move an L3 queue
+            else:
+                exch_data(S, i)
+                break
+        else:
+            if tl > local_lim:
+                break
+            i = il
+            il = _next_flagged(ev, il + 1, n, LOCAL)
+            e = ev[i]
+            kind = e & KIND_MASK
+            if kind == DEPTH or kind == DEPTH_SNAPSHOT:
+                tick = price_tick(px[i], tick_size)
+                if e & BUY_FLAG:
+                    update_bid(lbid, lask, lbk, tick, qty[i], lot, lb, ub)
+                elif e & SELL_FLAG:
+                    update_ask(lbid, lask, lbk, tick, qty[i], lot, lb, ub)
+            elif kind != TRADE:
+                local_data(S, i)     # records its own tick
+                if watch and _woke(iv, fv, lbk, lbid, lask, tl):
+                    break
+                continue
+            if record:
+                record_tick(iv, fv, lbk, tk_ts, tk_f, tk_q, tl)
+            if watch and _woke(iv, fv, lbk, lbid, lask, tl):
+                break
+    return ie, il
+
+
+@nb.njit(cache=True)
+def _top(lbk, lbid, lask, lb):
+    """Best bid and ask ticks of the local book, and the sizes resting there."""
+    bb = lbk[BEST_BID]
+    ba = lbk[BEST_ASK]
+    bq = lbid[bb - lb] if bb != INVALID_MIN and 0 <= bb - lb < lbid.shape[0] else 0.0
+    aq = lask[ba - lb] if ba != INVALID_MAX and 0 <= ba - lb < lask.shape[0] else 0.0
+    return bb, ba, bq, aq
+
+
+@nb.njit(cache=True)
+def _woke(iv, fv, lbk, lbid, lask, ts):
+    """After a local market event: has a wake-up on events or on the top of book come due?"""
+    woke = 0
+    if iv[I_WAKE_LEFT] > 0:
+        iv[I_WAKE_LEFT] -= 1
+        if iv[I_WAKE_LEFT] == 0:
+            woke |= WOKE_EVENTS
+    if iv[I_WAKE_TOP] == 1:
+        bb, ba, bq, aq = _top(lbk, lbid, lask, iv[I_LB])
+        if bb != iv[I_TOP_BID] or ba != iv[I_TOP_ASK] or bq != fv[F_TOP_BIDQ] or aq != fv[F_TOP_ASKQ]:
+            woke |= WOKE_TOP
+    if woke != 0:
+        iv[I_WOKE] = woke
+        iv[I_WOKE_TS] = ts
+        return True
+    return False
+
+
+@nb.njit(cache=True)
+def goto(S, target):
+    """Process every event up to and including ``target``; False at end of data."""
+    iv = S.iv
+    if iv[I_STARTED] == 0:
+        _start(S)
+    n = iv[I_N]
+    ev = S.ev
+    exch_ts = S.exch_ts
+    local_ts = S.local_ts
+    ie = iv[I_IE]
+    il = iv[I_IL]
+    rq_mask = S.rq_i.shape[0] - 1
+    rs_mask = S.rs_i.shape[0] - 1
+    more = True
+    while True:
+        # Market data up to our next message (exchange data before a request at
+        # the same time, local data before a response), then one merged step.
+        tq = S.rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+        tr = S.rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
+        ie, il = _replay(S, ie, il, min(tq, tr, target), min(tq - 1, tr, target))
+        if iv[I_WOKE] != 0:
+            break
+        t = exch_ts[ie] if ie < n else END
+        which = 0
+        if tq < t:
+            t = tq
+            which = 1
+        if il < n:
+            tl = local_ts[il]
+            if tl < t:
+                t = tl
+                which = 2
+        if iv[I_RS_TAIL] > iv[I_RS_HEAD]:
+            tr = S.rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS]
+            if tr < t:
+                t = tr
+                which = 3
+        if t == END:
+            more = False
+            break
+        if t > target:
+            break
+        if which == 0:
+            exch_data(S, ie)
+            ie = _next_flagged(ev, ie + 1, n, EXCH)
+        elif which == 1:
+            h = iv[I_RQ_HEAD]
+            iv[I_RQ_HEAD] = h + 1
+            process_request(S, h & rq_mask)
+        elif which == 2:
+            local_data(S, il)
+            il = _next_flagged(ev, il + 1, n, LOCAL)
+            if (iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1) and _woke(iv, S.fv, S.lbk, S.lbid, S.lask, t):
+                break
+        else:
+            h = iv[I_RS_HEAD]
+            iv[I_RS_HEAD] = h + 1
+            process_response(S, h & rs_mask)
+    iv[I_IE] = ie
+    iv[I_IL] = il
+    # The clock moves to the target also at the end of data: orders sent now must not be stamped
+    # in the past. A wake-up on events stops it at the event that caused it.
+    iv[I_CUR] = iv[I_WOKE_TS] if iv[I_WOKE] != 0 else target
+    if not more:
+        iv[I_ENDED] = 1
+    return more
+
+
+@nb.njit(cache=True)
+def elapse(S, duration):
+    """Advance the strategy clock by ``duration`` ns; False once the data is exhausted."""
+    if S.iv[I_STARTED] == 0:
+        _start(S)
+    if S.iv[I_ENDED] == 1:
+        return False
+    return goto(S, S.iv[I_CUR] + duration)
+
+
+@nb.njit(cache=True)
+def run_to_end(S):
+    """Replay everything left (no strategy)."""
+    goto(S, END - 1)
+
+
+# ---------------------------------------------------------------- order API
+
+
+@nb.njit(cache=True)
+def set_compute_ns(S, ns):
+    """The strategy's decision time: orders sent from now on leave ``ns`` after the wake-up."""
+    S.iv[I_COMPUTE] = ns
+
+
+@nb.njit(cache=True)
+def requests_sent(S):
+    """A mark in the request stream: pass it to :func:`charge_compute` after the decision."""
+    return S.iv[I_RQ_TAIL]
+
+
+@nb.njit(cache=True)
+def charge_compute(S, mark, ns):
+    """Delay the requests sent since ``mark`` by a decision time measured after the fact.
+
+    A strategy whose decision time is only known once it has decided sends its
+    orders first; this moves them to leave ``ns`` later, with entry latency
+    re-taken at the new send time, as if they had been held until then.
+    """
+    iv = S.iv
+    cap = S.rq_i.shape[0]
+    last = np.int64(-(2**63) + 1)
+    if mark > iv[I_RQ_HEAD]:
+        last = S.rq_i[(mark - 1) & (cap - 1), RQ_TS]
+    for k in range(max(mark, iv[I_RQ_HEAD]), iv[I_RQ_TAIL]):
+        r = k & (cap - 1)
+        kind = S.rq_i[r, RQ_KIND]
+        cmd = CMD_PLACE if kind == RQ_NEW else (CMD_CANCEL if kind == RQ_CANCEL else CMD_MODIFY)
+        send = iv[I_CUR] + iv[I_COMPUTE] + ns
+        ts = max(send + entry_latency(iv, S.lat_ts, S.lat_v, cmd, send), last)
+        S.rq_i[r, RQ_TS] = ts
+        last = ts
+
+
+@nb.njit(cache=True)
+def _push_request(S, slot, ts, kind, tick, qty):
+    iv = S.iv
+    head = iv[I_RQ_HEAD]
+    tail = iv[I_RQ_TAIL]
+    cap = S.rq_i.shape[0]
+    if tail - head >= cap:
+        raise RuntimeError("request ring full: raise EngineConfig.ring_size")
+    if tail > head:
+        last = S.rq_i[(tail - 1) & (cap - 1), RQ_TS]
+        if last > ts:
+            ts = last
+    r = tail & (cap - 1)
+    S.rq_i[r, RQ_TS] = ts
+    S.rq_i[r, RQ_SLOT] = slot
+    S.rq_i[r, RQ_KIND] = kind
+    S.rq_i[r, RQ_TICK] = tick
+    S.rq_f[r] = qty
+    iv[I_RQ_TAIL] = tail + 1
+    S.oi[slot, O_INFLIGHT] += 1
+
+
+@nb.njit(cache=True)
+def _free_slot(S):
+    """Lowest free slot, so live orders stay packed below the high-water mark."""
+    iv = S.iv
+    for slot in range(S.oi.shape[0]):
+        if S.oi[slot, O_USED] == 0:
+            if slot >= iv[I_SLOT_HWM]:
+                iv[I_SLOT_HWM] = slot + 1
+            return slot
+    raise RuntimeError("too many live orders: raise EngineConfig.max_orders (call clear_inactive to free done ones)")
+
+
+@nb.njit(cache=True)
+def n_slots(S):
+    """Slots to scan when iterating orders: every order lives below this index."""
+    return S.iv[I_SLOT_HWM]
+
+
+@nb.njit(cache=True)
+def submit(S, side, tick, qty, tif, order_type):
+    """Send a new order; returns its id (> 0) or a negative error code.
+
+    ``side`` is BUY (1) or SELL (-1); ``tick`` the limit price in ticks (ignored
+    for market orders); ``tif`` GTC/GTX/IOC/FOK; ``order_type`` LIMIT/MARKET.
+    """
+    iv = S.iv
+    if not np.round(qty / S.fv[F_LOT]) > 0.0:
+        return np.int64(E_BAD_QTY)
+    if order_type == MARKET:
+        tick = iv[I_LB]
+    elif tick < iv[I_LB] or tick > iv[I_UB]:
+        return np.int64(E_PRICE_OUT_OF_RANGE)
+    slot = _free_slot(S)
+    oi = S.oi
+    of = S.of
+    oid = iv[I_NEXT_ID]
+    iv[I_NEXT_ID] = oid + 1
+    oi[slot, :] = 0
+    of[slot, :] = 0.0
+    oi[slot, O_USED] = 1
+    oi[slot, O_ID] = oid
+    oi[slot, O_SIDE] = side
+    oi[slot, O_TICK] = tick
+    oi[slot, O_LTICK] = tick
+    oi[slot, O_TIF] = tif
+    oi[slot, O_TYPE] = order_type
+    oi[slot, O_XSTATUS] = NONE
+    oi[slot, O_LSTATUS] = NONE
+    oi[slot, O_LREQ] = REQ_NEW
+    oi[slot, O_SUBMIT_TS] = iv[I_CUR]
+    of[slot, Q_QTY] = qty
+    of[slot, Q_XLEAVES] = qty
+    of[slot, Q_LQTY] = qty
+    of[slot, Q_LLEAVES] = qty
+    iv[I_NUSED] += 1
+    send = iv[I_CUR] + iv[I_COMPUTE]
+    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, send), RQ_NEW, tick, qty)
+    return oid
+
+
+@nb.njit(cache=True)
+def find(S, order_id):
+    """Slot of an order in the strategy's view, or -1."""
+    for slot in range(S.iv[I_SLOT_HWM]):
+        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_ID] == order_id and S.oi[slot, O_LCLEARED] == 0:
+            return slot
+    return -1
+
+
+@nb.njit(cache=True)
+def cancel(S, order_id):
+    """Ask the exchange to cancel; 0 when sent, else a negative error code."""
+    slot = find(S, order_id)
+    if slot < 0:
+        return np.int64(E_NOT_FOUND)
+    if S.oi[slot, O_LREQ] != REQ_NONE:
+        return np.int64(E_REQUEST_PENDING)
+    S.oi[slot, O_LREQ] = REQ_CANCEL
+    iv = S.iv
+    send = iv[I_CUR] + iv[I_COMPUTE]
+    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_CANCEL, send), RQ_CANCEL, 0, 0.0)
+    return np.int64(0)
+
+
+@nb.njit(cache=True)
+def modify(S, order_id, tick, qty):
+    """Ask for a new price and/or total size; 0 when sent, else a negative error code."""
+    slot = find(S, order_id)
+    if slot < 0:
+        return np.int64(E_NOT_FOUND)
+    iv = S.iv
+    if S.oi[slot, O_LREQ] != REQ_NONE:
+        return np.int64(E_REQUEST_PENDING)
+    if tick < iv[I_LB] or tick > iv[I_UB]:
+        return np.int64(E_PRICE_OUT_OF_RANGE)
+    if not np.round(qty / S.fv[F_LOT]) > 0.0:
+        return np.int64(E_BAD_QTY)
+    S.oi[slot, O_LREQ] = REQ_MODIFY
+    send = iv[I_CUR] + iv[I_COMPUTE]
+    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_MODIFY, send), RQ_MODIFY, tick, qty)
+    return np.int64(0)
+
+
+@nb.njit(cache=True)
+def cancel_all(S):
+    """Cancel every live order with no request in flight; returns how many were sent."""
+    sent = 0
+    for slot in range(S.iv[I_SLOT_HWM]):
+        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0 and cancellable(S, slot):
+            if cancel(S, S.oi[slot, O_ID]) == 0:
+                sent += 1
+    return sent
+
+
+@nb.njit(cache=True)
+def clear_inactive(S):
+    """Drop filled, cancelled, expired and rejected orders from the strategy's view."""
+    for slot in range(S.iv[I_SLOT_HWM]):
+        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0 and is_final(S.oi[slot, O_LSTATUS]):
+            S.oi[slot, O_LCLEARED] = 1
+            try_free(S, slot)
+
+
+@nb.njit(cache=True)
+def cancellable(S, slot):
+    st = S.oi[slot, O_LSTATUS]
+    return (st == NEW or st == PARTIALLY_FILLED) and S.oi[slot, O_LREQ] == REQ_NONE
+
+
+@nb.njit(cache=True)
+def visible(S, slot):
+    """Whether ``slot`` holds an order in the strategy's view (iterate 0..n_slots(S))."""
+    return S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0
+
+
+# ---------------------------------------------------------------- read-only views
+
+
+@nb.njit(cache=True)
+def now(S):
+    return S.iv[I_CUR]
+
+
+@nb.njit(cache=True)
+def best_bid_tick(S):
+    return S.lbk[BEST_BID]
+
+
+@nb.njit(cache=True)
+def best_ask_tick(S):
+    return S.lbk[BEST_ASK]
+
+
+@nb.njit(cache=True)
+def bid_qty_at(S, tick):
+    lb = S.iv[I_LB]
+    if tick < lb or tick > S.iv[I_UB]:
+        return 0.0
+    return S.lbid[tick - lb]
+
+
+@nb.njit(cache=True)
+def ask_qty_at(S, tick):
+    lb = S.iv[I_LB]
+    if tick < lb or tick > S.iv[I_UB]:
+        return 0.0
+    return S.lask[tick - lb]
+
+
+@nb.njit(cache=True)
+def position(S):
+    """Position as the strategy knows it (fills applied when their response arrives)."""
+    return S.fv[F_LPOS]
+
+
+@nb.njit(cache=True)
+def balance(S):
+    """Cash as the strategy knows it, before fees (hftbacktest's ``balance``)."""
+    return S.fv[F_LBAL]
+
+
+@nb.njit(cache=True)
+def fees(S):
+    return S.fv[F_LFEE]
+
+
+# ---------------------------------------------------------------- wake-ups for the Python path
+
+
+
+@nb.njit(cache=True)
+def start(S):
+    """Position both timelines on their first rows; the clock starts at the first event."""
+    if S.iv[I_STARTED] == 0:
+        _start(S)
+
+
+@nb.njit(cache=True)
+def advance(S, every_ns, every_events, on_top_change):
+    """Run until the next wake-up; returns why (WOKE_* bits), WOKE_END at the end of data.
+
+    ``every_ns`` > 0: a timer, restarted at each wake-up; ``every_events`` > 0:
+    after that many market events seen locally; ``on_top_change``: when the local
+    best bid or ask price or size changes. A wake-up on events stops the clock at
+    the event that caused it, even between events with the same timestamp.
+    """
+    iv = S.iv
+    if iv[I_STARTED] == 0:
+        _start(S)
+    if iv[I_ENDED] == 1:
+        return WOKE_END
+    iv[I_WOKE] = 0
+    iv[I_WAKE_LEFT] = every_events
+    iv[I_WAKE_TOP] = 1 if on_top_change else 0
+    if on_top_change:
+        bb, ba, bq, aq = _top(S.lbk, S.lbid, S.lask, iv[I_LB])
+        iv[I_TOP_BID] = bb
+        iv[I_TOP_ASK] = ba
+        S.fv[F_TOP_BIDQ] = bq
+        S.fv[F_TOP_ASKQ] = aq
+    target = iv[I_CUR] + every_ns if every_ns > 0 else END - 1
+    more = goto(S, target)
+    woke = iv[I_WOKE]
+    iv[I_WOKE] = 0
+    iv[I_WAKE_LEFT] = 0
+    iv[I_WAKE_TOP] = 0
+    if woke != 0:
+        return woke
+    if more:
+        return WOKE_TIMER
+    if every_ns <= 0:
+        iv[I_CUR] = _last_local_ts(S)   # no timer: the last wake-up is at the last event
+    return WOKE_END
+
+
+@nb.njit(cache=True)
+def _last_local_ts(S):
+    i = S.iv[I_N] - 1
+    while i >= 0 and (S.ev[i] & LOCAL) == 0:
+        i -= 1
+    return S.local_ts[i] if i >= 0 else S.iv[I_CUR]
+
+
+@nb.njit(cache=True)
+def progress_rows(S):
+    """Rows consumed on the slower of the two timelines, for progress bars."""
+    return min(S.iv[I_IE], S.iv[I_IL])

@@ -1,0 +1,184 @@
+"""The local side: what our strategy sees, at ``local_ts``.
+
+It keeps its own copy of the book (built from events as they arrive locally),
+applies order responses when they arrive (so the strategy's position lags the
+exchange's by the response latency, as in hftbacktest), and records one row of
+metrics per tick.
+
+A *tick* is one market-data event (depth, depth clear/snapshot/BBO or trade)
+processed on the local timeline. Per tick we record:
+
+- ``ts``: its local timestamp;
+- ``mid``: (best bid + best ask)/2 of the local book, carried forward while a
+  side is empty (NaN before both sides first exist);
+- ``position``: our position at the exchange at that moment (fills count when
+  executed);
+- ``epnl = (cash_t + q_t*mid_t*mult) - (cash_0 + q_0*mid_0*mult)``, cash net of
+  fees, where 0 is the first tick with a valid mid;
+- ``map``: mean of |position| over the ticks so far;
+- ``rpt = epnl / (our fills so far)``, 0 before the first fill.
+"""
+import numba as nb
+import numpy as np
+
+from feeds.events import BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK
+from feeds.events import SELL as SELL_FLAG, TRADE
+
+from .book import BEST_ASK, BEST_BID, clear_side, price_tick, update_ask, update_bid
+from .codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
+                    REQ_NONE)
+from .exchange import RS_FILL, RS_REQ_REJECTED
+from .state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
+                    F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
+                    I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
+                    O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
+                    O_TYPE, O_USED, O_XSTATUS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS,
+                    OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY,
+                    RS_EXEC_TICK, RS_KIND, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RSF_EXEC_QTY,
+                    RSF_FEE, RSF_LEAVES, RSF_QTY, TK_EPNL, TK_MAP, TK_MID, TK_POS, TK_RPT, TQ_ASK, TQ_BID,
+                    I_NXBUY, I_NXSELL)
+
+
+@nb.njit(cache=True)
+def is_final(status):
+    return status == FILLED or status == CANCELED or status == EXPIRED or status == REJECTED
+
+
+@nb.njit(cache=True)
+def record_tick(iv, fv, lbk, tk_ts, tk_f, tk_q, ts):
+    """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean."""
+    k = iv[I_NTICKS]
+    bb = lbk[BEST_BID]
+    ba = lbk[BEST_ASK]
+    if bb != INVALID_MIN and ba != INVALID_MAX:
+        fv[F_LAST_MID] = (bb + ba) * 0.5 * fv[F_TICK]
+    mid = fv[F_LAST_MID]
+    pos = fv[F_POS]
+    equity = fv[F_CASH] + pos * mid * fv[F_MULT]
+    if np.isnan(fv[F_MID0]) and not np.isnan(mid):
+        fv[F_MID0] = equity
+    epnl = equity - fv[F_MID0]
+    fv[F_SUM_ABS_Q] += abs(pos)
+    tk_ts[k] = ts
+    tk_f[k, TK_MID] = mid
+    tk_f[k, TK_POS] = pos
+    tk_f[k, TK_EPNL] = epnl
+    tk_f[k, TK_MAP] = fv[F_SUM_ABS_Q] / (k + 1)
+    n = iv[I_NTRADES]
+    tk_f[k, TK_RPT] = epnl / n if n > 0 else 0.0
+    tk_q[k] = (TQ_BID if iv[I_NXBUY] > 0 else 0) | (TQ_ASK if iv[I_NXSELL] > 0 else 0)
+    iv[I_NTICKS] = k + 1
+
+
+@nb.njit(cache=True, inline="always")
+def process_data(S, i):
+    """Apply event row ``i`` to the local book and record a tick."""
+    ev = S.ev[i]
+    kind = ev & KIND_MASK
+    iv = S.iv
+    fv = S.fv
+    lb = iv[I_LB]
+    ub = iv[I_UB]
+    bk = S.lbk
+    market = True
+    if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
+        tick = price_tick(S.px[i], fv[F_TICK])
+        if ev & BUY_FLAG:
+            if kind == DEPTH_BBO:
+                t = bk[BEST_BID]
+                while t > tick and t != INVALID_MIN:
+                    update_bid(S.lbid, S.lask, bk, t, 0.0, fv[F_LOT], lb, ub)
+                    t = bk[BEST_BID]
+            update_bid(S.lbid, S.lask, bk, tick, S.qty[i], fv[F_LOT], lb, ub)
+        elif ev & SELL_FLAG:
+            if kind == DEPTH_BBO:
+                t = bk[BEST_ASK]
+                while t < tick and t != INVALID_MAX:
+                    update_ask(S.lbid, S.lask, bk, t, 0.0, fv[F_LOT], lb, ub)
+                    t = bk[BEST_ASK]
+            update_ask(S.lbid, S.lask, bk, tick, S.qty[i], fv[F_LOT], lb, ub)
+    elif kind == DEPTH_CLEAR:
+        side = 1 if ev & BUY_FLAG else (-1 if ev & SELL_FLAG else 0)
+        clear_side(S.lbid, S.lask, bk, side, price_tick(S.px[i], fv[F_TICK]), lb, ub)
+    elif kind != TRADE:
+        market = False
+    if market and iv[I_RECORD_TICKS] == 1:
+        record_tick(iv, fv, bk, S.tk_ts, S.tk_f, S.tk_q, S.local_ts[i])
+
+
+@nb.njit(cache=True)
+def _log_order(S, slot, ts):
+    iv = S.iv
+    if iv[I_RECORD_ORDERS] == 0:
+        return
+    k = iv[I_NORDLOG]
+    if k >= S.ol_i.shape[0]:
+        iv[I_NLOG_DROPPED] += 1
+        return
+    oi = S.oi
+    S.ol_i[k, OL_ID] = oi[slot, O_ID]
+    S.ol_i[k, OL_SIDE] = oi[slot, O_SIDE]
+    S.ol_i[k, OL_TICK] = oi[slot, O_LTICK]
+    S.ol_i[k, OL_TIF] = oi[slot, O_TIF]
+    S.ol_i[k, OL_TYPE] = oi[slot, O_TYPE]
+    S.ol_i[k, OL_STATUS] = oi[slot, O_LSTATUS]
+    S.ol_i[k, OL_REASON] = oi[slot, O_REASON]
+    S.ol_i[k, OL_SUBMIT_TS] = oi[slot, O_SUBMIT_TS]
+    S.ol_i[k, OL_DONE_TS] = ts
+    S.ol_f[k, OLF_QTY] = S.of[slot, Q_LQTY]
+    S.ol_f[k, OLF_EXEC] = S.of[slot, Q_LEXEC]
+    iv[I_NORDLOG] = k + 1
+
+
+@nb.njit(cache=True)
+def try_free(S, slot):
+    """Release a slot once the strategy dropped it and nothing refers to it any more."""
+    oi = S.oi
+    if (oi[slot, O_LCLEARED] == 1 and oi[slot, O_INFLIGHT] == 0 and is_final(oi[slot, O_XSTATUS])
+            and oi[slot, O_USED] == 1):
+        oi[slot, O_USED] = 0
+        S.iv[I_NUSED] -= 1
+
+
+@nb.njit(cache=True)
+def process_response(S, r):
+    """Apply response ring entry ``r`` as it reaches the strategy."""
+    iv = S.iv
+    fv = S.fv
+    oi = S.oi
+    of = S.of
+    slot = S.rs_i[r, RS_SLOT]
+    ts = S.rs_i[r, RS_TS]
+    kind = S.rs_i[r, RS_KIND]
+    status = S.rs_i[r, RS_STATUS]
+    oi[slot, O_INFLIGHT] -= 1
+    was_final = is_final(oi[slot, O_LSTATUS])
+    if kind == RS_FILL:
+        side = oi[slot, O_SIDE]
+        qty = S.rs_f[r, RSF_EXEC_QTY]
+        amount = fv[F_MULT] * (S.rs_i[r, RS_EXEC_TICK] * fv[F_TICK]) * qty
+        fv[F_LPOS] += qty * side
+        fv[F_LBAL] -= amount * side
+        fv[F_LFEE] += S.rs_f[r, RSF_FEE]
+        fv[F_LVOLUME] += qty
+        fv[F_LVALUE] += amount
+        iv[I_LNTRADES] += 1
+        of[slot, Q_LEXEC] += qty
+    if oi[slot, O_LCLEARED] == 0:
+        if kind == RS_REQ_REJECTED:
+            if oi[slot, O_LREQ] == REQ_NEW:
+                oi[slot, O_LSTATUS] = REJECTED
+                oi[slot, O_REASON] = S.rs_i[r, RS_REASON]
+            oi[slot, O_LREQ] = REQ_NONE
+        else:
+            oi[slot, O_LSTATUS] = status
+            oi[slot, O_LREQ] = REQ_NONE
+            oi[slot, O_LTICK] = S.rs_i[r, RS_TICK]
+            of[slot, Q_LQTY] = S.rs_f[r, RSF_QTY]
+            of[slot, Q_LLEAVES] = S.rs_f[r, RSF_LEAVES]
+            if S.rs_i[r, RS_REASON] != 0:
+                oi[slot, O_REASON] = S.rs_i[r, RS_REASON]
+        oi[slot, O_LTS] = ts
+        if not was_final and is_final(oi[slot, O_LSTATUS]):
+            _log_order(S, slot, ts)
+    try_free(S, slot)

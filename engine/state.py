@@ -1,0 +1,345 @@
+"""The simulation state: one structref of numpy arrays that every kernel takes.
+
+Keeping state in plain arrays (not a jitclass) lets every Numba function be
+``cache=True`` and lets Python read results without copying. Scalars live in
+the ``iv`` (int64) and ``fv`` (float64) vectors at the indices named here.
+"""
+from __future__ import annotations
+
+import msgspec
+import numba as nb
+import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+from numba.experimental import structref
+
+from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL,
+                          MODIFY_ORDER, TRADE)
+
+from .book import empty_bk
+from .codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
+
+# ---- iv: integer scalars ----
+I_N = 0            # number of event rows
+I_IE = 1           # next row on the exchange timeline
+I_IL = 2           # next row on the local timeline
+I_CUR = 3          # current local time (strategy clock)
+I_LB = 4           # book tick range [LB, UB]
+I_UB = 5
+I_NEXT_ID = 6      # next order id handed out
+I_NFILLS = 7       # rows in the fill log
+I_NTICKS = 8       # rows in the tick log
+I_RQ_HEAD = 9      # request ring (local -> exchange)
+I_RQ_TAIL = 10
+I_RS_HEAD = 11     # response ring (exchange -> local)
+I_RS_TAIL = 12
+I_QMODEL = 13
+I_PARTIAL = 14     # 1: partial fills at the queue front (else hftbacktest's NoPartialFillExchange)
+I_COMPUTE = 15     # strategy decision time for orders sent at the current wake-up (ns)
+I_LAT = 16         # 6 slots: place entry/resp, modify entry/resp, cancel entry/resp
+I_FEE_MODE = 22
+I_RECORD_TICKS = 23
+I_NXACT = 24       # orders live at the exchange (entries of ``xact``)
+I_NORDLOG = 25
+I_RECORD_ORDERS = 26
+I_NTRADES = 27     # our fills (exchange side)
+I_LNTRADES = 28    # our fills as seen locally
+I_STARTED = 29
+I_ENDED = 30
+I_NLAT = 31        # rows of the recorded latency table (0: constant latency)
+I_NUSED = 32       # order slots in use
+I_NXBUY = 33       # live buy orders at the exchange
+I_NXSELL = 34
+I_SLOT_HWM = 35    # every used order slot lies below this index
+I_NLOG_DROPPED = 36
+I_XMAXBUY = 37     # highest live buy tick at the exchange (INVALID_MIN: none)
+I_XMINSELL = 38    # lowest live sell tick at the exchange (INVALID_MAX: none)
+I_WAKE_LEFT = 39    # local market events left before a wake-up (0: not counting)
+I_WAKE_TOP = 40     # 1: wake when the local top of book changes
+I_WOKE = 41         # why the replay stopped early (kernel.WOKE_* bits), 0 if it did not
+I_WOKE_TS = 42      # local time of the event that woke the strategy
+I_TOP_BID = 43      # the top of book at the last wake-up (ticks), for on_top_change
+I_TOP_ASK = 44
+I_SIZE = 48
+
+# ---- fv: float scalars ----
+F_TICK = 0
+F_LOT = 1
+F_MULT = 2
+F_MAKER = 3
+F_TAKER = 4
+F_QPOW = 5
+F_POS = 6          # position at the exchange (fills count when executed)
+F_CASH = 7         # cash at the exchange, net of fees
+F_FEE = 8
+F_VOLUME = 9
+F_VALUE = 10
+F_LPOS = 11        # position as the strategy knows it (fills count when the response arrives)
+F_LBAL = 12        # balance as the strategy knows it, before fees (hftbacktest's ``balance``)
+F_LFEE = 13
+F_LVOLUME = 14
+F_LVALUE = 15
+F_SUM_ABS_Q = 16
+F_LAST_MID = 17
+F_MID0 = 18
+F_TOP_BIDQ = 19    # sizes at the top of book at the last wake-up
+F_TOP_ASKQ = 20
+F_SIZE = 24
+
+# ---- order table: oi (int64) and of (float64) columns ----
+O_ID = 0
+O_SIDE = 1
+O_TICK = 2         # price at the exchange
+O_TIF = 3
+O_TYPE = 4
+O_XSTATUS = 5      # status at the exchange
+O_LSTATUS = 6      # status the strategy sees
+O_LREQ = 7         # request in flight, as the strategy sees it
+O_INFLIGHT = 8     # messages in flight that reference this slot
+O_USED = 9
+O_REASON = 10
+O_SUBMIT_TS = 11   # local time the strategy decided to send it
+O_XTS = 12         # last exchange timestamp
+O_LTICK = 13       # price as the strategy sees it
+O_LCLEARED = 14    # the strategy dropped it from its view
+O_LTS = 15         # local time of the last response
+O_NCOLS = 16
+
+Q_FRONT = 0        # queue ahead of us
+Q_CUM = 1          # traded at our price since the last depth update
+Q_BOUNDARY = 1     # L3 model: the L3 slot counter when we joined (lower slots are ahead of us)
+Q_QTY = 2          # order quantity at the exchange
+Q_XLEAVES = 3
+Q_XEXEC = 4
+Q_LQTY = 5
+Q_LLEAVES = 6
+Q_LEXEC = 7
+Q_NCOLS = 8
+
+# ---- rings ----
+RQ_TS, RQ_SLOT, RQ_KIND, RQ_TICK = 0, 1, 2, 3
+RS_TS, RS_SLOT, RS_KIND, RS_STATUS, RS_REASON, RS_EXEC_TICK, RS_MAKER, RS_XTS, RS_TICK = range(9)
+RSF_EXEC_QTY, RSF_LEAVES, RSF_FEE, RSF_QTY = 0, 1, 2, 3
+
+# Fill log columns.
+FL_ID, FL_SIDE, FL_XTS, FL_LTS, FL_MAKER, FL_TICK = range(6)
+FLF_QTY, FLF_PRICE, FLF_FEE = range(3)
+# Order log columns.
+OL_ID, OL_SIDE, OL_TICK, OL_TIF, OL_TYPE, OL_STATUS, OL_REASON, OL_SUBMIT_TS, OL_DONE_TS = range(9)
+OLF_QTY, OLF_EXEC = range(2)
+# Tick log float columns.
+TK_MID, TK_POS, TK_EPNL, TK_MAP, TK_RPT = range(5)
+# Tick log quote flags (``tk_q``): we had a live order on that side at the exchange.
+TQ_BID, TQ_ASK = 1, 2
+
+SIM_FIELDS = (
+    "ev", "exch_ts", "local_ts", "px", "qty",
+    "xbid", "xask", "xbk", "lbid", "lask", "lbk",
+    "iv", "fv", "oi", "of", "xact", "nbuy_at", "nsell_at",
+    "rq_i", "rq_f", "rs_i", "rs_f",
+    "fl_i", "fl_f", "ol_i", "ol_f", "tk_ts", "tk_f", "tk_q",
+    "lat_ts", "lat_v",
+    "order_id", "l3_i", "l3_q", "l3_h", "l3_lv",
+)
+
+
+@structref.register
+class SimType(types.StructRef):
+    """Numba's type for :class:`Sim`: one struct of array fields."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Sim(structref.StructRefProxy):
+    """Every array of one run, behind one reference.
+
+    Not a namedtuple: Numba passes a tuple of ~35 arrays by value and increfs each
+    member at every call that takes it (~0.4 us a call, most of the time of a
+    1 ms strategy loop). A structref is one pointer. Python reads the same numpy
+    arrays as attributes (``S.fl_i``); jitted code reads the struct's fields.
+    """
+
+    def __new__(cls, **arrays):
+        self = _build_sim(*[arrays[name] for name in SIM_FIELDS])
+        self.__dict__.update(arrays)
+        return self
+
+
+structref.define_proxy(Sim, SimType, list(SIM_FIELDS))
+
+
+@intrinsic
+def _borrow_fields(typingctx, sim):
+    """Make the struct's arrays borrowed: their NRT owner pointers become NULL.
+
+    Every read of an array field from a structref increfs and later decrefs its
+    owner with an atomic instruction; the hot loops read ~20 fields per call, and
+    those atomics were most of a 1 ms wake-up. The Python ``Sim`` keeps every
+    numpy array alive for as long as the struct exists, so no owner is needed,
+    and NRT skips a NULL owner for free.
+    """
+    def codegen(context, builder, signature, args):
+        simty = signature.args[0]
+        data = structref._Utils(context, builder, simty).get_data_struct(args[0])
+        for name, fty in simty.field_dict.items():
+            ary = context.make_array(fty)(context, builder, value=getattr(data, name))
+            context.nrt.decref(builder, fty, ary._getvalue())
+            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+            setattr(data, name, ary._getvalue())
+        return context.get_dummy_value()
+    return types.none(sim), codegen
+
+
+@nb.njit(cache=True)
+def _build_sim(*arrays):
+    sim = Sim(*arrays)
+    _borrow_fields(sim)
+    return sim
+
+
+# L3 book columns (engine/l3.py); row 0 of ``l3_i`` holds the next free slot.
+L_ID, L_SIDE, L_TICK, L_LIVE = range(4)
+
+MARKET_KINDS = (DEPTH, TRADE, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO)
+
+
+class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the kernel needs besides the events. Times are nanoseconds."""
+
+    tick_size: float
+    lot_size: float
+    contract_multiplier: float = 1.0
+    queue_model: str = "risk_averse"
+    queue_power: float = 2.0           # n of the power-probability models
+    partial_fills: bool = False        # False: hftbacktest NoPartialFillExchange semantics
+    place_entry_ns: int = 0
+    place_response_ns: int = 0
+    modify_entry_ns: int = 0
+    modify_response_ns: int = 0
+    cancel_entry_ns: int = 0
+    cancel_response_ns: int = 0
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0
+    fee_mode: str = "notional"         # "notional" (rate x notional) or "per_unit" (rate x qty)
+    max_orders: int = 1024             # live order slots
+    max_fills: int = 1 << 18
+    max_order_log: int = 1 << 18
+    record_ticks: bool = True
+    record_orders: bool = True
+    ring_size: int = 1 << 14           # messages in flight each way
+    tick_range_pad: int = 1000         # ticks added either side of the data's price range
+
+
+class ConfigError(ValueError):
+    """A configuration value the engine cannot run with."""
+
+
+def _check(cfg: EngineConfig) -> None:
+    if not (cfg.tick_size > 0 and cfg.lot_size > 0 and cfg.contract_multiplier > 0):
+        raise ConfigError("tick_size, lot_size and contract_multiplier must be positive")
+    if cfg.queue_model not in QUEUE_MODELS:
+        raise ConfigError(f"queue_model must be one of {sorted(QUEUE_MODELS)}, got {cfg.queue_model!r}")
+    if cfg.fee_mode not in ("notional", "per_unit"):
+        raise ConfigError(f"fee_mode must be 'notional' or 'per_unit', got {cfg.fee_mode!r}")
+    lat = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns, cfg.modify_response_ns,
+           cfg.cancel_entry_ns, cfg.cancel_response_ns)
+    if min(lat) < 0:
+        raise ConfigError("latencies must be >= 0 ns")
+    if cfg.ring_size & (cfg.ring_size - 1):
+        raise ConfigError("ring_size must be a power of two")
+
+
+def count_ticks(events: np.ndarray) -> int:
+    """Rows that are market data on the local timeline: one metrics row each."""
+    ev = events["ev"]
+    kind = ev & np.uint64(KIND_MASK)
+    local = (ev & np.uint64(LOCAL)) != 0
+    return int(np.count_nonzero(local & np.isin(kind, np.array(MARKET_KINDS, dtype=np.uint64))))
+
+
+def tick_range(events: np.ndarray, tick_size: float, pad: int) -> tuple[int, int]:
+    px = events["px"]
+    kind = events["ev"] & np.uint64(KIND_MASK)
+    priced = np.isin(kind, np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO, 10, 12, 13], dtype=np.uint64))
+    priced &= np.isfinite(px) & (px > 0)
+    if not priced.any():
+        return 0, 2 * pad
+    ticks = np.round(px[priced] / tick_size)
+    return int(ticks.min()) - pad, int(ticks.max()) + pad
+
+
+def _l3_book(events: np.ndarray, width: int, enabled: bool) -> dict:
+    """The L3 book's arrays (engine/l3.py), sized for every order the events can add."""
+    n = 0
+    if enabled:
+        kind = events["ev"] & np.uint64(KIND_MASK)
+        n = int(np.count_nonzero((kind == ADD_ORDER) | (kind == MODIFY_ORDER)))
+    l3_i = np.zeros((n + 1, 4), dtype=np.int64)
+    l3_i[0, 0] = 1
+    cap = 1 << max(2, (2 * n + 1).bit_length())   # load factor <= 1/2 even with every order kept
+    return dict(l3_i=l3_i, l3_q=np.zeros(n + 1), l3_h=np.zeros(cap, dtype=np.int64),
+                l3_lv=np.zeros((2, width if enabled else 1)))
+
+
+def _touched(a: np.ndarray) -> np.ndarray:
+    """Write every page now: the tick log is the one big output, and faulting its
+    fresh pages in mid-run costs more than replaying the events that fill it."""
+    a.fill(0)
+    return a
+
+
+def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | None = None) -> Sim:
+    """Allocate the state for one run over ``events`` (ordered on both timelines)."""
+    if events.dtype != EVENT_DTYPE:
+        raise ConfigError("events must use feeds.events.EVENT_DTYPE")
+    _check(cfg)
+    lb, ub = tick_range(events, cfg.tick_size, cfg.tick_range_pad)
+    width = ub - lb + 1
+    iv = np.zeros(I_SIZE, dtype=np.int64)
+    iv[I_N] = len(events)
+    iv[I_LB], iv[I_UB] = lb, ub
+    iv[I_NEXT_ID] = 1
+    iv[I_XMAXBUY] = INVALID_MIN
+    iv[I_XMINSELL] = INVALID_MAX
+    iv[I_QMODEL] = QUEUE_MODELS[cfg.queue_model]
+    iv[I_PARTIAL] = int(cfg.partial_fills)
+    iv[I_LAT:I_LAT + 6] = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns,
+                           cfg.modify_response_ns, cfg.cancel_entry_ns, cfg.cancel_response_ns)
+    iv[I_FEE_MODE] = FEE_NOTIONAL if cfg.fee_mode == "notional" else FEE_PER_UNIT
+    iv[I_RECORD_TICKS] = int(cfg.record_ticks)
+    iv[I_RECORD_ORDERS] = int(cfg.record_orders)
+    fv = np.zeros(F_SIZE, dtype=np.float64)
+    fv[F_TICK], fv[F_LOT], fv[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
+    fv[F_MAKER], fv[F_TAKER], fv[F_QPOW] = cfg.maker_fee, cfg.taker_fee, cfg.queue_power
+    fv[F_LAST_MID] = np.nan
+    fv[F_MID0] = np.nan
+    n_ticks = count_ticks(events) if cfg.record_ticks else 0
+    n_ord = cfg.max_order_log if cfg.record_orders else 0
+    if latency_table is None:
+        lat_ts = np.zeros(0, dtype=np.int64)
+        lat_v = np.zeros((0, 2), dtype=np.int64)
+    else:
+        lat_ts, lat_v = latency_table
+        iv[I_NLAT] = len(lat_ts)
+    r = cfg.ring_size
+    return Sim(
+        ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
+        px=events["px"], qty=events["qty"],
+        xbid=np.zeros(width), xask=np.zeros(width), xbk=empty_bk(),
+        lbid=np.zeros(width), lask=np.zeros(width), lbk=empty_bk(),
+        iv=iv, fv=fv,
+        oi=np.zeros((cfg.max_orders, O_NCOLS), dtype=np.int64),
+        of=np.zeros((cfg.max_orders, Q_NCOLS), dtype=np.float64),
+        xact=np.zeros(cfg.max_orders, dtype=np.int64),
+        nbuy_at=np.zeros(width, dtype=np.int32), nsell_at=np.zeros(width, dtype=np.int32),
+        rq_i=np.zeros((r, 4), dtype=np.int64), rq_f=np.zeros(r, dtype=np.float64),
+        rs_i=np.zeros((r, 9), dtype=np.int64), rs_f=np.zeros((r, 4), dtype=np.float64),
+        fl_i=np.zeros((cfg.max_fills, 6), dtype=np.int64), fl_f=np.zeros((cfg.max_fills, 3)),
+        ol_i=np.zeros((n_ord, 9), dtype=np.int64), ol_f=np.zeros((n_ord, 2)),
+        tk_ts=_touched(np.zeros(n_ticks, dtype=np.int64)), tk_f=_touched(np.zeros((n_ticks, 5))),
+        tk_q=_touched(np.zeros(n_ticks, dtype=np.int8)),
+        lat_ts=lat_ts, lat_v=lat_v,
+        order_id=events["order_id"].view(np.int64),
+        **_l3_book(events, width, cfg.queue_model == "l3"),
+    )

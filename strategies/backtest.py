@@ -1,0 +1,247 @@
+"""Run a Python ``Strategy`` over the jitted engine.
+
+The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
+module turns what happened since the previous one (our fills, order state
+changes, market trades, depth changes) into the strategy's callbacks, and its
+order calls into the engine's order API. Reads go straight to the engine's
+arrays, so a wake-up costs a few microseconds of Python plus the strategy's
+own work.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine import kernel
+from engine.codes import (BUY, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, REASON_NAMES,
+                          REQ_CANCEL, REQ_MODIFY, REQ_NEW, STATUS_NAMES)
+from engine.results import RunResult, collect
+from engine.state import (F_FEE, F_LPOS, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
+                          FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TK_EPNL, TK_MAP,
+                          TK_RPT, Sim)
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
+from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
+from feeds.progress import Progress
+
+from .api import Book, Fill, Metrics, Order, Trades
+from .base import Strategy
+
+TIFS = {"gtc": GTC, "gtx": GTX, "ioc": IOC, "fok": FOK}
+TIF_NAMES = {v: k for k, v in TIFS.items()}
+TYPES = {"limit": LIMIT, "market": MARKET}
+TYPE_NAMES = {v: k for k, v in TYPES.items()}
+PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
+
+
+class OrderRejected(ValueError):
+    """An order call the engine refused before sending (bad size, price out of range)."""
+
+
+class BacktestContext:
+    """The :class:`~strategies.api.Context` of a backtest, over one engine ``Sim``."""
+
+    def __init__(self, sim: Sim, tick_size: float, lot_size: float):
+        self.sim = sim
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+
+    # ---- views
+    @property
+    def now(self) -> int:
+        return int(kernel.now(self.sim))
+
+    def _price(self, tick: int, empty: int) -> float:
+        return float("nan") if tick == empty else tick * self.tick_size
+
+    @property
+    def best_bid(self) -> float:
+        return self._price(int(self.sim.lbk[0]), INVALID_MIN)
+
+    @property
+    def best_ask(self) -> float:
+        return self._price(int(self.sim.lbk[1]), INVALID_MAX)
+
+    @property
+    def mid(self) -> float:
+        return (self.best_bid + self.best_ask) / 2
+
+    @property
+    def position(self) -> float:
+        return float(self.sim.fv[F_LPOS])
+
+    def book(self, depth: int = 5) -> Book:
+        S = self.sim
+        lb = int(S.iv[I_LB])
+        bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
+        ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
+        return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
+
+    def orders(self) -> list[Order]:
+        S = self.sim
+        return [self._order(slot) for slot in range(kernel.n_slots(S)) if kernel.visible(S, slot)]
+
+    def _order(self, slot: int) -> Order:
+        oi, of = self.sim.oi[slot], self.sim.of[slot]
+        return Order(
+            id=int(oi[O_ID]), side="buy" if oi[O_SIDE] == BUY else "sell", price=oi[O_LTICK] * self.tick_size,
+            qty=float(of[Q_LQTY]), leaves=float(of[Q_LLEAVES]), executed=float(of[Q_LEXEC]),
+            status=STATUS_NAMES[int(oi[O_LSTATUS])], tif=TIF_NAMES[int(oi[O_TIF])],
+            type=TYPE_NAMES[int(oi[O_TYPE])], reason=REASON_NAMES[int(oi[O_REASON])],
+            pending=PENDING.get(int(oi[O_LREQ]), ""))
+
+    def metrics(self) -> Metrics:
+        S = self.sim
+        k = int(S.iv[I_NTICKS])
+        last = S.tk_f[k - 1] if k else np.zeros(S.tk_f.shape[1])
+        return Metrics(epnl=float(last[TK_EPNL]), map=float(last[TK_MAP]), rpt=float(last[TK_RPT]),
+                       n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
+
+    # ---- orders
+    def _tick(self, price: float) -> int:
+        return int(round(price / self.tick_size))
+
+    def _submit(self, side: int, price: float, qty: float, tif: str, type: str) -> int:
+        tick = 0 if type == "market" else self._tick(price)
+        oid = int(kernel.submit(self.sim, side, tick, float(qty), TIFS[tif], TYPES[type]))
+        if oid < 0:
+            raise OrderRejected(f"{'buy' if side == BUY else 'sell'} {qty} @ {price}: "
+                                f"{REASON_NAMES.get(-oid, 'refused')}")
+        return oid
+
+    def buy(self, price: float, qty: float, tif: str = "gtx", type: str = "limit") -> int:
+        return self._submit(BUY, price, qty, tif, type)
+
+    def sell(self, price: float, qty: float, tif: str = "gtx", type: str = "limit") -> int:
+        return self._submit(-BUY, price, qty, tif, type)
+
+    def cancel(self, order_id: int) -> bool:
+        return kernel.cancel(self.sim, order_id) == 0
+
+    def modify(self, order_id: int, price: float, qty: float) -> bool:
+        return kernel.modify(self.sim, order_id, self._tick(price), float(qty)) == 0
+
+    def cancel_all(self) -> int:
+        return int(kernel.cancel_all(self.sim))
+
+
+def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
+    """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
+    if best == empty:
+        return np.zeros(0), np.zeros(0)
+    start = best - lb
+    window = depth[start::step][: max(n * 8, 64)] if step == 1 else depth[start::-1][: max(n * 8, 64)]
+    idx = np.flatnonzero(window > 0)[:n]
+    return (best + step * idx).astype(np.float64), window[idx].copy()
+
+
+class _Feed:
+    """Which trades and depth changes each wake-up saw: local rows between two replay positions.
+
+    Positions, not timestamps, delimit a wake-up's window, because a wake-up on
+    events can fall between two events with the same timestamp.
+    """
+
+    def __init__(self, sim: Sim):
+        local = (sim.ev & np.uint64(LOCAL)) != 0
+        kind = sim.ev & np.uint64(KIND_MASK)
+        self.trade_rows = np.flatnonzero(local & (kind == TRADE))
+        self.depth_rows = np.flatnonzero(
+            local & np.isin(kind, np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)))
+        self.sim = sim
+
+    def position(self) -> int:
+        """The next local row to replay."""
+        return int(self.sim.iv[I_IL])
+
+    def trades(self, start: int, stop: int) -> Trades | None:
+        a, b = np.searchsorted(self.trade_rows, [start, stop])
+        if a == b:
+            return None
+        rows = self.trade_rows[a:b]
+        ev = self.sim.ev[rows]
+        side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
+        return Trades(self.sim.local_ts[rows], self.sim.px[rows], self.sim.qty[rows], side)
+
+    def depth_changed(self, start: int, stop: int) -> bool:
+        a, b = np.searchsorted(self.depth_rows, [start, stop])
+        return b > a
+
+
+class _Dispatcher:
+    """Turns engine state changes between wake-ups into callbacks."""
+
+    def __init__(self, ctx: BacktestContext, strategy: Strategy):
+        self.ctx = ctx
+        self.strategy = strategy
+        self.fills_seen = 0
+        self.order_state: dict[int, tuple] = {}
+
+    def fills(self, now: int) -> None:
+        S = self.ctx.sim
+        k = int(S.iv[I_NFILLS])
+        while self.fills_seen < k and S.fl_i[self.fills_seen, FL_LTS] <= now:
+            i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
+            self.fills_seen += 1
+            self.strategy.on_fill(self.ctx, Fill(
+                order_id=int(i[FL_ID]), side="buy" if i[FL_SIDE] == BUY else "sell", price=float(f[FLF_PRICE]),
+                qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]), exch_ts=int(i[FL_XTS]),
+                local_ts=int(i[FL_LTS])))
+
+    def order_updates(self) -> None:
+        S = self.ctx.sim
+        seen = {}
+        for slot in range(kernel.n_slots(S)):
+            if not kernel.visible(S, slot):
+                continue
+            oi, of = S.oi[slot], S.of[slot]
+            state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
+            oid = int(oi[O_ID])
+            seen[oid] = state
+            if self.order_state.get(oid) != state:
+                self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
+        self.order_state = seen
+        kernel.clear_inactive(S)   # finished orders are reported once, then leave the view
+
+
+def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
+    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
+    ctx = BacktestContext(sim, tick_size, lot_size)
+    feed = _Feed(sim)
+    calls = _Dispatcher(ctx, strategy)
+    wake = strategy.wake
+    measured = strategy.compute_ns is None
+    kernel.set_compute_ns(sim, 0 if measured else int(strategy.compute_ns))
+    n_rows = len(sim.ev)
+    kernel.start(sim)
+    prev = feed.position()
+    mark = kernel.requests_sent(sim)
+    t0 = time.perf_counter_ns()
+    strategy.on_start(ctx)
+    if measured:
+        kernel.charge_compute(sim, mark, time.perf_counter_ns() - t0)
+    with Progress(n_rows, "backtest", enabled=progress) as bar:
+        while True:
+            reason = kernel.advance(sim, wake.every_ns or 0, wake.every_events or 0, wake.on_top_change)
+            now = ctx.now
+            here = feed.position()
+            mark = kernel.requests_sent(sim)
+            t0 = time.perf_counter_ns()
+            calls.fills(now)
+            calls.order_updates()
+            trades = feed.trades(prev, here)
+            if trades is not None:
+                strategy.on_trade(ctx, trades)
+            if feed.depth_changed(prev, here):
+                strategy.on_depth(ctx)
+            if reason & kernel.WOKE_TIMER:
+                strategy.on_timer(ctx)
+            if measured:
+                kernel.charge_compute(sim, mark, time.perf_counter_ns() - t0)
+            prev = here
+            bar.set(kernel.progress_rows(sim))
+            if reason == kernel.WOKE_END:
+                break
+        strategy.on_stop(ctx)
+    return collect(sim)

@@ -1,0 +1,66 @@
+"""The ``Strategy`` base class: override the callbacks you need.
+
+At each wake-up (see :class:`~strategies.api.WakePolicy`) the venue calls, in
+this order and only when there is something to report:
+
+1. ``on_fill`` for each of our fills that reached us since the last wake-up,
+   then ``on_order_update`` for each order whose state changed;
+2. ``on_trade`` with the market trades seen since the last wake-up;
+3. ``on_depth`` when the book changed;
+4. ``on_timer`` when the wake-up is the timer's.
+
+``on_start`` runs before the first event and ``on_stop`` after the last.
+Orders sent from any callback leave after the strategy's decision time
+(``compute_ns``): a declared constant, or ``None`` to have the venue measure
+the wall time the wake-up's callbacks took. A declared time keeps a backtest
+deterministic; a measured one is what a live strategy really costs.
+
+Each strategy declares its parameters as a msgspec Struct in ``Params``, so a
+config's ``[strategy.params]`` table is checked against them by name and type.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from .api import Context, Fill, Order, Trades, WakePolicy
+
+
+class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Strategy:
+    Params: ClassVar[type[msgspec.Struct]] = NoParams
+    wake: WakePolicy = WakePolicy()
+    compute_ns: int | None = 0
+
+    def __init__(self, params: msgspec.Struct | None = None, *, wake: WakePolicy | None = None,
+                 compute_ns: int | None | str = "default"):
+        self.params = params if params is not None else self.Params()
+        if wake is not None:
+            self.wake = wake
+        if compute_ns != "default":
+            self.compute_ns = compute_ns
+
+    def on_start(self, ctx: Context) -> None:
+        pass
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        pass
+
+    def on_order_update(self, ctx: Context, order: Order) -> None:
+        pass
+
+    def on_trade(self, ctx: Context, trades: Trades) -> None:
+        pass
+
+    def on_depth(self, ctx: Context) -> None:
+        pass
+
+    def on_timer(self, ctx: Context) -> None:
+        pass
+
+    def on_stop(self, ctx: Context) -> None:
+        pass

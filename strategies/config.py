@@ -1,0 +1,149 @@
+"""The backtest config: a TOML file parsed into typed Structs, so the schema is this code.
+
+Every table forbids unknown keys, so a typo is an error, not a silently ignored
+setting. Paths in ``[data]`` and ``[latency]`` are relative to the config file.
+``configs/backtest_fixed_spread.toml`` is a complete, commented example.
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from engine.state import EngineConfig
+from feeds.errors import DataError
+from feeds.instrument import Positive
+
+from .api import WakePolicy
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class DataConfig(_Table):
+    files: Annotated[list[str], msgspec.Meta(min_length=1)]
+    format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
+
+
+class InstrumentOverrides(_Table):
+    """Replace what the data file says about the instrument."""
+
+    symbol: str | None = None
+    tick_size: Positive | None = None
+    lot_size: Positive | None = None
+    contract_multiplier: Positive | None = None
+
+
+class StrategyConfig(_Table):
+    name: str
+    mode: Literal["python", "kernel"] = "python"
+    compute_ns: NonNegativeInt | Literal["measured"] = 0
+    wake: WakePolicy = WakePolicy()
+    params: dict[str, Any] = {}
+
+
+class QueueConfig(_Table):
+    model: Literal["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3", "l3"] = \
+        "risk_averse"
+    power: PositiveFloat = 2.0
+    partial_fills: bool = False
+
+
+class LatencyConfig(_Table):
+    """Order entry (to the exchange) and response (back to us) latency, per command.
+
+    Either constants in ns, or ``file``: a CSV of recorded ``request_ts,exchange_ts,
+    response_ts`` rows in ns, interpolated at each request's time.
+    """
+
+    place_entry_ns: NonNegativeInt = 0
+    place_response_ns: NonNegativeInt = 0
+    modify_entry_ns: NonNegativeInt = 0
+    modify_response_ns: NonNegativeInt = 0
+    cancel_entry_ns: NonNegativeInt = 0
+    cancel_response_ns: NonNegativeInt = 0
+    file: str | None = None
+
+
+class FeeConfig(_Table):
+    """Rates paid on fills; a negative maker rate is a rebate."""
+
+    maker: float = 0.0
+    taker: float = 0.0
+    mode: Literal["notional", "per_unit"] = "notional"
+
+
+class MetricsConfig(_Table):
+    episode_s: PositiveFloat = 1800.0
+
+
+class BacktestConfig(_Table):
+    data: DataConfig
+    strategy: StrategyConfig
+    instrument: InstrumentOverrides = InstrumentOverrides()
+    queue: QueueConfig = QueueConfig()
+    latency: LatencyConfig = LatencyConfig()
+    fees: FeeConfig = FeeConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+class ConfigError(DataError):
+    """A config the engine cannot run: reported as one line naming the file and the key."""
+
+
+def _where(err: Exception) -> tuple[str | None, str]:
+    """Split msgspec's "message - at `$.a.b`" into ("a.b", "message")."""
+    text = str(err)
+    if " - at `$" in text:
+        message, _, path = text.rpartition(" - at `$")
+        return path.rstrip("`").lstrip(".") or None, message
+    return None, text
+
+
+def load(path: str) -> BacktestConfig:
+    """Parse and check a config file; every problem is a ConfigError naming the key."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config: {e.strerror}", path=path) from None
+    try:
+        cfg = msgspec.toml.decode(raw, type=BacktestConfig)
+    except msgspec.ValidationError as e:
+        key, message = _where(e)
+        raise ConfigError(message, path=path, field=key) from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", path=path) from None
+    base = os.path.dirname(os.path.abspath(path))
+    files = [f if os.path.isabs(f) else os.path.join(base, f) for f in cfg.data.files]
+    latency_file = cfg.latency.file
+    if latency_file is not None and not os.path.isabs(latency_file):
+        latency_file = os.path.join(base, latency_file)
+    return msgspec.structs.replace(
+        cfg, data=msgspec.structs.replace(cfg.data, files=files),
+        latency=msgspec.structs.replace(cfg.latency, file=latency_file))
+
+
+def strategy_params(cfg: BacktestConfig, params_type: type[msgspec.Struct], path: str) -> msgspec.Struct:
+    """The ``[strategy.params]`` table checked against the strategy's own Params Struct."""
+    try:
+        return msgspec.convert(cfg.strategy.params, params_type)
+    except msgspec.ValidationError as e:
+        key, message = _where(e)
+        raise ConfigError(message, path=path, field="strategy.params" + (f".{key}" if key else "")) from None
+
+
+def engine_config(cfg: BacktestConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
+    lat = cfg.latency
+    return EngineConfig(
+        tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
+        queue_model=cfg.queue.model, queue_power=cfg.queue.power, partial_fills=cfg.queue.partial_fills,
+        place_entry_ns=lat.place_entry_ns, place_response_ns=lat.place_response_ns,
+        modify_entry_ns=lat.modify_entry_ns, modify_response_ns=lat.modify_response_ns,
+        cancel_entry_ns=lat.cancel_entry_ns, cancel_response_ns=lat.cancel_response_ns,
+        maker_fee=cfg.fees.maker, taker_fee=cfg.fees.taker, fee_mode=cfg.fees.mode)

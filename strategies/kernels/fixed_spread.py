@@ -1,0 +1,37 @@
+"""FixedSpread as a jitted kernel: :mod:`strategies.fixed_spread`, decision for decision.
+
+bench/vs_hftbacktest.py runs the same logic on hftbacktest, so the two engines
+can be compared fill for fill.
+"""
+import numba as nb
+
+from engine.codes import INVALID_MAX, INVALID_MIN
+from engine.kernel import best_ask_tick, best_bid_tick, clear_inactive, elapse, position
+
+from .quoting import requote
+
+
+@nb.njit(cache=True)
+def quote_ticks(best_bid, best_ask, half_spread_ticks):
+    """Bid and ask ticks ``k`` ticks either side of the mid, rounded away from it."""
+    mid2 = best_bid + best_ask
+    bid = (mid2 - 2 * half_spread_ticks) // 2
+    ask = -((-(mid2 + 2 * half_spread_ticks)) // 2)
+    return bid, ask
+
+
+@nb.njit(cache=True)
+def fixed_spread(S, interval, half_spread_ticks, qty, max_position):
+    """Run to the end of the data, waking every ``interval`` ns; returns the number of wake-ups."""
+    wakes = 0
+    while elapse(S, interval):
+        wakes += 1
+        clear_inactive(S)
+        bb = best_bid_tick(S)
+        ba = best_ask_tick(S)
+        if bb == INVALID_MIN or ba == INVALID_MAX:
+            continue
+        bid, ask = quote_ticks(bb, ba, half_spread_ticks)
+        pos = position(S)
+        requote(S, bid, ask, qty, pos < max_position, pos > -max_position)
+    return wakes

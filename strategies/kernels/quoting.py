@@ -1,0 +1,31 @@
+"""The quote-keeping step shared by the jitted market-making kernels."""
+import numba as nb
+
+from engine.codes import BUY, GTX, LIMIT, SELL
+from engine.kernel import cancel, cancellable, n_slots, submit, visible
+from engine.state import O_ID, O_LTICK, O_SIDE
+
+
+@nb.njit(cache=True)
+def requote(S, bid, ask, qty, want_bid, want_ask):
+    """Keep one post-only quote at tick ``bid`` and one at ``ask``; cancel every other live quote."""
+    has_bid = False
+    has_ask = False
+    for slot in range(n_slots(S)):
+        if not visible(S, slot):
+            continue
+        tick = S.oi[slot, O_LTICK]
+        if S.oi[slot, O_SIDE] == BUY:
+            if want_bid and tick == bid:
+                has_bid = True
+            elif cancellable(S, slot):
+                cancel(S, S.oi[slot, O_ID])
+        else:
+            if want_ask and tick == ask:
+                has_ask = True
+            elif cancellable(S, slot):
+                cancel(S, S.oi[slot, O_ID])
+    if want_bid and not has_bid:
+        submit(S, BUY, bid, qty, GTX, LIMIT)
+    if want_ask and not has_ask:
+        submit(S, SELL, ask, qty, GTX, LIMIT)

@@ -1,0 +1,154 @@
+"""One backtest from a config: load the data, build the engine, run the strategy, summarise, write.
+
+This is the whole of ``cmm backtest``; the command line only parses its
+arguments and prints what this returns.
+"""
+from __future__ import annotations
+
+import os
+
+import msgspec
+import numpy as np
+
+import feeds
+from engine import kernel
+from engine.latency import latency_table
+from engine.metrics import Summary, summarize
+from engine.output import write_results
+from engine.results import RunResult, collect
+from engine.state import ConfigError as EngineConfigError, make_sim
+from feeds.errors import DataError
+from feeds.events import EVENT_DTYPE
+from feeds.instrument import Instrument
+from feeds.store import is_event_file
+
+from . import backtest
+from .config import BacktestConfig, ConfigError, engine_config, strategy_params
+from .registry import STRATEGIES
+
+
+class Backtest(msgspec.Struct):
+    result: RunResult
+    summary: Summary
+    instrument: Instrument
+    events: int
+
+
+def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray, Instrument]:
+    """The config's data as one event array on both timelines, with its instrument."""
+    files = cfg.data.files
+    fmt = cfg.data.format
+    if fmt == "npz" or (fmt == "auto" and all(is_event_file(f) for f in files)):
+        loaded = [feeds.load(f) for f in files]
+        events = np.concatenate([e.events for e in loaded]) if len(loaded) > 1 else loaded[0].events
+        instrument = loaded[0].instrument
+        for path, other in zip(files[1:], loaded[1:]):
+            if other.instrument != instrument:
+                raise DataError("instrument differs from the first file's", path=path, field="data.files")
+    else:
+        conv = feeds.read(files, fmt, feeds.ReadOptions(progress=progress))
+        events, instrument = conv.events, conv.instrument
+    over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
+    if instrument is None:
+        if "tick_size" not in over:
+            raise ConfigError("the data names no instrument: give [instrument] tick_size (and lot_size)",
+                              field="instrument.tick_size")
+        instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
+                                lot_size=over.pop("lot_size", 1.0))
+    return events, msgspec.structs.replace(instrument, **over)
+
+
+LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
+
+
+def _latency_table(path: str | None):
+    """A recorded latency file: a header line, then ``request_ts,exchange_ts,response_ts`` rows in ns."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            header = f.readline().strip()
+            if header != LATENCY_HEADER:
+                raise ConfigError(f"expected the header {LATENCY_HEADER!r}, found {header!r}", path=path,
+                                  line=1, field="latency.file")
+            rows = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except OSError as e:
+        raise ConfigError(f"cannot read latency file: {e.strerror}", path=path, field="latency.file") from None
+    except ValueError as e:
+        raise ConfigError(f"expected three integer ns columns: {e}", path=path, field="latency.file") from None
+    if rows.shape[1] != 3:
+        raise ConfigError(f"expected 3 columns, found {rows.shape[1]}", path=path, field="latency.file")
+    try:
+        return latency_table(rows[:, 0], rows[:, 1], rows[:, 2])
+    except ValueError as e:
+        raise ConfigError(str(e), path=path, field="latency.file") from None
+
+
+def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
+    entry = STRATEGIES.get(cfg.strategy.name)
+    if entry is None:
+        raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
+                          path=config_path, field="strategy.name")
+    params = strategy_params(cfg, entry.python.Params, config_path)
+    events, instrument = load_events(cfg, progress)
+    if events.dtype != EVENT_DTYPE or len(events) == 0:
+        raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
+    try:
+        sim = make_sim(events, engine_config(cfg, instrument.tick_size, instrument.lot_size,
+                                             instrument.contract_multiplier),
+                       _latency_table(cfg.latency.file))
+    except EngineConfigError as e:
+        raise ConfigError(str(e), path=config_path) from None
+    s = cfg.strategy
+    if s.mode == "python":
+        strategy = entry.python(params, wake=s.wake, compute_ns=None if s.compute_ns == "measured" else s.compute_ns)
+        result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+    else:
+        if entry.kernel is None:
+            raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
+                              field="strategy.mode")
+        if s.wake.every_ns is None or s.wake.every_events is not None or s.wake.on_top_change:
+            raise ConfigError("kernels wake on a timer only: set wake.every_ns alone", path=config_path,
+                              field="strategy.wake")
+        if s.compute_ns == "measured":
+            raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
+                              path=config_path, field="strategy.compute_ns")
+        kernel.set_compute_ns(sim, s.compute_ns)
+        entry.kernel(sim, params, s.wake, instrument.tick_size)
+        result = collect(sim)
+    summary = summarize(result, int(round(cfg.metrics.episode_s * 1e9)))
+    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events))
+
+
+def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Backtest:
+    from .config import load
+    cfg = load(config_path)
+    bt = run(cfg, config_path, progress)
+    with open(config_path, "rb") as f:
+        config_text = f.read()
+    title = f"{cfg.strategy.name} on {bt.instrument.symbol}"
+    write_results(out_dir, bt.result, bt.summary, config_text, title)
+    return bt
+
+
+def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
+    s = bt.summary
+
+    def num(x, spec=",.4f"):
+        return "n/a" if x is None else format(x, spec)
+
+    rows = [
+        ("events", f"{bt.events:,}"), ("ticks", f"{s.ticks:,}"),
+        ("EPnL", num(s.epnl)), ("MAP", num(s.map)), ("RPT", num(s.rpt)), ("PnLMAP", num(s.pnlmap)),
+        ("fills", f"{s.n_fills:,}"), ("volume", num(s.volume, ",.6g")), ("fees", num(s.fees)),
+        ("final position", num(s.final_position, ",.6g")), ("Sharpe (per episode)", num(s.sharpe)),
+        ("max drawdown", num(s.max_drawdown)),
+        ("quoted bid / ask", f"{s.quoted_bid_share:.1%} / {s.quoted_ask_share:.1%}"),
+        (f"episodes ({s.episodes.length_s:g} s)",
+         f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean)} ± {num(s.episodes.epnl.std)}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if out_dir:
+        lines.append(f"results in {os.path.abspath(out_dir)}")
+    return "\n".join(lines)
