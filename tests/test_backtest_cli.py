@@ -132,3 +132,36 @@ def test_l3_queue_on_full_goog_level_10_reconciles(tmp_path):
     assert metrics["n_fills"] > 100
     assert metrics["ticks"] == len(np.load(out / "ticks.npz")["ts"])
     assert_fills_reconcile(out, metrics)
+
+
+def _with_latency_file(tmp_path, content: str):
+    lat = tmp_path / "latency.csv"
+    lat.write_text(content)
+    config = tmp_path / "lat.toml"
+    text = FIXED_SPREAD.read_text().replace('"../data/samples/', f'"{REPO}/data/samples/')
+    config.write_text(text.replace("cancel_response_ns = 1_000_000\n",
+                                   'cancel_response_ns = 1_000_000\nfile = "latency.csv"\n'))
+    return config
+
+
+def test_recorded_latency_file_is_used(tmp_path):
+    # The sample starts 2012-06-21 09:30 New York; a slow 50 ms link all day long.
+    t0, t1 = 1_340_285_400_000_000_000, 1_340_308_800_000_000_000
+    slow = _with_latency_file(tmp_path, f"request_ts,exchange_ts,response_ts\n{t0},{t0 + 50_000_000},{t0 + 100_000_000}\n"
+                                        f"{t1},{t1 + 50_000_000},{t1 + 100_000_000}\n")
+    fast = backtest(FIXED_SPREAD, tmp_path / "fast")
+    slow_metrics = backtest(slow, tmp_path / "slow")
+    assert slow_metrics["n_fills"] != fast["n_fills"] or slow_metrics["epnl"] != fast["epnl"]
+    fills = read_csv(tmp_path / "slow" / "fills.csv")
+    assert all(int(f["local_ts"]) - int(f["exch_ts"]) == 50_000_000 for f in fills)   # response leg of the table
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("request,exchange,response\n1,2,3\n", "expected the header"),
+    ("request_ts,exchange_ts,response_ts\n1,2\n", "latency.file"),
+    ("request_ts,exchange_ts,response_ts\n5,4,6\n", "request <= exchange <= response"),
+])
+def test_bad_latency_file_gets_one_line(tmp_path, content, needle):
+    proc = cmm("backtest", "--config", _with_latency_file(tmp_path, content), "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
