@@ -19,16 +19,14 @@ as a jitted kernel.
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
 import msgspec
 
 from .api import Context
 from .base import Strategy
 from .fixed_spread import requote
+from .params import NonNegative, Positive, PositiveInt
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class AvellanedaStoikovParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -36,7 +34,7 @@ class AvellanedaStoikovParams(msgspec.Struct, frozen=True, forbid_unknown_fields
     kappa: Positive = 1.5
     horizon_s: Positive = 60.0
     sigma0: NonNegative = 0.0          # price per sqrt(second), used until the estimate has data
-    sigma_window: Annotated[int, msgspec.Meta(ge=1)] = 100
+    sigma_window: PositiveInt = 100
     qty: Positive = 1.0
     max_position: Positive = 10.0
 

@@ -17,10 +17,9 @@ from engine import kernel
 from engine.codes import (BUY, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, REASON_NAMES,
                           REQ_CANCEL, REQ_MODIFY, REQ_NEW, STATUS_NAMES)
 from engine.results import RunResult, collect
-from engine.state import (F_FEE, F_LPOS, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
+from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TK_EPNL, TK_MAP,
-                          TK_RPT, Sim)
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
@@ -94,8 +93,10 @@ class BacktestContext:
     def metrics(self) -> Metrics:
         S = self.sim
         k = int(S.iv[I_NTICKS])
-        last = S.tk_f[k - 1] if k else np.zeros(S.tk_f.shape[1])
-        return Metrics(epnl=float(last[TK_EPNL]), map=float(last[TK_MAP]), rpt=float(last[TK_RPT]),
+        epnl = float(S.tk_epnl[k - 1]) if k else 0.0
+        fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
+        return Metrics(epnl=epnl, map=float(S.fv[F_SUM_ABS_Q]) / k if k else 0.0,
+                       rpt=epnl / fills if fills else 0.0,
                        n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
 
     # ---- orders

@@ -13,12 +13,10 @@ import msgspec
 
 from engine.state import EngineConfig
 from feeds.errors import DataError
-from feeds.instrument import Positive
 
 from .api import WakePolicy
+from .params import NonNegativeInt, Positive
 
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,7 +48,7 @@ class StrategyConfig(_Table):
 class QueueConfig(_Table):
     model: Literal["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3", "l3"] = \
         "risk_averse"
-    power: PositiveFloat = 2.0
+    power: Positive = 2.0
     partial_fills: bool = False
 
 
@@ -79,7 +77,7 @@ class FeeConfig(_Table):
 
 
 class MetricsConfig(_Table):
-    episode_s: PositiveFloat = 1800.0
+    episode_s: Positive = 1800.0
 
 
 class BacktestConfig(_Table):

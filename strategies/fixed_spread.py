@@ -9,20 +9,17 @@ kernel; the two give identical fills.
 from __future__ import annotations
 
 import math
-from typing import Annotated
-
 import msgspec
 
 from .api import Context
 from .base import Strategy
 from .kernels.fixed_spread import quote_ticks
+from .params import NonNegativeInt, Positive
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class FixedSpreadParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    half_spread_ticks: NonNegative = 1
+    half_spread_ticks: NonNegativeInt = 1
     qty: Positive = 1.0
     max_position: Positive = 10.0
 

@@ -1,0 +1,16 @@
+"""Constrained number types for strategy parameters and configs: the constraint is part of the schema.
+
+msgspec checks them while decoding a config, so ``qty = -1`` fails with the key's
+name instead of reaching the engine.
+"""
+from typing import Annotated
+
+import msgspec
+
+from feeds.instrument import Positive
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+__all__ = ["NonNegative", "NonNegativeInt", "Positive", "PositiveInt"]
