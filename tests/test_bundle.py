@@ -1,0 +1,120 @@
+"""Bundles: a changed, missing or extra file is refused with one clear line; the same seed gives the same bytes."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cmm_models.dataset import TARGET_NAMES, Normalization
+from cmm_models.experts import Expert
+from cmm_models.export import export_bundle
+from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
+from cmm_models.regimes import RegimeThresholds
+from feeds.bundle import FILES, MANIFEST, load_bundle, verify
+from feeds.errors import DataError
+from feeds.features import FeatureSchema
+
+from tests.conftest import REPO
+
+torch.set_num_threads(1)
+SCHEMA = FeatureSchema(tick_size=0.01)
+F = SCHEMA.n_features
+
+
+def make_bundle(directory, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((200, F)).astype(np.float32)
+    y = x[:, :3].astype(np.float32)
+    regime = rng.integers(0, 3, 200)
+    moe = MixtureOfExperts([Expert(F, seed=seed + i) for i in range(9)], [i // 3 for i in range(9)],
+                           [f"e{i}" for i in range(9)], MoEConfig(steps=20, seed=seed))
+    train_moe(moe, x, y, regime, device="cpu")
+    norm = Normalization(schema=SCHEMA, target_names=TARGET_NAMES, feature_mean=[0.5] * F, feature_std=[2.0] * F,
+                         target_mean=[0.0, 1.0, 10.0], target_std=[1.0, 0.5, 3.0])
+    export_bundle(moe, directory, norm, RegimeThresholds("rv_300s", 1e-4, 3e-4), {"p50_us": 2500.0, "threads": 1})
+    return moe
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bundle") / "b"
+    make_bundle(directory)
+    return directory
+
+
+def copy(bundle_dir, tmp_path):
+    target = tmp_path / "b"
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_bundle_loads_and_runs(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert sorted(bundle.manifest.files) == sorted(FILES)
+    assert bundle.schema == SCHEMA and bundle.regimes.classify(2e-4) == 1
+    prediction, weights = bundle.model(torch.zeros(F), 1)
+    assert prediction.shape == (3,) and weights.shape == (9,)
+    assert (weights[:3] == 0).all() and (weights[6:] == 0).all()
+
+
+@pytest.mark.parametrize("name", FILES + (MANIFEST,))
+def test_one_changed_byte_is_refused(bundle_dir, tmp_path, name):
+    directory = copy(bundle_dir, tmp_path)
+    path = directory / name
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as err:
+        load_bundle(directory)
+    line = str(err.value)
+    assert "\n" not in line and name in line
+    if name != MANIFEST:
+        assert "sha256: expected" in line and "found" in line
+
+
+def test_missing_and_extra_files_are_refused(bundle_dir, tmp_path):
+    directory = copy(bundle_dir, tmp_path)
+    (directory / "regimes.json").unlink()
+    with pytest.raises(DataError, match=r"regimes\.json: listed in manifest\.json but missing"):
+        verify(directory)
+    directory = copy(bundle_dir, tmp_path / "extra")
+    (directory / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"notes\.txt: not listed in manifest\.json"):
+        verify(directory)
+    (directory / "notes.txt").unlink()
+    (directory / MANIFEST).unlink()
+    with pytest.raises(DataError, match="no manifest.json"):
+        verify(directory)
+
+
+def test_same_seed_same_bytes(bundle_dir, tmp_path):
+    make_bundle(tmp_path / "again")
+    for name in FILES + (MANIFEST,):
+        first = hashlib.sha256((bundle_dir / name).read_bytes()).hexdigest()
+        assert hashlib.sha256((tmp_path / "again" / name).read_bytes()).hexdigest() == first, name
+    make_bundle(tmp_path / "other", seed=1)
+    assert (tmp_path / "other" / "model.pt").read_bytes() != (bundle_dir / "model.pt").read_bytes()
+
+
+def test_feeds_bundle_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, feeds.bundle; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_same_bytes_in_another_process(bundle_dir, tmp_path):
+    """torch.jit.save alone writes a random id and hash-seed-ordered constants; the export must not."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_bundle import make_bundle; "
+            f"make_bundle({str(tmp_path / 'proc')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(REPO),
+                   env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert (tmp_path / "proc" / "model.pt").read_bytes() == (bundle_dir / "model.pt").read_bytes()
