@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := build/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean clean-cache
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
+
+# Numba's on-disk cache keys a function on its own file only: after editing a module that
+# jitted code in another module calls, drop the cache so no caller keeps the old callee.
+clean-cache:
+	find . -path ./$(VENV) -prune -o \( -name '*.nbi' -o -name '*.nbc' \) -exec rm -f {} +
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -1,11 +1,16 @@
-"""Events/s of our engine: replay only, and FixedSpread waking every 100 ms and every 1 ms.
+"""Events/s of our engine: replay only, FixedSpread waking every 100 ms and every 1 ms, and the Python path.
 
 Data: the >= 5M-row synthetic L2 stream of bench/gen_l2.py (cached under build/bench/) and, when
 /work/shared/data is present, LOBSTER GOOG level 10 converted with ``feeds.read(..., "lobster")``.
 Latencies are a constant 1 ms each way, RiskAverse queue, zero fees, tick log on (one metrics row
-per local market-data row). Numba is warmed up on a small slice first. events/s = rows of the event
-array / seconds of the run (``make_sim`` setup is reported apart). Peak RSS is the process's high-water
-mark (events, the tick log and everything else), shown against the bytes of the largest event array.
+per local market-data row). "FixedSpread py 100 ms" is the Python-callback path: the
+``strategies.fixed_spread.FixedSpread`` class driven by ``strategies.backtest.run`` (its time includes
+``collect``, which it returns). Numba is warmed up on a small slice first. events/s = rows of the event
+array / seconds of the run (``make_sim`` setup is reported apart).
+
+Memory: "peak x" is the run's peak RSS (``make_sim`` and the run; Linux's high-water mark, reset before
+each run) minus the interpreter's baseline (RSS without the events), over the event array's bytes; so
+the events alone are 1.00x. "collect x" is the same after ``engine.results.collect`` copies the logs out.
 
 Usage: python bench/engine_speed.py [--data build/bench/l2_5m.npz] [--lobster PATH]
 """
@@ -13,21 +18,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from strategies import backtest  # noqa: E402
+from strategies.api import WakePolicy  # noqa: E402
+from strategies.fixed_spread import FixedSpread, FixedSpreadParams  # noqa: E402
 from strategies.kernels.fixed_spread import fixed_spread  # noqa: E402
 from engine.kernel import run_to_end  # noqa: E402
+from engine.results import collect  # noqa: E402
 from engine.state import EngineConfig, make_sim  # noqa: E402
 
 LATENCY_NS = 1_000_000
 LOBSTER = os.path.join(REPO, "..", "shared", "data", "lobster", "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")
 WARMUP_ROWS = 50_000
-RUNS = (("replay only", None), ("FixedSpread 100 ms", 100_000_000), ("FixedSpread 1 ms", 1_000_000))
+PYTHON = "python"
+RUNS = (("replay only", None), ("FixedSpread 100 ms", 100_000_000), ("FixedSpread 1 ms", 1_000_000),
+        ("FixedSpread py 100 ms", PYTHON))
+HALF_SPREAD_TICKS = 1
+MAX_POSITION = 20.0
 
 
 def config(instrument) -> EngineConfig:
@@ -40,29 +52,58 @@ def config(instrument) -> EngineConfig:
 
 
 def run_once(events, cfg, interval):
-    """(setup seconds, run seconds, wake-ups) of one run over ``events``."""
+    """(setup s, run s, wake-ups, peak RSS of setup + run, peak RSS after collect) of one run."""
+    reset_peak_rss()
     t0 = time.perf_counter()
     S = make_sim(events, cfg)
     t1 = time.perf_counter()
     wakes = 0
     if interval is None:
         run_to_end(S)
+    elif interval is PYTHON:
+        strategy = FixedSpread(FixedSpreadParams(half_spread_ticks=HALF_SPREAD_TICKS, qty=cfg.lot_size,
+                                                 max_position=MAX_POSITION),
+                               wake=WakePolicy(every_ns=100_000_000))
+        backtest.run(strategy, S, cfg.tick_size, cfg.lot_size)
     else:
-        wakes = fixed_spread(S, interval, 1, cfg.lot_size, 20.0)
-    return t1 - t0, time.perf_counter() - t1, wakes
+        wakes = fixed_spread(S, interval, HALF_SPREAD_TICKS, cfg.lot_size, MAX_POSITION)
+    secs = time.perf_counter() - t1
+    peak_run = peak_rss_bytes()
+    collect(S)
+    return t1 - t0, secs, wakes, peak_run, peak_rss_bytes()
 
 
 def bench(name, events, instrument, rows_out):
     cfg = config(instrument)
     for _, interval in RUNS:
         run_once(events[:WARMUP_ROWS], cfg, interval)
+    base = rss_bytes() - events.nbytes
     for label, interval in RUNS:
-        setup, secs, wakes = run_once(events, cfg, interval)
-        rows_out.append((name, len(events), label, len(events) / secs, secs, setup, wakes))
+        setup, secs, wakes, peak_run, peak_collect = run_once(events, cfg, interval)
+        rows_out.append((name, len(events), label, len(events) / secs, secs, setup, wakes,
+                         (peak_run - base) / events.nbytes, (peak_collect - base) / events.nbytes))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def rss_bytes() -> int:
+    return _status_kib("VmRSS") * 1024
 
 
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _status_kib("VmHWM") * 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart the high-water mark at the current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def main(argv=None) -> int:
@@ -71,30 +112,25 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--lobster", default=LOBSTER)
     args = ap.parse_args(argv)
-    rss_start = peak_rss_bytes()
 
     from bench.vs_hftbacktest import load_or_generate
     events, instrument = load_or_generate(args.data, args.events)
     rows = []
     bench(os.path.basename(args.data), events, instrument, rows)
-    largest = events.nbytes
     del events
 
     if os.path.exists(args.lobster):
         from feeds.formats import read
         conv = read([args.lobster], "lobster")
         bench("LOBSTER GOOG L10", conv.events, conv.instrument, rows)
-        largest = max(largest, conv.events.nbytes)
     else:
         print(f"skipping LOBSTER: {args.lobster} not found")
 
-    print(f"{'data':<18} {'rows':>9}  {'run':<20} {'M ev/s':>8} {'run s':>7} {'setup s':>8} {'wake-ups':>9}")
-    for name, n, label, evs, secs, setup, wakes in rows:
-        print(f"{name:<18} {n:>9}  {label:<20} {evs / 1e6:>8.2f} {secs:>7.3f} {setup:>8.3f} {wakes:>9}")
-    peak = peak_rss_bytes()
-    print(f"peak RSS {peak / 2**20:.0f} MiB (at start {rss_start / 2**20:.0f} MiB); largest event array "
-          f"{largest / 2**20:.0f} MiB; peak / events = {peak / largest:.2f}x, "
-          f"(peak - start) / events = {(peak - rss_start) / largest:.2f}x")
+    print(f"{'data':<18} {'rows':>9}  {'run':<22} {'M ev/s':>8} {'run s':>7} {'setup s':>8} {'wake-ups':>9} "
+          f"{'peak x':>7} {'collect x':>9}")
+    for name, n, label, evs, secs, setup, wakes, peak, peak_collect in rows:
+        print(f"{name:<18} {n:>9}  {label:<22} {evs / 1e6:>8.2f} {secs:>7.3f} {setup:>8.3f} {wakes:>9} "
+              f"{peak:>6.2f}x {peak_collect:>8.2f}x")
     return 0
 
 

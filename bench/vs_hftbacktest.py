@@ -24,7 +24,6 @@ import argparse
 import os
 import sys
 import time
-import zipfile
 
 import numba as nb
 import numpy as np
@@ -38,8 +37,7 @@ from hftbacktest.order import FILLED as HBT_FILLED, GTX as HBT_GTX, LIMIT as HBT
 from strategies.kernels.fixed_spread import fixed_spread, quote_ticks  # noqa: E402
 from engine.state import (F_LBAL, F_LPOS, FL_ID, FL_SIDE, FL_TICK, FL_XTS, FLF_QTY, I_NFILLS,  # noqa: E402
                           EngineConfig, make_sim, tick_range)
-from feeds.events import EVENT_DTYPE  # noqa: E402
-from feeds.store import load, load_header  # noqa: E402
+from feeds.store import load  # noqa: E402
 
 LATENCY_NS = 1_000_000
 HALF_SPREAD_TICKS = 1
@@ -50,37 +48,12 @@ WARMUP_ROWS = 50_000
 
 
 def load_or_generate(path: str, n_events: int):
-    """The cached stream at ``path`` (generated first when missing), memory-mapped when stored uncompressed.
-
-    Mapping the ``data.npy`` member reads the events in place: ``feeds.store.load`` holds the raw bytes
-    and a copy at once, which alone would set the benchmark's peak memory at twice the event array.
-    """
+    """The cached stream at ``path``, generated first when missing."""
     if not os.path.exists(path):
         from bench.gen_l2 import main as gen_main
         gen_main(["--events", str(n_events), "--out", path])
-    _, instrument, _ = load_header(path)
-    events = _map_events(path)
-    if events is None:
-        events = load(path).events
-    return events, instrument
-
-
-def _map_events(path: str):
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo("data.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)   # zip local file header; name and extra field lengths at bytes 26..29
-        f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
-               + int.from_bytes(local[28:30], "little"))
-        version = np.lib.format.read_magic(f)
-        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
-        offset = f.tell()
-    if dtype != EVENT_DTYPE or fortran or len(shape) != 1:
-        return None
-    return np.memmap(path, dtype=EVENT_DTYPE, mode="r", offset=offset, shape=shape)
+    loaded = load(path)
+    return loaded.events, loaded.instrument
 
 
 # ---------------------------------------------------------------- hftbacktest side

@@ -32,6 +32,21 @@ def price_tick(px, tick_size):
     return np.int64(np.round(px / tick_size))
 
 
+@nb.njit(cache=True, inline="always")
+def price_tick_fast(px, tick_size, per_tick):
+    """:func:`price_tick` without a division where that cannot change the result.
+
+    ``px * per_tick`` (``per_tick = 1/tick_size``) is within a few ulps of ``px / tick_size``;
+    when it lies within 1/4 of an integer (always, for prices on the grid) both round to that
+    integer. Otherwise (near a half, NaN, or beyond 2**40 ticks) the division decides.
+    """
+    x = px * per_tick
+    t = np.round(x)
+    if abs(x - t) < 0.25 and abs(x) < 1099511627776.0:
+        return np.int64(t)
+    return np.int64(np.round(px / tick_size))
+
+
 @nb.njit(cache=True)
 def depth_below(depth, start, end, lb, ub):
     """Highest non-empty tick strictly below ``start`` and at or above ``end``."""
@@ -65,7 +80,7 @@ def qty_at(depth, tick, lb, ub):
     return depth[tick - lb]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def update_bid(bid, ask, bk, tick, qty, lot, lb, ub):
     """Set the bid level at ``tick``; returns the quantity it had before."""
     if tick < lb or tick > ub:
@@ -88,7 +103,7 @@ def update_bid(bid, ask, bk, tick, qty, lot, lb, ub):
     return prev
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def update_ask(bid, ask, bk, tick, qty, lot, lb, ub):
     """Set the ask level at ``tick``; returns the quantity it had before."""
     if tick < lb or tick > ub:

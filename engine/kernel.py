@@ -22,7 +22,7 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from .book import BEST_ASK, BEST_BID, price_tick, update_ask, update_bid
+from .book import BEST_ASK, BEST_BID, price_tick_fast, update_ask, update_bid
 from .codes import (BUY, SELL, Q_L3, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
                     R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
@@ -30,9 +30,9 @@ from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_cross
 from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
 from .local import is_final, process_data as local_data, process_response, record_tick, try_free
 from .state import (F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
-                    I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
+                    I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
                     I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
-                    I_N, I_NEXT_ID, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
+                    I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
                     I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
                     O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
                     Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
@@ -52,7 +52,7 @@ E_BAD_QTY = -R_BAD_QTY
 E_PRICE_OUT_OF_RANGE = -R_PRICE_OUT_OF_RANGE
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _next_flagged(ev, i, n, flag):
     while i < n and (ev[i] & flag) == 0:
         i += 1
@@ -95,13 +95,14 @@ def _replay(S, ie, il, exch_lim, local_lim):
     lbk = S.lbk
     nbuy_at = S.nbuy_at
     nsell_at = S.nsell_at
-    tk_ts = S.tk_ts
-    tk_f = S.tk_f
-    tk_q = S.tk_q
+    tk_mid = S.tk_mid
+    tk_epnl = S.tk_epnl
+    tk_nq = S.tk_nq
     n = iv[I_N]
     lb = iv[I_LB]
     ub = iv[I_UB]
     tick_size = fv[F_TICK]
+    per_tick = fv[F_PER_TICK]
     lot = fv[F_LOT]
     record = iv[I_RECORD_TICKS] == 1
     l3_queue = iv[I_QMODEL] == Q_L3
@@ -117,7 +118,7 @@ def _replay(S, ie, il, exch_lim, local_lim):
             e = ev[i]
             kind = e & KIND_MASK
             if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                tick = price_tick(px[i], tick_size)
+                tick = price_tick_fast(px[i], tick_size, per_tick)
                 q = qty[i]
                 if e & BUY_FLAG:
                     prev_best = xbk[BEST_BID]
@@ -136,15 +137,18 @@ def _replay(S, ie, il, exch_lim, local_lim):
                         _fill_crossed(S, BUY, xbk[BEST_ASK], te)
                         break
             elif kind == TRADE:
-                tick = price_tick(px[i], tick_size)
+                tick = price_tick_fast(px[i], tick_size, per_tick)
+                fills = iv[I_NFILLS]      # only a fill queues a response: stop only then
                 if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
                     if tick >= iv[I_XMINSELL]:
                         _trade(S, SELL, tick, qty[i], te)
-                        break
+                        if iv[I_NFILLS] != fills:
+                            break
                 elif e & SELL_FLAG:
                     if tick <= iv[I_XMAXBUY]:
                         _trade(S, BUY, tick, qty[i], te)
-                        break
+                        if iv[I_NFILLS] != fills:
+                            break
             elif ADD_ORDER <= kind <= FILL and not l3_queue:
                 pass                      # order-level rows only move an L3 queue
             else:
@@ -158,7 +162,7 @@ def _replay(S, ie, il, exch_lim, local_lim):
             e = ev[i]
             kind = e & KIND_MASK
             if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                tick = price_tick(px[i], tick_size)
+                tick = price_tick_fast(px[i], tick_size, per_tick)
                 if e & BUY_FLAG:
                     update_bid(lbid, lask, lbk, tick, qty[i], lot, lb, ub)
                 elif e & SELL_FLAG:
@@ -169,7 +173,7 @@ def _replay(S, ie, il, exch_lim, local_lim):
                     break
                 continue
             if record:
-                record_tick(iv, fv, lbk, tk_ts, tk_f, tk_q, tl)
+                record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq)
             if watch and _woke(iv, fv, lbk, lbid, lask, tl):
                 break
     return ie, il

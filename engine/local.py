@@ -35,7 +35,7 @@ from .state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, 
                     O_TYPE, O_USED, O_XSTATUS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS,
                     OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY,
                     RS_EXEC_TICK, RS_KIND, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RSF_EXEC_QTY,
-                    RSF_FEE, RSF_LEAVES, RSF_QTY, TK_EPNL, TK_MAP, TK_MID, TK_POS, TK_RPT, TQ_ASK, TQ_BID,
+                    RSF_FEE, RSF_LEAVES, RSF_QTY, TQ_ASK, TQ_BID, TQ_SHIFT,
                     I_NXBUY, I_NXSELL)
 
 
@@ -44,9 +44,13 @@ def is_final(status):
     return status == FILLED or status == CANCELED or status == EXPIRED or status == REJECTED
 
 
-@nb.njit(cache=True)
-def record_tick(iv, fv, lbk, tk_ts, tk_f, tk_q, ts):
-    """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean."""
+@nb.njit(cache=True, inline="always")
+def record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq):
+    """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean.
+
+    Only mid, EPnL and fills-so-far are stored; ``engine.results.collect`` derives the rest.
+    ``F_SUM_ABS_Q`` keeps the running sum of |position| so a wake-up can read MAP so far.
+    """
     k = iv[I_NTICKS]
     bb = lbk[BEST_BID]
     ba = lbk[BEST_ASK]
@@ -57,16 +61,11 @@ def record_tick(iv, fv, lbk, tk_ts, tk_f, tk_q, ts):
     equity = fv[F_CASH] + pos * mid * fv[F_MULT]
     if np.isnan(fv[F_MID0]) and not np.isnan(mid):
         fv[F_MID0] = equity
-    epnl = equity - fv[F_MID0]
     fv[F_SUM_ABS_Q] += abs(pos)
-    tk_ts[k] = ts
-    tk_f[k, TK_MID] = mid
-    tk_f[k, TK_POS] = pos
-    tk_f[k, TK_EPNL] = epnl
-    tk_f[k, TK_MAP] = fv[F_SUM_ABS_Q] / (k + 1)
-    n = iv[I_NTRADES]
-    tk_f[k, TK_RPT] = epnl / n if n > 0 else 0.0
-    tk_q[k] = (TQ_BID if iv[I_NXBUY] > 0 else 0) | (TQ_ASK if iv[I_NXSELL] > 0 else 0)
+    tk_mid[k] = mid
+    tk_epnl[k] = equity - fv[F_MID0]
+    tk_nq[k] = ((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
+                | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
     iv[I_NTICKS] = k + 1
 
 
@@ -103,7 +102,7 @@ def process_data(S, i):
     elif kind != TRADE:
         market = False
     if market and iv[I_RECORD_TICKS] == 1:
-        record_tick(iv, fv, bk, S.tk_ts, S.tk_f, S.tk_q, S.local_ts[i])
+        record_tick(iv, fv, bk, S.tk_mid, S.tk_epnl, S.tk_nq)
 
 
 @nb.njit(cache=True)

@@ -38,9 +38,13 @@ def fmin(a, b):
     return a if a < b else b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def prob(model, n, front, back):
-    """Probability that a depth decrease came from behind our order."""
+    """Probability that a depth decrease came from behind our order.
+
+    IEEE division, as in hftbacktest's Rust: an empty level gives 0/0 = NaN,
+    which ``on_depth`` resolves as Rust's ``f64::min`` does (to the new size).
+    """
     if model == Q_POWER_PROB:
         fb = back ** n
         return fb / (fb + front ** n)

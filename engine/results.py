@@ -6,7 +6,10 @@ consumer (metrics, the results directory, tests) reads these tables instead.
 from __future__ import annotations
 
 import msgspec
+import numba as nb
 import numpy as np
+
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 
 from .codes import REASON_NAMES, STATUS_NAMES
 from .local import is_final
@@ -14,7 +17,7 @@ from .state import (F_CASH, F_FEE, F_MULT, F_POS, F_TICK, F_VALUE, F_VOLUME, FL_
                     FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, OL_DONE_TS,
                     OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY,
                     O_ID, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF, O_TYPE, O_USED, Q_LEXEC, Q_LQTY,
-                    TK_EPNL, TK_MAP, TK_MID, TK_POS, TK_RPT, Sim)
+                    TQ_ASK, TQ_BID, TQ_SHIFT, Sim)
 
 FILL_DTYPE = np.dtype([("order_id", "i8"), ("side", "i1"), ("exch_ts", "i8"), ("local_ts", "i8"),
                        ("maker", "?"), ("price", "f8"), ("qty", "f8"), ("fee", "f8")])
@@ -46,12 +49,8 @@ class RunResult(msgspec.Struct):
 
 def collect(S: Sim) -> RunResult:
     """Copy a run's logs out of ``S`` (safe to keep after ``S`` is gone)."""
-    n = int(S.iv[I_NTICKS])
-    tk = S.tk_f[:n]
-    ticks = {"ts": S.tk_ts[:n].copy(), "mid": tk[:, TK_MID].copy(), "position": tk[:, TK_POS].copy(),
-             "epnl": tk[:, TK_EPNL].copy(), "map": tk[:, TK_MAP].copy(), "rpt": tk[:, TK_RPT].copy(),
-             "quoted": S.tk_q[:n].copy()}
     k = int(S.iv[I_NFILLS])
+    ticks = _ticks(S, k)
     fills = np.zeros(k, dtype=FILL_DTYPE)
     fi, ff = S.fl_i[:k], S.fl_f[:k]
     fills["order_id"], fills["side"] = fi[:, FL_ID], fi[:, FL_SIDE]
@@ -63,6 +62,45 @@ def collect(S: Sim) -> RunResult:
                       contract_multiplier=float(S.fv[F_MULT]))
     return RunResult(ticks=ticks, fills=fills, orders=_orders(S, tick), account=account,
                      orders_dropped=int(S.iv[I_NLOG_DROPPED]))
+
+
+def _ticks(S: Sim, n_fills: int) -> dict[str, np.ndarray]:
+    """The per-tick arrays, rebuilt from the compact tick log with the kernel's own arithmetic.
+
+    The kernel stores mid, EPnL and fills-so-far per tick. The rest is exact: the timestamps are the
+    local market rows' ``local_ts``; the position after ``j`` fills is the running sum of signed fill
+    quantities (the kernel's ``F_POS += qty * side``, same order); MAP is the running sum of |position|
+    over (tick index + 1); RPT is EPnL over fills so far (0 before the first fill).
+    """
+    n = int(S.iv[I_NTICKS])
+    nq = S.tk_nq[:n]
+    done = nq >> TQ_SHIFT
+    held = np.zeros(n_fills + 1)
+    np.cumsum(S.fl_f[:n_fills, FLF_QTY] * S.fl_i[:n_fills, FL_SIDE], out=held[1:])
+    position = held[done]
+    epnl = S.tk_epnl[:n].copy()
+    rpt = np.zeros(n)
+    np.divide(epnl, done, out=rpt, where=done > 0)
+    return {"ts": _tick_times(S.ev, S.local_ts, n), "mid": S.tk_mid[:n].copy(), "position": position,
+            "epnl": epnl, "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt,
+            "quoted": (nq & (TQ_BID | TQ_ASK)).astype(np.int8)}
+
+
+@nb.njit(cache=True)
+def _tick_times(ev, local_ts, n):
+    """``local_ts`` of the first ``n`` market-data rows on the local timeline: one per tick."""
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(ev.shape[0]):
+        if k == n:
+            break
+        e = ev[i]
+        kind = e & KIND_MASK
+        if e & LOCAL and (kind == DEPTH or kind == TRADE or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT
+                          or kind == DEPTH_BBO):
+            out[k] = local_ts[i]
+            k += 1
+    return out
 
 
 def _orders(S: Sim, tick: float) -> np.ndarray:

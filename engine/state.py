@@ -13,8 +13,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 from numba.experimental import structref
 
-from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL,
-                          MODIFY_ORDER, TRADE)
+from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
+                          LOCAL, MODIFY_ORDER, TRADE)
 
 from .book import empty_bk
 from .codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
@@ -84,6 +84,7 @@ F_LAST_MID = 17
 F_MID0 = 18
 F_TOP_BIDQ = 19    # sizes at the top of book at the last wake-up
 F_TOP_ASKQ = 20
+F_PER_TICK = 21     # 1 / tick size (book.price_tick_fast)
 F_SIZE = 24
 
 # ---- order table: oi (int64) and of (float64) columns ----
@@ -127,17 +128,19 @@ FLF_QTY, FLF_PRICE, FLF_FEE = range(3)
 # Order log columns.
 OL_ID, OL_SIDE, OL_TICK, OL_TIF, OL_TYPE, OL_STATUS, OL_REASON, OL_SUBMIT_TS, OL_DONE_TS = range(9)
 OLF_QTY, OLF_EXEC = range(2)
-# Tick log float columns.
-TK_MID, TK_POS, TK_EPNL, TK_MAP, TK_RPT = range(5)
-# Tick log quote flags (``tk_q``): we had a live order on that side at the exchange.
+# Tick log: ``tk_mid`` and ``tk_epnl`` (float64) and ``tk_nq`` (int32) = our fills so far << TQ_SHIFT
+# | quote flags (we had a live order on that side at the exchange). Timestamps, position, MAP and RPT
+# follow from these, the events and the fill log (engine/results.collect): 20 bytes a tick, not 49.
 TQ_BID, TQ_ASK = 1, 2
+TQ_SHIFT = 2
+MAX_FILLS = 1 << 29   # fills so far must fit tk_nq
 
 SIM_FIELDS = (
     "ev", "exch_ts", "local_ts", "px", "qty",
     "xbid", "xask", "xbk", "lbid", "lask", "lbk",
     "iv", "fv", "oi", "of", "xact", "nbuy_at", "nsell_at",
     "rq_i", "rq_f", "rs_i", "rs_f",
-    "fl_i", "fl_f", "ol_i", "ol_f", "tk_ts", "tk_f", "tk_q",
+    "fl_i", "fl_f", "ol_i", "ol_f", "tk_mid", "tk_epnl", "tk_nq",
     "lat_ts", "lat_v",
     "order_id", "l3_i", "l3_q", "l3_h", "l3_lv",
 )
@@ -201,8 +204,6 @@ def _build_sim(*arrays):
 # L3 book columns (engine/l3.py); row 0 of ``l3_i`` holds the next free slot.
 L_ID, L_SIDE, L_TICK, L_LIVE = range(4)
 
-MARKET_KINDS = (DEPTH, TRADE, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO)
-
 
 class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the kernel needs besides the events. Times are nanoseconds."""
@@ -246,40 +247,72 @@ def _check(cfg: EngineConfig) -> None:
            cfg.cancel_entry_ns, cfg.cancel_response_ns)
     if min(lat) < 0:
         raise ConfigError("latencies must be >= 0 ns")
+    if cfg.max_fills > MAX_FILLS:
+        raise ConfigError(f"max_fills must be at most {MAX_FILLS}")
     if cfg.ring_size & (cfg.ring_size - 1):
         raise ConfigError("ring_size must be a power of two")
 
 
 def count_ticks(events: np.ndarray) -> int:
     """Rows that are market data on the local timeline: one metrics row each."""
-    ev = events["ev"]
-    kind = ev & np.uint64(KIND_MASK)
-    local = (ev & np.uint64(LOCAL)) != 0
-    return int(np.count_nonzero(local & np.isin(kind, np.array(MARKET_KINDS, dtype=np.uint64))))
+    return int(_count_ticks(events["ev"]))
+
+
+@nb.njit(cache=True)
+def _count_ticks(ev):
+    n = 0
+    for e in ev:
+        kind = e & KIND_MASK
+        if e & LOCAL and (kind == DEPTH or kind == TRADE or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT
+                          or kind == DEPTH_BBO):
+            n += 1
+    return n
 
 
 def tick_range(events: np.ndarray, tick_size: float, pad: int) -> tuple[int, int]:
-    px = events["px"]
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    priced = np.isin(kind, np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO, 10, 12, 13], dtype=np.uint64))
-    priced &= np.isfinite(px) & (px > 0)
-    if not priced.any():
+    """Lowest and highest price tick in the events, ``pad`` ticks wider (one pass, no temporaries)."""
+    lo, hi, any_priced = _tick_extent(events["ev"], events["px"], tick_size)
+    if not any_priced:
         return 0, 2 * pad
-    ticks = np.round(px[priced] / tick_size)
-    return int(ticks.min()) - pad, int(ticks.max()) + pad
+    return int(lo) - pad, int(hi) + pad
+
+
+@nb.njit(cache=True)
+def _tick_extent(ev, px, tick_size):
+    lo = np.inf
+    hi = -np.inf
+    found = False
+    for i in range(ev.shape[0]):
+        kind = ev[i] & KIND_MASK
+        if (kind == DEPTH or kind == TRADE or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == ADD_ORDER
+                or kind == MODIFY_ORDER or kind == FILL):
+            p = px[i]
+            if np.isfinite(p) and p > 0:
+                t = np.round(p / tick_size)
+                lo = min(lo, t)
+                hi = max(hi, t)
+                found = True
+    return lo, hi, found
 
 
 def _l3_book(events: np.ndarray, width: int, enabled: bool) -> dict:
     """The L3 book's arrays (engine/l3.py), sized for every order the events can add."""
-    n = 0
-    if enabled:
-        kind = events["ev"] & np.uint64(KIND_MASK)
-        n = int(np.count_nonzero((kind == ADD_ORDER) | (kind == MODIFY_ORDER)))
+    n = int(_count_adds(events["ev"])) if enabled else 0
     l3_i = np.zeros((n + 1, 4), dtype=np.int64)
     l3_i[0, 0] = 1
     cap = 1 << max(2, (2 * n + 1).bit_length())   # load factor <= 1/2 even with every order kept
     return dict(l3_i=l3_i, l3_q=np.zeros(n + 1), l3_h=np.zeros(cap, dtype=np.int64),
                 l3_lv=np.zeros((2, width if enabled else 1)))
+
+
+@nb.njit(cache=True)
+def _count_adds(ev):
+    n = 0
+    for e in ev:
+        kind = e & KIND_MASK
+        if kind == ADD_ORDER or kind == MODIFY_ORDER:
+            n += 1
+    return n
 
 
 def _touched(a: np.ndarray) -> np.ndarray:
@@ -312,6 +345,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     fv = np.zeros(F_SIZE, dtype=np.float64)
     fv[F_TICK], fv[F_LOT], fv[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
     fv[F_MAKER], fv[F_TAKER], fv[F_QPOW] = cfg.maker_fee, cfg.taker_fee, cfg.queue_power
+    fv[F_PER_TICK] = 1.0 / cfg.tick_size
     fv[F_LAST_MID] = np.nan
     fv[F_MID0] = np.nan
     n_ticks = count_ticks(events) if cfg.record_ticks else 0
@@ -337,8 +371,8 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         rs_i=np.zeros((r, 9), dtype=np.int64), rs_f=np.zeros((r, 4), dtype=np.float64),
         fl_i=np.zeros((cfg.max_fills, 6), dtype=np.int64), fl_f=np.zeros((cfg.max_fills, 3)),
         ol_i=np.zeros((n_ord, 9), dtype=np.int64), ol_f=np.zeros((n_ord, 2)),
-        tk_ts=_touched(np.zeros(n_ticks, dtype=np.int64)), tk_f=_touched(np.zeros((n_ticks, 5))),
-        tk_q=_touched(np.zeros(n_ticks, dtype=np.int8)),
+        tk_mid=_touched(np.zeros(n_ticks)), tk_epnl=_touched(np.zeros(n_ticks)),
+        tk_nq=_touched(np.zeros(n_ticks, dtype=np.int32)),
         lat_ts=lat_ts, lat_v=lat_v,
         order_id=events["order_id"].view(np.int64),
         **_l3_book(events, width, cfg.queue_model == "l3"),

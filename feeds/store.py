@@ -28,6 +28,7 @@ from .instrument import Instrument
 
 SCHEMA_VERSION = 1
 DEFAULT_CHUNK = 1 << 20
+_READ_BYTES = 1 << 22   # zip members read through a buffer of this size
 
 
 class DatasetMeta(msgspec.Struct, forbid_unknown_fields=False):
@@ -161,11 +162,28 @@ def iter_chunks(paths: Iterable[str | os.PathLike], chunk_events: int = DEFAULT_
 
 
 def load(path: str | os.PathLike) -> EventFile:
-    """Read a whole event file (ours or hftbacktest's)."""
+    """Read a whole event file (ours or hftbacktest's).
+
+    The events are read straight from the zip member into one preallocated array, so
+    loading needs the array's size in memory once, not twice (raw bytes plus a copy).
+    """
     path = os.fspath(path)
     n, instrument, meta = load_header(path)
-    chunks = list(iter_chunks([path], chunk_events=max(n, 1)))
-    events = chunks[0] if chunks else np.zeros(0, dtype=EVENT_DTYPE)
+    events = np.empty(n, dtype=EVENT_DTYPE)
+    with _open_zip(path) as zf:
+        try:
+            with zf.open("data.npy") as f:
+                _read_header(f, path)
+                view = memoryview(events.view(np.uint8))
+                got = 0
+                while got < events.nbytes:
+                    k = f.readinto(view[got:got + _READ_BYTES])
+                    if not k:
+                        raise DataError(f"truncated: header promises {n} events, data ends early",
+                                        path=path, field="data")
+                    got += k
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise DataError(f"corrupt or truncated: {e}", path=path) from None
     return EventFile(events=events, instrument=instrument, meta=meta)
 
 

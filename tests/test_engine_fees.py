@@ -7,7 +7,8 @@ import pytest
 from engine import kernel as K
 from engine.codes import BUY, GTC, IOC, LIMIT
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LFEE, F_LPOS, F_POS, F_VALUE, F_VOLUME, FL_MAKER, FLF_FEE,
-                          I_NTICKS, TK_EPNL, TK_MAP, TK_MID, TK_POS, TK_RPT)
+                          I_NTICKS)
+from engine.results import collect
 from tests.engine_events import book, sim
 
 # Bid 100x10, ask 102x5 (mid 101). A seller prints through our bid at 10: our resting buy fills as maker.
@@ -66,11 +67,11 @@ def test_per_tick_metrics():
     epnl = -200.04 + 204 = 3.96. map = running mean |q|; rpt = epnl / 1 fill."""
     S = _maker(maker_fee=0.0002)
     assert S.iv[I_NTICKS] == 5
-    tk = S.tk_f[:5]
-    assert np.isnan(tk[0, TK_MID])
-    np.testing.assert_allclose(tk[1:, TK_MID], [101, 101, 101, 102])
-    np.testing.assert_allclose(tk[:, TK_POS], [0, 0, 2, 2, 2])
-    np.testing.assert_allclose(tk[1:, TK_EPNL], [0, 1.96, 1.96, 3.96])
-    np.testing.assert_allclose(tk[:, TK_MAP], [0, 0, 2 / 3, 4 / 4, 6 / 5])
-    np.testing.assert_allclose(tk[:, TK_RPT], [0, 0, 1.96, 1.96, 3.96])
-    np.testing.assert_array_equal(S.tk_ts[:5], [0, 0, 10, 20, 20])
+    tk = collect(S).ticks
+    assert np.isnan(tk["mid"][0])
+    np.testing.assert_allclose(tk["mid"][1:], [101, 101, 101, 102])
+    np.testing.assert_allclose(tk["position"], [0, 0, 2, 2, 2])
+    np.testing.assert_allclose(tk["epnl"][1:], [0, 1.96, 1.96, 3.96])
+    np.testing.assert_allclose(tk["map"], [0, 0, 2 / 3, 4 / 4, 6 / 5])
+    np.testing.assert_allclose(tk["rpt"], [0, 0, 1.96, 1.96, 3.96])
+    np.testing.assert_array_equal(tk["ts"], [0, 0, 10, 20, 20])
