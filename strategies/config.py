@@ -137,11 +137,8 @@ def strategy_params(cfg: BacktestConfig, params_type: type[msgspec.Struct], path
 
 
 def engine_config(cfg: BacktestConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
-    lat = cfg.latency
+    latencies = {k: v for k, v in msgspec.structs.asdict(cfg.latency).items() if k != "file"}
     return EngineConfig(
         tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
         queue_model=cfg.queue.model, queue_power=cfg.queue.power, partial_fills=cfg.queue.partial_fills,
-        place_entry_ns=lat.place_entry_ns, place_response_ns=lat.place_response_ns,
-        modify_entry_ns=lat.modify_entry_ns, modify_response_ns=lat.modify_response_ns,
-        cancel_entry_ns=lat.cancel_entry_ns, cancel_response_ns=lat.cancel_response_ns,
-        maker_fee=cfg.fees.maker, taker_fee=cfg.fees.taker, fee_mode=cfg.fees.mode)
+        maker_fee=cfg.fees.maker, taker_fee=cfg.fees.taker, fee_mode=cfg.fees.mode, **latencies)

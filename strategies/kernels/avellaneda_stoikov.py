@@ -3,10 +3,9 @@ import math
 
 import numba as nb
 
-from engine.codes import INVALID_MAX, INVALID_MIN
-from engine.kernel import best_ask_tick, best_bid_tick, clear_inactive, elapse, now, position
+from engine.kernel import now, position
 
-from .quoting import requote
+from .quoting import next_wake, requote
 
 
 @nb.njit(cache=True)
@@ -17,12 +16,12 @@ def avellaneda_stoikov(S, interval, tick_size, gamma, kappa, horizon_s, sigma0, 
     last_mid = math.nan
     last_ts = 0
     wakes = 0
-    while elapse(S, interval):
+    while True:
+        more, bb, ba, quotable = next_wake(S, interval)
+        if not more:
+            return wakes
         wakes += 1
-        clear_inactive(S)
-        bb = best_bid_tick(S)
-        ba = best_ask_tick(S)
-        if bb == INVALID_MIN or ba == INVALID_MAX:
+        if not quotable:
             continue
         mid = (bb + ba) * 0.5 * tick_size
         ts = now(S)
@@ -37,4 +36,3 @@ def avellaneda_stoikov(S, interval, tick_size, gamma, kappa, horizon_s, sigma0, 
         bid = min(math.floor((reservation - spread / 2) / tick_size + 1e-9), ba - 1)
         ask = max(math.ceil((reservation + spread / 2) / tick_size - 1e-9), bb + 1)
         requote(S, bid, ask, qty, pos < max_position, pos > -max_position)
-    return wakes

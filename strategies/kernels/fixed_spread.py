@@ -5,10 +5,9 @@ can be compared fill for fill.
 """
 import numba as nb
 
-from engine.codes import INVALID_MAX, INVALID_MIN
-from engine.kernel import best_ask_tick, best_bid_tick, clear_inactive, elapse, position
+from engine.kernel import position
 
-from .quoting import requote
+from .quoting import next_wake, requote
 
 
 @nb.njit(cache=True)
@@ -24,14 +23,13 @@ def quote_ticks(best_bid, best_ask, half_spread_ticks):
 def fixed_spread(S, interval, half_spread_ticks, qty, max_position):
     """Run to the end of the data, waking every ``interval`` ns; returns the number of wake-ups."""
     wakes = 0
-    while elapse(S, interval):
+    while True:
+        more, bb, ba, quotable = next_wake(S, interval)
+        if not more:
+            return wakes
         wakes += 1
-        clear_inactive(S)
-        bb = best_bid_tick(S)
-        ba = best_ask_tick(S)
-        if bb == INVALID_MIN or ba == INVALID_MAX:
+        if not quotable:
             continue
         bid, ask = quote_ticks(bb, ba, half_spread_ticks)
         pos = position(S)
         requote(S, bid, ask, qty, pos < max_position, pos > -max_position)
-    return wakes
