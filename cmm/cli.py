@@ -13,7 +13,7 @@ import sys
 
 from feeds.errors import DataError
 
-from . import backtest, data
+from . import backtest, data, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True, parser_class=OneLineParser)
     data.register(groups)
     backtest.register(groups)
+    train.register(groups)
     return parser
 
 

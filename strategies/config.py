@@ -6,13 +6,13 @@ setting. Paths in ``[data]`` and ``[latency]`` are relative to the config file.
 """
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from engine.state import EngineConfig
-from feeds.errors import DataError
+from feeds import tomlconfig
+from feeds.tomlconfig import ConfigError
 
 from .api import WakePolicy
 from .params import NonNegativeInt, Positive
@@ -90,38 +90,11 @@ class BacktestConfig(_Table):
     metrics: MetricsConfig = MetricsConfig()
 
 
-class ConfigError(DataError):
-    """A config the engine cannot run: reported as one line naming the file and the key."""
-
-
-def _where(err: Exception) -> tuple[str | None, str]:
-    """Split msgspec's "message - at `$.a.b`" into ("a.b", "message")."""
-    text = str(err)
-    if " - at `$" in text:
-        message, _, path = text.rpartition(" - at `$")
-        return path.rstrip("`").lstrip(".") or None, message
-    return None, text
-
-
 def load(path: str) -> BacktestConfig:
     """Parse and check a config file; every problem is a ConfigError naming the key."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read config: {e.strerror}", path=path) from None
-    try:
-        cfg = msgspec.toml.decode(raw, type=BacktestConfig)
-    except msgspec.ValidationError as e:
-        key, message = _where(e)
-        raise ConfigError(message, path=path, field=key) from None
-    except msgspec.DecodeError as e:
-        raise ConfigError(f"not valid TOML: {e}", path=path) from None
-    base = os.path.dirname(os.path.abspath(path))
-    files = [f if os.path.isabs(f) else os.path.join(base, f) for f in cfg.data.files]
-    latency_file = cfg.latency.file
-    if latency_file is not None and not os.path.isabs(latency_file):
-        latency_file = os.path.join(base, latency_file)
+    cfg = tomlconfig.load(path, BacktestConfig)
+    files = [tomlconfig.resolve(path, f) for f in cfg.data.files]
+    latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)
     return msgspec.structs.replace(
         cfg, data=msgspec.structs.replace(cfg.data, files=files),
         latency=msgspec.structs.replace(cfg.latency, file=latency_file))
@@ -129,11 +102,7 @@ def load(path: str) -> BacktestConfig:
 
 def strategy_params(cfg: BacktestConfig, params_type: type[msgspec.Struct], path: str) -> msgspec.Struct:
     """The ``[strategy.params]`` table checked against the strategy's own Params Struct."""
-    try:
-        return msgspec.convert(cfg.strategy.params, params_type)
-    except msgspec.ValidationError as e:
-        key, message = _where(e)
-        raise ConfigError(message, path=path, field="strategy.params" + (f".{key}" if key else "")) from None
+    return tomlconfig.convert(cfg.strategy.params, params_type, path, "strategy.params")
 
 
 def engine_config(cfg: BacktestConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:

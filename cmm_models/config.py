@@ -1,0 +1,121 @@
+"""The training config: one TOML file parsed into typed Structs, so the schema is this code.
+
+Every table forbids unknown keys, so a typo is one error line naming the key,
+not a silently ignored setting. Paths in ``[data] files`` and a teacher given
+as a path are relative to the config file. ``configs/cmm_tiny.toml`` is a
+complete, commented example.
+
+The dataset, distillation and MoE tables are the Structs of the modules that
+use them (:class:`~cmm_models.dataset.DatasetConfig`,
+:class:`~cmm_models.distill.DistillConfig`, :class:`~cmm_models.moe.MoEConfig`),
+so a parameter is declared, defaulted and checked in one place.
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+import msgspec
+
+from feeds import tomlconfig
+from feeds.features import SECOND
+from feeds.tomlconfig import ConfigError
+
+from .dataset import DatasetConfig
+from .distill import DistillConfig
+from .moe import MoEConfig
+from .regimes import DEFAULT_WINDOW_NS
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Durations = Annotated[tuple[PositiveInt, ...], msgspec.Meta(min_length=1)]
+
+
+class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class DataConfig(_Table):
+    files: Annotated[list[str], msgspec.Meta(min_length=1)]
+    format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
+
+
+class FeatureConfig(_Table):
+    """:class:`feeds.features.FeatureSchema` parameters; the tick size comes from the data."""
+
+    depth_levels: PositiveInt = 5
+    flow_windows_ns: Durations = (10 * SECOND,)
+    return_horizons_ns: Durations = (1 * SECOND, 10 * SECOND, 60 * SECOND)
+    rv_windows_ns: Durations = (60 * SECOND, 300 * SECOND)
+    rv_step_ns: PositiveInt = 1 * SECOND
+    ring_capacity: PositiveInt = 1 << 16
+
+
+class RegimeConfig(_Table):
+    window_ns: PositiveInt = DEFAULT_WINDOW_NS     # must be one of [features] rv_windows_ns
+
+
+class TeacherConfig(_Table):
+    """``model``: "default" (pretrained all-MiniLM-L6-v2), "tiny" (a small BERT built from ``layers`` and
+    ``hidden``, random init), or a local Hugging Face model directory."""
+
+    model: str = "default"
+    layers: PositiveInt = 4
+    hidden: PositiveInt = 32
+    steps: PositiveInt = 200
+    lr: Positive = 1e-3
+    batch_size: PositiveInt = 64
+    weight_decay: float = 0.01
+    seed: int = 0
+    train_samples: NonNegativeInt = 0      # train rows used by teacher, students and MoE (0: all), evenly spaced
+    eval_samples: NonNegativeInt = 0       # test rows of the report (0: all)
+    latency_repeats: PositiveInt = 200     # per-decision timings of the teacher (1 thread)
+
+
+class ProbeConfig(_Table):
+    eps: Positive = 0.1
+    draws: PositiveInt = 4
+    samples: PositiveInt = 512             # validation rows probed, evenly spaced
+    seed: int = 0
+
+
+class ExportConfig(_Table):
+    latency_repeats: PositiveInt = 20000   # per-decision timings of the bundle (1 thread)
+
+
+class TrainConfig(_Table):
+    data: DataConfig
+    features: FeatureConfig = FeatureConfig()
+    dataset: DatasetConfig = DatasetConfig()
+    regimes: RegimeConfig = RegimeConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    probe: ProbeConfig = ProbeConfig()
+    distill: DistillConfig = DistillConfig()
+    moe: MoEConfig = MoEConfig()
+    export: ExportConfig = ExportConfig()
+
+
+def load(path: str, teacher: str | None = None) -> TrainConfig:
+    """Parse and check a config file; ``teacher`` (the ``--teacher`` option) replaces ``[teacher] model``.
+
+    Every problem is a :class:`ConfigError` naming the key.
+    """
+    cfg = tomlconfig.load(path, TrainConfig)
+    model = cfg.teacher.model
+    if teacher is not None:
+        model = os.path.abspath(teacher)
+    elif model not in ("default", "tiny"):
+        model = tomlconfig.resolve(path, model)
+    if model not in ("default", "tiny") and not os.path.isfile(os.path.join(model, "config.json")):
+        raise ConfigError(f"{model}: not a Hugging Face model directory (no config.json); use \"default\", "
+                               "\"tiny\" or a local model directory", path=path, field="teacher.model")
+    if cfg.regimes.window_ns not in cfg.features.rv_windows_ns:
+        raise ConfigError(f"{cfg.regimes.window_ns} is not one of features.rv_windows_ns "
+                               f"{list(cfg.features.rv_windows_ns)}", path=path, field="regimes.window_ns")
+    files = [tomlconfig.resolve(path, f) for f in cfg.data.files]
+    for file in files:
+        if not os.path.isfile(file):
+            raise ConfigError(f"{file}: no such file", path=path, field="data.files")
+    return msgspec.structs.replace(cfg, data=msgspec.structs.replace(cfg.data, files=files),
+                                   teacher=msgspec.structs.replace(cfg.teacher, model=model))

@@ -1,0 +1,440 @@
+"""``cmm train``: teacher -> probe -> distill -> MoE -> export, as resumable stages under one directory.
+
+Each stage writes one subdirectory of the output directory (``teacher/``,
+``probe/``, ``students/``, ``moe/``, ``bundle/``). It is built in a hidden
+temporary directory beside it and renamed into place when complete, so a stage
+directory that exists is whole. Its ``stage.json`` holds a key: the sha256 of
+the stage's own config, the data files' bytes and the keys of the stages it
+reads; it is kept in ``stages/<stage>.json``. A stage whose key matches is skipped (and says so); anything upstream
+that changed changes every key below it, and ``force`` redoes everything.
+
+The dataset itself (features on the decision grid, targets, splits,
+normalization, regimes) is rebuilt on every run: it takes about a second and is
+a pure function of the data and the config, so it is not worth a stage.
+
+Which rows each stage sees:
+
+- the teacher trains on the train split (evenly thinned to
+  ``teacher.train_samples`` when set), validating on validation rows;
+- the probe runs on ``probe.samples`` evenly spaced validation rows;
+- experts, single student and aggregators train on the same train rows, with
+  the teacher's outputs and hidden states there (computed once, in the teacher
+  stage);
+- the report scores everything on the test split (thinned to
+  ``teacher.eval_samples``), which no stage trains or fits on.
+
+Everything is seeded: on the CPU with the same thread count the same config
+gives the same bytes in every stage but the measured latencies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+import numpy as np
+import torch
+
+import feeds
+from feeds.atomic import atomic_write
+from feeds.features import FeatureSchema
+from feeds.progress import Progress
+from feeds.reader import ReadOptions
+
+from . import dataset as ds_mod
+from . import regimes
+from .config import ConfigError, TrainConfig
+from .dataset import Dataset, Normalization
+from .distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
+                      single_student_spec, train_family)
+from .experts import Expert
+from .export import decision_latency, export_bundle
+from .moe import MixtureOfExperts, MoEConfig, train_moe
+from .probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
+from .teacher import Teacher, train_teacher
+
+STAGES = ("teacher", "probe", "students", "moe", "bundle")
+FAMILIES = ("experts", "single_student", "no_regime", "no_layer")
+# The MoE variants: the main one (the config's aggregator and routing) and the ablations.
+VARIANTS = ("hajek", "mean", "gate", "no_regime", "no_layer")
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """The dataset and everything fitted on its train split, plus the rows each stage uses."""
+
+    data: Dataset
+    norm: Normalization
+    thresholds: regimes.RegimeThresholds
+    regime: np.ndarray          # int8 per grid decision
+    train: np.ndarray           # grid indices
+    val: np.ndarray
+    probe: np.ndarray
+    test: np.ndarray
+    data_digest: str            # sha256 over the data files' bytes
+
+    def windows(self, idx: np.ndarray) -> np.ndarray:
+        raw = ds_mod.windows(self.data.features, idx, self.data.config.window)
+        return self.norm.features(raw)
+
+    def features(self, idx: np.ndarray) -> np.ndarray:
+        return self.norm.features(self.data.features[idx])
+
+
+def thin(idx: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` evenly spaced entries of ``idx`` (all of them when ``limit`` is 0 or larger)."""
+    if limit <= 0 or idx.size <= limit:
+        return idx
+    return idx[np.unique(np.linspace(0, idx.size - 1, limit).round().astype(np.int64))]
+
+
+def _file_digest(files: list[str]) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def prepare(cfg: TrainConfig, config_path: str = "<config>") -> Prepared:
+    """Read the data, build the dataset, fit normalization and regime thresholds on the train split."""
+    fmt = feeds.resolve_format(cfg.data.files, cfg.data.format)
+    conv = feeds.read(cfg.data.files, fmt, ReadOptions())
+    schema = FeatureSchema(tick_size=conv.instrument.tick_size, **msgspec.structs.asdict(cfg.features))
+    data = ds_mod.build(conv.events, schema, cfg.dataset)
+    try:
+        norm = ds_mod.fit_normalization(data)
+    except ValueError as err:
+        raise ConfigError(str(err), path=config_path, field="dataset") from None
+    vol = regimes.trailing_vol(data.features, schema, cfg.regimes.window_ns)
+    thresholds = regimes.fit(vol[data.train], regimes.vol_feature(cfg.regimes.window_ns))
+    for name in ("val", "test"):
+        if getattr(data, name).size == 0:
+            raise ConfigError(f"the {name} split has no samples: the data is too short for the window "
+                                   "and horizon", path=config_path, field="dataset")
+    return Prepared(data=data, norm=norm, thresholds=thresholds, regime=regimes.classify(vol, thresholds),
+                    train=thin(data.train, cfg.teacher.train_samples), val=data.val,
+                    probe=thin(data.val, cfg.probe.samples), test=thin(data.test, cfg.teacher.eval_samples),
+                    data_digest=_file_digest(cfg.data.files))
+
+
+# -- stage bookkeeping -----------------------------------------------------------------------------
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stage_keys(cfg: TrainConfig, data_digest: str) -> dict[str, str]:
+    """Each stage's key: its own config, chained to the keys of the stages it reads."""
+    asdict = msgspec.to_builtins
+    teacher = _key("teacher", data_digest, asdict(cfg.features), asdict(cfg.dataset), asdict(cfg.regimes),
+                   asdict(cfg.teacher))
+    probe = _key("probe", teacher, asdict(cfg.probe))
+    students = _key("students", probe, asdict(cfg.distill))
+    moe = _key("moe", students, asdict(cfg.moe))
+    bundle = _key("bundle", moe, asdict(cfg.export))
+    return dict(zip(STAGES, (teacher, probe, students, moe, bundle)))
+
+
+def _marker(out: Path, stage: str) -> Path:
+    """Where a finished stage's key lives: beside the stage directory, so a bundle holds only bundle files."""
+    return out / "stages" / f"{stage}.json"
+
+
+def stage_done(out: Path, stage: str, key: str) -> bool:
+    if not (out / stage).is_dir() or not _marker(out, stage).is_file():
+        return False
+    try:
+        return json.loads(_marker(out, stage).read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def run_stage(out: Path, stage: str, key: str, build: Callable[[Path], dict], force: bool,
+              log: Callable[[str], None]) -> bool:
+    """Build ``out/stage`` with ``build(tmp_dir) -> summary`` unless it is done; True if it ran.
+
+    The marker goes first and comes back last, so a run cut off between the rename
+    and the marker redoes the stage instead of trusting it.
+    """
+    if not force and stage_done(out, stage, key):
+        log(f"{stage}: up to date, skipped")
+        return False
+    tmp = out / f".{stage}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    summary = build(tmp)
+    seconds = time.perf_counter() - start
+    _marker(out, stage).unlink(missing_ok=True)
+    shutil.rmtree(out / stage, ignore_errors=True)
+    os.replace(tmp, out / stage)
+    with atomic_write(_marker(out, stage), "w") as f:
+        json.dump({"stage": stage, "key": key, "seconds": round(seconds, 3), **summary}, f, indent=2)
+    log(f"{stage}: done in {seconds:.1f} s")
+    return True
+
+
+def stage_info(out: Path, stage: str) -> dict:
+    return json.loads(_marker(out, stage).read_text())
+
+
+# -- teacher ---------------------------------------------------------------------------------------
+
+def make_teacher(cfg: TrainConfig, n_features: int) -> Teacher:
+    t = cfg.teacher
+    if t.model == "tiny":
+        return Teacher.tiny(n_features, layers=t.layers, hidden=t.hidden, seed=t.seed,
+                            max_window=max(128, cfg.dataset.window))
+    return Teacher.from_pretrained(t.model, n_features, seed=t.seed)
+
+
+def teacher_outputs(teacher: Teacher, windows: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-unit predictions [N, 3] and each layer group's mean hidden state at the last position [N, 3, H]."""
+    groups = layer_groups(len(teacher.blocks()))
+    predictions, hidden = [], []
+    teacher.cpu().eval()
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            p, states = teacher(torch.as_tensor(windows[start:start + batch_size]))
+            predictions.append(teacher.denormalize(p).double().numpy())
+            last = torch.stack([s[:, -1] for s in states[1:]], dim=1)          # [B, layers, H]
+            hidden.append(torch.stack([last[:, g].mean(1) for g in groups.values()], dim=1).numpy())
+    return np.concatenate(predictions), np.concatenate(hidden)
+
+
+def teacher_latency(teacher: Teacher, window: np.ndarray, repeats: int) -> dict:
+    """Per-decision latency of the teacher on one window [W, F] at 1 thread, p50/p99 in microseconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.as_tensor(window).unsqueeze(0)
+        times = np.empty(repeats, dtype=np.int64)
+        teacher.cpu().eval()
+        with torch.inference_mode():
+            for _ in range(min(10, repeats)):
+                teacher(x)
+            for i in range(repeats):
+                start = time.perf_counter_ns()
+                teacher(x)
+                times[i] = time.perf_counter_ns() - start
+    finally:
+        torch.set_num_threads(threads)
+    us = times / 1000.0
+    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+            "mean_us": float(us.mean()), "threads": 1, "repeats": repeats, "window": int(window.shape[0])}
+
+
+def build_teacher(cfg: TrainConfig, prep: Prepared, progress: bool) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        teacher = make_teacher(cfg, prep.data.schema.n_features)
+        t = cfg.teacher
+        val = thin(prep.val, 512)          # enough to see the validation loss move, cheap for a big teacher
+        result = train_teacher(teacher, prep.windows(prep.train), prep.data.targets[prep.train],
+                               prep.windows(val), prep.data.targets[val],
+                               steps=t.steps, lr=t.lr, batch_size=t.batch_size, seed=t.seed,
+                               weight_decay=t.weight_decay, progress=progress)
+        teacher.cpu().eval()
+        teacher.save(tmp / "model")
+        rows = {"train": prep.train, "test": prep.test}
+        arrays = {}
+        for name, idx in rows.items():
+            predictions, hidden = teacher_outputs(teacher, prep.windows(idx))
+            arrays[f"{name}_rows"], arrays[f"{name}_predictions"] = idx, predictions
+            if name == "train":
+                arrays["train_hidden"] = hidden.astype(np.float32)
+        np.savez(tmp / "outputs.npz", **arrays)
+        latency = teacher_latency(teacher, prep.windows(prep.test[:1])[0], t.latency_repeats)
+        (tmp / "latency.json").write_text(json.dumps(latency, indent=2))
+        (tmp / "train.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
+        return {"device": result.device, "train_seconds": round(result.seconds, 3),
+                "backbone": type(teacher.backbone).__name__, "layers": len(teacher.blocks())}
+    return build
+
+
+def load_teacher_outputs(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out / "teacher" / "outputs.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+# -- probe -----------------------------------------------------------------------------------------
+
+def build_probe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        from .plots import plot_probe
+
+        teacher = Teacher.load(out / "teacher" / "model")
+        p = cfg.probe
+        result = run_probe(teacher, prep.windows(prep.probe), prep.regime[prep.probe], ("low", "mid", "high"),
+                           eps=p.eps, draws=p.draws, seed=p.seed, device="cpu")
+        save_probe(result, tmp / "probe.json")
+        plot_probe(result, tmp / "probe.png")
+        return {"assignment": assign_tasks(result.attribution)}
+    return build
+
+
+def load_probe_map(out: Path) -> ProbeMap:
+    return load_probe(out / "probe" / "probe.json")
+
+
+# -- students --------------------------------------------------------------------------------------
+
+def family_specs(assignment: dict[str, str], cfg: TrainConfig) -> dict[str, list[ExpertSpec]]:
+    return {"experts": odd_specs(assignment, cfg.distill), "single_student": single_student_spec(),
+            "no_regime": no_regime_specs(assignment, cfg.distill), "no_layer": no_layer_specs()}
+
+
+def distill_data(prep: Prepared, outputs: dict[str, np.ndarray]) -> DistillData:
+    rows = outputs["train_rows"]
+    return DistillData(features=prep.features(rows), targets=prep.norm.targets(prep.data.targets[rows]),
+                       regime=prep.regime[rows].astype(np.int64),
+                       teacher_predictions=prep.norm.targets(outputs["train_predictions"]),
+                       teacher_hidden=outputs["train_hidden"])
+
+
+def _save_family(path: Path, family: Family) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"{i}.{name}": value.contiguous() for i, expert in enumerate(family.experts)
+               for name, value in expert.state_dict().items()}
+    save_file(tensors, str(path))
+
+
+def build_students(cfg: TrainConfig, prep: Prepared, out: Path, progress: bool) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        assignment = stage_info(out, "probe")["assignment"]
+        data = distill_data(prep, load_teacher_outputs(out))
+        meta = {}
+        specs = family_specs(assignment, cfg)
+        with Progress(sum(len(s) for s in specs.values()), label="students",
+                      enabled=None if progress else False) as bar:
+            for name, family_spec in specs.items():
+                family = train_family(data, family_spec, cfg.distill, device=None)
+                bar.update(len(family_spec))
+                _save_family(tmp / f"{name}.safetensors", family)
+                meta[name] = {"specs": [msgspec.to_builtins(s.__dict__) for s in family.specs],
+                              "loss_before": family.loss_before, "loss_after": family.loss_after,
+                              "seconds": round(family.seconds, 3)}
+        (tmp / "families.json").write_text(json.dumps(meta, indent=2))
+        return {"assignment": assignment}
+    return build
+
+
+def load_family(out: Path, name: str, n_features: int, hidden: int) -> tuple[list[Expert], list[ExpertSpec]]:
+    from safetensors.torch import load_file
+
+    meta = json.loads((out / "students" / "families.json").read_text())[name]
+    specs = [ExpertSpec(s["name"], s["regime"], tuple(s["task_weights"]), s["group"]) for s in meta["specs"]]
+    tensors = load_file(str(out / "students" / f"{name}.safetensors"))
+    experts = []
+    for i in range(len(specs)):
+        expert = Expert(n_features, hidden)
+        expert.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == str(i)})
+        experts.append(expert.eval())
+    return experts, specs
+
+
+# -- MoE -------------------------------------------------------------------------------------------
+
+def variant_setup(cfg: TrainConfig, variant: str) -> tuple[str, MoEConfig]:
+    """(family, MoE config) of a variant: the ablations change one thing of the main MoE each."""
+    main = cfg.moe
+    if variant == "hajek":
+        return "experts", main
+    if variant in ("mean", "gate"):
+        return "experts", msgspec.structs.replace(main, aggregator=variant)
+    return variant, main     # no_regime / no_layer: the main aggregator over the ablated family
+
+
+def make_moe(out: Path, cfg: TrainConfig, variant: str, n_features: int) -> MixtureOfExperts:
+    family, config = variant_setup(cfg, variant)
+    experts, specs = load_family(out, family, n_features, cfg.distill.hidden)
+    return MixtureOfExperts(experts, [s.regime for s in specs], [s.name for s in specs], config)
+
+
+def build_moe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        from safetensors.torch import save_file
+
+        rows = load_teacher_outputs(out)["train_rows"]
+        x, y = prep.features(rows), prep.norm.targets(prep.data.targets[rows])
+        final_loss = {}
+        for variant in VARIANTS:
+            moe = make_moe(out, cfg, variant, prep.data.schema.n_features)
+            losses = train_moe(moe, x, y, prep.regime[rows].astype(np.int64))
+            final_loss[variant] = float(np.mean(losses[-50:])) if losses else None
+            save_file({k: v.contiguous() for k, v in moe.state_dict().items()}, str(tmp / f"{variant}.safetensors"))
+        return {"final_train_loss": final_loss}
+    return build
+
+
+def load_moe(out: Path, cfg: TrainConfig, variant: str, n_features: int) -> MixtureOfExperts:
+    from safetensors.torch import load_file
+
+    moe = make_moe(out, cfg, variant, n_features)
+    moe.load_state_dict(load_file(str(out / "moe" / f"{variant}.safetensors")))
+    return moe.eval()
+
+
+# -- bundle ----------------------------------------------------------------------------------------
+
+def build_bundle(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        moe = load_moe(out, cfg, "hajek", prep.data.schema.n_features)
+        latency = json.loads((out / "teacher" / "latency.json").read_text())
+        manifest = export_bundle(moe, tmp, prep.norm, prep.thresholds, latency)
+        return {"files": manifest.files}
+    return build
+
+
+def bundle_latency(bundle_dir: Path, repeats: int) -> dict:
+    from feeds.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    return decision_latency(bundle.model, bundle.schema.n_features, repeats=repeats,
+                            warmup=min(2000, repeats))
+
+
+# -- the whole run ---------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, out: str | Path, *, force: bool = False, progress: bool = False,
+          until: str = "bundle", config_path: str = "<config>", log: Callable[[str], None] = print) -> dict:
+    """Run the stages up to and including ``until``; then (after a full run) write the report.
+
+    Returns {stage: ran?}.
+    """
+    from .report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    prep = prepare(cfg, config_path)
+    log(f"data: {prep.data.decision_ts.size:,} decisions; {prep.train.size:,} train, {prep.val.size:,} val, "
+        f"{prep.test.size:,} test rows used ({time.perf_counter() - start:.1f} s)")
+    keys = stage_keys(cfg, prep.data_digest)
+    builders = {
+        "teacher": lambda: build_teacher(cfg, prep, progress),
+        "probe": lambda: build_probe(cfg, prep, out),
+        "students": lambda: build_students(cfg, prep, out, progress),
+        "moe": lambda: build_moe(cfg, prep, out),
+        "bundle": lambda: build_bundle(cfg, prep, out),
+    }
+    ran = {}
+    upstream_ran = False
+    for stage in STAGES[: STAGES.index(until) + 1]:
+        ran[stage] = run_stage(out, stage, keys[stage], builders[stage](), force or upstream_ran, log)
+        upstream_ran = upstream_ran or ran[stage]
+    if until == "bundle":
+        write_report(out, cfg, prep, log=log)
+    log(f"total {time.perf_counter() - start:.1f} s")
+    return ran
+

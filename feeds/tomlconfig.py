@@ -1,0 +1,61 @@
+"""Read a TOML config into a typed msgspec Struct, with every problem as one line naming the key.
+
+The backtest and training configs both go through here, so a typo, a wrong
+type or an out-of-range value reads the same everywhere::
+
+    configs/x.toml: strategy.params: Object contains unknown field `half_spred_ticks`
+"""
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import msgspec
+
+from .errors import DataError
+
+T = TypeVar("T")
+
+
+class ConfigError(DataError):
+    """A config that cannot run: reported as one line naming the file and the key."""
+
+
+def split_location(err: Exception) -> tuple[str | None, str]:
+    """Split msgspec's "message - at `$.a.b`" into ("a.b", "message")."""
+    text = str(err)
+    if " - at `$" in text:
+        message, _, path = text.rpartition(" - at `$")
+        return path.rstrip("`").lstrip(".") or None, message
+    return None, text
+
+
+def load(path: str, type_: type[T]) -> T:
+    """Parse ``path`` as TOML into ``type_``; a ConfigError names the file and the key."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config: {e.strerror}", path=path) from None
+    try:
+        return msgspec.toml.decode(raw, type=type_)
+    except msgspec.ValidationError as e:
+        key, message = split_location(e)
+        raise ConfigError(message, path=path, field=key) from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", path=path) from None
+
+
+def convert(value, type_: type[T], path: str, prefix: str) -> T:
+    """Check a table already read (such as ``[strategy.params]``) against its own Struct."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as e:
+        key, message = split_location(e)
+        raise ConfigError(message, path=path, field=prefix + (f".{key}" if key else "")) from None
+
+
+def resolve(config_path: str, path: str) -> str:
+    """A path written in a config, relative to the config's own directory."""
+    base = os.path.dirname(os.path.abspath(config_path))
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
