@@ -88,7 +88,7 @@ def update_bid(bid, ask, bk, tick, qty, lot, lb, ub):
     t = tick - lb
     prev = bid[t]
     bid[t] = qty
-    if np.round(qty / lot) == 0.0:
+    if qty < lot and np.round(qty / lot) == 0.0:   # qty >= lot: no division needed
         if tick == bk[BEST_BID]:
             bk[BEST_BID] = depth_below(bid, bk[BEST_BID], bk[LOW_BID], lb, ub)
             if bk[BEST_BID] == INVALID_MIN:
@@ -111,7 +111,7 @@ def update_ask(bid, ask, bk, tick, qty, lot, lb, ub):
     t = tick - lb
     prev = ask[t]
     ask[t] = qty
-    if np.round(qty / lot) == 0.0:
+    if qty < lot and np.round(qty / lot) == 0.0:   # qty >= lot: no division needed
         if tick == bk[BEST_ASK]:
             bk[BEST_ASK] = depth_above(ask, bk[BEST_ASK], bk[HIGH_ASK], lb, ub)
             if bk[BEST_ASK] == INVALID_MAX:

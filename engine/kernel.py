@@ -22,20 +22,21 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from .book import BEST_ASK, BEST_BID, price_tick_fast, update_ask, update_bid
-from .codes import (BUY, SELL, Q_L3, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
+from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, update_ask, update_bid
+from .codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
                     R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
                        process_data as exch_data, process_request)
+from .queue_models import fmin
 from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
 from .local import is_final, process_data as local_data, process_response, record_tick, try_free
 from .state import (F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
                     I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
-                    I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
+                    I_NXACT, I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
                     I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
                     I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
                     O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
-                    Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
+                    Q_FRONT, Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
 
@@ -71,12 +72,25 @@ def _start(S):
     iv[I_STARTED] = 1
 
 
+@nb.njit(cache=True, inline="always")
+def _front_at_most(xact, oi, of, nxact, side, tick, new_qty):
+    """RiskAverse's depth update for our orders at ``tick``, inline: the queue ahead never exceeds the level."""
+    for k in range(nxact):
+        slot = xact[k]
+        if oi[slot, O_SIDE] == side and oi[slot, O_TICK] == tick:
+            of[slot, Q_FRONT] = fmin(of[slot, Q_FRONT], new_qty)
+
+
 @nb.njit(cache=True)
 def _replay(S, ie, il, exch_lim, local_lim):
     """Market data on both timelines, exchange rows up to ``exch_lim`` and local rows up to ``local_lim``.
 
     This is the hot loop: depth and trade rows run inline on arrays taken out of
-    ``S`` once, and only rows that touch our orders (or rarer kinds) call out. It
+    ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
+    A depth row that leaves the best prices and the book's extent as they are (a
+    new size inside the book, or an emptied level behind the best) is one store;
+    only the others go through ``update_bid``/``update_ask``, whose array arguments
+    cost reference-count calls once inlined. It
     returns ``(ie, il)`` at a limit, or right after a row that may have queued a
     response, so :func:`goto` can merge our messages in again.
     """
@@ -106,6 +120,10 @@ def _replay(S, ie, il, exch_lim, local_lim):
     lot = fv[F_LOT]
     record = iv[I_RECORD_TICKS] == 1
     l3_queue = iv[I_QMODEL] == Q_L3
+    risk_averse = iv[I_QMODEL] == Q_RISK_AVERSE
+    xact = S.xact
+    oi = S.oi
+    of = S.of
     watch = iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1
     while True:
         te = exch_ts[ie] if ie < n else END
@@ -122,17 +140,31 @@ def _replay(S, ie, il, exch_lim, local_lim):
                 q = qty[i]
                 if e & BUY_FLAG:
                     prev_best = xbk[BEST_BID]
-                    prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
+                    if xbk[LOW_BID] <= tick <= prev_best and (q >= lot or (q == 0.0 and tick != prev_best)):
+                        prev = xbid[tick - lb]
+                        xbid[tick - lb] = q
+                    else:
+                        prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
                     if lb <= tick <= ub and nbuy_at[tick - lb] > 0:
-                        _depth_changed(S, BUY, tick, prev, q)
+                        if risk_averse:
+                            _front_at_most(xact, oi, of, iv[I_NXACT], BUY, tick, q)
+                        else:
+                            _depth_changed(S, BUY, tick, prev, q)
                     if xbk[BEST_BID] > prev_best and xbk[BEST_BID] >= iv[I_XMINSELL]:
                         _fill_crossed(S, SELL, xbk[BEST_BID], te)
                         break
                 elif e & SELL_FLAG:
                     prev_best = xbk[BEST_ASK]
-                    prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
+                    if prev_best <= tick <= xbk[HIGH_ASK] and (q >= lot or (q == 0.0 and tick != prev_best)):
+                        prev = xask[tick - lb]
+                        xask[tick - lb] = q
+                    else:
+                        prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
                     if lb <= tick <= ub and nsell_at[tick - lb] > 0:
-                        _depth_changed(S, SELL, tick, prev, q)
+                        if risk_averse:
+                            _front_at_most(xact, oi, of, iv[I_NXACT], SELL, tick, q)
+                        else:
+                            _depth_changed(S, SELL, tick, prev, q)
                     if xbk[BEST_ASK] < prev_best and xbk[BEST_ASK] <= iv[I_XMAXBUY]:
                         _fill_crossed(S, BUY, xbk[BEST_ASK], te)
                         break
@@ -163,10 +195,17 @@ def _replay(S, ie, il, exch_lim, local_lim):
             kind = e & KIND_MASK
             if kind == DEPTH or kind == DEPTH_SNAPSHOT:
                 tick = price_tick_fast(px[i], tick_size, per_tick)
+                q = qty[i]
                 if e & BUY_FLAG:
-                    update_bid(lbid, lask, lbk, tick, qty[i], lot, lb, ub)
+                    if lbk[LOW_BID] <= tick <= lbk[BEST_BID] and (q >= lot or (q == 0.0 and tick != lbk[BEST_BID])):
+                        lbid[tick - lb] = q
+                    else:
+                        update_bid(lbid, lask, lbk, tick, q, lot, lb, ub)
                 elif e & SELL_FLAG:
-                    update_ask(lbid, lask, lbk, tick, qty[i], lot, lb, ub)
+                    if lbk[BEST_ASK] <= tick <= lbk[HIGH_ASK] and (q >= lot or (q == 0.0 and tick != lbk[BEST_ASK])):
+                        lask[tick - lb] = q
+                    else:
+                        update_ask(lbid, lask, lbk, tick, q, lot, lb, ub)
             elif kind != TRADE:
                 local_data(S, i)     # records its own tick
                 if watch and _woke(iv, fv, lbk, lbid, lask, tl):
