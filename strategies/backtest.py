@@ -20,7 +20,7 @@ from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
                           O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
-from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
 
@@ -45,6 +45,7 @@ class BacktestContext:
         self.sim = sim
         self.tick_size = tick_size
         self.lot_size = lot_size
+        self._unread = 0            # the first row new_events() has not returned yet
 
     # ---- views
     @property
@@ -98,6 +99,23 @@ class BacktestContext:
         return Metrics(epnl=epnl, map=float(S.fv[F_SUM_ABS_Q]) / k if k else 0.0,
                        rpt=epnl / fills if fills else 0.0,
                        n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
+
+    def new_events(self) -> np.ndarray:
+        """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
+
+        Only the slice since the last call is touched, so a call per wake-up costs
+        in proportion to the rows that wake-up saw. ``ival`` and ``fval`` are 0:
+        the engine keeps only the fields it replays.
+        """
+        S = self.sim
+        start, stop = self._unread, int(S.iv[I_IL])
+        self._unread = stop
+        rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
+        out = np.zeros(len(rows), dtype=EVENT_DTYPE)
+        for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
+            out[name] = getattr(S, name)[rows]
+        out["order_id"] = S.order_id[rows].view(np.uint64)
+        return out
 
     # ---- orders
     def _tick(self, price: float) -> int:

@@ -40,7 +40,7 @@ class InstrumentOverrides(_Table):
 class StrategyConfig(_Table):
     name: str
     mode: Literal["python", "kernel"] = "python"
-    compute_ns: NonNegativeInt | Literal["measured"] = 0
+    compute_ns: NonNegativeInt | Literal["measured"] | None = None   # None: the strategy's own default
     wake: WakePolicy = WakePolicy()
     params: dict[str, Any] = {}
 

@@ -12,5 +12,9 @@ from feeds.instrument import Positive
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 
-__all__ = ["NonNegative", "NonNegativeInt", "Positive", "PositiveInt"]
+# A path written relative to the config file; the runner resolves it before the strategy sees it.
+ConfigPath = Annotated[str, msgspec.Meta(min_length=1, extra={"relative_to_config": True})]
+
+__all__ = ["ConfigPath", "Fraction", "NonNegative", "NonNegativeInt", "Positive", "PositiveInt"]

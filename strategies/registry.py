@@ -9,6 +9,7 @@ from typing import Callable, NamedTuple
 
 from .avellaneda_stoikov import AvellanedaStoikov
 from .base import Strategy
+from .cmm import CMMStrategy
 from .fixed_spread import FixedSpread
 
 
@@ -31,4 +32,5 @@ def _avellaneda_stoikov_kernel(sim, p, wake, tick_size):
 STRATEGIES: dict[str, Entry] = {
     "fixed_spread": Entry(FixedSpread, _fixed_spread_kernel),
     "avellaneda_stoikov": Entry(AvellanedaStoikov, _avellaneda_stoikov_kernel),
+    "cmm": Entry(CMMStrategy, None),
 }

@@ -6,6 +6,7 @@ arguments and prints what this returns.
 from __future__ import annotations
 
 import os
+import typing
 
 import msgspec
 import numpy as np
@@ -21,15 +22,28 @@ from feeds.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.store import is_event_file
+from feeds.tomlconfig import resolve
 
 from . import backtest
+from .api import MeasuresDecisionLatency
 from .config import BacktestConfig, ConfigError, engine_config, strategy_params
 from .registry import STRATEGIES
 
 
+class LatencyStats(msgspec.Struct, frozen=True):
+    p50: float
+    p99: float
+
+
+class RunSummary(Summary, frozen=True, omit_defaults=True):
+    """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
+
+    decision_latency_us: LatencyStats | None = None
+
+
 class Backtest(msgspec.Struct):
     result: RunResult
-    summary: Summary
+    summary: RunSummary
     instrument: Instrument
     events: int
 
@@ -84,12 +98,32 @@ def _latency_table(path: str | None):
         raise ConfigError(str(e), path=path, field="latency.file") from None
 
 
+def resolve_paths(params: msgspec.Struct, config_path: str) -> msgspec.Struct:
+    """Params with every ``ConfigPath`` field (strategies.params) made relative to the config's directory."""
+    hints = typing.get_type_hints(type(params), include_extras=True)
+    paths = {name: resolve(config_path, getattr(params, name)) for name in params.__struct_fields__
+             if any(getattr(meta, "extra", None) and meta.extra.get("relative_to_config")
+                    for meta in getattr(hints[name], "__metadata__", ()))}
+    return msgspec.structs.replace(params, **paths)
+
+
+def decision_latency(strategy) -> LatencyStats | None:
+    """p50 and p99 of the strategy's own decision times, in us, if it measures them."""
+    if not isinstance(strategy, MeasuresDecisionLatency):
+        return None
+    ns = strategy.decision_latency_ns()
+    if len(ns) == 0:
+        return None
+    p50, p99 = np.percentile(ns, [50, 99]) / 1e3
+    return LatencyStats(p50=float(p50), p99=float(p99))
+
+
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
     entry = STRATEGIES.get(cfg.strategy.name)
     if entry is None:
         raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
                           path=config_path, field="strategy.name")
-    params = strategy_params(cfg, entry.python.Params, config_path)
+    params = resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
     events, instrument = load_events(cfg, progress)
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
@@ -100,9 +134,14 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     except EngineConfigError as e:
         raise ConfigError(str(e), path=config_path) from None
     s = cfg.strategy
+    # None: measure it. Unset in the config: the strategy's own default.
+    compute_ns = entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" \
+        else s.compute_ns
+    latency = None
     if s.mode == "python":
-        strategy = entry.python(params, wake=s.wake, compute_ns=None if s.compute_ns == "measured" else s.compute_ns)
+        strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
         result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+        latency = decision_latency(strategy)
     else:
         if entry.kernel is None:
             raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
@@ -110,13 +149,14 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
         if s.wake.every_ns is None or s.wake.every_events is not None or s.wake.on_top_change:
             raise ConfigError("kernels wake on a timer only: set wake.every_ns alone", path=config_path,
                               field="strategy.wake")
-        if s.compute_ns == "measured":
+        if compute_ns is None:
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")
-        kernel.set_compute_ns(sim, s.compute_ns)
+        kernel.set_compute_ns(sim, compute_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
-    summary = summarize(result, int(round(cfg.metrics.episode_s * 1e9)))
+    summary = RunSummary(**msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
+                         decision_latency_us=latency)
     return Backtest(result=result, summary=summary, instrument=instrument, events=len(events))
 
 
@@ -147,6 +187,9 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
         (f"episodes ({s.episodes.length_s:g} s)",
          f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean)} ± {num(s.episodes.epnl.std)}"),
     ]
+    if s.decision_latency_us is not None:
+        rows.append(("decision latency p50 / p99",
+                     f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if out_dir:

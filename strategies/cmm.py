@@ -1,0 +1,229 @@
+"""CMMStrategy: causal features -> volatility regime -> the bundle's experts -> a trapezoidal quote ladder.
+
+At each timer wake-up (the model was trained on a fixed decision grid, so the
+strategy decides on its timer; the events other wake-ups saw are applied at
+the next decision) it runs six hooks, each a method a variant may override:
+
+1. :meth:`~CMMStrategy.features`: apply the market events seen since the last
+   decision (``ctx.new_events()``) to an incremental :mod:`feeds.features`
+   state, the code the model was trained on, and take the feature vector now;
+2. :meth:`~CMMStrategy.classify_regime`: the bundle's frozen volatility
+   thresholds applied to the regime feature (-1 while it is not finite);
+3. :meth:`~CMMStrategy.predict`: one call to the TorchScript model, which
+   routes to the regime's experts and weights them (Hájek) inside; None while
+   a feature is not finite, as no training sample had one;
+4. :meth:`~CMMStrategy.aggregate`: the model's normalized output in market
+   units: predicted mid ``m = mid + mid_change_ticks * tick``, spread ``s``
+   (ticks, clipped to ``[min_spread_ticks, max_spread_ticks]``) and traded
+   volume ``V`` (at least 0) over the model's horizon;
+5. :meth:`~CMMStrategy.build_ladder`: the trapezoidal ladder of
+   :func:`strategies.ladder.build` (levels, sizes ``rho * V`` per side,
+   inventory skew, post-only);
+6. :meth:`~CMMStrategy.risk_check`: :func:`strategies.ladder.limit`, the hard
+   position limit and the order count.
+
+The orders then change only by the difference (:func:`strategies.ladder.diff`):
+nothing is sent when the ladder is what already rests. With no prediction the
+ladder is empty, so resting quotes are withdrawn.
+
+The decision time is measured by default (``compute_ns = None``): the engine
+holds the wake-up's orders for the wall time the callbacks took, so a slower
+model quotes later. Each decision's own wall time (features through the order
+messages) is kept; :meth:`~CMMStrategy.decision_latency_ns` gives it to the
+runner, which reports p50 and p99.
+
+The bundle is loaded and verified at start and refused, with one line, when
+its feature schema is not the one this strategy computes (``features`` in the
+params, with the instrument's tick size). The feature book covers the first
+price seen (the local mid, else the first priced event) +- ``book_band`` of
+it; levels outside are ignored, so a live session must choose a band wide
+enough for its day.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import msgspec
+import numpy as np
+
+from feeds.bundle import Bundle, load_bundle
+from feeds.errors import DataError
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, TRADE
+from feeds.features import SECOND, FeatureSchema, apply_rows, new_state, snapshot
+from feeds.tomlconfig import ConfigError
+
+from . import ladder
+from .api import Context, WakePolicy
+from .base import Strategy
+from .params import ConfigPath, Fraction, NonNegative, Positive, PositiveInt
+
+_PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
+
+
+class FeatureSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The feature definitions (:class:`feeds.features.FeatureSchema` without the tick size); defaults as there."""
+
+    depth_levels: PositiveInt = 5
+    flow_windows_ns: tuple[PositiveInt, ...] = (10 * SECOND,)
+    return_horizons_ns: tuple[PositiveInt, ...] = (1 * SECOND, 10 * SECOND, 60 * SECOND)
+    rv_windows_ns: tuple[PositiveInt, ...] = (60 * SECOND, 300 * SECOND)
+    rv_step_ns: PositiveInt = 1 * SECOND
+    ring_capacity: PositiveInt = 1 << 16
+
+    def schema(self, tick_size: float) -> FeatureSchema:
+        return FeatureSchema(tick_size=tick_size, **msgspec.structs.asdict(self))
+
+
+class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    bundle: ConfigPath                     # the model bundle directory, relative to the config
+    features: FeatureSpec = FeatureSpec()  # must match the bundle's, or the run is refused
+    levels: PositiveInt = 3                # K quotes per side
+    level_spacing_ticks: PositiveInt = 1   # between consecutive levels
+    size_slope: float = 0.0                # level k gets a share ~ 1 + slope * k (k = 0 innermost)
+    rho: NonNegative = 0.5                 # each side quotes rho * V_hat in total
+    min_spread_ticks: Positive = 1.0       # the predicted spread is clipped to [min, max]
+    max_spread_ticks: Positive = 500.0
+    skew_ticks: NonNegative = 0.0          # price shift at |position| = max_position, against the position
+    max_position: Positive = 100.0         # hard limit on |position| if every quote of a side filled
+    max_orders: PositiveInt = 6            # quotes kept at once, innermost first
+    book_band: Fraction = 0.2              # the feature book spans the first price +- this share of it
+    torch_threads: PositiveInt = 1         # threads for the model (latency measured as the bundle's teacher)
+
+    def __post_init__(self):
+        if 1.0 + self.size_slope * (self.levels - 1) <= 0:
+            raise ValueError(f"size_slope {self.size_slope} gives level {self.levels - 1} no size")
+        if self.max_spread_ticks < self.min_spread_ticks:
+            raise ValueError("max_spread_ticks is below min_spread_ticks")
+
+
+class Prediction(NamedTuple):
+    """One decision's view of the next horizon, in market units."""
+
+    mid: float                 # predicted mid price (m_hat)
+    spread_ticks: float        # predicted spread (s_hat)
+    volume: float              # predicted traded volume (V_hat)
+    regime: int
+    weights: np.ndarray        # the experts' weights in the aggregate
+
+
+def check_schema(bundle: Bundle, schema: FeatureSchema, path: str) -> None:
+    """DataError, one line naming the first differing definition, unless the bundle's features are ``schema``."""
+    if bundle.schema == schema:
+        return
+    for field in schema.__struct_fields__:
+        ours, theirs = getattr(schema, field), getattr(bundle.schema, field)
+        if ours != theirs:
+            raise DataError(f"the bundle's model was trained on {field} = {theirs}, the strategy computes "
+                            f"{ours}: the feature schemas differ", path=f"{path}/feature_schema.json",
+                            field=field)
+
+
+class CMMStrategy(Strategy):
+    Params = CMMParams
+    wake = WakePolicy(every_ns=SECOND)
+    compute_ns = None
+
+    # ---- lifecycle
+    def on_start(self, ctx: Context) -> None:
+        import torch
+
+        p = self.params
+        if self.wake.every_ns is None:
+            raise ConfigError("cmm decides on its timer: set strategy.wake.every_ns", field="strategy.wake")
+        torch.set_num_threads(p.torch_threads)
+        self._torch = torch
+        self.bundle = load_bundle(p.bundle)
+        self.schema = p.features.schema(ctx.tick_size)
+        check_schema(self.bundle, self.schema, p.bundle)
+        self.regime_column = self.schema.index(self.bundle.regimes.feature)
+        self.mid_column = self.schema.index("mid")
+        self.state = None
+        self.row = np.full(self.schema.n_features, np.nan)
+        self._latency: list[int] = []
+
+    def on_timer(self, ctx: Context) -> None:
+        t0 = time.perf_counter_ns()
+        x = self.features(ctx)
+        regime = self.classify_regime(x)
+        out = self.predict(x, regime)
+        quotes = ladder.Ladder()
+        if out is not None:
+            prediction = self.aggregate(ctx, x, regime, *out)
+            quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
+        self.requote(ctx, quotes)
+        self._latency.append(time.perf_counter_ns() - t0)
+
+    def decision_latency_ns(self) -> np.ndarray:
+        return np.array(self._latency, dtype=np.int64)
+
+    # ---- the hooks
+    def features(self, ctx: Context) -> np.ndarray:
+        """The feature vector now (float64, schema order), after the events since the last call."""
+        rows = ctx.new_events()
+        if self.state is None:
+            first = self._first_price(ctx, rows)
+            if first is None:           # no price yet: nothing in these rows moves a feature
+                return self.row
+            centre = first / ctx.tick_size
+            band = self.params.book_band * centre
+            self.state = new_state(self.schema, math.floor(centre - band), math.ceil(centre + band))
+        apply_rows(self.state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"])
+        snapshot(self.state, ctx.now, self.row)
+        return self.row
+
+    def classify_regime(self, x: np.ndarray) -> int:
+        return self.bundle.regimes.classify(float(x[self.regime_column]))
+
+    def predict(self, x: np.ndarray, regime: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The model's normalized predictions and expert weights: the one model call per decision."""
+        if not np.isfinite(x).all():
+            return None
+        with self._torch.inference_mode():
+            y, w = self.bundle.model(self._torch.from_numpy(self.bundle.normalize(x)), regime)
+        return y.numpy(), w.numpy()
+
+    def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
+        """The aggregated normalized output in market units (the bundle weighs its experts itself)."""
+        p = self.params
+        mid_change, spread, volume = self.bundle.denormalize(y)
+        return Prediction(mid=float(x[self.mid_column] + mid_change * ctx.tick_size),
+                          spread_ticks=min(max(float(spread), p.min_spread_ticks), p.max_spread_ticks),
+                          volume=max(float(volume), 0.0), regime=regime, weights=weights)
+
+    def build_ladder(self, ctx: Context, prediction: Prediction) -> ladder.Ladder:
+        p = self.params
+        tick = ctx.tick_size
+        return ladder.build(
+            prediction.mid / tick, prediction.spread_ticks, prediction.volume, ctx.position,
+            _tick_or_none(ctx.best_bid, tick), _tick_or_none(ctx.best_ask, tick), levels=p.levels,
+            spacing=p.level_spacing_ticks, slope=p.size_slope, rho=p.rho, lot=ctx.lot_size,
+            skew_ticks=p.skew_ticks, max_position=p.max_position)
+
+    def risk_check(self, ctx: Context, quotes: ladder.Ladder) -> ladder.Ladder:
+        p = self.params
+        return ladder.limit(quotes, ctx.position, p.max_position, p.max_orders, ctx.lot_size)
+
+    # ---- orders
+    def requote(self, ctx: Context, quotes: ladder.Ladder) -> None:
+        """Send only the difference between the live orders and ``quotes`` (rule: :mod:`strategies.ladder`)."""
+        actions = ladder.diff(ctx.orders(), quotes, ctx.tick_size, ctx.lot_size)
+        tick = ctx.tick_size
+        for order_id in actions.cancel:
+            ctx.cancel(order_id)
+        for order_id, t, qty in actions.modify:
+            ctx.modify(order_id, t * tick, qty)
+        for side, t, qty in actions.place:
+            (ctx.buy if side == "buy" else ctx.sell)(t * tick, qty)
+
+    @staticmethod
+    def _first_price(ctx: Context, rows: np.ndarray) -> float | None:
+        if math.isfinite(ctx.mid):
+            return ctx.mid
+        priced = np.flatnonzero(np.isin(rows["ev"] & np.uint64(KIND_MASK), _PRICED))
+        return float(rows["px"][priced[0]]) if priced.size else None
+
+
+def _tick_or_none(price: float, tick: float) -> int | None:
+    return None if math.isnan(price) else round(price / tick)

@@ -1,0 +1,189 @@
+"""CMMStrategy over the engine: new_events, training-equal features, decision time, the order diff, the bundle
+check, the worked example and the shipped config end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine import kernel
+from engine.state import EngineConfig, make_sim
+from feeds import events as E
+from feeds.errors import DataError
+from feeds.features import replay_features
+from feeds.ordering import order_timelines
+from strategies import backtest
+from strategies.api import WakePolicy
+from strategies.base import Strategy
+from strategies.cmm import CMMParams, CMMStrategy, FeatureSpec
+from strategies.config import load
+from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
+from strategies.runner import load_events
+from tests.conftest import REPO
+from tests.test_backtest_cli import assert_fills_reconcile, backtest as run_cli, cmm
+
+MS = 1_000_000
+TICK = 0.01
+BUNDLE = str(REPO / "data" / "bundles" / "goog_sample")
+CONFIG = REPO / "configs" / "backtest_cmm.toml"
+
+
+def stream(*rows) -> np.ndarray:
+    """Rows of (kind, side, exch_ts, price, qty) -> events on both timelines, seen 1 ms after the exchange."""
+    ev = E.empty(len(rows))
+    for r, (kind, side, ts, px, qty) in zip(ev, rows):
+        r["ev"] = kind | (E.BUY if side > 0 else E.SELL if side < 0 else 0)
+        r["exch_ts"], r["local_ts"], r["px"], r["qty"] = ts, ts + MS, px, qty
+    return order_timelines(ev)
+
+
+def sim_for(events):
+    latency = dict(place_entry_ns=MS, place_response_ns=MS, cancel_entry_ns=MS, cancel_response_ns=MS,
+                   modify_entry_ns=MS, modify_response_ns=MS)
+    return make_sim(events, EngineConfig(tick_size=TICK, lot_size=1.0, **latency))
+
+
+class Fixed(CMMStrategy):
+    """CMM with the model's answer fixed (mid change 0, spread 2 ticks, volume 1): the hooks around it run."""
+
+    target = np.array([0.0, 2.0, 1.0])
+
+    def predict(self, x, regime):
+        b = self.bundle
+        return (self.target - b.target_mean) / b.target_std, np.ones(1)
+
+
+def fixed(cls=Fixed, compute_ns=0, **params):
+    p = (ReduceOnlyParams if issubclass(cls, ReduceOnlyCMM) else CMMParams)(
+        bundle=BUNDLE, levels=1, rho=1.0, max_orders=2, **params)
+    return cls(p, wake=WakePolicy(every_ns=10 * MS), compute_ns=compute_ns)
+
+
+BOOK = [(E.DEPTH, 1, 0, 100.00, 5.0), (E.DEPTH, -1, 0, 100.04, 5.0)]   # mid 100.02: quotes 100.01 / 100.03
+
+
+class Collector(Strategy):
+    def __init__(self):
+        super().__init__(wake=WakePolicy(every_ns=7 * MS))
+        self.rows, self.again = [], []
+
+    def on_timer(self, ctx):
+        self.rows.append(ctx.new_events())
+        self.again.append(len(ctx.new_events()))
+
+    on_stop = on_timer          # the rows after the last wake-up
+
+
+def test_new_events_returns_each_local_row_once_in_order():
+    events = stream(*BOOK, (E.TRADE, -1, 15 * MS, 100.00, 1.0), (E.DEPTH, 1, 15 * MS, 100.00, 4.0),
+                    (E.DEPTH, -1, 30 * MS, 100.03, 2.0))
+    s = Collector()
+    backtest.run(s, sim_for(events), TICK, 1.0)
+    got = np.concatenate(s.rows)
+    local = events[(events["ev"] & E.LOCAL) != 0]
+    for name in ("ev", "exch_ts", "local_ts", "px", "qty", "order_id"):
+        np.testing.assert_array_equal(got[name], local[name])
+    assert got.dtype == E.EVENT_DTYPE and set(s.again) == {0}
+    assert [len(r) for r in s.rows] == [2, 0, 2, 0, 1]      # wakes at 7, 14, 21, 28 ms, then the stop
+
+class Recording(CMMStrategy):
+    def features(self, ctx):
+        x = super().features(ctx)
+        self.seen.append((ctx.now, x.copy()))
+        return x
+
+    def on_start(self, ctx):
+        super().on_start(ctx)
+        self.seen = []
+
+
+def test_incremental_features_equal_the_training_replay_on_the_sample():
+    cfg = load(str(CONFIG))
+    events, instrument = load_events(cfg)
+    s = Recording(CMMParams(bundle=BUNDLE), wake=WakePolicy(every_ns=1_000 * MS), compute_ns=0)
+    backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size)),
+                 instrument.tick_size, instrument.lot_size)
+    ts = np.array([t for t, _ in s.seen])
+    ours = np.array([x for _, x in s.seen])
+    trained = replay_features(events, s.bundle.schema, ts)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(trained))
+    np.testing.assert_allclose(ours, trained, rtol=0, atol=0, equal_nan=True)
+    assert np.isfinite(ours[-1]).all()
+
+
+def test_declared_decision_time_delays_the_fill():
+    # Quotes leave at the 10 ms wake-up. A seller trades at 100.00 at 15.5 ms, through our bid at 100.01:
+    # with no decision time the bid reached the exchange at 11 ms and fills; held 5 ms it arrives at 16 ms.
+    events = stream(*BOOK, (E.TRADE, -1, 15 * MS + MS // 2, 100.00, 1.0), (E.DEPTH, 1, 40 * MS, 100.00, 5.0))
+    fast = backtest.run(fixed(compute_ns=0), sim_for(events), TICK, 1.0)
+    slow = backtest.run(fixed(compute_ns=5 * MS), sim_for(events), TICK, 1.0)
+    assert len(fast.fills) == 1 and fast.fills[0]["price"] == pytest.approx(100.01)
+    assert fast.account.position == 1.0
+    assert len(slow.fills) == 0 and slow.account.position == 0.0
+
+
+def test_order_diff_sends_nothing_while_nothing_changes():
+    # Book constant for 50 ms: the first wake-up places a bid and an ask, the next four send nothing.
+    # At 50 ms the ask moves out to 100.06 (mid 100.03): each side is cancelled and placed one tick up.
+    events = stream(*BOOK, (E.DEPTH, -1, 50 * MS, 100.06, 5.0), (E.DEPTH, -1, 50 * MS, 100.04, 0.0),
+                    (E.DEPTH, 1, 100 * MS, 100.00, 5.0))
+    sim = sim_for(events)
+    s = fixed()
+    backtest.run(s, sim, TICK, 1.0)
+    assert kernel.requests_sent(sim) == 2 + 4
+    assert len(s.decision_latency_ns()) == 10 and (s.decision_latency_ns() > 0).all()
+
+
+def test_worked_example_quotes_only_the_reducing_side():
+    # max_position 2, reduce-only from 1: after the bid fills (position 1) plain CMM quotes a new bid,
+    # the example only keeps its ask.
+    events = stream(*BOOK, (E.TRADE, -1, 15 * MS, 100.00, 1.0), (E.DEPTH, 1, 60 * MS, 100.00, 5.0))
+    plain = backtest.run(fixed(max_position=2.0), sim_for(events), TICK, 1.0)
+    example = backtest.run(fixed(ReduceOnlyExample, max_position=2.0), sim_for(events), TICK, 1.0)
+    assert plain.account.position == example.account.position == 1.0
+    buys = lambda r: int((r.orders["side"] == 1).sum())
+    assert buys(plain) == 2 and buys(example) == 1
+    assert int((example.orders["side"] == -1).sum()) == 1
+
+
+class ReduceOnlyExample(ReduceOnlyCMM, Fixed):
+    pass
+
+
+def test_worked_example_runs_on_the_sample():
+    cfg = load(str(CONFIG))
+    events, instrument = load_events(cfg)
+    s = ReduceOnlyCMM(ReduceOnlyParams(bundle=BUNDLE, rho=1.0, max_position=100, reduce_only_at=0.3))
+    result = backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size,
+                                                           lot_size=instrument.lot_size)),
+                          instrument.tick_size, instrument.lot_size)
+    assert len(result.fills) > 0 and abs(result.account.position) <= 100
+
+
+def test_mismatched_feature_schema_is_refused_at_start():
+    s = fixed(features=FeatureSpec(depth_levels=10))
+    with pytest.raises(DataError) as err:
+        backtest.run(s, sim_for(stream(*BOOK)), TICK, 1.0)
+    line = str(err.value)
+    assert "\n" not in line and "feature_schema.json: depth_levels:" in line and "trained on" in line
+
+
+def test_mismatched_feature_schema_is_one_line_from_the_command_line(tmp_path):
+    text = CONFIG.read_text().replace("depth_levels = 5", "depth_levels = 10").replace('"../', f'"{REPO}/')
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    proc = cmm("backtest", "--config", config, "--out", tmp_path / "out")
+    assert proc.returncode != 0 and not (tmp_path / "out").exists()
+    assert proc.stderr.count("\n") == 1 and "depth_levels" in proc.stderr and "feature schemas differ" in proc.stderr
+
+
+def test_cmm_config_end_to_end(tmp_path):
+    out = tmp_path / "cmm"
+    metrics = run_cli(CONFIG, out)
+    assert {"epnl", "map", "rpt", "pnlmap"} <= metrics.keys()
+    latency = metrics["decision_latency_us"]
+    assert 0 < latency["p50"] <= latency["p99"]
+    assert metrics["n_fills"] > 0
+    assert_fills_reconcile(out, metrics)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
