@@ -1,6 +1,6 @@
 """Export a trained MoE as one verified bundle directory that trading loads with :func:`feeds.bundle.load_bundle`.
 
-The TorchScript module runs every expert and the aggregation in one call,
+The TorchScript module runs the active experts and the aggregation in one call,
 ``model(features, regime) -> (predictions, weights)``: features are the
 *normalized* feature vector ([F] or [B, F] float32, normalized with
 ``normalization.json`` in float64 first, since raw prices lose digits in
@@ -8,11 +8,11 @@ float32), regime an int (-1: unknown); predictions are normalized targets
 ([3] or [B, 3]) and weights cover all experts ([E] or [B, E], zero for
 experts the routing switched off).
 
-It is built for a decision in microseconds on one thread: the experts'
-weights are stacked so the whole expert bank is one matrix product and two
-batched ones, and everything linear in the aggregator is folded into them
-(see :class:`FusedMoE`). The folded module equals the eager one up
-to float rounding, which the tests check.
+It is built for a decision in microseconds on one thread: each regime's
+active experts are pre-laid-out as one wide network of three matrix-vector
+products, and everything linear in the aggregator is folded into them (see
+:class:`FusedMoE`). The folded module equals the eager one up to float
+rounding, which the tests check.
 
 ``torch.jit.save`` is not byte-reproducible: it writes a random
 ``serialization_id`` and the absolute path of this source file (in the debug
@@ -31,6 +31,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Tuple
 
 import msgspec
 import numpy as np
@@ -50,13 +51,31 @@ _PAD_HEADER = b"FB"      # the extra-field id torch uses for its alignment paddi
 
 
 class FusedMoE(nn.Module):
-    """A :class:`MixtureOfExperts` with its weights stacked for one fast call (see the module docstring).
+    """A :class:`MixtureOfExperts` re-laid-out for one fast call per decision (see the module docstring).
 
-    Experts run as batched products over a leading expert axis ([E, B, .]).
-    Folded at export: φ's first layer on the prediction into the experts' output
-    layer (its output columns 3: are φ's pre-activation), φ's context term and
-    the gate into the first product, and 1 / tau into φ's last layer (scaling
-    z scales C by the same factor).
+    A TorchScript op costs most of a microsecond whatever its size, so the call
+    is built to run as few as possible (17 for a Hájek decision). For each
+    routing row (each regime, then the unknown regime) only that row's A active
+    experts run, laid out as one wide network: their first layers side by side,
+    their second layers as one block-diagonal matrix. The output layer has rows
+    for all E experts, ordered (output, expert) so the predictions view as
+    [3, E]; a switched-off expert's rows are zero, and its weight is exactly
+    zero because its confidence gets the mask bias (-inf) added, as in the
+    eager module. A row is picked by indexing Python lists, which costs next
+    to nothing.
+
+    Folded in at export: φ's first layer on the prediction into the output
+    layer (``phi_*`` gives φ's pre-activation straight from the experts' last
+    hidden layer); 1 / tau into φ's last layer (scaling z scales C by the same
+    factor), which runs block-diagonally so z comes out as [E, 2]; and the mean
+    over the active experts into a second copy of that layer, which gives V
+    directly. φ also reads the context projection of the features: it rides
+    through the two hidden layers as (relu(c), relu(-c)), whose difference is
+    c, so it costs no op of its own. V / ‖V‖ is V's sign as a complex number,
+    one op instead of three, and 0 where V is 0 (the eager clamp gives C = 0
+    there too).
+
+    A decision is one vector; a batch [B, F] runs decision by decision.
     """
 
     # Plain int attributes, not __constants__: TorchScript emits constants in set order, which
@@ -64,66 +83,83 @@ class FusedMoE(nn.Module):
 
     def __init__(self, moe: MixtureOfExperts):
         super().__init__()
-        experts = list(moe.experts)
-        n_experts, hidden = len(experts), experts[0].hidden
         self.kind = AGGREGATORS.index(moe.config.aggregator)
-        self.n_experts = n_experts
         self.n_regimes = moe.n_regimes
-        self.hidden = hidden
-        self.expert_columns = n_experts * hidden
         with torch.no_grad():
-            first_w = [torch.cat([e.layer1.weight.T for e in experts], dim=1)]
-            first_b = [torch.cat([e.layer1.bias for e in experts])]
-            out_w = torch.stack([e.out.weight.T for e in experts])                 # [E, H, 3]
-            out_b = torch.stack([e.out.bias for e in experts]).unsqueeze(1)       # [E, 1, 3]
-            kernel_w, kernel_b = torch.zeros(0, 0, 0), torch.zeros(0, 0, 0)
-            if moe.config.aggregator == "hajek":
-                k1, k2 = moe.kernel[0], moe.kernel[2]
-                on_prediction, on_context = k1.weight[:, :N_OUTPUTS], k1.weight[:, N_OUTPUTS:]
-                first_w.append((on_context @ moe.context.weight).T)
-                first_b.append(on_context @ moe.context.bias + k1.bias)
-                out_w = torch.cat([out_w, out_w @ on_prediction.T], dim=2)          # [E, H, 3 + K]
-                out_b = torch.cat([out_b, out_b @ on_prediction.T], dim=2)
-                scale = 1.0 / moe.config.tau
-                kernel_w = (k2.weight.T * scale).expand(n_experts, -1, -1)          # [E, K, 2]
-                kernel_b = (k2.bias * scale).expand(n_experts, 1, -1)               # [E, 1, 2]
-            elif moe.config.aggregator == "gate":
-                first_w.append(moe.gate.weight.T)
-                first_b.append(moe.gate.bias)
-            buffers = {
-                "first_w": torch.cat(first_w, dim=1), "first_b": torch.cat(first_b),
-                "second_w": torch.stack([e.layer2.weight.T for e in experts]),
-                "second_b": torch.stack([e.layer2.bias for e in experts]).unsqueeze(1),
-                "out_w": out_w, "out_b": out_b, "kernel_w": kernel_w, "kernel_b": kernel_b,
-                "mask_mean": moe.mask_mean.reshape(-1, n_experts, 1, 1),            # [R + 1, E, 1, 1]
-                "mask_bias": moe.mask_bias.reshape(-1, n_experts, 1),               # [R + 1, E, 1]
-            }
-        for name, value in buffers.items():
-            self.register_buffer(name, value.detach().to(torch.float32).contiguous().clone())
+            rows = [self._row(moe, row) for row in range(len(moe.mask))]
+        for name in rows[0]:
+            setattr(self, name, [row[name] for row in rows])
 
-    def forward(self, features: torch.Tensor, regime: int) -> tuple[torch.Tensor, torch.Tensor]:
-        single = features.dim() == 1
-        x = features.unsqueeze(0) if single else features
+    @staticmethod
+    def _row(moe: MixtureOfExperts, row: int) -> dict[str, torch.Tensor]:
+        """One routing row's tables: its active experts as one network, and their aggregation."""
+        active = torch.nonzero(moe.mask[row]).flatten().tolist()
+        experts = [moe.experts[i] for i in active]
+        n_active, hidden, n_features = len(active), moe.experts[0].hidden, moe.experts[0].n_inputs
+        hajek = moe.config.aggregator == "hajek"
+        context = moe.context.out_features if hajek else 0
+        carried = n_active * hidden                       # where the context rides: [carried, carried + 2C)
+        width = carried + 2 * context
+        empty = torch.zeros(0, 0), torch.zeros(0)
+        n_experts = len(moe.experts)
+        t = {"first_w": torch.zeros(width, n_features), "first_b": torch.zeros(width),
+             "second_w": torch.zeros(width, width), "second_b": torch.zeros(width),
+             "out_w": torch.zeros(N_OUTPUTS * n_experts, width), "out_b": torch.zeros(N_OUTPUTS * n_experts),
+             "mask_bias": moe.mask_bias[row], "mask_mean": moe.mask_mean[row]}
+        for slot, (index, expert) in enumerate(zip(active, experts)):
+            block = slice(slot * hidden, (slot + 1) * hidden)
+            t["first_w"][block], t["first_b"][block] = expert.layer1.weight, expert.layer1.bias
+            t["second_w"][block, block], t["second_b"][block] = expert.layer2.weight, expert.layer2.bias
+            t["out_w"][index::n_experts, block], t["out_b"][index::n_experts] = expert.out.weight, expert.out.bias
+        for table in ("phi", "z", "consensus", "gate"):           # filled below for the aggregator that uses them
+            t[f"{table}_w"], t[f"{table}_b"] = empty
+        if hajek:
+            first, last = moe.kernel[0], moe.kernel[2]
+            on_prediction, on_context = first.weight[:, :N_OUTPUTS], first.weight[:, N_OUTPUTS:]
+            t["first_w"][carried:] = torch.cat([moe.context.weight, -moe.context.weight])
+            t["first_b"][carried:] = torch.cat([moe.context.bias, -moe.context.bias])
+            t["second_w"][carried:, carried:] = torch.eye(2 * context)
+            t["phi_w"] = torch.zeros(first.out_features * n_active, width)
+            t["phi_w"][:, carried:] = torch.cat([on_context, -on_context], dim=1).repeat(n_active, 1)
+            t["phi_b"] = torch.cat([on_prediction @ expert.out.bias + first.bias for expert in experts])
+            for slot, expert in enumerate(experts):
+                kernel_rows = slice(slot * first.out_features, (slot + 1) * first.out_features)
+                t["phi_w"][kernel_rows, slot * hidden:(slot + 1) * hidden] = on_prediction @ expert.out.weight
+            scale = 1.0 / moe.config.tau
+            kernel_w, kernel_b = last.weight * scale, last.bias * scale
+            t["z_w"] = torch.zeros(2 * n_experts, first.out_features * n_active)
+            t["z_b"] = torch.zeros(2 * n_experts)
+            for slot, index in enumerate(active):
+                t["z_w"][2 * index:2 * index + 2, slot * first.out_features:(slot + 1) * first.out_features] = kernel_w
+                t["z_b"][2 * index:2 * index + 2] = kernel_b
+            t["consensus_w"], t["consensus_b"] = kernel_w.repeat(1, n_active) / n_active, kernel_b
+        if moe.config.aggregator == "gate":
+            t["gate_w"], t["gate_b"] = moe.gate.weight, moe.gate.bias + moe.mask_bias[row]
+        return {name: value.detach().to(torch.float32).contiguous().clone() for name, value in t.items()}
+
+    def forward(self, features: torch.Tensor, regime: int) -> Tuple[torch.Tensor, torch.Tensor]:
         row = regime if 0 <= regime < self.n_regimes else self.n_regimes
-        first = torch.addmm(self.first_b, x, self.first_w)
-        hidden = torch.relu(first[:, :self.expert_columns]).view(-1, self.n_experts, self.hidden).transpose(0, 1)
-        hidden = torch.relu(torch.baddbmm(self.second_b, hidden, self.second_w))
-        out = torch.baddbmm(self.out_b, hidden, self.out_w)                      # [E, B, 3 (+ K)]
-        predictions = out[:, :, :3]
+        if features.dim() == 1:
+            return self.decide(features, row)
+        decisions = [self.decide(x, row) for x in features.unbind(0)]
+        return torch.stack([d[0] for d in decisions]), torch.stack([d[1] for d in decisions])
+
+    def decide(self, x: torch.Tensor, row: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One decision: features [F] -> (prediction [3], weights [E])."""
+        hidden = torch.relu_(torch.addmv(self.first_b[row], self.first_w[row], x))
+        hidden = torch.relu_(torch.addmv(self.second_b[row], self.second_w[row], hidden))
+        predictions = torch.addmv(self.out_b[row], self.out_w[row], hidden).view(3, -1)      # [3 outputs, E]
         if self.kind == 0:
-            z = torch.baddbmm(self.kernel_b, torch.tanh(out[:, :, 3:] + first[:, self.expert_columns:]),
-                              self.kernel_w)                                       # z / tau [E, B, 2]
-            consensus = (self.mask_mean[row] * z).sum(0)                          # V [B, 2]
-            direction = consensus / torch.linalg.vector_norm(consensus, dim=-1, keepdim=True).clamp_min(1e-12)
-            weights = torch.softmax((z * direction).sum(-1) + self.mask_bias[row], dim=0)   # [E, B]
+            phi = torch.tanh_(torch.addmv(self.phi_b[row], self.phi_w[row], hidden))
+            z = torch.addmv(self.z_b[row], self.z_w[row], phi).view(-1, 2)                   # z / tau [E, 2]
+            consensus = torch.addmv(self.consensus_b[row], self.consensus_w[row], phi)       # V / tau [2]
+            direction = torch.view_as_real(torch.sgn(torch.view_as_complex(consensus)))     # V / |V|
+            weights = torch.softmax(torch.addmv(self.mask_bias[row], z, direction), 0)
         elif self.kind == 2:
-            weights = torch.softmax(first[:, self.expert_columns:].t() + self.mask_bias[row], dim=0)
+            weights = torch.softmax(torch.addmv(self.gate_b[row], self.gate_w[row], x), 0)
         else:
-            weights = self.mask_mean[row].view(-1, 1).expand(-1, x.shape[0])
-        prediction = (weights.unsqueeze(-1) * predictions).sum(0)
-        if single:
-            return prediction.squeeze(0), weights.squeeze(1)
-        return prediction, weights.t()
+            weights = self.mask_mean[row].clone()            # the caller may write into what it gets
+        return torch.mv(predictions, weights), weights
 
 
 def script(moe: MixtureOfExperts) -> torch.jit.ScriptModule:
