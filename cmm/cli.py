@@ -13,7 +13,7 @@ import sys
 
 from feeds.errors import DataError
 
-from . import backtest, data, train
+from . import backtest, data, feed, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(groups)
     backtest.register(groups)
     train.register(groups)
+    feed.register(groups)
     return parser
 
 

@@ -1,0 +1,131 @@
+"""``cmm feed``: replay event files as a live ZeroMQ feed, and watch a feed arrive."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from feeds.events import KIND_MASK, KIND_NAMES
+from feeds.zmqfeed import DEFAULT_BIND, Publisher, Subscriber, replay, wait_for_subscribers
+
+
+def register(groups) -> None:
+    feed = groups.add_parser("feed", help="serve event files as a ZeroMQ feed, or watch one")
+    commands = feed.add_subparsers(dest="command", required=True)
+
+    rep = commands.add_parser("replay", help="publish event files on their local timeline, with snapshots")
+    rep.add_argument("files", nargs="+", metavar="FILE.npz")
+    rep.add_argument("--bind", default=DEFAULT_BIND, help=f"feed address; snapshots on port + 1 (default {DEFAULT_BIND})")
+    rep.add_argument("--snapshot-bind", help="snapshot service address (default: the feed's port + 1)")
+    rep.add_argument("--speed", type=_speed, default=1.0, help="1 = real time, 10 = ten times faster, max = no waiting")
+    rep.add_argument("--batch-events", type=_positive_int, default=1024, help="most events per batch")
+    rep.add_argument("--batch-ms", type=float, default=1.0, help="shortest sleep when nothing is due")
+    rep.add_argument("--heartbeat-s", type=float, default=0.25, help="heartbeat period of an idle topic")
+    rep.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
+                     help="start replaying once N subscriptions are live")
+    rep.add_argument("--drop-every", type=int, default=0, metavar="N",
+                     help="fault drill: number but do not send every N-th batch (subscribers must resync)")
+    rep.add_argument("--exit-at-end", action="store_true",
+                     help="exit when the files are replayed (default: keep serving snapshots and heartbeats)")
+    rep.set_defaults(handler=run_replay)
+
+    tail = commands.add_parser("tail", help="print what a feed sends: one line per batch, gaps, staleness")
+    tail.add_argument("addr", metavar="ADDR", help="feed address, e.g. tcp://127.0.0.1:5555")
+    tail.add_argument("--topic", action="append", help="instrument symbol (repeatable; default: all)")
+    tail.add_argument("--snapshot-addr", help="snapshot service address (default: ADDR's port + 1)")
+    tail.add_argument("--duration", type=float, help="stop after this many seconds")
+    tail.add_argument("--stale-after", type=float, default=2.0, help="seconds without a message before 'stale'")
+    tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
+    tail.set_defaults(handler=run_tail)
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'max', got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def run_replay(args) -> int:
+    start = time.monotonic()
+    with Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
+        speed = "max" if args.speed is None else f"{args.speed:g}x"
+        print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
+              f"speed {speed}", flush=True)
+        try:
+            if args.wait_subscribers:
+                print(f"waiting for {args.wait_subscribers} subscription(s)", flush=True)
+                wait_for_subscribers(pub, args.wait_subscribers)
+            start = time.monotonic()
+            replay(pub, args.files, speed=args.speed, batch_events=args.batch_events, batch_ms=args.batch_ms,
+                   drop_every=args.drop_every)
+            _replay_summary(pub, "replayed", time.monotonic() - start)
+            if not args.exit_at_end:
+                print("serving snapshots and heartbeats until Ctrl-C", flush=True)
+                while True:
+                    pub.service(1.0)
+        except KeyboardInterrupt:
+            _replay_summary(pub, "interrupted", time.monotonic() - start)
+    return 0
+
+
+def _replay_summary(pub: Publisher, how: str, seconds: float) -> None:
+    s = pub.stats
+    rate = s.events / seconds if seconds > 0 else 0.0
+    drill = f", {s.drill_dropped:,} dropped by the drill" if s.drill_dropped else ""
+    print(f"{how}: {s.events:,} events in {s.batches:,} batches in {seconds:.2f} s ({rate:,.0f} events/s){drill}; "
+          f"{s.snapshots_served:,} snapshots served, {s.subscriptions} subscription(s) live", flush=True)
+
+
+def _kinds(events: np.ndarray) -> str:
+    counts = np.bincount((events["ev"] & np.uint64(KIND_MASK)).astype(np.int64), minlength=1)
+    return " ".join(f"{KIND_NAMES.get(k, k)}:{c}" for k, c in enumerate(counts) if c)
+
+
+def run_tail(args) -> int:
+    quiet = args.quiet
+
+    def on_events(topic, events, batch):
+        if not quiet:
+            print(f"{topic} seq {batch.seq} n {batch.n} local_ts {events['local_ts'][0]}..{events['local_ts'][-1]} "
+                  f"{_kinds(events)}", flush=True)
+
+    def on_snapshot(topic, snap, events):
+        print(f"{topic} snapshot seq {snap.seq} levels {snap.n - 1} feed_ts {snap.feed_ts}", flush=True)
+
+    def on_notice(text):
+        print(f"notice: {text}", flush=True)
+
+    start = time.monotonic()
+    with Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
+                    keep_book=False, on_events=on_events, on_snapshot=on_snapshot, on_notice=on_notice) as sub:
+        try:
+            while args.duration is None or time.monotonic() - start < args.duration:
+                remaining = 0.25 if args.duration is None else args.duration - (time.monotonic() - start)
+                sub.poll(max(0.0, min(0.25, remaining)))
+        except KeyboardInterrupt:
+            pass
+        _tail_summary(sub, time.monotonic() - start)
+    return 0
+
+
+def _tail_summary(sub: Subscriber, seconds: float) -> None:
+    s = sub.stats
+    dropped = ", ".join(f"{k} {v}" for k, v in sub.decoder.dropped.items() if v)
+    print(f"tail: {s.events:,} events in {s.batches:,} batches in {seconds:.1f} s; "
+          f"{s.snapshots} snapshots ({s.joins} joins, {s.recoveries} recoveries); "
+          f"{s.gaps} gaps ({s.lost_batches} batches lost); {s.restarts} restarts; {s.stale_periods} stale periods; "
+          f"{sub.dropped} messages dropped{f' ({dropped})' if dropped else ''}", file=sys.stdout, flush=True)

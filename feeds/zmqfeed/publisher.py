@@ -1,0 +1,263 @@
+"""Feed publisher: event batches on an XPUB socket, book snapshots from a ROUTER (ZeroMQ guide's "Clone").
+
+The publisher numbers the batches of each topic (instrument) from 1 and keeps
+each topic's L2 book as it publishes, so the snapshot it serves for a topic is
+always the book after the last batch it numbered, tagged with that seq. A
+subscriber that joins late, or loses batches, subscribes first, asks for a
+snapshot, and applies only the batches numbered after it.
+
+A topic that has sent nothing for ``heartbeat_s`` gets a heartbeat carrying
+its last seq and the publisher's session id, so subscribers notice a dead
+feed, a lost last batch, or a restarted publisher even when the market is quiet.
+
+:func:`replay` drives a publisher from event files on their local timeline.
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import zmq
+
+from feeds.events import LOCAL
+from feeds.instrument import Instrument
+from feeds.store import iter_chunks, load_header
+from feeds.wire import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, encode,
+                        pack)
+
+from .book import L2Book
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_SNDHWM = 10_000   # batches queued per subscriber before ZeroMQ drops (the subscriber sees a gap)
+
+
+def snapshot_address(addr: str) -> str:
+    """The snapshot service's address: the feed's port + 1 (``tcp://h:5555`` -> ``tcp://h:5556``)."""
+    head, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not head.startswith("tcp://"):
+        raise ValueError(f"expected tcp://HOST:PORT, got {addr!r}")
+    return f"{head}:{int(port) + 1}"
+
+
+class PublisherStats(msgspec.Struct):
+    batches: int = 0
+    events: int = 0
+    drill_dropped: int = 0        # batches numbered but not sent, on purpose (fault drill)
+    heartbeats: int = 0
+    snapshots_served: int = 0
+    subscriptions: int = 0        # live subscriptions (a subscriber per topic)
+
+
+class _Stream:
+    def __init__(self, instrument: Instrument | None):
+        self.instrument = instrument
+        self.seq = 0
+        self.feed_ts = 0
+        self.book = L2Book()
+        self.last_send = time.monotonic()
+
+
+class Publisher:
+    """Binds the feed (XPUB) and its snapshot service (ROUTER); single-threaded, driven by the caller.
+
+    Call :meth:`publish` to send a batch and :meth:`service` whenever there is
+    time to spare: it answers snapshot requests, tracks subscriptions and sends
+    due heartbeats.
+    """
+
+    def __init__(self, bind: str = DEFAULT_BIND, snapshot_bind: str | None = None, *,
+                 heartbeat_s: float = 0.25, sndhwm: int = DEFAULT_SNDHWM):
+        self.session = secrets.randbits(63) + 1
+        self.heartbeat_s = heartbeat_s
+        self.stats = PublisherStats()
+        self.decoder = Decoder()
+        self._streams: dict[str, _Stream] = {}
+        self._ctx = zmq.Context()
+        self._pub = self._ctx.socket(zmq.XPUB)
+        self._router = self._ctx.socket(zmq.ROUTER)
+        try:
+            for sock in (self._pub, self._router):
+                sock.setsockopt(zmq.LINGER, 0)
+            self._pub.setsockopt(zmq.SNDHWM, sndhwm)
+            self._pub.setsockopt(zmq.XPUB_VERBOSER, 1)   # every (un)subscription reaches us: we count them
+            self._pub.bind(bind)
+            self._router.bind(snapshot_bind or snapshot_address(bind))
+        except (zmq.ZMQError, ValueError):
+            self.close()
+            raise
+        self.endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.snapshot_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._poller = zmq.Poller()
+        self._poller.register(self._pub, zmq.POLLIN)
+        self._poller.register(self._router, zmq.POLLIN)
+
+    def close(self) -> None:
+        self._pub.close(0)
+        self._router.close(0)
+        self._ctx.term()
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add_topic(self, topic: str, instrument: Instrument | None = None) -> None:
+        """Announce a topic: it gets heartbeats (seq 0) and snapshots before its first batch."""
+        if topic not in self._streams:
+            self._streams[topic] = _Stream(instrument)
+
+    def book(self, topic: str) -> L2Book:
+        return self._streams[topic].book
+
+    def seq(self, topic: str) -> int:
+        return self._streams[topic].seq
+
+    def publish(self, topic: str, events: np.ndarray, drop: bool = False) -> int:
+        """Number, apply and send one batch (``drop``: number and apply it but send nothing, a fault drill)."""
+        if not 1 <= len(events) <= MAX_BATCH_EVENTS:
+            raise ValueError(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}")
+        self.add_topic(topic)
+        stream = self._streams[topic]
+        stream.seq += 1
+        stream.book.apply(events)
+        stream.feed_ts = int(events["local_ts"][-1])
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        if drop:
+            self.stats.drill_dropped += 1
+            return stream.seq
+        batch = EventBatch(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
+                           n=len(events), events=pack(events))
+        self._pub.send_multipart([topic.encode(), encode(batch)], copy=False)
+        stream.last_send = time.monotonic()
+        return stream.seq
+
+    def service(self, timeout_s: float = 0.0) -> None:
+        """Answer requests and send heartbeats for up to ``timeout_s`` (at least one pass)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._heartbeats()
+            now = time.monotonic()
+            wait = min(deadline - now, self._next_heartbeat() - now)
+            ready = dict(self._poller.poll(math.ceil(wait * 1000) if wait > 0 else 0))
+            if self._router in ready:
+                self._answer_requests()
+            if self._pub in ready:
+                self._count_subscriptions()
+            if time.monotonic() >= deadline:
+                return
+
+    def _next_heartbeat(self) -> float:
+        if not self._streams:
+            return time.monotonic() + self.heartbeat_s
+        return min(s.last_send for s in self._streams.values()) + self.heartbeat_s
+
+    def _heartbeats(self) -> None:
+        now = time.monotonic()
+        for topic, stream in self._streams.items():
+            if now - stream.last_send >= self.heartbeat_s:
+                hb = Heartbeat(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
+                               feed_ts=stream.feed_ts)
+                self._pub.send_multipart([topic.encode(), encode(hb)])
+                stream.last_send = now
+                self.stats.heartbeats += 1
+
+    def _answer_requests(self) -> None:
+        while True:
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.decoder.drop("malformed", f"snapshot request of {len(frames) - 1} frames")
+                continue
+            identity, payload = frames
+            req = self.decoder.decode(payload)
+            if req is None:
+                continue
+            if not isinstance(req, SnapshotRequest):
+                self.decoder.drop("malformed", f"{type(req).__name__} sent to the snapshot service")
+                continue
+            stream = self._streams.get(req.topic) or _Stream(None)
+            events = stream.book.snapshot_events(stream.feed_ts)
+            snap = Snapshot(topic=req.topic, req_id=req.req_id, seq=stream.seq, session=self.session,
+                            sent_ns=time.time_ns(), feed_ts=stream.feed_ts, n=len(events), events=pack(events),
+                            instrument=stream.instrument)
+            try:
+                self._router.send_multipart([identity, encode(snap)], zmq.NOBLOCK)
+                self.stats.snapshots_served += 1
+            except zmq.Again:
+                pass   # the requester's queue is full or it is gone: it will ask again
+
+    def _count_subscriptions(self) -> None:
+        while True:
+            try:
+                frame = self._pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01":
+                self.stats.subscriptions += 1
+            elif frame[:1] == b"\x00":
+                self.stats.subscriptions -= 1
+
+
+def wait_for_subscribers(pub: Publisher, n: int, timeout_s: float | None = None) -> bool:
+    """Serve until ``n`` subscriptions are live (True) or ``timeout_s`` passes (False)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while pub.stats.subscriptions < n:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        pub.service(0.01)
+    return True
+
+
+def file_topic(path: str | os.PathLike, instrument: Instrument | None) -> str:
+    """An event file's topic: its instrument's symbol, else the file's name."""
+    return instrument.symbol if instrument is not None else Path(path).name.split(".")[0]
+
+
+def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_events: int = 1024,
+           batch_ms: float = 1.0, drop_every: int = 0) -> None:
+    """Publish the LOCAL events of each file, in order, on their local timeline scaled by ``speed``.
+
+    ``speed`` None replays as fast as the sockets go. Otherwise an event is sent
+    when the wall clock reaches its scheduled time, each file starting at once
+    after the previous one; events due together share a batch (at most
+    ``batch_events``) and the publisher sleeps at least ``batch_ms`` (whole
+    milliseconds: ZeroMQ's poll resolution) when nothing is due, so an event
+    waits about that long at most for its companions.
+    ``drop_every`` > 0 numbers but does not send every n-th batch (a fault drill).
+    """
+    topics = []
+    for path in paths:
+        _, instrument, _ = load_header(path)
+        topics.append(file_topic(path, instrument))
+        pub.add_topic(topics[-1], instrument)
+    min_wait = batch_ms / 1e3
+    for path, topic in zip(paths, topics):
+        t0 = w0 = None
+        for chunk in iter_chunks([path]):
+            local = chunk[(chunk["ev"] & np.uint64(LOCAL)) != 0]
+            ts = local["local_ts"]
+            if t0 is None and len(local):
+                t0, w0 = int(ts[0]), time.perf_counter_ns()
+            i = 0
+            while i < len(local):
+                j = min(i + batch_events, len(local))
+                if speed is not None:
+                    reached = t0 + (time.perf_counter_ns() - w0) * speed
+                    j = min(j, int(np.searchsorted(ts, reached, side="right")))
+                    if j == i:
+                        due_in = (int(ts[i]) - reached) / speed / 1e9
+                        pub.service(max(due_in, min_wait))
+                        continue
+                drop = drop_every > 0 and (pub.stats.batches + 1) % drop_every == 0
+                pub.publish(topic, local[i:j], drop=drop)
+                pub.service(0.0)
+                i = j

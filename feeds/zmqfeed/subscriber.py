@@ -1,0 +1,337 @@
+"""Feed subscriber: keeps each topic's stream contiguous, resyncing from snapshots when it cannot.
+
+Per topic it tracks the last applied batch seq and the publisher's session.
+Batches are handed on only in order, with none missing:
+
+- first sight of a topic: from its batch 1, start from an empty book; later (a
+  late joiner), ask for a snapshot and buffer batches until it comes;
+- a seq jump, or a heartbeat naming a seq we never saw: a gap. It is counted
+  (with the number of batches lost) and the stream resyncs from a snapshot;
+- a new session id: the publisher restarted; resync the same way.
+
+A resync follows the Clone pattern: the SUB socket stays subscribed, batches
+arriving meanwhile are buffered, the snapshot replaces the book, and buffered
+batches numbered after the snapshot's seq are applied. A slow consumer shows
+up the same way: the publisher's send queue overflows, ZeroMQ drops batches,
+and we see gaps.
+
+No message for ``stale_after`` seconds marks the feed stale (reported once,
+through ``on_stale(True)``) until the next message arrives (``on_stale(False)``).
+Malformed, oversized and wrong-version messages are dropped and counted by
+the :class:`feeds.wire.Decoder`; nothing a peer sends raises out of :meth:`Subscriber.poll`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Callable
+
+import msgspec
+import zmq
+
+from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, encode,
+                        pack, unpack)
+
+from .book import L2Book
+from .publisher import snapshot_address
+
+log = logging.getLogger("feeds.zmqfeed")
+
+DEFAULT_RCVHWM = 10_000
+MAX_PENDING = 10_000        # batches buffered per topic while waiting for a snapshot
+DRAIN = 1_000               # messages read per socket before timers are looked at again
+
+
+class SubscriberStats(msgspec.Struct):
+    batches: int = 0            # applied, in order
+    events: int = 0
+    snapshots: int = 0          # applied
+    joins: int = 0              # topics first synced from a snapshot
+    gaps: int = 0
+    lost_batches: int = 0       # batches skipped over by those gaps
+    restarts: int = 0           # new publisher sessions seen
+    recoveries: int = 0         # resyncs completed after a gap or a restart
+    stale_periods: int = 0
+    duplicates: int = 0         # batches at or below the applied seq, ignored
+    snapshot_requests: int = 0
+    last_lag_ns: int = 0        # receive time - publisher send time, of the last batch
+
+
+def _empty_snapshot(first: EventBatch) -> Snapshot:
+    """The snapshot before a session's first batch: an empty book at seq 0, no request needed."""
+    events = L2Book().snapshot_events(int(unpack(first.events)["local_ts"][0]))
+    return Snapshot(topic=first.topic, req_id=0, seq=0, session=first.session, sent_ns=first.sent_ns,
+                    feed_ts=int(events["local_ts"][0]), n=1, events=pack(events))
+
+
+class _Stream:
+    def __init__(self, keep_book: bool):
+        self.seq = 0
+        self.session: int | None = None
+        self.synced = False
+        self.recovering = False          # a gap or restart is being repaired (not a first join)
+        self.pending: deque[EventBatch] = deque(maxlen=MAX_PENDING)
+        self.req_id: int | None = None
+        self.req_sent = 0.0
+        self.book = L2Book() if keep_book else None
+
+
+class Subscriber:
+    """Subscribe to ``topics`` (all when None) at ``addr``; call :meth:`poll` to receive.
+
+    Callbacks, all optional: ``on_events(topic, events, batch)`` for every batch
+    in order (``events`` is a read-only view of the batch's records);
+    ``on_snapshot(topic, snapshot, events)`` when a topic is (re)synced: the
+    consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
+    feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
+    staleness, one line each.
+    """
+
+    def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
+                 stale_after: float = 2.0, snapshot_timeout: float = 1.0, rcvhwm: int = DEFAULT_RCVHWM,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True,
+                 on_events: Callable | None = None, on_snapshot: Callable | None = None,
+                 on_stale: Callable | None = None, on_notice: Callable | None = None):
+        self.topics = set(topics) if topics else None
+        self.stale_after = stale_after
+        self.snapshot_timeout = snapshot_timeout
+        self.keep_book = keep_book
+        self.on_events, self.on_snapshot = on_events, on_snapshot
+        self.on_stale, self.on_notice = on_stale, on_notice
+        self.stats = SubscriberStats()
+        self.decoder = Decoder(max_bytes=max_message_bytes)
+        self.stale = False
+        self.streams: dict[str, _Stream] = {}
+        self._last_msg = time.monotonic()
+        self._next_req = 1
+        self._ctx = zmq.Context()
+        self._sub = self._ctx.socket(zmq.SUB)
+        self._dealer = self._ctx.socket(zmq.DEALER)
+        try:
+            for sock in (self._sub, self._dealer):
+                sock.setsockopt(zmq.LINGER, 0)
+                # ZeroMQ drops (and disconnects) beyond this; the decoder counts what is between.
+                sock.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
+            self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
+            self._dealer.setsockopt(zmq.IMMEDIATE, 1)   # no request queued for a publisher not there
+            for topic in self.topics or [""]:
+                self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self._sub.connect(addr)
+            self._dealer.connect(snapshot_addr or snapshot_address(addr))
+        except (zmq.ZMQError, ValueError):
+            self.close()
+            raise
+        self._poller = zmq.Poller()
+        self._poller.register(self._sub, zmq.POLLIN)
+        self._poller.register(self._dealer, zmq.POLLIN)
+
+    def close(self) -> None:
+        self._sub.close(0)
+        self._dealer.close(0)
+        self._ctx.term()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        return self.decoder.total_dropped
+
+    def book(self, topic: str) -> L2Book | None:
+        stream = self.streams.get(topic)
+        return stream.book if stream is not None else None
+
+    def synced(self, topic: str) -> bool:
+        stream = self.streams.get(topic)
+        return stream is not None and stream.synced
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Receive and handle messages for ``timeout_s`` seconds (at least one pass)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            self._timers(now)
+            wait = min(deadline - now, self._next_timer(now))
+            ready = dict(self._poller.poll(max(0, int(wait * 1000))))
+            if self._sub in ready:
+                self._drain(self._sub, self._on_feed)
+            if self._dealer in ready:
+                self._drain(self._dealer, self._on_snapshot_reply)
+            if time.monotonic() >= deadline:
+                return
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _drain(self, sock: zmq.Socket, handle: Callable) -> None:
+        for _ in range(DRAIN):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            self._last_msg = time.monotonic()
+            if self.stale:
+                self.stale = False
+                self._notice("feed is back")
+                if self.on_stale:
+                    self.on_stale(False)
+            handle(frames)
+
+    def _on_feed(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            self.decoder.drop("malformed", f"feed message of {len(frames)} frames, expected 2")
+            return
+        msg = self.decoder.decode(frames[1], topic=frames[0])
+        if msg is None:
+            return
+        if not isinstance(msg, (EventBatch, Heartbeat)):
+            self.decoder.drop("malformed", f"{type(msg).__name__} on the feed socket")
+            return
+        if self.topics is not None and msg.topic not in self.topics:
+            return   # a longer topic sharing our prefix: SUB filters by prefix only
+        stream = self.streams.get(msg.topic)
+        if stream is None:
+            stream = self.streams[msg.topic] = _Stream(self.keep_book)
+        if isinstance(msg, EventBatch):
+            self._on_batch(msg.topic, stream, msg)
+        else:
+            self._on_heartbeat(msg.topic, stream, msg)
+
+    def _on_batch(self, topic: str, stream: _Stream, batch: EventBatch) -> None:
+        if stream.synced and batch.session != stream.session:
+            self._restarted(topic, stream, batch.session)
+        if not stream.synced:
+            stream.pending.append(batch)
+            if batch.seq == 1:
+                self._install(topic, stream, _empty_snapshot(batch))
+            else:
+                self._request(topic, stream)
+            return
+        if batch.seq <= stream.seq:
+            self.stats.duplicates += 1
+        elif batch.seq == stream.seq + 1:
+            self._apply(topic, stream, batch)
+        else:
+            self._gap(topic, stream, batch.seq - stream.seq - 1)
+            stream.pending.append(batch)
+
+    def _on_heartbeat(self, topic: str, stream: _Stream, hb: Heartbeat) -> None:
+        if not stream.synced:
+            self._request(topic, stream)
+        elif hb.session != stream.session:
+            self._restarted(topic, stream, hb.session)
+        elif hb.seq > stream.seq:
+            self._gap(topic, stream, hb.seq - stream.seq)
+
+    def _on_snapshot_reply(self, frames: list[bytes]) -> None:
+        if len(frames) != 1:
+            self.decoder.drop("malformed", f"snapshot reply of {len(frames)} frames, expected 1")
+            return
+        snap = self.decoder.decode(frames[0])
+        if snap is None:
+            return
+        if not isinstance(snap, Snapshot):
+            self.decoder.drop("malformed", f"{type(snap).__name__} on the snapshot socket")
+            return
+        stream = self.streams.get(snap.topic)
+        if stream is None or stream.synced or snap.req_id != stream.req_id:
+            return   # an answer to a request we have since given up on
+        self._install(snap.topic, stream, snap)
+
+    def _install(self, topic: str, stream: _Stream, snap: Snapshot) -> None:
+        """Replace the book by the snapshot's, then apply the buffered batches that follow it."""
+        events = unpack(snap.events)
+        if stream.book is not None:
+            stream.book = L2Book()
+            stream.book.apply(events)
+        stream.seq, stream.session, stream.synced, stream.req_id = snap.seq, snap.session, True, None
+        self.stats.snapshots += 1
+        if stream.recovering:
+            self.stats.recoveries += 1
+            self._notice(f"{topic}: resynced from snapshot at seq {snap.seq}")
+        else:
+            self.stats.joins += 1
+        stream.recovering = False
+        if self.on_snapshot:
+            self.on_snapshot(topic, snap, events)
+        pending = sorted(stream.pending, key=lambda b: b.seq)
+        stream.pending.clear()
+        for k, batch in enumerate(pending):
+            if batch.session != snap.session or batch.seq <= stream.seq:
+                continue
+            if batch.seq != stream.seq + 1:
+                self._gap(topic, stream, batch.seq - stream.seq - 1)
+                stream.pending.extend(b for b in pending[k:] if b.session == snap.session)
+                return
+            self._apply(topic, stream, batch)
+
+    # -- state changes ---------------------------------------------------------------------------
+
+    def _apply(self, topic: str, stream: _Stream, batch: EventBatch) -> None:
+        events = unpack(batch.events)
+        if stream.book is not None:
+            stream.book.apply(events)
+        stream.seq = batch.seq
+        self.stats.batches += 1
+        self.stats.events += batch.n
+        self.stats.last_lag_ns = time.time_ns() - batch.sent_ns
+        if self.on_events:
+            self.on_events(topic, events, batch)
+
+    def _gap(self, topic: str, stream: _Stream, lost: int) -> None:
+        self.stats.gaps += 1
+        self.stats.lost_batches += lost
+        self._notice(f"{topic}: gap after seq {stream.seq}, {lost} batch{'es' if lost != 1 else ''} lost; "
+                     f"resyncing from a snapshot")
+        self._resync(topic, stream)
+
+    def _restarted(self, topic: str, stream: _Stream, session: int) -> None:
+        self.stats.restarts += 1
+        self._notice(f"{topic}: publisher restarted (session {session:x}); resyncing from a snapshot")
+        self._resync(topic, stream)
+
+    def _resync(self, topic: str, stream: _Stream) -> None:
+        stream.synced = False
+        stream.recovering = True
+        stream.pending.clear()
+        stream.req_id = None
+        self._request(topic, stream)
+
+    def _request(self, topic: str, stream: _Stream) -> None:
+        """Ask for a snapshot unless an answer is still awaited."""
+        if stream.req_id is not None:
+            return
+        stream.req_id = self._next_req
+        self._next_req += 1
+        stream.req_sent = time.monotonic()
+        self.stats.snapshot_requests += 1
+        try:
+            self._dealer.send(encode(SnapshotRequest(topic=topic, req_id=stream.req_id)), zmq.NOBLOCK)
+        except zmq.Again:
+            pass   # no publisher connected yet: asked again after snapshot_timeout
+
+    def _timers(self, now: float) -> None:
+        if not self.stale and now - self._last_msg > self.stale_after:
+            self.stale = True
+            self.stats.stale_periods += 1
+            self._notice(f"feed stale: no message for {now - self._last_msg:.1f} s")
+            if self.on_stale:
+                self.on_stale(True)
+        for topic, stream in self.streams.items():
+            if stream.req_id is not None and now - stream.req_sent > self.snapshot_timeout:
+                stream.req_id = None
+                self._request(topic, stream)
+
+    def _next_timer(self, now: float) -> float:
+        """Seconds until a timer may fire."""
+        due = [self.snapshot_timeout if self.stale else self._last_msg + self.stale_after - now]
+        due += [s.req_sent + self.snapshot_timeout - now for s in self.streams.values() if s.req_id is not None]
+        return max(0.001, min(due))
+
+    def _notice(self, text: str) -> None:
+        log.info(text)
+        if self.on_notice:
+            self.on_notice(text)

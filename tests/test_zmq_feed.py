@@ -1,0 +1,171 @@
+"""The ZeroMQ feed on real loopback sockets: joins, gaps, tail loss, staleness, restarts, bad peers, slow consumers."""
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
+from feeds.wire import WIRE_VERSION, Heartbeat, encode
+from feeds.zmqfeed import Publisher, Subscriber
+
+
+def free_port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+@pytest.fixture
+def addr() -> str:
+    return f"tcp://127.0.0.1:{free_port_pair()}"
+
+
+def depth(k: int, n: int = 50) -> np.ndarray:
+    """Batch k: n level updates on both sides, quantities that differ batch to batch."""
+    ev = empty(n)
+    i = np.arange(n)
+    bid = i % 2 == 0
+    ev["ev"] = np.where(bid, DEPTH | EXCH | LOCAL | BUY, DEPTH | EXCH | LOCAL | SELL)
+    ev["px"] = np.where(bid, 100.0 - (i + k) % 7, 101.0 + (i * 3 + k) % 7)
+    ev["qty"] = (i * 7 + k * 13) % 5        # zeros remove levels
+    ev["local_ts"] = ev["exch_ts"] = k * 1_000 + i
+    return ev
+
+
+def pump(pub: Publisher | None, sub: Subscriber, until, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"timed out: {sub.stats}"
+        if pub is not None:
+            pub.service(0.005)
+        sub.poll(0.005)
+
+
+def same_book(pub: Publisher, sub: Subscriber, topic: str = "X") -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(pub.book(topic).levels(), sub.book(topic).levels()))
+
+
+def publish(pub, sub, ks, drop=()):
+    for k in ks:
+        pub.publish("X", depth(k), drop=k in drop)
+    pump(pub, sub, lambda: sub.synced("X") and sub.streams["X"].seq == pub.seq("X"))
+
+
+def test_subscriber_from_the_first_batch_needs_no_snapshot(addr):
+    with Publisher(addr, heartbeat_s=0.05) as pub, Subscriber(addr, ["X"]) as sub:
+        pub.add_topic("X")
+        pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+        publish(pub, sub, range(1, 21))
+        assert sub.stats.batches == 20 and sub.stats.events == 1000
+        assert sub.stats.gaps == 0 and pub.stats.snapshots_served <= 1
+        assert same_book(pub, sub)
+
+
+def test_late_joiner_starts_from_a_snapshot(addr):
+    got = []
+    with Publisher(addr, heartbeat_s=0.05) as pub:
+        for k in range(1, 11):
+            pub.publish("X", depth(k))
+        with Subscriber(addr, ["X"], on_snapshot=lambda t, s, ev: got.append((s.seq, len(ev)))) as sub:
+            pump(pub, sub, lambda: sub.synced("X"))
+            assert got[0][0] == 10 and sub.stats.joins == 1
+            assert same_book(pub, sub)
+            publish(pub, sub, range(11, 16))
+            assert sub.stats.batches == 5 and sub.stats.gaps == 0
+            assert same_book(pub, sub)
+
+
+def test_forced_gap_is_counted_and_recovered_from_a_snapshot(addr):
+    notices = []
+    with Publisher(addr, heartbeat_s=0.05) as pub, Subscriber(addr, ["X"], on_notice=notices.append) as sub:
+        pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+        publish(pub, sub, range(1, 11), drop={4, 5})
+        publish(pub, sub, range(11, 14))
+        s = sub.stats
+        assert (s.gaps, s.lost_batches, s.recoveries) == (1, 2, 1)
+        assert any("gap after seq 3, 2 batches lost" in n for n in notices)
+        assert same_book(pub, sub)
+
+
+def test_a_lost_last_batch_is_seen_in_the_heartbeat(addr):
+    with Publisher(addr, heartbeat_s=0.05) as pub, Subscriber(addr, ["X"]) as sub:
+        pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+        publish(pub, sub, range(1, 4), drop={3})
+        assert (sub.stats.gaps, sub.stats.recoveries) == (1, 1)
+        assert same_book(pub, sub)
+
+
+def test_stale_feed_is_reported_and_cleared(addr):
+    states = []
+    with Publisher(addr, heartbeat_s=0.05) as pub, \
+            Subscriber(addr, ["X"], stale_after=0.3, on_stale=states.append) as sub:
+        pub.add_topic("X")
+        pump(pub, sub, lambda: sub.synced("X"))
+        start = time.monotonic()
+        pump(None, sub, lambda: sub.stale)          # the publisher hangs: no heartbeats
+        assert time.monotonic() - start >= 0.25
+        pump(pub, sub, lambda: not sub.stale)
+        assert states == [True, False] and sub.stats.stale_periods == 1
+
+
+def test_publisher_restart_is_recovered(addr):
+    with Subscriber(addr, ["X"], stale_after=5.0) as sub:
+        with Publisher(addr, heartbeat_s=0.05) as pub:
+            pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+            publish(pub, sub, range(1, 6))
+            first = pub.session
+        with Publisher(addr, heartbeat_s=0.05) as pub:
+            assert pub.session != first
+            for k in range(100, 103):
+                pub.publish("X", depth(k))
+            pump(pub, sub, lambda: sub.stats.restarts == 1 and sub.synced("X") and sub.streams["X"].seq == 3)
+            assert sub.streams["X"].session == pub.session and sub.stats.recoveries == 1
+            assert same_book(pub, sub)
+
+
+def test_bad_peer_messages_are_dropped_counted_and_survived(addr):
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(addr)
+    try:
+        with Subscriber(addr, ["X"], max_message_bytes=4096) as sub:
+            hb = encode(Heartbeat(topic="X", seq=0, session=5, sent_ns=0, feed_ts=0))
+            bad = [[b"X"], [b"X", b"\xc1garbage"], [b"X", b"\x00" * 5000], [b"X", hb, b"extra"],
+                   [b"X", hb.replace(b"\xa1v" + bytes([WIRE_VERSION]), b"\xa1v\x09")], [b"XY", hb]]
+            while "X" not in sub.streams:                       # a good message proves the SUB is connected
+                raw.send_multipart([b"X", hb])
+                sub.poll(0.05)
+            for frames in bad:
+                raw.send_multipart(frames)
+            pump(None, sub, lambda: sub.dropped == 6)
+            d = sub.decoder.dropped
+            assert (d["malformed"], d["oversized"], d["wrong_version"], d["topic_mismatch"]) == (3, 1, 1, 1)
+            raw.send_multipart([b"X", encode(Heartbeat(topic="X", seq=0, session=6, sent_ns=0, feed_ts=0))])
+            pump(None, sub, lambda: sub.stats.snapshot_requests >= 1)   # still listening, acting on news
+    finally:
+        raw.close(0)
+        ctx.term()
+
+
+def test_slow_consumer_sees_gaps_and_recovers(addr):
+    with Publisher(addr, heartbeat_s=0.05, sndhwm=4) as pub, Subscriber(addr, ["X"], rcvhwm=4) as sub:
+        pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+        big = 2000
+        for k in range(1, 301):                                 # 300 x 128 kB while the subscriber sleeps
+            pub.publish("X", depth(k, big))
+        pump(pub, sub, lambda: sub.synced("X") and sub.streams["X"].seq == 300, timeout=10)
+        assert sub.stats.gaps >= 1 and sub.stats.lost_batches >= 1 and sub.stats.recoveries >= 1
+        assert same_book(pub, sub)
