@@ -1,11 +1,15 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install, run the main job on the sample data in the repo
+#   make demo   create .venv, install, convert the sample data in the repo and compare the strategies on it
 #   make test   run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := build/demo
+# CMM, the teacher transformer, the single student and two classic quoters on the repo's GOOG sample:
+# one table, and build/demo/compare/report.html with its plots.
+DEMO_CONFIGS := $(addprefix configs/backtest_,cmm.toml teacher.toml single_student.toml \
+                avellaneda_stoikov.toml fixed_spread.toml)
 
 .PHONY: install demo test bench clean clean-cache
 
@@ -25,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/cmm data info $(OUT)/goog.npz
 	$(BIN)/cmm data convert data/samples/ethusdt_usdm_20240808_head.gz --out $(OUT)/ethusdt.npz
 	$(BIN)/cmm data info $(OUT)/ethusdt.npz
-	$(BIN)/cmm backtest --config configs/backtest_fixed_spread.toml --out $(OUT)/fixed_spread
+	$(BIN)/cmm compare --out $(OUT)/compare --configs $(DEMO_CONFIGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

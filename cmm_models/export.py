@@ -14,19 +14,27 @@ products, and everything linear in the aggregator is folded into them (see
 :class:`FusedMoE`). The folded module equals the eager one up to float
 rounding, which the tests check.
 
+The pipeline exports one bundle per model variant with the same files and
+the same normalization, so a strategy swaps models by swapping directories:
+the main Hájek MoE, the ablations (``mean``, ``gate``, ``no_regime``,
+``no_layer``), the single student (its one expert, mean-aggregated) and the
+teacher itself (:func:`export_teacher_bundle`: the transformer traced to
+TorchScript, so trading runs it without importing ``transformers``).
+``model.json`` names the ``variant``.
+
 ``torch.jit.save`` is not byte-reproducible: it writes a random
 ``serialization_id`` and the absolute path of this source file (in the debug
 tables). The archive is therefore rewritten canonically: same entries in the
 same order, no debug tables, the id derived from the content, fixed
-timestamps, data aligned to 64 bytes as torch writes it. The same model then
-gives the same ``model.pt`` bytes wherever the code lives.
+timestamps, entries deflated (the fused tables are mostly zeros, and the
+shipped bundles must stay small; torch reads deflated entries). The same
+model then gives the same ``model.pt`` bytes wherever the code lives.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import statistics
-import struct
 import time
 import warnings
 import zipfile
@@ -45,9 +53,6 @@ from .dataset import TARGET_NAMES, Normalization
 from .experts import N_OUTPUTS
 from .moe import AGGREGATORS, MixtureOfExperts
 from .regimes import RegimeThresholds
-
-ALIGN = 64
-_PAD_HEADER = b"FB"      # the extra-field id torch uses for its alignment padding
 
 
 class FusedMoE(nn.Module):
@@ -170,14 +175,10 @@ def script(moe: MixtureOfExperts) -> torch.jit.ScriptModule:
         return torch.jit.script(FusedMoE(moe.cpu().eval()).eval())
 
 
-def _aligned_info(name: str, offset: int) -> zipfile.ZipInfo:
-    """A stored entry whose data starts on a multiple of ALIGN (padding in an extra field, as torch does)."""
+def _entry(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
+    info.compress_type = zipfile.ZIP_DEFLATED
     info.create_system = 0
-    header = 30 + len(name.encode())
-    pad = (-(offset + header + 4)) % ALIGN
-    info.extra = _PAD_HEADER + struct.pack("<H", pad) + b"Z" * pad
     return info
 
 
@@ -192,11 +193,11 @@ def canonical_archive(raw: bytes) -> bytes:
             content.update(name.encode() + b"\0" + data)
     serial = str(int.from_bytes(content.digest()[:16], "big")).rjust(40, "0")[:40].encode()
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
         for name, data in entries:
             if name.endswith("serialization_id"):
                 data = serial
-            target.writestr(_aligned_info(name, out.tell()), data)
+            target.writestr(_entry(name), data, compresslevel=9)
     return out.getvalue()
 
 
@@ -204,28 +205,20 @@ def _json(obj) -> bytes:
     return msgspec.json.format(msgspec.json.encode(obj, order="sorted"), indent=2) + b"\n"
 
 
-def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: Normalization,
-                  thresholds: RegimeThresholds, teacher_latency: dict) -> Manifest:
-    """Write the bundle (the files of :data:`feeds.bundle.FILES`) into ``directory`` and return its manifest.
-
-    ``teacher_latency`` is the measured teacher per-decision latency (e.g.
-    ``{"p50_us": ..., "p99_us": ..., "threads": 1}``), stored as given.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def _saved(module: torch.jit.ScriptModule) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(script(moe), buffer)
-    layout = {
-        "aggregator": moe.config.aggregator, "routing": moe.config.routing, "tau": moe.config.tau,
-        "n_features": moe.experts[0].n_inputs, "n_regimes": moe.n_regimes, "target_names": list(TARGET_NAMES),
-        "experts": [{"name": n, "regime": r} for n, r in zip(moe.names, moe.regimes)],
-        "inputs": "normalized features [F] or [B, F] float32, regime int (-1 unknown)",
-        "outputs": "normalized predictions [3] or [B, 3], expert weights [E] or [B, E]",
-    }
+        torch.jit.save(module, buffer)
+    return canonical_archive(buffer.getvalue())
+
+
+def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalization: Normalization,
+                  thresholds: RegimeThresholds, teacher_latency: dict) -> Manifest:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     contents = {
-        "model.pt": canonical_archive(buffer.getvalue()),
+        "model.pt": model,
         "model.json": _json(layout),
         "normalization.json": _json(normalization),
         "regimes.json": _json(thresholds),
@@ -237,6 +230,73 @@ def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: N
         with atomic_write(directory / name) as f:
             f.write(data)
     return write_manifest(directory, created_by="cmm_models.export")
+
+
+def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: Normalization,
+                  thresholds: RegimeThresholds, teacher_latency: dict, variant: str = "hajek") -> Manifest:
+    """Write the bundle (the files of :data:`feeds.bundle.FILES`) into ``directory`` and return its manifest.
+
+    ``teacher_latency`` is the measured teacher per-decision latency (e.g.
+    ``{"p50_us": ..., "p99_us": ..., "threads": 1}``), stored as given;
+    ``variant`` is recorded in ``model.json`` so a strategy can refuse the wrong one.
+    """
+    layout = {
+        "variant": variant,
+        "aggregator": moe.config.aggregator, "routing": moe.config.routing, "tau": moe.config.tau,
+        "n_features": moe.experts[0].n_inputs, "n_regimes": moe.n_regimes, "target_names": list(TARGET_NAMES),
+        "experts": [{"name": n, "regime": r} for n, r in zip(moe.names, moe.regimes)],
+        "inputs": "normalized features [F] or [B, F] float32, regime int (-1 unknown)",
+        "outputs": "normalized predictions [3] or [B, 3], expert weights [E] or [B, E]",
+    }
+    return _write_bundle(directory, _saved(script(moe)), layout, normalization, thresholds, teacher_latency)
+
+
+class TeacherDecision(nn.Module):
+    """The teacher as a trading model: one window [W, F] -> (predictions [3], weights [1]).
+
+    Predictions come out normalized with the bundle's ``normalization.json``
+    (the teacher's own target scaling is folded into one affine map), so a
+    strategy turns them into market units exactly as it does a MoE's; the
+    weight is the single model's, 1.
+    """
+
+    def __init__(self, teacher: nn.Module, normalization: Normalization):
+        super().__init__()
+        self.teacher = teacher
+        bundle_mean = torch.tensor(normalization.target_mean, dtype=torch.float32)
+        bundle_std = torch.tensor(normalization.target_std, dtype=torch.float32)
+        self.register_buffer("scale", (teacher.target_std / bundle_std).detach().clone())
+        self.register_buffer("shift", ((teacher.target_mean - bundle_mean) / bundle_std).detach().clone())
+        self.register_buffer("weight", torch.ones(1))
+
+    def forward(self, window: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        predictions, _ = self.teacher(window.unsqueeze(0))
+        return predictions[0] * self.scale + self.shift, self.weight.clone()
+
+
+def export_teacher_bundle(teacher: nn.Module, directory: str | Path, normalization: Normalization,
+                          thresholds: RegimeThresholds, teacher_latency: dict, window: int,
+                          dt_ns: int) -> Manifest:
+    """The teacher as a bundle: :class:`TeacherDecision` traced (no ``transformers`` import to run it).
+
+    ``model.json`` gives the ``window`` (feature vectors per decision) and
+    ``dt_ns`` (their spacing, the training grid) that the trading side must
+    reproduce.
+    """
+    module = TeacherDecision(teacher.cpu().eval(), normalization).eval()
+    example = torch.zeros(window, teacher.n_features)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")          # TracerWarnings on the backbone's shape checks, and deprecation
+        traced = torch.jit.trace(module, example)
+    layout = {
+        "variant": "teacher", "backbone": type(teacher.backbone).__name__,
+        "layers": int(teacher.backbone.config.num_hidden_layers),
+        "n_features": teacher.n_features, "window": window, "dt_ns": dt_ns,
+        "target_names": list(TARGET_NAMES), "experts": [{"name": "teacher", "regime": None}],
+        "inputs": "normalized features [window, F] float32, oldest first, spaced dt_ns, the last at the decision",
+        "outputs": "normalized predictions [3], weights [1]",
+    }
+    return _write_bundle(directory, _saved(traced), layout, normalization, thresholds, teacher_latency)
 
 
 def decision_latency(model, n_features: int, regime: int = 0, repeats: int = 20000,

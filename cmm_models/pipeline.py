@@ -1,7 +1,12 @@
 """``cmm train``: teacher -> probe -> distill -> MoE -> export, as resumable stages under one directory.
 
 Each stage writes one subdirectory of the output directory (``teacher/``,
-``probe/``, ``students/``, ``moe/``, ``bundle/``). It is built in a hidden
+``probe/``, ``students/``, ``moe/``, ``bundles/``, ``bundle/``). ``bundle/`` is
+the main model (the Hájek MoE); ``bundles/<variant>/`` holds one more verified
+bundle per model a strategy compares it with: ``single_student``, ``mean``,
+``gate``, ``no_regime``, ``no_layer`` and ``teacher`` (the transformer itself,
+traced). The main bundle comes last, so a run whose ``bundle/`` is current is
+complete. It is built in a hidden
 temporary directory beside it and renamed into place when complete, so a stage
 directory that exists is whole. Its ``stage.json`` holds a key: the sha256 of
 the stage's own config, the data files' bytes and the keys of the stages it
@@ -54,15 +59,17 @@ from .dataset import Dataset, Normalization
 from .distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
 from .experts import Expert
-from .export import decision_latency, export_bundle
+from .export import decision_latency, export_bundle, export_teacher_bundle
 from .moe import MixtureOfExperts, MoEConfig, train_moe
 from .probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
 from .teacher import Teacher, train_teacher
 
-STAGES = ("teacher", "probe", "students", "moe", "bundle")
+STAGES = ("teacher", "probe", "students", "moe", "bundles", "bundle")
 FAMILIES = ("experts", "single_student", "no_regime", "no_layer")
 # The MoE variants: the main one (the config's aggregator and routing) and the ablations.
 VARIANTS = ("hajek", "mean", "gate", "no_regime", "no_layer")
+# The bundles beside the main one (bundles/<name>/): the ablations, the distillation baseline, the teacher.
+SIDE_BUNDLES = ("single_student", *VARIANTS[1:], "teacher")
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -141,8 +148,9 @@ def stage_keys(cfg: TrainConfig, data_digest: str) -> dict[str, str]:
     probe = _key("probe", teacher, asdict(cfg.probe))
     students = _key("students", probe, asdict(cfg.distill))
     moe = _key("moe", students, asdict(cfg.moe))
+    bundles = _key("bundles", moe, asdict(cfg.export))
     bundle = _key("bundle", moe, asdict(cfg.export))
-    return dict(zip(STAGES, (teacher, probe, students, moe, bundle)))
+    return dict(zip(STAGES, (teacher, probe, students, moe, bundles, bundle)))
 
 
 def _marker(out: Path, stage: str) -> Path:
@@ -396,6 +404,32 @@ def build_bundle(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path]
     return build
 
 
+def single_student_moe(out: Path, cfg: TrainConfig, n_features: int) -> MixtureOfExperts:
+    """The single student as a one-expert MoE (mean of one = its own output), so it exports like the others."""
+    experts, specs = load_family(out, "single_student", n_features, cfg.distill.hidden)
+    config = msgspec.structs.replace(cfg.moe, aggregator="mean")
+    return MixtureOfExperts(experts, [s.regime for s in specs], [s.name for s in specs], config).eval()
+
+
+def build_side_bundles(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
+    def build(tmp: Path) -> dict:
+        n_features = prep.data.schema.n_features
+        latency = json.loads((out / "teacher" / "latency.json").read_text())
+        files = {}
+        for name in SIDE_BUNDLES:
+            if name == "teacher":
+                manifest = export_teacher_bundle(Teacher.load(out / "teacher" / "model"), tmp / name, prep.norm,
+                                                 prep.thresholds, latency, window=cfg.dataset.window,
+                                                 dt_ns=cfg.dataset.dt_ns)
+            else:
+                moe = single_student_moe(out, cfg, n_features) if name == "single_student" \
+                    else load_moe(out, cfg, name, n_features)
+                manifest = export_bundle(moe, tmp / name, prep.norm, prep.thresholds, latency, variant=name)
+            files[name] = manifest.files["model.pt"]
+        return {"model_sha256": files}
+    return build
+
+
 def bundle_latency(bundle_dir: Path, repeats: int) -> dict:
     from feeds.bundle import load_bundle
 
@@ -426,6 +460,7 @@ def train(cfg: TrainConfig, out: str | Path, *, force: bool = False, progress: b
         "probe": lambda: build_probe(cfg, prep, out),
         "students": lambda: build_students(cfg, prep, out, progress),
         "moe": lambda: build_moe(cfg, prep, out),
+        "bundles": lambda: build_side_bundles(cfg, prep, out),
         "bundle": lambda: build_bundle(cfg, prep, out),
     }
     ran = {}

@@ -32,8 +32,16 @@ model quotes later. Each decision's own wall time (features through the order
 messages) is kept; :meth:`~CMMStrategy.decision_latency_ns` gives it to the
 runner, which reports p50 and p99.
 
+Each decision is also recorded (:meth:`~CMMStrategy.decision_record`: time,
+mid, prediction, regime, inner quotes, expert weights) after its time is
+taken, so recording costs the simulation nothing; the runner writes it to
+``decisions.npz`` for the comparison report's plots.
+
 The bundle is loaded and verified at start and refused, with one line, when
-its feature schema is not the one this strategy computes (``features`` in the
+its ``variant`` (``model.json``) is not one the strategy runs (the named
+variants of :mod:`strategies.cmm_variants` each take their own; ``cmm``
+takes any MoE bundle), or when its feature schema is not the one this
+strategy computes (``features`` in the
 params, with the instrument's tick size). The feature book covers the first
 price seen (the local mid, else the first priced event) +- ``book_band`` of
 it; levels outside are ignored, so a live session must choose a band wide
@@ -120,10 +128,21 @@ def check_schema(bundle: Bundle, schema: FeatureSchema, path: str) -> None:
                             field=field)
 
 
+def check_variant(bundle: Bundle, accepted: tuple[str, ...] | None, path: str) -> None:
+    """DataError, one line, unless the bundle's ``variant`` is accepted (None: any MoE variant, not the teacher)."""
+    found = bundle.layout.get("variant", "hajek")
+    if (found != "teacher") if accepted is None else (found in accepted):
+        return
+    wanted = " or ".join(repr(v) for v in accepted) if accepted else "a MoE bundle"
+    raise DataError(f"the bundle holds the {found!r} model; this strategy runs {wanted}",
+                    path=f"{path}/model.json", field="variant")
+
+
 class CMMStrategy(Strategy):
     Params = CMMParams
     wake = WakePolicy(every_ns=SECOND)
     compute_ns = None
+    variants: tuple[str, ...] | None = None      # the bundle variants it runs; None: any MoE bundle
 
     # ---- lifecycle
     def on_start(self, ctx: Context) -> None:
@@ -135,6 +154,7 @@ class CMMStrategy(Strategy):
         torch.set_num_threads(p.torch_threads)
         self._torch = torch
         self.bundle = load_bundle(p.bundle)
+        check_variant(self.bundle, self.variants, p.bundle)
         self.schema = p.features.schema(ctx.tick_size)
         check_schema(self.bundle, self.schema, p.bundle)
         self.regime_column = self.schema.index(self.bundle.regimes.feature)
@@ -142,6 +162,8 @@ class CMMStrategy(Strategy):
         self.state = None
         self.row = np.full(self.schema.n_features, np.nan)
         self._latency: list[int] = []
+        self._records: list[tuple] = []
+        self._weights: list[np.ndarray | None] = []
 
     def on_timer(self, ctx: Context) -> None:
         t0 = time.perf_counter_ns()
@@ -149,29 +171,65 @@ class CMMStrategy(Strategy):
         regime = self.classify_regime(x)
         out = self.predict(x, regime)
         quotes = ladder.Ladder()
+        prediction = None
         if out is not None:
             prediction = self.aggregate(ctx, x, regime, *out)
             quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
         self.requote(ctx, quotes)
         self._latency.append(time.perf_counter_ns() - t0)
+        self._record(ctx, regime, prediction, quotes)
 
     def decision_latency_ns(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.int64)
+
+    def _record(self, ctx: Context, regime: int, prediction: Prediction | None, quotes: ladder.Ladder) -> None:
+        tick, nan = ctx.tick_size, math.nan
+        bid = quotes.bid_ticks[0] * tick if quotes.bid_ticks else nan
+        ask = quotes.ask_ticks[0] * tick if quotes.ask_ticks else nan
+        if prediction is None:
+            self._records.append((ctx.now, ctx.mid, nan, nan, nan, regime, bid, ask))
+            self._weights.append(None)
+        else:
+            self._records.append((ctx.now, ctx.mid, prediction.mid, prediction.spread_ticks, prediction.volume,
+                                  regime, bid, ask))
+            self._weights.append(prediction.weights)
+
+    def decision_record(self) -> dict[str, np.ndarray]:
+        """One row per decision: ``ts, mid, pred_mid, pred_spread_ticks, pred_volume, regime, bid, ask``
+        (inner quote prices, NaN when none) and ``weights`` [n, experts] (NaN without a prediction),
+        plus ``expert_names``."""
+        names = [e["name"] for e in self.bundle.layout.get("experts", [])]
+        columns = list(zip(*self._records)) or [()] * 8
+        out = {name: np.array(col, dtype=np.int64 if name in ("ts", "regime") else np.float64)
+               for name, col in zip(("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime",
+                                     "bid", "ask"), columns)}
+        weights = np.full((len(self._weights), len(names)), np.nan)
+        for i, w in enumerate(self._weights):
+            if w is not None:
+                weights[i] = w
+        out["weights"] = weights
+        out["expert_names"] = np.array(names, dtype=str)
+        return out
 
     # ---- the hooks
     def features(self, ctx: Context) -> np.ndarray:
         """The feature vector now (float64, schema order), after the events since the last call."""
         rows = ctx.new_events()
+        if self.start_features(ctx, rows):
+            apply_rows(self.state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"])
+            snapshot(self.state, ctx.now, self.row)
+        return self.row
+
+    def start_features(self, ctx: Context, rows: np.ndarray) -> bool:
+        """Make the incremental feature state once a price is known; False while none is (nothing to apply)."""
         if self.state is None:
             first = self._first_price(ctx, rows)
             if first is None:           # no price yet: nothing in these rows moves a feature
-                return self.row
+                return False
             centre = first / ctx.tick_size
             band = self.params.book_band * centre
             self.state = new_state(self.schema, math.floor(centre - band), math.ceil(centre + band))
-        apply_rows(self.state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"])
-        snapshot(self.state, ctx.now, self.row)
-        return self.row
+        return True
 
     def classify_regime(self, x: np.ndarray) -> int:
         return self.bundle.regimes.classify(float(x[self.regime_column]))

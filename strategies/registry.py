@@ -1,5 +1,11 @@
 """Strategies by the name a config uses, each with its Python class and, where one exists, its kernel.
 
+The CMM family (``cmm``, ``teacher``, ``single_student``, ``cmm_mean``,
+``cmm_gating``, ``cmm_no_regime``, ``cmm_no_layer``) is one strategy on
+different bundles: each takes ``[strategy.params] bundle``, the directory of
+its model (``data/bundles/goog_sample/`` for ``cmm``, its ``<variant>/``
+subdirectory for the others), and refuses another model's bundle.
+
 A kernel runner takes the engine state, the strategy's Params and its wake
 policy, and runs the whole backtest inside Numba.
 """
@@ -10,7 +16,9 @@ from typing import Callable, NamedTuple
 from .avellaneda_stoikov import AvellanedaStoikov
 from .base import Strategy
 from .cmm import CMMStrategy
+from .cmm_variants import CMMGating, CMMMean, CMMNoLayer, CMMNoRegime, SingleStudent
 from .fixed_spread import FixedSpread
+from .teacher_strategy import TeacherStrategy
 
 
 class Entry(NamedTuple):
@@ -33,4 +41,10 @@ STRATEGIES: dict[str, Entry] = {
     "fixed_spread": Entry(FixedSpread, _fixed_spread_kernel),
     "avellaneda_stoikov": Entry(AvellanedaStoikov, _avellaneda_stoikov_kernel),
     "cmm": Entry(CMMStrategy, None),
+    "teacher": Entry(TeacherStrategy, None),
+    "single_student": Entry(SingleStudent, None),
+    "cmm_mean": Entry(CMMMean, None),
+    "cmm_gating": Entry(CMMGating, None),
+    "cmm_no_regime": Entry(CMMNoRegime, None),
+    "cmm_no_layer": Entry(CMMNoLayer, None),
 }

@@ -18,6 +18,7 @@ from engine.metrics import Summary, summarize
 from engine.output import write_results
 from engine.results import RunResult, collect
 from engine.state import ConfigError as EngineConfigError, make_sim
+from feeds.atomic import atomic_write
 from feeds.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
@@ -46,6 +47,10 @@ class Backtest(msgspec.Struct):
     summary: RunSummary
     instrument: Instrument
     events: int
+    decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
+
+
+DECISIONS = "decisions.npz"
 
 
 def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray, Instrument]:
@@ -137,11 +142,13 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     # None: measure it. Unset in the config: the strategy's own default.
     compute_ns = entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" \
         else s.compute_ns
-    latency = None
+    latency = decisions = None
     if s.mode == "python":
         strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
         result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
         latency = decision_latency(strategy)
+        if hasattr(strategy, "decision_record"):
+            decisions = strategy.decision_record()
     else:
         if entry.kernel is None:
             raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
@@ -157,7 +164,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
         result = collect(sim)
     summary = RunSummary(**msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
                          decision_latency_us=latency)
-    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events))
+    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events), decisions=decisions)
 
 
 def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Backtest:
@@ -168,6 +175,9 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Bac
         config_text = f.read()
     title = f"{cfg.strategy.name} on {bt.instrument.symbol}"
     write_results(out_dir, bt.result, bt.summary, config_text, title)
+    if bt.decisions is not None:     # a strategy that records its decisions (CMM: quotes, weights, regimes)
+        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
+            np.savez(f, **bt.decisions)
     return bt
 
 
