@@ -10,13 +10,15 @@ entry and 1 ms response latency and zero fees. The strategy is FixedSpread (stra
 written a second time below against hftbacktest's API: every ``interval`` it clears finished orders,
 quotes post-only bid/ask ``k`` ticks around the local mid, cancels quotes at other prices and stops
 quoting the side that would push |position| past the limit. Numba is warmed up on a small slice first,
-then each engine is timed on the full stream at 100 ms and 1 ms wake-ups.
+then each engine is timed on the full stream at 100 ms and 1 ms wake-ups, ``--repeat`` times in
+alternation; each engine's fastest run counts (noise on a shared machine only adds time), and the
+fills must agree on every run.
 
 It prints both speeds (events/s = rows of the event array / seconds of the strategy run), their ratio,
 and whether the fills (count; each fill's order id, side, exchange time, price tick and quantity),
 final position and balance agree. Last line: ``ratio_vs_hftbacktest=<ours / theirs at 100 ms>``.
 
-Usage: python bench/vs_hftbacktest.py [--events 5000000] [--data build/bench/l2_5m.npz]
+Usage: python bench/vs_hftbacktest.py [--events 5000000] [--data build/bench/l2_5m.npz] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -185,6 +187,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--data", default=os.path.join(REPO, "build", "bench", "l2_5m.npz"))
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per engine and cadence; the fastest counts")
     args = ap.parse_args(argv)
     events, instrument = load_or_generate(args.data, args.events)
     rows = len(events)
@@ -197,15 +200,22 @@ def main(argv=None) -> int:
     ratio_100ms = float("nan")
     all_agree = True
     for label, interval in (("100ms", 100_000_000), ("1ms", 1_000_000)):
-        theirs = run_hftbacktest(events, instrument, interval)
-        ours = run_ours(events, instrument, interval)
+        # Alternate the two engines and keep each one's fastest run: scheduler noise on a shared
+        # machine only ever adds time, so the minimum is the best estimate of each engine's speed.
+        best_ours = best_theirs = float("inf")
+        for _ in range(args.repeat):
+            theirs = run_hftbacktest(events, instrument, interval)
+            ours = run_ours(events, instrument, interval)
+            best_theirs = min(best_theirs, theirs["secs"])
+            best_ours = min(best_ours, ours["secs"])
+            agree = compare(ours, theirs)
+            all_agree &= all(agree.values())
+        ours["secs"], theirs["secs"] = best_ours, best_theirs
         ev_ours = rows / ours["secs"]
         ev_theirs = rows / theirs["secs"]
         ratio = ev_ours / ev_theirs
         if label == "100ms":
             ratio_100ms = ratio
-        agree = compare(ours, theirs)
-        all_agree &= all(agree.values())
         print(f"[{label}] hftbacktest {ev_theirs / 1e6:7.2f}M ev/s ({theirs['secs']:.2f} s)  "
               f"ours {ev_ours / 1e6:7.2f}M ev/s ({ours['secs']:.2f} s)  ratio {ratio:.2f}x")
         print(f"[{label}] wake-ups {ours['wakes']} vs {theirs['wakes']}; fills {len(ours['fills'])} "

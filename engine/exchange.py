@@ -14,10 +14,9 @@ Fill rules for a resting buy (sell is symmetric):
 import numba as nb
 import numpy as np
 
-from feeds.events import ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, FILL, KIND_MASK
-from feeds.events import SELL as SELL_FLAG, TRADE
+from feeds.events import ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK, TRADE
 
-from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, clear_side, price_tick, qty_at, update_ask, update_bid
+from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
 from .codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
                     MARKET, NEW, PARTIALLY_FILLED, Q_L3, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE,
                     R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
@@ -246,54 +245,33 @@ def _trade(S, side, tick, qty, ts):
 
 @nb.njit(cache=True, inline="always")
 def process_data(S, i):
-    """Apply event row ``i`` on the exchange timeline."""
-    ev = S.ev[i]
-    kind = ev & KIND_MASK
+    """Apply event row ``i`` on the exchange timeline: the book first, then what it does to our orders."""
     iv = S.iv
     fv = S.fv
     lb = iv[I_LB]
-    ub = iv[I_UB]
-    lot = fv[F_LOT]
     ts = S.exch_ts[i]
     bk = S.xbk
+    kind, side, tick, prev, prev_best = apply_event(S.ev[i], S.px[i], S.qty[i], S.xbid, S.xask, bk, fv[F_TICK],
+                                                    fv[F_LOT], lb, iv[I_UB])
     if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
-        tick = price_tick(S.px[i], fv[F_TICK])
         qty = S.qty[i]
-        if ev & BUY_FLAG:
-            if kind == DEPTH_BBO:   # a top-of-book feed: better bids are gone
-                t = bk[BEST_BID]
-                while t > tick and t != INVALID_MIN:
-                    update_bid(S.xbid, S.xask, bk, t, 0.0, lot, lb, ub)
-                    t = bk[BEST_BID]
-            prev_best = bk[BEST_BID]
-            prev = update_bid(S.xbid, S.xask, bk, tick, qty, lot, lb, ub)
-            if lb <= tick <= ub and S.nbuy_at[tick - lb] > 0:
+        if side == 1:
+            if lb <= tick <= iv[I_UB] and S.nbuy_at[tick - lb] > 0:
                 _depth_changed(S, BUY, tick, prev, qty)
             if bk[BEST_BID] > prev_best and bk[BEST_BID] >= iv[I_XMINSELL]:
                 _fill_crossed(S, SELL, bk[BEST_BID], ts)
-        elif ev & SELL_FLAG:
-            if kind == DEPTH_BBO:
-                t = bk[BEST_ASK]
-                while t < tick and t != INVALID_MAX:
-                    update_ask(S.xbid, S.xask, bk, t, 0.0, lot, lb, ub)
-                    t = bk[BEST_ASK]
-            prev_best = bk[BEST_ASK]
-            prev = update_ask(S.xbid, S.xask, bk, tick, qty, lot, lb, ub)
-            if lb <= tick <= ub and S.nsell_at[tick - lb] > 0:
+        elif side == -1:
+            if lb <= tick <= iv[I_UB] and S.nsell_at[tick - lb] > 0:
                 _depth_changed(S, SELL, tick, prev, qty)
             if bk[BEST_ASK] < prev_best and bk[BEST_ASK] <= iv[I_XMAXBUY]:
                 _fill_crossed(S, BUY, bk[BEST_ASK], ts)
     elif kind == TRADE:
-        tick = price_tick(S.px[i], fv[F_TICK])
-        if ev & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
+        if side == 1:              # buyer-initiated: lifts asks, can fill our sells
             if tick >= iv[I_XMINSELL]:
                 _trade(S, SELL, tick, S.qty[i], ts)
-        elif ev & SELL_FLAG:
+        elif side == -1:
             if tick <= iv[I_XMAXBUY]:
                 _trade(S, BUY, tick, S.qty[i], ts)
-    elif kind == DEPTH_CLEAR:
-        side = 1 if ev & BUY_FLAG else (-1 if ev & SELL_FLAG else 0)
-        clear_side(S.xbid, S.xask, bk, side, price_tick(S.px[i], fv[F_TICK]), lb, ub)
     elif ADD_ORDER <= kind <= FILL and iv[I_QMODEL] == Q_L3:
         _l3_event(S, i, ts)
 

@@ -22,7 +22,7 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, update_ask, update_bid
+from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
 from .codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
                     R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
@@ -547,18 +547,12 @@ def best_ask_tick(S):
 
 @nb.njit(cache=True)
 def bid_qty_at(S, tick):
-    lb = S.iv[I_LB]
-    if tick < lb or tick > S.iv[I_UB]:
-        return 0.0
-    return S.lbid[tick - lb]
+    return qty_at(S.lbid, tick, S.iv[I_LB], S.iv[I_UB])
 
 
 @nb.njit(cache=True)
 def ask_qty_at(S, tick):
-    lb = S.iv[I_LB]
-    if tick < lb or tick > S.iv[I_UB]:
-        return 0.0
-    return S.lask[tick - lb]
+    return qty_at(S.lask, tick, S.iv[I_LB], S.iv[I_UB])
 
 
 @nb.njit(cache=True)

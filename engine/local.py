@@ -21,10 +21,9 @@ processed on the local timeline. Per tick we record:
 import numba as nb
 import numpy as np
 
-from feeds.events import BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK
-from feeds.events import SELL as SELL_FLAG, TRADE
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE
 
-from .book import BEST_ASK, BEST_BID, clear_side, price_tick, update_ask, update_bid
+from .book import BEST_ASK, BEST_BID, apply_event
 from .codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
                     REQ_NONE)
 from .exchange import RS_FILL, RS_REQ_REJECTED
@@ -72,37 +71,13 @@ def record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq):
 @nb.njit(cache=True, inline="always")
 def process_data(S, i):
     """Apply event row ``i`` to the local book and record a tick."""
-    ev = S.ev[i]
-    kind = ev & KIND_MASK
     iv = S.iv
     fv = S.fv
-    lb = iv[I_LB]
-    ub = iv[I_UB]
-    bk = S.lbk
-    market = True
-    if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
-        tick = price_tick(S.px[i], fv[F_TICK])
-        if ev & BUY_FLAG:
-            if kind == DEPTH_BBO:
-                t = bk[BEST_BID]
-                while t > tick and t != INVALID_MIN:
-                    update_bid(S.lbid, S.lask, bk, t, 0.0, fv[F_LOT], lb, ub)
-                    t = bk[BEST_BID]
-            update_bid(S.lbid, S.lask, bk, tick, S.qty[i], fv[F_LOT], lb, ub)
-        elif ev & SELL_FLAG:
-            if kind == DEPTH_BBO:
-                t = bk[BEST_ASK]
-                while t < tick and t != INVALID_MAX:
-                    update_ask(S.lbid, S.lask, bk, t, 0.0, fv[F_LOT], lb, ub)
-                    t = bk[BEST_ASK]
-            update_ask(S.lbid, S.lask, bk, tick, S.qty[i], fv[F_LOT], lb, ub)
-    elif kind == DEPTH_CLEAR:
-        side = 1 if ev & BUY_FLAG else (-1 if ev & SELL_FLAG else 0)
-        clear_side(S.lbid, S.lask, bk, side, price_tick(S.px[i], fv[F_TICK]), lb, ub)
-    elif kind != TRADE:
-        market = False
+    kind = apply_event(S.ev[i], S.px[i], S.qty[i], S.lbid, S.lask, S.lbk, fv[F_TICK], fv[F_LOT], iv[I_LB],
+                       iv[I_UB])[0]
+    market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and iv[I_RECORD_TICKS] == 1:
-        record_tick(iv, fv, bk, S.tk_mid, S.tk_epnl, S.tk_nq)
+        record_tick(iv, fv, S.lbk, S.tk_mid, S.tk_epnl, S.tk_nq)
 
 
 @nb.njit(cache=True)

@@ -161,3 +161,18 @@ def test_partial_fill_state_and_many_orders_per_side():
     # Our orders do not queue behind each other (no market impact): the second also sees 10 ahead.
     assert S.oi[1, O_LSTATUS] == FILLED and S.oi[2, O_LSTATUS] == NEW
     assert S.fv[F_POS] == 3.0 and S.fv[F_CASH] == -300.0
+
+
+def test_kernel_views_read_the_local_book():
+    from engine import kernel
+    from engine.state import EngineConfig, make_sim
+    from feeds import events as E
+    from feeds.ordering import order_timelines
+    ev = E.empty(2)
+    ev["ev"] = [E.DEPTH | E.BUY, E.DEPTH | E.SELL]
+    ev["px"], ev["qty"], ev["local_ts"] = [100.0, 100.02], [5, 7], [1, 1]
+    S = make_sim(order_timelines(ev), EngineConfig(tick_size=0.01, lot_size=1.0))
+    kernel.run_to_end(S)
+    assert (kernel.best_bid_tick(S), kernel.best_ask_tick(S)) == (10000, 10002)
+    assert (kernel.bid_qty_at(S, 10000), kernel.ask_qty_at(S, 10002)) == (5.0, 7.0)
+    assert kernel.bid_qty_at(S, 10001) == 0.0 and kernel.ask_qty_at(S, 10**9) == 0.0   # empty, out of range
