@@ -44,7 +44,7 @@ def _run(args, until: str):
 
 def run_train(args) -> int:
     _run(args, "bundle")
-    print(f"bundle: {args.out}/bundle (verified); report: {args.out}/report.md")
+    print(f"bundle: {args.out}/bundle (verified); variants: {args.out}/bundles/; report: {args.out}/report.md")
     return 0
 
 

@@ -3,7 +3,8 @@
 A bundle is a flat directory::
 
     model.pt               TorchScript: (normalized features, regime) -> (normalized predictions, expert weights)
-    model.json             expert layout, aggregator, routing, what the inputs and outputs mean
+    model.json             the ``variant`` (cmm, single_student, mean, gate, no_regime, no_layer, teacher),
+                           expert layout, aggregator, routing, what the inputs and outputs mean
     normalization.json     feature and target mean/std (fitted on the train split)
     regimes.json           the frozen volatility thresholds
     feature_schema.json    the feature definitions the model was trained on
