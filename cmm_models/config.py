@@ -13,35 +13,23 @@ so a parameter is declared, defaulted and checked in one place.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
 from feeds import tomlconfig
 from feeds.features import SECOND
-from feeds.tomlconfig import ConfigError
+from feeds.tomlconfig import ConfigError, DataConfig, NonNegativeInt, Positive, PositiveInt, Table
 
 from .dataset import DatasetConfig
 from .distill import DistillConfig
 from .moe import MoEConfig
 from .regimes import DEFAULT_WINDOW_NS
 
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
 Durations = Annotated[tuple[PositiveInt, ...], msgspec.Meta(min_length=1)]
 
 
-class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class DataConfig(_Table):
-    files: Annotated[list[str], msgspec.Meta(min_length=1)]
-    format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
-
-
-class FeatureConfig(_Table):
+class FeatureConfig(Table):
     """:class:`feeds.features.FeatureSchema` parameters; the tick size comes from the data."""
 
     depth_levels: PositiveInt = 5
@@ -52,11 +40,11 @@ class FeatureConfig(_Table):
     ring_capacity: PositiveInt = 1 << 16
 
 
-class RegimeConfig(_Table):
+class RegimeConfig(Table):
     window_ns: PositiveInt = DEFAULT_WINDOW_NS     # must be one of [features] rv_windows_ns
 
 
-class TeacherConfig(_Table):
+class TeacherConfig(Table):
     """``model``: "default" (pretrained all-MiniLM-L6-v2), "tiny" (a small BERT built from ``layers`` and
     ``hidden``, random init), or a local Hugging Face model directory."""
 
@@ -73,18 +61,18 @@ class TeacherConfig(_Table):
     latency_repeats: PositiveInt = 200     # per-decision timings of the teacher (1 thread)
 
 
-class ProbeConfig(_Table):
+class ProbeConfig(Table):
     eps: Positive = 0.1
     draws: PositiveInt = 4
     samples: PositiveInt = 512             # validation rows probed, evenly spaced
     seed: int = 0
 
 
-class ExportConfig(_Table):
+class ExportConfig(Table):
     latency_repeats: PositiveInt = 20000   # per-decision timings of the bundle (1 thread)
 
 
-class TrainConfig(_Table):
+class TrainConfig(Table):
     data: DataConfig
     features: FeatureConfig = FeatureConfig()
     dataset: DatasetConfig = DatasetConfig()

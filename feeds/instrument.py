@@ -1,11 +1,9 @@
 """The instrument spec stored with every event file."""
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
+from .tomlconfig import Positive
 
 
 class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

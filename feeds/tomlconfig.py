@@ -8,13 +8,30 @@ type or an out-of-range value reads the same everywhere::
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
 from .errors import DataError
 
 T = TypeVar("T")
+
+# Constrained numbers: msgspec checks them while decoding, so ``qty = -1`` fails naming its key.
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A config table: immutable, and an unknown key is an error rather than a silently ignored setting."""
+
+
+class DataConfig(Table):
+    """``[data]``: the tick files to read, relative to the config file."""
+
+    files: Annotated[list[str], msgspec.Meta(min_length=1)]
+    format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
 
 
 class ConfigError(DataError):

@@ -6,29 +6,20 @@ setting. Paths in ``[data]`` and ``[latency]`` are relative to the config file.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
 from engine.state import EngineConfig
 from feeds import tomlconfig
-from feeds.tomlconfig import ConfigError
+from feeds.tomlconfig import ConfigError, DataConfig, Table
 
 from .api import WakePolicy
 from .params import NonNegativeInt, Positive
 
 
 
-class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class DataConfig(_Table):
-    files: Annotated[list[str], msgspec.Meta(min_length=1)]
-    format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
-
-
-class InstrumentOverrides(_Table):
+class InstrumentOverrides(Table):
     """Replace what the data file says about the instrument."""
 
     symbol: str | None = None
@@ -37,7 +28,7 @@ class InstrumentOverrides(_Table):
     contract_multiplier: Positive | None = None
 
 
-class StrategyConfig(_Table):
+class StrategyConfig(Table):
     name: str
     mode: Literal["python", "kernel"] = "python"
     compute_ns: NonNegativeInt | Literal["measured"] | None = None   # None: the strategy's own default
@@ -45,14 +36,14 @@ class StrategyConfig(_Table):
     params: dict[str, Any] = {}
 
 
-class QueueConfig(_Table):
+class QueueConfig(Table):
     model: Literal["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3", "l3"] = \
         "risk_averse"
     power: Positive = 2.0
     partial_fills: bool = False
 
 
-class LatencyConfig(_Table):
+class LatencyConfig(Table):
     """Order entry (to the exchange) and response (back to us) latency, per command.
 
     Either constants in ns, or ``file``: a CSV of recorded ``request_ts,exchange_ts,
@@ -68,7 +59,7 @@ class LatencyConfig(_Table):
     file: str | None = None
 
 
-class FeeConfig(_Table):
+class FeeConfig(Table):
     """Rates paid on fills; a negative maker rate is a rebate."""
 
     maker: float = 0.0
@@ -76,11 +67,11 @@ class FeeConfig(_Table):
     mode: Literal["notional", "per_unit"] = "notional"
 
 
-class MetricsConfig(_Table):
+class MetricsConfig(Table):
     episode_s: Positive = 1800.0
 
 
-class BacktestConfig(_Table):
+class BacktestConfig(Table):
     data: DataConfig
     strategy: StrategyConfig
     instrument: InstrumentOverrides = InstrumentOverrides()

@@ -7,11 +7,8 @@ from typing import Annotated
 
 import msgspec
 
-from feeds.instrument import Positive
+from feeds.tomlconfig import NonNegative, NonNegativeInt, Positive, PositiveInt
 
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 
 # A path written relative to the config file; the runner resolves it before the strategy sees it.

@@ -33,6 +33,18 @@ def events(rows, feed_latency: int = 0) -> np.ndarray:
     return order_timelines(out)
 
 
+def stream(*rows, feed_latency: int) -> np.ndarray:
+    """Rows ``(kind, side, exch_ts, price, qty)``, with event codes and side +1 / -1 / 0, in real prices.
+
+    The form the strategy tests use: ``local_ts = exch_ts + feed_latency``.
+    """
+    out = E.empty(len(rows))
+    for r, (kind, side, ts, px, qty) in zip(out, rows):
+        r["ev"] = kind | (E.BUY if side > 0 else E.SELL if side < 0 else 0)
+        r["exch_ts"], r["local_ts"], r["px"], r["qty"] = ts, ts + feed_latency, px, qty
+    return order_timelines(out)
+
+
 def sim(rows, feed_latency: int = 0, latency_table=None, **cfg):
     """A Sim over hand-built rows; ``cfg`` overrides EngineConfig (tick 1, lot 1, pad 20)."""
     base = dict(tick_size=1.0, lot_size=1.0, tick_range_pad=20)

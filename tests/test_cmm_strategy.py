@@ -2,6 +2,7 @@
 check, the worked example and the shipped config end to end."""
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -12,7 +13,6 @@ from engine.state import EngineConfig, make_sim
 from feeds import events as E
 from feeds.errors import DataError
 from feeds.features import replay_features
-from feeds.ordering import order_timelines
 from strategies import backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
@@ -20,6 +20,7 @@ from strategies.cmm import CMMParams, CMMStrategy, FeatureSpec
 from strategies.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
 from strategies.runner import load_events
+from tests import engine_events
 from tests.conftest import REPO
 from tests.test_backtest_cli import assert_fills_reconcile, backtest as run_cli, cmm
 
@@ -29,13 +30,7 @@ BUNDLE = str(REPO / "data" / "bundles" / "goog_sample")
 CONFIG = REPO / "configs" / "backtest_cmm.toml"
 
 
-def stream(*rows) -> np.ndarray:
-    """Rows of (kind, side, exch_ts, price, qty) -> events on both timelines, seen 1 ms after the exchange."""
-    ev = E.empty(len(rows))
-    for r, (kind, side, ts, px, qty) in zip(ev, rows):
-        r["ev"] = kind | (E.BUY if side > 0 else E.SELL if side < 0 else 0)
-        r["exch_ts"], r["local_ts"], r["px"], r["qty"] = ts, ts + MS, px, qty
-    return order_timelines(ev)
+stream = functools.partial(engine_events.stream, feed_latency=MS)   # seen 1 ms after the exchange
 
 
 def sim_for(events):

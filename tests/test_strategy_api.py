@@ -1,6 +1,7 @@
 """The Python Strategy API over the engine: callbacks, views, order calls and decision time, by hand."""
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -8,23 +9,17 @@ import pytest
 
 from engine.state import EngineConfig, make_sim
 from feeds import events as E
-from feeds.ordering import order_timelines
 from strategies import backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
+from tests import engine_events
 
 MS = 1_000_000
 FEED = 1 * MS          # every event reaches us 1 ms after the exchange stamped it
 TICK = 0.01
 
 
-def stream(*rows) -> np.ndarray:
-    """Rows of (kind, side, exch_ts, price, qty) into events on both timelines."""
-    ev = E.empty(len(rows))
-    for r, (kind, side, ts, px, qty) in zip(ev, rows):
-        r["ev"] = kind | (E.BUY if side > 0 else E.SELL if side < 0 else 0)
-        r["exch_ts"], r["local_ts"], r["px"], r["qty"] = ts, ts + FEED, px, qty
-    return order_timelines(ev)
+stream = functools.partial(engine_events.stream, feed_latency=FEED)
 
 
 BOOK = [(E.DEPTH, 1, 0, 100.00, 5.0), (E.DEPTH, -1, 0, 100.02, 5.0)]
