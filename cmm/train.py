@@ -16,7 +16,8 @@ def _common(p) -> None:
     p.add_argument("--teacher", metavar="PATH", help="a local Hugging Face model directory (replaces [teacher] model)")
     p.add_argument("--force", action="store_true", help="redo every stage, even those that are up to date")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's choice); results repeat byte for byte at the same N")
+                   help="torch CPU threads (default: the config's threads, 1 unless set); results repeat byte for byte "
+                        "at the same N")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
 
 
@@ -33,11 +34,10 @@ def _run(args, until: str):
     from cmm_models import config, pipeline
 
     cfg = config.load(args.config, teacher=args.teacher)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise config.ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
-        import torch
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise config.ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
+    import torch
+    torch.set_num_threads(args.threads or cfg.threads)
     return pipeline.train(cfg, args.out, force=args.force, until=until, config_path=args.config,
                           progress=not args.no_progress and sys.stderr.isatty())
 

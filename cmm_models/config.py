@@ -74,6 +74,10 @@ class ExportConfig(Table):
 
 class TrainConfig(Table):
     data: DataConfig
+    # torch CPU threads. One by default: the students and the tiny teacher are too small to gain from
+    # more, oversubscribed cores make them several times slower, and results repeat byte for byte only
+    # at the same count. A large teacher may use more (configs/cmm_goog.toml uses 2).
+    threads: PositiveInt = 1
     features: FeatureConfig = FeatureConfig()
     dataset: DatasetConfig = DatasetConfig()
     regimes: RegimeConfig = RegimeConfig()
