@@ -16,9 +16,11 @@ from tests.conftest import SAMPLES
 
 pytest.importorskip("hftbacktest")
 from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest  # noqa: E402
-from hftbacktest.data import correct_event_order, validate_event_order  # noqa: E402
+from hftbacktest.data import validate_event_order  # noqa: E402
 from hftbacktest.data.utils import binancefutures  # noqa: E402
 from hftbacktest.types import event_dtype  # noqa: E402
+
+from tests.hbt_reference import reference_event_order  # noqa: E402
 
 GOOG = str(SAMPLES / "GOOG_2012-06-21_10_head.zip")
 MS = 1_000_000
@@ -73,8 +75,14 @@ def _line(local_ns: int, data: dict) -> str:
 
 
 @pytest.fixture
-def converted(tmp_path):
-    """hftbacktest's Binance converter run on a 4-message capture whose trade arrives out of exchange order."""
+def converted(tmp_path, monkeypatch):
+    """hftbacktest's Binance converter run on a 4-message capture whose trade arrives out of exchange order.
+
+    Its converter orders the rows with ``correct_event_order``, whose read past the end of a
+    4-element index array can crash; the converter gets the same function with padded indices
+    (tests/hbt_reference.py), which returns exactly what it would.
+    """
+    monkeypatch.setattr(binancefutures, "correct_event_order", lambda data, *_: reference_event_order(data))
     capture = tmp_path / "capture.gz"
     with gzip.open(capture, "wt") as f:
         f.write(_line(T0 + 100 * MS, {"e": "depthUpdate", "E": 1, "T": 1_723_075_200_050,
@@ -121,8 +129,7 @@ def test_full_read_orders_timelines_as_hftbacktest_does(converted):
     _, path = converted
     options = ReadOptions(tick_size=0.1)
     source = hftbacktest_npz.read([path], options).events
-    expected = correct_event_order(source, np.argsort(source["exch_ts"], kind="mergesort"),
-                                   np.argsort(source["local_ts"], kind="mergesort"))
+    expected = reference_event_order(source)
     assert np.array_equal(feeds.read([path], "hftbacktest", options).events, expected)
 
 
@@ -131,8 +138,7 @@ def test_hftbacktest_built_array_round_trips(tmp_path):
     rows[0] = (E.DEPTH_SNAPSHOT | E.BUY, 10, 15, 99.0, 4.0, 0, 0, 0.0)
     rows[1] = (E.DEPTH | E.SELL, 12, 14, 101.0, 2.0, 0, 0, 0.0)
     rows[2] = (E.TRADE | E.SELL, 11, 16, 99.0, 1.0, 0, 0, 0.0)
-    ordered = correct_event_order(rows, np.argsort(rows["exch_ts"], kind="mergesort"),
-                                  np.argsort(rows["local_ts"], kind="mergesort"))
+    ordered = reference_event_order(rows)
     path = tmp_path / "built.npz"
     np.savez_compressed(path, data=ordered)
     conv = hftbacktest_npz.read([str(path)], ReadOptions(tick_size=1.0))
@@ -181,6 +187,5 @@ def test_real_binance_capture_round_trips_through_hftbacktests_converter(tmp_pat
     source = hftbacktest_npz.read([str(out)], ReadOptions(tick_size=0.01, lot_size=0.001)).events
     assert len(source) == np.count_nonzero(data["ev"] & np.uint64(E.LOCAL))   # each row once
     # Ordering our rows again the way hftbacktest does gives back its file exactly.
-    again = correct_event_order(source, np.argsort(source["exch_ts"], kind="mergesort"),
-                                np.argsort(source["local_ts"], kind="mergesort"))
+    again = reference_event_order(source)
     assert np.array_equal(again, data)

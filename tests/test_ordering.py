@@ -36,12 +36,11 @@ def test_negative_latency_is_shifted_to_base():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 30)), min_size=1, max_size=60, unique=True))
 def test_matches_hftbacktest_correct_event_order(pairs):
-    from hftbacktest.data.validation import correct_event_order
+    from tests.hbt_reference import reference_event_order
     exch = np.array([p[0] for p in pairs], dtype=np.int64)
     local = exch + np.array([p[1] for p in pairs], dtype=np.int64)
     ev = _events(exch, local)
     ours = order_timelines(ev)
-    theirs = correct_event_order(ev.copy(), np.argsort(exch, kind="mergesort"),
-                                 np.argsort(local, kind="mergesort"))
+    theirs = reference_event_order(ev.copy())
     assert ours.tobytes() == np.asarray(theirs).tobytes()
     assert timeline_violations(ours) == (0, 0)
