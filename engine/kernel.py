@@ -29,8 +29,9 @@ from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_cross
                        process_data as exch_data, process_request)
 from .queue_models import fmin
 from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
-from .local import is_final, process_data as local_data, process_response, record_tick, try_free
-from .state import (F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
+from .local import is_final, process_data as local_data, process_response, try_free
+from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
+                    TQ_ASK, TQ_BID, TQ_SHIFT, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
                     I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
                     I_NXACT, I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
                     I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
@@ -81,25 +82,71 @@ def _front_at_most(xact, oi, of, nxact, side, tick, new_qty):
             of[slot, Q_FRONT] = fmin(of[slot, Q_FRONT], new_qty)
 
 
+@nb.njit(cache=True, inline="always")
+def _u(i):
+    """An index the loop has already range-checked, as unsigned: Numba skips negative-index wraparound."""
+    return np.uint64(i)
+
+
+@nb.njit(cache=True, inline="always")
+def _store_bk(bk, best_bid, best_ask, low_bid, high_ask):
+    bk[BEST_BID] = best_bid
+    bk[BEST_ASK] = best_ask
+    bk[LOW_BID] = low_bid
+    bk[HIGH_ASK] = high_ask
+
+
+@nb.njit(cache=True, inline="always")
+def _our_orders(iv, fv, rs_i):
+    """What the replay loop keeps of our orders: fills so far, most aggressive live prices, live
+    orders, position, cash, the tick log's fill/quote word, and when the next response arrives."""
+    nq = np.int32((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
+                  | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
+    tr = rs_i[iv[I_RS_HEAD] & (rs_i.shape[0] - 1), RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
+    return iv[I_NFILLS], iv[I_XMAXBUY], iv[I_XMINSELL], iv[I_NXACT], fv[F_POS], fv[F_CASH], nq, tr
+
+
 @nb.njit(cache=True)
-def _replay(S, ie, il, exch_lim, local_lim):
-    """Market data on both timelines, exchange rows up to ``exch_lim`` and local rows up to ``local_lim``.
+def _replay(S, ie, il, target):
+    """The four streams merged by time up to ``target`` (see the module docstring): market data
+    on both timelines, our requests reaching the exchange and responses reaching us.
 
     This is the hot loop: depth and trade rows run inline on arrays taken out of
     ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
     A depth row that leaves the best prices and the book's extent as they are (a
     new size inside the book, or an emptied level behind the best) is one store;
     only the others go through ``update_bid``/``update_ask``, whose array arguments
-    cost reference-count calls once inlined. It
-    returns ``(ie, il)`` at a limit, or right after a row that may have queued a
-    response, so :func:`goto` can merge our messages in again.
+    cost reference-count calls once inlined. A call with nothing due by ``target``
+    (most wake-ups of a fast timer on sparse data) returns before any set-up. It returns ``(ie, il)`` at ``target``,
+    at a wake-up, or right after a rare row kind (:func:`goto` goes on from there).
+    Fills, requests and responses stay in the loop: one call per message made the
+    loop's set-up a large part of a quoting strategy's run.
+
+    The scalars every row reads (both books' best prices and extent, the tick
+    log's running values, our most aggressive live prices) live in locals: every
+    store to a book level or the tick log could alias ``iv``/``fv``/``bk`` as far
+    as the compiler knows, so reading them from memory reloads them each row.
+    They are stored back before any call that reads them, and at the end. The
+    values derived from our orders change only with a fill or a request, and are
+    taken in again right after either; responses change only the strategy's view.
     """
-    ev = S.ev
+    iv = S.iv
+    n = iv[I_N]
     exch_ts = S.exch_ts
     local_ts = S.local_ts
+    te = exch_ts[_u(ie)] if ie < n else END
+    tl = local_ts[_u(il)] if il < n else END
+    rs_i = S.rs_i
+    rs_mask = rs_i.shape[0] - 1
+    rq_i = S.rq_i
+    rq_mask = rq_i.shape[0] - 1
+    tq = rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+    if te > target and tl > target and tq > target and (
+            iv[I_RS_TAIL] == iv[I_RS_HEAD] or rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] > target):
+        return ie, il
+    ev = S.ev
     px = S.px
     qty = S.qty
-    iv = S.iv
     fv = S.fv
     xbid = S.xbid
     xask = S.xask
@@ -112,12 +159,12 @@ def _replay(S, ie, il, exch_lim, local_lim):
     tk_mid = S.tk_mid
     tk_epnl = S.tk_epnl
     tk_nq = S.tk_nq
-    n = iv[I_N]
     lb = iv[I_LB]
     ub = iv[I_UB]
     tick_size = fv[F_TICK]
     per_tick = fv[F_PER_TICK]
     lot = fv[F_LOT]
+    mult = fv[F_MULT]
     record = iv[I_RECORD_TICKS] == 1
     l3_queue = iv[I_QMODEL] == Q_L3
     risk_averse = iv[I_QMODEL] == Q_RISK_AVERSE
@@ -125,96 +172,188 @@ def _replay(S, ie, il, exch_lim, local_lim):
     oi = S.oi
     of = S.of
     watch = iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1
-    while True:
-        te = exch_ts[ie] if ie < n else END
-        tl = local_ts[il] if il < n else END
-        if te <= tl:
-            if te > exch_lim:
-                break
-            i = ie
-            ie = _next_flagged(ev, ie + 1, n, EXCH)
-            e = ev[i]
-            kind = e & KIND_MASK
-            if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                tick = price_tick_fast(px[i], tick_size, per_tick)
-                q = qty[i]
-                if e & BUY_FLAG:
-                    prev_best = xbk[BEST_BID]
-                    if xbk[LOW_BID] <= tick <= prev_best and (q >= lot or (q == 0.0 and tick != prev_best)):
-                        prev = xbid[tick - lb]
-                        xbid[tick - lb] = q
-                    else:
-                        prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
-                    if lb <= tick <= ub and nbuy_at[tick - lb] > 0:
-                        if risk_averse:
-                            _front_at_most(xact, oi, of, iv[I_NXACT], BUY, tick, q)
-                        else:
-                            _depth_changed(S, BUY, tick, prev, q)
-                    if xbk[BEST_BID] > prev_best and xbk[BEST_BID] >= iv[I_XMINSELL]:
-                        _fill_crossed(S, SELL, xbk[BEST_BID], te)
-                        break
-                elif e & SELL_FLAG:
-                    prev_best = xbk[BEST_ASK]
-                    if prev_best <= tick <= xbk[HIGH_ASK] and (q >= lot or (q == 0.0 and tick != prev_best)):
-                        prev = xask[tick - lb]
-                        xask[tick - lb] = q
-                    else:
-                        prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
-                    if lb <= tick <= ub and nsell_at[tick - lb] > 0:
-                        if risk_averse:
-                            _front_at_most(xact, oi, of, iv[I_NXACT], SELL, tick, q)
-                        else:
-                            _depth_changed(S, SELL, tick, prev, q)
-                    if xbk[BEST_ASK] < prev_best and xbk[BEST_ASK] <= iv[I_XMAXBUY]:
-                        _fill_crossed(S, BUY, xbk[BEST_ASK], te)
-                        break
-            elif kind == TRADE:
-                tick = price_tick_fast(px[i], tick_size, per_tick)
-                fills = iv[I_NFILLS]      # only a fill queues a response: stop only then
-                if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
-                    if tick >= iv[I_XMINSELL]:
-                        _trade(S, SELL, tick, qty[i], te)
-                        if iv[I_NFILLS] != fills:
-                            break
-                elif e & SELL_FLAG:
-                    if tick <= iv[I_XMAXBUY]:
-                        _trade(S, BUY, tick, qty[i], te)
-                        if iv[I_NFILLS] != fills:
-                            break
-            elif ADD_ORDER <= kind <= FILL and not l3_queue:
-                pass                      # order-level rows only move an L3 queue
-            else:
-                exch_data(S, i)
-                break
-        else:
-            if tl > local_lim:
-                break
-            i = il
-            il = _next_flagged(ev, il + 1, n, LOCAL)
-            e = ev[i]
-            kind = e & KIND_MASK
-            if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                tick = price_tick_fast(px[i], tick_size, per_tick)
-                q = qty[i]
-                if e & BUY_FLAG:
-                    if lbk[LOW_BID] <= tick <= lbk[BEST_BID] and (q >= lot or (q == 0.0 and tick != lbk[BEST_BID])):
-                        lbid[tick - lb] = q
-                    else:
-                        update_bid(lbid, lask, lbk, tick, q, lot, lb, ub)
-                elif e & SELL_FLAG:
-                    if lbk[BEST_ASK] <= tick <= lbk[HIGH_ASK] and (q >= lot or (q == 0.0 and tick != lbk[BEST_ASK])):
-                        lask[tick - lb] = q
-                    else:
-                        update_ask(lbid, lask, lbk, tick, q, lot, lb, ub)
-            elif kind != TRADE:
-                local_data(S, i)     # records its own tick
-                if watch and _woke(iv, fv, lbk, lbid, lask, tl):
+    fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
+    abs_pos = abs(pos)
+    x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
+    l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
+    k = iv[I_NTICKS]
+    last_mid = fv[F_LAST_MID]
+    mid0 = fv[F_MID0]
+    sum_abs_q = fv[F_SUM_ABS_Q]
+    stop = False
+    while not stop:
+        # Market data up to our next message (exchange data before a request at the
+        # same time, local data before a response), then that message.
+        exch_lim = min(tq, tr, target)
+        local_lim = min(tq - 1, tr, target)
+        while True:
+            if te <= tl:
+                if te > exch_lim:
                     break
-                continue
-            if record:
-                record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq)
-            if watch and _woke(iv, fv, lbk, lbid, lask, tl):
+                i = ie
+                ts = te
+                ie += 1
+                while ie < n and (ev[_u(ie)] & EXCH) == 0:
+                    ie += 1
+                te = exch_ts[_u(ie)] if ie < n else END
+                e = ev[_u(i)]
+                kind = e & KIND_MASK
+                if kind == DEPTH or kind == DEPTH_SNAPSHOT:
+                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
+                    q = qty[_u(i)]
+                    buy = (e & BUY_FLAG) != 0
+                    if buy or (e & SELL_FLAG) != 0:
+                        # One path for both sides, on values picked by side: the side of a row is a coin
+                        # flip the branch predictor cannot learn. Within the book's extent and leaving
+                        # the best as it is, a row is one store and cannot cross our orders.
+                        lo = x_low if buy else x_ba
+                        hi = x_bb if buy else x_high
+                        prev_best = x_bb if buy else x_ba
+                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != prev_best)):
+                            if buy:
+                                prev = xbid[_u(tick - lb)]
+                                xbid[_u(tick - lb)] = q
+                            else:
+                                prev = xask[_u(tick - lb)]
+                                xask[_u(tick - lb)] = q
+                            crossed = False
+                        else:
+                            _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+                            if buy:
+                                prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
+                            else:
+                                prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
+                            x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
+                            crossed = (x_bb > prev_best and x_bb >= min_sell) if buy else (x_ba < prev_best and x_ba <= max_buy)
+                        if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
+                            side = BUY if buy else SELL
+                            if risk_averse:
+                                _front_at_most(xact, oi, of, nxact, side, tick, q)
+                            else:
+                                _depth_changed(S, side, tick, prev, q)
+                        if crossed:
+                            if buy:
+                                _fill_crossed(S, SELL, x_bb, ts)
+                            else:
+                                _fill_crossed(S, BUY, x_ba, ts)
+                            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
+                            abs_pos = abs(pos)
+                            exch_lim = min(tq, tr, target)
+                            local_lim = min(tq - 1, tr, target)
+                elif kind == TRADE:
+                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
+                    if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
+                        if tick >= min_sell:
+                            _trade(S, SELL, tick, qty[_u(i)], ts)
+                            if iv[I_NFILLS] != fills:
+                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
+                                abs_pos = abs(pos)
+                                exch_lim = min(tq, tr, target)
+                                local_lim = min(tq - 1, tr, target)
+                    elif e & SELL_FLAG:
+                        if tick <= max_buy:
+                            _trade(S, BUY, tick, qty[_u(i)], ts)
+                            if iv[I_NFILLS] != fills:
+                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
+                                abs_pos = abs(pos)
+                                exch_lim = min(tq, tr, target)
+                                local_lim = min(tq - 1, tr, target)
+                elif ADD_ORDER <= kind <= FILL and not l3_queue:
+                    pass                      # order-level rows only move an L3 queue
+                else:
+                    _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+                    exch_data(S, i)
+                    x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
+                    stop = True
+                    break
+            else:
+                if tl > local_lim:
+                    break
+                i = il
+                ts = tl
+                il += 1
+                while il < n and (ev[_u(il)] & LOCAL) == 0:
+                    il += 1
+                tl = local_ts[_u(il)] if il < n else END
+                e = ev[_u(i)]
+                kind = e & KIND_MASK
+                if kind == DEPTH or kind == DEPTH_SNAPSHOT:
+                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
+                    q = qty[_u(i)]
+                    buy = (e & BUY_FLAG) != 0
+                    if buy or (e & SELL_FLAG) != 0:
+                        lo = l_low if buy else l_ba
+                        hi = l_bb if buy else l_high
+                        best = l_bb if buy else l_ba
+                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != best)):
+                            if buy:
+                                lbid[_u(tick - lb)] = q
+                            else:
+                                lask[_u(tick - lb)] = q
+                        else:
+                            _store_bk(lbk, l_bb, l_ba, l_low, l_high)
+                            if buy:
+                                update_bid(lbid, lask, lbk, tick, q, lot, lb, ub)
+                            else:
+                                update_ask(lbid, lask, lbk, tick, q, lot, lb, ub)
+                            l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
+                elif kind != TRADE:
+                    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
+                    iv[I_NTICKS] = k
+                    fv[F_LAST_MID] = last_mid
+                    fv[F_MID0] = mid0
+                    fv[F_SUM_ABS_Q] = sum_abs_q
+                    local_data(S, i)     # records its own tick
+                    l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
+                    k = iv[I_NTICKS]
+                    last_mid = fv[F_LAST_MID]
+                    mid0 = fv[F_MID0]
+                    sum_abs_q = fv[F_SUM_ABS_Q]
+                    if watch and _woke(iv, fv, lbk, lbid, lask, ts):
+                        stop = True
+                        break
+                    continue
+                if record:   # engine.local.record_tick on the locals
+                    if l_bb != INVALID_MIN and l_ba != INVALID_MAX:
+                        last_mid = (l_bb + l_ba) * 0.5 * tick_size
+                    equity = cash + pos * last_mid * mult
+                    if np.isnan(mid0) and not np.isnan(last_mid):
+                        mid0 = equity
+                    sum_abs_q += abs_pos
+                    tk_mid[_u(k)] = last_mid
+                    tk_epnl[_u(k)] = equity - mid0
+                    tk_nq[_u(k)] = nq
+                    k += 1
+                if watch:
+                    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
+                    if _woke(iv, fv, lbk, lbid, lask, ts):
+                        stop = True
+                        break
+        if stop:
+            break
+        if tq <= tr:
+            if tq > target:
                 break
+            h = iv[I_RQ_HEAD]
+            iv[I_RQ_HEAD] = h + 1
+            _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+            process_request(S, h & rq_mask)
+            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
+            abs_pos = abs(pos)
+            tq = rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+        else:
+            if tr > target:
+                break
+            h = iv[I_RS_HEAD]
+            iv[I_RS_HEAD] = h + 1
+            process_response(S, h & rs_mask)
+            tr = rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
+    _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
+    iv[I_NTICKS] = k
+    fv[F_LAST_MID] = last_mid
+    fv[F_MID0] = mid0
+    fv[F_SUM_ABS_Q] = sum_abs_q
     return ie, il
 
 
@@ -263,15 +402,13 @@ def goto(S, target):
     rs_mask = S.rs_i.shape[0] - 1
     more = True
     while True:
-        # Market data up to our next message (exchange data before a request at
-        # the same time, local data before a response), then one merged step.
-        tq = S.rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
-        tr = S.rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
-        ie, il = _replay(S, ie, il, min(tq, tr, target), min(tq - 1, tr, target))
+        # The merged streams up to the target; after a rare row kind, one merged step here.
+        ie, il = _replay(S, ie, il, target)
         if iv[I_WOKE] != 0:
             break
         t = exch_ts[ie] if ie < n else END
         which = 0
+        tq = S.rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
         if tq < t:
             t = tq
             which = 1
