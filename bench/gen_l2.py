@@ -76,7 +76,7 @@ def _simulate(n, seed, depth, gap_ns, latency_ns, jitter_ns, start_tick):
     q = np.zeros(n + 4 * depth)
     b = start_tick - 1
     a = start_tick + 1
-    ts = np.int64(1_700_000_000_000_000_000)
+    ts = np.int64(T0_NS)
     lts = ts + latency_ns
     k = 0
     for d in range(depth):                 # the initial book, all at the first timestamp

@@ -157,11 +157,3 @@ def train_moe(moe: MixtureOfExperts, features: np.ndarray, targets: np.ndarray, 
         losses.append(loss.item())
     moe.cpu().eval()
     return losses
-
-
-def evaluate(moe: MixtureOfExperts, features: np.ndarray, targets: np.ndarray, regime: np.ndarray) -> list[float]:
-    """Per-task MSE on normalized targets (the report's unit)."""
-    with torch.no_grad():
-        prediction, _ = moe(torch.as_tensor(features, dtype=torch.float32),
-                            torch.as_tensor(np.asarray(regime), dtype=torch.long))
-    return ((prediction - torch.as_tensor(targets, dtype=torch.float32)) ** 2).mean(0).tolist()

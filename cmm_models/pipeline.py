@@ -65,7 +65,6 @@ from .probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, 
 from .teacher import Teacher, train_teacher
 
 STAGES = ("teacher", "probe", "students", "moe", "bundles", "bundle")
-FAMILIES = ("experts", "single_student", "no_regime", "no_layer")
 # The MoE variants: the main one (the config's aggregator and routing) and the ablations.
 VARIANTS = ("hajek", "mean", "gate", "no_regime", "no_layer")
 # The bundles beside the main one (bundles/<name>/): the ablations, the distillation baseline, the teacher.

@@ -27,6 +27,11 @@ FOK = 2
 IOC = 3
 LIMIT = 0
 MARKET = 1
+SIDE_NAMES = {BUY: "buy", SELL: "sell"}
+TIF_NAMES = {GTC: "gtc", GTX: "gtx", FOK: "fok", IOC: "ioc"}
+TYPE_NAMES = {LIMIT: "limit", MARKET: "market"}
+TIFS_BY_NAME = {name: code for code, name in TIF_NAMES.items()}
+TYPES_BY_NAME = {name: code for code, name in TYPE_NAMES.items()}
 
 # Why an order or request was rejected or expired.
 R_NONE = 0

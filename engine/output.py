@@ -22,21 +22,16 @@ import numpy as np
 
 from feeds.store import write_npz
 
-from .codes import REASON_NAMES, STATUS_NAMES
+from .codes import REASON_NAMES, SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TYPE_NAMES
 from .metrics import Summary
 from .plots import plot_run
 from .results import RunResult
-
-SIDES = {1: "buy", -1: "sell"}
-TIFS = {0: "gtc", 1: "gtx", 2: "fok", 3: "ioc"}
-TYPES = {0: "limit", 1: "market"}
-
 
 def fills_csv(fills: np.ndarray) -> str:
     out = io.StringIO()
     out.write("order_id,side,exch_ts,local_ts,maker,price,qty,fee\n")
     for f in fills:
-        out.write(f"{f['order_id']},{SIDES[int(f['side'])]},{f['exch_ts']},{f['local_ts']},"
+        out.write(f"{f['order_id']},{SIDE_NAMES[int(f['side'])]},{f['exch_ts']},{f['local_ts']},"
                   f"{int(f['maker'])},{float(f['price'])!r},{float(f['qty'])!r},{float(f['fee'])!r}\n")
     return out.getvalue()
 
@@ -45,9 +40,9 @@ def orders_csv(orders: np.ndarray) -> str:
     out = io.StringIO()
     out.write("order_id,side,price,qty,executed,tif,type,status,reason,submit_ts,done_ts\n")
     for o in orders:
-        out.write(f"{o['order_id']},{SIDES[int(o['side'])]},{float(o['price'])!r},{float(o['qty'])!r},"
+        out.write(f"{o['order_id']},{SIDE_NAMES[int(o['side'])]},{float(o['price'])!r},{float(o['qty'])!r},"
                   f"{float(o['executed'])!r},"
-                  f"{TIFS[int(o['tif'])]},{TYPES[int(o['type'])]},{STATUS_NAMES[int(o['status'])]},"
+                  f"{TIF_NAMES[int(o['tif'])]},{TYPE_NAMES[int(o['type'])]},{STATUS_NAMES[int(o['status'])]},"
                   f"{REASON_NAMES[int(o['reason'])]},{o['submit_ts']},{o['done_ts'] if o['done_ts'] >= 0 else ''}\n")
     return out.getvalue()
 

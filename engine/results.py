@@ -11,7 +11,6 @@ import numpy as np
 
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 
-from .codes import REASON_NAMES, STATUS_NAMES
 from .local import is_final
 from .state import (F_CASH, F_FEE, F_MULT, F_POS, F_TICK, F_VALUE, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE,
                     FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, OL_DONE_TS,
@@ -123,11 +122,3 @@ def _orders(S: Sim, tick: float) -> np.ndarray:
         row["submit_ts"], row["done_ts"] = o[O_SUBMIT_TS], -1
     live.sort(order="order_id")
     return np.concatenate([done, live])
-
-
-def status_name(code: int) -> str:
-    return STATUS_NAMES[int(code)]
-
-
-def reason_name(code: int) -> str:
-    return REASON_NAMES[int(code)]

@@ -58,9 +58,8 @@ KIND_NAMES = {
 }
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 
-# The kinds that change the L2 (price-level) book and the L3 (order-level) book.
+# The kinds that change the L2 (price-level) book.
 L2_KINDS = (DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO)
-L3_KINDS = (ADD_ORDER, CANCEL_ORDER, MODIFY_ORDER, FILL)
 
 
 def empty(n: int) -> np.ndarray:
@@ -71,7 +70,3 @@ def empty(n: int) -> np.ndarray:
 def kinds(events: np.ndarray) -> np.ndarray:
     """The kind of each event, as uint8."""
     return (events["ev"] & KIND_MASK).astype(np.uint8)
-
-
-def side_flag(is_buy: bool) -> int:
-    return BUY if is_buy else SELL

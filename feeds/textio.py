@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import zipfile
 import zlib
 from typing import Iterator
@@ -62,10 +61,3 @@ def _kind(path: str) -> str:
     if path.endswith(".zip"):
         return "zip archive"
     return "file"
-
-
-def file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        raise DataError("no such file", path=path) from None

@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 from engine import kernel
-from engine.codes import (BUY, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, REASON_NAMES,
-                          REQ_CANCEL, REQ_MODIFY, REQ_NEW, STATUS_NAMES)
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCEL, REQ_MODIFY, REQ_NEW, SELL, SIDE_NAMES,
+                          STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
@@ -27,10 +27,6 @@ from feeds.progress import Progress
 from .api import Book, Fill, Metrics, Order, Trades
 from .base import Strategy
 
-TIFS = {"gtc": GTC, "gtx": GTX, "ioc": IOC, "fok": FOK}
-TIF_NAMES = {v: k for k, v in TIFS.items()}
-TYPES = {"limit": LIMIT, "market": MARKET}
-TYPE_NAMES = {v: k for k, v in TYPES.items()}
 PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
 
 
@@ -85,7 +81,7 @@ class BacktestContext:
     def _order(self, slot: int) -> Order:
         oi, of = self.sim.oi[slot], self.sim.of[slot]
         return Order(
-            id=int(oi[O_ID]), side="buy" if oi[O_SIDE] == BUY else "sell", price=oi[O_LTICK] * self.tick_size,
+            id=int(oi[O_ID]), side=SIDE_NAMES[int(oi[O_SIDE])], price=oi[O_LTICK] * self.tick_size,
             qty=float(of[Q_LQTY]), leaves=float(of[Q_LLEAVES]), executed=float(of[Q_LEXEC]),
             status=STATUS_NAMES[int(oi[O_LSTATUS])], tif=TIF_NAMES[int(oi[O_TIF])],
             type=TYPE_NAMES[int(oi[O_TYPE])], reason=REASON_NAMES[int(oi[O_REASON])],
@@ -123,9 +119,9 @@ class BacktestContext:
 
     def _submit(self, side: int, price: float, qty: float, tif: str, type: str) -> int:
         tick = 0 if type == "market" else self._tick(price)
-        oid = int(kernel.submit(self.sim, side, tick, float(qty), TIFS[tif], TYPES[type]))
+        oid = int(kernel.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif], TYPES_BY_NAME[type]))
         if oid < 0:
-            raise OrderRejected(f"{'buy' if side == BUY else 'sell'} {qty} @ {price}: "
+            raise OrderRejected(f"{SIDE_NAMES[side]} {qty} @ {price}: "
                                 f"{REASON_NAMES.get(-oid, 'refused')}")
         return oid
 
@@ -133,7 +129,7 @@ class BacktestContext:
         return self._submit(BUY, price, qty, tif, type)
 
     def sell(self, price: float, qty: float, tif: str = "gtx", type: str = "limit") -> int:
-        return self._submit(-BUY, price, qty, tif, type)
+        return self._submit(SELL, price, qty, tif, type)
 
     def cancel(self, order_id: int) -> bool:
         return kernel.cancel(self.sim, order_id) == 0
@@ -204,7 +200,7 @@ class _Dispatcher:
             i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
             self.fills_seen += 1
             self.strategy.on_fill(self.ctx, Fill(
-                order_id=int(i[FL_ID]), side="buy" if i[FL_SIDE] == BUY else "sell", price=float(f[FLF_PRICE]),
+                order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
                 qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]), exch_ts=int(i[FL_XTS]),
                 local_ts=int(i[FL_LTS])))
 
