@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 import numpy as np
+import zmq
 
+from feeds.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
+from feeds.store import load_header
 from feeds.zmqfeed import DEFAULT_BIND, Publisher, Subscriber, replay, wait_for_subscribers
 
 
@@ -59,9 +63,21 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+@contextlib.contextmanager
+def _socket_errors(field: str, address: str):
+    """A ZeroMQ refusal (a malformed address, a port in use) as one line naming the option."""
+    try:
+        yield
+    except zmq.ZMQError as e:
+        raise DataError(f"{address}: {e}", field=field) from None
+
+
 def run_replay(args) -> int:
+    for path in args.files:          # every input must be an event file before any socket opens
+        load_header(path)
     start = time.monotonic()
-    with Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
+    with _socket_errors("--bind", args.bind), \
+            Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
         speed = "max" if args.speed is None else f"{args.speed:g}x"
         print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
               f"speed {speed}", flush=True)
@@ -110,7 +126,7 @@ def run_tail(args) -> int:
         print(f"notice: {text}", flush=True)
 
     start = time.monotonic()
-    with Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
+    with _socket_errors("ADDR", args.addr), Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
                     keep_book=False, on_events=on_events, on_snapshot=on_snapshot, on_notice=on_notice) as sub:
         try:
             while args.duration is None or time.monotonic() - start < args.duration:

@@ -19,11 +19,12 @@ class DataError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.path or "<input>"
-        if self.line is not None:
-            where += f":{self.line}"
-        what = f"{self.field}: " if self.field else ""
-        return f"{where}: {what}{self.reason}"
+        parts = []
+        if self.path is not None or self.line is not None:
+            parts.append((self.path or "<input>") + (f":{self.line}" if self.line is not None else ""))
+        if self.field:
+            parts.append(self.field)
+        return ": ".join(parts + [self.reason])
 
     def located(self, path: str) -> "DataError":
         """The same error with the file filled in where a lower layer did not know it."""
