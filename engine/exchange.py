@@ -22,6 +22,7 @@ from .codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_
                     R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
 from . import l3
 from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
+from .rings import reserve
 from .queue_models import filled_qty, on_depth, on_trade
 from .state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
                     FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_FEE_MODE,
@@ -46,16 +47,10 @@ RQ_CANCEL = 2
 def push_response(S, slot, ts, kind, status, reason, exec_tick, exec_qty, maker, fee, xts):
     """Queue a response; like hftbacktest's order bus it never overtakes an earlier one."""
     iv = S.iv
-    head = iv[I_RS_HEAD]
     tail = iv[I_RS_TAIL]
-    cap = S.rs_i.shape[0]
-    if tail - head >= cap:
+    r, ts = reserve(S.rs_i, iv[I_RS_HEAD], tail, ts)
+    if r < 0:
         raise RuntimeError("response ring full: raise EngineConfig.ring_size")
-    if tail > head:
-        last = S.rs_i[(tail - 1) & (cap - 1), RS_TS]
-        if last > ts:
-            ts = last
-    r = tail & (cap - 1)
     S.rs_i[r, RS_TS] = ts
     S.rs_i[r, RS_SLOT] = slot
     S.rs_i[r, RS_KIND] = kind

@@ -29,6 +29,7 @@ from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_cross
                        process_data as exch_data, process_request)
 from .queue_models import fmin
 from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
+from .rings import reserve
 from .local import is_final, process_data as local_data, process_response, try_free
 from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
                     TQ_ASK, TQ_BID, TQ_SHIFT, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
@@ -510,16 +511,10 @@ def charge_compute(S, mark, ns):
 @nb.njit(cache=True)
 def _push_request(S, slot, ts, kind, tick, qty):
     iv = S.iv
-    head = iv[I_RQ_HEAD]
     tail = iv[I_RQ_TAIL]
-    cap = S.rq_i.shape[0]
-    if tail - head >= cap:
+    r, ts = reserve(S.rq_i, iv[I_RQ_HEAD], tail, ts)
+    if r < 0:
         raise RuntimeError("request ring full: raise EngineConfig.ring_size")
-    if tail > head:
-        last = S.rq_i[(tail - 1) & (cap - 1), RQ_TS]
-        if last > ts:
-            ts = last
-    r = tail & (cap - 1)
     S.rq_i[r, RQ_TS] = ts
     S.rq_i[r, RQ_SLOT] = slot
     S.rq_i[r, RQ_KIND] = kind
