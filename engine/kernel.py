@@ -34,7 +34,7 @@ from .local import is_final, process_data as local_data, process_response, try_f
 from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
                     TQ_ASK, TQ_BID, TQ_SHIFT, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
                     I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
-                    I_NXACT, I_QMODEL, I_RECORD_TICKS, I_XMAXBUY, I_XMINSELL,
+                    I_LIVE, I_NXACT, I_QMODEL, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY, I_XMINSELL,
                     I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
                     I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
                     O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
@@ -47,6 +47,7 @@ WOKE_END = 0        # the data is exhausted
 WOKE_TIMER = 1      # the timer interval elapsed
 WOKE_EVENTS = 2     # the number of local market events was reached
 WOKE_TOP = 4        # the local best bid or ask changed
+WOKE_WAIT = 8       # live: the next wake-up lies beyond the rows received so far
 
 # Error codes returned by the order API (negative; order ids are positive).
 E_NOT_FOUND = -1          # no such order in the strategy's view
@@ -424,7 +425,7 @@ def goto(S, target):
                 t = tr
                 which = 3
         if t == END:
-            more = False
+            more = iv[I_LIVE] == 1      # live: no row yet is a wait; offline: the end
             break
         if t > target:
             break
@@ -724,24 +725,43 @@ def advance(S, every_ns, every_events, on_top_change):
     best bid or ask price or size changes. A wake-up on events stops the clock at
     the event that caused it, even between events with the same timestamp.
     """
+    return advance_until(S, every_ns, every_events, on_top_change, END - 1)
+
+
+@nb.njit(cache=True)
+def advance_until(S, every_ns, every_events, on_top_change, horizon):
+    """:func:`advance`, processing nothing later than ``horizon``: WOKE_WAIT if the wake-up is not due by then.
+
+    Paper trading calls it as rows arrive, with ``horizon`` the last time up to
+    which every row is known. A pending wake-up keeps its timer and its event
+    count across WOKE_WAIT returns, so a run cut into any number of horizons
+    wakes at exactly the times of one uninterrupted run.
+    """
     iv = S.iv
     if iv[I_STARTED] == 0:
         _start(S)
     if iv[I_ENDED] == 1:
         return WOKE_END
+    if iv[I_WAKE_OPEN] == 0:
+        iv[I_WAKE_OPEN] = 1
+        iv[I_WAKE_LEFT] = every_events
+        iv[I_WAKE_TOP] = 1 if on_top_change else 0
+        if on_top_change:
+            bb, ba, bq, aq = _top(S.lbk, S.lbid, S.lask, iv[I_LB])
+            iv[I_TOP_BID] = bb
+            iv[I_TOP_ASK] = ba
+            S.fv[F_TOP_BIDQ] = bq
+            S.fv[F_TOP_ASKQ] = aq
+        iv[I_WAKE_AT] = iv[I_CUR] + every_ns if every_ns > 0 else END - 1
     iv[I_WOKE] = 0
-    iv[I_WAKE_LEFT] = every_events
-    iv[I_WAKE_TOP] = 1 if on_top_change else 0
-    if on_top_change:
-        bb, ba, bq, aq = _top(S.lbk, S.lbid, S.lask, iv[I_LB])
-        iv[I_TOP_BID] = bb
-        iv[I_TOP_ASK] = ba
-        S.fv[F_TOP_BIDQ] = bq
-        S.fv[F_TOP_ASKQ] = aq
-    target = iv[I_CUR] + every_ns if every_ns > 0 else END - 1
+    due = iv[I_WAKE_AT]
+    target = min(due, horizon)
     more = goto(S, target)
     woke = iv[I_WOKE]
     iv[I_WOKE] = 0
+    if woke == 0 and more and target < due:
+        return WOKE_WAIT
+    iv[I_WAKE_OPEN] = 0
     iv[I_WAKE_LEFT] = 0
     iv[I_WAKE_TOP] = 0
     if woke != 0:

@@ -60,6 +60,9 @@ I_WOKE = 41         # why the replay stopped early (kernel.WOKE_* bits), 0 if it
 I_WOKE_TS = 42      # local time of the event that woke the strategy
 I_TOP_BID = 43      # the top of book at the last wake-up (ticks), for on_top_change
 I_TOP_ASK = 44
+I_LIVE = 45         # 1: rows are still arriving (paper trading): running out of them is a wait, not the end
+I_WAKE_OPEN = 46    # 1: a wake-up is pending across horizon stops (its event count and timer persist)
+I_WAKE_AT = 47      # local time the pending wake-up's timer fires (END - 1: no timer)
 I_SIZE = 48
 
 # ---- fv: float scalars ----

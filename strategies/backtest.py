@@ -20,7 +20,7 @@ from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
                           O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
-from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
 
@@ -110,6 +110,7 @@ class BacktestContext:
         out = np.zeros(len(rows), dtype=EVENT_DTYPE)
         for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
             out[name] = getattr(S, name)[rows]
+        out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
         out["order_id"] = S.order_id[rows].view(np.uint64)
         return out
 
@@ -152,36 +153,41 @@ def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int
 
 
 class _Feed:
-    """Which trades and depth changes each wake-up saw: local rows between two replay positions.
+    """Which trades and depth changes each wake-up saw: the local rows between two replay positions.
 
     Positions, not timestamps, delimit a wake-up's window, because a wake-up on
-    events can fall between two events with the same timestamp.
+    events can fall between two events with the same timestamp. Only the
+    window's rows are read, so rows appended later (paper trading) need nothing.
     """
 
-    def __init__(self, sim: Sim):
-        local = (sim.ev & np.uint64(LOCAL)) != 0
-        kind = sim.ev & np.uint64(KIND_MASK)
-        self.trade_rows = np.flatnonzero(local & (kind == TRADE))
-        self.depth_rows = np.flatnonzero(
-            local & np.isin(kind, np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)))
-        self.sim = sim
+    def __init__(self, ctx: BacktestContext):
+        self.ctx = ctx
 
     def position(self) -> int:
         """The next local row to replay."""
-        return int(self.sim.iv[I_IL])
+        return int(self.ctx.sim.iv[I_IL])
+
+    def _local(self, start: int, stop: int):
+        ev = self.ctx.sim.ev[start:stop]
+        return ev, (ev & np.uint64(LOCAL)) != 0, ev & np.uint64(KIND_MASK)
 
     def trades(self, start: int, stop: int) -> Trades | None:
-        a, b = np.searchsorted(self.trade_rows, [start, stop])
-        if a == b:
+        ev, local, kind = self._local(start, stop)
+        rows = np.flatnonzero(local & (kind == TRADE))
+        if len(rows) == 0:
             return None
-        rows = self.trade_rows[a:b]
-        ev = self.sim.ev[rows]
+        ev = ev[rows]
+        rows += start
+        S = self.ctx.sim
         side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
-        return Trades(self.sim.local_ts[rows], self.sim.px[rows], self.sim.qty[rows], side)
+        return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side)
 
     def depth_changed(self, start: int, stop: int) -> bool:
-        a, b = np.searchsorted(self.depth_rows, [start, stop])
-        return b > a
+        _, local, kind = self._local(start, stop)
+        return bool(np.any(local & np.isin(kind, BOOK_KINDS)))
+
+
+BOOK_KINDS = np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
 
 
 class _Dispatcher:
@@ -220,43 +226,88 @@ class _Dispatcher:
         kernel.clear_inactive(S)   # finished orders are reported once, then leave the view
 
 
+class Session:
+    """One strategy driven by one engine: the wake-up loop that backtests and paper trading share.
+
+    :meth:`run` replays up to a horizon: all the data for a backtest, the rows
+    received so far for paper trading (whose ``LiveSim`` may swap in a grown
+    ``Sim`` between calls: :meth:`use`). A wake-up's callbacks run in the
+    documented order, and a measured decision time is charged to the requests
+    they sent.
+    """
+
+    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float):
+        self.strategy = strategy
+        self.ctx = BacktestContext(sim, tick_size, lot_size)
+        self.feed = _Feed(self.ctx)
+        self.calls = _Dispatcher(self.ctx, strategy)
+        self.measured = strategy.compute_ns is None
+        self.wakeups = 0
+        self.ended = False
+        self.on_wake = None         # called after each wake-up (a progress bar, a status line)
+        self._prev = 0
+
+    @property
+    def sim(self) -> Sim:
+        return self.ctx.sim
+
+    def use(self, sim: Sim) -> None:
+        """Continue on ``sim``, a grown copy of the current state."""
+        self.ctx.sim = sim
+
+    def start(self) -> None:
+        sim = self.sim
+        kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
+        kernel.start(sim)
+        self._prev = self.feed.position()
+        self._timed(lambda: self.strategy.on_start(self.ctx))
+
+    def _timed(self, callbacks) -> None:
+        mark = kernel.requests_sent(self.sim)
+        t0 = time.perf_counter_ns()
+        callbacks()
+        if self.measured:
+            kernel.charge_compute(self.sim, mark, time.perf_counter_ns() - t0)
+
+    def run(self, horizon: int = int(kernel.END) - 1) -> bool:
+        """Wake the strategy as due up to ``horizon``; False once the data has ended."""
+        wake = self.strategy.wake
+        every_ns, every_events, on_top = wake.every_ns or 0, wake.every_events or 0, wake.on_top_change
+        while not self.ended:
+            reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
+            if reason == kernel.WOKE_WAIT:
+                return True
+            self._timed(lambda: self._wake(reason))
+            self.wakeups += 1
+            self.ended = reason == kernel.WOKE_END
+            if self.on_wake is not None:
+                self.on_wake()
+        return False
+
+    def _wake(self, reason: int) -> None:
+        ctx, strategy = self.ctx, self.strategy
+        here = self.feed.position()
+        self.calls.fills(ctx.now)
+        self.calls.order_updates()
+        trades = self.feed.trades(self._prev, here)
+        if trades is not None:
+            strategy.on_trade(ctx, trades)
+        if self.feed.depth_changed(self._prev, here):
+            strategy.on_depth(ctx)
+        if reason & kernel.WOKE_TIMER:
+            strategy.on_timer(ctx)
+        self._prev = here
+
+    def stop(self) -> None:
+        self.strategy.on_stop(self.ctx)
+
+
 def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
     """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
-    ctx = BacktestContext(sim, tick_size, lot_size)
-    feed = _Feed(sim)
-    calls = _Dispatcher(ctx, strategy)
-    wake = strategy.wake
-    measured = strategy.compute_ns is None
-    kernel.set_compute_ns(sim, 0 if measured else int(strategy.compute_ns))
-    n_rows = len(sim.ev)
-    kernel.start(sim)
-    prev = feed.position()
-    mark = kernel.requests_sent(sim)
-    t0 = time.perf_counter_ns()
-    strategy.on_start(ctx)
-    if measured:
-        kernel.charge_compute(sim, mark, time.perf_counter_ns() - t0)
-    with Progress(n_rows, "backtest", enabled=progress) as bar:
-        while True:
-            reason = kernel.advance(sim, wake.every_ns or 0, wake.every_events or 0, wake.on_top_change)
-            now = ctx.now
-            here = feed.position()
-            mark = kernel.requests_sent(sim)
-            t0 = time.perf_counter_ns()
-            calls.fills(now)
-            calls.order_updates()
-            trades = feed.trades(prev, here)
-            if trades is not None:
-                strategy.on_trade(ctx, trades)
-            if feed.depth_changed(prev, here):
-                strategy.on_depth(ctx)
-            if reason & kernel.WOKE_TIMER:
-                strategy.on_timer(ctx)
-            if measured:
-                kernel.charge_compute(sim, mark, time.perf_counter_ns() - t0)
-            prev = here
-            bar.set(kernel.progress_rows(sim))
-            if reason == kernel.WOKE_END:
-                break
-        strategy.on_stop(ctx)
+    session = Session(strategy, sim, tick_size, lot_size)
+    with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
+        session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
+        session.start()
+        session.run()
+        session.stop()
     return collect(sim)

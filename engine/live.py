@@ -1,0 +1,220 @@
+"""The engine over rows that are still arriving: paper trading runs the backtest's kernel unchanged.
+
+A backtest knows its whole event array up front; a live feed hands it over a
+batch at a time, one row per event in the order we received it (the local
+timeline). Two things make the kernel's answer independent of how the feed was
+cut into batches:
+
+- **Both timelines, streamed.** Each received row goes at once onto the local
+  timeline (a LOCAL-only copy). Its exchange-timeline copy (EXCH-only) must sit
+  in ``exch_ts`` order, and a later row may carry an earlier ``exch_ts``; so the
+  copies wait in a sorted buffer until no row still to come can precede them.
+  With feed latency at most ``max_feed_latency_ns``, a row received later has
+  ``exch_ts >= last local_ts - max_feed_latency_ns``: the *watermark*. Copies at
+  or below it are released, in ``exch_ts`` order with ties in arrival order:
+  exactly the stable sort that :func:`feeds.ordering.order_timelines` gives a
+  whole file. A row later than the bound (``exch_ts`` below a copy already
+  released) is moved up to that copy's time and counted as late.
+- **A horizon.** Every row at or before ``watermark - 1`` is known, on both
+  timelines, so :func:`engine.kernel.advance_until` may process everything up
+  to it; a pending wake-up waits (``WOKE_WAIT``) for more rows.
+
+The engine's arrays are sized by the data in a backtest. Here they start at a
+capacity and grow (doubling; every array is copied into a new ``Sim`` whose
+scalars are the old ones), and the book's tick range is re-centred when prices
+come near its edge. Order-level (L3) queues need the whole file's order count
+up front and are not offered live.
+"""
+from __future__ import annotations
+
+import msgspec
+import numba as nb
+import numpy as np
+
+from feeds.events import EVENT_DTYPE, EXCH, LOCAL
+
+from . import kernel
+from .book import empty_bk
+from .state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_STARTED, I_UB, EngineConfig, ConfigError, SIM_FIELDS, Sim,
+                    make_sim)
+
+TIMELINES = np.uint64(EXCH | LOCAL)
+END = np.int64(kernel.END)
+
+# The book arrays indexed by ``tick - lb``: re-centring moves their contents.
+BOOK_ARRAYS = ("xbid", "xask", "lbid", "lask", "nbuy_at", "nsell_at")
+# The arrays with a row per event or per tick: growing copies their first rows.
+ROW_ARRAYS = ("tk_mid", "tk_epnl", "tk_nq")
+
+
+class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the engine takes a live stream (the ``[paper]`` table's engine part)."""
+
+    max_feed_latency_ns: int = 1_000_000_000   # a row's exch_ts is at most this far behind its local_ts
+    initial_rows: int = 1 << 16                # event capacity before the first growth
+    tick_range: int = 20_000                   # ticks either side of the first price
+
+
+@nb.njit(cache=True)
+def _resume(S, n):
+    """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
+    iv = S.iv
+    iv[I_N] = n
+    if iv[I_STARTED] == 1:
+        ie = iv[I_IE]
+        while ie < n and (S.ev[ie] & EXCH) == 0:
+            ie += 1
+        iv[I_IE] = ie
+        il = iv[I_IL]
+        while il < n and (S.ev[il] & LOCAL) == 0:
+            il += 1
+        iv[I_IL] = il
+
+
+class LiveSim:
+    """An engine ``Sim`` that rows are appended to; ``sim`` may be replaced as it grows (read it each time)."""
+
+    def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),
+                 latency_table: tuple[np.ndarray, np.ndarray] | None = None):
+        if cfg.queue_model == "l3":
+            raise ConfigError("queue model 'l3' needs the whole file's orders up front; use an L2 queue model live")
+        if not np.isfinite(first_price) or first_price <= 0:
+            raise ConfigError(f"the feed's first price must be positive, got {first_price}")
+        self.options = options
+        self.cfg = cfg
+        self.events = np.zeros(max(options.initial_rows, 16), dtype=EVENT_DTYPE)
+        centre = int(round(first_price / cfg.tick_size))
+        seed = np.zeros(2, dtype=EVENT_DTYPE)           # sizes the book's range around the first price
+        seed["px"] = [(centre - options.tick_range) * cfg.tick_size, (centre + options.tick_range) * cfg.tick_size]
+        seed["ev"] = 1
+        self.sim = make_sim(seed, msgspec.structs.replace(cfg, record_ticks=False, tick_range_pad=0),
+                            latency_table)
+        self._arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}
+        self._arrays["iv"][I_N] = 0
+        self._arrays["iv"][kernel_record_ticks()] = int(cfg.record_ticks)
+        self._arrays["iv"][I_LIVE] = 1
+        self._rebuild(len(self.events))
+        self.n = 0
+        self.n_ticks_cap = len(self.events)
+
+    # ---- rows
+    def append(self, rows: np.ndarray) -> None:
+        """Append rows already flagged for their timelines (see :class:`StreamOrdering`)."""
+        if len(rows) == 0:
+            return
+        if self.n + len(rows) > len(self.events):
+            self._grow(self.n + len(rows))
+        self._fit_prices(rows)
+        self.events[self.n:self.n + len(rows)] = rows
+        self.n += len(rows)
+        _resume(self.sim, self.n)
+
+    def finish(self) -> None:
+        """No more rows: running out of them is now the end of the data."""
+        self.sim.iv[I_LIVE] = 0
+
+    # ---- growth
+    def _grow(self, need: int) -> None:
+        cap = len(self.events)
+        while cap < need:
+            cap *= 2
+        events = np.zeros(cap, dtype=EVENT_DTYPE)
+        events[:self.n] = self.events[:self.n]
+        self.events = events
+        for name in ROW_ARRAYS:
+            old = self._arrays[name]
+            new = np.zeros(cap, dtype=old.dtype)
+            new[:len(old)] = old
+            self._arrays[name] = new
+        self._rebuild(cap)
+
+    def _fit_prices(self, rows: np.ndarray) -> None:
+        """Re-centre the book's tick range if these rows' prices come within a quarter of its edge."""
+        px = rows["px"]
+        px = px[np.isfinite(px) & (px > 0)]
+        if len(px) == 0:
+            return
+        tick = self.cfg.tick_size
+        lo, hi = int(np.round(px.min() / tick)), int(np.round(px.max() / tick))
+        iv = self._arrays["iv"]
+        lb, ub = int(iv[I_LB]), int(iv[I_UB])
+        margin = (ub - lb) // 4
+        if lo >= lb + margin and hi <= ub - margin:
+            return
+        half = max(self.options.tick_range, (hi - lo) * 2)
+        centre = (lo + hi) // 2
+        new_lb, new_ub = centre - half, centre + half
+        for name in BOOK_ARRAYS:
+            old = self._arrays[name]
+            new = np.zeros(new_ub - new_lb + 1, dtype=old.dtype)
+            a, b = max(lb, new_lb), min(ub, new_ub)       # the ticks both ranges hold
+            if a <= b:
+                new[a - new_lb:b - new_lb + 1] = old[a - lb:b - lb + 1]
+            self._arrays[name] = new
+        iv[I_LB], iv[I_UB] = new_lb, new_ub
+        self._rebuild(len(self.events))
+
+    def _rebuild(self, cap: int) -> None:
+        a = self._arrays
+        if len(a["tk_mid"]) < cap:
+            for name in ROW_ARRAYS:
+                new = np.zeros(cap, dtype=a[name].dtype)
+                new[:len(a[name])] = a[name]
+                a[name] = new
+        e = self.events
+        a.update(ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
+                 order_id=e["order_id"].view(np.int64))
+        self.sim = Sim(**a)
+
+
+def kernel_record_ticks() -> int:
+    from .state import I_RECORD_TICKS
+    return I_RECORD_TICKS
+
+
+class StreamOrdering:
+    """Received rows (local order) -> rows for the engine's two timelines, released as they become certain."""
+
+    def __init__(self, max_feed_latency_ns: int):
+        if max_feed_latency_ns < 0:
+            raise ConfigError("max_feed_latency_ns must be >= 0")
+        self.max_latency = int(max_feed_latency_ns)
+        self.pending = np.zeros(0, dtype=EVENT_DTYPE)   # EXCH-only copies not yet released, in release order
+        self.last_local = None                          # local_ts of the last row received
+        self.released_exch = np.iinfo(np.int64).min     # exch_ts of the last EXCH copy released
+        self.late = 0                                   # rows whose exch_ts came after the bound allowed
+
+    @property
+    def horizon(self) -> int:
+        """Every row at or before this time is known on both timelines (the kernel may process up to it)."""
+        if self.last_local is None:
+            return int(np.iinfo(np.int64).min)
+        return self.last_local - self.max_latency - 1
+
+    def push(self, rows: np.ndarray) -> np.ndarray:
+        """Take received rows; return the rows to append to the engine now (LOCAL copies, released EXCH ones)."""
+        if len(rows) == 0:
+            return rows[:0]
+        local = rows.copy()
+        local["ev"] = (local["ev"] & ~TIMELINES) | np.uint64(LOCAL)
+        exch = rows.copy()
+        exch["ev"] = (exch["ev"] & ~TIMELINES) | np.uint64(EXCH)
+        late = exch["exch_ts"] < self.released_exch
+        if late.any():
+            self.late += int(late.sum())
+            exch["exch_ts"][late] = self.released_exch
+        pending = np.concatenate([self.pending, exch])
+        pending = pending[np.argsort(pending["exch_ts"], kind="stable")]
+        self.last_local = max(self.last_local or int(rows["local_ts"][0]), int(rows["local_ts"].max()))
+        cut = int(np.searchsorted(pending["exch_ts"], self.horizon + 1, side="right"))
+        return self._release(local, pending, cut)
+
+    def flush(self) -> np.ndarray:
+        """The stream ended: release every copy still held."""
+        return self._release(np.zeros(0, dtype=EVENT_DTYPE), self.pending, len(self.pending))
+
+    def _release(self, local: np.ndarray, pending: np.ndarray, cut: int) -> np.ndarray:
+        out, self.pending = pending[:cut], pending[cut:]
+        if cut:
+            self.released_exch = int(out["exch_ts"][-1])
+        return np.concatenate([local, out])
