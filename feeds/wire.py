@@ -68,6 +68,7 @@ class Heartbeat(Message, tag="heartbeat"):
     session: Session
     sent_ns: Nanos
     feed_ts: Nanos              # local_ts the replay has reached
+    final: bool = False         # the stream is over: ``seq`` is its last batch
 
 
 class SnapshotRequest(Message, tag="snapshot_request"):
@@ -91,6 +92,25 @@ class Snapshot(Message, tag="snapshot"):
     n: Count
     events: Records
     instrument: Instrument | None = None
+
+
+class ReplayRequest(Message, tag="replay_request"):
+    """Ask the snapshot service to resend batches ``from_seq`` onwards of ``session`` (a trader resuming)."""
+
+    topic: Topic
+    req_id: Seq
+    session: Session
+    from_seq: Seq
+
+
+class ReplayEnd(Message, tag="replay_end"):
+    """Closes a replay: the batches up to ``seq`` were resent before it (``ok``), or they are gone (not ``ok``)."""
+
+    topic: Topic
+    req_id: Seq
+    session: Session
+    seq: Seq
+    ok: bool
 
 
 class OrderRequest(Message, tag="order"):
@@ -127,7 +147,8 @@ class ExecutionReport(Message, tag="execution"):
     local_ts: Nanos = 0
 
 
-AnyMessage = Union[EventBatch, Heartbeat, SnapshotRequest, Snapshot, OrderRequest, ExecutionReport]
+AnyMessage = Union[EventBatch, Heartbeat, SnapshotRequest, Snapshot, ReplayRequest, ReplayEnd, OrderRequest,
+                   ExecutionReport]
 
 
 class _Version(msgspec.Struct):

@@ -71,8 +71,9 @@ class MetricsConfig(Table):
     episode_s: Positive = 1800.0
 
 
-class BacktestConfig(Table):
-    data: DataConfig
+class VenueConfig(Table, kw_only=True):
+    """What a strategy runs with on any venue: itself, the instrument, and the simulated exchange's models."""
+
     strategy: StrategyConfig
     instrument: InstrumentOverrides = InstrumentOverrides()
     queue: QueueConfig = QueueConfig()
@@ -81,22 +82,44 @@ class BacktestConfig(Table):
     metrics: MetricsConfig = MetricsConfig()
 
 
-def load(path: str) -> BacktestConfig:
+class BacktestConfig(VenueConfig, kw_only=True):
+    """``cmm backtest``: a venue replayed from tick files."""
+
+    data: DataConfig
+
+
+class PaperFeedConfig(Table):
+    """``[paper]``: how paper trading takes its feed (``cmm paper --feed ADDR``)."""
+
+    topic: str | None = None               # the instrument's topic; None: the only one the feed carries
+    stale_after_s: Positive = 2.0          # no message for this long: the feed is stale, quotes are pulled
+    max_feed_latency_ns: NonNegativeInt = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
+    status_every_s: Positive = 1.0         # the live status line's period
+
+
+class PaperConfig(VenueConfig, kw_only=True):
+    """``cmm paper``: the same venue over a live ZeroMQ feed."""
+
+    paper: PaperFeedConfig = PaperFeedConfig()
+
+
+def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
     """Parse and check a config file; every problem is a ConfigError naming the key."""
-    cfg = tomlconfig.load(path, BacktestConfig)
-    files = [tomlconfig.resolve(path, f) for f in cfg.data.files]
+    cfg = tomlconfig.load(path, type_)
     latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)
-    return msgspec.structs.replace(
-        cfg, data=msgspec.structs.replace(cfg.data, files=files),
-        latency=msgspec.structs.replace(cfg.latency, file=latency_file))
+    cfg = msgspec.structs.replace(cfg, latency=msgspec.structs.replace(cfg.latency, file=latency_file))
+    if isinstance(cfg, BacktestConfig):
+        files = [tomlconfig.resolve(path, f) for f in cfg.data.files]
+        cfg = msgspec.structs.replace(cfg, data=msgspec.structs.replace(cfg.data, files=files))
+    return cfg
 
 
-def strategy_params(cfg: BacktestConfig, params_type: type[msgspec.Struct], path: str) -> msgspec.Struct:
+def strategy_params(cfg: VenueConfig, params_type: type[msgspec.Struct], path: str) -> msgspec.Struct:
     """The ``[strategy.params]`` table checked against the strategy's own Params Struct."""
     return tomlconfig.convert(cfg.strategy.params, params_type, path, "strategy.params")
 
 
-def engine_config(cfg: BacktestConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
+def engine_config(cfg: VenueConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
     latencies = {k: v for k, v in msgspec.structs.asdict(cfg.latency).items() if k != "file"}
     return EngineConfig(
         tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,

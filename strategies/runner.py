@@ -27,7 +27,7 @@ from feeds.tomlconfig import resolve
 
 from . import backtest
 from .api import MeasuresDecisionLatency
-from .config import BacktestConfig, ConfigError, engine_config, strategy_params
+from .config import BacktestConfig, ConfigError, VenueConfig, engine_config, strategy_params
 from .registry import STRATEGIES
 
 
@@ -67,14 +67,7 @@ def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray
     else:
         conv = feeds.read(files, fmt, feeds.ReadOptions(progress=progress))
         events, instrument = conv.events, conv.instrument
-    over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
-    if instrument is None:
-        if "tick_size" not in over:
-            raise ConfigError("the data names no instrument: give [instrument] tick_size (and lot_size)",
-                              field="instrument.tick_size")
-        instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
-                                lot_size=over.pop("lot_size", 1.0))
-    return events, msgspec.structs.replace(instrument, **over)
+    return events, instrument_for(cfg, instrument)
 
 
 LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
@@ -123,30 +116,67 @@ def decision_latency(strategy) -> LatencyStats | None:
     return LatencyStats(p50=float(p50), p99=float(p99))
 
 
-def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
+def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrument:
+    """The data's instrument with the config's ``[instrument]`` overrides; the config alone if the data has none."""
+    over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
+    if instrument is None:
+        if "tick_size" not in over:
+            raise ConfigError("the data names no instrument: give [instrument] tick_size (and lot_size)",
+                              field="instrument.tick_size")
+        instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
+                                lot_size=over.pop("lot_size", 1.0))
+    return msgspec.structs.replace(instrument, **over)
+
+
+def strategy_entry(cfg: VenueConfig, config_path: str):
+    """The config's strategy: its registry entry and its checked Params (paths made relative to the config)."""
     entry = STRATEGIES.get(cfg.strategy.name)
     if entry is None:
         raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
                           path=config_path, field="strategy.name")
-    params = resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
+    return entry, resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
+
+
+def compute_ns_for(cfg: VenueConfig, entry) -> int | None:
+    """The decision time to charge: the config's, else the strategy's own default; None means measured."""
+    s = cfg.strategy
+    return entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" else s.compute_ns
+
+
+def build_strategy(cfg: VenueConfig, config_path: str):
+    """The config's Python strategy, ready to run on any venue."""
+    entry, params = strategy_entry(cfg, config_path)
+    return entry.python(params, wake=cfg.strategy.wake, compute_ns=compute_ns_for(cfg, entry))
+
+
+def sim_config(cfg: VenueConfig, instrument: Instrument):
+    """The engine's config and the recorded latency table, if any."""
+    return (engine_config(cfg, instrument.tick_size, instrument.lot_size, instrument.contract_multiplier),
+            _latency_table(cfg.latency.file))
+
+
+def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None, **extra) -> Summary:
+    """The run's summary with the strategy's own decision latency; ``type_`` (a RunSummary) adds a venue's fields."""
+    return (type_ or RunSummary)(
+        **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
+        decision_latency_us=decision_latency(strategy) if strategy is not None else None, **extra)
+
+
+def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
+    entry, params = strategy_entry(cfg, config_path)
     events, instrument = load_events(cfg, progress)
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
-        sim = make_sim(events, engine_config(cfg, instrument.tick_size, instrument.lot_size,
-                                             instrument.contract_multiplier),
-                       _latency_table(cfg.latency.file))
+        sim = make_sim(events, *sim_config(cfg, instrument))
     except EngineConfigError as e:
         raise ConfigError(str(e), path=config_path) from None
     s = cfg.strategy
-    # None: measure it. Unset in the config: the strategy's own default.
-    compute_ns = entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" \
-        else s.compute_ns
-    latency = decisions = None
+    compute_ns = compute_ns_for(cfg, entry)
+    strategy = decisions = None
     if s.mode == "python":
         strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
         result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
-        latency = decision_latency(strategy)
         if hasattr(strategy, "decision_record"):
             decisions = strategy.decision_record()
     else:
@@ -162,9 +192,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
         kernel.set_compute_ns(sim, compute_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
-    summary = RunSummary(**msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-                         decision_latency_us=latency)
-    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events), decisions=decisions)
+    return Backtest(result=result, summary=summary_of(cfg, result, strategy), instrument=instrument,
+                    events=len(events), decisions=decisions)
 
 
 def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Backtest:

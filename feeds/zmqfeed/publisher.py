@@ -9,6 +9,13 @@ snapshot, and applies only the batches numbered after it.
 A topic that has sent nothing for ``heartbeat_s`` gets a heartbeat carrying
 its last seq and the publisher's session id, so subscribers notice a dead
 feed, a lost last batch, or a restarted publisher even when the market is quiet.
+Once a topic's replay is over (:meth:`Publisher.end`) its heartbeats say so
+(``final``), so a consumer knows it has the whole stream.
+
+The snapshot service also resends recent batches (the last ``history_events``
+events of each topic) on a :class:`~feeds.wire.ReplayRequest`: a trader that
+crashed resumes from the batch after the last one it journaled instead of
+from a snapshot, and so sees exactly the stream an uninterrupted run saw.
 
 :func:`replay` drives a publisher from event files on their local timeline.
 """
@@ -18,6 +25,7 @@ import math
 import os
 import secrets
 import time
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -27,13 +35,14 @@ import zmq
 from feeds.events import LOCAL
 from feeds.instrument import Instrument
 from feeds.store import iter_chunks, load_header
-from feeds.wire import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, encode,
-                        pack)
+from feeds.wire import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
+                        SnapshotRequest, encode, pack)
 
 from .book import L2Book
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 10_000   # batches queued per subscriber before ZeroMQ drops (the subscriber sees a gap)
+DEFAULT_HISTORY_EVENTS = 1 << 22   # events kept per topic for resends (256 MiB of records at most)
 
 
 def snapshot_address(addr: str) -> str:
@@ -50,6 +59,8 @@ class PublisherStats(msgspec.Struct):
     drill_dropped: int = 0        # batches numbered but not sent, on purpose (fault drill)
     heartbeats: int = 0
     snapshots_served: int = 0
+    replays_served: int = 0       # resend requests answered with every batch asked for
+    replays_refused: int = 0      # ... that asked for batches no longer (or never) kept
     subscriptions: int = 0        # live subscriptions (a subscriber per topic)
 
 
@@ -60,6 +71,15 @@ class _Stream:
         self.feed_ts = 0
         self.book = L2Book()
         self.last_send = time.monotonic()
+        self.final = False
+        self.history: deque[tuple[int, int, bytes]] = deque()   # (seq, events, encoded batch), oldest first
+        self.history_events = 0
+
+    def keep(self, seq: int, n: int, payload: bytes, limit: int) -> None:
+        self.history.append((seq, n, payload))
+        self.history_events += n
+        while self.history_events > limit and len(self.history) > 1:
+            self.history_events -= self.history.popleft()[1]
 
 
 class Publisher:
@@ -71,9 +91,11 @@ class Publisher:
     """
 
     def __init__(self, bind: str = DEFAULT_BIND, snapshot_bind: str | None = None, *,
-                 heartbeat_s: float = 0.25, sndhwm: int = DEFAULT_SNDHWM):
+                 heartbeat_s: float = 0.25, sndhwm: int = DEFAULT_SNDHWM,
+                 history_events: int = DEFAULT_HISTORY_EVENTS):
         self.session = secrets.randbits(63) + 1
         self.heartbeat_s = heartbeat_s
+        self.history_events = history_events
         self.stats = PublisherStats()
         self.decoder = Decoder()
         self._streams: dict[str, _Stream] = {}
@@ -129,14 +151,22 @@ class Publisher:
         stream.feed_ts = int(events["local_ts"][-1])
         self.stats.batches += 1
         self.stats.events += len(events)
+        batch = EventBatch(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
+                           n=len(events), events=pack(events))
+        payload = encode(batch)
+        stream.keep(stream.seq, len(events), payload, self.history_events)
         if drop:
             self.stats.drill_dropped += 1
             return stream.seq
-        batch = EventBatch(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
-                           n=len(events), events=pack(events))
-        self._pub.send_multipart([topic.encode(), encode(batch)], copy=False)
+        self._pub.send_multipart([topic.encode(), payload], copy=False)
         stream.last_send = time.monotonic()
         return stream.seq
+
+    def end(self, topic: str) -> None:
+        """The topic's stream is complete: say so now, and in every heartbeat from here on."""
+        stream = self._streams[topic]
+        stream.final = True
+        self._heartbeat(topic, stream)
 
     def service(self, timeout_s: float = 0.0) -> None:
         """Answer requests and send heartbeats for up to ``timeout_s`` (at least one pass)."""
@@ -162,11 +192,14 @@ class Publisher:
         now = time.monotonic()
         for topic, stream in self._streams.items():
             if now - stream.last_send >= self.heartbeat_s:
-                hb = Heartbeat(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
-                               feed_ts=stream.feed_ts)
-                self._pub.send_multipart([topic.encode(), encode(hb)])
-                stream.last_send = now
-                self.stats.heartbeats += 1
+                self._heartbeat(topic, stream)
+
+    def _heartbeat(self, topic: str, stream: _Stream) -> None:
+        hb = Heartbeat(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
+                       feed_ts=stream.feed_ts, final=stream.final)
+        self._pub.send_multipart([topic.encode(), encode(hb)])
+        stream.last_send = time.monotonic()
+        self.stats.heartbeats += 1
 
     def _answer_requests(self) -> None:
         while True:
@@ -181,6 +214,9 @@ class Publisher:
             req = self.decoder.decode(payload)
             if req is None:
                 continue
+            if isinstance(req, ReplayRequest):
+                self._resend(identity, req)
+                continue
             if not isinstance(req, SnapshotRequest):
                 self.decoder.drop("malformed", f"{type(req).__name__} sent to the snapshot service")
                 continue
@@ -194,6 +230,27 @@ class Publisher:
                 self.stats.snapshots_served += 1
             except zmq.Again:
                 pass   # the requester's queue is full or it is gone: it will ask again
+
+    def _resend(self, identity: bytes, req: ReplayRequest) -> None:
+        """Every kept batch from ``req.from_seq`` on, then a ReplayEnd; a refusal if any of them is gone."""
+        stream = self._streams.get(req.topic)
+        kept = stream.history if stream is not None else ()
+        first = kept[0][0] if kept else None
+        ok = (stream is not None and req.session == self.session
+              and (req.from_seq > stream.seq or (first is not None and first <= req.from_seq)))
+        frames = [payload for seq, _, payload in kept if seq >= req.from_seq] if ok else []
+        end = ReplayEnd(topic=req.topic, req_id=req.req_id, session=self.session,
+                        seq=stream.seq if stream is not None else 0, ok=ok)
+        try:
+            for payload in frames:
+                self._router.send_multipart([identity, payload], zmq.NOBLOCK)
+            self._router.send_multipart([identity, encode(end)], zmq.NOBLOCK)
+        except zmq.Again:
+            return   # the requester's queue is full or it is gone: it will ask again
+        if ok:
+            self.stats.replays_served += 1
+        else:
+            self.stats.replays_refused += 1
 
     def _count_subscriptions(self) -> None:
         while True:
@@ -233,6 +290,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
     milliseconds: ZeroMQ's poll resolution) when nothing is due, so an event
     waits about that long at most for its companions.
     ``drop_every`` > 0 numbers but does not send every n-th batch (a fault drill).
+    Each topic is ended (:meth:`Publisher.end`) once every file is replayed.
     """
     topics = []
     for path in paths:
@@ -261,3 +319,5 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
                 pub.publish(topic, local[i:j], drop=drop)
                 pub.service(0.0)
                 i = j
+    for topic in dict.fromkeys(topics):
+        pub.end(topic)

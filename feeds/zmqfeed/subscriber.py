@@ -7,7 +7,14 @@ Batches are handed on only in order, with none missing:
   late joiner), ask for a snapshot and buffer batches until it comes;
 - a seq jump, or a heartbeat naming a seq we never saw: a gap. It is counted
   (with the number of batches lost) and the stream resyncs from a snapshot;
-- a new session id: the publisher restarted; resync the same way.
+- a new session id: the publisher restarted; resync the same way;
+- resuming (``resume``: a topic's session and last applied seq, from a
+  journal): ask the publisher to resend the batches after it. If it still
+  has them the stream goes on exactly where it stopped; if not (they aged
+  out, or the publisher restarted), that is a gap and a snapshot resync.
+
+A heartbeat marked ``final`` whose seq we have applied ends the topic
+(``on_end(topic)``): the consumer has the whole stream.
 
 A resync follows the Clone pattern: the SUB socket stays subscribed, batches
 arriving meanwhile are buffered, the snapshot replaces the book, and buffered
@@ -30,8 +37,8 @@ from typing import Callable
 import msgspec
 import zmq
 
-from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, encode,
-                        pack, unpack)
+from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
+                        SnapshotRequest, encode, pack, unpack)
 
 from .book import L2Book
 from .publisher import snapshot_address
@@ -55,6 +62,8 @@ class SubscriberStats(msgspec.Struct):
     stale_periods: int = 0
     duplicates: int = 0         # batches at or below the applied seq, ignored
     snapshot_requests: int = 0
+    resumes: int = 0            # topics resumed from a journal by resent batches
+    resent_batches: int = 0     # batches the publisher resent for those
     last_lag_ns: int = 0        # receive time - publisher send time, of the last batch
 
 
@@ -75,6 +84,9 @@ class _Stream:
         self.req_id: int | None = None
         self.req_sent = 0.0
         self.book = L2Book() if keep_book else None
+        self.resuming = False            # waiting for resent batches after ``seq`` (see Subscriber's resume)
+        self.resumed_after = 0
+        self.ended = False
 
 
 class Subscriber:
@@ -85,15 +97,19 @@ class Subscriber:
     ``on_snapshot(topic, snapshot, events)`` when a topic is (re)synced: the
     consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
     feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
-    staleness, one line each.
+    staleness, one line each; ``on_end(topic)`` when a topic's stream is complete.
+    ``resume`` maps a topic to ``(session, seq)``: continue after that batch
+    (the consumer's book is as it was then), from resent batches if possible.
     """
 
     def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
                  stale_after: float = 2.0, snapshot_timeout: float = 1.0, rcvhwm: int = DEFAULT_RCVHWM,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True,
                  on_events: Callable | None = None, on_snapshot: Callable | None = None,
-                 on_stale: Callable | None = None, on_notice: Callable | None = None):
+                 on_stale: Callable | None = None, on_notice: Callable | None = None,
+                 on_end: Callable | None = None, resume: dict[str, tuple[int, int]] | None = None):
         self.topics = set(topics) if topics else None
+        self.on_end = on_end
         self.stale_after = stale_after
         self.snapshot_timeout = snapshot_timeout
         self.keep_book = keep_book
@@ -105,6 +121,10 @@ class Subscriber:
         self.streams: dict[str, _Stream] = {}
         self._last_msg = time.monotonic()
         self._next_req = 1
+        for topic, (session, seq) in (resume or {}).items():
+            stream = self.streams[topic] = _Stream(keep_book)
+            stream.session, stream.seq, stream.resuming = session, seq, True
+            stream.resumed_after = seq
         self._ctx = zmq.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._dealer = self._ctx.socket(zmq.DEALER)
@@ -201,6 +221,10 @@ class Subscriber:
             self._on_heartbeat(msg.topic, stream, msg)
 
     def _on_batch(self, topic: str, stream: _Stream, batch: EventBatch) -> None:
+        if stream.resuming:
+            stream.pending.append(batch)
+            self._ask_resend(topic, stream)
+            return
         if stream.synced and batch.session != stream.session:
             self._restarted(topic, stream, batch.session)
         if not stream.synced:
@@ -219,12 +243,56 @@ class Subscriber:
             stream.pending.append(batch)
 
     def _on_heartbeat(self, topic: str, stream: _Stream, hb: Heartbeat) -> None:
-        if not stream.synced:
+        if stream.resuming:
+            self._ask_resend(topic, stream)
+        elif not stream.synced:
             self._request(topic, stream)
         elif hb.session != stream.session:
             self._restarted(topic, stream, hb.session)
         elif hb.seq > stream.seq:
             self._gap(topic, stream, hb.seq - stream.seq)
+        elif hb.final and not stream.ended:
+            stream.ended = True
+            self._notice(f"{topic}: end of stream at seq {stream.seq}")
+            if self.on_end:
+                self.on_end(topic)
+
+    def _ask_resend(self, topic: str, stream: _Stream) -> None:
+        """Ask for the batches after the resumed seq, unless an answer is still awaited."""
+        if stream.req_id is not None:
+            return
+        stream.req_id = self._next_req
+        self._next_req += 1
+        stream.req_sent = time.monotonic()
+        try:
+            self._dealer.send(encode(ReplayRequest(topic=topic, req_id=stream.req_id, session=stream.session,
+                                                   from_seq=stream.seq + 1)), zmq.NOBLOCK)
+        except zmq.Again:
+            pass   # no publisher connected yet: asked again after snapshot_timeout
+
+    def _on_resent(self, stream: _Stream, msg: EventBatch | ReplayEnd) -> None:
+        """A resent batch (applied in order) or the end of the resend (then the live batches held meanwhile)."""
+        topic = msg.topic
+        if isinstance(msg, EventBatch):
+            if msg.session == stream.session and msg.seq == stream.seq + 1:
+                self.stats.resent_batches += 1
+                self._apply(topic, stream, msg)
+            return
+        stream.resuming, stream.req_id = False, None
+        if not msg.ok:
+            self._notice(f"{topic}: the publisher no longer has the batches after seq {stream.seq}; "
+                         f"resyncing from a snapshot")
+            self.stats.gaps += 1
+            self._resync(topic, stream)
+            return
+        stream.synced = True
+        self.stats.resumes += 1
+        self._notice(f"{topic}: resumed after seq {stream.resumed_after} "
+                     f"from {stream.seq - stream.resumed_after} resent batches")
+        pending = sorted(stream.pending, key=lambda b: b.seq)
+        stream.pending.clear()
+        for batch in pending:
+            self._on_batch(topic, stream, batch)
 
     def _on_snapshot_reply(self, frames: list[bytes]) -> None:
         if len(frames) != 1:
@@ -232,6 +300,12 @@ class Subscriber:
             return
         snap = self.decoder.decode(frames[0])
         if snap is None:
+            return
+        if isinstance(snap, (EventBatch, ReplayEnd)):
+            stream = self.streams.get(snap.topic)
+            if stream is not None and stream.resuming and (isinstance(snap, EventBatch) or
+                                                             snap.req_id == stream.req_id):
+                self._on_resent(stream, snap)
             return
         if not isinstance(snap, Snapshot):
             self.decoder.drop("malformed", f"{type(snap).__name__} on the snapshot socket")
@@ -323,7 +397,10 @@ class Subscriber:
         for topic, stream in self.streams.items():
             if stream.req_id is not None and now - stream.req_sent > self.snapshot_timeout:
                 stream.req_id = None
-                self._request(topic, stream)
+                if stream.resuming:
+                    self._ask_resend(topic, stream)
+                else:
+                    self._request(topic, stream)
 
     def _next_timer(self, now: float) -> float:
         """Seconds until a timer may fire."""
