@@ -38,7 +38,7 @@ from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I
                     I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
                     I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
                     O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
-                    Q_FRONT, Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
+                    Q_FRONT, Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
 
@@ -518,6 +518,8 @@ def _push_request(S, slot, ts, kind, tick, qty):
         raise RuntimeError("request ring full: raise EngineConfig.ring_size")
     S.rq_i[r, RQ_TS] = ts
     S.rq_i[r, RQ_SLOT] = slot
+    S.rq_i[r, RQ_ID] = S.oi[slot, O_ID]
+    S.rq_i[r, RQ_SIDE] = S.oi[slot, O_SIDE]
     S.rq_i[r, RQ_KIND] = kind
     S.rq_i[r, RQ_TICK] = tick
     S.rq_f[r] = qty

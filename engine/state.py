@@ -121,7 +121,7 @@ Q_LEXEC = 7
 Q_NCOLS = 8
 
 # ---- rings ----
-RQ_TS, RQ_SLOT, RQ_KIND, RQ_TICK = 0, 1, 2, 3
+RQ_TS, RQ_SLOT, RQ_KIND, RQ_TICK, RQ_ID, RQ_SIDE = range(6)   # RQ_ID, RQ_SIDE: for journals (the slot may be reused)
 RS_TS, RS_SLOT, RS_KIND, RS_STATUS, RS_REASON, RS_EXEC_TICK, RS_MAKER, RS_XTS, RS_TICK = range(9)
 RSF_EXEC_QTY, RSF_LEAVES, RSF_FEE, RSF_QTY = 0, 1, 2, 3
 
@@ -370,7 +370,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         of=np.zeros((cfg.max_orders, Q_NCOLS), dtype=np.float64),
         xact=np.zeros(cfg.max_orders, dtype=np.int64),
         nbuy_at=np.zeros(width, dtype=np.int32), nsell_at=np.zeros(width, dtype=np.int32),
-        rq_i=np.zeros((r, 4), dtype=np.int64), rq_f=np.zeros(r, dtype=np.float64),
+        rq_i=np.zeros((r, 6), dtype=np.int64), rq_f=np.zeros(r, dtype=np.float64),
         rs_i=np.zeros((r, 9), dtype=np.int64), rs_f=np.zeros((r, 4), dtype=np.float64),
         fl_i=np.zeros((cfg.max_fills, 6), dtype=np.int64), fl_f=np.zeros((cfg.max_fills, 3)),
         ol_i=np.zeros((n_ord, 9), dtype=np.int64), ol_f=np.zeros((n_ord, 2)),

@@ -10,6 +10,7 @@ own work.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
@@ -245,6 +246,8 @@ class Session:
         self.wakeups = 0
         self.ended = False
         self.on_wake = None         # called after each wake-up (a progress bar, a status line)
+        self.charges: list[int] | None = None       # measured decision times, appended as charged (a journal)
+        self.replay_charges: deque[int] | None = None   # decision times to charge instead of measuring (resume)
         self._prev = 0
 
     @property
@@ -267,7 +270,10 @@ class Session:
         t0 = time.perf_counter_ns()
         callbacks()
         if self.measured:
-            kernel.charge_compute(self.sim, mark, time.perf_counter_ns() - t0)
+            ns = self.replay_charges.popleft() if self.replay_charges else time.perf_counter_ns() - t0
+            if self.charges is not None:
+                self.charges.append(ns)
+            kernel.charge_compute(self.sim, mark, ns)
 
     def run(self, horizon: int = int(kernel.END) - 1) -> bool:
         """Wake the strategy as due up to ``horizon``; False once the data has ended."""
