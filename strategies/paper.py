@@ -26,7 +26,7 @@ from feeds.instrument import Instrument
 from feeds.wire import unpack
 
 from .backtest import Session
-from .config import PaperConfig
+from .config import ConfigError, PaperConfig
 from .journal import JournalError, JournalFill, JournalOrder, Step
 from .runner import build_strategy, sim_config
 
@@ -38,6 +38,9 @@ class PaperTrader:
     """One strategy on one instrument's feed, advanced a step at a time."""
 
     def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument):
+        if cfg.queue.model == "l3":
+            raise ConfigError("queue model 'l3' needs the whole file's orders up front: use an L2 model live",
+                              path=config_path, field="queue.model")
         self.cfg = cfg
         self.instrument = instrument
         self.strategy = build_strategy(cfg, config_path)
@@ -52,6 +55,7 @@ class PaperTrader:
         self.seq = 0                          # the feed position of the last step
         self.feed_session = 0
         self.quotes_pulled = 0
+        self.rewound = 0                      # rows dropped for lying before the engine's clock
 
     # ---- steps
     def step(self, step: Step, charges: list[int] | None = None) -> Step:
@@ -60,7 +64,7 @@ class PaperTrader:
             raise JournalError(f"a {step.kind} step after the end of the stream")
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
-            self._take(self.ordering.push(unpack(step.events)))
+            self._take(self.ordering.push(self._in_time(unpack(step.events), step.kind == "snapshot")))
         elif step.kind == "end":
             self._take(self.ordering.flush())
             if self.live is None:                  # a feed with no price at all: an empty book to report on
@@ -84,6 +88,22 @@ class PaperTrader:
             if getattr(again, what) != getattr(step, what):
                 raise JournalError(f"replaying the journal diverged at seq {step.seq} ({what} differ): "
                                    f"was the config, the data or the code changed?")
+
+    def _in_time(self, rows: np.ndarray, restamp: bool) -> np.ndarray:
+        """Rows that do not go back in time. The feed's clock only goes back when a replaying publisher
+        restarts: its batches before our clock are dropped (and counted); a snapshot is the book *now*,
+        so its rows are stamped with our clock instead."""
+        last = self.ordering.last_local
+        if last is None or len(rows) == 0 or rows["local_ts"][0] >= last:
+            return rows
+        if restamp:
+            rows = rows.copy()
+            rows["local_ts"] = np.maximum(rows["local_ts"], last)
+            rows["exch_ts"] = np.maximum(rows["exch_ts"], last - self.options.max_feed_latency_ns)
+            return rows
+        keep = rows["local_ts"] >= last
+        self.rewound += int(len(rows) - keep.sum())
+        return rows[keep]
 
     def _take(self, rows: np.ndarray) -> None:
         if self.live is None:

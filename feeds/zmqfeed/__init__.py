@@ -5,7 +5,7 @@ snapshots (ROUTER/DEALER) on ``PORT + 1``.
 """
 from .book import L2Book
 from .publisher import DEFAULT_BIND, Publisher, PublisherStats, replay, snapshot_address, wait_for_subscribers
-from .subscriber import Subscriber, SubscriberStats
+from .subscriber import Subscriber, SubscriberStats, request_snapshot
 
 __all__ = ["DEFAULT_BIND", "L2Book", "Publisher", "PublisherStats", "Subscriber", "SubscriberStats", "replay",
-           "snapshot_address", "wait_for_subscribers"]
+           "request_snapshot", "snapshot_address", "wait_for_subscribers"]

@@ -412,3 +412,31 @@ class Subscriber:
         log.info(text)
         if self.on_notice:
             self.on_notice(text)
+
+
+def request_snapshot(snapshot_addr: str, topic: str, timeout_s: float = 2.0) -> Snapshot | None:
+    """One snapshot of ``topic`` from the snapshot service, or None if none came within ``timeout_s``.
+
+    A trader asks this once at start for the instrument's definition (the
+    snapshot carries it). It opens no SUB socket, so it counts as no
+    subscription for a publisher waiting for its subscribers.
+    """
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    decoder = Decoder()
+    try:
+        sock.connect(snapshot_addr)
+        sock.send(encode(SnapshotRequest(topic=topic, req_id=1)))
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            if not sock.poll(max(1, int(left * 1000))):
+                break
+            frames = sock.recv_multipart()
+            msg = decoder.decode(frames[0]) if len(frames) == 1 else None
+            if isinstance(msg, Snapshot) and msg.topic == topic and msg.req_id == 1:
+                return msg
+        return None
+    finally:
+        sock.close(0)
+        ctx.term()

@@ -1,0 +1,284 @@
+"""``cmm paper``: a strategy on a live ZeroMQ feed, journaled, with a status line and a results directory.
+
+The loop owns the sockets and the clock; :class:`~strategies.paper.PaperTrader`
+owns the trading. Each feed event the subscriber reports (a batch in order, a
+snapshot resync, a stale feed, the end of the stream) becomes a journal
+:class:`~strategies.journal.Step`, is handed to the trader, and is appended
+to the journal with its outcome; the journal is fsynced once per poll.
+
+It stops at the end of the stream, after ``--duration`` seconds, or on Ctrl-C
+(or SIGTERM), and then writes the same results directory a backtest writes,
+plus the feed's statistics in ``metrics.json``. ``--resume`` re-runs the
+journal's steps (checking every outcome) and continues after the last one,
+with the publisher resending what was missed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import time
+
+import msgspec
+import numpy as np
+
+from engine.output import write_results
+from feeds.atomic import atomic_write
+from feeds.errors import DataError
+from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
+
+from . import journal as jr
+from .config import ConfigError, PaperConfig, load
+from .paper import PaperTrader
+from .runner import DECISIONS, RunSummary, instrument_for, summary_of
+
+
+class FeedStats(msgspec.Struct, frozen=True):
+    """What the feed did during the run (``metrics.json`` ``feed``)."""
+
+    events: int
+    batches: int
+    gaps: int                   # sequence gaps seen (each resynced from a snapshot)
+    unexplained_gaps: int       # gaps whose resync had not completed when the run stopped
+    lost_batches: int
+    snapshots: int
+    restarts: int               # publisher restarts seen
+    stale_periods: int
+    quotes_pulled: int          # orders cancelled because the feed went stale
+    dropped_messages: int       # malformed, oversized or foreign messages, dropped unread
+    late_rows: int              # rows whose feed latency exceeded [paper] max_feed_latency_ns
+    rewound_rows: int           # rows before the engine's clock (a replaying publisher restarted), dropped
+    journaled_steps: int
+    replayed_steps: int         # steps re-run from the journal by --resume
+    resent_batches: int         # batches the publisher resent to this resumed run
+
+
+class PaperSummary(RunSummary, frozen=True, omit_defaults=True):
+    feed: FeedStats | None = None
+    stopped_by: str = ""        # "end of stream", "duration" or "interrupt"
+
+
+class Paper(msgspec.Struct):
+    summary: PaperSummary
+    topic: str
+    journal: str
+
+
+def journal_path(out_dir: str) -> str:
+    """Beside the results directory, which is replaced whole when the run ends."""
+    return os.path.abspath(out_dir).rstrip(os.sep) + ".journal"
+
+
+def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | None = None,
+              resume: bool = False, topic: str | None = None, snapshot_addr: str | None = None,
+              journal: str | None = None, status=None) -> Paper:
+    cfg = load(config_path, PaperConfig)
+    if cfg.strategy.mode != "python":
+        raise ConfigError("paper trading runs the strategy's Python class: set mode = \"python\"",
+                          path=config_path, field="strategy.mode")
+    with open(config_path, "rb") as f:
+        config_text = f.read()
+    digest = hashlib.sha256(config_text).hexdigest()
+    journal = journal or journal_path(out_dir)
+    snapshot_addr = snapshot_addr or snapshot_address(feed)
+    loop = _Loop(cfg, config_path, topic or cfg.paper.topic, status)
+    if resume:
+        loop.resume(journal, digest)
+    elif os.path.exists(journal):
+        raise ConfigError("a journal of an earlier run is there: resume it with --resume, or remove it",
+                          path=journal)
+    stopped_by = "end of stream"
+    if not (loop.trader is not None and loop.trader.ended):
+        stopped_by = loop.run(feed, snapshot_addr, journal, digest, duration)
+    result = loop.trader.close()
+    strategy = loop.trader.strategy
+    summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by)
+    title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
+    write_results(out_dir, result, summary, config_text, title)
+    if hasattr(strategy, "decision_record"):
+        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
+            np.savez(f, **strategy.decision_record())
+    if loop.journal is not None:
+        loop.journal.close()
+    return Paper(summary=summary, topic=loop.topic, journal=journal)
+
+
+class _Loop:
+    def __init__(self, cfg: PaperConfig, config_path: str, topic: str | None, status):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.topic = topic
+        self.status = status                 # a callable taking the status line, or None
+        self.trader: PaperTrader | None = None
+        self.journal: jr.Journal | None = None
+        self.queue: list[jr.Step] = []       # steps seen before the trader could start (no instrument yet)
+        self.sub: Subscriber | None = None
+        self.journaled = 0
+        self.replayed = 0
+
+    # ---- resuming
+    def resume(self, path: str, digest: str) -> None:
+        header, steps, good = jr.read(path)
+        if header.config_sha256 != digest:
+            raise ConfigError("the journal was written with another config: resume with the same file",
+                              path=path)
+        if self.topic is not None and self.topic != header.topic:
+            raise ConfigError(f"the journal is of topic {header.topic!r}, not {self.topic!r}", path=path)
+        self.topic = header.topic
+        self.trader = PaperTrader(self.cfg, self.config_path, header.instrument)
+        for step in steps:
+            self.trader.replay(step)
+        self.replayed = self.journaled = len(steps)
+        self.journal = jr.Journal(path, truncate_at=good)
+
+    # ---- the feed
+    def run(self, feed: str, snapshot_addr: str, journal: str, digest: str, duration: float | None) -> str:
+        resume = None
+        if self.trader is not None and self.trader.seq > 0:
+            resume = {self.topic: (self.trader.feed_session, self.trader.seq)}
+        stop = {"by": ""}
+
+        def interrupt(signum, frame):
+            stop["by"] = "interrupt"
+
+        # Ctrl-C and SIGTERM stop the loop between steps, never inside one.
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        start = last_status = time.monotonic()
+        events_at_status = 0
+        try:
+            self.sub = Subscriber(feed, [self.topic] if self.topic else None, snapshot_addr=snapshot_addr,
+                                  stale_after=self.cfg.paper.stale_after_s, keep_book=False,
+                                  on_events=self._on_events, on_snapshot=self._on_snapshot,
+                                  on_stale=self._on_stale, on_end=self._on_end, on_notice=self._notice,
+                                  resume=resume)
+        except Exception as e:   # zmq.ZMQError, ValueError: a malformed address
+            raise DataError(f"{feed}: {e}", field="--feed") from None
+        try:
+            while not stop["by"]:
+                self.sub.poll(0.05)
+                if self.trader is None and self.topic is not None:
+                    self._open(snapshot_addr, journal, digest)
+                self._drain()
+                now = time.monotonic()
+                if self.trader is not None and self.trader.ended:
+                    stop["by"] = "end of stream"
+                elif duration is not None and now - start >= duration:
+                    stop["by"] = "duration"
+                if self.status is not None and now - last_status >= self.cfg.paper.status_every_s:
+                    rate = (self.sub.stats.events - events_at_status) / (now - last_status)
+                    self.status(self.status_line(rate))
+                    last_status, events_at_status = now, self.sub.stats.events
+            self._drain()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.sub.close()
+        if self.trader is None:          # nothing ever came: the results of an empty run
+            self._open(snapshot_addr, journal, digest, required=False)
+        return stop["by"]
+
+    def _open(self, snapshot_addr: str, journal: str, digest: str, required: bool = True) -> None:
+        """Start the trader once the topic is known: its instrument comes from the snapshot service."""
+        if self.topic is None:
+            if not required and self.cfg.instrument.tick_size is not None:
+                self.topic = self.cfg.instrument.symbol or "?"
+            else:
+                raise ConfigError("the feed sent nothing to trade: no topic seen", field="--feed")
+        snap = request_snapshot(snapshot_addr, self.topic)
+        try:
+            instrument = instrument_for(self.cfg, snap.instrument if snap is not None else None)
+        except ConfigError:
+            if required and snap is None:
+                return                    # the snapshot service has not answered yet: ask again next poll
+            raise ConfigError(f"the feed gave no instrument for {self.topic!r}: set [instrument] tick_size",
+                              path=self.config_path, field="instrument.tick_size") from None
+        self.trader = PaperTrader(self.cfg, self.config_path, instrument)
+        os.makedirs(os.path.dirname(os.path.abspath(journal)), exist_ok=True)
+        header = jr.JournalHeader(version=jr.JOURNAL_VERSION, config_sha256=digest, topic=self.topic,
+                                  instrument=instrument, started_ns=time.time_ns())
+        self.journal = jr.Journal(journal, header)
+
+    def _drain(self) -> None:
+        if self.trader is None or not self.queue:
+            return
+        for step in self.queue:
+            if self.trader.ended:
+                break
+            self.journal.append(self.trader.step(step))
+            self.journaled += 1
+        self.queue.clear()
+        self.journal.sync()
+
+    # ---- subscriber callbacks: each becomes a step
+    def _mine(self, topic: str) -> bool:
+        if self.topic is None:
+            self.topic = topic           # the first topic the feed carries
+        return topic == self.topic
+
+    def _on_events(self, topic, events, batch) -> None:
+        if self._mine(topic):
+            self.queue.append(jr.Step(kind="batch", seq=batch.seq, session=batch.session, events=batch.events))
+
+    def _on_snapshot(self, topic, snap, events) -> None:
+        if self._mine(topic) and not (snap.seq == 0 and snap.req_id == 0):   # not the empty book at a start
+            self.queue.append(jr.Step(kind="snapshot", seq=snap.seq, session=snap.session, events=snap.events))
+
+    def _on_stale(self, stale: bool) -> None:
+        if stale and self.topic is not None:
+            seq, session = self._position()
+            self.queue.append(jr.Step(kind="stale", seq=seq, session=session))
+            self._notice("feed stale: pulling every quote")
+
+    def _on_end(self, topic) -> None:
+        if self._mine(topic):
+            seq, session = self._position()
+            self.queue.append(jr.Step(kind="end", seq=seq, session=session))
+
+    def _position(self) -> tuple[int, int]:
+        for step in reversed(self.queue):
+            return step.seq, step.session
+        return (self.trader.seq, self.trader.feed_session) if self.trader is not None else (0, 0)
+
+    def _notice(self, text: str) -> None:
+        if self.status is not None:
+            self.status(f"notice: {text}")
+
+    # ---- reporting
+    def status_line(self, rate: float) -> str:
+        s = self.sub.stats
+        lag = s.last_lag_ns / 1e6
+        if self.trader is None or self.trader.session is None:
+            return f"paper: waiting for {self.topic or 'a topic'}; {rate:,.0f} msg/s"
+        m = self.trader.session.ctx.metrics()
+        pos = self.trader.session.ctx.position
+        return (f"paper: PnL {m.epnl:,.2f}  pos {pos:,.6g}  MAP {m.map:,.2f}  RPT {m.rpt:,.4f}  fills {m.n_fills:,}"
+                f"  | {rate:,.0f} ev/s  lag {lag:,.1f} ms  gaps {s.gaps}  seq {self.trader.seq}")
+
+    def feed_stats(self) -> FeedStats:
+        s = self.sub.stats if self.sub is not None else None
+        unsynced = 0
+        if self.sub is not None and self.topic in self.sub.streams:
+            unsynced = int(not self.sub.streams[self.topic].synced and self.sub.streams[self.topic].recovering)
+        trader = self.trader
+        return FeedStats(
+            events=s.events if s else 0, batches=s.batches if s else 0, gaps=s.gaps if s else 0,
+            unexplained_gaps=unsynced, lost_batches=s.lost_batches if s else 0, snapshots=s.snapshots if s else 0,
+            restarts=s.restarts if s else 0, stale_periods=s.stale_periods if s else 0,
+            quotes_pulled=trader.quotes_pulled, dropped_messages=self.sub.dropped if self.sub else 0,
+            late_rows=trader.ordering.late, rewound_rows=trader.rewound, journaled_steps=self.journaled,
+            replayed_steps=self.replayed, resent_batches=s.resent_batches if s else 0)
+
+
+def format_paper(p: Paper) -> str:
+    f = p.summary.feed
+    return (f"feed: {f.events:,} events in {f.batches:,} batches on {p.topic}; {f.gaps} gaps "
+            f"({f.unexplained_gaps} unexplained, {f.lost_batches} batches lost); {f.snapshots} snapshots; "
+            f"{f.restarts} publisher restarts; {f.stale_periods} stale periods ({f.quotes_pulled} quotes pulled); "
+            f"{f.dropped_messages} messages dropped; {f.late_rows} late rows; {f.rewound_rows} rewound rows\n"
+            f"journal: {p.journal} ({f.journaled_steps:,} steps, {f.replayed_steps:,} replayed, "
+            f"{f.resent_batches:,} batches resent)\nstopped by {p.summary.stopped_by}")
+
+
+def print_status(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
