@@ -26,7 +26,7 @@ from feeds.instrument import Instrument
 from feeds.wire import unpack
 
 from .backtest import Session
-from .config import ConfigError, PaperConfig
+from .config import PaperConfig
 from .journal import JournalError, JournalFill, JournalOrder, Step
 from .runner import build_strategy, sim_config
 
@@ -38,9 +38,6 @@ class PaperTrader:
     """One strategy on one instrument's feed, advanced a step at a time."""
 
     def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument):
-        if cfg.queue.model == "l3":
-            raise ConfigError("queue model 'l3' needs the whole file's orders up front: use an L2 model live",
-                              path=config_path, field="queue.model")
         self.cfg = cfg
         self.instrument = instrument
         self.strategy = build_strategy(cfg, config_path)

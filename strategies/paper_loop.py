@@ -77,11 +77,17 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     if cfg.strategy.mode != "python":
         raise ConfigError("paper trading runs the strategy's Python class: set mode = \"python\"",
                           path=config_path, field="strategy.mode")
+    if cfg.queue.model == "l3":
+        raise ConfigError("queue model 'l3' needs the whole file's orders up front: use an L2 model live",
+                          path=config_path, field="queue.model")
     with open(config_path, "rb") as f:
         config_text = f.read()
     digest = hashlib.sha256(config_text).hexdigest()
     journal = journal or journal_path(out_dir)
-    snapshot_addr = snapshot_addr or snapshot_address(feed)
+    try:
+        snapshot_addr = snapshot_addr or snapshot_address(feed)
+    except ValueError as e:
+        raise DataError(str(e), field="--feed") from None
     loop = _Loop(cfg, config_path, topic or cfg.paper.topic, status)
     if resume:
         loop.resume(journal, digest)

@@ -174,13 +174,15 @@ class Subscriber:
         deadline = time.monotonic() + timeout_s
         while True:
             now = time.monotonic()
-            self._timers(now)
             wait = min(deadline - now, self._next_timer(now))
             ready = dict(self._poller.poll(max(0, int(wait * 1000))))
             if self._sub in ready:
                 self._drain(self._sub, self._on_feed)
             if self._dealer in ready:
                 self._drain(self._dealer, self._on_snapshot_reply)
+            # Timers only after reading what is queued: a consumer that was busy elsewhere finds its
+            # messages waiting, and a feed is stale only if nothing at all arrived.
+            self._timers(time.monotonic())
             if time.monotonic() >= deadline:
                 return
 

@@ -1,0 +1,208 @@
+"""``cmm paper`` on real sockets: the backtest's fills over a live feed, faults survived, SIGKILL resumed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feeds.events import LOCAL
+from feeds.store import load
+from feeds.zmqfeed import Publisher
+from strategies import journal as jr
+from tests.test_cli import REPO, assert_one_line_error, cmm
+from tests.test_zmq_feed import free_port_pair
+
+SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
+CONFIG = REPO / "configs" / "paper_fixed_spread.toml"
+CMM = [sys.executable, "-m", "cmm"]
+
+
+@pytest.fixture(scope="module")
+def goog(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("feed") / "goog.npz"
+    assert cmm("data", "convert", SAMPLE, "--out", out).returncode == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def backtest(tmp_path_factory) -> Path:
+    """The in-process backtest of the same strategy and models on the same data."""
+    out = tmp_path_factory.mktemp("bt") / "fixed_spread"
+    assert cmm("backtest", "--config", REPO / "configs" / "backtest_fixed_spread.toml", "--out", out,
+               "--no-progress").returncode == 0
+    return out
+
+
+def addr() -> str:
+    return f"tcp://127.0.0.1:{free_port_pair()}"
+
+
+def replay(npz: Path, feed: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*CMM, "feed", "replay", str(npz), "--bind", feed, "--wait-subscribers", "1", *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def paper(feed: str, out: Path, *extra, config: Path = CONFIG, wait: bool = True):
+    args = [*CMM, "paper", "--feed", feed, "--config", str(config), "--out", str(out), "--quiet", *map(str, extra)]
+    if not wait:
+        return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def engine_metrics(out: Path) -> dict:
+    m = metrics(out)
+    return {k: v for k, v in m.items() if k not in ("feed", "stopped_by")}
+
+
+def test_paper_trading_fills_exactly_as_the_backtest(goog, backtest, tmp_path):
+    feed = addr()
+    pub = replay(goog, feed, "--speed", "max")
+    try:
+        run = paper(feed, tmp_path / "paper", "--duration", 60)
+    finally:
+        stop(pub)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "paper"
+    for name in ("fills.csv", "orders.csv", "ticks.npz"):
+        assert (out / name).read_bytes() == (backtest / name).read_bytes(), name
+    assert engine_metrics(out) == engine_metrics(backtest)
+    m = metrics(out)
+    assert m["n_fills"] == 303 and m["stopped_by"] == "end of stream"
+    assert m["feed"]["events"] == 55_130 and m["feed"]["gaps"] == 0 and m["feed"]["unexplained_gaps"] == 0
+    assert "0 unexplained" in run.stdout
+    steps = jr.read(str(out) + ".journal")[1]
+    assert sum(len(s.fills) for s in steps) == 303 and steps[-1].kind == "end"
+
+
+def journal_steps(path: str) -> list[jr.Step]:
+    try:
+        return jr.read(path)[1]
+    except jr.JournalError:
+        return []
+
+
+def journal_fills(path: str) -> list[jr.JournalFill]:
+    return [f for s in journal_steps(path) for f in s.fills]
+
+
+def test_sigkill_then_resume_loses_and_repeats_no_fill(goog, backtest, tmp_path):
+    feed = addr()
+    out = tmp_path / "paper"
+    journal = str(out) + ".journal"
+    pub = replay(goog, feed, "--speed", "300")     # the 42-minute sample in about 8 s
+    try:
+        trader = paper(feed, out, wait=False)
+        deadline = time.monotonic() + 60
+        while len(journal_fills(journal)) < 40 and time.monotonic() < deadline and trader.poll() is None:
+            time.sleep(0.05)
+        assert trader.poll() is None, "the trader finished before it could be killed"
+        trader.send_signal(signal.SIGKILL)
+        trader.wait()
+        assert not (out / "fills.csv").exists()
+        before = len(journal_fills(journal))
+        assert 40 <= before < 303
+        resumed = paper(feed, out, "--resume", "--duration", 60)
+    finally:
+        stop(pub)
+    assert resumed.returncode == 0, resumed.stderr
+    fills = journal_fills(journal)
+    keys = [(f.order_id, f.exch_ts, f.local_ts, f.price, f.qty) for f in fills]
+    assert len(keys) == len(set(keys)) == 303                     # every fill once
+    assert (out / "fills.csv").read_bytes() == (backtest / "fills.csv").read_bytes()
+    steps = jr.read(journal)[1]
+    signed = np.array([f.side * f.qty for f in fills])
+    cash = -sum(f.side * f.price * f.qty + f.fee for f in fills)
+    assert steps[-1].position == pytest.approx(signed.sum()) == metrics(out)["final_position"]
+    assert steps[-1].cash == pytest.approx(cash)
+    feed_stats = metrics(out)["feed"]
+    assert feed_stats["replayed_steps"] > 0 and feed_stats["resent_batches"] > 0 and feed_stats["gaps"] == 0
+
+
+def test_a_stale_feed_pulls_every_quote_and_trading_resumes(goog, tmp_path):
+    config = tmp_path / "paper.toml"
+    config.write_text(CONFIG.read_text().replace("stale_after_s = 2.0", "stale_after_s = 0.5"))
+    feed = addr()
+    events = load(goog).events
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    out = tmp_path / "paper"
+    with Publisher(feed, heartbeat_s=0.1) as pub:
+        pub.add_topic("GOOG", load(goog).instrument)
+        trader = paper(feed, out, "--duration", 60, config=config, wait=False)
+        try:
+            deadline = time.monotonic() + 30
+            while pub.stats.subscriptions < 1 and time.monotonic() < deadline:
+                pub.service(0.01)
+            half = len(local) // 2
+            for i in range(0, half, 1024):
+                pub.publish("GOOG", local[i:min(i + 1024, half)])
+                pub.service(0.001)
+            journal = str(out) + ".journal"
+            while not any(s.orders for s in journal_steps(journal)) and time.monotonic() < deadline:
+                pub.service(0.01)              # until the trader is quoting
+            time.sleep(2.0)                    # no batch, no heartbeat: stale after 0.5 s
+            for i in range(half, len(local), 1024):
+                pub.publish("GOOG", local[i:i + 1024])
+                pub.service(0.001)
+            pub.end("GOOG")
+            deadline = time.monotonic() + 60
+            while trader.poll() is None and time.monotonic() < deadline:
+                pub.service(0.05)
+        finally:
+            if trader.poll() is None:
+                trader.kill()
+    assert trader.returncode == 0, trader.stderr.read()
+    m = metrics(out)
+    assert m["feed"]["stale_periods"] >= 1 and m["feed"]["quotes_pulled"] >= 1
+    stale = [s for s in jr.read(str(out) + ".journal")[1] if s.kind == "stale"]
+    assert stale and all(o.kind == "cancel" for o in stale[0].orders) and len(stale[0].orders) >= 1
+    assert m["n_fills"] > 0 and m["stopped_by"] == "end of stream"
+
+
+def test_dropped_batches_are_gaps_resynced_from_snapshots(goog, tmp_path):
+    feed = addr()
+    pub = replay(goog, feed, "--speed", "300", "--drop-every", "10")
+    try:
+        run = paper(feed, tmp_path / "paper", "--duration", 60)
+    finally:
+        stop(pub)
+    assert run.returncode == 0, run.stderr
+    f = metrics(tmp_path / "paper")["feed"]
+    assert f["gaps"] >= 3 and f["lost_batches"] >= f["gaps"] and f["unexplained_gaps"] == 0
+    assert f["snapshots"] >= f["gaps"]
+
+
+def test_bad_paper_input_gets_one_line(goog, tmp_path):
+    with_data = tmp_path / "with_data.toml"
+    with_data.write_text("[data]\nfiles = ['x.npz']\n" + CONFIG.read_text())
+    assert_one_line_error(paper("tcp://127.0.0.1:1", tmp_path / "a", config=with_data), "with_data.toml", "data")
+    l3 = tmp_path / "l3.toml"
+    l3.write_text(CONFIG.read_text().replace('model = "risk_averse"', 'model = "l3"'))
+    assert_one_line_error(paper(addr(), tmp_path / "b", "--duration", 1, config=l3), "queue.model", "l3")
+    kernel = tmp_path / "kernel.toml"
+    kernel.write_text(CONFIG.read_text().replace('mode = "python"', 'mode = "kernel"'))
+    assert_one_line_error(paper(addr(), tmp_path / "c", config=kernel), "strategy.mode")
+    assert_one_line_error(paper("notanaddr", tmp_path / "d", "--duration", 1), "--feed", "notanaddr")
+    assert_one_line_error(paper(addr(), tmp_path / "e", "--resume"), "e.journal")
+    (tmp_path / "f.journal").write_bytes(b"")
+    assert_one_line_error(paper(addr(), tmp_path / "f", "--duration", 1), "f.journal", "--resume")
+    assert_one_line_error(paper(addr(), tmp_path / "g", "--duration", 0.5), "--feed", "nothing")
