@@ -13,7 +13,7 @@ import sys
 
 from feeds.errors import DataError
 
-from . import backtest, compare, data, feed, train
+from . import backtest, compare, data, feed, keys, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.register(groups)
     train.register(groups)
     feed.register(groups)
+    keys.register(groups)
     compare.register(groups)
     return parser
 

@@ -35,6 +35,7 @@ from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, Snaps
 
 from .book import L2Book
 from .publisher import snapshot_address
+from .security import ClientKeys, secure_client
 
 log = logging.getLogger("feeds.zmqfeed")
 
@@ -85,12 +86,13 @@ class Subscriber:
     ``on_snapshot(topic, snapshot, events)`` when a topic is (re)synced: the
     consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
     feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
-    staleness, one line each.
+    staleness, one line each. With ``curve`` both sockets are CURVE clients of
+    the publisher whose public key it names.
     """
 
     def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
                  stale_after: float = 2.0, snapshot_timeout: float = 1.0, rcvhwm: int = DEFAULT_RCVHWM,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True, curve: ClientKeys | None = None,
                  on_events: Callable | None = None, on_snapshot: Callable | None = None,
                  on_stale: Callable | None = None, on_notice: Callable | None = None):
         self.topics = set(topics) if topics else None
@@ -113,6 +115,8 @@ class Subscriber:
                 sock.setsockopt(zmq.LINGER, 0)
                 # ZeroMQ drops (and disconnects) beyond this; the decoder counts what is between.
                 sock.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
+                if curve is not None:
+                    secure_client(sock, curve)
             self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
             self._dealer.setsockopt(zmq.IMMEDIATE, 1)   # no request queued for a publisher not there
             for topic in self.topics or [""]:
