@@ -185,7 +185,8 @@ def run_tail(args) -> int:
 def _tail_summary(sub: Subscriber, seconds: float) -> None:
     s = sub.stats
     dropped = ", ".join(f"{k} {v}" for k, v in sub.decoder.dropped.items() if v)
+    refused = f"; {s.handshake_failures} handshakes failed" if s.handshake_failures else ""
     print(f"tail: {s.events:,} events in {s.batches:,} batches in {seconds:.1f} s; "
           f"{s.snapshots} snapshots ({s.joins} joins, {s.recoveries} recoveries); "
           f"{s.gaps} gaps ({s.lost_batches} batches lost); {s.restarts} restarts; {s.stale_periods} stale periods; "
-          f"{sub.dropped} messages dropped{f' ({dropped})' if dropped else ''}", file=sys.stdout, flush=True)
+          f"{sub.dropped} messages dropped{f' ({dropped})' if dropped else ''}{refused}", file=sys.stdout, flush=True)

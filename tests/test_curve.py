@@ -81,36 +81,55 @@ def test_curve_replay_of_a_file_reaches_an_authorized_subscriber(keys, addr, tmp
         assert sub.stats.batches == 20 and same_book(pub, sub)
 
 
-def _watch(pub: Publisher, sub: Subscriber) -> None:
-    """Publish for QUIET_S while the subscriber listens."""
-    deadline = time.monotonic() + QUIET_S
+def _watch(pub: Publisher, sub: Subscriber, notices: list[str], needle: str) -> None:
+    """Publish for QUIET_S, and on until the subscriber notices ``needle`` (at most 5 s)."""
+    start = time.monotonic()
     k = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() - start < QUIET_S or not any(needle in n for n in notices):
+        assert time.monotonic() - start < 5.0, f"no notice {needle!r}: {notices}"
         k += 1
         pub.publish("X", depth(k))
         pub.service(0.01)
         sub.poll(0.01)
 
 
+def assert_got_nothing(pub: Publisher, sub: Subscriber) -> None:
+    assert (sub.stats.batches, sub.stats.snapshots, sub.streams) == (0, 0, {})
+    assert pub.stats.subscriptions == 0 and pub.stats.snapshots_served == 0
+    assert pub.curve.accepted == 0 and sub.stats.handshake_failures >= 1
+
+
 def test_unknown_client_key_is_refused_counted_and_logged(keys, addr, caplog):
     caplog.set_level(logging.WARNING, logger="feeds.zmqfeed.security")
-    mallory = keys.client("mallory")
+    mallory, notices = keys.client("mallory"), []
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
-            Subscriber(addr, ["X"], curve=mallory) as sub:
-        _watch(pub, sub)
-        assert (sub.stats.batches, sub.stats.snapshots, sub.streams) == (0, 0, {})
-        assert pub.stats.subscriptions == 0 and pub.stats.snapshots_served == 0
-        assert pub.curve.accepted == 0 and pub.curve.rejected >= 1
+            Subscriber(addr, ["X"], curve=mallory, on_notice=notices.append) as sub:
+        _watch(pub, sub, notices, "the server refused our CURVE key (ZAP status 400)")
+        assert_got_nothing(pub, sub)
+        assert pub.curve.rejected >= 1
     refusals = [r.getMessage() for r in caplog.records if "refused client key" in r.getMessage()]
     assert refusals == [f"CURVE: refused client key {mallory.public.decode()}: not among the authorized keys"]
 
 
 def test_plaintext_subscriber_gets_nothing_from_a_curve_publisher(keys, addr):
-    with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, Subscriber(addr, ["X"]) as sub:
-        _watch(pub, sub)
-        assert (sub.stats.batches, sub.stats.snapshots, sub.streams) == (0, 0, {})
-        assert pub.stats.subscriptions == 0 and pub.stats.snapshots_served == 0
-        assert pub.curve.accepted == 0        # dropped at the greeting: no key was ever offered
+    notices = []
+    with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
+            Subscriber(addr, ["X"], on_notice=notices.append) as sub:
+        _watch(pub, sub, notices, "security mismatch: one side uses CURVE, the other plaintext")
+        assert_got_nothing(pub, sub)
+        assert pub.curve.rejected == 0        # dropped at the greeting: no key was ever offered
+
+
+def test_a_wrong_server_key_gets_nothing(keys, addr):
+    alice = keys.client("alice")
+    impostor = load_client_keys(CurveConfig(client_secret=str(keys.root / "alice"),
+                                            server_public=str(keys.root / "mallory")))
+    assert impostor.server != alice.server
+    notices = []
+    with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
+            Subscriber(addr, ["X"], curve=impostor, on_notice=notices.append) as sub:
+        _watch(pub, sub, notices, "handshake failed: a wrong server public key")
+        assert_got_nothing(pub, sub)
 
 
 def test_curve_config_reads_from_a_toml_table():
@@ -197,7 +216,7 @@ def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr,
         with Subscriber(addr, ["X"], curve=keys.client("alice")) as alice:
             pump(None, alice, lambda: alice.stats.events == len(events), timeout=30)   # includes start-up
         with Subscriber(addr, ["X"], curve=keys.client("mallory")) as mallory:
-            mallory.poll(QUIET_S)
+            pump(None, mallory, lambda: mallory.stats.handshake_failures >= 1)
             assert (mallory.stats.batches, mallory.stats.snapshots) == (0, 0)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)

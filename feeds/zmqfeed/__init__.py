@@ -5,11 +5,11 @@ snapshots (ROUTER/DEALER) on ``PORT + 1``; optionally CURVE-secured (:mod:`.secu
 """
 from .book import L2Book
 from .publisher import DEFAULT_BIND, Publisher, PublisherStats, replay, snapshot_address, wait_for_subscribers
-from .security import (ClientKeys, CurveConfig, CurveServer, ServerKeys, generate_keypair, load_client_keys,
-                       load_server_keys, plaintext_warning, secure_client)
+from .security import (ClientKeys, CurveConfig, CurveServer, HandshakeWatch, ServerKeys, generate_keypair,
+                       load_client_keys, load_server_keys, plaintext_warning, secure_client)
 from .subscriber import Subscriber, SubscriberStats
 
-__all__ = ["DEFAULT_BIND", "ClientKeys", "CurveConfig", "CurveServer", "L2Book", "Publisher", "PublisherStats",
+__all__ = ["DEFAULT_BIND", "ClientKeys", "CurveConfig", "CurveServer", "HandshakeWatch", "L2Book", "Publisher", "PublisherStats",
            "ServerKeys", "Subscriber", "SubscriberStats", "generate_keypair", "load_client_keys",
            "load_server_keys", "plaintext_warning", "replay", "secure_client", "snapshot_address",
            "wait_for_subscribers"]

@@ -29,6 +29,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 from feeds.errors import DataError
 from feeds.tomlconfig import Table
@@ -187,6 +188,54 @@ def secure_client(sock: zmq.Socket, keys: ClientKeys) -> None:
     sock.curve_secretkey = keys.secret
     sock.curve_publickey = keys.public
     sock.curve_serverkey = keys.server
+
+
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def _handshake_reason(event: int, value: int) -> str:
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"the server refused our CURVE key (ZAP status {value})"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "security mismatch: one side uses CURVE, the other plaintext"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return f"handshake failed: ZMTP protocol error {value:#x}"
+    return "handshake failed: a wrong server public key, or CURVE on one side only?"
+
+
+class HandshakeWatch:
+    """Why a connecting socket's handshakes fail, told once per reason and endpoint.
+
+    ZeroMQ hides a refused handshake from the application: without this a client
+    with the wrong key, or plaintext against a CURVE server, only sees silence.
+    Register :attr:`monitors` with the caller's poller and :meth:`read` the ready ones.
+    """
+
+    def __init__(self, *socks: zmq.Socket):
+        self._socks = socks
+        self.monitors = [s.get_monitor_socket(HANDSHAKE_FAILED) for s in socks]   # before connect: see them all
+        self.failures = 0
+        self._told: set[str] = set()
+
+    def read(self, monitor: zmq.Socket) -> list[str]:
+        """Count the failures waiting on ``monitor``; return the lines not told before."""
+        lines = []
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return lines
+            self.failures += 1
+            line = f"{event['endpoint'].decode(errors='replace')}: {_handshake_reason(event['event'], event['value'])}"
+            if line not in self._told:
+                self._told.add(line)
+                lines.append(line)
+
+    def close(self) -> None:
+        for sock, monitor in zip(self._socks, self.monitors):
+            sock.disable_monitor()
+            monitor.close(0)
 
 
 def is_loopback(endpoint: str) -> bool:

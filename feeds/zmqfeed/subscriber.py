@@ -35,7 +35,7 @@ from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, Snaps
 
 from .book import L2Book
 from .publisher import snapshot_address
-from .security import ClientKeys, secure_client
+from .security import ClientKeys, HandshakeWatch, secure_client
 
 log = logging.getLogger("feeds.zmqfeed")
 
@@ -57,6 +57,7 @@ class SubscriberStats(msgspec.Struct):
     duplicates: int = 0         # batches at or below the applied seq, ignored
     snapshot_requests: int = 0
     last_lag_ns: int = 0        # receive time - publisher send time, of the last batch
+    handshake_failures: int = 0 # connections refused: a wrong or unknown CURVE key, CURVE against plaintext
 
 
 def _empty_snapshot(first: EventBatch) -> Snapshot:
@@ -87,7 +88,8 @@ class Subscriber:
     consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
     feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
     staleness, one line each. With ``curve`` both sockets are CURVE clients of
-    the publisher whose public key it names.
+    the publisher whose public key it names; a failed handshake (either way) is
+    counted, and each reason noticed once.
     """
 
     def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
@@ -110,6 +112,7 @@ class Subscriber:
         self._ctx = zmq.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._dealer = self._ctx.socket(zmq.DEALER)
+        self._handshakes: HandshakeWatch | None = None
         try:
             for sock in (self._sub, self._dealer):
                 sock.setsockopt(zmq.LINGER, 0)
@@ -121,6 +124,7 @@ class Subscriber:
             self._dealer.setsockopt(zmq.IMMEDIATE, 1)   # no request queued for a publisher not there
             for topic in self.topics or [""]:
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self._handshakes = HandshakeWatch(self._sub, self._dealer)
             self._sub.connect(addr)
             self._dealer.connect(snapshot_addr or snapshot_address(addr))
         except (zmq.ZMQError, ValueError):
@@ -129,8 +133,12 @@ class Subscriber:
         self._poller = zmq.Poller()
         self._poller.register(self._sub, zmq.POLLIN)
         self._poller.register(self._dealer, zmq.POLLIN)
+        for monitor in self._handshakes.monitors:
+            self._poller.register(monitor, zmq.POLLIN)
 
     def close(self) -> None:
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._sub.close(0)
         self._dealer.close(0)
         self._ctx.term()
@@ -165,6 +173,11 @@ class Subscriber:
                 self._drain(self._sub, self._on_feed)
             if self._dealer in ready:
                 self._drain(self._dealer, self._on_snapshot_reply)
+            for monitor in self._handshakes.monitors:
+                if monitor in ready:
+                    for line in self._handshakes.read(monitor):
+                        self._notice(line)
+                    self.stats.handshake_failures = self._handshakes.failures
             if time.monotonic() >= deadline:
                 return
 
