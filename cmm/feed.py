@@ -115,7 +115,10 @@ def run_replay(args) -> int:
         print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
               f"speed {speed}, {security}", flush=True)
         if curve is None:
-            for option, endpoint in (("--bind", pub.endpoint), ("--snapshot-bind", pub.snapshot_endpoint)):
+            binds = [("--bind", pub.endpoint)]
+            if args.snapshot_bind:          # else it is on the feed's host, and that warning covers it
+                binds.append(("--snapshot-bind", pub.snapshot_endpoint))
+            for option, endpoint in binds:
                 warning = plaintext_warning(option, endpoint)
                 if warning:
                     print(f"cmm: {warning}", file=sys.stderr, flush=True)

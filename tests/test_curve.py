@@ -18,7 +18,7 @@ from feeds.errors import DataError
 from feeds.store import save
 from feeds.tomlconfig import ConfigError, convert
 from feeds.zmqfeed import (CurveConfig, Publisher, Subscriber, generate_keypair, load_client_keys,
-                           load_server_keys, replay, wait_for_subscribers)
+                           load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, cmm
 from tests.test_zmq_feed import depth, free_port_pair, pump, same_book
@@ -198,9 +198,8 @@ def test_plaintext_bind_beyond_loopback_warns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
         f"cmm: warning: --bind tcp://0.0.0.0:{port} is reachable from other machines and CURVE is off: "
-        f"anyone who can connect can read it (see `cmm keys generate`)",
-        f"cmm: warning: --snapshot-bind tcp://0.0.0.0:{port + 1} is reachable from other machines and CURVE is "
-        f"off: anyone who can connect can read it (see `cmm keys generate`)"]
+        f"anyone who can connect can read it (see `cmm keys generate`)"]
+    assert "plaintext" in proc.stdout
 
 
 def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr, tmp_path):
@@ -229,3 +228,12 @@ def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr,
     assert admitted >= 1 and refused >= 1, out
     mallory_key = keys.client("mallory").public.decode()
     assert f"refused client key {mallory_key}" in err and "warning: --bind" not in err
+
+
+@pytest.mark.parametrize("endpoint,local", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://127.3.2.1:5555", True), ("tcp://[::1]:5555", True),
+    ("tcp://localhost:5555", True), ("ipc:///tmp/feed", True), ("tcp://0.0.0.0:5555", False),
+    ("tcp://*:5555", False), ("tcp://[::]:5555", False), ("tcp://10.1.2.3:5555", False), ("tcp://eth0:5555", False),
+])
+def test_which_binds_count_as_loopback(endpoint, local):
+    assert (plaintext_warning("--bind", endpoint) is None) == local

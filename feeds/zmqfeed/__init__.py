@@ -9,7 +9,7 @@ from .security import (ClientKeys, CurveConfig, CurveServer, HandshakeWatch, Ser
                        load_client_keys, load_server_keys, plaintext_warning, secure_client)
 from .subscriber import Subscriber, SubscriberStats
 
-__all__ = ["DEFAULT_BIND", "ClientKeys", "CurveConfig", "CurveServer", "HandshakeWatch", "L2Book", "Publisher", "PublisherStats",
-           "ServerKeys", "Subscriber", "SubscriberStats", "generate_keypair", "load_client_keys",
+__all__ = ["DEFAULT_BIND", "ClientKeys", "CurveConfig", "CurveServer", "HandshakeWatch", "L2Book", "Publisher",
+           "PublisherStats", "ServerKeys", "Subscriber", "SubscriberStats", "generate_keypair", "load_client_keys",
            "load_server_keys", "plaintext_warning", "replay", "secure_client", "snapshot_address",
            "wait_for_subscribers"]

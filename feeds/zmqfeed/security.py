@@ -85,7 +85,7 @@ def _valid_z85_key(key: bytes | None) -> bool:
     return key is not None and len(key) == 40 and all(c in z85.Z85CHARS for c in key)
 
 
-def read_key_file(path: str, *, secret: bool, field: str) -> tuple[bytes, bytes | None]:
+def _read_key_file(path: str, *, secret: bool, field: str) -> tuple[bytes, bytes | None]:
     """(public, secret) keys of a certificate file; ``secret`` True requires the secret key too."""
     expected = (f"a ZeroMQ CURVE secret key file ({SECRET_SUFFIX}, from `cmm keys generate`)" if secret else
                 f"a ZeroMQ CURVE public key file ({PUBLIC_SUFFIX}, from `cmm keys generate`)")
@@ -121,7 +121,7 @@ def load_server_keys(config: CurveConfig) -> ServerKeys | None:
     if not _both_or_neither(config, "server_secret", "authorized_clients"):
         return None
     path = _key_file(config.server_secret, SECRET_SUFFIX, "server_secret")
-    public, secret = read_key_file(path, secret=True, field="server_secret")
+    public, secret = _read_key_file(path, secret=True, field="server_secret")
     directory = config.authorized_clients
     if not os.path.isdir(directory):
         raise DataError(f"not a directory (expected a directory of clients' {PUBLIC_SUFFIX} files)",
@@ -130,7 +130,7 @@ def load_server_keys(config: CurveConfig) -> ServerKeys | None:
     if not files:
         raise DataError(f"no {PUBLIC_SUFFIX} files: every client would be refused", path=directory,
                         field="authorized_clients")
-    clients = frozenset(read_key_file(f, secret=False, field="authorized_clients")[0] for f in files)
+    clients = frozenset(_read_key_file(f, secret=False, field="authorized_clients")[0] for f in files)
     return ServerKeys(public=public, secret=secret, clients=clients)
 
 
@@ -138,9 +138,9 @@ def load_client_keys(config: CurveConfig) -> ClientKeys | None:
     """The client side of ``config`` read and checked; None when it sets no client keys (plaintext)."""
     if not _both_or_neither(config, "client_secret", "server_public"):
         return None
-    public, secret = read_key_file(_key_file(config.client_secret, SECRET_SUFFIX, "client_secret"),
+    public, secret = _read_key_file(_key_file(config.client_secret, SECRET_SUFFIX, "client_secret"),
                                    secret=True, field="client_secret")
-    server, _ = read_key_file(_key_file(config.server_public, PUBLIC_SUFFIX, "server_public"),
+    server, _ = _read_key_file(_key_file(config.server_public, PUBLIC_SUFFIX, "server_public"),
                               secret=False, field="server_public")
     return ClientKeys(public=public, secret=secret, server=server)
 
@@ -239,7 +239,9 @@ class HandshakeWatch:
 
 
 def is_loopback(endpoint: str) -> bool:
-    """Whether a ``tcp://HOST:PORT`` endpoint only listens on this machine (``*`` and 0.0.0.0 do not)."""
+    """Whether an endpoint is reachable from this machine only (ipc, inproc, tcp on 127.x or ::1; not ``*``)."""
+    if not endpoint.startswith("tcp://"):
+        return True
     host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
     if host == "localhost":
         return True

@@ -57,7 +57,7 @@ class SubscriberStats(msgspec.Struct):
     duplicates: int = 0         # batches at or below the applied seq, ignored
     snapshot_requests: int = 0
     last_lag_ns: int = 0        # receive time - publisher send time, of the last batch
-    handshake_failures: int = 0 # connections refused: a wrong or unknown CURVE key, CURVE against plaintext
+    handshake_failures: int = 0  # connections refused: a wrong or unknown CURVE key, CURVE against plaintext
 
 
 def _empty_snapshot(first: EventBatch) -> Snapshot:
