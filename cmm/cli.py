@@ -13,7 +13,7 @@ import sys
 
 from feeds.errors import DataError
 
-from . import backtest, compare, data, feed, paper, train
+from . import backtest, compare, data, feed, keys, paper, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(groups)
     feed.register(groups)
     paper.register(groups)
+    keys.register(groups)
     compare.register(groups)
     return parser
 

@@ -12,7 +12,12 @@ import zmq
 from feeds.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
 from feeds.store import load_header
-from feeds.zmqfeed import DEFAULT_BIND, Publisher, Subscriber, replay, wait_for_subscribers
+from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, Publisher, Subscriber, load_client_keys, load_server_keys,
+                           plaintext_warning, replay, wait_for_subscribers)
+
+# The command-line spelling of each CurveConfig field, so a bad key file names the option given.
+CURVE_OPTIONS = {"server_secret": "--curve-server-key", "authorized_clients": "--curve-clients",
+                 "client_secret": "--curve-key", "server_public": "--curve-server"}
 
 
 def register(groups) -> None:
@@ -33,6 +38,11 @@ def register(groups) -> None:
                      help="fault drill: number but do not send every N-th batch (subscribers must resync)")
     rep.add_argument("--exit-at-end", action="store_true",
                      help="exit when the files are replayed (default: keep serving snapshots and heartbeats)")
+    rep.add_argument("--curve-server-key", metavar="FILE_OR_DIR", dest="server_secret",
+                     help="CURVE: encrypt both sockets with this .key_secret (or the one in DIR); "
+                          "needs --curve-clients")
+    rep.add_argument("--curve-clients", metavar="DIR", dest="authorized_clients",
+                     help="CURVE: admit only the clients whose .key files are in DIR")
     rep.set_defaults(handler=run_replay)
 
     tail = commands.add_parser("tail", help="print what a feed sends: one line per batch, gaps, staleness")
@@ -42,6 +52,10 @@ def register(groups) -> None:
     tail.add_argument("--duration", type=float, help="stop after this many seconds")
     tail.add_argument("--stale-after", type=float, default=2.0, help="seconds without a message before 'stale'")
     tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
+    tail.add_argument("--curve-key", metavar="FILE_OR_DIR", dest="client_secret",
+                      help="CURVE: this client's .key_secret (or the one in DIR); needs --curve-server")
+    tail.add_argument("--curve-server", metavar="FILE_OR_DIR", dest="server_public",
+                      help="CURVE: the publisher's public .key (or the one in DIR)")
     tail.set_defaults(handler=run_tail)
 
 
@@ -72,15 +86,42 @@ def _socket_errors(field: str, address: str):
         raise DataError(f"{address}: {e}", field=field) from None
 
 
+def _curve_config(args, *fields: str) -> CurveConfig:
+    return CurveConfig(**{f: getattr(args, f) for f in fields})
+
+
+@contextlib.contextmanager
+def _curve_errors():
+    """A key error names the options given, not the config fields."""
+    try:
+        yield
+    except DataError as e:
+        e.field = CURVE_OPTIONS.get(e.field, e.field)
+        for name, option in CURVE_OPTIONS.items():
+            e.reason = e.reason.replace(name, option)
+        raise
+
+
 def run_replay(args) -> int:
     for path in args.files:          # every input must be an event file before any socket opens
         load_header(path)
+    with _curve_errors():
+        curve = load_server_keys(_curve_config(args, "server_secret", "authorized_clients"))
     start = time.monotonic()
     with _socket_errors("--bind", args.bind), \
-            Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
+            Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s, curve=curve) as pub:
         speed = "max" if args.speed is None else f"{args.speed:g}x"
+        security = f"CURVE, {len(curve.clients)} client key(s) admitted" if curve else "plaintext"
         print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
-              f"speed {speed}", flush=True)
+              f"speed {speed}, {security}", flush=True)
+        if curve is None:
+            binds = [("--bind", pub.endpoint)]
+            if args.snapshot_bind:          # else it is on the feed's host, and that warning covers it
+                binds.append(("--snapshot-bind", pub.snapshot_endpoint))
+            for option, endpoint in binds:
+                warning = plaintext_warning(option, endpoint)
+                if warning:
+                    print(f"cmm: {warning}", file=sys.stderr, flush=True)
         try:
             if args.wait_subscribers:
                 print(f"waiting for {args.wait_subscribers} subscription(s)", flush=True)
@@ -102,8 +143,10 @@ def _replay_summary(pub: Publisher, how: str, seconds: float) -> None:
     s = pub.stats
     rate = s.events / seconds if seconds > 0 else 0.0
     drill = f", {s.drill_dropped:,} dropped by the drill" if s.drill_dropped else ""
+    curve = (f"; CURVE handshakes: {pub.curve.accepted} admitted, {pub.curve.rejected} refused"
+             if pub.curve is not None else "")
     print(f"{how}: {s.events:,} events in {s.batches:,} batches in {seconds:.2f} s ({rate:,.0f} events/s){drill}; "
-          f"{s.snapshots_served:,} snapshots served, {s.subscriptions} subscription(s) live", flush=True)
+          f"{s.snapshots_served:,} snapshots served, {s.subscriptions} subscription(s) live{curve}", flush=True)
 
 
 def _kinds(events: np.ndarray) -> str:
@@ -125,9 +168,13 @@ def run_tail(args) -> int:
     def on_notice(text):
         print(f"notice: {text}", flush=True)
 
+    with _curve_errors():
+        curve = load_client_keys(_curve_config(args, "client_secret", "server_public"))
     start = time.monotonic()
-    with _socket_errors("ADDR", args.addr), Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
-                    keep_book=False, on_events=on_events, on_snapshot=on_snapshot, on_notice=on_notice) as sub:
+    with _socket_errors("ADDR", args.addr), \
+            Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
+                       keep_book=False, curve=curve, on_events=on_events, on_snapshot=on_snapshot,
+                       on_notice=on_notice) as sub:
         try:
             while args.duration is None or time.monotonic() - start < args.duration:
                 remaining = 0.25 if args.duration is None else args.duration - (time.monotonic() - start)
@@ -141,7 +188,8 @@ def run_tail(args) -> int:
 def _tail_summary(sub: Subscriber, seconds: float) -> None:
     s = sub.stats
     dropped = ", ".join(f"{k} {v}" for k, v in sub.decoder.dropped.items() if v)
+    refused = f"; {s.handshake_failures} handshakes failed" if s.handshake_failures else ""
     print(f"tail: {s.events:,} events in {s.batches:,} batches in {seconds:.1f} s; "
           f"{s.snapshots} snapshots ({s.joins} joins, {s.recoveries} recoveries); "
           f"{s.gaps} gaps ({s.lost_batches} batches lost); {s.restarts} restarts; {s.stale_periods} stale periods; "
-          f"{sub.dropped} messages dropped{f' ({dropped})' if dropped else ''}", file=sys.stdout, flush=True)
+          f"{sub.dropped} messages dropped{f' ({dropped})' if dropped else ''}{refused}", file=sys.stdout, flush=True)

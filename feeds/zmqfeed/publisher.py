@@ -39,6 +39,7 @@ from feeds.wire import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, Replay
                         SnapshotRequest, encode, pack)
 
 from .book import L2Book
+from .security import CurveServer, ServerKeys
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 10_000   # batches queued per subscriber before ZeroMQ drops (the subscriber sees a gap)
@@ -87,12 +88,13 @@ class Publisher:
 
     Call :meth:`publish` to send a batch and :meth:`service` whenever there is
     time to spare: it answers snapshot requests, tracks subscriptions and sends
-    due heartbeats.
+    due heartbeats. With ``curve`` both sockets are CURVE servers admitting only
+    its client keys; ``self.curve`` (None without) counts who was let in.
     """
 
     def __init__(self, bind: str = DEFAULT_BIND, snapshot_bind: str | None = None, *,
                  heartbeat_s: float = 0.25, sndhwm: int = DEFAULT_SNDHWM,
-                 history_events: int = DEFAULT_HISTORY_EVENTS):
+                 history_events: int = DEFAULT_HISTORY_EVENTS, curve: ServerKeys | None = None):
         self.session = secrets.randbits(63) + 1
         self.heartbeat_s = heartbeat_s
         self.history_events = history_events
@@ -102,9 +104,14 @@ class Publisher:
         self._ctx = zmq.Context()
         self._pub = self._ctx.socket(zmq.XPUB)
         self._router = self._ctx.socket(zmq.ROUTER)
+        self.curve: CurveServer | None = None
         try:
+            if curve is not None:
+                self.curve = CurveServer(self._ctx, curve)   # before any bind: no handshake goes unchecked
             for sock in (self._pub, self._router):
                 sock.setsockopt(zmq.LINGER, 0)
+                if self.curve is not None:
+                    self.curve.secure(sock)
             self._pub.setsockopt(zmq.SNDHWM, sndhwm)
             self._pub.setsockopt(zmq.XPUB_VERBOSER, 1)   # every (un)subscription reaches us: we count them
             self._pub.bind(bind)
@@ -121,6 +128,8 @@ class Publisher:
     def close(self) -> None:
         self._pub.close(0)
         self._router.close(0)
+        if self.curve is not None:
+            self.curve.stop()
         self._ctx.term()
 
     def __enter__(self) -> "Publisher":

@@ -42,6 +42,7 @@ from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, Repla
 
 from .book import L2Book
 from .publisher import snapshot_address
+from .security import ClientKeys, HandshakeWatch, secure_client
 
 log = logging.getLogger("feeds.zmqfeed")
 
@@ -65,6 +66,7 @@ class SubscriberStats(msgspec.Struct):
     resumes: int = 0            # topics resumed from a journal by resent batches
     resent_batches: int = 0     # batches the publisher resent for those
     last_lag_ns: int = 0        # receive time - publisher send time, of the last batch
+    handshake_failures: int = 0  # connections refused: a wrong or unknown CURVE key, CURVE against plaintext
 
 
 def _empty_snapshot(first: EventBatch) -> Snapshot:
@@ -100,11 +102,14 @@ class Subscriber:
     staleness, one line each; ``on_end(topic)`` when a topic's stream is complete.
     ``resume`` maps a topic to ``(session, seq)``: continue after that batch
     (the consumer's book is as it was then), from resent batches if possible.
+    With ``curve`` both sockets are CURVE clients of the publisher whose public
+    key it names; a failed handshake (either way) is counted, and each reason
+    noticed once.
     """
 
     def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
                  stale_after: float = 2.0, snapshot_timeout: float = 1.0, rcvhwm: int = DEFAULT_RCVHWM,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True, curve: ClientKeys | None = None,
                  on_events: Callable | None = None, on_snapshot: Callable | None = None,
                  on_stale: Callable | None = None, on_notice: Callable | None = None,
                  on_end: Callable | None = None, resume: dict[str, tuple[int, int]] | None = None):
@@ -128,15 +133,19 @@ class Subscriber:
         self._ctx = zmq.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._dealer = self._ctx.socket(zmq.DEALER)
+        self._handshakes: HandshakeWatch | None = None
         try:
             for sock in (self._sub, self._dealer):
                 sock.setsockopt(zmq.LINGER, 0)
                 # ZeroMQ drops (and disconnects) beyond this; the decoder counts what is between.
                 sock.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
+                if curve is not None:
+                    secure_client(sock, curve)
             self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
             self._dealer.setsockopt(zmq.IMMEDIATE, 1)   # no request queued for a publisher not there
             for topic in self.topics or [""]:
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self._handshakes = HandshakeWatch(self._sub, self._dealer)
             self._sub.connect(addr)
             self._dealer.connect(snapshot_addr or snapshot_address(addr))
         except (zmq.ZMQError, ValueError):
@@ -145,8 +154,12 @@ class Subscriber:
         self._poller = zmq.Poller()
         self._poller.register(self._sub, zmq.POLLIN)
         self._poller.register(self._dealer, zmq.POLLIN)
+        for monitor in self._handshakes.monitors:
+            self._poller.register(monitor, zmq.POLLIN)
 
     def close(self) -> None:
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._sub.close(0)
         self._dealer.close(0)
         self._ctx.term()
@@ -180,6 +193,11 @@ class Subscriber:
                 self._drain(self._sub, self._on_feed)
             if self._dealer in ready:
                 self._drain(self._dealer, self._on_snapshot_reply)
+            for monitor in self._handshakes.monitors:
+                if monitor in ready:
+                    for line in self._handshakes.read(monitor):
+                        self._notice(line)
+                    self.stats.handshake_failures = self._handshakes.failures
             # Timers only after reading what is queued: a consumer that was busy elsewhere finds its
             # messages waiting, and a feed is stale only if nothing at all arrived.
             self._timers(time.monotonic())
