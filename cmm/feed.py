@@ -52,11 +52,22 @@ def register(groups) -> None:
     tail.add_argument("--duration", type=float, help="stop after this many seconds")
     tail.add_argument("--stale-after", type=float, default=2.0, help="seconds without a message before 'stale'")
     tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
-    tail.add_argument("--curve-key", metavar="FILE_OR_DIR", dest="client_secret",
-                      help="CURVE: this client's .key_secret (or the one in DIR); needs --curve-server")
-    tail.add_argument("--curve-server", metavar="FILE_OR_DIR", dest="server_public",
-                      help="CURVE: the publisher's public .key (or the one in DIR)")
+    add_client_curve_options(tail)
     tail.set_defaults(handler=run_tail)
+
+
+def add_client_curve_options(parser) -> None:
+    """The options of a feed client (``cmm feed tail``, ``cmm paper``) that talks to a CURVE publisher."""
+    parser.add_argument("--curve-key", metavar="FILE_OR_DIR", dest="client_secret",
+                        help="CURVE: this client's .key_secret (or the one in DIR); needs --curve-server")
+    parser.add_argument("--curve-server", metavar="FILE_OR_DIR", dest="server_public",
+                        help="CURVE: the publisher's public .key (or the one in DIR)")
+
+
+def client_curve_keys(args):
+    """The client keys the options name, None for plaintext; a bad key is one line naming its option."""
+    with _curve_errors():
+        return load_client_keys(_curve_config(args, "client_secret", "server_public"))
 
 
 def _speed(text: str) -> float | None:
@@ -168,8 +179,7 @@ def run_tail(args) -> int:
     def on_notice(text):
         print(f"notice: {text}", flush=True)
 
-    with _curve_errors():
-        curve = load_client_keys(_curve_config(args, "client_secret", "server_public"))
+    curve = client_curve_keys(args)
     start = time.monotonic()
     with _socket_errors("ADDR", args.addr), \
             Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,

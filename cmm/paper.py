@@ -1,6 +1,8 @@
 """``cmm paper --feed ADDR --config FILE.toml --out DIR``: paper-trade a strategy on a live ZeroMQ feed."""
 from __future__ import annotations
 
+from .feed import add_client_curve_options, client_curve_keys
+
 
 def register(groups) -> None:
     p = groups.add_parser("paper", help="paper-trade a strategy on a ZeroMQ feed with the backtest's matching")
@@ -13,6 +15,7 @@ def register(groups) -> None:
     p.add_argument("--snapshot-addr", help="snapshot service address (default: ADDR's port + 1)")
     p.add_argument("--journal", metavar="FILE", help="journal path (default: DIR.journal)")
     p.add_argument("--quiet", action="store_true", help="no status line")
+    add_client_curve_options(p)
     p.set_defaults(handler=run)
 
 
@@ -24,6 +27,7 @@ def run(args) -> int:
         raise DataError(f"expected a positive number of seconds, got {args.duration}", field="--duration")
     paper = run_paper(args.feed, args.config, args.out, duration=args.duration, resume=args.resume,
                       topic=args.topic, snapshot_addr=args.snapshot_addr, journal=args.journal,
+                      curve=client_curve_keys(args),
                       status=None if args.quiet else print_status)
     print(format_summary(Backtest(result=None, summary=paper.summary, instrument=None,
                                   events=paper.summary.feed.events), args.out))

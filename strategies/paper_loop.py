@@ -72,7 +72,8 @@ def journal_path(out_dir: str) -> str:
 
 def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | None = None,
               resume: bool = False, topic: str | None = None, snapshot_addr: str | None = None,
-              journal: str | None = None, status=None) -> Paper:
+              journal: str | None = None, status=None, curve=None) -> Paper:
+    """Paper-trade the config's strategy on ``feed`` into ``out_dir``; ``curve``: the feed's client keys."""
     cfg = load(config_path, PaperConfig)
     if cfg.strategy.mode != "python":
         raise ConfigError("paper trading runs the strategy's Python class: set mode = \"python\"",
@@ -88,7 +89,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
         snapshot_addr = snapshot_addr or snapshot_address(feed)
     except ValueError as e:
         raise DataError(str(e), field="--feed") from None
-    loop = _Loop(cfg, config_path, topic or cfg.paper.topic, status)
+    loop = _Loop(cfg, config_path, topic or cfg.paper.topic, status, curve)
     if resume:
         loop.resume(journal, digest)
     elif os.path.exists(journal):
@@ -111,8 +112,9 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
 
 
 class _Loop:
-    def __init__(self, cfg: PaperConfig, config_path: str, topic: str | None, status):
+    def __init__(self, cfg: PaperConfig, config_path: str, topic: str | None, status, curve):
         self.cfg = cfg
+        self.curve = curve
         self.config_path = config_path
         self.topic = topic
         self.status = status                 # a callable taking the status line, or None
@@ -157,7 +159,7 @@ class _Loop:
                                   stale_after=self.cfg.paper.stale_after_s, keep_book=False,
                                   on_events=self._on_events, on_snapshot=self._on_snapshot,
                                   on_stale=self._on_stale, on_end=self._on_end, on_notice=self._notice,
-                                  resume=resume)
+                                  resume=resume, curve=self.curve)
         except Exception as e:   # zmq.ZMQError, ValueError: a malformed address
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
@@ -191,7 +193,7 @@ class _Loop:
                 self.topic = self.cfg.instrument.symbol or "?"
             else:
                 raise ConfigError("the feed sent nothing to trade: no topic seen", field="--feed")
-        snap = request_snapshot(snapshot_addr, self.topic)
+        snap = request_snapshot(snapshot_addr, self.topic, curve=self.curve)
         try:
             instrument = instrument_for(self.cfg, snap.instrument if snap is not None else None)
         except ConfigError:

@@ -206,3 +206,18 @@ def test_bad_paper_input_gets_one_line(goog, tmp_path):
     (tmp_path / "f.journal").write_bytes(b"")
     assert_one_line_error(paper(addr(), tmp_path / "f", "--duration", 1), "f.journal", "--resume")
     assert_one_line_error(paper(addr(), tmp_path / "g", "--duration", 0.5), "--feed", "nothing")
+
+
+def test_paper_trading_over_curve_fills_as_in_plaintext(goog, backtest, tmp_path):
+    for name, where in (("server", "server"), ("trader", "clients")):
+        assert cmm("keys", "generate", tmp_path / where, "--name", name).returncode == 0
+    feed = addr()
+    pub = replay(goog, feed, "--speed", "max", "--curve-server-key", tmp_path / "server",
+                 "--curve-clients", tmp_path / "clients")
+    try:
+        run = paper(feed, tmp_path / "paper", "--duration", 60, "--curve-key", tmp_path / "clients",
+                    "--curve-server", tmp_path / "server" / "server.key")
+    finally:
+        stop(pub)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "paper" / "fills.csv").read_bytes() == (backtest / "fills.csv").read_bytes()

@@ -434,7 +434,8 @@ class Subscriber:
             self.on_notice(text)
 
 
-def request_snapshot(snapshot_addr: str, topic: str, timeout_s: float = 2.0) -> Snapshot | None:
+def request_snapshot(snapshot_addr: str, topic: str, timeout_s: float = 2.0,
+                     curve: ClientKeys | None = None) -> Snapshot | None:
     """One snapshot of ``topic`` from the snapshot service, or None if none came within ``timeout_s``.
 
     A trader asks this once at start for the instrument's definition (the
@@ -444,6 +445,8 @@ def request_snapshot(snapshot_addr: str, topic: str, timeout_s: float = 2.0) -> 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        secure_client(sock, curve)
     decoder = Decoder()
     try:
         sock.connect(snapshot_addr)
