@@ -19,8 +19,8 @@ decision time, see :func:`set_compute_ns`) plus the entry latency.
 import numba as nb
 import numpy as np
 
-from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
-                          SELL as SELL_FLAG, TRADE)
+from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, FILL,
+                          KIND_MASK, LOCAL, SELL as SELL_FLAG, TRADE)
 
 from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
 from .codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
@@ -688,6 +688,22 @@ def bid_qty_at(S, tick):
 @nb.njit(cache=True)
 def ask_qty_at(S, tick):
     return qty_at(S.lask, tick, S.iv[I_LB], S.iv[I_UB])
+
+
+@nb.njit(cache=True)
+def window(S, start, stop):
+    """Local market rows in ``[start, stop)``: how many are trades, and whether any changed the book."""
+    trades = 0
+    book = False
+    for i in range(start, stop):
+        e = S.ev[i]
+        if e & LOCAL:
+            kind = e & KIND_MASK
+            if kind == TRADE:
+                trades += 1
+            elif kind == DEPTH or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
+                book = True
+    return trades, book
 
 
 @nb.njit(cache=True)

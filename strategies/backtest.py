@@ -21,7 +21,7 @@ from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
                           O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
-from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
+from feeds.events import EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
 
@@ -168,27 +168,17 @@ class _Feed:
         """The next local row to replay."""
         return int(self.ctx.sim.iv[I_IL])
 
-    def _local(self, start: int, stop: int):
-        ev = self.ctx.sim.ev[start:stop]
-        return ev, (ev & np.uint64(LOCAL)) != 0, ev & np.uint64(KIND_MASK)
-
-    def trades(self, start: int, stop: int) -> Trades | None:
-        ev, local, kind = self._local(start, stop)
-        rows = np.flatnonzero(local & (kind == TRADE))
-        if len(rows) == 0:
-            return None
-        ev = ev[rows]
-        rows += start
+    def window(self, start: int, stop: int) -> tuple[Trades | None, bool]:
+        """The trades seen in ``[start, stop)`` (None if none), and whether the book changed."""
         S = self.ctx.sim
+        n_trades, book = kernel.window(S, start, stop)
+        if n_trades == 0:
+            return None, bool(book)
+        ev = S.ev[start:stop]
+        rows = start + np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
+        ev = S.ev[rows]
         side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
-        return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side)
-
-    def depth_changed(self, start: int, stop: int) -> bool:
-        _, local, kind = self._local(start, stop)
-        return bool(np.any(local & np.isin(kind, BOOK_KINDS)))
-
-
-BOOK_KINDS = np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
+        return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side), bool(book)
 
 
 class _Dispatcher:
@@ -295,10 +285,10 @@ class Session:
         here = self.feed.position()
         self.calls.fills(ctx.now)
         self.calls.order_updates()
-        trades = self.feed.trades(self._prev, here)
+        trades, book_changed = self.feed.window(self._prev, here)
         if trades is not None:
             strategy.on_trade(ctx, trades)
-        if self.feed.depth_changed(self._prev, here):
+        if book_changed:
             strategy.on_depth(ctx)
         if reason & kernel.WOKE_TIMER:
             strategy.on_timer(ctx)

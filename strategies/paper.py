@@ -37,8 +37,10 @@ NO_EXCH_YET = int(np.iinfo(np.int64).min)
 class PaperTrader:
     """One strategy on one instrument's feed, advanced a step at a time."""
 
-    def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument):
+    def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument, on_wake=None):
+        """``on_wake()`` is called after each wake-up (the loop times its reactions with it)."""
         self.cfg = cfg
+        self.on_wake = on_wake
         self.instrument = instrument
         self.strategy = build_strategy(cfg, config_path)
         self.engine_cfg, self.latency = sim_config(cfg, instrument)
@@ -119,6 +121,7 @@ class PaperTrader:
     def _open(self, first_price: float) -> None:
         self.live = LiveSim(self.engine_cfg, first_price, self.options, self.latency)
         self.session = Session(self.strategy, self.live.sim, self.instrument.tick_size, self.instrument.lot_size)
+        self.session.on_wake = self.on_wake
 
     def _run(self) -> None:
         if self.session is None:

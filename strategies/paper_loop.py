@@ -23,6 +23,7 @@ import time
 import msgspec
 import numpy as np
 
+from engine import kernel
 from engine.output import write_results
 from feeds.atomic import atomic_write
 from feeds.errors import DataError
@@ -31,7 +32,7 @@ from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
 from . import journal as jr
 from .config import ConfigError, PaperConfig, load
 from .paper import PaperTrader
-from .runner import DECISIONS, RunSummary, instrument_for, summary_of
+from .runner import DECISIONS, LatencyStats, RunSummary, instrument_for, summary_of
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -56,6 +57,10 @@ class FeedStats(msgspec.Struct, frozen=True):
 
 class PaperSummary(RunSummary, frozen=True, omit_defaults=True):
     feed: FeedStats | None = None
+    # Wall time from a feed batch's arrival to the orders of the wake-up it made due (us), and from the
+    # publisher's send of that batch (same-host clocks); over the wake-ups that sent orders.
+    tick_to_order_us: LatencyStats | None = None
+    send_to_order_us: LatencyStats | None = None
     stopped_by: str = ""        # "end of stream", "duration" or "interrupt"
 
 
@@ -63,6 +68,8 @@ class Paper(msgspec.Struct):
     summary: PaperSummary
     topic: str
     journal: str
+    tick_to_order_ns: list[int] = []    # every reaction measured (bench/tick_to_order.py reads them)
+    send_to_order_ns: list[int] = []
 
 
 def journal_path(out_dir: str) -> str:
@@ -100,7 +107,9 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
         stopped_by = loop.run(feed, snapshot_addr, journal, digest, duration)
     result = loop.trader.close()
     strategy = loop.trader.strategy
-    summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by)
+    summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by,
+                         tick_to_order_us=percentiles(loop.reactions[0]),
+                         send_to_order_us=percentiles(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
     write_results(out_dir, result, summary, config_text, title)
     if hasattr(strategy, "decision_record"):
@@ -108,7 +117,8 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
             np.savez(f, **strategy.decision_record())
     if loop.journal is not None:
         loop.journal.close()
-    return Paper(summary=summary, topic=loop.topic, journal=journal)
+    return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],
+                 send_to_order_ns=loop.reactions[1])
 
 
 class _Loop:
@@ -120,10 +130,13 @@ class _Loop:
         self.status = status                 # a callable taking the status line, or None
         self.trader: PaperTrader | None = None
         self.journal: jr.Journal | None = None
-        self.queue: list[jr.Step] = []       # steps seen before the trader could start (no instrument yet)
+        self.queue: list[tuple[jr.Step, int, int]] = []   # steps to handle, their arrival and send times
         self.sub: Subscriber | None = None
         self.journaled = 0
         self.replayed = 0
+        self.reactions: tuple[list[int], list[int]] = ([], [])   # ns: arrival -> orders, publisher send -> orders
+        self._arrived = self._sent = None                         # the step being handled: its arrival, its send
+        self._requests = 0
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
@@ -164,7 +177,7 @@ class _Loop:
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
             while not stop["by"]:
-                self.sub.poll(0.05)
+                self.sub.poll(0.05, early=True)
                 if self.trader is None and self.topic is not None:
                     self._open(snapshot_addr, journal, digest)
                 self._drain()
@@ -201,7 +214,7 @@ class _Loop:
                 return                    # the snapshot service has not answered yet: ask again next poll
             raise ConfigError(f"the feed gave no instrument for {self.topic!r}: set [instrument] tick_size",
                               path=self.config_path, field="instrument.tick_size") from None
-        self.trader = PaperTrader(self.cfg, self.config_path, instrument)
+        self.trader = PaperTrader(self.cfg, self.config_path, instrument, on_wake=self._reacted)
         os.makedirs(os.path.dirname(os.path.abspath(journal)), exist_ok=True)
         header = jr.JournalHeader(version=jr.JOURNAL_VERSION, config_sha256=digest, topic=self.topic,
                                   instrument=instrument, started_ns=time.time_ns())
@@ -210,13 +223,24 @@ class _Loop:
     def _drain(self) -> None:
         if self.trader is None or not self.queue:
             return
-        for step in self.queue:
+        for step, arrived, sent in self.queue:
             if self.trader.ended:
                 break
+            self._arrived, self._sent = arrived, sent
             self.journal.append(self.trader.step(step))
             self.journaled += 1
+        self._arrived = self._sent = None
         self.queue.clear()
         self.journal.sync()
+
+    def _reacted(self) -> None:
+        """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
+        sent = int(kernel.requests_sent(self.trader.live.sim))
+        if sent != self._requests and self._arrived is not None:
+            self.reactions[0].append(time.perf_counter_ns() - self._arrived)
+            if self._sent:
+                self.reactions[1].append(time.time_ns() - self._sent)
+        self._requests = sent
 
     # ---- subscriber callbacks: each becomes a step
     def _mine(self, topic: str) -> bool:
@@ -226,25 +250,29 @@ class _Loop:
 
     def _on_events(self, topic, events, batch) -> None:
         if self._mine(topic):
-            self.queue.append(jr.Step(kind="batch", seq=batch.seq, session=batch.session, events=batch.events))
+            self._queue(jr.Step(kind="batch", seq=batch.seq, session=batch.session, events=batch.events),
+                        batch.sent_ns)
 
     def _on_snapshot(self, topic, snap, events) -> None:
         if self._mine(topic) and not (snap.seq == 0 and snap.req_id == 0):   # not the empty book at a start
-            self.queue.append(jr.Step(kind="snapshot", seq=snap.seq, session=snap.session, events=snap.events))
+            self._queue(jr.Step(kind="snapshot", seq=snap.seq, session=snap.session, events=snap.events))
 
     def _on_stale(self, stale: bool) -> None:
         if stale and self.topic is not None:
             seq, session = self._position()
-            self.queue.append(jr.Step(kind="stale", seq=seq, session=session))
+            self._queue(jr.Step(kind="stale", seq=seq, session=session))
             self._notice("feed stale: pulling every quote")
 
     def _on_end(self, topic) -> None:
         if self._mine(topic):
             seq, session = self._position()
-            self.queue.append(jr.Step(kind="end", seq=seq, session=session))
+            self._queue(jr.Step(kind="end", seq=seq, session=session))
+
+    def _queue(self, step: jr.Step, sent_ns: int = 0) -> None:
+        self.queue.append((step, time.perf_counter_ns(), sent_ns))
 
     def _position(self) -> tuple[int, int]:
-        for step in reversed(self.queue):
+        for step, _, _ in reversed(self.queue):
             return step.seq, step.session
         return (self.trader.seq, self.trader.feed_session) if self.trader is not None else (0, 0)
 
@@ -278,6 +306,13 @@ class _Loop:
             replayed_steps=self.replayed, resent_batches=s.resent_batches if s else 0)
 
 
+def percentiles(ns: list[int]) -> LatencyStats | None:
+    if not ns:
+        return None
+    p50, p99 = np.percentile(ns, [50, 99]) / 1e3
+    return LatencyStats(p50=float(p50), p99=float(p99))
+
+
 def format_paper(p: Paper) -> str:
     f = p.summary.feed
     return (f"feed: {f.events:,} events in {f.batches:,} batches on {p.topic}; {f.gaps} gaps "
@@ -285,7 +320,17 @@ def format_paper(p: Paper) -> str:
             f"{f.restarts} publisher restarts; {f.stale_periods} stale periods ({f.quotes_pulled} quotes pulled); "
             f"{f.dropped_messages} messages dropped; {f.late_rows} late rows; {f.rewound_rows} rewound rows\n"
             f"journal: {p.journal} ({f.journaled_steps:,} steps, {f.replayed_steps:,} replayed, "
-            f"{f.resent_batches:,} batches resent)\nstopped by {p.summary.stopped_by}")
+            f"{f.resent_batches:,} batches resent)\n{_reaction(p.summary)}stopped by {p.summary.stopped_by}")
+
+
+def _reaction(s: PaperSummary) -> str:
+    if s.tick_to_order_us is None:
+        return ""
+    a, b = s.tick_to_order_us, s.send_to_order_us
+    line = f"tick to order: p50 {a.p50:,.1f} us, p99 {a.p99:,.1f} us"
+    if b is not None:
+        line += f" (from the publisher's send: p50 {b.p50:,.1f} us, p99 {b.p99:,.1f} us)"
+    return line + "\n"
 
 
 def print_status(line: str) -> None:

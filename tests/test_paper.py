@@ -71,7 +71,7 @@ def metrics(out: Path) -> dict:
 
 def engine_metrics(out: Path) -> dict:
     m = metrics(out)
-    return {k: v for k, v in m.items() if k not in ("feed", "stopped_by")}
+    return {k: v for k, v in m.items() if k not in ("feed", "stopped_by", "tick_to_order_us", "send_to_order_us")}
 
 
 def test_paper_trading_fills_exactly_as_the_backtest(goog, backtest, tmp_path):
@@ -221,3 +221,54 @@ def test_paper_trading_over_curve_fills_as_in_plaintext(goog, backtest, tmp_path
         stop(pub)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "paper" / "fills.csv").read_bytes() == (backtest / "fills.csv").read_bytes()
+
+
+def test_the_cmm_strategy_paper_trades_as_it_backtests(goog, tmp_path):
+    """CMM unchanged on the feed: TorchScript inference at every decision, the backtest's fills (a declared
+    decision time, so both runs charge the same)."""
+    declared = 'compute_ns = 150000'
+    bt_config = tmp_path / "backtest_cmm.toml"
+    bt_config.write_text((REPO / "configs" / "backtest_cmm.toml").read_text()
+                         .replace('compute_ns = "measured"', declared)
+                         .replace('"../data/', f'"{REPO}/data/'))
+    paper_config = tmp_path / "paper_cmm.toml"
+    paper_config.write_text((REPO / "configs" / "paper_cmm.toml").read_text()
+                            .replace('compute_ns = "measured"', declared).replace('"../data/', f'"{REPO}/data/'))
+    assert cmm("backtest", "--config", bt_config, "--out", tmp_path / "bt", "--no-progress").returncode == 0
+    feed = addr()
+    pub = replay(goog, feed, "--speed", "max")
+    try:
+        run = paper(feed, tmp_path / "paper", "--duration", 120, config=paper_config)
+    finally:
+        stop(pub)
+    assert run.returncode == 0, run.stderr
+    for name in ("fills.csv", "orders.csv", "ticks.npz", "decisions.npz"):
+        assert (tmp_path / "paper" / name).read_bytes() == (tmp_path / "bt" / name).read_bytes(), name
+    assert metrics(tmp_path / "paper")["n_fills"] > 50
+
+
+def test_a_publisher_restart_is_survived(goog, tmp_path):
+    feed = addr()
+    out = tmp_path / "paper"
+    first = replay(goog, feed, "--speed", "300")
+    trader = paper(feed, out, "--duration", 90, wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while len(journal_steps(str(out) + ".journal")) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.terminate()
+        first.wait()
+        second = subprocess.Popen([*CMM, "feed", "replay", str(goog), "--bind", feed, "--speed", "max"],
+                                  cwd=REPO, stdout=subprocess.DEVNULL)
+        try:
+            trader.wait(90)
+        finally:
+            stop(second)
+    finally:
+        if trader.poll() is None:
+            trader.kill()
+    assert trader.returncode == 0, trader.stderr.read()
+    f = metrics(out)["feed"]
+    assert f["restarts"] >= 1 and f["unexplained_gaps"] == 0
+    assert f["rewound_rows"] > 0              # the new publisher began again at the file's start
+    assert metrics(out)["stopped_by"] == "end of stream"

@@ -182,8 +182,9 @@ class Subscriber:
         stream = self.streams.get(topic)
         return stream is not None and stream.synced
 
-    def poll(self, timeout_s: float = 0.0) -> None:
-        """Receive and handle messages for ``timeout_s`` seconds (at least one pass)."""
+    def poll(self, timeout_s: float = 0.0, early: bool = False) -> None:
+        """Receive and handle messages for ``timeout_s`` seconds (at least one pass); ``early``: return
+        after the first pass that received anything, so a trader reacts at once."""
         deadline = time.monotonic() + timeout_s
         while True:
             now = time.monotonic()
@@ -201,7 +202,7 @@ class Subscriber:
             # Timers only after reading what is queued: a consumer that was busy elsewhere finds its
             # messages waiting, and a feed is stale only if nothing at all arrived.
             self._timers(time.monotonic())
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (early and ready):
                 return
 
     # -- receiving -------------------------------------------------------------------------------
