@@ -272,3 +272,24 @@ def test_a_publisher_restart_is_survived(goog, tmp_path):
     assert f["restarts"] >= 1 and f["unexplained_gaps"] == 0
     assert f["rewound_rows"] > 0              # the new publisher began again at the file's start
     assert metrics(out)["stopped_by"] == "end of stream"
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary_and_results(goog, tmp_path):
+    feed = addr()
+    out = tmp_path / "paper"
+    pub = replay(goog, feed, "--speed", "100")
+    try:
+        trader = paper(feed, out, wait=False)
+        deadline = time.monotonic() + 60
+        while len(journal_steps(str(out) + ".journal")) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        trader.send_signal(signal.SIGINT)
+        stdout, stderr = trader.communicate(timeout=60)
+    finally:
+        stop(pub)
+    assert trader.returncode == 0, stderr
+    assert "stopped by interrupt" in stdout and "EPnL" in stdout and "Traceback" not in stderr
+    m = metrics(out)
+    assert m["stopped_by"] == "interrupt" and 0 < m["feed"]["events"] < 55_130
+    steps = jr.read(str(out) + ".journal")[1]
+    assert m["n_fills"] == sum(len(s.fills) for s in steps)      # the results are the journal's, no more
