@@ -24,7 +24,6 @@ The last line is ``tick_to_order_p99_us=<FixedSpread> cmm=<CMM> feed_hop_p99_us=
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.feed_throughput import free_port  # noqa: E402
 from feeds.zmqfeed import Subscriber  # noqa: E402
 from strategies.paper_loop import run_paper  # noqa: E402
 
@@ -43,17 +43,7 @@ SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
 
 
 def free_address() -> str:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as a, socket.socket() as b:
-            try:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return f"tcp://127.0.0.1:{port}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def publisher(npz: Path, addr: str, speed: str) -> subprocess.Popen:

@@ -280,16 +280,8 @@ class Subscriber:
 
     def _ask_resend(self, topic: str, stream: _Stream) -> None:
         """Ask for the batches after the resumed seq, unless an answer is still awaited."""
-        if stream.req_id is not None:
-            return
-        stream.req_id = self._next_req
-        self._next_req += 1
-        stream.req_sent = time.monotonic()
-        try:
-            self._dealer.send(encode(ReplayRequest(topic=topic, req_id=stream.req_id, session=stream.session,
-                                                   from_seq=stream.seq + 1)), zmq.NOBLOCK)
-        except zmq.Again:
-            pass   # no publisher connected yet: asked again after snapshot_timeout
+        self._ask(stream, lambda req_id: ReplayRequest(topic=topic, req_id=req_id, session=stream.session,
+                                                       from_seq=stream.seq + 1))
 
     def _on_resent(self, stream: _Stream, msg: EventBatch | ReplayEnd) -> None:
         """A resent batch (applied in order) or the end of the resend (then the live batches held meanwhile)."""
@@ -397,16 +389,21 @@ class Subscriber:
 
     def _request(self, topic: str, stream: _Stream) -> None:
         """Ask for a snapshot unless an answer is still awaited."""
+        if self._ask(stream, lambda req_id: SnapshotRequest(topic=topic, req_id=req_id)):
+            self.stats.snapshot_requests += 1
+
+    def _ask(self, stream: _Stream, request) -> bool:
+        """Send ``request(req_id)`` to the snapshot service unless an answer is still awaited."""
         if stream.req_id is not None:
-            return
+            return False
         stream.req_id = self._next_req
         self._next_req += 1
         stream.req_sent = time.monotonic()
-        self.stats.snapshot_requests += 1
         try:
-            self._dealer.send(encode(SnapshotRequest(topic=topic, req_id=stream.req_id)), zmq.NOBLOCK)
+            self._dealer.send(encode(request(stream.req_id)), zmq.NOBLOCK)
         except zmq.Again:
             pass   # no publisher connected yet: asked again after snapshot_timeout
+        return True
 
     def _timers(self, now: float) -> None:
         if not self.stale and now - self._last_msg > self.stale_after:
