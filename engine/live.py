@@ -31,15 +31,12 @@ import msgspec
 import numba as nb
 import numpy as np
 
-from feeds.events import EVENT_DTYPE, EXCH, LOCAL
+from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 
-from . import kernel
-from .book import empty_bk
-from .state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_STARTED, I_UB, EngineConfig, ConfigError, SIM_FIELDS, Sim,
-                    make_sim)
+from .state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, SIM_FIELDS, ConfigError,
+                    EngineConfig, Sim, make_sim)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
-END = np.int64(kernel.END)
 
 # The book arrays indexed by ``tick - lb``: re-centring moves their contents.
 BOOK_ARRAYS = ("xbid", "xask", "lbid", "lask", "nbuy_at", "nsell_at")
@@ -48,9 +45,8 @@ ROW_ARRAYS = ("tk_mid", "tk_epnl", "tk_nq")
 
 
 class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the engine takes a live stream (the ``[paper]`` table's engine part)."""
+    """How big the live engine's arrays start; they grow as needed."""
 
-    max_feed_latency_ns: int = 1_000_000_000   # a row's exch_ts is at most this far behind its local_ts
     initial_rows: int = 1 << 16                # event capacity before the first growth
     tick_range: int = 20_000                   # ticks either side of the first price
 
@@ -86,16 +82,15 @@ class LiveSim:
         centre = int(round(first_price / cfg.tick_size))
         seed = np.zeros(2, dtype=EVENT_DTYPE)           # sizes the book's range around the first price
         seed["px"] = [(centre - options.tick_range) * cfg.tick_size, (centre + options.tick_range) * cfg.tick_size]
-        seed["ev"] = 1
+        seed["ev"] = DEPTH
         self.sim = make_sim(seed, msgspec.structs.replace(cfg, record_ticks=False, tick_range_pad=0),
                             latency_table)
         self._arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}
         self._arrays["iv"][I_N] = 0
-        self._arrays["iv"][kernel_record_ticks()] = int(cfg.record_ticks)
+        self._arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
         self._arrays["iv"][I_LIVE] = 1
         self._rebuild(len(self.events))
         self.n = 0
-        self.n_ticks_cap = len(self.events)
 
     # ---- rows
     def append(self, rows: np.ndarray) -> None:
@@ -121,11 +116,6 @@ class LiveSim:
         events = np.zeros(cap, dtype=EVENT_DTYPE)
         events[:self.n] = self.events[:self.n]
         self.events = events
-        for name in ROW_ARRAYS:
-            old = self._arrays[name]
-            new = np.zeros(cap, dtype=old.dtype)
-            new[:len(old)] = old
-            self._arrays[name] = new
         self._rebuild(cap)
 
     def _fit_prices(self, rows: np.ndarray) -> None:
@@ -155,6 +145,7 @@ class LiveSim:
         self._rebuild(len(self.events))
 
     def _rebuild(self, cap: int) -> None:
+        """A new ``Sim`` over the current arrays, the per-tick ones grown to ``cap`` rows (a tick per row at most)."""
         a = self._arrays
         if len(a["tk_mid"]) < cap:
             for name in ROW_ARRAYS:
@@ -165,11 +156,6 @@ class LiveSim:
         a.update(ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
                  order_id=e["order_id"].view(np.int64))
         self.sim = Sim(**a)
-
-
-def kernel_record_ticks() -> int:
-    from .state import I_RECORD_TICKS
-    return I_RECORD_TICKS
 
 
 class StreamOrdering:

@@ -37,14 +37,16 @@ NO_EXCH_YET = int(np.iinfo(np.int64).min)
 class PaperTrader:
     """One strategy on one instrument's feed, advanced a step at a time."""
 
-    def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument, on_wake=None):
-        """``on_wake()`` is called after each wake-up (the loop times its reactions with it)."""
+    def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument, on_wake=None,
+                 live: LiveOptions | None = None):
+        """``on_wake()`` is called after each wake-up (the loop times its reactions with it); ``live`` sizes
+        the engine's first arrays (tests make them tiny to exercise growth)."""
         self.cfg = cfg
         self.on_wake = on_wake
         self.instrument = instrument
         self.strategy = build_strategy(cfg, config_path)
         self.engine_cfg, self.latency = sim_config(cfg, instrument)
-        self.options = LiveOptions(max_feed_latency_ns=cfg.paper.max_feed_latency_ns)
+        self.options = live or LiveOptions()
         self.ordering = StreamOrdering(cfg.paper.max_feed_latency_ns)
         self.live: LiveSim | None = None
         self.session: Session | None = None

@@ -1,0 +1,110 @@
+"""engine/live.py: rows streamed onto the two timelines exactly as a whole file's ordering puts them."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from engine.live import LiveOptions, StreamOrdering
+from feeds.events import DEPTH, DEPTH_CLEAR, EVENT_DTYPE, EXCH, LOCAL
+from feeds.ordering import order_timelines
+from feeds.wire import pack
+from strategies import runner
+from strategies.config import PaperConfig, load
+from strategies.journal import Step
+from strategies.paper import PaperTrader
+from tests.conftest import REPO
+
+
+def rows(exch_ts, local_ts) -> np.ndarray:
+    out = np.zeros(len(exch_ts), dtype=EVENT_DTYPE)
+    out["ev"] = DEPTH
+    out["exch_ts"], out["local_ts"] = exch_ts, local_ts
+    out["px"] = np.arange(len(exch_ts)) + 100.0            # each row's identity
+    return out
+
+
+def timeline(out: np.ndarray, flag: int) -> list[float]:
+    return list(out["px"][(out["ev"] & np.uint64(flag)) != 0])
+
+
+def test_exchange_copies_wait_for_the_watermark_then_leave_in_exch_order():
+    o = StreamOrdering(max_feed_latency_ns=5)
+    r = rows([18, 15, 19, 17], [20, 21, 22, 23])
+    out = [o.push(r[k:k + 1]) for k in range(4)]
+    # watermark = last local_ts - 5: 15, 16, 17, 18; copies at or below it are released
+    assert [timeline(x, EXCH) for x in out] == [[], [101.0], [], [103.0, 100.0]]
+    assert [timeline(x, LOCAL) for x in out] == [[100.0], [101.0], [102.0], [103.0]]
+    assert o.horizon == 23 - 5 - 1
+    assert timeline(o.flush(), EXCH) == [102.0]
+    assert o.late == 0
+    for x in out:                                      # every copy carries one timeline's flag only
+        assert not np.any((x["ev"] & np.uint64(EXCH)) & ((x["ev"] & np.uint64(LOCAL)) << np.uint64(1)))
+
+
+def test_a_row_later_than_the_bound_is_moved_up_and_counted():
+    o = StreamOrdering(max_feed_latency_ns=2)
+    first = o.push(rows([10], [12]))
+    late = o.push(rows([5], [13]))                     # exch 5, but exch 10 already left
+    assert timeline(first, EXCH) == [100.0] and o.late == 1
+    assert list(late["exch_ts"][(late["ev"] & np.uint64(EXCH)) != 0]) == [10]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 7)), min_size=1, max_size=60),
+       st.lists(st.integers(1, 9), min_size=1, max_size=20))
+def test_any_cut_into_batches_gives_the_whole_file_ordering(steps, cuts):
+    """Random receive gaps and feed latencies within the bound, cut anywhere: both timelines equal
+    feeds.ordering.order_timelines over the whole stream."""
+    local = np.cumsum([gap for gap, _ in steps]) + 1000
+    exch = local - np.array([lat for _, lat in steps])
+    r = rows(exch, local)
+    o = StreamOrdering(max_feed_latency_ns=7)
+    out, i, k = [], 0, 0
+    while i < len(r):
+        n = cuts[k % len(cuts)]
+        out.append(o.push(r[i:i + n]))
+        i, k = i + n, k + 1
+    out.append(o.flush())
+    got = np.concatenate(out)
+    whole = order_timelines(r)
+    for flag in (EXCH, LOCAL):
+        assert timeline(got, flag) == timeline(whole, flag)
+    assert o.late == 0
+
+
+def test_growing_and_recentring_the_engine_changes_no_fill():
+    """A live engine that starts with room for 16 rows and 30 ticks either side grows and re-centres
+    many times over the sample, and fills exactly as the backtest of the whole file."""
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    cfg = load(path, PaperConfig)
+    bt_cfg = load(str(REPO / "configs" / "backtest_fixed_spread.toml"))
+    events, instrument = runner.load_events(bt_cfg)
+    expected = runner.run(bt_cfg, str(REPO / "configs" / "backtest_fixed_spread.toml")).result
+    trader = PaperTrader(cfg, path, instrument, live=LiveOptions(initial_rows=16, tick_range=30))
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    for seq, i in enumerate(range(0, len(local), 97), start=1):
+        trader.step(Step(kind="batch", seq=seq, session=1, events=pack(local[i:i + 97])))
+    trader.step(Step(kind="end", seq=seq, session=1))
+    got = trader.close()
+    assert len(trader.live.events) >= len(local) * 2 > 16
+    assert np.array_equal(got.fills, expected.fills) and len(got.fills) == 303
+    for name, column in expected.ticks.items():
+        np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)
+    assert got.account == expected.account
+
+
+def test_rows_before_any_price_wait_for_one():
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    cfg = load(path, PaperConfig)
+    events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
+    trader = PaperTrader(cfg, path, instrument)
+    clear = np.zeros(1, dtype=EVENT_DTYPE)
+    clear["ev"], clear["exch_ts"], clear["local_ts"] = DEPTH_CLEAR | EXCH | LOCAL, events["local_ts"][0], events["local_ts"][0]
+    trader.step(Step(kind="batch", seq=1, session=1, events=pack(clear)))    # a DEPTH_CLEAR, no price
+    assert trader.live is None and len(trader.held) == 1
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    trader.step(Step(kind="batch", seq=2, session=1, events=pack(local[:50])))
+    appended = trader.live.events[:trader.live.n]
+    assert trader.live is not None and not trader.held
+    assert np.count_nonzero(appended["ev"] & np.uint64(LOCAL)) == 51       # the held clear, then the 50 rows
+    assert appended["ev"][0] & np.uint64(0xFF) == DEPTH_CLEAR
