@@ -24,15 +24,13 @@ import msgspec
 import numpy as np
 
 from engine import kernel
-from engine.output import write_results
-from feeds.atomic import atomic_write
 from feeds.errors import DataError
 from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
 
 from . import journal as jr
 from .config import ConfigError, PaperConfig, load
 from .paper import PaperTrader
-from .runner import DECISIONS, LatencyStats, RunSummary, instrument_for, summary_of
+from .runner import LatencyStats, RunSummary, instrument_for, summary_of, write_run
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -111,10 +109,8 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
                          tick_to_order_us=percentiles(loop.reactions[0]),
                          send_to_order_us=percentiles(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
-    write_results(out_dir, result, summary, config_text, title)
-    if hasattr(strategy, "decision_record"):
-        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
-            np.savez(f, **strategy.decision_record())
+    write_run(out_dir, result, summary, config_text, title,
+              strategy.decision_record() if hasattr(strategy, "decision_record") else None)
     if loop.journal is not None:
         loop.journal.close()
     return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],

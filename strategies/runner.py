@@ -202,12 +202,19 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Bac
     bt = run(cfg, config_path, progress)
     with open(config_path, "rb") as f:
         config_text = f.read()
-    title = f"{cfg.strategy.name} on {bt.instrument.symbol}"
-    write_results(out_dir, bt.result, bt.summary, config_text, title)
-    if bt.decisions is not None:     # a strategy that records its decisions (CMM: quotes, weights, regimes)
-        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
-            np.savez(f, **bt.decisions)
+    write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
+              bt.decisions)
     return bt
+
+
+def write_run(out_dir: str, result: RunResult, summary: Summary, config_text: bytes, title: str,
+              decisions: dict[str, np.ndarray] | None) -> None:
+    """The results directory, plus ``decisions.npz`` for a strategy that records its decisions (CMM: quotes,
+    weights, regimes)."""
+    write_results(out_dir, result, summary, config_text, title)
+    if decisions is not None:
+        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
+            np.savez(f, **decisions)
 
 
 def format_summary(bt: Backtest, out_dir: str | None = None) -> str:

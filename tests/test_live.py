@@ -99,7 +99,8 @@ def test_rows_before_any_price_wait_for_one():
     events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
     trader = PaperTrader(cfg, path, instrument)
     clear = np.zeros(1, dtype=EVENT_DTYPE)
-    clear["ev"], clear["exch_ts"], clear["local_ts"] = DEPTH_CLEAR | EXCH | LOCAL, events["local_ts"][0], events["local_ts"][0]
+    clear["ev"] = DEPTH_CLEAR | EXCH | LOCAL
+    clear["exch_ts"] = clear["local_ts"] = events["local_ts"][0]
     trader.step(Step(kind="batch", seq=1, session=1, events=pack(clear)))    # a DEPTH_CLEAR, no price
     assert trader.live is None and len(trader.held) == 1
     local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
