@@ -4,12 +4,16 @@ The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
 module turns what happened since the previous one (our fills, order state
 changes, market trades, depth changes) into the strategy's callbacks, and its
 order calls into the engine's order API. Reads go straight to the engine's
-arrays, so a wake-up costs a few microseconds of Python plus the strategy's
-own work.
+arrays (taken out of the ``Sim`` once: each attribute read of a structref from
+Python is a jitted call), so a wake-up costs a few microseconds of Python plus
+the strategy's own work. Callbacks the strategy does not override are not
+prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
+scan, the trade arrays or the depth check.
 """
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -19,7 +23,8 @@ from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCE
 from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
+                          Sim)
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
@@ -34,11 +39,17 @@ class OrderRejected(ValueError):
     """An order call the engine refused before sending (bad size, price out of range)."""
 
 
+def arrays(sim: Sim) -> SimpleNamespace:
+    """The ``Sim``'s arrays as plain attributes: read from Python without a jitted call each."""
+    return SimpleNamespace(**{name: getattr(sim, name) for name in SIM_FIELDS})
+
+
 class BacktestContext:
     """The :class:`~strategies.api.Context` of a backtest, over one engine ``Sim``."""
 
     def __init__(self, sim: Sim, tick_size: float, lot_size: float):
         self.sim = sim
+        self.a = arrays(sim)
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._unread = 0            # the first row new_events() has not returned yet
@@ -53,11 +64,11 @@ class BacktestContext:
 
     @property
     def best_bid(self) -> float:
-        return self._price(int(self.sim.lbk[0]), INVALID_MIN)
+        return self._price(int(self.a.lbk[0]), INVALID_MIN)
 
     @property
     def best_ask(self) -> float:
-        return self._price(int(self.sim.lbk[1]), INVALID_MAX)
+        return self._price(int(self.a.lbk[1]), INVALID_MAX)
 
     @property
     def mid(self) -> float:
@@ -65,21 +76,20 @@ class BacktestContext:
 
     @property
     def position(self) -> float:
-        return float(self.sim.fv[F_LPOS])
+        return float(self.a.fv[F_LPOS])
 
     def book(self, depth: int = 5) -> Book:
-        S = self.sim
+        S = self.a
         lb = int(S.iv[I_LB])
         bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
         ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
-        S = self.sim
-        return [self._order(slot) for slot in range(kernel.n_slots(S)) if kernel.visible(S, slot)]
+        return [self._order(slot) for slot in kernel.visible_slots(self.sim)]
 
     def _order(self, slot: int) -> Order:
-        oi, of = self.sim.oi[slot], self.sim.of[slot]
+        oi, of = self.a.oi[slot], self.a.of[slot]
         return Order(
             id=int(oi[O_ID]), side=SIDE_NAMES[int(oi[O_SIDE])], price=oi[O_LTICK] * self.tick_size,
             qty=float(of[Q_LQTY]), leaves=float(of[Q_LLEAVES]), executed=float(of[Q_LEXEC]),
@@ -88,7 +98,7 @@ class BacktestContext:
             pending=PENDING.get(int(oi[O_LREQ]), ""))
 
     def metrics(self) -> Metrics:
-        S = self.sim
+        S = self.a
         k = int(S.iv[I_NTICKS])
         epnl = float(S.tk_epnl[k - 1]) if k else 0.0
         fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
@@ -103,7 +113,7 @@ class BacktestContext:
         in proportion to the rows that wake-up saw. ``ival`` and ``fval`` are 0:
         the engine keeps only the fields it replays.
         """
-        S = self.sim
+        S = self.a
         start, stop = self._unread, int(S.iv[I_IL])
         self._unread = stop
         rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
@@ -112,6 +122,16 @@ class BacktestContext:
             out[name] = getattr(S, name)[rows]
         out["order_id"] = S.order_id[rows].view(np.uint64)
         return out
+
+    def market_ahead(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """The whole replay's ``ev, local_ts, px, qty`` and the first row :meth:`new_events` has not returned.
+
+        A backtest knows the market's future; a strategy whose features read
+        market data only may replay it ahead of the engine (CMM's batched
+        inference), from that row on. A live context has no such method.
+        """
+        S = self.a
+        return S.ev, S.local_ts, S.px, S.qty, self._unread
 
     # ---- orders
     def _tick(self, price: float) -> int:
@@ -158,43 +178,52 @@ class _Feed:
     events can fall between two events with the same timestamp.
     """
 
-    def __init__(self, sim: Sim):
-        local = (sim.ev & np.uint64(LOCAL)) != 0
-        kind = sim.ev & np.uint64(KIND_MASK)
+    def __init__(self, a: SimpleNamespace):
+        local = (a.ev & np.uint64(LOCAL)) != 0
+        kind = a.ev & np.uint64(KIND_MASK)
         self.trade_rows = np.flatnonzero(local & (kind == TRADE))
         self.depth_rows = np.flatnonzero(
             local & np.isin(kind, np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)))
-        self.sim = sim
+        self.a = a
 
     def position(self) -> int:
         """The next local row to replay."""
-        return int(self.sim.iv[I_IL])
+        return int(self.a.iv[I_IL])
 
     def trades(self, start: int, stop: int) -> Trades | None:
         a, b = np.searchsorted(self.trade_rows, [start, stop])
         if a == b:
             return None
         rows = self.trade_rows[a:b]
-        ev = self.sim.ev[rows]
+        ev = self.a.ev[rows]
         side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
-        return Trades(self.sim.local_ts[rows], self.sim.px[rows], self.sim.qty[rows], side)
+        return Trades(self.a.local_ts[rows], self.a.px[rows], self.a.qty[rows], side)
 
     def depth_changed(self, start: int, stop: int) -> bool:
         a, b = np.searchsorted(self.depth_rows, [start, stop])
         return b > a
 
 
+def overrides(strategy: Strategy, name: str) -> bool:
+    """Whether ``strategy``'s class replaces the base class's (no-op) callback ``name``."""
+    return getattr(type(strategy), name) is not getattr(Strategy, name)
+
+
 class _Dispatcher:
-    """Turns engine state changes between wake-ups into callbacks."""
+    """Turns engine state changes between wake-ups into callbacks (only those the strategy overrides)."""
 
     def __init__(self, ctx: BacktestContext, strategy: Strategy):
         self.ctx = ctx
         self.strategy = strategy
         self.fills_seen = 0
         self.order_state: dict[int, tuple] = {}
+        self.wants = {name: overrides(strategy, name) for name in ("on_fill", "on_order_update", "on_trade",
+                                                                   "on_depth")}
 
     def fills(self, now: int) -> None:
-        S = self.ctx.sim
+        if not self.wants["on_fill"]:
+            return
+        S = self.ctx.a
         k = int(S.iv[I_NFILLS])
         while self.fills_seen < k and S.fl_i[self.fills_seen, FL_LTS] <= now:
             i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
@@ -205,25 +234,24 @@ class _Dispatcher:
                 local_ts=int(i[FL_LTS])))
 
     def order_updates(self) -> None:
-        S = self.ctx.sim
-        seen = {}
-        for slot in range(kernel.n_slots(S)):
-            if not kernel.visible(S, slot):
-                continue
-            oi, of = S.oi[slot], S.of[slot]
-            state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
-            oid = int(oi[O_ID])
-            seen[oid] = state
-            if self.order_state.get(oid) != state:
-                self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
-        self.order_state = seen
-        kernel.clear_inactive(S)   # finished orders are reported once, then leave the view
+        if self.wants["on_order_update"]:
+            S = self.ctx.a
+            seen = {}
+            for slot in kernel.visible_slots(self.ctx.sim):
+                oi, of = S.oi[slot], S.of[slot]
+                state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
+                oid = int(oi[O_ID])
+                seen[oid] = state
+                if self.order_state.get(oid) != state:
+                    self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
+            self.order_state = seen
+        kernel.clear_inactive(self.ctx.sim)   # finished orders are reported once, then leave the view
 
 
 def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
     """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
     ctx = BacktestContext(sim, tick_size, lot_size)
-    feed = _Feed(sim)
+    feed = _Feed(ctx.a)
     calls = _Dispatcher(ctx, strategy)
     wake = strategy.wake
     measured = strategy.compute_ns is None
@@ -245,15 +273,15 @@ def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, prog
             t0 = time.perf_counter_ns()
             calls.fills(now)
             calls.order_updates()
-            trades = feed.trades(prev, here)
+            trades = feed.trades(prev, here) if calls.wants["on_trade"] else None
             if trades is not None:
                 strategy.on_trade(ctx, trades)
-            if feed.depth_changed(prev, here):
+            if calls.wants["on_depth"] and feed.depth_changed(prev, here):
                 strategy.on_depth(ctx)
             if reason & kernel.WOKE_TIMER:
                 strategy.on_timer(ctx)
             if measured:
-                kernel.charge_compute(sim, mark, time.perf_counter_ns() - t0)
+                kernel.charge_compute(sim, mark, strategy.charged_ns(time.perf_counter_ns() - t0))
             prev = here
             bar.set(kernel.progress_rows(sim))
             if reason == kernel.WOKE_END:

@@ -145,8 +145,13 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     latency = decisions = None
     if s.mode == "python":
         strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
-        result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
-        latency = decision_latency(strategy)
+        try:
+            result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+        except ConfigError as e:      # a strategy refusing its settings at start: name the config
+            raise e.located(config_path) from None
+        # Wall times are never reproducible: reported only when the run charges them, so a declared
+        # decision time gives the same bytes every run.
+        latency = decision_latency(strategy) if compute_ns is None else None
         if hasattr(strategy, "decision_record"):
             decisions = strategy.decision_record()
     else:
