@@ -22,7 +22,7 @@ from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCE
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
-                          FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
+                          FLF_PRICE, FLF_QTY, I_CUR, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
                           O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
                           Sim)
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
@@ -57,7 +57,7 @@ class BacktestContext:
     # ---- views
     @property
     def now(self) -> int:
-        return int(kernel.now(self.sim))
+        return int(self.a.iv[I_CUR])
 
     def _price(self, tick: int, empty: int) -> float:
         return float("nan") if tick == empty else tick * self.tick_size
@@ -89,13 +89,13 @@ class BacktestContext:
         return [self._order(slot) for slot in kernel.visible_slots(self.sim)]
 
     def _order(self, slot: int) -> Order:
-        oi, of = self.a.oi[slot], self.a.of[slot]
+        oi, of = self.a.oi[slot].tolist(), self.a.of[slot].tolist()     # Python numbers: one conversion
         return Order(
-            id=int(oi[O_ID]), side=SIDE_NAMES[int(oi[O_SIDE])], price=oi[O_LTICK] * self.tick_size,
-            qty=float(of[Q_LQTY]), leaves=float(of[Q_LLEAVES]), executed=float(of[Q_LEXEC]),
-            status=STATUS_NAMES[int(oi[O_LSTATUS])], tif=TIF_NAMES[int(oi[O_TIF])],
-            type=TYPE_NAMES[int(oi[O_TYPE])], reason=REASON_NAMES[int(oi[O_REASON])],
-            pending=PENDING.get(int(oi[O_LREQ]), ""))
+            id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
+            qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
+            status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
+            type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
+            pending=PENDING.get(oi[O_LREQ], ""))
 
     def metrics(self) -> Metrics:
         S = self.a
@@ -283,7 +283,8 @@ def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, prog
             if measured:
                 kernel.charge_compute(sim, mark, strategy.charged_ns(time.perf_counter_ns() - t0))
             prev = here
-            bar.set(kernel.progress_rows(sim))
+            if bar.enabled:
+                bar.set(kernel.progress_rows(sim))
             if reason == kernel.WOKE_END:
                 break
         strategy.on_stop(ctx)
