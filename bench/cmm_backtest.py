@@ -58,6 +58,7 @@ def config(data: str, path: str, compute_ns: int) -> str:
     text = text.replace('"../data/samples/GOOG_2012-06-21_10_head.zip"', repr(data).replace("'", '"'))
     text = text.replace('"../data/bundles/', f'"{REPO}/data/bundles/')
     text = re.sub(r"(?m)^compute_ns = .*$", f"compute_ns = {compute_ns}", text)
+    text = re.sub(r"(?m)^inference = .*\n", "", text)
     text = text.replace("[strategy.params]\n", f'[strategy.params]\ninference = "{path}"\n')
     out = os.path.join(REPO, "build", "bench", f"cmm_{path}.toml")
     with open(out, "w") as f:

@@ -36,6 +36,7 @@ def config(tmp_path, name: str, inference: str, *, compute_ns="1_000_000", data=
     """configs/backtest_<name>.toml with absolute paths, a declared decision time and ``inference``."""
     text = (CONFIGS / f"backtest_{name}.toml").read_text().replace('"../', f'"{REPO}/')
     text = re.sub(r"(?m)^compute_ns = .*$", f"compute_ns = {compute_ns}", text)
+    text = re.sub(r"(?m)^(inference|batch) = .*\n", "", text)
     text = text.replace("[strategy.params]\n", f'[strategy.params]\ninference = "{inference}"\n{extra}')
     if data is not None:
         text = text.replace(f'"{REPO}/data/samples/GOOG_2012-06-21_10_head.zip"', json.dumps(str(data)))
@@ -146,3 +147,16 @@ def test_an_unknown_inference_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "strategy.params.inference" in lines[0] and "'per_tick'" in lines[0], lines
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_measured_batched_decision_is_charged_its_share_of_the_batch():
+    events, instrument = load_events(load(str(CONFIGS / "backtest_cmm.toml")))
+    s = CMMStrategy(CMMParams(bundle=str(BUNDLES / "goog_sample"), batch=100), wake=WakePolicy(every_ns=SECOND),
+                    compute_ns=None)
+    backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size)),
+                 instrument.tick_size, instrument.lot_size)
+    latency = s.decision_latency_ns()
+    last = s._ahead.next                     # the decisions taken from the last batch
+    assert s.batched and s._ahead.share_ns > 0 and last > 0
+    assert (latency[-last:] > s._ahead.share_ns).all()
