@@ -86,10 +86,14 @@ class BacktestContext:
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
-        return [self._order(slot) for slot in kernel.visible_slots(self.sim)]
+        slots = kernel.visible_slots(self.sim)
+        return [self._view(oi, of) for oi, of in zip(self.a.oi[slots].tolist(), self.a.of[slots].tolist())]
 
     def _order(self, slot: int) -> Order:
-        oi, of = self.a.oi[slot].tolist(), self.a.of[slot].tolist()     # Python numbers: one conversion
+        return self._view(self.a.oi[slot].tolist(), self.a.of[slot].tolist())
+
+    def _view(self, oi: list[int], of: list[float]) -> Order:
+        """One order from its engine rows, as Python numbers (converted once per row, not per field)."""
         return Order(
             id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
             qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
