@@ -3,7 +3,9 @@
 Training replays an event array through :func:`replay_features`; a live
 strategy keeps a :class:`FeatureState` and calls :func:`update` on every
 LOCAL-flagged event as it arrives (or :func:`apply_rows` on a batch), then
-:func:`snapshot` at each decision. Both paths run the same jitted functions,
+:func:`snapshot` at each decision; a backtest that knows its decision times
+in advance replays the engine's own arrays ahead of it with
+:func:`replay_until`, the loop :func:`replay_features` runs. Both paths run the same jitted functions,
 so a model is never trained on features that trading computes differently.
 
 Only what the strategy knows is used: LOCAL-flagged rows, in row order, at
