@@ -53,7 +53,11 @@ def _explained(message: str, type_, key: str | None) -> str:
     if not message.startswith("Invalid enum value") or key is None:
         return message
     for name in key.split("."):
-        hints = typing.get_type_hints(type_) if isinstance(type_, type) and issubclass(type_, msgspec.Struct) else {}
+        try:
+            hints = typing.get_type_hints(type_) if isinstance(type_, type) and issubclass(type_, msgspec.Struct) \
+                else {}
+        except (NameError, TypeError):      # an annotation that does not resolve: say what msgspec said
+            return message
         if name not in hints:
             return message
         type_ = hints[name]

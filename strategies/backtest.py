@@ -210,8 +210,8 @@ class _Feed:
 
 
 def overrides(strategy: Strategy, name: str) -> bool:
-    """Whether ``strategy``'s class replaces the base class's (no-op) callback ``name``."""
-    return getattr(type(strategy), name) is not getattr(Strategy, name)
+    """Whether ``strategy`` replaces the base class's (no-op) callback ``name``, in its class or itself."""
+    return getattr(type(strategy), name) is not getattr(Strategy, name) or name in vars(strategy)
 
 
 class _Dispatcher:
