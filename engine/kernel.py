@@ -662,6 +662,18 @@ def visible(S, slot):
     return S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0
 
 
+@nb.njit(cache=True)
+def visible_slots(S):
+    """The slots :func:`visible` holds, in order: one call from Python instead of one per slot."""
+    out = np.empty(S.iv[I_SLOT_HWM], dtype=np.int64)
+    k = 0
+    for slot in range(S.iv[I_SLOT_HWM]):
+        if visible(S, slot):
+            out[k] = slot
+            k += 1
+    return out[:k]
+
+
 # ---------------------------------------------------------------- read-only views
 
 

@@ -42,6 +42,7 @@ MANIFEST = "manifest.json"
 FILES = ("model.pt", "model.json", "normalization.json", "regimes.json", "feature_schema.json",
          "teacher_latency.json")
 _LIBRARIES = ("torch", "numpy", "cmm-engine")
+_ALIGN_FLOATS = 16          # 64 bytes of float32: the widest SIMD load (AVX-512)
 
 
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -158,9 +159,12 @@ class Regimes(msgspec.Struct, frozen=True):
 
     def classify(self, vol: float) -> int:
         """0 low, 1 mid, 2 high, -1 not finite: the rule of cmm_models.regimes.classify, for one value."""
-        if not np.isfinite(vol):
-            return -1
-        return 0 if vol <= self.low else 1 if vol <= self.high else 2
+        return int(self.classify_all(np.asarray(vol)))
+
+    def classify_all(self, vol: np.ndarray) -> np.ndarray:
+        """:meth:`classify` element by element, as int64 (one rule for a decision and for a batch)."""
+        return np.where(np.isfinite(vol), np.where(vol <= self.low, 0, np.where(vol <= self.high, 1, 2)),
+                        -1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,27 @@ class Bundle:
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Raw features (float64, so prices keep their digits) -> the model's float32 input."""
         return ((features - self.feature_mean) / self.feature_std).astype(np.float32)
+
+    def model_input(self, features: np.ndarray):
+        """Raw features, one decision [F] or a batch [B, F], as the model's input tensor: normalized, and each
+        decision's row starting on a 64-byte boundary.
+
+        A BLAS matrix-vector kernel splits its work by the vector's address, so
+        the same numbers at another alignment can round differently in the last
+        bit; a decision must give the same answer alone or in a batch (CMM's
+        per-tick and batched inference), and from one run to the next.
+        """
+        import torch
+
+        normalized = self.normalize(features)
+        rows = normalized.reshape(-1, normalized.shape[-1])
+        n, width = rows.shape
+        step = -(-width // _ALIGN_FLOATS) * _ALIGN_FLOATS           # floats per row, padded
+        raw = np.empty(n * step + _ALIGN_FLOATS, dtype=np.float32)
+        start = (-raw.ctypes.data % (4 * _ALIGN_FLOATS)) // 4
+        aligned = raw[start:start + n * step].reshape(n, step)[:, :width]
+        aligned[:] = rows
+        return torch.from_numpy(aligned if normalized.ndim == 2 else aligned[0])
 
     def denormalize(self, predictions: np.ndarray) -> np.ndarray:
         return np.asarray(predictions, dtype=np.float64) * self.target_std + self.target_mean

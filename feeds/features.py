@@ -3,7 +3,9 @@
 Training replays an event array through :func:`replay_features`; a live
 strategy keeps a :class:`FeatureState` and calls :func:`update` on every
 LOCAL-flagged event as it arrives (or :func:`apply_rows` on a batch), then
-:func:`snapshot` at each decision. Both paths run the same jitted functions,
+:func:`snapshot` at each decision; a backtest that knows its decision times
+in advance replays the engine's own arrays ahead of it with
+:func:`replay_until`, the loop :func:`replay_features` runs. Both paths run the same jitted functions,
 so a model is never trained on features that trading computes differently.
 
 Only what the strategy knows is used: LOCAL-flagged rows, in row order, at
@@ -470,16 +472,26 @@ def snapshot(s, now, out):
 
 
 @nb.njit(cache=True)
-def _replay(s, ev, local_ts, px, qty, decision_ts, out):
-    row = 0
+def replay_until(s, ev, local_ts, px, qty, row, decision_ts, out):
+    """From ``row`` on: for each decision time, :func:`update` with every LOCAL row up to the first one
+    later than it (rows without LOCAL are skipped), then :func:`snapshot` into ``out``; returns the next row.
+
+    The engine's local stream stops at that same row at a timer wake-up, so a
+    strategy that knows its wake-ups in advance (CMM's batched inference)
+    gets here the features it would compute at each one, from the whole
+    replay's arrays.
+    """
     n_rows = ev.size
     for d in range(decision_ts.size):
         now = decision_ts[d]
-        while row < n_rows and local_ts[row] <= now:
+        while row < n_rows:
             if ev[row] & LOCAL:
+                if local_ts[row] > now:
+                    break
                 update(s, ev[row], local_ts[row], px[row], qty[row])
             row += 1
         snapshot(s, now, out[d])
+    return row
 
 
 def replay_features(events: np.ndarray, schema: FeatureSchema, decision_ts: np.ndarray) -> np.ndarray:
@@ -499,5 +511,5 @@ def replay_features(events: np.ndarray, schema: FeatureSchema, decision_ts: np.n
         raise ValueError("LOCAL rows must be in local_ts order")
     state = new_state(schema, *tick_range(rows, schema.tick_size))
     out = np.empty((decision_ts.size, schema.n_features))
-    _replay(state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"], decision_ts, out)
+    replay_until(state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"], 0, decision_ts, out)
     return out

@@ -8,6 +8,7 @@ type or an out-of-range value reads the same everywhere::
 from __future__ import annotations
 
 import os
+import typing
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -47,6 +48,24 @@ def split_location(err: Exception) -> tuple[str | None, str]:
     return None, text
 
 
+def _explained(message: str, type_, key: str | None) -> str:
+    """msgspec's message, with the allowed values when the key holds one of a fixed set (a Literal)."""
+    if not message.startswith("Invalid enum value") or key is None:
+        return message
+    for name in key.split("."):
+        try:
+            hints = typing.get_type_hints(type_) if isinstance(type_, type) and issubclass(type_, msgspec.Struct) \
+                else {}
+        except (NameError, TypeError):      # an annotation that does not resolve: say what msgspec said
+            return message
+        if name not in hints:
+            return message
+        type_ = hints[name]
+    if typing.get_origin(type_) is not Literal:
+        return message
+    return f"{message}; expected one of {', '.join(repr(v) for v in typing.get_args(type_))}"
+
+
 def load(path: str, type_: type[T]) -> T:
     """Parse ``path`` as TOML into ``type_``; a ConfigError names the file and the key."""
     try:
@@ -58,7 +77,7 @@ def load(path: str, type_: type[T]) -> T:
         return msgspec.toml.decode(raw, type=type_)
     except msgspec.ValidationError as e:
         key, message = split_location(e)
-        raise ConfigError(message, path=path, field=key) from None
+        raise ConfigError(_explained(message, type_, key), path=path, field=key) from None
     except msgspec.DecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", path=path) from None
 
@@ -69,7 +88,8 @@ def convert(value, type_: type[T], path: str, prefix: str) -> T:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as e:
         key, message = split_location(e)
-        raise ConfigError(message, path=path, field=prefix + (f".{key}" if key else "")) from None
+        raise ConfigError(_explained(message, type_, key), path=path, field=prefix + (f".{key}" if key else "")) \
+            from None
 
 
 def resolve(config_path: str, path: str) -> str:

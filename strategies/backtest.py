@@ -4,13 +4,18 @@ The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
 module turns what happened since the previous one (our fills, order state
 changes, market trades, depth changes) into the strategy's callbacks, and its
 order calls into the engine's order API. Reads go straight to the engine's
-arrays, so a wake-up costs a few microseconds of Python plus the strategy's
-own work.
+arrays (taken out of the ``Sim`` once: each attribute read of a structref from
+Python is a jitted call), so a wake-up costs a few microseconds of Python plus
+the strategy's own work. Callbacks the strategy does not override are not
+prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
+scan, the trade arrays or the depth check.
 """
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -19,8 +24,9 @@ from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCE
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
-                          FLF_PRICE, FLF_QTY, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, TQ_SHIFT, Sim)
+                          FLF_PRICE, FLF_QTY, I_CUR, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
+                          Sim)
 from feeds.events import EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from feeds.progress import Progress
@@ -35,30 +41,41 @@ class OrderRejected(ValueError):
     """An order call the engine refused before sending (bad size, price out of range)."""
 
 
-class BacktestContext:
-    """The :class:`~strategies.api.Context` of a backtest, over one engine ``Sim``."""
+def arrays(sim: Sim) -> SimpleNamespace:
+    """The ``Sim``'s arrays as plain attributes: read from Python without a jitted call each."""
+    return SimpleNamespace(**{name: getattr(sim, name) for name in SIM_FIELDS})
+
+
+class EngineContext:
+    """The :class:`~strategies.api.Context` over one engine ``Sim``: a paper exchange's, and the base of a
+    backtest's (:class:`BacktestContext`, which also knows the market's future)."""
 
     def __init__(self, sim: Sim, tick_size: float, lot_size: float):
-        self.sim = sim
+        self.use(sim)
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._unread = 0            # the first row new_events() has not returned yet
 
+    def use(self, sim: Sim) -> None:
+        """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
+        self.sim = sim
+        self.a = arrays(sim)
+
     # ---- views
     @property
     def now(self) -> int:
-        return int(kernel.now(self.sim))
+        return int(self.a.iv[I_CUR])
 
     def _price(self, tick: int, empty: int) -> float:
         return float("nan") if tick == empty else tick * self.tick_size
 
     @property
     def best_bid(self) -> float:
-        return self._price(int(self.sim.lbk[0]), INVALID_MIN)
+        return self._price(int(self.a.lbk[0]), INVALID_MIN)
 
     @property
     def best_ask(self) -> float:
-        return self._price(int(self.sim.lbk[1]), INVALID_MAX)
+        return self._price(int(self.a.lbk[1]), INVALID_MAX)
 
     @property
     def mid(self) -> float:
@@ -66,30 +83,33 @@ class BacktestContext:
 
     @property
     def position(self) -> float:
-        return float(self.sim.fv[F_LPOS])
+        return float(self.a.fv[F_LPOS])
 
     def book(self, depth: int = 5) -> Book:
-        S = self.sim
+        S = self.a
         lb = int(S.iv[I_LB])
         bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
         ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
-        S = self.sim
-        return [self._order(slot) for slot in range(kernel.n_slots(S)) if kernel.visible(S, slot)]
+        slots = kernel.visible_slots(self.sim)
+        return [self._view(oi, of) for oi, of in zip(self.a.oi[slots].tolist(), self.a.of[slots].tolist())]
 
     def _order(self, slot: int) -> Order:
-        oi, of = self.sim.oi[slot], self.sim.of[slot]
+        return self._view(self.a.oi[slot].tolist(), self.a.of[slot].tolist())
+
+    def _view(self, oi: list[int], of: list[float]) -> Order:
+        """One order from its engine rows, as Python numbers (converted once per row, not per field)."""
         return Order(
-            id=int(oi[O_ID]), side=SIDE_NAMES[int(oi[O_SIDE])], price=oi[O_LTICK] * self.tick_size,
-            qty=float(of[Q_LQTY]), leaves=float(of[Q_LLEAVES]), executed=float(of[Q_LEXEC]),
-            status=STATUS_NAMES[int(oi[O_LSTATUS])], tif=TIF_NAMES[int(oi[O_TIF])],
-            type=TYPE_NAMES[int(oi[O_TYPE])], reason=REASON_NAMES[int(oi[O_REASON])],
-            pending=PENDING.get(int(oi[O_LREQ]), ""))
+            id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
+            qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
+            status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
+            type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
+            pending=PENDING.get(oi[O_LREQ], ""))
 
     def metrics(self) -> Metrics:
-        S = self.sim
+        S = self.a
         k = int(S.iv[I_NTICKS])
         epnl = float(S.tk_epnl[k - 1]) if k else 0.0
         fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
@@ -104,7 +124,7 @@ class BacktestContext:
         in proportion to the rows that wake-up saw. ``ival`` and ``fval`` are 0:
         the engine keeps only the fields it replays.
         """
-        S = self.sim
+        S = self.a
         start, stop = self._unread, int(S.iv[I_IL])
         self._unread = stop
         rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
@@ -143,6 +163,20 @@ class BacktestContext:
         return int(kernel.cancel_all(self.sim))
 
 
+class BacktestContext(EngineContext):
+    """A backtest's context: the engine's, plus the whole replay ahead of it."""
+
+    def market_ahead(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """The whole replay's ``ev, local_ts, px, qty`` and the first row :meth:`new_events` has not returned.
+
+        A backtest knows the market's future; a strategy whose features read
+        market data only may replay it ahead of the engine (CMM's batched
+        inference), from that row on. A live context has no such method.
+        """
+        S = self.a
+        return S.ev, S.local_ts, S.px, S.qty, self._unread
+
+
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
     """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
     if best == empty:
@@ -166,14 +200,14 @@ class _Feed:
 
     def position(self) -> int:
         """The next local row to replay."""
-        return int(self.ctx.sim.iv[I_IL])
+        return int(self.ctx.a.iv[I_IL])
 
     def window(self, start: int, stop: int) -> tuple[Trades | None, bool]:
         """The trades seen in ``[start, stop)`` (None if none), and whether the book changed."""
-        S = self.ctx.sim
-        n_trades, book = kernel.window(S, start, stop)
+        n_trades, book = kernel.window(self.ctx.sim, start, stop)
         if n_trades == 0:
             return None, bool(book)
+        S = self.ctx.a
         ev = S.ev[start:stop]
         rows = start + np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
         ev = S.ev[rows]
@@ -181,17 +215,26 @@ class _Feed:
         return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side), bool(book)
 
 
+def overrides(strategy: Strategy, name: str) -> bool:
+    """Whether ``strategy`` replaces the base class's (no-op) callback ``name``, in its class or itself."""
+    return getattr(type(strategy), name) is not getattr(Strategy, name) or name in vars(strategy)
+
+
 class _Dispatcher:
-    """Turns engine state changes between wake-ups into callbacks."""
+    """Turns engine state changes between wake-ups into callbacks (only those the strategy overrides)."""
 
     def __init__(self, ctx: BacktestContext, strategy: Strategy):
         self.ctx = ctx
         self.strategy = strategy
         self.fills_seen = 0
         self.order_state: dict[int, tuple] = {}
+        self.wants = {name: overrides(strategy, name) for name in ("on_fill", "on_order_update", "on_trade",
+                                                                   "on_depth")}
 
     def fills(self, now: int) -> None:
-        S = self.ctx.sim
+        if not self.wants["on_fill"]:
+            return
+        S = self.ctx.a
         k = int(S.iv[I_NFILLS])
         while self.fills_seen < k and S.fl_i[self.fills_seen, FL_LTS] <= now:
             i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
@@ -202,19 +245,18 @@ class _Dispatcher:
                 local_ts=int(i[FL_LTS])))
 
     def order_updates(self) -> None:
-        S = self.ctx.sim
-        seen = {}
-        for slot in range(kernel.n_slots(S)):
-            if not kernel.visible(S, slot):
-                continue
-            oi, of = S.oi[slot], S.of[slot]
-            state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
-            oid = int(oi[O_ID])
-            seen[oid] = state
-            if self.order_state.get(oid) != state:
-                self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
-        self.order_state = seen
-        kernel.clear_inactive(S)   # finished orders are reported once, then leave the view
+        if self.wants["on_order_update"]:
+            S = self.ctx.a
+            seen = {}
+            for slot in kernel.visible_slots(self.ctx.sim):
+                oi, of = S.oi[slot], S.of[slot]
+                state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
+                oid = int(oi[O_ID])
+                seen[oid] = state
+                if self.order_state.get(oid) != state:
+                    self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
+            self.order_state = seen
+        kernel.clear_inactive(self.ctx.sim)   # finished orders are reported once, then leave the view
 
 
 class Session:
@@ -227,9 +269,10 @@ class Session:
     they sent.
     """
 
-    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float):
+    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
+                 context: type[EngineContext] = EngineContext):
         self.strategy = strategy
-        self.ctx = BacktestContext(sim, tick_size, lot_size)
+        self.ctx = context(sim, tick_size, lot_size)
         self.feed = _Feed(self.ctx)
         self.calls = _Dispatcher(self.ctx, strategy)
         self.measured = strategy.compute_ns is None
@@ -246,7 +289,7 @@ class Session:
 
     def use(self, sim: Sim) -> None:
         """Continue on ``sim``, a grown copy of the current state."""
-        self.ctx.sim = sim
+        self.ctx.use(sim)
 
     def start(self) -> None:
         sim = self.sim
@@ -260,7 +303,9 @@ class Session:
         t0 = time.perf_counter_ns()
         callbacks()
         if self.measured:
-            ns = self.replay_charges.popleft() if self.replay_charges else time.perf_counter_ns() - t0
+            ns = self.strategy.charged_ns(time.perf_counter_ns() - t0)
+            if self.replay_charges:
+                ns = self.replay_charges.popleft()
             if self.charges is not None:
                 self.charges.append(ns)
             kernel.charge_compute(self.sim, mark, ns)
@@ -285,11 +330,13 @@ class Session:
         here = self.feed.position()
         self.calls.fills(ctx.now)
         self.calls.order_updates()
-        trades, book_changed = self.feed.window(self._prev, here)
-        if trades is not None:
-            strategy.on_trade(ctx, trades)
-        if book_changed:
-            strategy.on_depth(ctx)
+        wants = self.calls.wants
+        if wants["on_trade"] or wants["on_depth"]:
+            trades, book_changed = self.feed.window(self._prev, here)
+            if trades is not None and wants["on_trade"]:
+                strategy.on_trade(ctx, trades)
+            if book_changed and wants["on_depth"]:
+                strategy.on_depth(ctx)
         if reason & kernel.WOKE_TIMER:
             strategy.on_timer(ctx)
         self._prev = here
@@ -300,10 +347,18 @@ class Session:
 
 def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
     """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
-    session = Session(strategy, sim, tick_size, lot_size)
-    with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
-        session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
-        session.start()
-        session.run()
-        session.stop()
+    session = Session(strategy, sim, tick_size, lot_size, BacktestContext)
+    # What exists now (modules, the model, the events) lives for the whole run: kept out of the
+    # collector's full passes, which would otherwise walk it all (~0.1 s with torch loaded) inside
+    # some wake-up and charge that to its decision.
+    gc.freeze()
+    try:
+        with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
+            if bar.enabled:
+                session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
+            session.start()
+            session.run()
+            session.stop()
+    finally:
+        gc.unfreeze()
     return collect(sim)

@@ -64,3 +64,11 @@ class Strategy:
 
     def on_stop(self, ctx: Context) -> None:
         pass
+
+    def charged_ns(self, wall_ns: int) -> int:
+        """The measured decision time to charge for a wake-up whose callbacks took ``wall_ns``.
+
+        That wall time, unless the strategy did work in this wake-up on behalf
+        of later ones (CMM's batched inference charges each decision its share).
+        """
+        return wall_ns

@@ -26,9 +26,18 @@ The orders then change only by the difference (:func:`strategies.ladder.diff`):
 nothing is sent when the ladder is what already rests. With no prediction the
 ladder is empty, so resting quotes are withdrawn.
 
+Steps 1-3 read market data only, so with a timer-only wake policy they can run
+ahead of the engine for many decisions at once (``inference``: ``"auto"``, the
+default, batches whenever it can and runs per tick otherwise; ``"batched"``
+insists, and a run where it cannot apply is refused with one line; see
+:mod:`strategies.cmm_batch`, which gives the per-tick path's results to the
+bit). A variant that overrides ``features``, ``classify_regime`` or
+``predict`` runs per tick, since its hooks may read more than the market.
+
 The decision time is measured by default (``compute_ns = None``): the engine
 holds the wake-up's orders for the wall time the callbacks took, so a slower
-model quotes later. Each decision's own wall time (features through the order
+model quotes later (batched: each decision's own work plus its share of its
+batch). Each decision's own wall time (features through the order
 messages) is kept; :meth:`~CMMStrategy.decision_latency_ns` gives it to the
 runner, which reports p50 and p99.
 
@@ -51,7 +60,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import msgspec
 import numpy as np
@@ -65,6 +74,7 @@ from feeds.tomlconfig import ConfigError
 from . import ladder
 from .api import Context, WakePolicy
 from .base import Strategy
+from .cmm_batch import Ahead
 from .params import ConfigPath, Fraction, NonNegative, Positive, PositiveInt
 
 _PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
@@ -98,6 +108,8 @@ class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_orders: PositiveInt = 6            # quotes kept at once, innermost first
     book_band: Fraction = 0.2              # the feature book spans the first price +- this share of it
     torch_threads: PositiveInt = 1         # threads for the model (latency measured as the bundle's teacher)
+    inference: Literal["auto", "per_tick", "batched"] = "auto"   # auto: batched where it applies
+    batch: PositiveInt = 1024              # decisions whose features and model outputs are computed at once
 
     def __post_init__(self):
         if 1.0 + self.size_slope * (self.levels - 1) <= 0:
@@ -164,20 +176,62 @@ class CMMStrategy(Strategy):
         self._latency: list[int] = []
         self._records: list[tuple] = []
         self._weights: list[np.ndarray | None] = []
+        self.batched = self._batching(ctx)
+        self._ahead: Ahead | None = None
+        self._adjust = (0, 0)        # this wake-up's ns spent on a batch, and its decision's share of one
+
+    def _batching(self, ctx: Context) -> bool:
+        """Whether decisions run batched (:mod:`strategies.cmm_batch`); ConfigError if insisted on and impossible."""
+        mode = self.params.inference
+        if mode == "per_tick":
+            return False
+        why = None
+        wake = self.wake
+        if wake.every_events is not None or wake.on_top_change:
+            why = "needs a timer-only wake policy (strategy.wake.every_ns alone)"
+        elif not hasattr(ctx, "market_ahead"):
+            why = "needs a backtest: this venue cannot replay the market ahead"
+        else:
+            for hook in ("features", "classify_regime", "predict"):
+                if getattr(type(self), hook) is not getattr(CMMStrategy, hook):
+                    why = f"cannot run {type(self).__name__}, which overrides {hook}()"
+                    break
+        if why is not None and mode == "batched":
+            raise ConfigError(f'inference = "batched" {why}; use "auto" or "per_tick"',
+                              field="strategy.params.inference")
+        return why is None
 
     def on_timer(self, ctx: Context) -> None:
         t0 = time.perf_counter_ns()
-        x = self.features(ctx)
-        regime = self.classify_regime(x)
-        out = self.predict(x, regime)
+        x, regime, out = self._inputs(ctx)
         quotes = ladder.Ladder()
         prediction = None
         if out is not None:
             prediction = self.aggregate(ctx, x, regime, *out)
             quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
         self.requote(ctx, quotes)
-        self._latency.append(time.perf_counter_ns() - t0)
+        spent, share = self._adjust
+        self._latency.append(time.perf_counter_ns() - t0 - spent + share)
         self._record(ctx, regime, prediction, quotes)
+
+    def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
+        """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""
+        if self.batched and self.state is not None:
+            if self._ahead is None:
+                self._ahead = Ahead(self.state, self.bundle, self._torch, self.regime_column, self.wake.every_ns,
+                                    self.params.batch, ctx.market_ahead())
+            x, regime, out, spent = self._ahead.take(ctx.now)
+            self._adjust = (spent, self._ahead.share_ns)
+            return x, regime, out
+        x = self.features(ctx)
+        regime = self.classify_regime(x)
+        return x, regime, self.predict(x, regime)
+
+    def charged_ns(self, wall_ns: int) -> int:
+        """A batched decision is charged its own work and its share of its batch (see :mod:`strategies.cmm_batch`)."""
+        spent, share = self._adjust
+        self._adjust = (0, 0)
+        return wall_ns - spent + share
 
     def decision_latency_ns(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.int64)
@@ -239,7 +293,7 @@ class CMMStrategy(Strategy):
         if not np.isfinite(x).all():
             return None
         with self._torch.inference_mode():
-            y, w = self.bundle.model(self._torch.from_numpy(self.bundle.normalize(x)), regime)
+            y, w = self.bundle.model(self.bundle.model_input(x), regime)
         return y.numpy(), w.numpy()
 
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:

@@ -26,7 +26,7 @@ from feeds.instrument import Instrument
 from feeds.wire import unpack
 
 from .backtest import Session
-from .config import PaperConfig
+from .config import ConfigError, PaperConfig
 from .journal import JournalError, JournalFill, JournalOrder, Step
 from .runner import build_strategy, sim_config
 
@@ -42,6 +42,7 @@ class PaperTrader:
         """``on_wake()`` is called after each wake-up (the loop times its reactions with it); ``live`` sizes
         the engine's first arrays (tests make them tiny to exercise growth)."""
         self.cfg = cfg
+        self.config_path = config_path
         self.on_wake = on_wake
         self.instrument = instrument
         self.strategy = build_strategy(cfg, config_path)
@@ -133,7 +134,10 @@ class PaperTrader:
             # exchange-timeline row, which the ordering holds back until it is certain to be first.
             if self.ordering.released_exch == NO_EXCH_YET and not self.ended:
                 return
-            self.session.start()
+            try:
+                self.session.start()
+            except ConfigError as e:      # a strategy refusing its settings at start: name the config
+                raise e.located(self.config_path) from None
             self.started = True
         self.session.run(int(kernel.END) - 1 if self.ended else self.ordering.horizon)
 

@@ -14,6 +14,7 @@ with the publisher resending what was missed.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import signal
@@ -101,8 +102,12 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
         raise ConfigError("a journal of an earlier run is there: resume it with --resume, or remove it",
                           path=journal)
     stopped_by = "end of stream"
-    if not (loop.trader is not None and loop.trader.ended):
-        stopped_by = loop.run(feed, snapshot_addr, journal, digest, duration)
+    gc.freeze()         # what exists now lives for the whole run: no full collection walks it mid-decision
+    try:
+        if not (loop.trader is not None and loop.trader.ended):
+            stopped_by = loop.run(feed, snapshot_addr, journal, digest, duration)
+    finally:
+        gc.unfreeze()
     result = loop.trader.close()
     strategy = loop.trader.strategy
     summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by,

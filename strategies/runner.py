@@ -157,9 +157,12 @@ def sim_config(cfg: VenueConfig, instrument: Instrument):
 
 def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None, **extra) -> Summary:
     """The run's summary with the strategy's own decision latency; ``type_`` (a RunSummary) adds a venue's fields."""
+    # Wall times are never reproducible: reported only when the run charges them, so a declared
+    # decision time gives the same bytes every run.
+    measured = strategy is not None and strategy.compute_ns is None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-        decision_latency_us=decision_latency(strategy) if strategy is not None else None, **extra)
+        decision_latency_us=decision_latency(strategy) if measured else None, **extra)
 
 
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
@@ -176,7 +179,10 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     strategy = decisions = None
     if s.mode == "python":
         strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
-        result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+        try:
+            result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+        except ConfigError as e:      # a strategy refusing its settings at start: name the config
+            raise e.located(config_path) from None
         if hasattr(strategy, "decision_record"):
             decisions = strategy.decision_record()
     else:
