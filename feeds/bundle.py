@@ -20,16 +20,27 @@ and the expected and found values. It never guesses or repairs.
 
 This module is on the trading side, so it must not import torch at import
 time; :func:`load_bundle` imports it when called.
+
+A decision calls :meth:`Bundle.decide`, built for microseconds per call on one
+thread: the raw features are checked and normalized by one Numba kernel into
+a float32 buffer that the model's input tensor shares, and the verified
+module runs frozen under TorchScript's Static Runtime (the same graph, run
+with out-variant kernels called directly: no dispatcher or autograd on the
+way, so no grad mode is needed, and 2-3 us less than the graph executor on
+the shipped bundle). Its outputs are fresh tensors at every call, so a
+caller may keep what it gets; the buffer and the runtime are the bundle's
+own, so one bundle serves one thread.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import numba
 import numpy as np
 
 from .atomic import atomic_write
@@ -163,12 +174,28 @@ class Regimes(msgspec.Struct, frozen=True):
         return 0 if vol <= self.low else 1 if vol <= self.high else 2
 
 
+@numba.njit(cache=True)
+def _normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray) -> bool:
+    """``out = float32((features - mean) / std)``, in float64 first (prices keep their digits); False, and
+    ``out`` untouched, if a feature is not finite. ``features`` [..., F] must have ``out``'s size."""
+    x, y = features.reshape(features.size), out.reshape(out.size)
+    if x.size != y.size:
+        raise ValueError("the features do not have the shape of the model's input")
+    for i in range(x.size):
+        if not np.isfinite(x[i]):
+            return False
+    n = mean.size
+    for i in range(x.size):
+        y[i] = (x[i] - mean[i % n]) / std[i % n]
+    return True
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle, ready for trading: the scripted model and what it needs around it."""
 
     manifest: Manifest
-    model: object                 # torch.jit.ScriptModule
+    model: object                 # torch.jit.ScriptModule, as verified
     schema: FeatureSchema
     feature_mean: np.ndarray
     feature_std: np.ndarray
@@ -177,10 +204,18 @@ class Bundle:
     regimes: Regimes
     layout: dict
     teacher_latency: dict
+    runtime: object = field(repr=False)       # the model frozen, under Static Runtime: what decide() runs
+    inputs: np.ndarray = field(repr=False)    # decide()'s normalized input, float32 [F] (teacher: [window, F])
+    tensor: object = field(repr=False)        # torch.from_numpy(inputs), made once
 
-    def normalize(self, features: np.ndarray) -> np.ndarray:
-        """Raw features (float64, so prices keep their digits) -> the model's float32 input."""
-        return ((features - self.feature_mean) / self.feature_std).astype(np.float32)
+    def decide(self, features: np.ndarray, *regime: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """One decision: raw features (float64, the input's shape) and the regime (a MoE's; the teacher
+        takes none) -> (normalized predictions, expert weights); None while a feature is not finite,
+        as no training sample had one."""
+        if not _normalize_into(features, self.feature_mean, self.feature_std, self.inputs):
+            return None
+        predictions, weights = self.runtime(self.tensor, *regime)
+        return predictions.numpy(), weights.numpy()
 
     def denormalize(self, predictions: np.ndarray) -> np.ndarray:
         return np.asarray(predictions, dtype=np.float64) * self.target_std + self.target_mean
@@ -204,6 +239,7 @@ def load_bundle(directory: str | Path) -> Bundle:
     with warnings.catch_warnings():       # torch 2.13 marks TorchScript deprecated; it is what loads without source
         warnings.simplefilter("ignore", DeprecationWarning)
         model = torch.jit.load(str(directory / "model.pt"), map_location="cpu")
+        runtime = torch._C._jit_to_static_module(torch.jit.freeze(model)._c)
     schema = _decode(directory, "feature_schema.json", FeatureSchema)
     norm = _decode(directory, "normalization.json", _Normalization)
     if len(norm.feature_mean) != schema.n_features:
@@ -213,8 +249,10 @@ def load_bundle(directory: str | Path) -> Bundle:
     if layout.get("n_features") != schema.n_features:
         raise DataError(f"expected {schema.n_features} model inputs, found {layout.get('n_features')}",
                         path=str(directory / "model.json"), field="n_features")
+    inputs = np.zeros((layout["window"], schema.n_features) if "window" in layout else schema.n_features,
+                      dtype=np.float32)
     return Bundle(
-        manifest=manifest, model=model,
+        manifest=manifest, model=model, runtime=runtime, inputs=inputs, tensor=torch.from_numpy(inputs),
         schema=schema, feature_mean=np.asarray(norm.feature_mean), feature_std=np.asarray(norm.feature_std),
         target_mean=np.asarray(norm.target_mean), target_std=np.asarray(norm.target_std),
         regimes=_decode(directory, "regimes.json", Regimes), layout=layout,
