@@ -87,6 +87,9 @@ def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):
     np.testing.assert_array_equal(bundle.inputs, before)
     with pytest.raises(ValueError, match="shape of the model's input"):
         bundle.decide(rows[:2], 1)
+    batch = torch.from_numpy(((rows - 0.5) / 2.0).astype(np.float32))    # the runtime keeps the batch semantics
+    for ours, scripted in zip(bundle.runtime(batch, 2), bundle.model(batch, 2)):
+        assert ours.shape == scripted.shape and torch.equal(ours, scripted)
 
 
 @pytest.mark.parametrize("name", FILES + (MANIFEST,))
