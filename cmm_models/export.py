@@ -39,7 +39,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Tuple
+from typing import Callable, Sequence, Tuple
 
 import msgspec
 import numpy as np
@@ -299,28 +299,33 @@ def export_teacher_bundle(teacher: nn.Module, directory: str | Path, normalizati
     return _write_bundle(directory, _saved(traced), layout, normalization, thresholds, teacher_latency)
 
 
-def decision_latency(model, n_features: int, regime: int = 0, repeats: int = 20000,
-                     warmup: int = 2000, seed: int = 0) -> dict:
-    """Per-decision latency of ``model(features[F], regime)`` at 1 thread: p50/p99 in microseconds.
+def feature_rows(bundle, n: int = 256, seed: int = 0) -> np.ndarray:
+    """``n`` raw feature vectors (float64, as trading computes them) drawn around the bundle's normalization."""
+    noise = np.random.default_rng(seed).standard_normal((n, bundle.schema.n_features))
+    return bundle.feature_mean + noise * bundle.feature_std
 
-    Each call is timed on its own (perf_counter_ns around the call) with a fresh
-    input row written into one preallocated tensor, as a live strategy would.
+
+def decision_latency(decide: Callable, rows: np.ndarray, regimes: Sequence[int], repeats: int = 20000,
+                     warmup: int = 2000) -> dict:
+    """Per-decision latency of ``decide(row, regime)`` at 1 thread: p50/p99 in microseconds.
+
+    ``decide`` is what trading runs per decision (the strategy's ``predict``,
+    or :meth:`feeds.bundle.Bundle.decide` that it calls), from raw features to
+    numpy outputs. Each call is timed on its own (perf_counter_ns around it),
+    cycling through ``rows`` and their ``regimes``, after ``warmup`` untimed calls.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = torch.from_numpy(np.random.default_rng(seed).standard_normal((256, n_features), dtype=np.float32))
-        x = torch.empty(n_features)
+        n = len(rows)
         times = np.empty(repeats, dtype=np.int64)
-        with torch.inference_mode():
-            for i in range(warmup):
-                x.copy_(rows[i % 256])
-                model(x, regime)
-            for i in range(repeats):
-                x.copy_(rows[i % 256])
-                start = time.perf_counter_ns()
-                model(x, regime)
-                times[i] = time.perf_counter_ns() - start
+        for i in range(warmup):
+            decide(rows[i % n], regimes[i % n])
+        for i in range(repeats):
+            row, regime = rows[i % n], regimes[i % n]
+            start = time.perf_counter_ns()
+            decide(row, regime)
+            times[i] = time.perf_counter_ns() - start
     finally:
         torch.set_num_threads(threads)
     us = times / 1000.0

@@ -59,7 +59,7 @@ from .dataset import Dataset, Normalization
 from .distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
 from .experts import Expert
-from .export import decision_latency, export_bundle, export_teacher_bundle
+from .export import decision_latency, export_bundle, export_teacher_bundle, feature_rows
 from .moe import MixtureOfExperts, MoEConfig, train_moe
 from .probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
 from .teacher import Teacher, train_teacher
@@ -433,8 +433,9 @@ def bundle_latency(bundle_dir: Path, repeats: int) -> dict:
     from feeds.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
-    return decision_latency(bundle.model, bundle.schema.n_features, repeats=repeats,
-                            warmup=min(2000, repeats))
+    rows = feature_rows(bundle)
+    regimes = [bundle.regimes.classify(vol) for vol in rows[:, bundle.schema.index(bundle.regimes.feature)]]
+    return decision_latency(bundle.decide, rows, regimes, repeats=repeats, warmup=min(2000, repeats))
 
 
 # -- the whole run ---------------------------------------------------------------------------------

@@ -164,7 +164,6 @@ class CMMStrategy(Strategy):
         if self.wake.every_ns is None:
             raise ConfigError("cmm decides on its timer: set strategy.wake.every_ns", field="strategy.wake")
         torch.set_num_threads(p.torch_threads)
-        self._torch = torch
         self.bundle = load_bundle(p.bundle)
         check_variant(self.bundle, self.variants, p.bundle)
         self.schema = p.features.schema(ctx.tick_size)
@@ -218,7 +217,7 @@ class CMMStrategy(Strategy):
         """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""
         if self.batched and self.state is not None:
             if self._ahead is None:
-                self._ahead = Ahead(self.state, self.bundle, self._torch, self.regime_column, self.wake.every_ns,
+                self._ahead = Ahead(self.state, self.bundle, self.regime_column, self.wake.every_ns,
                                     self.params.batch, ctx.market_ahead())
             x, regime, out, spent = self._ahead.take(ctx.now)
             self._adjust = (spent, self._ahead.share_ns)
@@ -290,11 +289,7 @@ class CMMStrategy(Strategy):
 
     def predict(self, x: np.ndarray, regime: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The model's normalized predictions and expert weights: the one model call per decision."""
-        if not np.isfinite(x).all():
-            return None
-        with self._torch.inference_mode():
-            y, w = self.bundle.model(self.bundle.model_input(x), regime)
-        return y.numpy(), w.numpy()
+        return self.bundle.decide(x, regime)
 
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
         """The aggregated normalized output in market units (the bundle weighs its experts itself)."""

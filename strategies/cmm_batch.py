@@ -35,9 +35,9 @@ from feeds.features import FeatureState, replay_until
 class Ahead:
     """The inputs of the next ``size`` decisions, computed when the previous batch is used up."""
 
-    def __init__(self, state: FeatureState, bundle: Bundle, torch, regime_column: int, every_ns: int, size: int,
+    def __init__(self, state: FeatureState, bundle: Bundle, regime_column: int, every_ns: int, size: int,
                  market: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]):
-        self.state, self.bundle, self.torch = state, bundle, torch
+        self.state, self.bundle = state, bundle
         self.regime_column, self.every_ns, self.size = regime_column, every_ns, size
         self.ev, self.local_ts, self.px, self.qty, self.row = market
         self.x = np.empty((size, len(bundle.feature_mean)))
@@ -71,9 +71,7 @@ class Ahead:
         self.y = self.w = None
         for regime in np.unique(self.regimes[self.finite]):
             rows = np.flatnonzero(self.finite & (self.regimes == regime))
-            with self.torch.inference_mode():
-                y, w = self.bundle.model(self.bundle.model_input(self.x[rows]), int(regime))
-            y, w = y.numpy(), w.numpy()
+            y, w = self.bundle.decide_batch(self.x[rows], int(regime))
             if self.y is None:
                 self.y = np.empty((self.size, y.shape[1]), dtype=y.dtype)
                 self.w = np.empty((self.size, w.shape[1]), dtype=w.dtype)

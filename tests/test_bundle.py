@@ -60,6 +60,38 @@ def test_bundle_loads_and_runs(bundle_dir):
     assert (weights[:3] == 0).all() and (weights[6:] == 0).all()
 
 
+def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):
+    """What trading calls per decision: raw features in, the eager MoE's outputs out, fresh arrays each call."""
+    moe = make_bundle(tmp_path / "b", seed=1).eval()
+    bundle = load_bundle(tmp_path / "b")
+    rows = 5000.0 + np.random.default_rng(2).standard_normal((4, F))      # price-sized: float32 first would round
+    kept = []
+    for row, regime in zip(rows, (0, 1, 2, -1)):
+        prediction, weights = bundle.decide(row, regime)
+        normalized = ((row - 0.5) / 2.0).astype(np.float32)
+        np.testing.assert_array_equal(bundle.inputs, normalized)
+        eager_prediction, eager_weights = moe(torch.from_numpy(normalized)[None], torch.tensor([regime]))
+        np.testing.assert_allclose(prediction, eager_prediction[0].detach().numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(weights, eager_weights[0].detach().numpy(), rtol=1e-5, atol=1e-6)
+        assert weights.sum() == pytest.approx(1.0, abs=1e-6)
+        kept.append((prediction, prediction.copy(), weights, weights.copy()))
+    for prediction, copied_prediction, weights, copied_weights in kept:     # later calls wrote none of them
+        np.testing.assert_array_equal(prediction, copied_prediction)
+        np.testing.assert_array_equal(weights, copied_weights)
+    before = bundle.inputs.copy()
+    row = rows[0].copy()
+    row[5] = np.inf
+    assert bundle.decide(row, 1) is None
+    row[5] = np.nan
+    assert bundle.decide(row, 1) is None
+    np.testing.assert_array_equal(bundle.inputs, before)
+    with pytest.raises(ValueError, match="shape of the model's input"):
+        bundle.decide(rows[:2], 1)
+    batch = torch.from_numpy(((rows - 0.5) / 2.0).astype(np.float32))    # the runtime keeps the batch semantics
+    for ours, scripted in zip(bundle.runtime(batch, 2), bundle.model(batch, 2)):
+        assert ours.shape == scripted.shape and torch.equal(ours, scripted)
+
+
 @pytest.mark.parametrize("name", FILES + (MANIFEST,))
 def test_one_changed_byte_is_refused(bundle_dir, tmp_path, name):
     directory = copy(bundle_dir, tmp_path)

@@ -92,12 +92,14 @@ def test_a_decision_gets_the_same_bits_alone_or_in_a_batch(bundle):
     x = x[np.isfinite(x).all(axis=1)]
     assert len(x) > 1000
     torch.set_num_threads(1)
-    with torch.inference_mode():
-        for regime in range(3):
-            y, w = b.model(b.model_input(x), regime)
-            for i in range(0, len(x), 7):      # a row of x is a view at an odd offset, as in a batch
-                y1, w1 = b.model(b.model_input(x[i]), regime)
-                assert torch.equal(y1, y[i]) and torch.equal(w1, w[i]), (regime, i)
+    for regime in range(3):
+        y, w = b.decide_batch(x, regime)               # the batched path's call
+        for i in range(0, len(x), 7):                  # the per-tick path's, a row at a time
+            y1, w1 = b.decide(x[i], regime)
+            assert np.array_equal(y1, y[i]) and np.array_equal(w1, w[i]), (regime, i)
+        with torch.inference_mode():                   # and the verified module itself, eagerly
+            ym, wm = b.model(b.model_input(x), regime)
+        assert np.array_equal(ym.numpy(), y) and np.array_equal(wm.numpy(), w)
 
 
 class Overrides(CMMStrategy):
