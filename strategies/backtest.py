@@ -42,6 +42,7 @@ class BacktestContext:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._unread = 0            # the first row new_events() has not returned yet
+        self._fills_seen = 0        # the first fill-log row not reported to the strategy yet
 
     # ---- views
     @property
@@ -100,19 +101,32 @@ class BacktestContext:
         """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
 
         Only the slice since the last call is touched, so a call per wake-up costs
-        in proportion to the rows that wake-up saw. ``ival`` and ``fval`` are 0:
-        the engine keeps only the fields it replays.
+        in proportion to the rows that wake-up saw.
         """
-        S = self.sim
-        start, stop = self._unread, int(S.iv[I_IL])
+        start, stop = self._unread, int(self.sim.iv[I_IL])
         self._unread = stop
-        rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
-        out = np.zeros(len(rows), dtype=EVENT_DTYPE)
-        for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
-            out[name] = getattr(S, name)[rows]
-        out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
-        out["order_id"] = S.order_id[rows].view(np.uint64)
+        return local_rows(self.sim, start, stop)
+
+    # ---- what the wake-up's dispatch reads and does besides the strategy's own calls
+    def _new_fills(self, now: int) -> list[Fill]:
+        """Our fills that reached the local side by ``now`` and were not reported yet, in order."""
+        S = self.sim
+        k, out = int(S.iv[I_NFILLS]), []
+        while self._fills_seen < k and S.fl_i[self._fills_seen, FL_LTS] <= now:
+            i, f = S.fl_i[self._fills_seen], S.fl_f[self._fills_seen]
+            self._fills_seen += 1
+            out.append(Fill(order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
+                            qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]),
+                            exch_ts=int(i[FL_XTS]), local_ts=int(i[FL_LTS])))
         return out
+
+    def _window(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        """Rows [start, stop) of the replay, as the columns a wake-up's dispatch reads."""
+        S = self.sim
+        return S.ev[start:stop], S.local_ts[start:stop], S.px[start:stop], S.qty[start:stop]
+
+    def _clear_inactive(self) -> None:
+        kernel.clear_inactive(self.sim)   # finished orders are reported once, then leave the view
 
     # ---- orders
     def _tick(self, price: float) -> int:
@@ -142,6 +156,20 @@ class BacktestContext:
         return int(kernel.cancel_all(self.sim))
 
 
+def local_rows(S: Sim, start: int, stop: int) -> np.ndarray:
+    """The LOCAL rows among rows [start, stop), as the strategy sees them (``EVENT_DTYPE``, EXCH flag off).
+
+    ``ival`` and ``fval`` are 0: the engine keeps only the fields it replays.
+    """
+    rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
+    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
+        out[name] = getattr(S, name)[rows]
+    out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
+    out["order_id"] = S.order_id[rows].view(np.uint64)
+    return out
+
+
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
     """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
     if best == empty:
@@ -152,63 +180,52 @@ def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int
     return (best + step * idx).astype(np.float64), window[idx].copy()
 
 
-class _Feed:
-    """Which trades and depth changes each wake-up saw: the local rows between two replay positions.
-
-    Positions, not timestamps, delimit a wake-up's window, because a wake-up on
-    events can fall between two events with the same timestamp. Only the
-    window's rows are read, so rows appended later (paper trading) need nothing.
-    """
-
-    def __init__(self, ctx: BacktestContext):
-        self.ctx = ctx
-
-    def position(self) -> int:
-        """The next local row to replay."""
-        return int(self.ctx.sim.iv[I_IL])
-
-    def _local(self, start: int, stop: int):
-        ev = self.ctx.sim.ev[start:stop]
-        return ev, (ev & np.uint64(LOCAL)) != 0, ev & np.uint64(KIND_MASK)
-
-    def trades(self, start: int, stop: int) -> Trades | None:
-        ev, local, kind = self._local(start, stop)
-        rows = np.flatnonzero(local & (kind == TRADE))
-        if len(rows) == 0:
-            return None
-        ev = ev[rows]
-        rows += start
-        S = self.ctx.sim
-        side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
-        return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side)
-
-    def depth_changed(self, start: int, stop: int) -> bool:
-        _, local, kind = self._local(start, stop)
-        return bool(np.any(local & np.isin(kind, BOOK_KINDS)))
-
-
 BOOK_KINDS = np.array([DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
 
 
-class _Dispatcher:
-    """Turns engine state changes between wake-ups into callbacks."""
+def _trades(ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> Trades | None:
+    """The local trades among a wake-up's rows (columns of the same rows), or None."""
+    rows = np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
+    if len(rows) == 0:
+        return None
+    e = ev[rows]
+    side = np.where(e & np.uint64(BUY_FLAG), 1, np.where(e & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
+    return Trades(local_ts[rows], px[rows], qty[rows], side)
+
+
+def _depth_changed(ev: np.ndarray) -> bool:
+    return bool(np.any(((ev & np.uint64(LOCAL)) != 0) & np.isin(ev & np.uint64(KIND_MASK), BOOK_KINDS)))
+
+
+class Dispatcher:
+    """One wake-up's callbacks, in the documented order, over any context that keeps the engine's order view.
+
+    The in-process backtest runs it over the engine's ``Sim``; the strategy
+    process of ``--transport zmq`` over its copy of the strategy's view
+    (:mod:`strategies.remote`), so the two call the strategy alike.
+    A wake-up's market rows are given as columns (``ev``, ``local_ts``, ``px``,
+    ``qty``): the engine's arrays between two replay positions, or the rows a
+    wake-up message brought. Positions, not timestamps, delimit them, because a
+    wake-up on events can fall between two events with the same timestamp.
+    """
 
     def __init__(self, ctx: BacktestContext, strategy: Strategy):
         self.ctx = ctx
         self.strategy = strategy
-        self.fills_seen = 0
         self.order_state: dict[int, tuple] = {}
 
-    def fills(self, now: int) -> None:
-        S = self.ctx.sim
-        k = int(S.iv[I_NFILLS])
-        while self.fills_seen < k and S.fl_i[self.fills_seen, FL_LTS] <= now:
-            i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
-            self.fills_seen += 1
-            self.strategy.on_fill(self.ctx, Fill(
-                order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
-                qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]), exch_ts=int(i[FL_XTS]),
-                local_ts=int(i[FL_LTS])))
+    def wake(self, reason: int, ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> None:
+        ctx, strategy = self.ctx, self.strategy
+        for fill in ctx._new_fills(ctx.now):
+            strategy.on_fill(ctx, fill)
+        self.order_updates()
+        trades = _trades(ev, local_ts, px, qty)
+        if trades is not None:
+            strategy.on_trade(ctx, trades)
+        if _depth_changed(ev):
+            strategy.on_depth(ctx)
+        if reason & kernel.WOKE_TIMER:
+            strategy.on_timer(ctx)
 
     def order_updates(self) -> None:
         S = self.ctx.sim
@@ -223,7 +240,32 @@ class _Dispatcher:
             if self.order_state.get(oid) != state:
                 self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
         self.order_state = seen
-        kernel.clear_inactive(S)   # finished orders are reported once, then leave the view
+        self.ctx._clear_inactive()
+
+
+def timed(callbacks) -> int:
+    """Run ``callbacks``; their wall time in ns (a measured decision time)."""
+    t0 = time.perf_counter_ns()
+    callbacks()
+    return time.perf_counter_ns() - t0
+
+
+class LocalDecisions:
+    """The strategy runs in this process: each step is its callbacks, timed."""
+
+    def __init__(self, ctx: BacktestContext, strategy: Strategy):
+        self.ctx = ctx
+        self.strategy = strategy
+        self.calls = Dispatcher(ctx, strategy)
+
+    def start(self) -> int:
+        return timed(lambda: self.strategy.on_start(self.ctx))
+
+    def wake(self, reason: int, start: int, stop: int) -> int:
+        return timed(lambda: self.calls.wake(reason, *self.ctx._window(start, stop)))
+
+    def stop(self) -> None:
+        self.strategy.on_stop(self.ctx)
 
 
 class Session:
@@ -234,13 +276,18 @@ class Session:
     ``Sim`` between calls: :meth:`use`). A wake-up's callbacks run in the
     documented order, and a measured decision time is charged to the requests
     they sent.
+
+    ``decisions`` makes the object that runs each step's callbacks: by default
+    :class:`LocalDecisions`, the strategy in this process; ``--transport zmq``
+    passes one that asks a strategy process (:mod:`strategies.transport`).
+    The loop, the clock and the charge are this class's either way.
     """
 
-    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float):
+    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
+                 decisions=LocalDecisions):
         self.strategy = strategy
         self.ctx = BacktestContext(sim, tick_size, lot_size)
-        self.feed = _Feed(self.ctx)
-        self.calls = _Dispatcher(self.ctx, strategy)
+        self.decisions = decisions(self.ctx, strategy)
         self.measured = strategy.compute_ns is None
         self.wakeups = 0
         self.ended = False
@@ -259,15 +306,14 @@ class Session:
         sim = self.sim
         kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
         kernel.start(sim)
-        self._prev = self.feed.position()
-        self._timed(lambda: self.strategy.on_start(self.ctx))
+        self._prev = int(sim.iv[I_IL])
+        self._decide(self.decisions.start)
 
-    def _timed(self, callbacks) -> None:
+    def _decide(self, step, *args) -> None:
         mark = kernel.requests_sent(self.sim)
-        t0 = time.perf_counter_ns()
-        callbacks()
+        ns = step(*args)
         if self.measured:
-            kernel.charge_compute(self.sim, mark, time.perf_counter_ns() - t0)
+            kernel.charge_compute(self.sim, mark, ns)
 
     def run(self, horizon: int = int(kernel.END) - 1) -> bool:
         """Wake the strategy as due up to ``horizon``; False once the data has ended."""
@@ -277,34 +323,25 @@ class Session:
             reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
             if reason == kernel.WOKE_WAIT:
                 return True
-            self._timed(lambda: self._wake(reason))
+            here = int(self.sim.iv[I_IL])     # the next local row to replay
+            self._decide(self.decisions.wake, reason, self._prev, here)
+            self._prev = here
             self.wakeups += 1
             self.ended = reason == kernel.WOKE_END
             if self.on_wake is not None:
                 self.on_wake()
         return False
 
-    def _wake(self, reason: int) -> None:
-        ctx, strategy = self.ctx, self.strategy
-        here = self.feed.position()
-        self.calls.fills(ctx.now)
-        self.calls.order_updates()
-        trades = self.feed.trades(self._prev, here)
-        if trades is not None:
-            strategy.on_trade(ctx, trades)
-        if self.feed.depth_changed(self._prev, here):
-            strategy.on_depth(ctx)
-        if reason & kernel.WOKE_TIMER:
-            strategy.on_timer(ctx)
-        self._prev = here
-
     def stop(self) -> None:
-        self.strategy.on_stop(self.ctx)
+        self.decisions.stop()
 
 
-def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
-    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
-    session = Session(strategy, sim, tick_size, lot_size)
+def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False,
+        decisions=LocalDecisions) -> RunResult:
+    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results.
+
+    ``decisions``: who runs the callbacks (see :class:`Session`)."""
+    session = Session(strategy, sim, tick_size, lot_size, decisions)
     with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
         session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
         session.start()

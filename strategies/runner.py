@@ -112,23 +112,49 @@ def resolve_paths(params: msgspec.Struct, config_path: str) -> msgspec.Struct:
     return msgspec.structs.replace(params, **paths)
 
 
-def decision_latency(strategy) -> LatencyStats | None:
-    """p50 and p99 of the strategy's own decision times, in us, if it measures them."""
-    if not isinstance(strategy, MeasuresDecisionLatency):
-        return None
-    ns = strategy.decision_latency_ns()
-    if len(ns) == 0:
+def own_latency_ns(strategy) -> np.ndarray | None:
+    """The wall time of each of the strategy's decisions, if it measures them."""
+    return strategy.decision_latency_ns() if isinstance(strategy, MeasuresDecisionLatency) else None
+
+
+def decision_latency(ns: np.ndarray | None) -> LatencyStats | None:
+    """p50 and p99 of the strategy's own decision times, in us, if it measured any."""
+    if ns is None or len(ns) == 0:
         return None
     p50, p99 = np.percentile(ns, [50, 99]) / 1e3
     return LatencyStats(p50=float(p50), p99=float(p99))
 
 
-def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
+def decision_record(strategy) -> dict[str, np.ndarray] | None:
+    """The strategy's per-decision record, if it keeps one (CMM: quotes, weights, regimes)."""
+    return strategy.decision_record() if hasattr(strategy, "decision_record") else None
+
+
+def build_strategy(cfg: BacktestConfig, config_path: str):
+    """The config's registry entry and its Python strategy, with checked params, wake policy and decision time.
+
+    The strategy process of ``--transport zmq`` builds its strategy here too, so both sides agree on it.
+    """
     entry = STRATEGIES.get(cfg.strategy.name)
     if entry is None:
         raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
                           path=config_path, field="strategy.name")
     params = resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
+    s = cfg.strategy
+    # None: measure it. Unset in the config: the strategy's own default.
+    compute_ns = entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" \
+        else s.compute_ns
+    return entry, entry.python(params, wake=s.wake, compute_ns=compute_ns)
+
+
+TRANSPORTS = ("inproc", "zmq")
+
+
+def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
+        timeout_s: float | None = None) -> Backtest:
+    """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`strategies.transport`),
+    waiting at most ``timeout_s`` for each of its answers."""
+    entry, strategy = build_strategy(cfg, config_path)
     events, instrument = load_events(cfg, progress)
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
@@ -139,16 +165,18 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     except EngineConfigError as e:
         raise ConfigError(str(e), path=config_path) from None
     s = cfg.strategy
-    # None: measure it. Unset in the config: the strategy's own default.
-    compute_ns = entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" \
-        else s.compute_ns
+    compute_ns = strategy.compute_ns
     latency = decisions = None
-    if s.mode == "python":
-        strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
+    if s.mode == "python" and transport == "zmq":
+        from .transport import run_remote
+        remote = run_remote(strategy, sim, instrument, config_path, progress=progress, timeout_s=timeout_s)
+        result, latency, decisions = remote.result, decision_latency(remote.latency_ns), remote.record
+    elif s.mode == "python":
         result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
-        latency = decision_latency(strategy)
-        if hasattr(strategy, "decision_record"):
-            decisions = strategy.decision_record()
+        latency, decisions = decision_latency(own_latency_ns(strategy)), decision_record(strategy)
+    elif transport == "zmq":
+        raise ConfigError("a kernel runs inside the engine; --transport zmq runs mode = \"python\" strategies",
+                          path=config_path, field="strategy.mode")
     else:
         if entry.kernel is None:
             raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
@@ -167,10 +195,11 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
     return Backtest(result=result, summary=summary, instrument=instrument, events=len(events), decisions=decisions)
 
 
-def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Backtest:
+def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
+                  timeout_s: float | None = None) -> Backtest:
     from .config import load
     cfg = load(config_path)
-    bt = run(cfg, config_path, progress)
+    bt = run(cfg, config_path, progress, transport, timeout_s)
     with open(config_path, "rb") as f:
         config_text = f.read()
     title = f"{cfg.strategy.name} on {bt.instrument.symbol}"
