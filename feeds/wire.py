@@ -263,6 +263,7 @@ class Finished(Message, tag="finished"):
 
     latency_ns: ArrayView | None = None
     record: dict[str, ArrayView] | None = None
+    dropped: dict[Annotated[str, msgspec.Meta(max_length=32)], Annotated[int, msgspec.Meta(ge=0)]] = {}
 
 
 class Failed(Message, tag="failed"):

@@ -161,15 +161,17 @@ def serve(strategy, link: EngineLink) -> bool:
             decisions.stop()
         link.send(Decision(seq=wake.seq, commands=ctx.commands, compute_ns=max(int(ns), 0)))
         if wake.phase == "stop":
-            link.send(finished(strategy))
+            link.send(finished(strategy, link.decoder.dropped))
             return True
 
 
-def finished(strategy) -> Finished:
+def finished(strategy, dropped: dict[str, int]) -> Finished:
+    """What the strategy measured and recorded of itself, and what this side dropped."""
     from .runner import decision_record, own_latency_ns
     latency, record = own_latency_ns(strategy), decision_record(strategy)
     return Finished(latency_ns=None if latency is None else array_view(np.asarray(latency, dtype=np.int64)),
-                    record=None if record is None else {k: array_view(v) for k, v in record.items()})
+                    record=None if record is None else {k: array_view(v) for k, v in record.items()},
+                    dropped={k: v for k, v in dropped.items() if v})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class Backtest(msgspec.Struct):
     instrument: Instrument
     events: int
     decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
+    dropped: dict[str, dict[str, int]] | None = None   # --transport zmq: messages dropped, by side and reason
 
 
 DECISIONS = "decisions.npz"
@@ -166,11 +167,13 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         raise ConfigError(str(e), path=config_path) from None
     s = cfg.strategy
     compute_ns = strategy.compute_ns
-    latency = decisions = None
+    latency = decisions = dropped = None
     if s.mode == "python" and transport == "zmq":
-        from .transport import run_remote
-        remote = run_remote(strategy, sim, instrument, config_path, progress=progress, timeout_s=timeout_s)
+        from .transport import StrategyProcess, run_remote
+        with StrategyProcess(config_path, timeout_s=timeout_s) as link:
+            remote = run_remote(strategy, sim, instrument, link, progress=progress)
         result, latency, decisions = remote.result, decision_latency(remote.latency_ns), remote.record
+        dropped = remote.dropped
     elif s.mode == "python":
         result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
         latency, decisions = decision_latency(own_latency_ns(strategy)), decision_record(strategy)
@@ -188,11 +191,12 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")
         kernel.set_compute_ns(sim, compute_ns)
-        entry.kernel(sim, params, s.wake, instrument.tick_size)
+        entry.kernel(sim, strategy.params, s.wake, instrument.tick_size)
         result = collect(sim)
     summary = RunSummary(**msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
                          decision_latency_us=latency)
-    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events), decisions=decisions)
+    return Backtest(result=result, summary=summary, instrument=instrument, events=len(events), decisions=decisions,
+                    dropped=dropped)
 
 
 def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
@@ -229,6 +233,8 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    for side, reasons in (bt.dropped or {}).items():
+        rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if out_dir:

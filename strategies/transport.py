@@ -62,7 +62,7 @@ class StrategyProcess:
     """
 
     def __init__(self, config_path: str, *, timeout_s: float | None = None, bind: str = LOOPBACK,
-                 keys: Callable[[zmq.Socket], None] | None = None, argv: list[str] | None = None):
+                 keys: Callable[[zmq.Socket], None] | None = None):
         self.timeout_s = TIMEOUT_S if timeout_s is None else float(timeout_s)
         self.decoder = Decoder(max_bytes=LINK_MAX_BYTES, messages=ToEngine)
         self.ctx = zmq.Context()
@@ -75,8 +75,9 @@ class StrategyProcess:
         self.token = secrets.token_hex(16)
         self.peer: bytes | None = None
         self.seq = 0
-        cmd = argv or [sys.executable, "-m", "strategies.remote", "--config", os.path.abspath(config_path)]
-        self.proc = subprocess.Popen([*cmd, "--connect", self.address, "--token", self.token],
+        self.done = False
+        self.proc = subprocess.Popen([sys.executable, "-m", "strategies.remote", "--config",
+                                      os.path.abspath(config_path), "--connect", self.address, "--token", self.token],
                                      stdin=subprocess.DEVNULL)
 
     # ---- lifecycle
@@ -87,9 +88,9 @@ class StrategyProcess:
         self.close()
 
     def close(self) -> None:
-        """Reap the strategy process (it exits by itself after the run; otherwise it is stopped) and the socket."""
+        """Reap the strategy process (it exits by itself after a whole run; otherwise it is killed) and the socket."""
         try:
-            self.proc.wait(timeout=5 if self.seq and self.proc.poll() is None else 0.1)
+            self.proc.wait(timeout=5 if self.done else 0)
         except subprocess.TimeoutExpired:
             pass
         if self.proc.poll() is None:
@@ -100,15 +101,18 @@ class StrategyProcess:
 
     # ---- messages
     def connect(self) -> None:
-        """Wait for the strategy process's Ready with our token."""
-        self._wait(lambda m: isinstance(m, Ready) and m.token == self.token, "to start")
+        """Wait for the strategy process's Ready with our token (once)."""
+        if self.peer is None:
+            self._wait(lambda m: isinstance(m, Ready) and m.token == self.token, "to start")
 
     def ask(self, wake: WakeUp) -> Decision:
         self.sock.send_multipart([self.peer, encode(wake)], copy=False)
         return self._wait(lambda m: isinstance(m, Decision) and m.seq == wake.seq, f"at step {wake.seq}")
 
     def finished(self) -> Finished:
-        return self._wait(lambda m: isinstance(m, Finished), "after the last step")
+        msg = self._wait(lambda m: isinstance(m, Finished), "after the last step")
+        self.done = True
+        return msg
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -182,24 +186,24 @@ class RemoteRun(msgspec.Struct):
     result: RunResult
     latency_ns: np.ndarray | None
     record: dict[str, np.ndarray] | None
-    dropped: dict[str, int]
+    dropped: dict[str, dict[str, int]]    # messages each side dropped, by reason (only the sides that did)
 
 
-def run_remote(strategy: Strategy, sim: Sim, instrument: Instrument, config_path: str, *, progress: bool = False,
-               timeout_s: float | None = None, keys=None) -> RemoteRun:
-    """The backtest of ``config_path`` with its strategy in a process of its own; ``strategy`` gives the wake
-    policy and decision time (the process builds its own from the same config)."""
-    with StrategyProcess(config_path, timeout_s=timeout_s, keys=keys) as link:
-        decisions: list[RemoteDecisions] = []
+def run_remote(strategy: Strategy, sim: Sim, instrument: Instrument, link: StrategyProcess, *,
+               progress: bool = False) -> RemoteRun:
+    """The backtest with its strategy in ``link``'s process; ``strategy`` gives the wake policy and decision
+    time (the process builds its own from the same config)."""
+    made: list[RemoteDecisions] = []
 
-        def remote(ctx, _strategy):
-            decisions.append(RemoteDecisions(link, ctx))
-            return decisions[0]
+    def remote(ctx: BacktestContext, _strategy: Strategy) -> RemoteDecisions:
+        made.append(RemoteDecisions(link, ctx))
+        return made[-1]
 
-        result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress,
-                              decisions=remote)
-        done = decisions[0].result
-        dropped = {k: v for k, v in link.decoder.dropped.items() if v}
+    result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress,
+                          decisions=remote)
+    done = made[0].result
+    engine = {k: v for k, v in link.decoder.dropped.items() if v}
+    dropped = {side: d for side, d in (("engine", engine), ("strategy", done.dropped)) if d}
     latency = to_array(done.latency_ns) if done.latency_ns is not None else None
     record = {k: to_array(v) for k, v in done.record.items()} if done.record is not None else None
     return RemoteRun(result=result, latency_ns=latency, record=record, dropped=dropped)
