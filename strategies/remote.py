@@ -117,7 +117,7 @@ class EngineLink:
         self.seq = 0
 
     def send(self, msg) -> None:
-        self.sock.send(encode(msg), copy=False)
+        self.sock.send(encode(msg))
 
     def next_wake(self) -> WakeUp | None:
         """The engine's next step; None once the engine has gone away."""

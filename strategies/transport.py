@@ -106,7 +106,7 @@ class StrategyProcess:
             self._wait(lambda m: isinstance(m, Ready) and m.token == self.token, "to start")
 
     def ask(self, wake: WakeUp) -> Decision:
-        self.sock.send_multipart([self.peer, encode(wake)], copy=False)
+        self.sock.send_multipart([self.peer, encode(wake)])
         return self._wait(lambda m: isinstance(m, Decision) and m.seq == wake.seq, f"at step {wake.seq}")
 
     def finished(self) -> Finished:
