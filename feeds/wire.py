@@ -226,14 +226,14 @@ class Command(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """
 
     action: Literal["new", "cancel", "modify", "cancel_all", "clear"]
-    id: int = 0
-    slot: int = 0
-    side: int = 0
-    tick: int = 0
+    id: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+    slot: Slot = 0
+    side: Literal[0, 1, -1] = 0
+    tick: Tick = 0
     qty: float = 0.0
-    tif: int = 0
-    type: int = 0
-    count: int = 0
+    tif: Literal[0, 1, 2, 3] = 0           # GTC, GTX, FOK, IOC
+    type: Literal[0, 1] = 0                # LIMIT, MARKET
+    count: Slot = 0
 
 
 class Ready(Message, tag="ready"):

@@ -256,3 +256,14 @@ def _answer(router, decoder):
 def test_transport_error_is_a_one_line_data_error():
     e = TransportError("the strategy process exited with code -9 at step 3")
     assert str(e) == "transport: the strategy process exited with code -9 at step 3"
+
+
+def test_commands_outside_the_engine_codes_are_dropped_not_applied():
+    d = Decoder(messages=ToEngine)
+    ok = Decision(seq=1, commands=[Command("new", id=1, side=-1, tick=55_000, qty=1.0, tif=3, type=1)], compute_ns=0)
+    assert d.decode(encode(ok)) == ok
+    for bad in (Command("new", id=1, side=2), Command("new", id=1, side=1, tif=9), Command("bogus"),
+                Command("cancel", id=-4)):
+        assert d.decode(encode(Decision(seq=1, commands=[bad], compute_ns=0))) is None
+    assert d.decode(encode(Decision(seq=1, commands=[], compute_ns=-1))) is None
+    assert d.dropped["malformed"] == 5 and d.total_dropped == 5
