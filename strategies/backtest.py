@@ -6,6 +6,13 @@ changes, market trades, depth changes) into the strategy's callbacks, and its
 order calls into the engine's order API. Reads go straight to the engine's
 arrays, so a wake-up costs a few microseconds of Python plus the strategy's
 own work.
+
+The callbacks' order exists once, in :class:`Dispatcher`. :class:`Session` is
+the wake-up loop and the decision-time charge; who runs a step's callbacks is
+its ``decisions``: :class:`LocalDecisions` here, or the strategy process of
+``--transport zmq`` (:mod:`strategies.transport`), which runs the same
+``LocalDecisions`` and ``Dispatcher`` over its copy of this context
+(:mod:`strategies.remote`).
 """
 from __future__ import annotations
 

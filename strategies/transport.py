@@ -29,12 +29,12 @@ import msgspec
 import numpy as np
 import zmq
 
+from engine import kernel
 from engine.results import RunResult
 from engine.state import I_NEXT_ID, Sim
-from engine import kernel
 from feeds.errors import DataError
 from feeds.instrument import Instrument
-from feeds.wire import (Decision, Decoder, Failed, Finished, Ready, ToEngine, WakeUp, encode, pack, to_array)
+from feeds.wire import Decision, Decoder, Failed, Finished, Ready, ToEngine, WakeUp, encode, pack, to_array
 
 from . import backtest
 from .backtest import BacktestContext, local_rows

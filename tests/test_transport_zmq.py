@@ -19,15 +19,14 @@ import pytest
 import zmq
 
 from engine import kernel
+from engine.state import I_LB, make_sim
 from feeds.events import EVENT_DTYPE
-from feeds.wire import (Command, Decision, Decoder, Finished, MetricsView, Ready, ToEngine, Venue, WakeUp, encode)
+from feeds.wire import Command, Decision, Decoder, Finished, MetricsView, Ready, ToEngine, Venue, WakeUp, encode
 from strategies.backtest import run as run_backtest
-from strategies.config import load
-from strategies.runner import build_strategy, load_events
+from strategies.config import engine_config, load
 from strategies.kernels.fixed_spread import quote_ticks
+from strategies.runner import build_strategy, load_events
 from strategies.transport import StrategyProcess, TransportError, run_remote
-from engine.state import make_sim
-from strategies.config import engine_config
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -162,7 +161,7 @@ def test_a_strategy_that_fails_to_start_reports_its_one_line(tmp_path):
 
 
 # ---- messages that are not trusted
-def test_the_engine_drops_other_peers_and_stale_answers(tmp_path):
+def test_the_engine_drops_garbage_and_other_peers(tmp_path):
     config = str(CONFIGS / "backtest_fixed_spread.toml")
     cfg = load(config)
     _, strategy = build_strategy(cfg, config)
@@ -179,7 +178,7 @@ def test_the_engine_drops_other_peers_and_stale_answers(tmp_path):
         link.connect()
         assert link.decoder.dropped["malformed"] == 2 and link.decoder.dropped["unexpected"] == 1
         # A decision for the first step from another peer, with an order in it, arrives first and is dropped.
-        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=int(sim.iv[4]) + 10,
+        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=int(sim.iv[I_LB]) + 10,
                                                             qty=100.0, tif=1)], compute_ns=0)))
         time.sleep(0.2)
         remote = run_remote(strategy, sim, inst, link)
@@ -223,7 +222,7 @@ def test_the_strategy_process_drops_what_it_cannot_trust():
         rows["ev"] = [1 | (1 << 30) | (1 << 29), 1 | (1 << 30) | (1 << 28)]          # a bid and an ask, LOCAL
         rows["px"], rows["qty"], rows["local_ts"] = [550.00, 550.10], [100, 100], [2_000, 2_000]
         answers = [_answer(router, decoder)]
-        wake = step(2, "wake", )
+        wake = step(2, "wake")
         wake.reason, wake.n, wake.rows, wake.now = kernel.WOKE_TIMER, 2, rows.tobytes(), 2_000
         router.send_multipart([peer, encode(wake)])
         answers.append(_answer(router, decoder))
