@@ -21,7 +21,7 @@ from engine.state import make_sim
 from strategies import backtest
 from strategies.config import engine_config, load
 from strategies.runner import build_strategy, load_events
-from strategies.transport import RemoteDecisions, StrategyProcess
+from strategies.transport import RemoteDecisions, StrategyProcess, strategy_command
 
 
 class TimedStart(RemoteDecisions):
@@ -55,7 +55,7 @@ def main() -> None:
 
         strategy, s = build_strategy(cfg, args.config)[1], sim()
         t0 = time.perf_counter()
-        with StrategyProcess(args.config) as link:
+        with StrategyProcess(strategy_command(args.config)) as link:
             link.connect()
             ready = time.perf_counter() - t0
             made = []

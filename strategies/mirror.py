@@ -73,8 +73,9 @@ def apply_commands(S: Sim, commands: list[Command]) -> None:
     """The strategy's order calls, in order, on the engine; each answer must be the one the strategy got."""
     for c in commands:
         if c.action == "new":
-            got = int(kernel.submit(S, c.side, c.tick, c.qty, c.tif, c.type))
-            ok = got == c.id and int(kernel.find(S, got)) == c.slot
+            oid = int(kernel.submit(S, c.side, c.tick, c.qty, c.tif, c.type))
+            got = f"order {oid} in slot {int(kernel.find(S, oid))}" if oid > 0 else oid
+            ok = got == f"order {c.id} in slot {c.slot}"
         elif c.action == "cancel":
             got = int(kernel.cancel(S, c.id))
             ok = got == 0
@@ -88,8 +89,9 @@ def apply_commands(S: Sim, commands: list[Command]) -> None:
             kernel.clear_inactive(S)
             continue
         if not ok:
-            raise Desync(f"the strategy's order view disagrees with the engine's: {c.action} of order {c.id} "
-                         f"gave {got} here", field="transport")
+            what = f"new (order {c.id} in slot {c.slot})" if c.action == "new" else f"{c.action} of order {c.id}"
+            raise Desync(f"the strategy's order view disagrees with the engine's: {what} gave {got} here",
+                         field="transport")
 
 
 # ---- strategy side

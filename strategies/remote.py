@@ -4,7 +4,8 @@ The engine (:mod:`strategies.transport`) starts it as::
 
     python -m strategies.remote --config FILE.toml --connect ADDR --token T
 
-It builds the strategy from the config exactly as the in-process backtest does,
+It builds the strategy from the config exactly as the in-process backtest does
+(another program can serve any strategy with :func:`run`),
 connects a DEALER socket, says :class:`~feeds.wire.Ready`, then answers every
 :class:`~feeds.wire.WakeUp` with a :class:`~feeds.wire.Decision`. The callbacks
 run through the in-process backtest's own :class:`~strategies.backtest.LocalDecisions`
@@ -174,19 +175,12 @@ def finished(strategy, dropped: dict[str, int]) -> Finished:
                     dropped={k: v for k, v in dropped.items() if v})
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m strategies.remote",
-                                description="the strategy process of cmm backtest --transport zmq")
-    p.add_argument("--config", required=True)
-    p.add_argument("--connect", required=True)
-    p.add_argument("--token", required=True)
-    args = p.parse_args(argv)
-    link = EngineLink(args.connect)
+def run(build, address: str, token: str, keys=None) -> int:
+    """Connect to the engine, build the strategy (``build()``), say Ready and answer every step; the exit code."""
+    link = EngineLink(address, keys)
     try:
-        from .config import load
-        from .runner import build_strategy
-        _, strategy = build_strategy(load(args.config), args.config)
-        link.send(Ready(token=args.token))
+        strategy = build()
+        link.send(Ready(token=token))
         return 0 if serve(strategy, link) else 3
     except DataError as e:
         link.send(Failed(error=str(e)[:4096]))
@@ -195,6 +189,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         link.close()
+
+
+def link_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments the engine gives every strategy process it starts."""
+    p.add_argument("--connect", required=True)
+    p.add_argument("--token", required=True)
+    return p
+
+
+def _from_config(path: str):
+    from .config import load
+    from .runner import build_strategy
+    return build_strategy(load(path), path)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = link_arguments(argparse.ArgumentParser(prog="python -m strategies.remote",
+                                               description="the strategy process of cmm backtest --transport zmq"))
+    p.add_argument("--config", required=True)
+    args = p.parse_args(argv)
+    return run(lambda: _from_config(args.config), args.connect, args.token)
 
 
 if __name__ == "__main__":

@@ -169,8 +169,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
     compute_ns = strategy.compute_ns
     latency = decisions = dropped = None
     if s.mode == "python" and transport == "zmq":
-        from .transport import StrategyProcess, run_remote
-        with StrategyProcess(config_path, timeout_s=timeout_s) as link:
+        from .transport import StrategyProcess, run_remote, strategy_command
+        with StrategyProcess(strategy_command(config_path), timeout_s=timeout_s) as link:
             remote = run_remote(strategy, sim, instrument, link, progress=progress)
         result, latency, decisions = remote.result, decision_latency(remote.latency_ns), remote.record
         dropped = remote.dropped

@@ -54,14 +54,22 @@ class TransportError(DataError):
         super().__init__(reason, field="transport")
 
 
+def strategy_command(config_path: str) -> list[str]:
+    """The strategy process of a config: :mod:`strategies.remote` builds its strategy as the backtest does."""
+    return [sys.executable, "-m", "strategies.remote", "--config", os.path.abspath(config_path)]
+
+
 class StrategyProcess:
     """The engine's end of the link: a ROUTER bound on loopback and the one strategy process it started.
 
-    ``keys`` is the hook for CURVE: a callable that secures the socket before it
-    binds (``feeds.zmqfeed.security.secure_server``, on its own branch); None: plain TCP on loopback.
+    ``command`` starts the process (:func:`strategy_command`, or any program that
+    serves a strategy with :func:`strategies.remote.run`); ``--connect ADDR --token T``
+    are appended. ``keys`` is the hook for CURVE: a callable that secures the
+    socket before it binds (``feeds.zmqfeed.security.secure_server``, on its own
+    branch); None: plain TCP on loopback.
     """
 
-    def __init__(self, config_path: str, *, timeout_s: float | None = None, bind: str = LOOPBACK,
+    def __init__(self, command: list[str], *, timeout_s: float | None = None, bind: str = LOOPBACK,
                  keys: Callable[[zmq.Socket], None] | None = None):
         self.timeout_s = TIMEOUT_S if timeout_s is None else float(timeout_s)
         self.decoder = Decoder(max_bytes=LINK_MAX_BYTES, messages=ToEngine)
@@ -76,8 +84,7 @@ class StrategyProcess:
         self.peer: bytes | None = None
         self.seq = 0
         self.done = False
-        self.proc = subprocess.Popen([sys.executable, "-m", "strategies.remote", "--config",
-                                      os.path.abspath(config_path), "--connect", self.address, "--token", self.token],
+        self.proc = subprocess.Popen([*command, "--connect", self.address, "--token", self.token],
                                      stdin=subprocess.DEVNULL)
 
     # ---- lifecycle

@@ -21,12 +21,13 @@ import zmq
 from engine import kernel
 from engine.state import I_LB, make_sim
 from feeds.events import EVENT_DTYPE
+from feeds.instrument import Instrument
 from feeds.wire import Command, Decision, Decoder, Finished, MetricsView, Ready, ToEngine, Venue, WakeUp, encode
 from strategies.backtest import run as run_backtest
 from strategies.config import engine_config, load
 from strategies.kernels.fixed_spread import quote_ticks
 from strategies.runner import build_strategy, load_events
-from strategies.transport import StrategyProcess, TransportError, run_remote
+from strategies.transport import StrategyProcess, TransportError, run_remote, strategy_command
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -170,7 +171,7 @@ def test_the_engine_drops_garbage_and_other_peers(tmp_path):
     ctx = zmq.Context()
     rogue = ctx.socket(zmq.DEALER)
     rogue.setsockopt(zmq.LINGER, 0)
-    with StrategyProcess(config, timeout_s=60) as link:
+    with StrategyProcess(strategy_command(config), timeout_s=60) as link:
         rogue.connect(link.address)
         rogue.send(b"\xc1 not msgpack")
         rogue.send(encode(Ready(token="0" * 32)))                       # the wrong token
@@ -266,3 +267,31 @@ def test_commands_outside_the_engine_codes_are_dropped_not_applied():
         assert d.decode(encode(Decision(seq=1, commands=[bad], compute_ns=0))) is None
     assert d.decode(encode(Decision(seq=1, commands=[], compute_ns=-1))) is None
     assert d.dropped["malformed"] == 5 and d.total_dropped == 5
+
+
+def test_every_kind_of_order_call_gets_the_same_answers_over_zmq():
+    """New (limit, market, rejected post-only), cancel, modify, cancel_all and refusals, from on_fill and
+    on_order_update too: the strategy process's answers and views are the in-process ones, call by call."""
+    from engine.state import EngineConfig
+    from tests.remote_exerciser import TICK, Exerciser, exerciser_events
+
+    def sim():
+        # Cancel answers slower than fills: a cancel that races a fill leaves a finished order whose slot
+        # is still held when it leaves the view, so the next order must take another slot on both sides.
+        ms = 1_000_000
+        return make_sim(exerciser_events(), EngineConfig(tick_size=TICK, lot_size=1.0, place_entry_ns=ms,
+                                                         place_response_ns=3 * ms, cancel_entry_ns=ms,
+                                                         cancel_response_ns=10 * ms, modify_entry_ns=ms,
+                                                         modify_response_ns=ms))
+
+    here = Exerciser()
+    reference = run_backtest(here, sim(), TICK, 1.0)
+    with StrategyProcess([sys.executable, "-m", "tests.remote_exerciser"], timeout_s=60) as link:
+        remote = run_remote(Exerciser(), sim(), Instrument(symbol="X", tick_size=TICK, lot_size=1.0), link)
+    log = here.decision_record()["log"]
+    assert np.array_equal(remote.record["log"], log, equal_nan=True)
+    assert np.array_equal(remote.result.fills, reference.fills) and np.array_equal(remote.result.orders,
+                                                                                   reference.orders)
+    what = set(log[:, 1].astype(int))
+    assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16} <= what, sorted(what)
+    assert len(reference.fills) >= 4 and remote.dropped == {}
