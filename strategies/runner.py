@@ -148,9 +148,6 @@ def build_strategy(cfg: BacktestConfig, config_path: str):
     return entry, entry.python(params, wake=s.wake, compute_ns=compute_ns)
 
 
-TRANSPORTS = ("inproc", "zmq")
-
-
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
         timeout_s: float | None = None) -> Backtest:
     """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`strategies.transport`),
