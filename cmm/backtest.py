@@ -1,7 +1,9 @@
-"""``cmm backtest --config FILE.toml --out DIR``: one backtest, a summary table, a results directory."""
+"""``cmm backtest --config FILE.toml --out DIR [--transport inproc|zmq]``: one backtest, a summary, a results directory."""
 from __future__ import annotations
 
 import sys
+
+from feeds.errors import DataError
 
 
 def register(groups) -> None:
@@ -9,11 +11,19 @@ def register(groups) -> None:
     p.add_argument("--config", required=True, metavar="FILE.toml")
     p.add_argument("--out", required=True, metavar="DIR", help="results directory (replaced when complete)")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    p.add_argument("--transport", choices=("inproc", "zmq"), default="inproc",
+                   help="inproc: the strategy runs in the engine's process; zmq: in its own, over ZeroMQ on "
+                        "loopback, the engine acting as the exchange (the same fills)")
+    p.add_argument("--timeout-s", type=float, default=None, metavar="S",
+                   help="zmq: the longest the engine waits for one answer of the strategy process (default 60)")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from strategies.runner import format_summary, run_and_write
-    bt = run_and_write(args.config, args.out, progress=not args.no_progress and sys.stderr.isatty())
+    if args.timeout_s is not None and not args.timeout_s > 0:
+        raise DataError(f"--timeout-s must be positive, got {args.timeout_s}", field="backtest")
+    bt = run_and_write(args.config, args.out, progress=not args.no_progress and sys.stderr.isatty(),
+                       transport=args.transport, timeout_s=args.timeout_s)
     print(format_summary(bt, args.out))
     return 0

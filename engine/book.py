@@ -192,3 +192,10 @@ def apply_event(ev, px, qty, bid, ask, bk, tick_size, lot, lb, ub):
         prev = update_ask(bid, ask, bk, tick, qty, lot, lb, ub)
         return kind, side, tick, prev, prev_best
     return kind, side, tick, 0.0, np.int64(0)
+
+
+@nb.njit(cache=True)
+def apply_events(ev, px, qty, bid, ask, bk, tick_size, lot, lb, ub):
+    """:func:`apply_event` for each row in order: a copy of a book kept elsewhere from the rows it applied."""
+    for i in range(ev.shape[0]):
+        apply_event(ev[i], px[i], qty[i], bid, ask, bk, tick_size, lot, lb, ub)

@@ -703,12 +703,12 @@ def ask_qty_at(S, tick):
 
 
 @nb.njit(cache=True)
-def window(S, start, stop):
-    """Local market rows in ``[start, stop)``: how many are trades, and whether any changed the book."""
+def window(ev):
+    """A wake-up's rows (their ``ev`` column): how many are local trades, and whether any changed the book."""
     trades = 0
     book = False
-    for i in range(start, stop):
-        e = S.ev[i]
+    for i in range(ev.shape[0]):
+        e = ev[i]
         if e & LOCAL:
             kind = e & KIND_MASK
             if kind == TRADE:

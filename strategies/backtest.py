@@ -9,6 +9,13 @@ Python is a jitted call), so a wake-up costs a few microseconds of Python plus
 the strategy's own work. Callbacks the strategy does not override are not
 prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
 scan, the trade arrays or the depth check.
+
+The callbacks' order exists once, in :class:`Dispatcher`. :class:`Session` is
+the wake-up loop and the decision-time charge, for backtests and paper trading
+alike; who runs a step's callbacks is its ``decisions``: :class:`LocalDecisions`
+here, or the strategy process of ``--transport zmq`` (:mod:`strategies.transport`),
+which runs the same ``LocalDecisions`` and ``Dispatcher`` over its copy of this
+context (:mod:`strategies.remote`).
 """
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ class EngineContext:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self._unread = 0            # the first row new_events() has not returned yet
+        self._fills_seen = 0        # the first fill-log row not reported to the strategy yet
 
     def use(self, sim: Sim) -> None:
         """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
@@ -121,19 +129,32 @@ class EngineContext:
         """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
 
         Only the slice since the last call is touched, so a call per wake-up costs
-        in proportion to the rows that wake-up saw. ``ival`` and ``fval`` are 0:
-        the engine keeps only the fields it replays.
+        in proportion to the rows that wake-up saw.
         """
-        S = self.a
-        start, stop = self._unread, int(S.iv[I_IL])
+        start, stop = self._unread, int(self.a.iv[I_IL])
         self._unread = stop
-        rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
-        out = np.zeros(len(rows), dtype=EVENT_DTYPE)
-        for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
-            out[name] = getattr(S, name)[rows]
-        out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
-        out["order_id"] = S.order_id[rows].view(np.uint64)
+        return local_rows(self.a, start, stop)
+
+    # ---- what the wake-up's dispatch reads and does besides the strategy's own calls
+    def _new_fills(self, now: int) -> list[Fill]:
+        """Our fills that reached the local side by ``now`` and were not reported yet, in order."""
+        S = self.a
+        k, out = int(S.iv[I_NFILLS]), []
+        while self._fills_seen < k and S.fl_i[self._fills_seen, FL_LTS] <= now:
+            i, f = S.fl_i[self._fills_seen], S.fl_f[self._fills_seen]
+            self._fills_seen += 1
+            out.append(Fill(order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
+                            qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]),
+                            exch_ts=int(i[FL_XTS]), local_ts=int(i[FL_LTS])))
         return out
+
+    def _window(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        """Rows [start, stop) of the replay, as the columns a wake-up's dispatch reads."""
+        S = self.a
+        return S.ev[start:stop], S.local_ts[start:stop], S.px[start:stop], S.qty[start:stop]
+
+    def _clear_inactive(self) -> None:
+        kernel.clear_inactive(self.sim)   # finished orders are reported once, then leave the view
 
     # ---- orders
     def _tick(self, price: float) -> int:
@@ -177,6 +198,19 @@ class BacktestContext(EngineContext):
         return S.ev, S.local_ts, S.px, S.qty, self._unread
 
 
+def local_rows(S, start: int, stop: int) -> np.ndarray:
+    """The LOCAL rows among rows [start, stop) of ``S`` (a ``Sim`` or its :func:`arrays`), as the strategy sees
+    them (``EVENT_DTYPE``, EXCH flag off). ``ival`` and ``fval`` are 0: the engine keeps only the fields it
+    replays."""
+    rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
+    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
+        out[name] = getattr(S, name)[rows]
+    out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
+    out["order_id"] = S.order_id[rows].view(np.uint64)
+    return out
+
+
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
     """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
     if best == empty:
@@ -187,32 +221,12 @@ def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int
     return (best + step * idx).astype(np.float64), window[idx].copy()
 
 
-class _Feed:
-    """Which trades and depth changes each wake-up saw: the local rows between two replay positions.
-
-    Positions, not timestamps, delimit a wake-up's window, because a wake-up on
-    events can fall between two events with the same timestamp. Only the
-    window's rows are read, so rows appended later (paper trading) need nothing.
-    """
-
-    def __init__(self, ctx: BacktestContext):
-        self.ctx = ctx
-
-    def position(self) -> int:
-        """The next local row to replay."""
-        return int(self.ctx.a.iv[I_IL])
-
-    def window(self, start: int, stop: int) -> tuple[Trades | None, bool]:
-        """The trades seen in ``[start, stop)`` (None if none), and whether the book changed."""
-        n_trades, book = kernel.window(self.ctx.sim, start, stop)
-        if n_trades == 0:
-            return None, bool(book)
-        S = self.ctx.a
-        ev = S.ev[start:stop]
-        rows = start + np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
-        ev = S.ev[rows]
-        side = np.where(ev & np.uint64(BUY_FLAG), 1, np.where(ev & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
-        return Trades(S.local_ts[rows], S.px[rows], S.qty[rows], side), bool(book)
+def _trades(ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> Trades:
+    """The local trades among a wake-up's rows (columns of the same rows)."""
+    rows = np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
+    e = ev[rows]
+    side = np.where(e & np.uint64(BUY_FLAG), 1, np.where(e & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
+    return Trades(local_ts[rows], px[rows], qty[rows], side)
 
 
 def overrides(strategy: Strategy, name: str) -> bool:
@@ -220,29 +234,40 @@ def overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name) or name in vars(strategy)
 
 
-class _Dispatcher:
-    """Turns engine state changes between wake-ups into callbacks (only those the strategy overrides)."""
+class Dispatcher:
+    """One wake-up's callbacks, in the documented order, over any context that keeps the engine's order view;
+    only those the strategy overrides are prepared.
 
-    def __init__(self, ctx: BacktestContext, strategy: Strategy):
+    The in-process backtest and paper trading run it over the engine's ``Sim``;
+    the strategy process of ``--transport zmq`` over its copy of the strategy's
+    view (:mod:`strategies.remote`), so all of them call the strategy alike.
+    A wake-up's market rows are given as columns (``ev``, ``local_ts``, ``px``,
+    ``qty``): the engine's arrays between two replay positions, or the rows a
+    wake-up message brought. Positions, not timestamps, delimit them, because a
+    wake-up on events can fall between two events with the same timestamp.
+    """
+
+    def __init__(self, ctx: EngineContext, strategy: Strategy):
         self.ctx = ctx
         self.strategy = strategy
-        self.fills_seen = 0
         self.order_state: dict[int, tuple] = {}
         self.wants = {name: overrides(strategy, name) for name in ("on_fill", "on_order_update", "on_trade",
                                                                    "on_depth")}
 
-    def fills(self, now: int) -> None:
-        if not self.wants["on_fill"]:
-            return
-        S = self.ctx.a
-        k = int(S.iv[I_NFILLS])
-        while self.fills_seen < k and S.fl_i[self.fills_seen, FL_LTS] <= now:
-            i, f = S.fl_i[self.fills_seen], S.fl_f[self.fills_seen]
-            self.fills_seen += 1
-            self.strategy.on_fill(self.ctx, Fill(
-                order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
-                qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]), exch_ts=int(i[FL_XTS]),
-                local_ts=int(i[FL_LTS])))
+    def wake(self, reason: int, ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> None:
+        ctx, strategy, wants = self.ctx, self.strategy, self.wants
+        if wants["on_fill"]:
+            for fill in ctx._new_fills(ctx.now):
+                strategy.on_fill(ctx, fill)
+        self.order_updates()
+        if wants["on_trade"] or wants["on_depth"]:
+            n_trades, book_changed = kernel.window(ev)
+            if n_trades and wants["on_trade"]:
+                strategy.on_trade(ctx, _trades(ev, local_ts, px, qty))
+            if book_changed and wants["on_depth"]:
+                strategy.on_depth(ctx)
+        if reason & kernel.WOKE_TIMER:
+            strategy.on_timer(ctx)
 
     def order_updates(self) -> None:
         if self.wants["on_order_update"]:
@@ -256,7 +281,32 @@ class _Dispatcher:
                 if self.order_state.get(oid) != state:
                     self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
             self.order_state = seen
-        kernel.clear_inactive(self.ctx.sim)   # finished orders are reported once, then leave the view
+        self.ctx._clear_inactive()
+
+
+def timed(callbacks) -> int:
+    """Run ``callbacks``; their wall time in ns (a measured decision time)."""
+    t0 = time.perf_counter_ns()
+    callbacks()
+    return time.perf_counter_ns() - t0
+
+
+class LocalDecisions:
+    """The strategy runs in this process: each step is its callbacks, timed (as the strategy says to charge)."""
+
+    def __init__(self, ctx: EngineContext, strategy: Strategy):
+        self.ctx = ctx
+        self.strategy = strategy
+        self.calls = Dispatcher(ctx, strategy)
+
+    def start(self) -> int:
+        return self.strategy.charged_ns(timed(lambda: self.strategy.on_start(self.ctx)))
+
+    def wake(self, reason: int, start: int, stop: int) -> int:
+        return self.strategy.charged_ns(timed(lambda: self.calls.wake(reason, *self.ctx._window(start, stop))))
+
+    def stop(self) -> None:
+        self.strategy.on_stop(self.ctx)
 
 
 class Session:
@@ -267,14 +317,20 @@ class Session:
     ``Sim`` between calls: :meth:`use`). A wake-up's callbacks run in the
     documented order, and a measured decision time is charged to the requests
     they sent.
+
+    ``decisions`` makes the object that runs each step's callbacks: by default
+    :class:`LocalDecisions`, the strategy in this process; ``--transport zmq``
+    passes one that asks a strategy process (:mod:`strategies.transport`).
+    ``context`` is the strategy's view: the engine's (:class:`EngineContext`),
+    or a backtest's, which also sees the replay ahead (:class:`BacktestContext`).
+    The loop, the clock and the charge are this class's either way.
     """
 
     def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
-                 context: type[EngineContext] = EngineContext):
+                 decisions=LocalDecisions, context: type[EngineContext] = EngineContext):
         self.strategy = strategy
         self.ctx = context(sim, tick_size, lot_size)
-        self.feed = _Feed(self.ctx)
-        self.calls = _Dispatcher(self.ctx, strategy)
+        self.decisions = decisions(self.ctx, strategy)
         self.measured = strategy.compute_ns is None
         self.wakeups = 0
         self.ended = False
@@ -295,15 +351,13 @@ class Session:
         sim = self.sim
         kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
         kernel.start(sim)
-        self._prev = self.feed.position()
-        self._timed(lambda: self.strategy.on_start(self.ctx))
+        self._prev = int(sim.iv[I_IL])
+        self._decide(self.decisions.start)
 
-    def _timed(self, callbacks) -> None:
+    def _decide(self, step, *args) -> None:
         mark = kernel.requests_sent(self.sim)
-        t0 = time.perf_counter_ns()
-        callbacks()
+        ns = step(*args)
         if self.measured:
-            ns = self.strategy.charged_ns(time.perf_counter_ns() - t0)
             if self.replay_charges:
                 ns = self.replay_charges.popleft()
             if self.charges is not None:
@@ -318,36 +372,25 @@ class Session:
             reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
             if reason == kernel.WOKE_WAIT:
                 return True
-            self._timed(lambda: self._wake(reason))
+            here = int(self.ctx.a.iv[I_IL])     # the next local row to replay
+            self._decide(self.decisions.wake, reason, self._prev, here)
+            self._prev = here
             self.wakeups += 1
             self.ended = reason == kernel.WOKE_END
             if self.on_wake is not None:
                 self.on_wake()
         return False
 
-    def _wake(self, reason: int) -> None:
-        ctx, strategy = self.ctx, self.strategy
-        here = self.feed.position()
-        self.calls.fills(ctx.now)
-        self.calls.order_updates()
-        wants = self.calls.wants
-        if wants["on_trade"] or wants["on_depth"]:
-            trades, book_changed = self.feed.window(self._prev, here)
-            if trades is not None and wants["on_trade"]:
-                strategy.on_trade(ctx, trades)
-            if book_changed and wants["on_depth"]:
-                strategy.on_depth(ctx)
-        if reason & kernel.WOKE_TIMER:
-            strategy.on_timer(ctx)
-        self._prev = here
-
     def stop(self) -> None:
-        self.strategy.on_stop(self.ctx)
+        self.decisions.stop()
 
 
-def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False) -> RunResult:
-    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results."""
-    session = Session(strategy, sim, tick_size, lot_size, BacktestContext)
+def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False,
+        decisions=LocalDecisions) -> RunResult:
+    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results.
+
+    ``decisions``: who runs the callbacks (see :class:`Session`)."""
+    session = Session(strategy, sim, tick_size, lot_size, decisions, BacktestContext)
     # What exists now (modules, the model, the events) lives for the whole run: kept out of the
     # collector's full passes, which would otherwise walk it all (~0.1 s with torch loaded) inside
     # some wake-up and charge that to its decision.

@@ -48,6 +48,7 @@ class Backtest(msgspec.Struct):
     instrument: Instrument
     events: int
     decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
+    dropped: dict[str, dict[str, int]] | None = None   # --transport zmq: messages dropped, by side and reason
 
 
 DECISIONS = "decisions.npz"
@@ -105,12 +106,14 @@ def resolve_paths(params: msgspec.Struct, config_path: str) -> msgspec.Struct:
     return msgspec.structs.replace(params, **paths)
 
 
-def decision_latency(strategy) -> LatencyStats | None:
-    """p50 and p99 of the strategy's own decision times, in us, if it measures them."""
-    if not isinstance(strategy, MeasuresDecisionLatency):
-        return None
-    ns = strategy.decision_latency_ns()
-    if len(ns) == 0:
+def own_latency_ns(strategy) -> np.ndarray | None:
+    """The wall time of each of the strategy's decisions, if it measures them."""
+    return strategy.decision_latency_ns() if isinstance(strategy, MeasuresDecisionLatency) else None
+
+
+def decision_latency(ns: np.ndarray | None) -> LatencyStats | None:
+    """p50 and p99 of the strategy's own decision times, in us, if it measured any."""
+    if ns is None or len(ns) == 0:
         return None
     p50, p99 = np.percentile(ns, [50, 99]) / 1e3
     return LatencyStats(p50=float(p50), p99=float(p99))
@@ -126,6 +129,11 @@ def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrumen
         instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
                                 lot_size=over.pop("lot_size", 1.0))
     return msgspec.structs.replace(instrument, **over)
+
+
+def decision_record(strategy) -> dict[str, np.ndarray] | None:
+    """The strategy's per-decision record, if it keeps one (CMM: quotes, weights, regimes)."""
+    return strategy.decision_record() if hasattr(strategy, "decision_record") else None
 
 
 def strategy_entry(cfg: VenueConfig, config_path: str):
@@ -144,7 +152,10 @@ def compute_ns_for(cfg: VenueConfig, entry) -> int | None:
 
 
 def build_strategy(cfg: VenueConfig, config_path: str):
-    """The config's Python strategy, ready to run on any venue."""
+    """The config's Python strategy, ready to run on any venue: checked params, wake policy and decision time.
+
+    The strategy process of ``--transport zmq`` builds its strategy here too, so both sides agree on it.
+    """
     entry, params = strategy_entry(cfg, config_path)
     return entry.python(params, wake=cfg.strategy.wake, compute_ns=compute_ns_for(cfg, entry))
 
@@ -155,17 +166,23 @@ def sim_config(cfg: VenueConfig, instrument: Instrument):
             _latency_table(cfg.latency.file))
 
 
-def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None, **extra) -> Summary:
-    """The run's summary with the strategy's own decision latency; ``type_`` (a RunSummary) adds a venue's fields."""
+def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None,
+               latency_ns: np.ndarray | None = None, **extra) -> Summary:
+    """The run's summary with the strategy's own decision latency (``latency_ns`` when another process
+    measured it); ``type_`` (a RunSummary) adds a venue's fields."""
     # Wall times are never reproducible: reported only when the run charges them, so a declared
     # decision time gives the same bytes every run.
     measured = strategy is not None and strategy.compute_ns is None
+    ns = latency_ns if latency_ns is not None else own_latency_ns(strategy) if measured else None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-        decision_latency_us=decision_latency(strategy) if measured else None, **extra)
+        decision_latency_us=decision_latency(ns) if measured else None, **extra)
 
 
-def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backtest:
+def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
+        timeout_s: float | None = None) -> Backtest:
+    """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`strategies.transport`),
+    waiting at most ``timeout_s`` for each of its answers."""
     entry, params = strategy_entry(cfg, config_path)
     events, instrument = load_events(cfg, progress)
     if events.dtype != EVENT_DTYPE or len(events) == 0:
@@ -176,15 +193,24 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
         raise ConfigError(str(e), path=config_path) from None
     s = cfg.strategy
     compute_ns = compute_ns_for(cfg, entry)
-    strategy = decisions = None
+    strategy = decisions = dropped = latency_ns = None
     if s.mode == "python":
         strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
         try:
-            result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+            if transport == "zmq":
+                from .transport import StrategyProcess, run_remote, strategy_command
+                with StrategyProcess(strategy_command(config_path), timeout_s=timeout_s) as link:
+                    remote = run_remote(strategy, sim, instrument, link, progress=progress)
+                result, latency_ns, decisions, dropped = remote.result, remote.latency_ns, remote.record, \
+                    remote.dropped
+            else:
+                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+                decisions = decision_record(strategy)
         except ConfigError as e:      # a strategy refusing its settings at start: name the config
             raise e.located(config_path) from None
-        if hasattr(strategy, "decision_record"):
-            decisions = strategy.decision_record()
+    elif transport == "zmq":
+        raise ConfigError("a kernel runs inside the engine; --transport zmq runs mode = \"python\" strategies",
+                          path=config_path, field="strategy.mode")
     else:
         if entry.kernel is None:
             raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
@@ -198,14 +224,15 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False) -> Backte
         kernel.set_compute_ns(sim, compute_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
-    return Backtest(result=result, summary=summary_of(cfg, result, strategy), instrument=instrument,
-                    events=len(events), decisions=decisions)
+    return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns),
+                    instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
 
-def run_and_write(config_path: str, out_dir: str, progress: bool = False) -> Backtest:
+def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
+                  timeout_s: float | None = None) -> Backtest:
     from .config import load
     cfg = load(config_path)
-    bt = run(cfg, config_path, progress)
+    bt = run(cfg, config_path, progress, transport, timeout_s)
     with open(config_path, "rb") as f:
         config_text = f.read()
     write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
@@ -242,6 +269,8 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    for side, reasons in (bt.dropped or {}).items():
+        rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if out_dir:
