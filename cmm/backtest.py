@@ -16,6 +16,8 @@ def register(groups) -> None:
                         "loopback, the engine acting as the exchange (the same fills)")
     p.add_argument("--timeout-s", type=float, default=None, metavar="S",
                    help="zmq: the longest the engine waits for one answer of the strategy process (default 60)")
+    p.add_argument("--curve", action="store_true",
+                   help="zmq: encrypt and authenticate the link with CURVE keys made for this run")
     p.set_defaults(handler=run)
 
 
@@ -23,7 +25,9 @@ def run(args) -> int:
     from strategies.runner import format_summary, run_and_write
     if args.timeout_s is not None and not args.timeout_s > 0:
         raise DataError(f"--timeout-s must be positive, got {args.timeout_s}", field="backtest")
+    if args.curve and args.transport != "zmq":
+        raise DataError("--curve secures the strategy process's link: it needs --transport zmq", field="--curve")
     bt = run_and_write(args.config, args.out, progress=not args.no_progress and sys.stderr.isatty(),
-                       transport=args.transport, timeout_s=args.timeout_s)
+                       transport=args.transport, timeout_s=args.timeout_s, curve=args.curve)
     print(format_summary(bt, args.out))
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 import zmq
 
 from feeds.errors import DataError
+from feeds.zmqfeed.security import ClientKeys, secure_client
 from feeds.events import EVENT_DTYPE
 from feeds.wire import Command, Decision, Decoder, Failed, Finished, Ready, ToStrategy, Venue, WakeUp, array_view, \
     encode
@@ -104,15 +105,15 @@ class RemoteContext(EngineContext):
 
 
 class EngineLink:
-    """The strategy's end: a DEALER connected to the engine; ``keys`` secures it (the CURVE hook, None: plain)."""
+    """The strategy's end: a DEALER connected to the engine; ``keys`` (ClientKeys) makes it a CURVE client."""
 
-    def __init__(self, address: str, keys=None):
+    def __init__(self, address: str, keys: ClientKeys | None = None):
         self.decoder = Decoder(max_bytes=LINK_MAX_BYTES, messages=ToStrategy)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)      # the last answer still leaves if we exit right after it
         if keys is not None:
-            keys(self.sock)
+            secure_client(self.sock, keys)
         self.sock.connect(address)
         self.parent = os.getppid()
         self.seq = 0
@@ -175,7 +176,7 @@ def finished(strategy, dropped: dict[str, int]) -> Finished:
                     dropped={k: v for k, v in dropped.items() if v})
 
 
-def run(build, address: str, token: str, keys=None) -> int:
+def run(build, address: str, token: str, keys: ClientKeys | None = None) -> int:
     """Connect to the engine, build the strategy (``build()``), say Ready and answer every step; the exit code."""
     link = EngineLink(address, keys)
     try:
@@ -209,7 +210,17 @@ def main(argv: list[str] | None = None) -> int:
                                                description="the strategy process of cmm backtest --transport zmq"))
     p.add_argument("--config", required=True)
     args = p.parse_args(argv)
-    return run(lambda: _from_config(args.config), args.connect, args.token)
+    return run(lambda: _from_config(args.config), args.connect, args.token, keys_from_environment())
+
+
+def keys_from_environment() -> ClientKeys | None:
+    """The CURVE keys the engine handed this process (strategies.transport.CURVE_ENV), if it did."""
+    from .transport import CURVE_ENV
+    value = os.environ.pop(CURVE_ENV, None)
+    if not value:
+        return None
+    public, secret, server = (part.encode() for part in value.split(","))   # "," is not a Z85 character
+    return ClientKeys(public=public, secret=secret, server=server)
 
 
 if __name__ == "__main__":

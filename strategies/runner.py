@@ -180,9 +180,9 @@ def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None
 
 
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
-        timeout_s: float | None = None) -> Backtest:
+        timeout_s: float | None = None, curve: bool = False) -> Backtest:
     """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`strategies.transport`),
-    waiting at most ``timeout_s`` for each of its answers."""
+    waiting at most ``timeout_s`` for each of its answers, over a CURVE-secured link with ``curve``."""
     entry, params = strategy_entry(cfg, config_path)
     events, instrument = load_events(cfg, progress)
     if events.dtype != EVENT_DTYPE or len(events) == 0:
@@ -199,7 +199,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         try:
             if transport == "zmq":
                 from .transport import StrategyProcess, run_remote, strategy_command
-                with StrategyProcess(strategy_command(config_path), timeout_s=timeout_s) as link:
+                with StrategyProcess(strategy_command(config_path), timeout_s=timeout_s, curve=curve) as link:
                     remote = run_remote(strategy, sim, instrument, link, progress=progress)
                 result, latency_ns, decisions, dropped = remote.result, remote.latency_ns, remote.record, \
                     remote.dropped
@@ -229,10 +229,10 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
 
 
 def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
-                  timeout_s: float | None = None) -> Backtest:
+                  timeout_s: float | None = None, curve: bool = False) -> Backtest:
     from .config import load
     cfg = load(config_path)
-    bt = run(cfg, config_path, progress, transport, timeout_s)
+    bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
     write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",

@@ -23,7 +23,6 @@ import secrets
 import subprocess
 import sys
 import time
-from typing import Callable
 
 import msgspec
 import numpy as np
@@ -34,6 +33,7 @@ from engine.results import RunResult
 from engine.state import I_NEXT_ID, Sim
 from feeds.errors import DataError
 from feeds.instrument import Instrument
+from feeds.zmqfeed.security import CurveServer, ServerKeys
 from feeds.wire import Decision, Decoder, Failed, Finished, Ready, ToEngine, WakeUp, encode, pack, to_array
 
 from . import backtest
@@ -42,6 +42,7 @@ from .base import Strategy
 from .mirror import apply_commands, fill_views, metrics_view, order_views, venue
 
 LOOPBACK = "tcp://127.0.0.1:*"
+CURVE_ENV = "CMM_LINK_CURVE"      # the strategy process's CURVE keys: "client public,client secret,server public"
 TIMEOUT_S = 60.0                  # the longest the engine waits for any one answer (on_start loads models)
 LINK_MAX_BYTES = 1 << 30          # one process pair on loopback: a step may carry many rows
 POLL_MS = 100                     # how often a wait looks at the strategy process
@@ -64,20 +65,29 @@ class StrategyProcess:
 
     ``command`` starts the process (:func:`strategy_command`, or any program that
     serves a strategy with :func:`strategies.remote.run`); ``--connect ADDR --token T``
-    are appended. ``keys`` is the hook for CURVE: a callable that secures the
-    socket before it binds (``feeds.zmqfeed.security.secure_server``, on its own
-    branch); None: plain TCP on loopback.
+    are appended. With ``curve`` the link is encrypted and authenticated: the
+    engine makes a fresh server and client keypair for this run, admits only
+    that client key (:class:`feeds.zmqfeed.CurveServer`), and hands the client
+    its keys in the environment (:data:`CURVE_ENV`, readable by the process's
+    own user only, unlike its command line).
     """
 
     def __init__(self, command: list[str], *, timeout_s: float | None = None, bind: str = LOOPBACK,
-                 keys: Callable[[zmq.Socket], None] | None = None):
+                 curve: bool = False):
         self.timeout_s = TIMEOUT_S if timeout_s is None else float(timeout_s)
         self.decoder = Decoder(max_bytes=LINK_MAX_BYTES, messages=ToEngine)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        if keys is not None:
-            keys(self.sock)
+        env = dict(os.environ)
+        self.curve: CurveServer | None = None
+        if curve:
+            server_public, server_secret = zmq.curve_keypair()
+            client_public, client_secret = zmq.curve_keypair()
+            self.curve = CurveServer(self.ctx, ServerKeys(public=server_public, secret=server_secret,
+                                                          clients=frozenset({client_public})))
+            self.curve.secure(self.sock)
+            env[CURVE_ENV] = b",".join((client_public, client_secret, server_public)).decode()
         self.sock.bind(bind)
         self.address = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.token = secrets.token_hex(16)
@@ -85,7 +95,7 @@ class StrategyProcess:
         self.seq = 0
         self.done = False
         self.proc = subprocess.Popen([*command, "--connect", self.address, "--token", self.token],
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
 
     # ---- lifecycle
     def __enter__(self) -> "StrategyProcess":
@@ -104,6 +114,8 @@ class StrategyProcess:
             self.proc.kill()
             self.proc.wait()
         self.sock.close(0)
+        if self.curve is not None:
+            self.curve.stop()
         self.ctx.term()
 
     # ---- messages

@@ -293,3 +293,37 @@ def test_every_kind_of_order_call_gets_the_same_answers_over_zmq():
     what = set(log[:, 1].astype(int))
     assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16} <= what, sorted(what)
     assert len(reference.fills) >= 4 and remote.dropped == {}
+
+
+def test_a_curve_secured_link_gives_the_same_bytes(tmp_path):
+    config = CONFIGS / "backtest_fixed_spread.toml"
+    plain = tmp_path / "plain"
+    secured = tmp_path / "curve"
+    for out, extra in ((plain, ()), (secured, ("--curve",))):
+        proc = cmm("backtest", "--config", config, "--out", out, "--transport", "zmq", "--no-progress", *extra)
+        assert proc.returncode == 0, proc.stderr
+    for f in RESULTS:
+        assert (plain / f).read_bytes() == (secured / f).read_bytes(), f
+
+
+def test_the_curve_link_admits_only_the_key_made_for_its_process():
+    """A peer with any other key is refused at the handshake: its Ready never reaches the engine."""
+    with StrategyProcess([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=2, curve=True) as link:
+        server_public = link.curve.keys.public
+        ctx = zmq.Context()
+        rogue = ctx.socket(zmq.DEALER)
+        rogue.setsockopt(zmq.LINGER, 0)
+        rogue.curve_publickey, rogue.curve_secretkey = zmq.curve_keypair()
+        rogue.curve_serverkey = server_public
+        rogue.connect(link.address)
+        rogue.send(encode(Ready(token=link.token)))
+        with pytest.raises(TransportError):
+            link.connect()                     # waits for a Ready from the admitted key, and gets none
+        assert link.curve.rejected >= 1 and link.curve.accepted == 0
+        rogue.close(0)
+        ctx.term()
+
+
+def test_curve_without_the_zmq_transport_is_one_line():
+    proc = cmm("backtest", "--config", CONFIGS / "backtest_fixed_spread.toml", "--out", "/tmp/x", "--curve")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--transport zmq" in proc.stderr
