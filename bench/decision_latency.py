@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,6 +38,22 @@ from cmm_models.teacher import Teacher  # noqa: E402
 from feeds.bundle import load_bundle  # noqa: E402
 from feeds.errors import DataError  # noqa: E402
 from strategies.cmm import CMMParams, CMMStrategy  # noqa: E402
+
+
+def machine_stalls(seconds: float = 2.0, gap_ns: int = 5_000) -> tuple[float, float]:
+    """How often this core stops running us, and for how long: a loop of clock reads with no work, in which
+    any gap over ``gap_ns`` is time taken away (interrupts, the hypervisor). Returns (stalls a second,
+    their mean length in us). A call of D us is hit by one with probability about rate x D."""
+    clock = time.perf_counter_ns
+    start = prev = clock()
+    end = start + int(seconds * 1e9)
+    gaps = []
+    while prev < end:
+        now = clock()
+        if now - prev > gap_ns:
+            gaps.append(now - prev)
+        prev = now
+    return len(gaps) / seconds, (statistics.fmean(gaps) / 1e3 if gaps else 0.0)
 
 
 def main() -> None:
@@ -66,6 +83,9 @@ def main() -> None:
     print(f"cmm bundle  ({args.bundle}, {len(bundle.layout['experts'])} experts, {n_features} features, "
           f"CMMStrategy.predict, median of {args.runs} runs of {args.repeats}): "
           f"p50 {cmm['p50_us']:.1f} us  p99 {cmm['p99_us']:.1f} us  mean {cmm['mean_us']:.1f} us")
+    rate, length = machine_stalls()
+    print(f"machine     (a loop of clock reads, no work): {rate:,.0f} stalls a second of {length:.1f} us on average; "
+          f"a {cmm['p50_us']:.0f} us call is hit {rate * cmm['p50_us'] / 1e4:.2f}% of the time")
 
     window = int(bundle.teacher_latency.get("window", 32))
     teacher = Teacher.from_pretrained(None, n_features=n_features, seed=0).eval()
