@@ -6,7 +6,8 @@ timeline). Two things make the kernel's answer independent of how the feed was
 cut into batches:
 
 - **Both timelines, streamed.** Each received row goes at once onto the local
-  timeline (a LOCAL-only copy). Its exchange-timeline copy (EXCH-only) must sit
+  timeline (a LOCAL-only copy; a row that is also certain on the exchange
+  timeline, as most are, goes in once with both flags). Its exchange-timeline copy (EXCH-only) must sit
   in ``exch_ts`` order, and a later row may carry an earlier ``exch_ts``; so the
   copies wait in a sorted buffer until no row still to come can precede them.
   With feed latency at most ``max_feed_latency_ns``, a row received later has
@@ -68,7 +69,10 @@ def _resume(S, n):
 
 
 class LiveSim:
-    """An engine ``Sim`` that rows are appended to; ``sim`` may be replaced as it grows (read it each time)."""
+    """An engine ``Sim`` that rows are appended to; ``sim`` may be replaced as it grows (read it each time).
+
+    ``arrays`` holds the same numpy arrays by name: reading a ``Sim``'s field from Python is a jitted call.
+    """
 
     def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),
                  latency_table: tuple[np.ndarray, np.ndarray] | None = None):
@@ -85,10 +89,10 @@ class LiveSim:
         seed["ev"] = DEPTH
         self.sim = make_sim(seed, msgspec.structs.replace(cfg, record_ticks=False, tick_range_pad=0),
                             latency_table)
-        self._arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}
-        self._arrays["iv"][I_N] = 0
-        self._arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
-        self._arrays["iv"][I_LIVE] = 1
+        self.arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}   # read these, not sim's fields
+        self.arrays["iv"][I_N] = 0
+        self.arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
+        self.arrays["iv"][I_LIVE] = 1
         self._rebuild(len(self.events))
         self.n = 0
 
@@ -106,7 +110,7 @@ class LiveSim:
 
     def finish(self) -> None:
         """No more rows: running out of them is now the end of the data."""
-        self.sim.iv[I_LIVE] = 0
+        self.arrays["iv"][I_LIVE] = 0
 
     # ---- growth
     def _grow(self, need: int) -> None:
@@ -126,7 +130,7 @@ class LiveSim:
             return
         tick = self.cfg.tick_size
         lo, hi = int(np.round(px.min() / tick)), int(np.round(px.max() / tick))
-        iv = self._arrays["iv"]
+        iv = self.arrays["iv"]
         lb, ub = int(iv[I_LB]), int(iv[I_UB])
         margin = (ub - lb) // 4
         if lo >= lb + margin and hi <= ub - margin:
@@ -135,18 +139,18 @@ class LiveSim:
         centre = (lo + hi) // 2
         new_lb, new_ub = centre - half, centre + half
         for name in BOOK_ARRAYS:
-            old = self._arrays[name]
+            old = self.arrays[name]
             new = np.zeros(new_ub - new_lb + 1, dtype=old.dtype)
             a, b = max(lb, new_lb), min(ub, new_ub)       # the ticks both ranges hold
             if a <= b:
                 new[a - new_lb:b - new_lb + 1] = old[a - lb:b - lb + 1]
-            self._arrays[name] = new
+            self.arrays[name] = new
         iv[I_LB], iv[I_UB] = new_lb, new_ub
         self._rebuild(len(self.events))
 
     def _rebuild(self, cap: int) -> None:
         """A new ``Sim`` over the current arrays, the per-tick ones grown to ``cap`` rows (a tick per row at most)."""
-        a = self._arrays
+        a = self.arrays
         if len(a["tk_mid"]) < cap:
             for name in ROW_ARRAYS:
                 new = np.zeros(cap, dtype=a[name].dtype)
@@ -181,6 +185,17 @@ class StreamOrdering:
         """Take received rows; return the rows to append to the engine now (LOCAL copies, released EXCH ones)."""
         if len(rows) == 0:
             return rows[:0]
+        exch_ts = rows["exch_ts"]
+        last_local = max(self.last_local or int(rows["local_ts"][0]), int(rows["local_ts"].max()))
+        if (len(self.pending) == 0 and exch_ts[0] >= self.released_exch
+                and exch_ts[-1] <= last_local - self.max_latency and bool(np.all(exch_ts[1:] >= exch_ts[:-1]))):
+            # The usual case: nothing held, and the batch is certain and in order on both timelines at
+            # once, so each row goes in once with both flags (as a whole file's ordering writes it).
+            self.last_local = last_local
+            self.released_exch = int(exch_ts[-1])
+            both = rows.copy()
+            both["ev"] |= TIMELINES
+            return both
         local = rows.copy()
         local["ev"] = (local["ev"] & ~TIMELINES) | np.uint64(LOCAL)
         exch = rows.copy()

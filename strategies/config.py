@@ -95,6 +95,7 @@ class PaperFeedConfig(Table):
     stale_after_s: Positive = 2.0          # no message for this long: the feed is stale, quotes are pulled
     max_feed_latency_ns: NonNegativeInt = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
     status_every_s: Positive = 1.0         # the live status line's period
+    busy_poll: bool = False                # spin on the feed instead of sleeping: a core for lower latency
 
 
 class PaperConfig(VenueConfig, kw_only=True):

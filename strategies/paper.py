@@ -119,7 +119,8 @@ class PaperTrader:
             rows = np.concatenate(self.held)
             self.held = []
         self.live.append(rows)
-        self.session.use(self.live.sim)
+        if self.live.sim is not self.session.sim:      # grown or re-centred: a new Sim over new arrays
+            self.session.use(self.live.sim)
 
     def _open(self, first_price: float) -> None:
         self.live = LiveSim(self.engine_cfg, first_price, self.options, self.latency)
@@ -145,29 +146,30 @@ class PaperTrader:
     def _marks(self) -> tuple[int, int]:
         if self.live is None:
             return 0, 0
-        iv = self.live.sim.iv
+        iv = self.live.arrays["iv"]
         return int(iv[I_NFILLS]), int(iv[I_RQ_TAIL])
 
     def _outcome(self, step: Step, fills0: int, req0: int) -> Step:
         if self.live is None:
             return step
-        S = self.live.sim
+        a = self.live.arrays
         fills1, req1 = self._marks()
-        fi, ff = S.fl_i, S.fl_f
+        fi, ff = a["fl_i"], a["fl_f"]
         fills = [JournalFill(order_id=int(fi[k, FL_ID]), side=int(fi[k, FL_SIDE]), exch_ts=int(fi[k, FL_XTS]),
                              local_ts=int(fi[k, FL_LTS]), maker=bool(fi[k, FL_MAKER]),
                              price=float(ff[k, FLF_PRICE]), qty=float(ff[k, FLF_QTY]), fee=float(ff[k, FLF_FEE]))
                  for k in range(fills0, fills1)]
-        mask = S.rq_i.shape[0] - 1
+        rq_i, rq_f = a["rq_i"], a["rq_f"]
+        mask = rq_i.shape[0] - 1
         tick = self.instrument.tick_size
         orders = []
         for k in range(req0, req1):
-            r = S.rq_i[k & mask]
+            r = rq_i[k & mask]
             kind = int(r[RQ_KIND])
             orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_KINDS[kind], side=int(r[RQ_SIDE]),
                                        price=float(r[RQ_TICK]) * tick if kind != RQ_CANCEL else 0.0,
-                                       qty=float(S.rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
-        fv = S.fv
+                                       qty=float(rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
+        fv = a["fv"]
         return msgspec.structs.replace(
             step, charges_ns=list(self.session.charges or []), orders=orders, fills=fills,
             position=float(fv[F_POS]), cash=float(fv[F_CASH]), fees=float(fv[F_FEE]))

@@ -24,7 +24,7 @@ import time
 import msgspec
 import numpy as np
 
-from engine import kernel
+from engine.state import I_RQ_TAIL
 from feeds.errors import DataError
 from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
 
@@ -178,7 +178,7 @@ class _Loop:
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
             while not stop["by"]:
-                self.sub.poll(0.05, early=True)
+                self.sub.poll(0.0 if self.cfg.paper.busy_poll else 0.05, early=True)
                 if self.trader is None and self.topic is not None:
                     self._open(snapshot_addr, journal, digest)
                 self._drain()
@@ -236,7 +236,7 @@ class _Loop:
 
     def _reacted(self) -> None:
         """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
-        sent = int(kernel.requests_sent(self.trader.live.sim))
+        sent = int(self.trader.live.arrays["iv"][I_RQ_TAIL])
         if sent != self._requests and self._arrived is not None:
             self.reactions[0].append(time.perf_counter_ns() - self._arrived)
             if self._sent:
