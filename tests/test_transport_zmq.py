@@ -114,28 +114,27 @@ def _start_slow_run(tmp_path, *extra):
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_strategy_process_that_dies_mid_run_is_one_line_and_no_hang(tmp_path):
-    engine = _start_slow_run(tmp_path)
+def _fault_mid_run(tmp_path, sig: int, *extra: str) -> tuple[str, int]:
+    """Send ``sig`` to the strategy process mid-run; the engine's one error line and the child's pid."""
+    engine = _start_slow_run(tmp_path, *extra)
     child = _child_of(engine.pid)
     time.sleep(6)
-    os.kill(child, signal.SIGKILL)
+    os.kill(child, sig)
     t0 = time.monotonic()
     out, err = engine.communicate(timeout=60)
     assert time.monotonic() - t0 < 10
     assert engine.returncode == 2 and err.count("\n") == 1, err
-    assert err.startswith("cmm: error: transport: the strategy process exited with code -9"), err
     assert not (tmp_path / "out").exists()
+    return err, child
+
+
+def test_a_strategy_process_that_dies_mid_run_is_one_line_and_no_hang(tmp_path):
+    err, _ = _fault_mid_run(tmp_path, signal.SIGKILL)
+    assert err.startswith("cmm: error: transport: the strategy process exited with code -9"), err
 
 
 def test_a_strategy_process_that_stops_answering_times_out_and_is_reaped(tmp_path):
-    engine = _start_slow_run(tmp_path, "--timeout-s", "2")
-    child = _child_of(engine.pid)
-    time.sleep(6)
-    os.kill(child, signal.SIGSTOP)
-    t0 = time.monotonic()
-    out, err = engine.communicate(timeout=60)
-    assert time.monotonic() - t0 < 10
-    assert engine.returncode == 2 and err.count("\n") == 1, err
+    err, child = _fault_mid_run(tmp_path, signal.SIGSTOP, "--timeout-s", "2")
     assert "did not answer" in err and "within 2 s" in err, err
     assert not os.path.exists(f"/proc/{child}")       # killed and reaped, not left stopped
 
