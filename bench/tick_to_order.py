@@ -47,8 +47,10 @@ def free_address() -> str:
 
 
 def publisher(npz: Path, addr: str, speed: str) -> subprocess.Popen:
+    # Heartbeats every 10 ms carry the replay's clock, so a trader's timers fire on time between rows.
     return subprocess.Popen([sys.executable, "-m", "cmm", "feed", "replay", str(npz), "--bind", addr, "--speed",
-                             speed, "--wait-subscribers", "1"], cwd=REPO, stdout=subprocess.DEVNULL)
+                             speed, "--wait-subscribers", "1", "--heartbeat-s", "0.01"], cwd=REPO,
+                            stdout=subprocess.DEVNULL)
 
 
 def feed_hop(npz: Path, speed: str, duration: float, warmup_s: float = 2.0) -> np.ndarray:

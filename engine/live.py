@@ -18,7 +18,8 @@ cut into batches:
   released) is moved up to that copy's time and counted as late.
 - **A horizon.** Every row at or before ``watermark - 1`` is known, on both
   timelines, so :func:`engine.kernel.advance_until` may process everything up
-  to it; a pending wake-up waits (``WOKE_WAIT``) for more rows.
+  to it; a pending wake-up waits (``WOKE_WAIT``) for more rows, or for the
+  feed's word that nothing came up to a later time (:meth:`StreamOrdering.advance`).
 
 The engine's arrays are sized by the data in a backtest. Here they start at a
 capacity and grow (doubling; every array is copied into a new ``Sim`` whose
@@ -209,6 +210,15 @@ class StreamOrdering:
         self.last_local = max(self.last_local or int(rows["local_ts"][0]), int(rows["local_ts"].max()))
         cut = int(np.searchsorted(pending["exch_ts"], self.horizon + 1, side="right"))
         return self._release(local, pending, cut)
+
+    def advance(self, clock: int) -> np.ndarray:
+        """Every row up to local time ``clock`` has been received (the feed's heartbeat says so): the
+        watermark moves on without a row, and the copies it passes are released."""
+        if self.last_local is None or clock <= self.last_local:
+            return self.pending[:0]
+        self.last_local = int(clock)
+        cut = int(np.searchsorted(self.pending["exch_ts"], self.horizon + 1, side="right"))
+        return self._release(np.zeros(0, dtype=EVENT_DTYPE), self.pending, cut)
 
     def flush(self) -> np.ndarray:
         """The stream ended: release every copy still held."""

@@ -67,7 +67,7 @@ class Heartbeat(Message, tag="heartbeat"):
     seq: Seq                    # the last batch published on this topic (0: none yet)
     session: Session
     sent_ns: Nanos
-    feed_ts: Nanos              # local_ts the replay has reached
+    feed_ts: Nanos              # local_ts the replay has reached: every event up to it is published
     final: bool = False         # the stream is over: ``seq`` is its last batch
 
 

@@ -3,8 +3,8 @@
 Paper trading is deterministic in what it receives: the same feed batches, in
 the same order, give the same orders and fills (the engine runs on the feed's
 timestamps; a measured decision time is journaled with them). So the journal
-records each step's *input* (the feed batch, a snapshot resync, a stale-feed
-quote pull, the end of the stream) together with its *outcome* (the orders
+records each step's *input* (the feed batch, a snapshot resync, the feed's
+clock moving on in a quiet market, a stale-feed quote pull, the end of the stream) together with its *outcome* (the orders
 sent, the fills, the position and cash after it) in one record, and a trader
 killed at any instant resumes by re-running the journaled steps: the state
 rebuilt is the state lost, and every fill it re-derives is checked against the
@@ -66,10 +66,11 @@ class JournalOrder(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Step(msgspec.Struct, tag="step", frozen=True):
-    kind: Literal["batch", "snapshot", "stale", "end"]
+    kind: Literal["batch", "snapshot", "clock", "stale", "end"]
     seq: int                    # the feed's seq after this step
     session: int                # the publisher's session
     events: bytes = b""         # the received records (batch) or the snapshot's
+    clock_ns: int = 0           # clock: every event up to this local time has been received
     charges_ns: list[int] = []  # measured decision times of the wake-ups in this step, in order
     orders: list[JournalOrder] = []
     fills: list[JournalFill] = []

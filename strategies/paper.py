@@ -67,6 +67,8 @@ class PaperTrader:
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
             self._take(self.ordering.push(self._in_time(unpack(step.events), step.kind == "snapshot")))
+        elif step.kind == "clock":
+            self._take(self.ordering.advance(step.clock_ns))
         elif step.kind == "end":
             self._take(self.ordering.flush())
             if self.live is None:                  # a feed with no price at all: an empty book to report on

@@ -138,6 +138,7 @@ class _Loop:
         self.reactions: tuple[list[int], list[int]] = ([], [])   # ns: arrival -> orders, publisher send -> orders
         self._arrived = self._sent = None                         # the step being handled: its arrival, its send
         self._requests = 0
+        self._clock = 0                                           # the feed's clock, as last journaled
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
@@ -173,6 +174,7 @@ class _Loop:
                                   stale_after=self.cfg.paper.stale_after_s, keep_book=False,
                                   on_events=self._on_events, on_snapshot=self._on_snapshot,
                                   on_stale=self._on_stale, on_end=self._on_end, on_notice=self._notice,
+                                  on_clock=self._on_clock,
                                   resume=resume, curve=self.curve)
         except Exception as e:   # zmq.ZMQError, ValueError: a malformed address
             raise DataError(f"{feed}: {e}", field="--feed") from None
@@ -257,6 +259,13 @@ class _Loop:
     def _on_snapshot(self, topic, snap, events) -> None:
         if self._mine(topic) and not (snap.seq == 0 and snap.req_id == 0):   # not the empty book at a start
             self._queue(jr.Step(kind="snapshot", seq=snap.seq, session=snap.session, events=snap.events))
+
+    def _on_clock(self, topic, heartbeat) -> None:
+        """A quiet market: the feed's clock moved on, so due timers and responses need not wait for a row."""
+        if self._mine(topic) and heartbeat.feed_ts > self._clock:
+            self._clock = heartbeat.feed_ts
+            self._queue(jr.Step(kind="clock", seq=heartbeat.seq, session=heartbeat.session,
+                                clock_ns=heartbeat.feed_ts))
 
     def _on_stale(self, stale: bool) -> None:
         if stale and self.topic is not None:

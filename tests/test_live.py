@@ -109,3 +109,25 @@ def test_rows_before_any_price_wait_for_one():
     assert trader.live is not None and not trader.held
     assert np.count_nonzero(appended["ev"] & np.uint64(LOCAL)) == 51       # the held clear, then the 50 rows
     assert appended["ev"][0] & np.uint64(0xFF) == DEPTH_CLEAR
+
+
+def test_the_feeds_clock_wakes_timers_between_rows_and_changes_no_fill():
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    bt_path = str(REPO / "configs" / "backtest_fixed_spread.toml")
+    events, instrument = runner.load_events(load(bt_path))
+    expected = runner.run(load(bt_path), bt_path).result
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    gaps = np.diff(local["local_ts"][:5000])
+    k = int(np.argmax(gaps))                              # the quietest stretch: 100 ms timers fall inside it
+    assert gaps[k] > 500_000_000
+    trader = PaperTrader(load(path, PaperConfig), path, instrument)
+    trader.step(Step(kind="batch", seq=1, session=1, events=pack(local[:k + 1])))
+    before = trader.session.wakeups
+    trader.step(Step(kind="clock", seq=1, session=1, clock_ns=int(local["local_ts"][k + 1]) - 1))
+    assert trader.session.wakeups - before >= gaps[k] // 100_000_000 - 1     # the timers fired without a row
+    trader.step(Step(kind="batch", seq=2, session=1, events=pack(local[k + 1:])))
+    trader.step(Step(kind="end", seq=2, session=1))
+    got = trader.close()
+    assert np.array_equal(got.fills, expected.fills)
+    for name, column in expected.ticks.items():
+        np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)

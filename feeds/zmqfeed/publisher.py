@@ -70,6 +70,7 @@ class _Stream:
         self.instrument = instrument
         self.seq = 0
         self.feed_ts = 0
+        self.clock = 0            # every event up to this local_ts is published (the replay's clock)
         self.book = L2Book()
         self.last_send = time.monotonic()
         self.final = False
@@ -171,6 +172,12 @@ class Publisher:
         stream.last_send = time.monotonic()
         return stream.seq
 
+    def clock(self, topic: str, ts: int) -> None:
+        """Every event of ``topic`` up to local time ``ts`` is published: heartbeats say so (``feed_ts``), so a
+        consumer's clock goes on while the market is quiet."""
+        stream = self._streams[topic]
+        stream.clock = max(stream.clock, int(ts))
+
     def end(self, topic: str) -> None:
         """The topic's stream is complete: say so now, and in every heartbeat from here on."""
         stream = self._streams[topic]
@@ -205,7 +212,7 @@ class Publisher:
 
     def _heartbeat(self, topic: str, stream: _Stream) -> None:
         hb = Heartbeat(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
-                       feed_ts=stream.feed_ts, final=stream.final)
+                       feed_ts=max(stream.feed_ts, stream.clock), final=stream.final)
         self._pub.send_multipart([topic.encode(), encode(hb)])
         stream.last_send = time.monotonic()
         self.stats.heartbeats += 1
@@ -322,6 +329,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
                     j = min(j, int(np.searchsorted(ts, reached, side="right")))
                     if j == i:
                         due_in = (int(ts[i]) - reached) / speed / 1e9
+                        pub.clock(topic, int(reached))      # every row up to now has gone
                         pub.service(max(due_in, min_wait))
                         continue
                 drop = drop_every > 0 and (pub.stats.batches + 1) % drop_every == 0

@@ -99,7 +99,9 @@ class Subscriber:
     ``on_snapshot(topic, snapshot, events)`` when a topic is (re)synced: the
     consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
     feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
-    staleness, one line each; ``on_end(topic)`` when a topic's stream is complete.
+    staleness, one line each; ``on_end(topic)`` when a topic's stream is complete;
+    ``on_clock(topic, heartbeat)`` for each heartbeat of a stream in step (every event
+    up to its ``feed_ts`` has been handed on).
     ``resume`` maps a topic to ``(session, seq)``: continue after that batch
     (the consumer's book is as it was then), from resent batches if possible.
     With ``curve`` both sockets are CURVE clients of the publisher whose public
@@ -112,9 +114,10 @@ class Subscriber:
                  max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True, curve: ClientKeys | None = None,
                  on_events: Callable | None = None, on_snapshot: Callable | None = None,
                  on_stale: Callable | None = None, on_notice: Callable | None = None,
-                 on_end: Callable | None = None, resume: dict[str, tuple[int, int]] | None = None):
+                 on_end: Callable | None = None, on_clock: Callable | None = None,
+                 resume: dict[str, tuple[int, int]] | None = None):
         self.topics = set(topics) if topics else None
-        self.on_end = on_end
+        self.on_end, self.on_clock = on_end, on_clock
         self.stale_after = stale_after
         self.snapshot_timeout = snapshot_timeout
         self.keep_book = keep_book
@@ -272,11 +275,17 @@ class Subscriber:
             self._restarted(topic, stream, hb.session)
         elif hb.seq > stream.seq:
             self._gap(topic, stream, hb.seq - stream.seq)
-        elif hb.final and not stream.ended:
-            stream.ended = True
-            self._notice(f"{topic}: end of stream at seq {stream.seq}")
-            if self.on_end:
-                self.on_end(topic)
+        else:
+            if self.on_clock:
+                self.on_clock(topic, hb)       # in step: every event up to hb.feed_ts has been applied
+            if hb.final and not stream.ended:
+                self._end(topic, stream)
+
+    def _end(self, topic: str, stream: _Stream) -> None:
+        stream.ended = True
+        self._notice(f"{topic}: end of stream at seq {stream.seq}")
+        if self.on_end:
+            self.on_end(topic)
 
     def _ask_resend(self, topic: str, stream: _Stream) -> None:
         """Ask for the batches after the resumed seq, unless an answer is still awaited."""
