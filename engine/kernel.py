@@ -19,8 +19,8 @@ decision time, see :func:`set_compute_ns`) plus the entry latency.
 import numba as nb
 import numpy as np
 
-from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, FILL,
-                          KIND_MASK, LOCAL, SELL as SELL_FLAG, TRADE)
+from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
+                          SELL as SELL_FLAG, TRADE)
 
 from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
 from .codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
@@ -32,7 +32,7 @@ from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
 from .rings import reserve
 from .local import is_final, process_data as local_data, process_response, try_free
 from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
-                    TQ_ASK, TQ_BID, TQ_SHIFT, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
+                    TQ_ASK, TQ_BID, TQ_SHIFT, is_book_kind, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
                     I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
                     I_LIVE, I_NXACT, I_QMODEL, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY, I_XMINSELL,
                     I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
@@ -713,7 +713,7 @@ def window(ev):
             kind = e & KIND_MASK
             if kind == TRADE:
                 trades += 1
-            elif kind == DEPTH or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
+            elif is_book_kind(kind):
                 book = True
     return trades, book
 

@@ -7,8 +7,8 @@ cut into batches:
 
 - **Both timelines, streamed.** Each received row goes at once onto the local
   timeline (a LOCAL-only copy; a row that is also certain on the exchange
-  timeline, as most are, goes in once with both flags). Its exchange-timeline copy (EXCH-only) must sit
-  in ``exch_ts`` order, and a later row may carry an earlier ``exch_ts``; so the
+  timeline, as most are, goes in once with both flags). Its exchange-timeline
+  copy (EXCH-only) must sit in ``exch_ts`` order, and a later row may carry an earlier ``exch_ts``; so the
   copies wait in a sorted buffer until no row still to come can precede them.
   With feed latency at most ``max_feed_latency_ns``, a row received later has
   ``exch_ts >= last local_ts - max_feed_latency_ns``: the *watermark*. Copies at
@@ -207,7 +207,7 @@ class StreamOrdering:
             exch["exch_ts"][late] = self.released_exch
         pending = np.concatenate([self.pending, exch])
         pending = pending[np.argsort(pending["exch_ts"], kind="stable")]
-        self.last_local = max(self.last_local or int(rows["local_ts"][0]), int(rows["local_ts"].max()))
+        self.last_local = last_local
         cut = int(np.searchsorted(pending["exch_ts"], self.horizon + 1, side="right"))
         return self._release(local, pending, cut)
 

@@ -9,14 +9,12 @@ import msgspec
 import numba as nb
 import numpy as np
 
-from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
-
 from .local import is_final
 from .state import (F_CASH, F_FEE, F_MULT, F_POS, F_TICK, F_VALUE, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE,
                     FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, OL_DONE_TS,
                     OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY,
                     O_ID, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF, O_TYPE, O_USED, Q_LEXEC, Q_LQTY,
-                    TQ_ASK, TQ_BID, TQ_SHIFT, Sim)
+                    TQ_ASK, TQ_BID, TQ_SHIFT, Sim, is_tick)
 
 FILL_DTYPE = np.dtype([("order_id", "i8"), ("side", "i1"), ("exch_ts", "i8"), ("local_ts", "i8"),
                        ("maker", "?"), ("price", "f8"), ("qty", "f8"), ("fee", "f8")])
@@ -93,10 +91,7 @@ def _tick_times(ev, local_ts, n):
     for i in range(ev.shape[0]):
         if k == n:
             break
-        e = ev[i]
-        kind = e & KIND_MASK
-        if e & LOCAL and (kind == DEPTH or kind == TRADE or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT
-                          or kind == DEPTH_BBO):
+        if is_tick(ev[i]):
             out[k] = local_ts[i]
             k += 1
     return out

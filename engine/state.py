@@ -261,13 +261,24 @@ def count_ticks(events: np.ndarray) -> int:
     return int(_count_ticks(events["ev"]))
 
 
+@nb.njit(cache=True, inline="always")
+def is_book_kind(kind):
+    """A kind that changes the book (DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, DEPTH_BBO)."""
+    return kind == DEPTH or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO
+
+
+@nb.njit(cache=True, inline="always")
+def is_tick(e):
+    """A market-data row on the local timeline (a book change or a trade): one metrics row each."""
+    kind = e & KIND_MASK
+    return (e & LOCAL) != 0 and (kind == TRADE or is_book_kind(kind))
+
+
 @nb.njit(cache=True)
 def _count_ticks(ev):
     n = 0
     for e in ev:
-        kind = e & KIND_MASK
-        if e & LOCAL and (kind == DEPTH or kind == TRADE or kind == DEPTH_CLEAR or kind == DEPTH_SNAPSHOT
-                          or kind == DEPTH_BBO):
+        if is_tick(e):
             n += 1
     return n
 

@@ -103,7 +103,7 @@ class PaperTrader:
         if restamp:
             rows = rows.copy()
             rows["local_ts"] = np.maximum(rows["local_ts"], last)
-            rows["exch_ts"] = np.maximum(rows["exch_ts"], last - self.options.max_feed_latency_ns)
+            rows["exch_ts"] = np.maximum(rows["exch_ts"], last - self.ordering.max_latency)
             return rows
         keep = rows["local_ts"] >= last
         self.rewound += int(len(rows) - keep.sum())

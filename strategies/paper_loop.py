@@ -31,7 +31,7 @@ from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
 from . import journal as jr
 from .config import ConfigError, PaperConfig, load
 from .paper import PaperTrader
-from .runner import LatencyStats, RunSummary, instrument_for, summary_of, write_run
+from .runner import LatencyStats, RunSummary, decision_record, instrument_for, summary_of, write_run
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -114,8 +114,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
                          tick_to_order_us=percentiles(loop.reactions[0]),
                          send_to_order_us=percentiles(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
-    write_run(out_dir, result, summary, config_text, title,
-              strategy.decision_record() if hasattr(strategy, "decision_record") else None)
+    write_run(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
         loop.journal.close()
     return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],
@@ -138,7 +137,7 @@ class _Loop:
         self.reactions: tuple[list[int], list[int]] = ([], [])   # ns: arrival -> orders, publisher send -> orders
         self._arrived = self._sent = None                         # the step being handled: its arrival, its send
         self._requests = 0
-        self._clock = 0                                           # the feed's clock, as last journaled
+        self._clock = 0                                           # the feed's clock, as last queued
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
@@ -149,10 +148,11 @@ class _Loop:
         if self.topic is not None and self.topic != header.topic:
             raise ConfigError(f"the journal is of topic {header.topic!r}, not {self.topic!r}", path=path)
         self.topic = header.topic
-        self.trader = PaperTrader(self.cfg, self.config_path, header.instrument)
+        self.trader = PaperTrader(self.cfg, self.config_path, header.instrument, on_wake=self._reacted)
         for step in steps:
             self.trader.replay(step)
         self.replayed = self.journaled = len(steps)
+        self._clock = self.trader.ordering.last_local or 0
         self.journal = jr.Journal(path, truncate_at=good)
 
     # ---- the feed
@@ -253,6 +253,7 @@ class _Loop:
 
     def _on_events(self, topic, events, batch) -> None:
         if self._mine(topic):
+            self._clock = max(self._clock, int(events["local_ts"][-1]))   # a heartbeat saying no more is no news
             self._queue(jr.Step(kind="batch", seq=batch.seq, session=batch.session, events=batch.events),
                         batch.sent_ns)
 
@@ -282,8 +283,9 @@ class _Loop:
         self.queue.append((step, time.perf_counter_ns(), sent_ns))
 
     def _position(self) -> tuple[int, int]:
-        for step, _, _ in reversed(self.queue):
-            return step.seq, step.session
+        """The feed position after the last step seen: a stale or end step takes it."""
+        if self.queue:
+            return self.queue[-1][0].seq, self.queue[-1][0].session
         return (self.trader.seq, self.trader.feed_session) if self.trader is not None else (0, 0)
 
     def _notice(self, text: str) -> None:

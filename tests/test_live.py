@@ -131,3 +131,24 @@ def test_the_feeds_clock_wakes_timers_between_rows_and_changes_no_fill():
     assert np.array_equal(got.fills, expected.fills)
     for name, column in expected.ticks.items():
         np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)
+
+
+def test_a_restarted_replay_goes_back_in_time_its_snapshot_at_our_clock_its_rows_dropped():
+    """A replaying publisher that starts its file again: its snapshot is the book now, its old rows are not."""
+    from feeds.zmqfeed import L2Book
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    trader = PaperTrader(load(path, PaperConfig), path, instrument)
+    trader.step(Step(kind="batch", seq=1, session=1, events=pack(local[:2000])))
+    clock = trader.ordering.last_local
+    book = L2Book()
+    book.apply(local[:100])
+    snapshot = book.snapshot_events(int(local["local_ts"][99]))          # stamped long before our clock
+    n = trader.live.n
+    trader.step(Step(kind="snapshot", seq=100, session=2, events=pack(snapshot)))
+    applied = trader.live.events[n:trader.live.n]
+    assert len(applied) == len(snapshot) and applied["local_ts"].min() == clock
+    assert trader.rewound == 0
+    trader.step(Step(kind="batch", seq=101, session=2, events=pack(local[100:300])))     # the replay again
+    assert trader.rewound == 200 and trader.live.n == n + len(snapshot)
