@@ -28,6 +28,7 @@ IOC = 3
 LIMIT = 0
 MARKET = 1
 SIDE_NAMES = {BUY: "buy", SELL: "sell"}
+SIDES_BY_NAME = {name: code for code, name in SIDE_NAMES.items()}
 TIF_NAMES = {GTC: "gtc", GTX: "gtx", FOK: "fok", IOC: "ioc"}
 TYPE_NAMES = {LIMIT: "limit", MARKET: "market"}
 TIFS_BY_NAME = {name: code for code, name in TIF_NAMES.items()}

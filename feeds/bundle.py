@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,13 +170,18 @@ class Regimes(msgspec.Struct, frozen=True):
     high: float
 
     def classify(self, vol: float) -> int:
-        """0 low, 1 mid, 2 high, -1 not finite: the rule of cmm_models.regimes.classify, for one value."""
-        return int(self.classify_all(np.asarray(vol)))
+        """0 low, 1 mid, 2 high, -1 not finite: the rule of cmm_models.regimes.classify, for one value
+        (plain Python: it runs at every decision)."""
+        if not math.isfinite(vol):
+            return -1
+        return 0 if vol <= self.low else 1 if vol <= self.high else 2
 
     def classify_all(self, vol: np.ndarray) -> np.ndarray:
-        """:meth:`classify` element by element, as int64 (one rule for a decision and for a batch)."""
-        return np.where(np.isfinite(vol), np.where(vol <= self.low, 0, np.where(vol <= self.high, 1, 2)),
-                        -1).astype(np.int64)
+        """:meth:`classify` for each value, as int64: searchsorted with side="left", as in training."""
+        vol = np.asarray(vol, dtype=np.float64)
+        regime = np.searchsorted(np.array([self.low, self.high]), vol, side="left").astype(np.int64)
+        regime[~np.isfinite(vol)] = -1
+        return regime
 
 
 @numba.njit(cache=True)

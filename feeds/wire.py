@@ -340,7 +340,7 @@ def _array_problem(view: ArrayView) -> str:
         dtype = np.dtype(view.dtype)
     except TypeError as e:
         return f"dtype {view.dtype!r}: {e}"
-    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None:
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.itemsize == 0:
         return f"dtype {view.dtype!r} is not a plain number or text type"
     if len(view.shape) > 4 or int(np.prod(view.shape, dtype=np.float64)) * dtype.itemsize != len(view.data):
         return f"shape {view.shape} of {view.dtype} does not match {len(view.data)} bytes"

@@ -209,8 +209,7 @@ class CMMStrategy(Strategy):
             prediction = self.aggregate(ctx, x, regime, *out)
             quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
         self.requote(ctx, quotes)
-        spent, share = self._adjust
-        self._latency.append(time.perf_counter_ns() - t0 - spent + share)
+        self._latency.append(self._own_ns(time.perf_counter_ns() - t0))
         self._record(ctx, regime, prediction, quotes)
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
@@ -226,11 +225,16 @@ class CMMStrategy(Strategy):
         regime = self.classify_regime(x)
         return x, regime, self.predict(x, regime)
 
+    def _own_ns(self, wall_ns: int) -> int:
+        """This decision's time: the wall time less the batch it computed for later ones, plus its share."""
+        spent, share = self._adjust
+        return wall_ns - spent + share
+
     def charged_ns(self, wall_ns: int) -> int:
         """A batched decision is charged its own work and its share of its batch (see :mod:`strategies.cmm_batch`)."""
-        spent, share = self._adjust
+        ns = self._own_ns(wall_ns)
         self._adjust = (0, 0)
-        return wall_ns - spent + share
+        return ns
 
     def decision_latency_ns(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.int64)

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine import kernel
 from engine.book import apply_events
-from engine.codes import CANCELED, NEW
+from engine.codes import CANCELED, NEW, SIDE_NAMES, SIDES_BY_NAME
 from engine.local import is_final
 from engine.state import (F_LOT, F_LPOS, F_TICK, I_CUR, I_LB, I_NEXT_ID, I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_UB,
                           O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_TICK,
@@ -32,8 +32,9 @@ from feeds.wire import Command, FillView, MetricsView, OrderView, Venue, WakeUp
 
 from .api import Fill, Metrics
 
-SIDES = {"buy": 1, "sell": -1}
-SIDE_OF = {1: "buy", -1: "sell"}
+# The link between the engine and the strategy process, both ends.
+LINK_MAX_BYTES = 1 << 30          # one process pair on loopback: a step may carry many rows
+CURVE_ENV = "CMM_LINK_CURVE"      # the strategy process's CURVE keys: "client public,client secret,server public"
 
 
 class Desync(DataError):
@@ -61,7 +62,7 @@ def order_views(S: Sim) -> list[OrderView]:
 
 
 def fill_views(fills: list[Fill]) -> list[FillView]:
-    return [FillView(f.order_id, SIDES[f.side], f.price, f.qty, f.fee, f.maker, f.exch_ts, f.local_ts)
+    return [FillView(f.order_id, SIDES_BY_NAME[f.side], f.price, f.qty, f.fee, f.maker, f.exch_ts, f.local_ts)
             for f in fills]
 
 
@@ -158,5 +159,5 @@ def metrics(m: MetricsView) -> Metrics:
 
 
 def fills(views: list[FillView]) -> list[Fill]:
-    return [Fill(order_id=f.order_id, side=SIDE_OF[f.side], price=f.price, qty=f.qty, fee=f.fee, maker=f.maker,
+    return [Fill(order_id=f.order_id, side=SIDE_NAMES[f.side], price=f.price, qty=f.qty, fee=f.fee, maker=f.maker,
                  exch_ts=f.exch_ts, local_ts=f.local_ts) for f in views]

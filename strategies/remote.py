@@ -25,17 +25,17 @@ import numpy as np
 import zmq
 
 from feeds.errors import DataError
-from feeds.zmqfeed.security import ClientKeys, secure_client
+from feeds.zmqfeed.security import ClientKeys, secure_client, valid_z85_key
 from feeds.events import EVENT_DTYPE
 from feeds.wire import Command, Decision, Decoder, Failed, Finished, Ready, ToStrategy, Venue, WakeUp, array_view, \
     encode
 
 from . import mirror
+from .mirror import CURVE_ENV, LINK_MAX_BYTES
 from .api import Fill, Metrics
 from .backtest import EngineContext, LocalDecisions
 
 POLL_MS = 500                       # how often a wait checks that the engine is still there
-LINK_MAX_BYTES = 1 << 30
 
 
 class RemoteContext(EngineContext):
@@ -178,7 +178,11 @@ def finished(strategy, dropped: dict[str, int]) -> Finished:
 
 def run(build, address: str, token: str, keys: ClientKeys | None = None) -> int:
     """Connect to the engine, build the strategy (``build()``), say Ready and answer every step; the exit code."""
-    link = EngineLink(address, keys)
+    try:
+        link = EngineLink(address, keys)
+    except (ValueError, zmq.ZMQError) as e:       # a malformed address, or keys the socket refuses
+        print(f"python -m strategies.remote: error: --connect {address}: {e}", file=sys.stderr)
+        return 2
     try:
         strategy = build()
         link.send(Ready(token=token))
@@ -210,17 +214,23 @@ def main(argv: list[str] | None = None) -> int:
                                                description="the strategy process of cmm backtest --transport zmq"))
     p.add_argument("--config", required=True)
     args = p.parse_args(argv)
-    return run(lambda: _from_config(args.config), args.connect, args.token, keys_from_environment())
+    try:
+        keys = keys_from_environment()
+    except DataError as e:
+        print(f"python -m strategies.remote: error: {e}", file=sys.stderr)
+        return 2
+    return run(lambda: _from_config(args.config), args.connect, args.token, keys)
 
 
 def keys_from_environment() -> ClientKeys | None:
-    """The CURVE keys the engine handed this process (strategies.transport.CURVE_ENV), if it did."""
-    from .transport import CURVE_ENV
+    """The CURVE keys the engine handed this process (``CURVE_ENV``), if it did; DataError if malformed."""
     value = os.environ.pop(CURVE_ENV, None)
     if not value:
         return None
-    public, secret, server = (part.encode() for part in value.split(","))   # "," is not a Z85 character
-    return ClientKeys(public=public, secret=secret, server=server)
+    keys = [part.encode() for part in value.split(",")]   # "," is not a Z85 character
+    if len(keys) != 3 or not all(valid_z85_key(k) for k in keys):
+        raise DataError("expected three 40-character Z85 keys, comma-separated", field=CURVE_ENV)
+    return ClientKeys(public=keys[0], secret=keys[1], server=keys[2])
 
 
 if __name__ == "__main__":

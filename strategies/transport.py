@@ -39,12 +39,10 @@ from feeds.wire import Decision, Decoder, Failed, Finished, Ready, ToEngine, Wak
 from . import backtest
 from .backtest import EngineContext, local_rows
 from .base import Strategy
-from .mirror import apply_commands, fill_views, metrics_view, order_views, venue
+from .mirror import CURVE_ENV, LINK_MAX_BYTES, apply_commands, fill_views, metrics_view, order_views, venue
 
 LOOPBACK = "tcp://127.0.0.1:*"
-CURVE_ENV = "CMM_LINK_CURVE"      # the strategy process's CURVE keys: "client public,client secret,server public"
 TIMEOUT_S = 60.0                  # the longest the engine waits for any one answer (on_start loads models)
-LINK_MAX_BYTES = 1 << 30          # one process pair on loopback: a step may carry many rows
 POLL_MS = 100                     # how often a wait looks at the strategy process
 
 
@@ -72,8 +70,7 @@ class StrategyProcess:
     own user only, unlike its command line).
     """
 
-    def __init__(self, command: list[str], *, timeout_s: float | None = None, bind: str = LOOPBACK,
-                 curve: bool = False):
+    def __init__(self, command: list[str], *, timeout_s: float | None = None, curve: bool = False):
         self.timeout_s = TIMEOUT_S if timeout_s is None else float(timeout_s)
         self.decoder = Decoder(max_bytes=LINK_MAX_BYTES, messages=ToEngine)
         self.ctx = zmq.Context()
@@ -88,7 +85,7 @@ class StrategyProcess:
                                                           clients=frozenset({client_public})))
             self.curve.secure(self.sock)
             env[CURVE_ENV] = b",".join((client_public, client_secret, server_public)).decode()
-        self.sock.bind(bind)
+        self.sock.bind(LOOPBACK)
         self.address = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.token = secrets.token_hex(16)
         self.peer: bytes | None = None

@@ -150,3 +150,10 @@ def test_same_bytes_in_another_process(bundle_dir, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(REPO),
                    env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert (tmp_path / "proc" / "model.pt").read_bytes() == (bundle_dir / "model.pt").read_bytes()
+
+
+def test_a_regime_is_the_same_one_value_at_a_time_or_all_at_once():
+    from feeds.bundle import Regimes
+    r = Regimes(feature="vol", low=0.1, high=0.2)
+    vol = np.array([0.0, 0.1, 0.1000001, 0.2, 0.25, np.nan, np.inf, -np.inf])
+    assert list(r.classify_all(vol)) == [r.classify(float(v)) for v in vol] == [0, 0, 1, 1, 2, -1, -1, -1]

@@ -237,3 +237,15 @@ def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr,
 ])
 def test_which_binds_count_as_loopback(endpoint, local):
     assert (plaintext_warning("--bind", endpoint) is None) == local
+
+
+def test_key_files_and_key_dirs_that_cannot_be_used_are_one_line(tmp_path):
+    bad = tmp_path / "bad.key"
+    bad.write_text("metadata\ncurve\n    public-keyX\n")          # a key line without "="
+    assert_one_line_error(cmm("feed", "tail", "tcp://127.0.0.1:1", "--duration", "1", "--curve-key", bad,
+                              "--curve-server", bad), "bad.key")
+    (tmp_path / "k").mkdir()
+    assert cmm("keys", "generate", tmp_path / "k", "--name", "x").returncode == 0
+    (tmp_path / "k" / "x.key").unlink()
+    (tmp_path / "k" / "x.key").mkdir()                          # a directory where the public key goes
+    assert_one_line_error(cmm("keys", "generate", tmp_path / "k", "--name", "x", "--force"), "x.key")

@@ -326,3 +326,22 @@ def test_the_curve_link_admits_only_the_key_made_for_its_process():
 def test_curve_without_the_zmq_transport_is_one_line():
     proc = cmm("backtest", "--config", CONFIGS / "backtest_fixed_spread.toml", "--out", "/tmp/x", "--curve")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--transport zmq" in proc.stderr
+
+
+def test_a_zero_width_array_from_the_strategy_process_is_dropped_not_trusted():
+    from feeds.wire import ArrayView
+    bad = Finished(latency_ns=ArrayView(dtype="<U0", shape=[5], data=b""), record=None, dropped={})
+    decoder = Decoder(messages=ToEngine)
+    assert decoder.decode(encode(bad)) is None and decoder.total_dropped == 1
+
+
+def _strategy_process(connect: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "strategies.remote", "--config",
+                           str(CONFIGS / "backtest_fixed_spread.toml"), "--connect", connect, "--token", "t"],
+                          cwd=REPO, env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
+
+
+def test_the_strategy_process_refuses_a_malformed_link_in_one_line():
+    for proc, needle in ((_strategy_process("tcp://127.0.0.1:1", CMM_LINK_CURVE="not,keys"), "CMM_LINK_CURVE"),
+                         (_strategy_process("nonsense"), "--connect")):
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr

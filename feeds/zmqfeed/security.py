@@ -67,6 +67,10 @@ class ClientKeys(msgspec.Struct, frozen=True):
     server: bytes                   # the server's public key
 
 
+def _key_files(directory: str, suffix: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(glob.escape(directory), "*" + suffix)))
+
+
 def _key_file(path: str, suffix: str, field: str) -> str:
     """``path`` itself, or the one ``*suffix`` file in the directory ``path``."""
     if not os.path.isdir(path):
@@ -74,14 +78,15 @@ def _key_file(path: str, suffix: str, field: str) -> str:
             raise DataError(f"no such key file (expected a {suffix} file or a directory holding one)",
                             path=path, field=field)
         return path
-    found = sorted(glob.glob(os.path.join(glob.escape(path), "*" + suffix)))
+    found = _key_files(path, suffix)
     if len(found) != 1:
         raise DataError(f"expected exactly one {suffix} file in this directory, found {len(found)}",
                         path=path, field=field)
     return found[0]
 
 
-def _valid_z85_key(key: bytes | None) -> bool:
+def valid_z85_key(key: bytes | None) -> bool:
+    """A CURVE key as ZeroMQ takes it: 40 characters of Z85."""
     return key is not None and len(key) == 40 and all(c in z85.Z85CHARS for c in key)
 
 
@@ -91,16 +96,16 @@ def _read_key_file(path: str, *, secret: bool, field: str) -> tuple[bytes, bytes
                 f"a ZeroMQ CURVE public key file ({PUBLIC_SUFFIX}, from `cmm keys generate`)")
     try:
         public, secret_key = zmq.auth.load_certificate(path)
-    except ValueError:
+    except (ValueError, IndexError):          # IndexError: a "public-key" line without "="
         raise DataError(f"no public-key line: expected {expected}", path=path, field=field) from None
     except OSError as e:
         raise DataError(f"cannot read key file: {e.strerror or e}", path=path, field=field) from None
-    if not _valid_z85_key(public):
+    if not valid_z85_key(public):
         raise DataError(f"public-key is not a 40-character Z85 key: expected {expected}", path=path, field=field)
     if secret:
         if secret_key is None:
             raise DataError(f"no secret-key line (a public key file?): expected {expected}", path=path, field=field)
-        if not _valid_z85_key(secret_key):
+        if not valid_z85_key(secret_key):
             raise DataError(f"secret-key is not a 40-character Z85 key: expected {expected}", path=path,
                             field=field)
         if zmq.curve_public(secret_key) != public:
@@ -126,7 +131,7 @@ def load_server_keys(config: CurveConfig) -> ServerKeys | None:
     if not os.path.isdir(directory):
         raise DataError(f"not a directory (expected a directory of clients' {PUBLIC_SUFFIX} files)",
                         path=directory, field="authorized_clients")
-    files = sorted(glob.glob(os.path.join(glob.escape(directory), "*" + PUBLIC_SUFFIX)))
+    files = _key_files(directory, PUBLIC_SUFFIX)
     if not files:
         raise DataError(f"no {PUBLIC_SUFFIX} files: every client would be refused", path=directory,
                         field="authorized_clients")
@@ -266,7 +271,7 @@ def generate_keypair(directory: str, name: str, force: bool = False) -> tuple[st
     temp directory beside them; each is then fsynced and renamed into place, so
     neither file is ever seen half written nor the secret one readable by others.
     """
-    if not name or os.sep in name or name.startswith("."):
+    if not name or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name or name.startswith("."):
         raise DataError(f"expected a plain file name, got {name!r}", field="--name")
     public, secret = (os.path.join(directory, name + s) for s in (PUBLIC_SUFFIX, SECRET_SUFFIX))
     existing = [p for p in (public, secret) if os.path.exists(p)]
@@ -285,6 +290,8 @@ def generate_keypair(directory: str, name: str, force: bool = False) -> tuple[st
             with open(src, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(src, dst)
+    except OSError as e:
+        raise DataError(f"cannot write the keypair: {e.strerror or e}", path=e.filename or directory) from None
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
