@@ -30,8 +30,8 @@ def register(groups) -> None:
     rep.add_argument("--snapshot-bind", help="snapshot service address (default: the feed's port + 1)")
     rep.add_argument("--speed", type=_speed, default=1.0, help="1 = real time, 10 = ten times faster, max = no waiting")
     rep.add_argument("--batch-events", type=_positive_int, default=1024, help="most events per batch")
-    rep.add_argument("--batch-ms", type=float, default=1.0, help="shortest sleep when nothing is due")
-    rep.add_argument("--heartbeat-s", type=float, default=0.25, help="heartbeat period of an idle topic")
+    rep.add_argument("--batch-ms", type=_positive_float, default=1.0, help="shortest sleep when nothing is due")
+    rep.add_argument("--heartbeat-s", type=_positive_float, default=0.25, help="heartbeat period of an idle topic")
     rep.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                      help="start replaying once N subscriptions are live")
     rep.add_argument("--drop-every", type=int, default=0, metavar="N",
@@ -49,8 +49,8 @@ def register(groups) -> None:
     tail.add_argument("addr", metavar="ADDR", help="feed address, e.g. tcp://127.0.0.1:5555")
     tail.add_argument("--topic", action="append", help="instrument symbol (repeatable; default: all)")
     tail.add_argument("--snapshot-addr", help="snapshot service address (default: ADDR's port + 1)")
-    tail.add_argument("--duration", type=float, help="stop after this many seconds")
-    tail.add_argument("--stale-after", type=float, default=2.0, help="seconds without a message before 'stale'")
+    tail.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    tail.add_argument("--stale-after", type=_positive_float, default=2.0, help="seconds without a message before 'stale'")
     tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
     add_client_curve_options(tail)
     tail.set_defaults(handler=run_tail)
@@ -79,6 +79,16 @@ def _speed(text: str) -> float | None:
         value = 0.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number or 'max', got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:       # also NaN
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 

@@ -12,6 +12,8 @@ from tests.test_cli import assert_one_line_error, cmm
     (["feed", "replay", "missing.npz", "--exit-at-end"], ["missing.npz", "no such file"]),
     (["feed", "replay", "data/bundles/goog_sample/model.json", "--bind", "tcp://nowhere:x"], ["model.json"]),
     (["feed", "replay", "x.npz", "--speed", "fast"], ["--speed", "max"]),
+    (["feed", "replay", "x.npz", "--heartbeat-s", "-1"], ["--heartbeat-s", "positive"]),
+    (["feed", "tail", "tcp://127.0.0.1:1", "--duration", "nan"], ["--duration", "positive"]),
 ])
 def test_bad_feed_input_gets_one_line(args, needles):
     assert_one_line_error(cmm(*args), *needles)
