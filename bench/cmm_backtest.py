@@ -4,7 +4,7 @@ Data: LOBSTER GOOG level 10, 2012-06-21 09:30-16:00 (../shared/data), converted 
 ``feeds.read(..., "lobster")`` into build/bench/ (not timed). Strategy: ``configs/backtest_cmm.toml``
 (the shipped bundle ``data/bundles/goog_sample``, 1 s wake-ups, its ladder, latencies and fees) on that
 file, with a declared decision time (``--compute-ns``, so the two paths must fill identically, which is
-checked) and ``inference`` set to each path in turn. One run is ``strategies.runner.run``: load the
+checked) and ``inference`` set to each path in turn. One run is ``runtime.backtest.run``: load the
 event file, build the engine, run the strategy, collect and summarise, as ``cmm backtest`` does less
 writing the results directory.
 
@@ -32,8 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import feeds  # noqa: E402
-from strategies.config import load  # noqa: E402
-from strategies.runner import run  # noqa: E402
+from runtime.config import load  # noqa: E402
+from runtime.backtest import run  # noqa: E402
 
 LOBSTER = os.path.join(REPO, "..", "shared", "data", "lobster", "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")
 TARGET_S = 3.0
@@ -47,7 +47,8 @@ def event_file(lobster: str) -> str:
         os.makedirs(os.path.dirname(out), exist_ok=True)
         t0 = time.perf_counter()
         conv = feeds.read([lobster], "lobster")
-        feeds.save(out, conv.events, conv.instrument)
+        with atomic_write(out) as f_out:
+            feeds.write(f_out, conv.events, conv.instrument)
         print(f"converted {lobster}: {len(conv.events):,} events in {time.perf_counter() - t0:.2f} s")
     return out
 

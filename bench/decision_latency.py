@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from cmm_models.export import decision_latency, feature_rows  # noqa: E402
 from cmm_models.pipeline import teacher_latency  # noqa: E402
 from cmm_models.teacher import Teacher  # noqa: E402
-from feeds.bundle import load_bundle  # noqa: E402
-from feeds.errors import DataError  # noqa: E402
+from bundle.loader import load_bundle  # noqa: E402
+from common.errors import DataError  # noqa: E402
 from strategies.cmm import CMMParams, CMMStrategy  # noqa: E402
 
 

@@ -4,13 +4,13 @@ Data: the >= 5M-row synthetic L2 stream of bench/gen_l2.py (cached under build/b
 /work/shared/data is present, LOBSTER GOOG level 10 converted with ``feeds.read(..., "lobster")``.
 Latencies are a constant 1 ms each way, RiskAverse queue, zero fees, tick log on (one metrics row
 per local market-data row). "FixedSpread py 100 ms" is the Python-callback path: the
-``strategies.fixed_spread.FixedSpread`` class driven by ``strategies.backtest.run`` (its time includes
+``strategies.fixed_spread.FixedSpread`` class driven by ``runtime.session.run`` (its time includes
 ``collect``, which it returns). Numba is warmed up on a small slice first. events/s = rows of the event
 array / seconds of the run (``make_sim`` setup is reported apart).
 
 Memory: "peak x" is the run's peak RSS (``make_sim`` and the run; Linux's high-water mark, reset before
 each run) minus the interpreter's baseline (RSS without the events), over the event array's bytes; so
-the events alone are 1.00x. "collect x" is the same after ``engine.results.collect`` copies the logs out.
+the events alone are 1.00x. "collect x" is the same after ``analysis.results.collect`` copies the logs out.
 
 Usage: python bench/engine_speed.py [--data build/bench/l2_5m.npz] [--lobster PATH]
 """
@@ -29,7 +29,7 @@ from strategies.api import WakePolicy  # noqa: E402
 from strategies.fixed_spread import FixedSpread, FixedSpreadParams  # noqa: E402
 from strategies.kernels.fixed_spread import fixed_spread  # noqa: E402
 from engine.kernel import run_to_end  # noqa: E402
-from engine.results import collect  # noqa: E402
+from analysis.results import collect  # noqa: E402
 from engine.state import EngineConfig, make_sim  # noqa: E402
 
 LATENCY_NS = 1_000_000

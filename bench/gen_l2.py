@@ -38,7 +38,8 @@ sys.path.insert(0, REPO)
 from feeds.events import BUY, DEPTH, EVENT_DTYPE, SELL, TRADE  # noqa: E402
 from feeds.instrument import Instrument  # noqa: E402
 from feeds.ordering import order_timelines  # noqa: E402
-from feeds.store import DatasetMeta, save  # noqa: E402
+from common.atomic import atomic_write  # noqa: E402
+from feeds.store import DatasetMeta, write  # noqa: E402
 
 TICK_SIZE = 0.01
 LOT_SIZE = 1.0
@@ -182,7 +183,8 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = DatasetMeta(source_format="synthetic", sources=[f"bench/gen_l2.py seed={args.seed}"],
                        source_rows=args.events, notes=["synthetic L2 stream for benchmarks"])
-    save(args.out, events, instrument(), meta, compress=False)
+    with atomic_write(args.out) as f:
+        write(f, events, instrument(), meta, compress=False)
     print(f"{len(events)} events -> {args.out}")
     return 0
 

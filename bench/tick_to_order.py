@@ -9,7 +9,7 @@ turn, each for ``--duration`` seconds of wall time:
    floor any trader on this feed starts from;
 2. **FixedSpread** (``configs/paper_fixed_spread.toml``) and
 3. **CMM** (``configs/paper_cmm.toml``, the TorchScript bundle's inference in
-   every decision) under ``cmm paper``'s loop (:func:`strategies.paper_loop.run_paper`).
+   every decision) under ``cmm paper``'s loop (:func:`runtime.paper.loop.run_paper`).
 
 For the traders, *tick to order* is the wall time from the arrival of the feed
 batch that made a wake-up due to the moment that wake-up's orders are in the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.feed_throughput import free_port  # noqa: E402
 from feeds.zmqfeed import Subscriber  # noqa: E402
-from strategies.paper_loop import run_paper  # noqa: E402
+from runtime.paper.loop import run_paper  # noqa: E402
 
 SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
 

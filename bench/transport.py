@@ -18,10 +18,10 @@ import time
 import numpy as np
 
 from engine.state import make_sim
-from strategies import backtest
-from strategies.config import engine_config, load
-from strategies.runner import build_strategy, load_events
-from strategies.transport import RemoteDecisions, StrategyProcess, strategy_command
+from runtime import session as backtest
+from runtime.config import engine_config, load
+from runtime.backtest import build_strategy, load_events
+from runtime.link.engine_side import RemoteDecisions, StrategyProcess, strategy_command
 
 
 class TimedStart(RemoteDecisions):

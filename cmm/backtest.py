@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from feeds.errors import DataError
+from common.errors import DataError
 
 
 def register(groups) -> None:
@@ -22,7 +22,7 @@ def register(groups) -> None:
 
 
 def run(args) -> int:
-    from strategies.runner import format_summary, run_and_write
+    from runtime.backtest import format_summary, run_and_write
     if args.timeout_s is not None and not args.timeout_s > 0:
         raise DataError(f"--timeout-s must be positive, got {args.timeout_s}", field="backtest")
     if args.curve and args.transport != "zmq":

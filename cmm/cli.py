@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from feeds.errors import DataError
+from common.errors import DataError
 
-from . import backtest, compare, data, feed, keys, paper, train
+from cmm import backtest, compare, data, feed, keys, paper, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130

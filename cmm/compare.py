@@ -13,7 +13,7 @@ def register(groups) -> None:
 def run(args) -> int:
     import os
 
-    from strategies.compare import compare
+    from runtime.compare import compare
     print(compare(args.configs, args.out))
     print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
     return 0

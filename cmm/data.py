@@ -7,9 +7,11 @@ import sys
 import time
 
 import feeds
-from feeds.errors import DataError
+from common.atomic import atomic_write
+from common.errors import DataError
 from feeds.formats import FORMATS
-from feeds.reader import ReadOptions
+from common import progress
+from feeds.readers.base import ReadOptions, no_progress
 
 
 def register(groups) -> None:
@@ -64,7 +66,7 @@ def _options(args) -> ReadOptions:
     return ReadOptions(
         on_error=args.on_error, symbol=args.symbol, tick_size=args.tick_size, lot_size=args.lot_size,
         contract_multiplier=args.contract_multiplier, base_latency_ns=args.base_latency_ns,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=no_progress if args.no_progress or not sys.stderr.isatty() else progress.bar)
 
 
 def _report_conversion(conv, fmt: str, seconds: float) -> None:
@@ -88,7 +90,8 @@ def run_convert(args) -> int:
     fmt = feeds.resolve_format(args.inputs, args.format)
     start = time.perf_counter()
     conv = feeds.read(args.inputs, fmt, _options(args))
-    feeds.save(args.out, conv.events, conv.instrument, conv.meta)
+    with atomic_write(args.out) as f_out:
+        feeds.write(f_out, conv.events, conv.instrument, conv.meta)
     _report_conversion(conv, fmt, time.perf_counter() - start)
     print(f"wrote {args.out}")
     return 0
@@ -117,7 +120,7 @@ def run_validate(args) -> int:
         problems += 1
         print(f"book crossed at {book.crossed:,} of {book.groups:,} checks")
     if fmt == "lobster":
-        from feeds.lobster_check import check
+        from feeds.readers.lobster_check import check
         for path in args.inputs:
             report = check(path, _options(args))
             print(report)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import zmq
 
-from feeds.errors import DataError
+from common.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
 from feeds.store import load_header
 from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, Publisher, Subscriber, load_client_keys, load_server_keys,

@@ -1,7 +1,7 @@
 """``cmm paper --feed ADDR --config FILE.toml --out DIR``: paper-trade a strategy on a live ZeroMQ feed."""
 from __future__ import annotations
 
-from .feed import add_client_curve_options, client_curve_keys
+from cmm.feed import add_client_curve_options, client_curve_keys
 
 
 def register(groups) -> None:
@@ -20,10 +20,10 @@ def register(groups) -> None:
 
 
 def run(args) -> int:
-    from strategies.paper_loop import format_paper, print_status, run_paper
-    from strategies.runner import Backtest, format_summary
+    from runtime.paper.loop import format_paper, print_status, run_paper
+    from runtime.backtest import Backtest, format_summary
     if args.duration is not None and not args.duration > 0:
-        from feeds.errors import DataError
+        from common.errors import DataError
         raise DataError(f"expected a positive number of seconds, got {args.duration}", field="--duration")
     paper = run_paper(args.feed, args.config, args.out, duration=args.duration, resume=args.resume,
                       topic=args.topic, snapshot_addr=args.snapshot_addr, journal=args.journal,

@@ -17,20 +17,20 @@ from typing import Annotated
 
 import msgspec
 
-from feeds import tomlconfig
-from feeds.features import SECOND
-from feeds.tomlconfig import ConfigError, DataConfig, NonNegativeInt, Positive, PositiveInt, Table
+from common import config as tomlconfig
+from bundle.features import SECOND
+from common.config import ConfigError, DataConfig, NonNegativeInt, Positive, PositiveInt, Table
 
-from .dataset import DatasetConfig
-from .distill import DistillConfig
-from .moe import MoEConfig
-from .regimes import DEFAULT_WINDOW_NS
+from cmm_models.dataset import DatasetConfig
+from cmm_models.distill import DistillConfig
+from cmm_models.moe import MoEConfig
+from cmm_models.regimes import DEFAULT_WINDOW_NS
 
 Durations = Annotated[tuple[PositiveInt, ...], msgspec.Meta(min_length=1)]
 
 
 class FeatureConfig(Table):
-    """:class:`feeds.features.FeatureSchema` parameters; the tick size comes from the data."""
+    """:class:`bundle.features.FeatureSchema` parameters; the tick size comes from the data."""
 
     depth_levels: PositiveInt = 5
     flow_windows_ns: Durations = (10 * SECOND,)

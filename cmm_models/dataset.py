@@ -2,7 +2,7 @@
 
 Decisions fall every ``dt_ns`` from the first LOCAL row's ``local_ts``
 (rounded up to a multiple of ``dt_ns``) to the last. Features come from
-:func:`feeds.features.replay_features`, the code trading runs. With
+:func:`bundle.features.replay_features`, the code trading runs. With
 ``k = horizon_ns / dt_ns`` grid steps (H must be a multiple of dt), the
 targets at decision ``t_i`` use only what happens in ``(t_i, t_i + H]``:
 
@@ -33,7 +33,7 @@ import msgspec
 import numpy as np
 
 from feeds.events import KIND_MASK, LOCAL, TRADE
-from feeds.features import FeatureSchema, replay_features
+from bundle.features import FeatureSchema, replay_features
 
 TARGET_NAMES = ("mid_change_ticks", "avg_spread_ticks", "traded_volume")
 STD_FLOOR = 1e-12          # below this a column is constant; it is scaled by 1 instead

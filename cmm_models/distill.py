@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .experts import DEFAULT_HIDDEN, Expert
-from .probe import GROUPS
-from .regimes import N_REGIMES
-from .teacher import TASKS, pick_device
+from cmm_models.experts import DEFAULT_HIDDEN, Expert
+from cmm_models.probe import GROUPS
+from cmm_models.regimes import N_REGIMES
+from cmm_models.teacher import TASKS, pick_device
 
 
 class DistillConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,4 +1,4 @@
-"""Export a trained MoE as one verified bundle directory that trading loads with :func:`feeds.bundle.load_bundle`.
+"""Export a trained MoE as one verified bundle directory that trading loads with :func:`bundle.loader.load_bundle`.
 
 The TorchScript module runs the active experts and the aggregation in one call,
 ``model(features, regime) -> (predictions, weights)``: features are the
@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from feeds.atomic import atomic_write
-from feeds.bundle import FILES, Manifest, write_manifest
+from common.atomic import atomic_write
+from bundle.loader import FILES, Manifest, write_manifest
 
-from .dataset import TARGET_NAMES, Normalization
-from .experts import N_OUTPUTS
-from .moe import AGGREGATORS, MixtureOfExperts
-from .regimes import RegimeThresholds
+from cmm_models.dataset import TARGET_NAMES, Normalization
+from cmm_models.experts import N_OUTPUTS
+from cmm_models.moe import AGGREGATORS, MixtureOfExperts
+from cmm_models.regimes import RegimeThresholds
 
 
 class FusedMoE(nn.Module):
@@ -225,7 +225,7 @@ def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalizati
         "feature_schema.json": _json(normalization.schema),
         "teacher_latency.json": _json(teacher_latency),
     }
-    assert set(contents) == set(FILES), "export and feeds.bundle.FILES disagree on the bundle layout"
+    assert set(contents) == set(FILES), "export and bundle.loader.FILES disagree on the bundle layout"
     for name, data in contents.items():
         with atomic_write(directory / name) as f:
             f.write(data)
@@ -234,7 +234,7 @@ def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalizati
 
 def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: Normalization,
                   thresholds: RegimeThresholds, teacher_latency: dict, variant: str = "hajek") -> Manifest:
-    """Write the bundle (the files of :data:`feeds.bundle.FILES`) into ``directory`` and return its manifest.
+    """Write the bundle (the files of :data:`bundle.loader.FILES`) into ``directory`` and return its manifest.
 
     ``teacher_latency`` is the measured teacher per-decision latency (e.g.
     ``{"p50_us": ..., "p99_us": ..., "threads": 1}``), stored as given;
@@ -310,7 +310,7 @@ def decision_latency(decide: Callable, rows: np.ndarray, regimes: Sequence[int],
     """Per-decision latency of ``decide(row, regime)`` at 1 thread: p50/p99 in microseconds.
 
     ``decide`` is what trading runs per decision (the strategy's ``predict``,
-    or :meth:`feeds.bundle.Bundle.decide` that it calls), from raw features to
+    or :meth:`bundle.loader.Bundle.decide` that it calls), from raw features to
     numpy outputs. Each call is timed on its own (perf_counter_ns around it),
     cycling through ``rows`` and their ``regimes``, after ``warmup`` untimed calls.
     """

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distill import Family
-from .experts import Expert, N_OUTPUTS, expert_outputs
-from .regimes import N_REGIMES
-from .teacher import pick_device
+from cmm_models.distill import Family
+from cmm_models.experts import Expert, N_OUTPUTS, expert_outputs
+from cmm_models.regimes import N_REGIMES
+from cmm_models.teacher import pick_device
 
 AGGREGATORS = ("hajek", "mean", "gate")
 ROUTINGS = ("hard", "soft")

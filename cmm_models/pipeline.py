@@ -47,22 +47,22 @@ import numpy as np
 import torch
 
 import feeds
-from feeds.atomic import atomic_write
-from feeds.features import FeatureSchema
-from feeds.progress import Progress
-from feeds.reader import ReadOptions
+from common.atomic import atomic_write
+from bundle.features import FeatureSchema
+from common.progress import Progress
+from feeds.readers.base import ReadOptions
 
-from . import dataset as ds_mod
-from . import regimes
-from .config import ConfigError, TrainConfig
-from .dataset import Dataset, Normalization
-from .distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
+from cmm_models import dataset as ds_mod
+from cmm_models import regimes
+from cmm_models.config import ConfigError, TrainConfig
+from cmm_models.dataset import Dataset, Normalization
+from cmm_models.distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
-from .experts import Expert
-from .export import decision_latency, export_bundle, export_teacher_bundle, feature_rows
-from .moe import MixtureOfExperts, MoEConfig, train_moe
-from .probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
-from .teacher import Teacher, train_teacher
+from cmm_models.experts import Expert
+from cmm_models.export import decision_latency, export_bundle, export_teacher_bundle, feature_rows
+from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
+from cmm_models.probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
+from cmm_models.teacher import Teacher, train_teacher
 
 STAGES = ("teacher", "probe", "students", "moe", "bundles", "bundle")
 # The MoE variants: the main one (the config's aggregator and routing) and the ablations.
@@ -277,7 +277,7 @@ def load_teacher_outputs(out: Path) -> dict[str, np.ndarray]:
 
 def build_probe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
     def build(tmp: Path) -> dict:
-        from .plots import plot_probe
+        from cmm_models.plots import plot_probe
 
         teacher = Teacher.load(out / "teacher" / "model")
         p = cfg.probe
@@ -430,7 +430,7 @@ def build_side_bundles(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[
 
 
 def bundle_latency(bundle_dir: Path, repeats: int) -> dict:
-    from feeds.bundle import load_bundle
+    from bundle.loader import load_bundle
 
     bundle = load_bundle(bundle_dir)
     rows = feature_rows(bundle)
@@ -446,7 +446,7 @@ def train(cfg: TrainConfig, out: str | Path, *, force: bool = False, progress: b
 
     Returns {stage: ran?}.
     """
-    from .report import write_report
+    from cmm_models.report import write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from feeds.atomic import atomic_write
+from common.atomic import atomic_write
 
-from .probe import ProbeMap, layer_groups
+from cmm_models.probe import ProbeMap, layer_groups
 
 
 def plot_probe(probe: ProbeMap, path: str | Path, title: str = "probe: layer x task attribution") -> Path:

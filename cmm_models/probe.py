@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from feeds.atomic import atomic_write
+from common.atomic import atomic_write
 
-from .teacher import TASKS, block_output_std, perturbed, pick_device, predict
+from cmm_models.teacher import TASKS, block_output_std, perturbed, pick_device, predict
 
 GROUPS = ("shallow", "middle", "deep")
 

@@ -1,7 +1,7 @@
 """Volatility regimes: trailing realized volatility cut at train-split terciles, then frozen.
 
 The volatility is a feature column (``rv_<window>`` of
-:mod:`feeds.features`), so trading reads the very number the thresholds were
+:mod:`bundle.features`), so trading reads the very number the thresholds were
 fitted on. The paper uses a 5-day window; for a single day of ticks the
 default is 5 minutes (the schema's longest ``rv`` window; any window in
 ``FeatureSchema.rv_windows_ns`` can be chosen).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from feeds.features import FeatureSchema, duration_name
+from bundle.features import FeatureSchema, duration_name
 
 DEFAULT_WINDOW_NS = 300_000_000_000
 N_REGIMES = 3

@@ -28,9 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from feeds.atomic import atomic_write
+from common.atomic import atomic_write
 
-from .dataset import TARGET_NAMES
+from cmm_models.dataset import TARGET_NAMES
 
 MOE_ROWS = {"hajek": "moe", "mean": "moe_mean", "gate": "moe_gate", "no_regime": "moe_no_regime",
             "no_layer": "moe_no_layer"}
@@ -52,7 +52,7 @@ def _model_predictions(model, x: np.ndarray, regime: np.ndarray) -> tuple[np.nda
 
 def evaluate_all(out: Path, cfg, prep) -> tuple[dict, np.ndarray, list[str]]:
     """The error table, the main MoE's test weights [N, E] and its expert names."""
-    from .pipeline import load_family, load_moe, load_teacher_outputs
+    from cmm_models.pipeline import load_family, load_moe, load_teacher_outputs
 
     norm = prep.norm
     target_std = np.asarray(norm.target_std)
@@ -139,7 +139,7 @@ def _markdown(report: dict) -> str:
 
 
 def write_report(out: Path, cfg, prep, log: Callable[[str], None] = print) -> dict:
-    from .pipeline import bundle_latency, load_probe_map, stage_info
+    from cmm_models.pipeline import bundle_latency, load_probe_map, stage_info
 
     table, weights, names = evaluate_all(out, cfg, prep)
     test_rows = np.load(out / "teacher" / "outputs.npz")["test_rows"]

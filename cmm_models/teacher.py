@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from feeds.atomic import atomic_write
-from feeds.progress import Progress
+from common.atomic import atomic_write
+from common.progress import Progress
 
 TASKS = ("mid_change", "spread", "volume")
 DEFAULT_TEACHER = "default"

@@ -15,7 +15,7 @@ import numpy as np
 
 from feeds.events import BUY as BUY_FLAG, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, SELL as SELL_FLAG, TRADE
 
-from .codes import INVALID_MAX, INVALID_MIN
+from engine.codes import INVALID_MAX, INVALID_MIN
 
 BEST_BID = 0
 BEST_ASK = 1

@@ -16,15 +16,15 @@ import numpy as np
 
 from feeds.events import ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK, TRADE
 
-from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
-from .codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
+from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
+from engine.codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
                     MARKET, NEW, PARTIALLY_FILLED, Q_L3, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE,
                     R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
-from . import l3
-from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
-from .rings import reserve
-from .queue_models import filled_qty, on_depth, on_trade
-from .state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
+from engine import l3
+from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
+from engine.rings import reserve
+from engine.models.queue import filled_qty, on_depth, on_trade
+from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
                     FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_FEE_MODE,
                     I_LB, I_NFILLS, I_NTRADES, I_NXACT, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL, I_QMODEL, I_RS_HEAD,
                     I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS, O_XTS, Q_CUM,

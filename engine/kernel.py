@@ -22,16 +22,16 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from .book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
-from .codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
+from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
+from engine.codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
                     R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
-from .exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
+from engine.exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
                        process_data as exch_data, process_request)
-from .queue_models import fmin
-from .latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
-from .rings import reserve
-from .local import is_final, process_data as local_data, process_response, try_free
-from .state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
+from engine.models.queue import fmin
+from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
+from engine.rings import reserve
+from engine.local import is_final, process_data as local_data, process_response, try_free
+from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
                     TQ_ASK, TQ_BID, TQ_SHIFT, is_book_kind, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
                     I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
                     I_LIVE, I_NXACT, I_QMODEL, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY, I_XMINSELL,

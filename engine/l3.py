@@ -35,8 +35,8 @@ import numpy as np
 
 from feeds.events import ADD_ORDER, BUY as BUY_FLAG, CANCEL_ORDER, FILL, KIND_MASK, MODIFY_ORDER
 
-from .codes import BUY, SELL
-from .state import F_LOT, F_TICK, I_LB, I_NXACT, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, Q_BOUNDARY, Q_FRONT
+from engine.codes import BUY, SELL
+from engine.state import F_LOT, F_TICK, I_LB, I_NXACT, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, Q_BOUNDARY, Q_FRONT
 
 
 @nb.njit(cache=True, inline="always")

@@ -35,7 +35,7 @@ import numpy as np
 
 from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 
-from .state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, SIM_FIELDS, ConfigError,
+from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, SIM_FIELDS, ConfigError,
                     EngineConfig, Sim, make_sim)
 
 TIMELINES = np.uint64(EXCH | LOCAL)

@@ -23,11 +23,11 @@ import numpy as np
 
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE
 
-from .book import BEST_ASK, BEST_BID, apply_event
-from .codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
+from engine.book import BEST_ASK, BEST_BID, apply_event
+from engine.codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
                     REQ_NONE)
-from .exchange import RS_FILL, RS_REQ_REJECTED
-from .state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
+from engine.exchange import RS_FILL, RS_REQ_REJECTED
+from engine.state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
                     O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
@@ -47,7 +47,7 @@ def is_final(status):
 def record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq):
     """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean.
 
-    Only mid, EPnL and fills-so-far are stored; ``engine.results.collect`` derives the rest.
+    Only mid, EPnL and fills-so-far are stored; ``analysis.results.collect`` derives the rest.
     ``F_SUM_ABS_Q`` keeps the running sum of |position| so a wake-up can read MAP so far.
     """
     k = iv[I_NTICKS]

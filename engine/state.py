@@ -16,8 +16,8 @@ from numba.experimental import structref
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
                           LOCAL, MODIFY_ORDER, TRADE)
 
-from .book import empty_bk
-from .codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
+from engine.book import empty_bk
+from engine.codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
 
 # ---- iv: integer scalars ----
 I_N = 0            # number of event rows

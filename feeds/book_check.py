@@ -12,7 +12,7 @@ import numba as nb
 import numpy as np
 import msgspec
 
-from .events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL
+from feeds.events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL
 
 _BOOK_KINDS = (DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT)
 

@@ -12,18 +12,18 @@ from typing import Sequence
 
 import msgspec
 
-from .errors import DataError
-from .instrument import Instrument
-from .ordering import correct_local_timestamp, order_timelines
-from .reader import Conversion, ReadOptions
-from .validate import check_events
+from common.errors import DataError
+from feeds.instrument import Instrument
+from feeds.ordering import correct_local_timestamp, order_timelines
+from feeds.readers.base import Conversion, ReadOptions
+from feeds.validate import check_events
 
 # Checked in this order by ``detect``; the first reader whose sniff says yes wins.
 READERS = {
-    "hftbacktest": "feeds.hftbacktest_npz",
-    "lobster": "feeds.lobster",
-    "binance": "feeds.binance",
-    "csv": "feeds.csv_format",
+    "hftbacktest": "feeds.readers.hftbacktest_npz",
+    "lobster": "feeds.readers.lobster",
+    "binance": "feeds.readers.binance",
+    "csv": "feeds.readers.csv",
 }
 FORMATS = ("auto", *READERS)
 

@@ -6,11 +6,11 @@ import datetime as dt
 import msgspec
 import numpy as np
 
-from .book_check import BookCheck, check_book
-from .events import BUY, EXCH, KIND_MASK, KIND_NAMES, LOCAL, SELL, TRADE
-from .instrument import Instrument
-from .ordering import timeline_violations
-from .store import DatasetMeta
+from feeds.book_check import BookCheck, check_book
+from feeds.events import BUY, EXCH, KIND_MASK, KIND_NAMES, LOCAL, SELL, TRADE
+from feeds.instrument import Instrument
+from feeds.ordering import timeline_violations
+from feeds.store import DatasetMeta
 
 
 class Summary(msgspec.Struct):

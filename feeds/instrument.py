@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .tomlconfig import Positive
+from common.config import Positive
 
 
 class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -6,7 +6,7 @@ Members of the zip:
 - ``instrument``: the :class:`Instrument` as JSON bytes;
 - ``meta``: the :class:`DatasetMeta` provenance as JSON bytes.
 
-Files are written atomically. :func:`iter_chunks` streams the events of any
+:func:`write` writes into a file object (callers pick an atomic one). :func:`iter_chunks` streams the events of any
 number of files a bounded chunk at a time, decompressing on the fly, so memory
 stays flat however long the history.
 """
@@ -21,10 +21,9 @@ from typing import Iterable, Iterator
 import msgspec
 import numpy as np
 
-from .atomic import atomic_write
-from .errors import DataError
-from .events import EVENT_DTYPE
-from .instrument import Instrument
+from common.errors import DataError
+from feeds.events import EVENT_DTYPE
+from feeds.instrument import Instrument
 
 SCHEMA_VERSION = 1
 DEFAULT_CHUNK = 1 << 20
@@ -56,19 +55,28 @@ def _bytes_member(obj: msgspec.Struct) -> np.ndarray:
     return np.frombuffer(msgspec.json.encode(obj), dtype=np.uint8)
 
 
-def save(path: str | os.PathLike, events: np.ndarray, instrument: Instrument | None = None,
-         meta: DatasetMeta | None = None, compress: bool = True) -> None:
-    """Write events (and spec, provenance) to ``path`` atomically."""
+def write(f, events: np.ndarray, instrument: Instrument | None = None, meta: DatasetMeta | None = None,
+          compress: bool = True) -> None:
+    """Write events (and spec, provenance) as an event file into the binary file ``f``.
+
+    Where the bytes land is the caller's choice: the command line writes through
+    :func:`common.atomic.atomic_write`, so a file is whole or absent.
+    """
     if events.dtype != EVENT_DTYPE:
         raise DataError(f"events have dtype {events.dtype}, expected the 64-byte event record",
-                        path=os.fspath(path), field="data")
+                        path=_name(f), field="data")
     members = {"data": events}
     if instrument is not None:
         members["instrument"] = _bytes_member(instrument)
     if meta is not None:
         members["meta"] = _bytes_member(meta)
-    with atomic_write(path) as f:
-        write_npz(f, members, compress)
+    write_npz(f, members, compress)
+
+
+def _name(f) -> str | None:
+    """The path a file object was opened at, where it has one (a temp file opened by fd has none)."""
+    name = getattr(f, "name", None)
+    return os.fspath(name) if isinstance(name, (str, os.PathLike)) else None
 
 
 # A fixed member timestamp: numpy's savez stamps the wall clock, which would make

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
-from .events import (ADD_ORDER, CANCEL_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK,
+from common.errors import DataError
+from feeds.events import (ADD_ORDER, CANCEL_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK,
                      KIND_NAMES, MODIFY_ORDER, TRADE)
 
 PRICED_KINDS = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO, ADD_ORDER, MODIFY_ORDER, FILL],

@@ -2,7 +2,7 @@
 
 A strategy talks to a :class:`Context`: read-only views of the book, its
 position, its orders and its metrics, plus an order API. The backtest
-implements the context over the jitted engine (:mod:`strategies.backtest`);
+implements the context over the jitted engine (:mod:`runtime.session`);
 paper trading implements the same protocol over a live feed, so a strategy
 runs unchanged in both.
 
@@ -129,7 +129,7 @@ class Context(Protocol):
     def new_events(self) -> np.ndarray:
         """The LOCAL-flagged market events seen since the previous call (the first call: since the start),
         in row order, as a ``feeds.events.EVENT_DTYPE`` array: what a strategy feeds its own causal
-        features with (:mod:`feeds.features`). Each row is returned once."""
+        features with (:mod:`bundle.features`). Each row is returned once."""
         ...
 
     def buy(self, price: float, qty: float, tif: TimeInForce = "gtx", type: OrderType = "limit") -> int: ...

@@ -22,10 +22,10 @@ import math
 
 import msgspec
 
-from .api import Context
-from .base import Strategy
-from .fixed_spread import requote
-from .params import NonNegative, Positive, PositiveInt
+from strategies.api import Context
+from strategies.base import Strategy
+from strategies.fixed_spread import requote
+from strategies.params import NonNegative, Positive, PositiveInt
 
 
 

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import msgspec
 
-from .api import Context, Fill, Order, Trades, WakePolicy
+from strategies.api import Context, Fill, Order, Trades, WakePolicy
 
 
 class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -5,7 +5,7 @@ strategy decides on its timer; the events other wake-ups saw are applied at
 the next decision) it runs six hooks, each a method a variant may override:
 
 1. :meth:`~CMMStrategy.features`: apply the market events seen since the last
-   decision (``ctx.new_events()``) to an incremental :mod:`feeds.features`
+   decision (``ctx.new_events()``) to an incremental :mod:`bundle.features`
    state, the code the model was trained on, and take the feature vector now;
 2. :meth:`~CMMStrategy.classify_regime`: the bundle's frozen volatility
    thresholds applied to the regime feature (-1 while it is not finite);
@@ -65,23 +65,23 @@ from typing import Literal, NamedTuple
 import msgspec
 import numpy as np
 
-from feeds.bundle import Bundle, load_bundle
-from feeds.errors import DataError
+from bundle.loader import Bundle, load_bundle
+from common.errors import DataError
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, TRADE
-from feeds.features import SECOND, FeatureSchema, apply_rows, new_state, snapshot
-from feeds.tomlconfig import ConfigError
+from bundle.features import SECOND, FeatureSchema, apply_rows, new_state, snapshot
+from common.config import ConfigError
 
-from . import ladder
-from .api import Context, WakePolicy
-from .base import Strategy
-from .cmm_batch import Ahead
-from .params import ConfigPath, Fraction, NonNegative, Positive, PositiveInt
+from strategies import ladder
+from strategies.api import Context, WakePolicy
+from strategies.base import Strategy
+from strategies.cmm_batch import Ahead
+from strategies.params import ConfigPath, Fraction, NonNegative, Positive, PositiveInt
 
 _PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
 
 
 class FeatureSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The feature definitions (:class:`feeds.features.FeatureSchema` without the tick size); defaults as there."""
+    """The feature definitions (:class:`bundle.features.FeatureSchema` without the tick size); defaults as there."""
 
     depth_levels: PositiveInt = 5
     flow_windows_ns: tuple[PositiveInt, ...] = (10 * SECOND,)

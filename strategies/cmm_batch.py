@@ -6,7 +6,7 @@ timer at the wake-up's own time), and at a timer wake-up at ``t`` the engine
 has replayed exactly the LOCAL rows up to the first one later than ``t``. CMM's
 features, regime and model call read market data only, so for the next
 ``size`` wake-ups they can be computed ahead of the engine, with the one
-feature implementation (:func:`feeds.features.replay_until`, which stops at
+feature implementation (:func:`bundle.features.replay_until`, which stops at
 that same row), and the model run over all of them: one call per regime, as
 the TorchScript module takes one regime per call. The strategy's loop then
 applies them at each wake-up as the per-tick path would (aggregate, ladder,
@@ -28,8 +28,8 @@ import time
 
 import numpy as np
 
-from feeds.bundle import Bundle
-from feeds.features import FeatureState, replay_until
+from bundle.loader import Bundle
+from bundle.features import FeatureState, replay_until
 
 
 class Ahead:

@@ -8,7 +8,7 @@ wrong models by a wrong path. ``cmm train`` writes these bundles under
 """
 from __future__ import annotations
 
-from .cmm import CMMStrategy
+from strategies.cmm import CMMStrategy
 
 
 class SingleStudent(CMMStrategy):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import msgspec
 
-from .api import Context
-from .base import Strategy
-from .kernels.fixed_spread import quote_ticks
-from .params import NonNegativeInt, Positive
+from strategies.api import Context
+from strategies.base import Strategy
+from strategies.kernels.fixed_spread import quote_ticks
+from strategies.params import NonNegativeInt, Positive
 
 
 

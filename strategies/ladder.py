@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Sequence
 
-from .api import Order
+from strategies.api import Order
 
 EPS = 1e-7     # in ticks or lots: absorbs float error from prices and sizes that are on the grid
 

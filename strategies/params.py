@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from feeds.tomlconfig import NonNegative, NonNegativeInt, Positive, PositiveInt
+from common.config import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .avellaneda_stoikov import AvellanedaStoikov
-from .base import Strategy
-from .cmm import CMMStrategy
-from .cmm_variants import CMMGating, CMMMean, CMMNoLayer, CMMNoRegime, SingleStudent
-from .fixed_spread import FixedSpread
-from .teacher_strategy import TeacherStrategy
+from strategies.avellaneda_stoikov import AvellanedaStoikov
+from strategies.base import Strategy
+from strategies.cmm import CMMStrategy
+from strategies.cmm_variants import CMMGating, CMMMean, CMMNoLayer, CMMNoRegime, SingleStudent
+from strategies.fixed_spread import FixedSpread
+from strategies.teacher_strategy import TeacherStrategy
 
 
 class Entry(NamedTuple):
@@ -27,12 +27,12 @@ class Entry(NamedTuple):
 
 
 def _fixed_spread_kernel(sim, p, wake, tick_size):
-    from .kernels.fixed_spread import fixed_spread
+    from strategies.kernels.fixed_spread import fixed_spread
     return fixed_spread(sim, wake.every_ns, p.half_spread_ticks, p.qty, p.max_position)
 
 
 def _avellaneda_stoikov_kernel(sim, p, wake, tick_size):
-    from .kernels.avellaneda_stoikov import avellaneda_stoikov
+    from strategies.kernels.avellaneda_stoikov import avellaneda_stoikov
     return avellaneda_stoikov(sim, wake.every_ns, tick_size, p.gamma, p.kappa, p.horizon_s, p.sigma0,
                               p.sigma_window, p.qty, p.max_position)
 

@@ -12,7 +12,7 @@ The teacher reads a window of feature vectors on its training grid
 (``window`` vectors ``dt_ns`` apart, from ``model.json``), not one vector. The
 features are therefore advanced grid point by grid point through the events
 since the last decision, snapshotting each of the last ``window`` points,
-exactly as :func:`feeds.features.replay_features` built the training windows;
+exactly as :func:`bundle.features.replay_features` built the training windows;
 that bookkeeping is part of the teacher's cost and is timed with it. No
 prediction (and so no quotes) until a whole finite window has been seen.
 """
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from feeds.features import apply_rows, snapshot
+from bundle.features import apply_rows, snapshot
 
-from .api import Context
-from .cmm import CMMStrategy
+from strategies.api import Context
+from strategies.cmm import CMMStrategy
 
 
 class TeacherStrategy(CMMStrategy):

@@ -1,7 +1,7 @@
 """A strategy process for the transport tests: a strategy that makes every kind of order call, served over ZeroMQ.
 
 ``python -m tests.remote_exerciser --connect ADDR --token T`` is what
-:class:`strategies.transport.StrategyProcess` starts for the test; the test
+:class:`runtime.link.engine_side.StrategyProcess` starts for the test; the test
 runs the same :class:`Exerciser` in process too and compares what each saw.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 import numpy as np
 
 from feeds import events as E
-from strategies import remote
+from runtime.link import strategy_process as remote
 from strategies.api import WakePolicy
-from strategies.backtest import OrderRejected
+from runtime.session import OrderRejected
 from strategies.base import Strategy
 from tests import engine_events
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import feeds
-from feeds import binance
+from feeds.readers import binance
 from feeds import events as E
 from feeds.book_check import check_book
-from feeds.errors import DataError
+from common.errors import DataError
 from feeds.ordering import order_timelines
-from feeds.reader import ReadOptions
+from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES, shared_path
 
 MS = 1_000_000

@@ -13,9 +13,9 @@ from cmm_models.experts import Expert
 from cmm_models.export import export_bundle
 from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
 from cmm_models.regimes import RegimeThresholds
-from feeds.bundle import FILES, MANIFEST, load_bundle, verify
-from feeds.errors import DataError
-from feeds.features import FeatureSchema
+from bundle.loader import FILES, MANIFEST, load_bundle, verify
+from common.errors import DataError
+from bundle.features import FeatureSchema
 
 from tests.conftest import REPO
 
@@ -135,7 +135,7 @@ def test_feeds_bundle_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, feeds.bundle; assert 'torch' not in sys.modules"
+    code = "import sys, bundle.loader; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -153,7 +153,7 @@ def test_same_bytes_in_another_process(bundle_dir, tmp_path):
 
 
 def test_a_regime_is_the_same_one_value_at_a_time_or_all_at_once():
-    from feeds.bundle import Regimes
+    from bundle.loader import Regimes
     r = Regimes(feature="vol", low=0.1, high=0.2)
     vol = np.array([0.0, 0.1, 0.1000001, 0.2, 0.25, np.nan, np.inf, -np.inf])
     assert list(r.classify_all(vol)) == [r.classify(float(v)) for v in vol] == [0, 0, 1, 1, 2, -1, -1, -1]

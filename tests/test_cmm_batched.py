@@ -11,16 +11,17 @@ import pytest
 import torch
 
 import feeds
+from common.atomic import atomic_write
 from engine.state import EngineConfig, make_sim
 from feeds import events as E
-from feeds.bundle import load_bundle
-from feeds.features import replay_features
-from strategies import backtest
+from bundle.loader import load_bundle
+from bundle.features import replay_features
+from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.cmm import CMMParams, CMMStrategy
-from strategies.config import load
+from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
-from strategies.runner import load_events, run_and_write
+from runtime.backtest import load_events, run_and_write
 from tests.conftest import REPO
 from tests.test_backtest_cli import cmm
 
@@ -76,7 +77,8 @@ def test_batch_boundaries_and_rows_at_wake_times_change_nothing(tmp_path):
     events["local_ts"] = np.where(snap, wake, ts)
     assert snap.sum() > 100 and (np.diff(events["local_ts"][local]) >= 0).all()
     data = tmp_path / "snapped.npz"
-    feeds.save(data, events, instrument)
+    with atomic_write(data) as f_out:
+        feeds.write(f_out, events, instrument)
     run_and_write(config(tmp_path, "cmm", "per_tick", data=data), str(tmp_path / "per_tick"))
     run_and_write(config(tmp_path, "cmm", "batched", data=data, extra="batch = 7\n"), str(tmp_path / "batched"))
     assert_same_bytes(tmp_path / "per_tick", tmp_path / "batched")

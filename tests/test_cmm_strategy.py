@@ -11,15 +11,15 @@ import pytest
 from engine import kernel
 from engine.state import EngineConfig, make_sim
 from feeds import events as E
-from feeds.errors import DataError
-from feeds.features import replay_features
-from strategies import backtest
+from common.errors import DataError
+from bundle.features import replay_features
+from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
 from strategies.cmm import CMMParams, CMMStrategy, FeatureSpec
-from strategies.config import load
+from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
-from strategies.runner import load_events
+from runtime.backtest import load_events
 from tests import engine_events
 from tests.conftest import REPO
 from tests.test_backtest_cli import assert_fills_reconcile, backtest as run_cli, cmm

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 
 import feeds
+from common.atomic import atomic_write
 from engine.state import EngineConfig, make_sim
-from feeds.bundle import load_bundle
-from feeds.errors import DataError
-from feeds.features import replay_features
-from strategies import backtest
+from bundle.loader import load_bundle
+from common.errors import DataError
+from bundle.features import replay_features
+from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.cmm import CMMParams, CMMStrategy
-from strategies.config import load
+from runtime.config import load
 from strategies.registry import STRATEGIES
-from strategies.runner import load_events, run_and_write
+from runtime.backtest import load_events, run_and_write
 from strategies.teacher_strategy import TeacherStrategy
 from tests.conftest import REPO
 
@@ -40,7 +41,8 @@ def sample_slice(tmp_path_factory):
     start = int(events["local_ts"][0])
     events = events[events["local_ts"] <= start + 12 * MINUTE]
     path = tmp_path_factory.mktemp("slice") / "goog_12min.npz"
-    feeds.save(path, events, instrument)
+    with atomic_write(path) as f_out:
+        feeds.write(f_out, events, instrument)
     return path, events, instrument
 
 
@@ -130,7 +132,7 @@ def test_shipped_side_bundles_verify_name_their_variant_and_stay_small():
 
 
 def test_the_teacher_runs_without_transformers_or_the_training_code():
-    code = ("import sys, torch; from strategies.registry import STRATEGIES; from feeds.bundle import load_bundle; "
+    code = ("import sys, torch; from strategies.registry import STRATEGIES; from bundle.loader import load_bundle; "
             f"b = load_bundle({str(BUNDLES / VARIANT_BUNDLE['teacher'])!r}); "
             "y, w = b.model(torch.zeros(b.layout['window'], b.schema.n_features)); assert y.shape == (3,); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'cmm_models')))")

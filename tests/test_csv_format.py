@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import feeds
-from feeds import csv_format
+from feeds.readers import csv as csv_format
 from feeds import events as E
-from feeds.errors import DataError
-from feeds.reader import ReadOptions
+from common.errors import DataError
+from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES
 
 SAMPLE = str(SAMPLES / "sample_events.csv")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from feeds import csvparse as c
+from feeds.readers import csvparse as c
 
 
 def test_parses_lobster_message_rows_exactly():

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import zmq.auth
 
-from feeds.errors import DataError
-from feeds.store import save
-from feeds.tomlconfig import ConfigError, convert
+from common.errors import DataError
+from tests.files import save_events
+from common.config import ConfigError, convert
 from feeds.zmqfeed import (CurveConfig, Publisher, Subscriber, generate_keypair, load_client_keys,
                            load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 from tests.conftest import REPO
@@ -72,7 +72,7 @@ def test_authorized_subscriber_gets_the_feed_and_snapshots(keys, addr):
 def test_curve_replay_of_a_file_reaches_an_authorized_subscriber(keys, addr, tmp_path):
     events = np.concatenate([depth(k) for k in range(1, 41)])
     path = tmp_path / "X.npz"
-    save(path, events)
+    save_events(path, events)
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
             Subscriber(addr, ["X"], curve=keys.client("alice")) as sub:
         assert wait_for_subscribers(pub, 1, timeout_s=5.0)
@@ -183,7 +183,7 @@ def test_bad_key_options_get_one_line(keys, tmp_path, addr):
                           str(garbage), "--curve-key", ".key_secret")
     assert_one_line_error(cmm(*tail, "--curve-key", keys.root / "alice"), "--curve-server", "--curve-key")
     npz = tmp_path / "X.npz"
-    save(npz, depth(1))
+    save_events(npz, depth(1))
     replay_ = ["feed", "replay", npz, "--bind", addr, "--exit-at-end", "--curve-server-key", keys.root / "server"]
     assert_one_line_error(cmm(*replay_, "--curve-clients", garbage), str(garbage), "--curve-clients", "directory")
     (tmp_path / "nobody").mkdir()
@@ -192,7 +192,7 @@ def test_bad_key_options_get_one_line(keys, tmp_path, addr):
 
 def test_plaintext_bind_beyond_loopback_warns(tmp_path):
     path = tmp_path / "X.npz"
-    save(path, depth(1))
+    save_events(path, depth(1))
     port = free_port_pair()
     proc = cmm("feed", "replay", path, "--bind", f"tcp://0.0.0.0:{port}", "--speed", "max", "--exit-at-end")
     assert proc.returncode == 0, proc.stderr
@@ -205,7 +205,7 @@ def test_plaintext_bind_beyond_loopback_warns(tmp_path):
 def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr, tmp_path):
     events = np.concatenate([depth(k) for k in range(1, 21)])
     path = tmp_path / "X.npz"
-    save(path, events)
+    save_events(path, events)
     proc = subprocess.Popen([sys.executable, "-m", "cmm", "feed", "replay", str(path), "--bind", addr,
                              "--speed", "max", "--wait-subscribers", "1", "--heartbeat-s", "0.05",
                              "--curve-server-key", str(keys.root / "server"),

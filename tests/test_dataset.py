@@ -11,7 +11,7 @@ from cmm_models import dataset, regimes
 from cmm_models.dataset import DatasetConfig, Normalization
 from cmm_models.regimes import RegimeThresholds
 from feeds.events import BUY, LOCAL, TRADE
-from feeds.features import FeatureSchema, replay_features
+from bundle.features import FeatureSchema, replay_features
 from tests.test_features import GOOG, HAND_SCHEMA, SEC, T0, at, hand_events
 
 HALF = SEC // 2

@@ -8,9 +8,10 @@ import re
 import pytest
 
 import feeds
+from common.atomic import atomic_write
 from cmm import cli
-from strategies.config import load
-from strategies.runner import load_events
+from runtime.config import load
+from runtime.backtest import load_events
 from tests.conftest import REPO
 
 MINUTE = 60_000_000_000
@@ -24,7 +25,8 @@ def configs(tmp_path_factory):
     events, instrument = load_events(load(str(REPO / "configs" / "backtest_cmm.toml")))
     events = events[events["local_ts"] <= events["local_ts"][0] + 8 * MINUTE]
     data = tmp / "goog_8min.npz"
-    feeds.save(data, events, instrument)
+    with atomic_write(data) as f_out:
+        feeds.write(f_out, events, instrument)
     paths = []
     for name in ("cmm", "fixed_spread"):
         text = (REPO / "configs" / f"backtest_{name}.toml").read_text()

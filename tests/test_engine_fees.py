@@ -8,7 +8,7 @@ from engine import kernel as K
 from engine.codes import BUY, GTC, IOC, LIMIT
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LFEE, F_LPOS, F_POS, F_VALUE, F_VOLUME, FL_MAKER, FLF_FEE,
                           I_NTICKS)
-from engine.results import collect
+from analysis.results import collect
 from tests.engine_events import book, sim
 
 # Bid 100x10, ask 102x5 (mid 101). A seller prints through our bid at 10: our resting buy fills as maker.

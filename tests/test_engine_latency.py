@@ -5,7 +5,7 @@ import pytest
 
 from engine import kernel as K
 from engine.codes import BUY, CANCELED, GTC, LIMIT, NEW, NONE
-from engine.latency import latency_table
+from engine.models.latency import latency_table
 from engine.state import I_NFILLS, O_LSTATUS, O_LTICK, O_TICK, O_XSTATUS, O_XTS, Q_LQTY
 from tests.engine_events import book, sim
 

@@ -12,7 +12,7 @@ import pytest
 import feeds
 from feeds.events import (ADD_ORDER, BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, EXCH, LOCAL, SELL, TRADE,
                           empty)
-from feeds.features import (FEATURE_VERSION, FeatureSchema, apply_rows, new_state, replay_features,
+from bundle.features import (FEATURE_VERSION, FeatureSchema, apply_rows, new_state, replay_features,
                             snapshot, tick_range, update)
 from tests.conftest import SAMPLES
 

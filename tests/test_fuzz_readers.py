@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import feeds
-from feeds.errors import DataError
-from feeds.reader import ReadOptions
+from common.atomic import atomic_write
+from common.errors import DataError
+from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES
 
 LOBSTER = SAMPLES / "GOOG_2012-06-21_10_head.zip"
@@ -41,7 +42,8 @@ def _small_event_file() -> bytes:
     conv = feeds.read([str(SAMPLES / "sample_events.csv")], "csv")
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.npz"
-        feeds.save(path, conv.events, conv.instrument, conv.meta, compress=False)
+        with atomic_write(path) as f_out:
+            feeds.write(f_out, conv.events, conv.instrument, conv.meta, compress=False)
         return path.read_bytes()
 
 

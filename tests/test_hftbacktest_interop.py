@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import feeds
+from common.atomic import atomic_write
 from feeds import events as E
-from feeds import hftbacktest_npz
-from feeds.errors import DataError
-from feeds.reader import ReadOptions
+from feeds.readers import hftbacktest_npz
+from common.errors import DataError
+from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES
 
 pytest.importorskip("hftbacktest")
@@ -31,7 +32,8 @@ T0 = 1_723_075_200_000 * MS   # 2024-08-08 00:00 UTC in ns
 def goog(tmp_path_factory):
     conv = feeds.read([GOOG], "lobster")
     path = tmp_path_factory.mktemp("interop") / "goog.npz"
-    feeds.save(path, conv.events, conv.instrument, conv.meta)
+    with atomic_write(path) as f_out:
+        feeds.write(f_out, conv.events, conv.instrument, conv.meta)
     return conv, str(path)
 
 

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 from feeds.instrument import Instrument
-from strategies import journal as jr
+from runtime.paper import journal as jr
 
 HEADER = jr.JournalHeader(version=jr.JOURNAL_VERSION, config_sha256="ab" * 32, topic="GOOG",
                           instrument=Instrument(symbol="GOOG", tick_size=0.01, lot_size=1.0), started_ns=1)

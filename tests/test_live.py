@@ -7,11 +7,11 @@ from hypothesis import given, settings, strategies as st
 from engine.live import LiveOptions, StreamOrdering
 from feeds.events import DEPTH, DEPTH_CLEAR, EVENT_DTYPE, EXCH, LOCAL
 from feeds.ordering import order_timelines
-from feeds.wire import pack
-from strategies import runner
-from strategies.config import PaperConfig, load
-from strategies.journal import Step
-from strategies.paper import PaperTrader
+from feeds.zmqfeed.messages import pack
+from runtime import backtest as runner
+from runtime.config import PaperConfig, load
+from runtime.paper.journal import Step
+from runtime.paper.trader import PaperTrader
 from tests.conftest import REPO
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import feeds
-from feeds import csvparse
+from feeds.readers import csvparse
 from feeds import events as E
-from feeds import lobster
+from feeds.readers import lobster
 from feeds.book_check import check_book
-from feeds.errors import DataError, SkipCounter
-from feeds.lobster_check import check
-from feeds.reader import ReadOptions
+from common.errors import DataError, SkipCounter
+from feeds.readers.lobster_check import check
+from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES, shared_path
 
 SAMPLE = str(SAMPLES / "GOOG_2012-06-21_10_head.zip")

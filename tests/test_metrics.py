@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.metrics import episodes, max_drawdown, quoted_share, summarize
-from engine.results import FILL_DTYPE, ORDER_DTYPE, Account, RunResult
+from analysis.metrics import episodes, max_drawdown, quoted_share, summarize
+from analysis.results import FILL_DTYPE, ORDER_DTYPE, Account, RunResult
 from engine.state import TQ_ASK, TQ_BID
 
 S = 1_000_000_000

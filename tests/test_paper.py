@@ -14,7 +14,7 @@ import pytest
 from feeds.events import LOCAL
 from feeds.store import load
 from feeds.zmqfeed import Publisher
-from strategies import journal as jr
+from runtime.paper import journal as jr
 from tests.test_cli import REPO, assert_one_line_error, cmm
 from tests.test_zmq_feed import free_port_pair
 

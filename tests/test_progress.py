@@ -1,7 +1,7 @@
 """The progress bar draws when enabled and stays silent otherwise."""
 import io
 
-from feeds.progress import Progress
+from common.progress import Progress
 
 
 def test_draws_to_completion_when_enabled():

@@ -10,9 +10,10 @@ import pytest
 
 import feeds
 from feeds import events as E
-from feeds.atomic import atomic_write
-from feeds.errors import DataError
-from feeds.store import DatasetMeta, iter_chunks, load, load_header, save
+from common.atomic import atomic_write
+from common.errors import DataError
+from feeds.store import DatasetMeta, iter_chunks, load, load_header
+from tests.files import save_events
 
 INSTRUMENT = feeds.Instrument("BTCUSDT", 0.1, 0.001, 1.0)
 
@@ -41,7 +42,7 @@ def _meta() -> DatasetMeta:
 def test_round_trip(tmp_path, compress):
     path = tmp_path / "day.npz"
     events = _events(1000)
-    save(path, events, INSTRUMENT, _meta(), compress=compress)
+    save_events(path, events, INSTRUMENT, _meta(), compress=compress)
     got = load(path)
     assert np.array_equal(got.events, events) and got.events.dtype == E.EVENT_DTYPE
     assert got.instrument == INSTRUMENT
@@ -50,10 +51,10 @@ def test_round_trip(tmp_path, compress):
 
 
 def test_events_alone_and_empty(tmp_path):
-    save(tmp_path / "bare.npz", _events(3))
+    save_events(tmp_path / "bare.npz", _events(3))
     got = load(tmp_path / "bare.npz")
     assert got.instrument is None and got.meta is None and len(got.events) == 3
-    save(tmp_path / "empty.npz", E.empty(0), INSTRUMENT)
+    save_events(tmp_path / "empty.npz", E.empty(0), INSTRUMENT)
     assert len(load(tmp_path / "empty.npz").events) == 0
     assert list(iter_chunks([tmp_path / "empty.npz"])) == []
 
@@ -64,7 +65,7 @@ def test_iter_chunks_across_files_equals_concatenation(tmp_path, chunk):
     paths = []
     for i, part in enumerate(parts):
         paths.append(tmp_path / f"part{i}.npz")
-        save(paths[-1], part, INSTRUMENT)
+        save_events(paths[-1], part, INSTRUMENT)
     chunks = list(iter_chunks(paths, chunk_events=chunk))
     assert all(0 < len(c) <= chunk for c in chunks)
     assert np.array_equal(np.concatenate(chunks), np.concatenate(parts))
@@ -77,7 +78,7 @@ def test_iter_chunks_refuses_a_nonpositive_chunk(tmp_path):
 
 def test_save_refuses_another_dtype(tmp_path):
     with pytest.raises(DataError, match="64-byte event record"):
-        save(tmp_path / "bad.npz", np.zeros(3))
+        save_events(tmp_path / "bad.npz", np.zeros(3))
     assert os.listdir(tmp_path) == []
 
 
@@ -94,7 +95,7 @@ def test_load_refuses_another_dtype(tmp_path):
 
 def test_atomic_write_keeps_the_old_file_and_no_temp_on_failure(tmp_path):
     path = tmp_path / "day.npz"
-    save(path, _events(5), INSTRUMENT)
+    save_events(path, _events(5), INSTRUMENT)
     before = path.read_bytes()
     with pytest.raises(RuntimeError):
         with atomic_write(path) as f:
@@ -108,13 +109,13 @@ def test_save_failing_at_the_rename_leaves_no_temp(tmp_path):
     target = tmp_path / "taken.npz"
     target.mkdir()              # a directory where the file should go: the final rename fails
     with pytest.raises(OSError):
-        save(target, _events(5))
+        save_events(target, _events(5))
     assert sorted(os.listdir(tmp_path)) == ["taken.npz"]
 
 
 def _damaged(tmp_path, how: str):
     path = tmp_path / f"{how}.npz"
-    save(path, _events(20_000), INSTRUMENT, _meta())
+    save_events(path, _events(20_000), INSTRUMENT, _meta())
     raw = bytearray(path.read_bytes())
     if how == "truncated":
         raw = raw[: len(raw) // 2]

@@ -9,7 +9,7 @@ import pytest
 
 from engine.state import EngineConfig, make_sim
 from feeds import events as E
-from strategies import backtest
+from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
 from tests import engine_events

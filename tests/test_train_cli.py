@@ -10,7 +10,7 @@ import torch
 
 from cmm import cli
 from cmm_models import config
-from feeds.bundle import FILES, load_bundle, verify
+from bundle.loader import FILES, load_bundle, verify
 
 from tests.conftest import REPO, SAMPLES
 

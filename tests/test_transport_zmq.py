@@ -22,12 +22,13 @@ from engine import kernel
 from engine.state import I_LB, make_sim
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
-from feeds.wire import Command, Decision, Decoder, Finished, MetricsView, Ready, ToEngine, Venue, WakeUp, encode
-from strategies.backtest import run as run_backtest
-from strategies.config import engine_config, load
+from feeds.zmqfeed.messages import Decoder, encode
+from runtime.link.protocol import Command, Decision, Finished, MetricsView, Ready, ToEngine, Venue, WakeUp
+from runtime.session import run as run_backtest
+from runtime.config import engine_config, load
 from strategies.kernels.fixed_spread import quote_ticks
-from strategies.runner import build_strategy, load_events
-from strategies.transport import StrategyProcess, TransportError, run_remote, strategy_command
+from runtime.backtest import build_strategy, load_events
+from runtime.link.engine_side import StrategyProcess, TransportError, run_remote, strategy_command
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
@@ -196,7 +197,7 @@ def test_the_strategy_process_drops_what_it_cannot_trust():
     router.setsockopt(zmq.LINGER, 0)
     router.bind("tcp://127.0.0.1:*")
     token = "ab" * 16
-    proc = subprocess.Popen([sys.executable, "-m", "strategies.remote", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.link.strategy_process", "--config",
                              str(CONFIGS / "backtest_fixed_spread.toml"), "--connect",
                              router.getsockopt_string(zmq.LAST_ENDPOINT), "--token", token], cwd=REPO)
     decoder = Decoder(messages=ToEngine)
@@ -329,14 +330,14 @@ def test_curve_without_the_zmq_transport_is_one_line():
 
 
 def test_a_zero_width_array_from_the_strategy_process_is_dropped_not_trusted():
-    from feeds.wire import ArrayView
+    from runtime.link.protocol import ArrayView
     bad = Finished(latency_ns=ArrayView(dtype="<U0", shape=[5], data=b""), record=None, dropped={})
     decoder = Decoder(messages=ToEngine)
     assert decoder.decode(encode(bad)) is None and decoder.total_dropped == 1
 
 
 def _strategy_process(connect: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "strategies.remote", "--config",
+    return subprocess.run([sys.executable, "-m", "runtime.link.strategy_process", "--config",
                            str(CONFIGS / "backtest_fixed_spread.toml"), "--connect", connect, "--token", "t"],
                           cwd=REPO, env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
 

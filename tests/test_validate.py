@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from feeds import events as E
-from feeds.errors import DataError
+from common.errors import DataError
 from feeds.validate import check_events
 
 

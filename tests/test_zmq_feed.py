@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
-from feeds.wire import WIRE_VERSION, Heartbeat, encode
+from feeds.zmqfeed.messages import WIRE_VERSION, Heartbeat, encode
 from feeds.zmqfeed import Publisher, Subscriber
 
 

@@ -1,13 +1,13 @@
 """The market feed over ZeroMQ: a replaying publisher with a snapshot service, and a gap-proof subscriber.
 
-Wire format: :mod:`feeds.wire`. Sockets: the feed (XPUB/SUB) on ``tcp://HOST:PORT``,
+Wire format: :mod:`feeds.zmqfeed.messages`. Sockets: the feed (XPUB/SUB) on ``tcp://HOST:PORT``,
 snapshots (ROUTER/DEALER) on ``PORT + 1``; optionally CURVE-secured (:mod:`.security`).
 """
-from .book import L2Book
-from .publisher import DEFAULT_BIND, Publisher, PublisherStats, replay, snapshot_address, wait_for_subscribers
-from .security import (ClientKeys, CurveConfig, CurveServer, HandshakeWatch, ServerKeys, generate_keypair,
+from feeds.zmqfeed.book import L2Book
+from feeds.zmqfeed.publisher import DEFAULT_BIND, Publisher, PublisherStats, replay, snapshot_address, wait_for_subscribers
+from feeds.zmqfeed.security import (ClientKeys, CurveConfig, CurveServer, HandshakeWatch, ServerKeys, generate_keypair,
                        load_client_keys, load_server_keys, plaintext_warning, secure_client)
-from .subscriber import Subscriber, SubscriberStats, request_snapshot
+from feeds.zmqfeed.subscriber import Subscriber, SubscriberStats, request_snapshot
 
 __all__ = ["DEFAULT_BIND", "ClientKeys", "CurveConfig", "CurveServer", "HandshakeWatch", "L2Book", "Publisher",
            "PublisherStats", "ServerKeys", "Subscriber", "SubscriberStats", "generate_keypair", "load_client_keys",

@@ -13,7 +13,7 @@ Once a topic's replay is over (:meth:`Publisher.end`) its heartbeats say so
 (``final``), so a consumer knows it has the whole stream.
 
 The snapshot service also resends recent batches (the last ``history_events``
-events of each topic) on a :class:`~feeds.wire.ReplayRequest`: a trader that
+events of each topic) on a :class:`~feeds.zmqfeed.messages.ReplayRequest`: a trader that
 crashed resumes from the batch after the last one it journaled instead of
 from a snapshot, and so sees exactly the stream an uninterrupted run saw.
 
@@ -35,11 +35,11 @@ import zmq
 from feeds.events import LOCAL
 from feeds.instrument import Instrument
 from feeds.store import iter_chunks, load_header
-from feeds.wire import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
-                        SnapshotRequest, encode, pack)
+from feeds.zmqfeed.messages import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
+                                    SnapshotRequest, encode, pack)
 
-from .book import L2Book
-from .security import CurveServer, ServerKeys
+from feeds.zmqfeed.book import L2Book
+from feeds.zmqfeed.security import CurveServer, ServerKeys
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 10_000   # batches queued per subscriber before ZeroMQ drops (the subscriber sees a gap)

@@ -12,7 +12,7 @@ listed client keys and counts and logs every refusal. A plaintext client never
 gets that far: ZeroMQ drops it at the greeting for offering the wrong mechanism.
 
 Every bad key file (missing, unreadable, not a certificate, a key of the wrong
-kind) is a :class:`~feeds.errors.DataError` naming the file and what was expected.
+kind) is a :class:`~common.errors.DataError` naming the file and what was expected.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
-from feeds.errors import DataError
-from feeds.tomlconfig import Table
+from common.errors import DataError
+from common.config import Table
 
 log = logging.getLogger("feeds.zmqfeed.security")
 

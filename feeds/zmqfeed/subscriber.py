@@ -25,7 +25,7 @@ and we see gaps.
 No message for ``stale_after`` seconds marks the feed stale (reported once,
 through ``on_stale(True)``) until the next message arrives (``on_stale(False)``).
 Malformed, oversized and wrong-version messages are dropped and counted by
-the :class:`feeds.wire.Decoder`; nothing a peer sends raises out of :meth:`Subscriber.poll`.
+the :class:`feeds.zmqfeed.messages.Decoder`; nothing a peer sends raises out of :meth:`Subscriber.poll`.
 """
 from __future__ import annotations
 
@@ -37,12 +37,12 @@ from typing import Callable
 import msgspec
 import zmq
 
-from feeds.wire import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
-                        SnapshotRequest, encode, pack, unpack)
+from feeds.zmqfeed.messages import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
+                                    SnapshotRequest, encode, pack, unpack)
 
-from .book import L2Book
-from .publisher import snapshot_address
-from .security import ClientKeys, HandshakeWatch, secure_client
+from feeds.zmqfeed.book import L2Book
+from feeds.zmqfeed.publisher import snapshot_address
+from feeds.zmqfeed.security import ClientKeys, HandshakeWatch, secure_client
 
 log = logging.getLogger("feeds.zmqfeed")
 

@@ -7,7 +7,7 @@ import numba as nb
 
 from engine.kernel import position
 
-from .quoting import next_wake, requote
+from strategies.kernels.quoting import next_wake, requote
 
 
 @nb.njit(cache=True)

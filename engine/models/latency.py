@@ -1,0 +1,64 @@
+"""Order entry and response latency, per command type.
+
+Constant: ``iv[I_LAT + 2*cmd]`` is the entry latency and ``iv[I_LAT + 2*cmd + 1]``
+the response latency of command ``cmd`` (0 place, 1 modify, 2 cancel).
+
+Recorded: a table of (request, exchange, response) timestamps, from which the
+entry latency (exchange - request) and response latency (response - exchange)
+are interpolated linearly at the request time (clamped at the table's ends),
+as hftbacktest's ``IntpOrderLatency`` does. A recorded table applies to every
+command type.
+"""
+import numba as nb
+import numpy as np
+
+from engine.state import I_LAT, I_NLAT
+
+CMD_PLACE = 0
+CMD_MODIFY = 1
+CMD_CANCEL = 2
+
+
+def latency_table(request_ts, exchange_ts, response_ts):
+    """Build the (timestamps, [entry, response]) pair ``make_sim`` accepts."""
+    req = np.asarray(request_ts, dtype=np.int64)
+    exch = np.asarray(exchange_ts, dtype=np.int64)
+    resp = np.asarray(response_ts, dtype=np.int64)
+    if not (req.shape == exch.shape == resp.shape) or req.ndim != 1 or len(req) == 0:
+        raise ValueError("latency table needs three equal-length, non-empty 1-D arrays")
+    if np.any(np.diff(req) < 0):
+        raise ValueError("latency table request timestamps must be sorted")
+    if np.any(exch < req) or np.any(resp < exch):
+        raise ValueError("latency table needs request <= exchange <= response on every row")
+    return req, np.stack([exch - req, resp - exch], axis=1)
+
+
+@nb.njit(cache=True)
+def _interp(ts_arr, values, col, ts):
+    n = ts_arr.shape[0]
+    if ts <= ts_arr[0]:
+        return values[0, col]
+    if ts >= ts_arr[n - 1]:
+        return values[n - 1, col]
+    i = np.searchsorted(ts_arr, ts, side="right")
+    t0 = ts_arr[i - 1]
+    t1 = ts_arr[i]
+    v0 = values[i - 1, col]
+    v1 = values[i, col]
+    if t1 == t0:
+        return v1
+    return np.int64(v0 + (v1 - v0) * ((ts - t0) / (t1 - t0)))
+
+
+@nb.njit(cache=True)
+def entry_latency(iv, lat_ts, lat_v, cmd, ts):
+    if iv[I_NLAT] == 0:
+        return iv[I_LAT + 2 * cmd]
+    return _interp(lat_ts, lat_v, 0, ts)
+
+
+@nb.njit(cache=True)
+def response_latency(iv, lat_ts, lat_v, cmd, ts):
+    if iv[I_NLAT] == 0:
+        return iv[I_LAT + 2 * cmd + 1]
+    return _interp(lat_ts, lat_v, 1, ts)

@@ -1,0 +1,280 @@
+"""One backtest from a config: load the data, build the engine, run the strategy, summarise, write.
+
+This is the whole of ``cmm backtest``; the command line only parses its
+arguments and prints what this returns.
+"""
+from __future__ import annotations
+
+import os
+import typing
+
+import msgspec
+import numpy as np
+
+import feeds
+from common.progress import bar
+from feeds.readers.base import no_progress
+from engine import kernel
+from engine.models.latency import latency_table
+from analysis.metrics import Summary, summarize
+from analysis.output import write_results
+from analysis.results import RunResult, collect
+from engine.state import ConfigError as EngineConfigError, make_sim
+from common.atomic import atomic_write
+from common.errors import DataError
+from feeds.events import EVENT_DTYPE
+from feeds.instrument import Instrument
+from feeds.store import is_event_file
+from common.config import resolve
+
+from runtime import session as backtest
+from strategies.api import MeasuresDecisionLatency
+from runtime.config import BacktestConfig, ConfigError, VenueConfig, engine_config, strategy_params
+from strategies.registry import STRATEGIES
+
+
+class LatencyStats(msgspec.Struct, frozen=True):
+    p50: float
+    p99: float
+
+
+class RunSummary(Summary, frozen=True, omit_defaults=True):
+    """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
+
+    decision_latency_us: LatencyStats | None = None
+
+
+class Backtest(msgspec.Struct):
+    result: RunResult
+    summary: RunSummary
+    instrument: Instrument
+    events: int
+    decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
+    dropped: dict[str, dict[str, int]] | None = None   # --transport zmq: messages dropped, by side and reason
+
+
+DECISIONS = "decisions.npz"
+
+
+def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray, Instrument]:
+    """The config's data as one event array on both timelines, with its instrument."""
+    files = cfg.data.files
+    fmt = cfg.data.format
+    if fmt == "npz" or (fmt == "auto" and all(is_event_file(f) for f in files)):
+        loaded = [feeds.load(f) for f in files]
+        events = np.concatenate([e.events for e in loaded]) if len(loaded) > 1 else loaded[0].events
+        instrument = loaded[0].instrument
+        for path, other in zip(files[1:], loaded[1:]):
+            if other.instrument != instrument:
+                raise DataError("instrument differs from the first file's", path=path, field="data.files")
+    else:
+        conv = feeds.read(files, fmt, feeds.ReadOptions(progress=bar if progress else no_progress))
+        events, instrument = conv.events, conv.instrument
+    return events, instrument_for(cfg, instrument)
+
+
+LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
+
+
+def _latency_table(path: str | None):
+    """A recorded latency file: a header line, then ``request_ts,exchange_ts,response_ts`` rows in ns."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            header = f.readline().strip()
+            if header != LATENCY_HEADER:
+                raise ConfigError(f"expected the header {LATENCY_HEADER!r}, found {header!r}", path=path,
+                                  line=1, field="latency.file")
+            rows = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except OSError as e:
+        raise ConfigError(f"cannot read latency file: {e.strerror}", path=path, field="latency.file") from None
+    except ValueError as e:
+        raise ConfigError(f"expected three integer ns columns: {e}", path=path, field="latency.file") from None
+    if rows.shape[1] != 3:
+        raise ConfigError(f"expected 3 columns, found {rows.shape[1]}", path=path, field="latency.file")
+    try:
+        return latency_table(rows[:, 0], rows[:, 1], rows[:, 2])
+    except ValueError as e:
+        raise ConfigError(str(e), path=path, field="latency.file") from None
+
+
+def resolve_paths(params: msgspec.Struct, config_path: str) -> msgspec.Struct:
+    """Params with every ``ConfigPath`` field (strategies.params) made relative to the config's directory."""
+    hints = typing.get_type_hints(type(params), include_extras=True)
+    paths = {name: resolve(config_path, getattr(params, name)) for name in params.__struct_fields__
+             if any(getattr(meta, "extra", None) and meta.extra.get("relative_to_config")
+                    for meta in getattr(hints[name], "__metadata__", ()))}
+    return msgspec.structs.replace(params, **paths)
+
+
+def own_latency_ns(strategy) -> np.ndarray | None:
+    """The wall time of each of the strategy's decisions, if it measures them."""
+    return strategy.decision_latency_ns() if isinstance(strategy, MeasuresDecisionLatency) else None
+
+
+def decision_latency(ns: np.ndarray | None) -> LatencyStats | None:
+    """p50 and p99 of the strategy's own decision times, in us, if it measured any."""
+    if ns is None or len(ns) == 0:
+        return None
+    p50, p99 = np.percentile(ns, [50, 99]) / 1e3
+    return LatencyStats(p50=float(p50), p99=float(p99))
+
+
+def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrument:
+    """The data's instrument with the config's ``[instrument]`` overrides; the config alone if the data has none."""
+    over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
+    if instrument is None:
+        if "tick_size" not in over:
+            raise ConfigError("the data names no instrument: give [instrument] tick_size (and lot_size)",
+                              field="instrument.tick_size")
+        instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
+                                lot_size=over.pop("lot_size", 1.0))
+    return msgspec.structs.replace(instrument, **over)
+
+
+def decision_record(strategy) -> dict[str, np.ndarray] | None:
+    """The strategy's per-decision record, if it keeps one (CMM: quotes, weights, regimes)."""
+    return strategy.decision_record() if hasattr(strategy, "decision_record") else None
+
+
+def strategy_entry(cfg: VenueConfig, config_path: str):
+    """The config's strategy: its registry entry and its checked Params (paths made relative to the config)."""
+    entry = STRATEGIES.get(cfg.strategy.name)
+    if entry is None:
+        raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
+                          path=config_path, field="strategy.name")
+    return entry, resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
+
+
+def compute_ns_for(cfg: VenueConfig, entry) -> int | None:
+    """The decision time to charge: the config's, else the strategy's own default; None means measured."""
+    s = cfg.strategy
+    return entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" else s.compute_ns
+
+
+def build_strategy(cfg: VenueConfig, config_path: str):
+    """The config's Python strategy, ready to run on any venue: checked params, wake policy and decision time.
+
+    The strategy process of ``--transport zmq`` builds its strategy here too, so both sides agree on it.
+    """
+    entry, params = strategy_entry(cfg, config_path)
+    return entry.python(params, wake=cfg.strategy.wake, compute_ns=compute_ns_for(cfg, entry))
+
+
+def sim_config(cfg: VenueConfig, instrument: Instrument):
+    """The engine's config and the recorded latency table, if any."""
+    return (engine_config(cfg, instrument.tick_size, instrument.lot_size, instrument.contract_multiplier),
+            _latency_table(cfg.latency.file))
+
+
+def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None,
+               latency_ns: np.ndarray | None = None, **extra) -> Summary:
+    """The run's summary with the strategy's own decision latency (``latency_ns`` when another process
+    measured it); ``type_`` (a RunSummary) adds a venue's fields."""
+    # Wall times are never reproducible: reported only when the run charges them, so a declared
+    # decision time gives the same bytes every run.
+    measured = strategy is not None and strategy.compute_ns is None
+    ns = latency_ns if latency_ns is not None else own_latency_ns(strategy) if measured else None
+    return (type_ or RunSummary)(
+        **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
+        decision_latency_us=decision_latency(ns) if measured else None, **extra)
+
+
+def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
+        timeout_s: float | None = None, curve: bool = False) -> Backtest:
+    """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`runtime.link.engine_side`),
+    waiting at most ``timeout_s`` for each of its answers, over a CURVE-secured link with ``curve``."""
+    entry, params = strategy_entry(cfg, config_path)
+    events, instrument = load_events(cfg, progress)
+    if events.dtype != EVENT_DTYPE or len(events) == 0:
+        raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
+    try:
+        sim = make_sim(events, *sim_config(cfg, instrument))
+    except EngineConfigError as e:
+        raise ConfigError(str(e), path=config_path) from None
+    s = cfg.strategy
+    compute_ns = compute_ns_for(cfg, entry)
+    strategy = decisions = dropped = latency_ns = None
+    if s.mode == "python":
+        strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
+        try:
+            if transport == "zmq":
+                from runtime.link.engine_side import StrategyProcess, run_remote, strategy_command
+                with StrategyProcess(strategy_command(config_path), timeout_s=timeout_s, curve=curve) as link:
+                    remote = run_remote(strategy, sim, instrument, link, progress=progress)
+                result, latency_ns, decisions, dropped = remote.result, remote.latency_ns, remote.record, \
+                    remote.dropped
+            else:
+                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+                decisions = decision_record(strategy)
+        except ConfigError as e:      # a strategy refusing its settings at start: name the config
+            raise e.located(config_path) from None
+    elif transport == "zmq":
+        raise ConfigError("a kernel runs inside the engine; --transport zmq runs mode = \"python\" strategies",
+                          path=config_path, field="strategy.mode")
+    else:
+        if entry.kernel is None:
+            raise ConfigError(f"strategy {s.name!r} has no kernel; use mode = \"python\"", path=config_path,
+                              field="strategy.mode")
+        if s.wake.every_ns is None or s.wake.every_events is not None or s.wake.on_top_change:
+            raise ConfigError("kernels wake on a timer only: set wake.every_ns alone", path=config_path,
+                              field="strategy.wake")
+        if compute_ns is None:
+            raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
+                              path=config_path, field="strategy.compute_ns")
+        kernel.set_compute_ns(sim, compute_ns)
+        entry.kernel(sim, params, s.wake, instrument.tick_size)
+        result = collect(sim)
+    return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns),
+                    instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
+
+
+def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
+                  timeout_s: float | None = None, curve: bool = False) -> Backtest:
+    from runtime.config import load
+    cfg = load(config_path)
+    bt = run(cfg, config_path, progress, transport, timeout_s, curve)
+    with open(config_path, "rb") as f:
+        config_text = f.read()
+    write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
+              bt.decisions)
+    return bt
+
+
+def write_run(out_dir: str, result: RunResult, summary: Summary, config_text: bytes, title: str,
+              decisions: dict[str, np.ndarray] | None) -> None:
+    """The results directory, plus ``decisions.npz`` for a strategy that records its decisions (CMM: quotes,
+    weights, regimes)."""
+    write_results(out_dir, result, summary, config_text, title)
+    if decisions is not None:
+        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
+            np.savez(f, **decisions)
+
+
+def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
+    s = bt.summary
+
+    def num(x, spec=",.4f"):
+        return "n/a" if x is None else format(x, spec)
+
+    rows = [
+        ("events", f"{bt.events:,}"), ("ticks", f"{s.ticks:,}"),
+        ("EPnL", num(s.epnl)), ("MAP", num(s.map)), ("RPT", num(s.rpt)), ("PnLMAP", num(s.pnlmap)),
+        ("fills", f"{s.n_fills:,}"), ("volume", num(s.volume, ",.6g")), ("fees", num(s.fees)),
+        ("final position", num(s.final_position, ",.6g")), ("Sharpe (per episode)", num(s.sharpe)),
+        ("max drawdown", num(s.max_drawdown)),
+        ("quoted bid / ask", f"{s.quoted_bid_share:.1%} / {s.quoted_ask_share:.1%}"),
+        (f"episodes ({s.episodes.length_s:g} s)",
+         f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean)} ± {num(s.episodes.epnl.std)}"),
+    ]
+    if s.decision_latency_us is not None:
+        rows.append(("decision latency p50 / p99",
+                     f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    for side, reasons in (bt.dropped or {}).items():
+        rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if out_dir:
+        lines.append(f"results in {os.path.abspath(out_dir)}")
+    return "\n".join(lines)

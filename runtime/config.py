@@ -1,0 +1,128 @@
+"""The backtest config: a TOML file parsed into typed Structs, so the schema is this code.
+
+Every table forbids unknown keys, so a typo is an error, not a silently ignored
+setting. Paths in ``[data]`` and ``[latency]`` are relative to the config file.
+``configs/backtest_fixed_spread.toml`` is a complete, commented example.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from engine.state import EngineConfig
+from common import config as tomlconfig
+from common.config import ConfigError, DataConfig, Table
+
+from strategies.api import WakePolicy
+from strategies.params import NonNegativeInt, Positive
+
+
+
+class InstrumentOverrides(Table):
+    """Replace what the data file says about the instrument."""
+
+    symbol: str | None = None
+    tick_size: Positive | None = None
+    lot_size: Positive | None = None
+    contract_multiplier: Positive | None = None
+
+
+class StrategyConfig(Table):
+    name: str
+    mode: Literal["python", "kernel"] = "python"
+    compute_ns: NonNegativeInt | Literal["measured"] | None = None   # None: the strategy's own default
+    wake: WakePolicy = WakePolicy()
+    params: dict[str, Any] = {}
+
+
+class QueueConfig(Table):
+    model: Literal["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3", "l3"] = \
+        "risk_averse"
+    power: Positive = 2.0
+    partial_fills: bool = False
+
+
+class LatencyConfig(Table):
+    """Order entry (to the exchange) and response (back to us) latency, per command.
+
+    Either constants in ns, or ``file``: a CSV of recorded ``request_ts,exchange_ts,
+    response_ts`` rows in ns, interpolated at each request's time.
+    """
+
+    place_entry_ns: NonNegativeInt = 0
+    place_response_ns: NonNegativeInt = 0
+    modify_entry_ns: NonNegativeInt = 0
+    modify_response_ns: NonNegativeInt = 0
+    cancel_entry_ns: NonNegativeInt = 0
+    cancel_response_ns: NonNegativeInt = 0
+    file: str | None = None
+
+
+class FeeConfig(Table):
+    """Rates paid on fills; a negative maker rate is a rebate."""
+
+    maker: float = 0.0
+    taker: float = 0.0
+    mode: Literal["notional", "per_unit"] = "notional"
+
+
+class MetricsConfig(Table):
+    episode_s: Positive = 1800.0
+
+
+class VenueConfig(Table, kw_only=True):
+    """What a strategy runs with on any venue: itself, the instrument, and the simulated exchange's models."""
+
+    strategy: StrategyConfig
+    instrument: InstrumentOverrides = InstrumentOverrides()
+    queue: QueueConfig = QueueConfig()
+    latency: LatencyConfig = LatencyConfig()
+    fees: FeeConfig = FeeConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+class BacktestConfig(VenueConfig, kw_only=True):
+    """``cmm backtest``: a venue replayed from tick files."""
+
+    data: DataConfig
+
+
+class PaperFeedConfig(Table):
+    """``[paper]``: how paper trading takes its feed (``cmm paper --feed ADDR``)."""
+
+    topic: str | None = None               # the instrument's topic; None: the only one the feed carries
+    stale_after_s: Positive = 2.0          # no message for this long: the feed is stale, quotes are pulled
+    max_feed_latency_ns: NonNegativeInt = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
+    status_every_s: Positive = 1.0         # the live status line's period
+    busy_poll: bool = False                # spin on the feed instead of sleeping: a core for lower latency
+
+
+class PaperConfig(VenueConfig, kw_only=True):
+    """``cmm paper``: the same venue over a live ZeroMQ feed."""
+
+    paper: PaperFeedConfig = PaperFeedConfig()
+
+
+def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
+    """Parse and check a config file; every problem is a ConfigError naming the key."""
+    cfg = tomlconfig.load(path, type_)
+    latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)
+    cfg = msgspec.structs.replace(cfg, latency=msgspec.structs.replace(cfg.latency, file=latency_file))
+    if isinstance(cfg, BacktestConfig):
+        files = [tomlconfig.resolve(path, f) for f in cfg.data.files]
+        cfg = msgspec.structs.replace(cfg, data=msgspec.structs.replace(cfg.data, files=files))
+    return cfg
+
+
+def strategy_params(cfg: VenueConfig, params_type: type[msgspec.Struct], path: str) -> msgspec.Struct:
+    """The ``[strategy.params]`` table checked against the strategy's own Params Struct."""
+    return tomlconfig.convert(cfg.strategy.params, params_type, path, "strategy.params")
+
+
+def engine_config(cfg: VenueConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
+    latencies = {k: v for k, v in msgspec.structs.asdict(cfg.latency).items() if k != "file"}
+    return EngineConfig(
+        tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
+        queue_model=cfg.queue.model, queue_power=cfg.queue.power, partial_fills=cfg.queue.partial_fills,
+        maker_fee=cfg.fees.maker, taker_fee=cfg.fees.taker, fee_mode=cfg.fees.mode, **latencies)

@@ -1,0 +1,175 @@
+"""The paper trader's append-only journal: what it received, and what its orders, fills and position became.
+
+Paper trading is deterministic in what it receives: the same feed batches, in
+the same order, give the same orders and fills (the engine runs on the feed's
+timestamps; a measured decision time is journaled with them). So the journal
+records each step's *input* (the feed batch, a snapshot resync, the feed's
+clock moving on in a quiet market, a stale-feed quote pull, the end of the stream) together with its *outcome* (the orders
+sent, the fills, the position and cash after it) in one record, and a trader
+killed at any instant resumes by re-running the journaled steps: the state
+rebuilt is the state lost, and every fill it re-derives is checked against the
+journal's. A step not yet journaled when the trader died is simply fetched
+from the feed again, so nothing is lost and nothing is counted twice.
+
+File format: records of ``[u32 length][u32 crc32][msgpack payload]``, little
+endian, the first a :class:`JournalHeader`. Writes are appended and fsynced
+(:meth:`Journal.sync`) once per poll of the feed, after the steps it handled.
+A crash can leave a torn last record; reading stops before it and resuming
+truncates it away.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from typing import Iterator, Literal, Union
+
+import msgspec
+
+from common.errors import DataError
+from feeds.instrument import Instrument
+
+JOURNAL_VERSION = 1
+FRAME = struct.Struct("<II")
+MAX_RECORD = 64 << 20
+
+
+class JournalHeader(msgspec.Struct, tag="header", frozen=True):
+    version: int
+    config_sha256: str          # a journal resumes only with the config that wrote it
+    topic: str
+    instrument: Instrument
+    started_ns: int
+
+
+class JournalFill(msgspec.Struct, frozen=True, array_like=True):
+    order_id: int
+    side: int                   # 1 buy, -1 sell
+    exch_ts: int
+    local_ts: int
+    maker: bool
+    price: float
+    qty: float
+    fee: float
+
+
+class JournalOrder(msgspec.Struct, frozen=True, array_like=True):
+    """A request the strategy sent: ``kind`` new, modify or cancel; ``side`` 1 buy, -1 sell; it reaches the
+    exchange at ``arrives_ts``."""
+
+    order_id: int
+    kind: str
+    side: int
+    price: float
+    qty: float
+    arrives_ts: int
+
+
+class Step(msgspec.Struct, tag="step", frozen=True):
+    kind: Literal["batch", "snapshot", "clock", "stale", "end"]
+    seq: int                    # the feed's seq after this step
+    session: int                # the publisher's session
+    events: bytes = b""         # the received records (batch) or the snapshot's
+    clock_ns: int = 0           # clock: every event up to this local time has been received
+    charges_ns: list[int] = []  # measured decision times of the wake-ups in this step, in order
+    orders: list[JournalOrder] = []
+    fills: list[JournalFill] = []
+    position: float = 0.0       # after the step, at the exchange
+    cash: float = 0.0
+    fees: float = 0.0
+
+
+Record = Union[JournalHeader, Step]
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Record)
+
+
+class JournalError(DataError):
+    """A journal that cannot be resumed from."""
+
+
+def read(path: str) -> tuple[JournalHeader, list[Step], int]:
+    """The header, every complete step, and the byte length they span (a torn tail is past it)."""
+    header, steps, good = None, [], 0
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise JournalError(f"cannot read journal: {e.strerror}", path=path) from None
+    for record, end in _records(data):
+        if header is None:
+            if not isinstance(record, JournalHeader):
+                raise JournalError("the first record is not a journal header", path=path)
+            if record.version != JOURNAL_VERSION:
+                raise JournalError(f"journal version {record.version}, expected {JOURNAL_VERSION}", path=path)
+            header = record
+        elif isinstance(record, Step):
+            steps.append(record)
+        else:
+            raise JournalError("a second header", path=path)
+        good = end
+    if header is None:
+        raise JournalError("no journal header: the trader died before it wrote one; start afresh", path=path)
+    return header, steps, good
+
+
+def _records(data: bytes) -> Iterator[tuple[Record, int]]:
+    pos = 0
+    while pos + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, pos)
+        start, end = pos + FRAME.size, pos + FRAME.size + length
+        if length > MAX_RECORD or end > len(data):
+            return
+        payload = data[start:end]
+        if zlib.crc32(payload) != crc:
+            return
+        try:
+            record = _decoder.decode(payload)
+        except msgspec.DecodeError:
+            return
+        yield record, end
+        pos = end
+
+
+class Journal:
+    """Appends records; :meth:`sync` makes everything appended so far durable."""
+
+    def __init__(self, path: str, header: JournalHeader | None = None, truncate_at: int | None = None):
+        """A new journal with ``header`` (an existing file is an error), or an existing one reopened for
+        appending after its first ``truncate_at`` bytes (the torn tail dropped)."""
+        self.path = path
+        if header is not None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                raise JournalError("a journal already exists: resume it with --resume, or remove it",
+                                   path=path) from None
+            self._f = os.fdopen(fd, "ab")
+            self.append(header)
+            self.sync()
+            _fsync_dir(path)
+        else:
+            self._f = open(path, "r+b")
+            self._f.truncate(truncate_at)
+            self._f.seek(0, os.SEEK_END)
+
+    def append(self, record: Record) -> None:
+        payload = _encoder.encode(record)
+        self._f.write(FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
+
+    def sync(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self._f.close()
+
+
+def _fsync_dir(path: str) -> None:
+    """Make the journal's directory entry durable too."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

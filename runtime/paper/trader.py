@@ -1,0 +1,187 @@
+"""Paper trading's core: feed steps in, the backtest's engine and Session in between, journal records out.
+
+:class:`PaperTrader` has no sockets and no clock. It takes one
+:class:`~runtime.paper.journal.Step` at a time (a feed batch, a snapshot resync,
+a stale-feed quote pull, the end of the stream), runs the strategy over it on
+the same kernel a backtest uses (:mod:`engine.live` streams the rows onto the
+two timelines), and returns the step with its outcome filled in: the orders
+sent, the fills, the position and cash after it. Fed the same steps it gives
+the same outcomes, which is what lets a killed trader resume from its journal
+(:meth:`replay` checks that it does).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+import numpy as np
+
+from engine import kernel
+from engine.live import LiveOptions, LiveSim, StreamOrdering
+from analysis.results import RunResult, collect
+from engine.state import (F_CASH, F_FEE, F_POS, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE,
+                          FLF_QTY, I_NFILLS, I_RQ_TAIL, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS)
+from engine.exchange import RQ_CANCEL, RQ_MODIFY, RQ_NEW
+from feeds.instrument import Instrument
+from feeds.zmqfeed.messages import unpack
+
+from runtime.session import Session
+from runtime.config import ConfigError, PaperConfig
+from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
+from runtime.backtest import build_strategy, sim_config
+
+REQUEST_KINDS = {RQ_NEW: "new", RQ_MODIFY: "modify", RQ_CANCEL: "cancel"}
+NO_EXCH_YET = int(np.iinfo(np.int64).min)
+
+
+class PaperTrader:
+    """One strategy on one instrument's feed, advanced a step at a time."""
+
+    def __init__(self, cfg: PaperConfig, config_path: str, instrument: Instrument, on_wake=None,
+                 live: LiveOptions | None = None):
+        """``on_wake()`` is called after each wake-up (the loop times its reactions with it); ``live`` sizes
+        the engine's first arrays (tests make them tiny to exercise growth)."""
+        self.cfg = cfg
+        self.config_path = config_path
+        self.on_wake = on_wake
+        self.instrument = instrument
+        self.strategy = build_strategy(cfg, config_path)
+        self.engine_cfg, self.latency = sim_config(cfg, instrument)
+        self.options = live or LiveOptions()
+        self.ordering = StreamOrdering(cfg.paper.max_feed_latency_ns)
+        self.live: LiveSim | None = None
+        self.session: Session | None = None
+        self.held: list[np.ndarray] = []      # rows that came before any price (the book's range needs one)
+        self.started = False
+        self.ended = False
+        self.seq = 0                          # the feed position of the last step
+        self.feed_session = 0
+        self.quotes_pulled = 0
+        self.rewound = 0                      # rows dropped for lying before the engine's clock
+
+    # ---- steps
+    def step(self, step: Step, charges: list[int] | None = None) -> Step:
+        """Apply one step; returns it with its outcome. ``charges``: decision times to charge (a replay)."""
+        if self.ended:
+            raise JournalError(f"a {step.kind} step after the end of the stream")
+        fills0, req0 = self._marks()
+        if step.kind in ("batch", "snapshot"):
+            self._take(self.ordering.push(self._in_time(unpack(step.events), step.kind == "snapshot")))
+        elif step.kind == "clock":
+            self._take(self.ordering.advance(step.clock_ns))
+        elif step.kind == "end":
+            self._take(self.ordering.flush())
+            if self.live is None:                  # a feed with no price at all: an empty book to report on
+                self._open(self.instrument.tick_size * self.options.tick_range * 2)
+            self.live.finish()
+            self.ended = True
+        if self.session is not None:
+            self.session.charges = []
+            self.session.replay_charges = deque(charges) if charges is not None else None
+        if step.kind == "stale" and self.started:
+            self.quotes_pulled += int(kernel.cancel_all(self.live.sim))
+        self._run()
+        self.seq, self.feed_session = step.seq, step.session
+        return self._outcome(step, fills0, req0)
+
+    def replay(self, step: Step) -> None:
+        """Re-run a journaled step; its outcome must be the one journaled, else the journal cannot resume."""
+        again = self.step(msgspec.structs.replace(step, charges_ns=[], orders=[], fills=[]),
+                          charges=step.charges_ns)
+        for what in ("fills", "orders", "position", "cash"):
+            if getattr(again, what) != getattr(step, what):
+                raise JournalError(f"replaying the journal diverged at seq {step.seq} ({what} differ): "
+                                   f"was the config, the data or the code changed?")
+
+    def _in_time(self, rows: np.ndarray, restamp: bool) -> np.ndarray:
+        """Rows that do not go back in time. The feed's clock only goes back when a replaying publisher
+        restarts: its batches before our clock are dropped (and counted); a snapshot is the book *now*,
+        so its rows are stamped with our clock instead."""
+        last = self.ordering.last_local
+        if last is None or len(rows) == 0 or rows["local_ts"][0] >= last:
+            return rows
+        if restamp:
+            rows = rows.copy()
+            rows["local_ts"] = np.maximum(rows["local_ts"], last)
+            rows["exch_ts"] = np.maximum(rows["exch_ts"], last - self.ordering.max_latency)
+            return rows
+        keep = rows["local_ts"] >= last
+        self.rewound += int(len(rows) - keep.sum())
+        return rows[keep]
+
+    def _take(self, rows: np.ndarray) -> None:
+        if self.live is None:
+            if len(rows):
+                self.held.append(rows)
+            priced = [r["px"][(r["px"] > 0) & np.isfinite(r["px"])] for r in self.held]
+            priced = [p for p in priced if len(p)]
+            if not priced:
+                return
+            self._open(float(priced[0][0]))
+            rows = np.concatenate(self.held)
+            self.held = []
+        self.live.append(rows)
+        if self.live.sim is not self.session.sim:      # grown or re-centred: a new Sim over new arrays
+            self.session.use(self.live.sim)
+
+    def _open(self, first_price: float) -> None:
+        self.live = LiveSim(self.engine_cfg, first_price, self.options, self.latency)
+        self.session = Session(self.strategy, self.live.sim, self.instrument.tick_size, self.instrument.lot_size)
+        self.session.on_wake = self.on_wake
+
+    def _run(self) -> None:
+        if self.session is None:
+            return
+        if not self.started:
+            # The clock starts at the first row of either timeline (as in a backtest): wait for the first
+            # exchange-timeline row, which the ordering holds back until it is certain to be first.
+            if self.ordering.released_exch == NO_EXCH_YET and not self.ended:
+                return
+            try:
+                self.session.start()
+            except ConfigError as e:      # a strategy refusing its settings at start: name the config
+                raise e.located(self.config_path) from None
+            self.started = True
+        self.session.run(int(kernel.END) - 1 if self.ended else self.ordering.horizon)
+
+    # ---- outcome
+    def _marks(self) -> tuple[int, int]:
+        if self.live is None:
+            return 0, 0
+        iv = self.live.arrays["iv"]
+        return int(iv[I_NFILLS]), int(iv[I_RQ_TAIL])
+
+    def _outcome(self, step: Step, fills0: int, req0: int) -> Step:
+        if self.live is None:
+            return step
+        a = self.live.arrays
+        fills1, req1 = self._marks()
+        fi, ff = a["fl_i"], a["fl_f"]
+        fills = [JournalFill(order_id=int(fi[k, FL_ID]), side=int(fi[k, FL_SIDE]), exch_ts=int(fi[k, FL_XTS]),
+                             local_ts=int(fi[k, FL_LTS]), maker=bool(fi[k, FL_MAKER]),
+                             price=float(ff[k, FLF_PRICE]), qty=float(ff[k, FLF_QTY]), fee=float(ff[k, FLF_FEE]))
+                 for k in range(fills0, fills1)]
+        rq_i, rq_f = a["rq_i"], a["rq_f"]
+        mask = rq_i.shape[0] - 1
+        tick = self.instrument.tick_size
+        orders = []
+        for k in range(req0, req1):
+            r = rq_i[k & mask]
+            kind = int(r[RQ_KIND])
+            orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_KINDS[kind], side=int(r[RQ_SIDE]),
+                                       price=float(r[RQ_TICK]) * tick if kind != RQ_CANCEL else 0.0,
+                                       qty=float(rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
+        fv = a["fv"]
+        return msgspec.structs.replace(
+            step, charges_ns=list(self.session.charges or []), orders=orders, fills=fills,
+            position=float(fv[F_POS]), cash=float(fv[F_CASH]), fees=float(fv[F_FEE]))
+
+    # ---- the end
+    def close(self) -> RunResult:
+        """Stop the strategy and return the run's results (the engine as far as the feed went)."""
+        if self.live is None:
+            self._open(self.instrument.tick_size * self.options.tick_range * 2)
+        if self.started:
+            self.session.stop()
+        return collect(self.live.sim)
+

@@ -1,0 +1,407 @@
+"""Run a Python ``Strategy`` over the jitted engine.
+
+The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
+module turns what happened since the previous one (our fills, order state
+changes, market trades, depth changes) into the strategy's callbacks, and its
+order calls into the engine's order API. Reads go straight to the engine's
+arrays (taken out of the ``Sim`` once: each attribute read of a structref from
+Python is a jitted call), so a wake-up costs a few microseconds of Python plus
+the strategy's own work. Callbacks the strategy does not override are not
+prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
+scan, the trade arrays or the depth check.
+
+The callbacks' order exists once, in :class:`Dispatcher`. :class:`Session` is
+the wake-up loop and the decision-time charge, for backtests and paper trading
+alike; who runs a step's callbacks is its ``decisions``: :class:`LocalDecisions`
+here, or the strategy process of ``--transport zmq`` (:mod:`runtime.link.engine_side`),
+which runs the same ``LocalDecisions`` and ``Dispatcher`` over its copy of this
+context (:mod:`runtime.link.strategy_process`).
+"""
+from __future__ import annotations
+
+import gc
+import time
+from collections import deque
+from types import SimpleNamespace
+
+import numpy as np
+
+from engine import kernel
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCEL, REQ_MODIFY, REQ_NEW, SELL,
+                          SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
+from analysis.results import RunResult, collect
+from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
+                          FLF_PRICE, FLF_QTY, I_CUR, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
+                          Sim)
+from feeds.events import EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
+from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
+from common.progress import Progress
+
+from strategies.api import Book, Fill, Metrics, Order, Trades
+from strategies.base import Strategy
+
+PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
+
+
+class OrderRejected(ValueError):
+    """An order call the engine refused before sending (bad size, price out of range)."""
+
+
+def arrays(sim: Sim) -> SimpleNamespace:
+    """The ``Sim``'s arrays as plain attributes: read from Python without a jitted call each."""
+    return SimpleNamespace(**{name: getattr(sim, name) for name in SIM_FIELDS})
+
+
+class EngineContext:
+    """The :class:`~strategies.api.Context` over one engine ``Sim``: a paper exchange's, and the base of a
+    backtest's (:class:`BacktestContext`, which also knows the market's future)."""
+
+    def __init__(self, sim: Sim, tick_size: float, lot_size: float):
+        self.use(sim)
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self._unread = 0            # the first row new_events() has not returned yet
+        self._fills_seen = 0        # the first fill-log row not reported to the strategy yet
+
+    def use(self, sim: Sim) -> None:
+        """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
+        self.sim = sim
+        self.a = arrays(sim)
+
+    # ---- views
+    @property
+    def now(self) -> int:
+        return int(self.a.iv[I_CUR])
+
+    def _price(self, tick: int, empty: int) -> float:
+        return float("nan") if tick == empty else tick * self.tick_size
+
+    @property
+    def best_bid(self) -> float:
+        return self._price(int(self.a.lbk[0]), INVALID_MIN)
+
+    @property
+    def best_ask(self) -> float:
+        return self._price(int(self.a.lbk[1]), INVALID_MAX)
+
+    @property
+    def mid(self) -> float:
+        return (self.best_bid + self.best_ask) / 2
+
+    @property
+    def position(self) -> float:
+        return float(self.a.fv[F_LPOS])
+
+    def book(self, depth: int = 5) -> Book:
+        S = self.a
+        lb = int(S.iv[I_LB])
+        bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
+        ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
+        return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
+
+    def orders(self) -> list[Order]:
+        slots = kernel.visible_slots(self.sim)
+        return [self._view(oi, of) for oi, of in zip(self.a.oi[slots].tolist(), self.a.of[slots].tolist())]
+
+    def _order(self, slot: int) -> Order:
+        return self._view(self.a.oi[slot].tolist(), self.a.of[slot].tolist())
+
+    def _view(self, oi: list[int], of: list[float]) -> Order:
+        """One order from its engine rows, as Python numbers (converted once per row, not per field)."""
+        return Order(
+            id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
+            qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
+            status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
+            type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
+            pending=PENDING.get(oi[O_LREQ], ""))
+
+    def metrics(self) -> Metrics:
+        S = self.a
+        k = int(S.iv[I_NTICKS])
+        epnl = float(S.tk_epnl[k - 1]) if k else 0.0
+        fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
+        return Metrics(epnl=epnl, map=float(S.fv[F_SUM_ABS_Q]) / k if k else 0.0,
+                       rpt=epnl / fills if fills else 0.0,
+                       n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
+
+    def new_events(self) -> np.ndarray:
+        """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
+
+        Only the slice since the last call is touched, so a call per wake-up costs
+        in proportion to the rows that wake-up saw.
+        """
+        start, stop = self._unread, int(self.a.iv[I_IL])
+        self._unread = stop
+        return local_rows(self.a, start, stop)
+
+    # ---- what the wake-up's dispatch reads and does besides the strategy's own calls
+    def _new_fills(self, now: int) -> list[Fill]:
+        """Our fills that reached the local side by ``now`` and were not reported yet, in order."""
+        S = self.a
+        k, out = int(S.iv[I_NFILLS]), []
+        while self._fills_seen < k and S.fl_i[self._fills_seen, FL_LTS] <= now:
+            i, f = S.fl_i[self._fills_seen], S.fl_f[self._fills_seen]
+            self._fills_seen += 1
+            out.append(Fill(order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
+                            qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]),
+                            exch_ts=int(i[FL_XTS]), local_ts=int(i[FL_LTS])))
+        return out
+
+    def _window(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        """Rows [start, stop) of the replay, as the columns a wake-up's dispatch reads."""
+        S = self.a
+        return S.ev[start:stop], S.local_ts[start:stop], S.px[start:stop], S.qty[start:stop]
+
+    def _clear_inactive(self) -> None:
+        kernel.clear_inactive(self.sim)   # finished orders are reported once, then leave the view
+
+    # ---- orders
+    def _tick(self, price: float) -> int:
+        return int(round(price / self.tick_size))
+
+    def _submit(self, side: int, price: float, qty: float, tif: str, type: str) -> int:
+        tick = 0 if type == "market" else self._tick(price)
+        oid = int(kernel.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif], TYPES_BY_NAME[type]))
+        if oid < 0:
+            raise OrderRejected(f"{SIDE_NAMES[side]} {qty} @ {price}: "
+                                f"{REASON_NAMES.get(-oid, 'refused')}")
+        return oid
+
+    def buy(self, price: float, qty: float, tif: str = "gtx", type: str = "limit") -> int:
+        return self._submit(BUY, price, qty, tif, type)
+
+    def sell(self, price: float, qty: float, tif: str = "gtx", type: str = "limit") -> int:
+        return self._submit(SELL, price, qty, tif, type)
+
+    def cancel(self, order_id: int) -> bool:
+        return kernel.cancel(self.sim, order_id) == 0
+
+    def modify(self, order_id: int, price: float, qty: float) -> bool:
+        return kernel.modify(self.sim, order_id, self._tick(price), float(qty)) == 0
+
+    def cancel_all(self) -> int:
+        return int(kernel.cancel_all(self.sim))
+
+
+class BacktestContext(EngineContext):
+    """A backtest's context: the engine's, plus the whole replay ahead of it."""
+
+    def market_ahead(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """The whole replay's ``ev, local_ts, px, qty`` and the first row :meth:`new_events` has not returned.
+
+        A backtest knows the market's future; a strategy whose features read
+        market data only may replay it ahead of the engine (CMM's batched
+        inference), from that row on. A live context has no such method.
+        """
+        S = self.a
+        return S.ev, S.local_ts, S.px, S.qty, self._unread
+
+
+def local_rows(S, start: int, stop: int) -> np.ndarray:
+    """The LOCAL rows among rows [start, stop) of ``S`` (a ``Sim`` or its :func:`arrays`), as the strategy sees
+    them (``EVENT_DTYPE``, EXCH flag off). ``ival`` and ``fval`` are 0: the engine keeps only the fields it
+    replays."""
+    rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
+    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
+        out[name] = getattr(S, name)[rows]
+    out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
+    out["order_id"] = S.order_id[rows].view(np.uint64)
+    return out
+
+
+def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
+    """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
+    if best == empty:
+        return np.zeros(0), np.zeros(0)
+    start = best - lb
+    window = depth[start::step][: max(n * 8, 64)] if step == 1 else depth[start::-1][: max(n * 8, 64)]
+    idx = np.flatnonzero(window > 0)[:n]
+    return (best + step * idx).astype(np.float64), window[idx].copy()
+
+
+def _trades(ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> Trades:
+    """The local trades among a wake-up's rows (columns of the same rows)."""
+    rows = np.flatnonzero(((ev & np.uint64(LOCAL)) != 0) & ((ev & np.uint64(KIND_MASK)) == TRADE))
+    e = ev[rows]
+    side = np.where(e & np.uint64(BUY_FLAG), 1, np.where(e & np.uint64(SELL_FLAG), -1, 0)).astype(np.int8)
+    return Trades(local_ts[rows], px[rows], qty[rows], side)
+
+
+def overrides(strategy: Strategy, name: str) -> bool:
+    """Whether ``strategy`` replaces the base class's (no-op) callback ``name``, in its class or itself."""
+    return getattr(type(strategy), name) is not getattr(Strategy, name) or name in vars(strategy)
+
+
+class Dispatcher:
+    """One wake-up's callbacks, in the documented order, over any context that keeps the engine's order view;
+    only those the strategy overrides are prepared.
+
+    The in-process backtest and paper trading run it over the engine's ``Sim``;
+    the strategy process of ``--transport zmq`` over its copy of the strategy's
+    view (:mod:`runtime.link.strategy_process`), so all of them call the strategy alike.
+    A wake-up's market rows are given as columns (``ev``, ``local_ts``, ``px``,
+    ``qty``): the engine's arrays between two replay positions, or the rows a
+    wake-up message brought. Positions, not timestamps, delimit them, because a
+    wake-up on events can fall between two events with the same timestamp.
+    """
+
+    def __init__(self, ctx: EngineContext, strategy: Strategy):
+        self.ctx = ctx
+        self.strategy = strategy
+        self.order_state: dict[int, tuple] = {}
+        self.wants = {name: overrides(strategy, name) for name in ("on_fill", "on_order_update", "on_trade",
+                                                                   "on_depth")}
+
+    def wake(self, reason: int, ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> None:
+        ctx, strategy, wants = self.ctx, self.strategy, self.wants
+        if wants["on_fill"]:
+            for fill in ctx._new_fills(ctx.now):
+                strategy.on_fill(ctx, fill)
+        self.order_updates()
+        if wants["on_trade"] or wants["on_depth"]:
+            n_trades, book_changed = kernel.window(ev)
+            if n_trades and wants["on_trade"]:
+                strategy.on_trade(ctx, _trades(ev, local_ts, px, qty))
+            if book_changed and wants["on_depth"]:
+                strategy.on_depth(ctx)
+        if reason & kernel.WOKE_TIMER:
+            strategy.on_timer(ctx)
+
+    def order_updates(self) -> None:
+        if self.wants["on_order_update"]:
+            S = self.ctx.a
+            seen = {}
+            for slot in kernel.visible_slots(self.ctx.sim):
+                oi, of = S.oi[slot], S.of[slot]
+                state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
+                oid = int(oi[O_ID])
+                seen[oid] = state
+                if self.order_state.get(oid) != state:
+                    self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
+            self.order_state = seen
+        self.ctx._clear_inactive()
+
+
+def timed(callbacks) -> int:
+    """Run ``callbacks``; their wall time in ns (a measured decision time)."""
+    t0 = time.perf_counter_ns()
+    callbacks()
+    return time.perf_counter_ns() - t0
+
+
+class LocalDecisions:
+    """The strategy runs in this process: each step is its callbacks, timed (as the strategy says to charge)."""
+
+    def __init__(self, ctx: EngineContext, strategy: Strategy):
+        self.ctx = ctx
+        self.strategy = strategy
+        self.calls = Dispatcher(ctx, strategy)
+
+    def start(self) -> int:
+        return self.strategy.charged_ns(timed(lambda: self.strategy.on_start(self.ctx)))
+
+    def wake(self, reason: int, start: int, stop: int) -> int:
+        return self.strategy.charged_ns(timed(lambda: self.calls.wake(reason, *self.ctx._window(start, stop))))
+
+    def stop(self) -> None:
+        self.strategy.on_stop(self.ctx)
+
+
+class Session:
+    """One strategy driven by one engine: the wake-up loop that backtests and paper trading share.
+
+    :meth:`run` replays up to a horizon: all the data for a backtest, the rows
+    received so far for paper trading (whose ``LiveSim`` may swap in a grown
+    ``Sim`` between calls: :meth:`use`). A wake-up's callbacks run in the
+    documented order, and a measured decision time is charged to the requests
+    they sent.
+
+    ``decisions`` makes the object that runs each step's callbacks: by default
+    :class:`LocalDecisions`, the strategy in this process; ``--transport zmq``
+    passes one that asks a strategy process (:mod:`runtime.link.engine_side`).
+    ``context`` is the strategy's view: the engine's (:class:`EngineContext`),
+    or a backtest's, which also sees the replay ahead (:class:`BacktestContext`).
+    The loop, the clock and the charge are this class's either way.
+    """
+
+    def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
+                 decisions=LocalDecisions, context: type[EngineContext] = EngineContext):
+        self.strategy = strategy
+        self.ctx = context(sim, tick_size, lot_size)
+        self.decisions = decisions(self.ctx, strategy)
+        self.measured = strategy.compute_ns is None
+        self.wakeups = 0
+        self.ended = False
+        self.on_wake = None         # called after each wake-up (a progress bar, a status line)
+        self.charges: list[int] | None = None       # measured decision times, appended as charged (a journal)
+        self.replay_charges: deque[int] | None = None   # decision times to charge instead of measuring (resume)
+        self._prev = 0
+
+    @property
+    def sim(self) -> Sim:
+        return self.ctx.sim
+
+    def use(self, sim: Sim) -> None:
+        """Continue on ``sim``, a grown copy of the current state."""
+        self.ctx.use(sim)
+
+    def start(self) -> None:
+        sim = self.sim
+        kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
+        kernel.start(sim)
+        self._prev = int(sim.iv[I_IL])
+        self._decide(self.decisions.start)
+
+    def _decide(self, step, *args) -> None:
+        mark = kernel.requests_sent(self.sim)
+        ns = step(*args)
+        if self.measured:
+            if self.replay_charges:
+                ns = self.replay_charges.popleft()
+            if self.charges is not None:
+                self.charges.append(ns)
+            kernel.charge_compute(self.sim, mark, ns)
+
+    def run(self, horizon: int = int(kernel.END) - 1) -> bool:
+        """Wake the strategy as due up to ``horizon``; False once the data has ended."""
+        wake = self.strategy.wake
+        every_ns, every_events, on_top = wake.every_ns or 0, wake.every_events or 0, wake.on_top_change
+        while not self.ended:
+            reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
+            if reason == kernel.WOKE_WAIT:
+                return True
+            here = int(self.ctx.a.iv[I_IL])     # the next local row to replay
+            self._decide(self.decisions.wake, reason, self._prev, here)
+            self._prev = here
+            self.wakeups += 1
+            self.ended = reason == kernel.WOKE_END
+            if self.on_wake is not None:
+                self.on_wake()
+        return False
+
+    def stop(self) -> None:
+        self.decisions.stop()
+
+
+def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False,
+        decisions=LocalDecisions) -> RunResult:
+    """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results.
+
+    ``decisions``: who runs the callbacks (see :class:`Session`)."""
+    session = Session(strategy, sim, tick_size, lot_size, decisions, BacktestContext)
+    # What exists now (modules, the model, the events) lives for the whole run: kept out of the
+    # collector's full passes, which would otherwise walk it all (~0.1 s with torch loaded) inside
+    # some wake-up and charge that to its decision.
+    gc.freeze()
+    try:
+        with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
+            if bar.enabled:
+                session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
+            session.start()
+            session.run()
+            session.stop()
+    finally:
+        gc.unfreeze()
+    return collect(sim)
