@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from common.atomic import atomic_write
+from common.stats import p50_p99
 from bundle.loader import FILES, Manifest, write_manifest
 
 from cmm_models.dataset import TARGET_NAMES, Normalization
@@ -329,5 +330,6 @@ def decision_latency(decide: Callable, rows: np.ndarray, regimes: Sequence[int],
     finally:
         torch.set_num_threads(threads)
     us = times / 1000.0
-    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+    p50, p99 = p50_p99(us)
+    return {"p50_us": p50, "p99_us": p99,
             "mean_us": float(statistics.fmean(us)), "threads": 1, "repeats": repeats}

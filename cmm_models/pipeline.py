@@ -50,11 +50,13 @@ import feeds
 from common.atomic import atomic_write
 from bundle.features import FeatureSchema
 from common.progress import Progress
+from common.stats import p50_p99
 from feeds.readers.base import ReadOptions
 
 from cmm_models import dataset as ds_mod
 from cmm_models import regimes
-from cmm_models.config import ConfigError, TrainConfig
+from common.config import ConfigError
+from cmm_models.config import TrainConfig
 from cmm_models.dataset import Dataset, Normalization
 from cmm_models.distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
@@ -237,7 +239,8 @@ def teacher_latency(teacher: Teacher, window: np.ndarray, repeats: int) -> dict:
     finally:
         torch.set_num_threads(threads)
     us = times / 1000.0
-    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+    p50, p99 = p50_p99(us)
+    return {"p50_us": p50, "p99_us": p99,
             "mean_us": float(us.mean()), "threads": 1, "repeats": repeats, "window": int(window.shape[0])}
 
 

@@ -96,7 +96,7 @@ def test_a_variant_refuses_another_models_bundle(name, bundle, sample_slice, tmp
 
 def run_in_process(strategy_type, bundle: str, events, instrument):
     strategy = strategy_type(CMMParams(bundle=str(BUNDLES / bundle)), wake=WakePolicy(every_ns=1_000_000_000),
-                             compute_ns=None)
+                             compute_ns="measured")
     sim = make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size))
     backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size)
     return strategy
