@@ -16,7 +16,8 @@ from bundle.features import replay_features
 from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
-from strategies.cmm import CMMParams, CMMStrategy, FeatureSpec
+from bundle.features import FeatureParams
+from strategies.cmm import CMMParams, CMMStrategy
 from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
 from runtime.backtest import load_events
@@ -158,7 +159,7 @@ def test_worked_example_runs_on_the_sample():
 
 
 def test_mismatched_feature_schema_is_refused_at_start():
-    s = fixed(features=FeatureSpec(depth_levels=10))
+    s = fixed(features=FeatureParams(depth_levels=10))
     with pytest.raises(DataError) as err:
         backtest.run(s, sim_for(stream(*BOOK)), TICK, 1.0)
     line = str(err.value)
