@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.feed_throughput import free_port  # noqa: E402
 from common.stats import p50_p99  # noqa: E402
-from feeds.zmqfeed import Subscriber  # noqa: E402
+from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions  # noqa: E402
 from runtime.paper.loop import run_paper  # noqa: E402
 
 SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
@@ -60,8 +60,9 @@ def feed_hop(npz: Path, speed: str, duration: float, warmup_s: float = 2.0) -> n
     pub = publisher(npz, addr, speed)
     hops = []
     try:
-        with Subscriber(addr, keep_book=False, on_events=lambda topic, ev, batch: hops.append(
-                (time.monotonic(), time.time_ns() - batch.sent_ns))) as sub:
+        with Subscriber(addr, options=SubscriberOptions(keep_book=False),
+                        handlers=FeedHandlers(on_events=lambda topic, ev, batch: hops.append(
+                            (time.monotonic(), time.time_ns() - batch.sent_ns)))) as sub:
             end = time.monotonic() + duration
             while time.monotonic() < end:
                 sub.poll(0.05, early=True)

@@ -25,7 +25,7 @@ import msgspec
 
 from engine.state import I_RQ_TAIL
 from common.errors import DataError
-from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
+from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_snapshot, snapshot_address
 
 from runtime.paper import journal as jr
 from common.config import ConfigError
@@ -171,12 +171,12 @@ class _Loop:
         start = last_status = time.monotonic()
         events_at_status = 0
         try:
-            self.sub = Subscriber(feed, [self.topic] if self.topic else None, snapshot_addr=snapshot_addr,
-                                  stale_after=self.cfg.paper.stale_after_s, keep_book=False,
-                                  on_events=self._on_events, on_snapshot=self._on_snapshot,
-                                  on_stale=self._on_stale, on_end=self._on_end, on_notice=self._notice,
-                                  on_clock=self._on_clock,
-                                  resume=resume, curve=self.curve)
+            self.sub = Subscriber(
+                feed, [self.topic] if self.topic else None,
+                SubscriberOptions(snapshot_addr=snapshot_addr, stale_after=self.cfg.paper.stale_after_s,
+                                  keep_book=False, curve=self.curve, resume=resume),
+                FeedHandlers(on_events=self._on_events, on_snapshot=self._on_snapshot, on_stale=self._on_stale,
+                             on_notice=self._notice, on_end=self._on_end, on_clock=self._on_clock))
         except Exception as e:   # zmq.ZMQError, ValueError: a malformed address
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
