@@ -101,6 +101,13 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rv_step_ns: PositiveInt = 1 * SECOND
     ring_capacity: PositiveInt = 1 << 16
 
+    def __post_init__(self):
+        if self.ring_capacity & (self.ring_capacity - 1):
+            raise ValueError(f"ring_capacity {self.ring_capacity} is not a power of two")
+        for window in self.rv_windows_ns:
+            if window % self.rv_step_ns:
+                raise ValueError(f"rv window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
+
     def schema(self, tick_size: float) -> "FeatureSchema":
         """The schema these parameters define for an instrument of ``tick_size``."""
         return FeatureSchema(tick_size=tick_size, **msgspec.structs.asdict(self))
@@ -121,11 +128,7 @@ class FeatureSchema(FeatureParams, frozen=True, forbid_unknown_fields=True, kw_o
         if self.version != FEATURE_VERSION:
             raise ValueError(f"feature schema version {self.version}, this code computes version "
                              f"{FEATURE_VERSION}: retrain, or use the code the model was trained with")
-        if self.ring_capacity & (self.ring_capacity - 1):
-            raise ValueError(f"ring_capacity {self.ring_capacity} is not a power of two")
-        for window in self.rv_windows_ns:
-            if window % self.rv_step_ns:
-                raise ValueError(f"rv window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
+        super().__post_init__()
         expected = self._derived_names()
         if not self.names:
             msgspec.structs.force_setattr(self, "names", expected)

@@ -48,7 +48,6 @@ import torch
 
 import feeds
 from common.atomic import atomic_write
-from bundle.features import FeatureSchema
 from bundle.manifest import MOE_VARIANTS, Variant
 from common.progress import Progress
 from common.stats import p50_p99

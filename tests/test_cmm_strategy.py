@@ -175,6 +175,16 @@ def test_mismatched_feature_schema_is_one_line_from_the_command_line(tmp_path):
     assert proc.stderr.count("\n") == 1 and "depth_levels" in proc.stderr and "feature schemas differ" in proc.stderr
 
 
+def test_impossible_feature_parameters_are_one_line_from_the_command_line(tmp_path):
+    text = CONFIG.read_text().replace("depth_levels = 5", "depth_levels = 5\nrv_step_ns = 7_000_000_000")
+    config = tmp_path / "bad.toml"
+    config.write_text(text.replace('"../', f'"{REPO}/'))
+    proc = cmm("backtest", "--config", config, "--out", tmp_path / "out")
+    assert proc.returncode != 0 and not (tmp_path / "out").exists()
+    assert proc.stderr.count("\n") == 1 and "strategy.params.features: rv window 60000000000 ns is not a multiple " \
+        "of rv_step_ns 7000000000" in proc.stderr, proc.stderr
+
+
 def test_cmm_config_end_to_end(tmp_path):
     out = tmp_path / "cmm"
     metrics = run_cli(CONFIG, out)

@@ -136,6 +136,8 @@ def test_a_tampered_bundle_is_refused_in_one_line(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("edit, key", [
     (("[distill]\nhidden = 8", "[distill]\nhiden = 8"), "distill"),
     (("steps = 20", "steps = -3"), "teacher.steps"),
+    (("[distill]\nhidden = 8", "[features]\nring_capacity = 3\n[distill]\nhidden = 8"),
+     "features: ring_capacity 3 is not a power of two"),
     (('model = "tiny"', 'model = "no/such/dir"'), "teacher.model"),
 ])
 def test_a_bad_config_is_one_line(tmp_path, capsys, edit, key):
