@@ -27,9 +27,9 @@ import msgspec
 import numba
 import numpy as np
 
-from bundle import manifest as fmt
 from bundle.features import FEATURE_VERSION, FeatureSchema
-from bundle.manifest import FILES, FORMAT, FORMAT_VERSION, MANIFEST, Kind, Manifest, Variant, sha256_file
+from bundle.manifest import (FILES, FORMAT, FORMAT_VERSION, MANIFEST, Kind, Manifest, Variant, canonical, digest_of,
+                             files_in, sha256_file)
 from common.errors import DataError
 
 _ALIGN_FLOATS = 16          # 64 bytes of float32: the widest SIMD load (AVX-512)
@@ -49,11 +49,11 @@ def _read_manifest(directory: Path) -> Manifest:
     if manifest.format_version != FORMAT_VERSION:
         raise DataError(f"expected {FORMAT_VERSION}, found {manifest.format_version}: this code reads bundle "
                         f"format {FORMAT_VERSION} only", path=str(path), field="format_version")
-    found = fmt.digest(manifest)
+    found = digest_of(manifest)
     if manifest.digest != found:
         raise DataError(f"expected {manifest.digest}, found {found}: the manifest changed after export",
                         path=str(path), field="digest")
-    if raw != fmt.encode(manifest):
+    if raw != canonical(manifest):
         raise DataError("the bytes differ from the canonical form the exporter writes: the manifest was edited",
                         path=str(path))
     if manifest.feature_schema_version != FEATURE_VERSION:
@@ -66,7 +66,7 @@ def verify(directory: str | Path) -> Manifest:
     """The bundle's manifest, after checking every file against it; DataError on the first difference."""
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    present = set(fmt.present(directory))
+    present = set(files_in(directory))
     for name in sorted(manifest.files):
         if name not in present:
             raise DataError(f"listed in {MANIFEST} but missing", path=str(directory / name))

@@ -77,14 +77,14 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     kind: Kind | None = None
 
 
-def encode(manifest: Manifest) -> bytes:
+def canonical(manifest: Manifest) -> bytes:
     """The canonical bytes of ``manifest``: what ``manifest.json`` must hold."""
     return msgspec.json.format(msgspec.json.encode(manifest, order="sorted"), indent=2) + b"\n"
 
 
-def digest(manifest: Manifest) -> str:
+def digest_of(manifest: Manifest) -> str:
     """The sha256 of ``manifest``'s canonical form with ``digest`` empty."""
-    return hashlib.sha256(encode(msgspec.structs.replace(manifest, digest=""))).hexdigest()
+    return hashlib.sha256(canonical(msgspec.structs.replace(manifest, digest=""))).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -95,7 +95,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def present(directory: Path) -> list[str]:
+def files_in(directory: Path) -> list[str]:
     """Every file under ``directory`` but the manifest, as sorted relative POSIX paths."""
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
                   if p.is_file() and p.name != MANIFEST)
@@ -114,8 +114,8 @@ def write_manifest(directory: str | Path, kind: Kind, created_by: str = "cmm_mod
     versions = {"python": platform.python_version(), **{name: _version(name) for name in _LIBRARIES}}
     manifest = Manifest(format=FORMAT, format_version=FORMAT_VERSION, feature_schema_version=FEATURE_VERSION,
                         created_by=created_by, versions=versions, digest="", kind=kind,
-                        files={name: sha256_file(directory / name) for name in present(directory)})
-    manifest = msgspec.structs.replace(manifest, digest=digest(manifest))
+                        files={name: sha256_file(directory / name) for name in files_in(directory)})
+    manifest = msgspec.structs.replace(manifest, digest=digest_of(manifest))
     with atomic_write(directory / MANIFEST) as f:
-        f.write(encode(manifest))
+        f.write(canonical(manifest))
     return manifest

@@ -25,11 +25,10 @@ from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.store import is_event_file
-from common.config import resolve
 
 from runtime import session as backtest
 from strategies.api import MeasuresDecisionLatency
-from common.config import ConfigError
+from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
 from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
 from strategies.registry import STRATEGIES
