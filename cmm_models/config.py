@@ -13,6 +13,7 @@ so a parameter is declared, defaulted and checked in one place.
 from __future__ import annotations
 
 import os
+
 import msgspec
 
 from common import config as tomlconfig
