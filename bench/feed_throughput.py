@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
-from feeds.zmqfeed import Publisher, Subscriber, wait_for_subscribers
+from feeds.zmqfeed import FeedHandlers, Publisher, Subscriber, SubscriberOptions, wait_for_subscribers
 
 
 def synthetic(n: int) -> np.ndarray:
@@ -72,7 +72,7 @@ def bench_feed(n: int, batch: int, keep_book: bool) -> tuple[float, int, object]
         span.setdefault("first_sent_ns", b.sent_ns)     # the publisher's clock: same machine
         span["last_received_ns"] = time.time_ns()
 
-    with Subscriber(addr, ["BENCH"], keep_book=keep_book, on_events=on_events) as sub:
+    with Subscriber(addr, ["BENCH"], SubscriberOptions(keep_book=keep_book), FeedHandlers(on_events=on_events)) as sub:
         deadline = time.monotonic() + 120
         while sub.stats.events + sub.stats.lost_batches * batch < n - batch and time.monotonic() < deadline:
             sub.poll(0.05)

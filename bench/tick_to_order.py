@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.feed_throughput import free_port  # noqa: E402
-from feeds.zmqfeed import Subscriber  # noqa: E402
+from common.stats import p50_p99  # noqa: E402
+from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions  # noqa: E402
 from runtime.paper.loop import run_paper  # noqa: E402
 
 SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
@@ -59,8 +60,9 @@ def feed_hop(npz: Path, speed: str, duration: float, warmup_s: float = 2.0) -> n
     pub = publisher(npz, addr, speed)
     hops = []
     try:
-        with Subscriber(addr, keep_book=False, on_events=lambda topic, ev, batch: hops.append(
-                (time.monotonic(), time.time_ns() - batch.sent_ns))) as sub:
+        with Subscriber(addr, options=SubscriberOptions(keep_book=False),
+                        handlers=FeedHandlers(on_events=lambda topic, ev, batch: hops.append(
+                            (time.monotonic(), time.time_ns() - batch.sent_ns)))) as sub:
             end = time.monotonic() + duration
             while time.monotonic() < end:
                 sub.poll(0.05, early=True)
@@ -86,7 +88,7 @@ def line(name: str, us: np.ndarray, warmup: int) -> str:
     if len(us) <= warmup:
         return f"{name:<12} {len(us)} samples: too few"
     warm, rest = us[:warmup], us[warmup:]
-    p50, p99 = np.percentile(rest, [50, 99])
+    p50, p99 = p50_p99(rest)
     first = f"; the first {len(warm)}: max {warm.max():,.0f} us" if len(warm) else ""
     return (f"{name:<12} p50 {p50:8.1f} us  p99 {p99:9.1f} us  max {rest.max():9.1f} us  "
             f"({len(rest)} samples{first})")
@@ -113,8 +115,8 @@ def main() -> None:
             reaction, total = trader(npz, REPO / "configs" / config, speed, args.duration, tmp / name)
             print(line(f"{name}", reaction, args.warmup), flush=True)
             print(line("  from send", total, args.warmup), flush=True)
-            results[name] = np.percentile(reaction[args.warmup:], 99) if len(reaction) > args.warmup else np.nan
-    hop99 = np.percentile(hop, 99)
+            results[name] = p50_p99(reaction[args.warmup:])[1] if len(reaction) > args.warmup else np.nan
+    hop99 = p50_p99(hop)[1]
     met = all(v <= 500 for v in results.values())
     print(f"target tick to order p99 <= 500 us: {'met' if met else 'NOT met'}; "
           f"FixedSpread / feed hop p99: {results['FixedSpread'] / hop99:.2f}x")

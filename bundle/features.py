@@ -86,20 +86,41 @@ def duration_name(ns: int) -> str:
     return f"{ns}ns"
 
 
-class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The feature columns and every parameter that defines them (durations in ns).
+class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every parameter of the feature definitions but the tick size, which comes from the data (durations in ns).
 
-    ``names`` is derived from the parameters; it is stored so a reader of a
-    bundle sees the columns, and a stored list that does not match is refused.
+    Declared once: a training config's ``[features]`` table and a CMM
+    strategy's ``features`` parameter are this Struct, and a
+    :class:`FeatureSchema` is it plus the tick size.
     """
 
-    tick_size: PositiveFloat
     depth_levels: PositiveInt = 5
     flow_windows_ns: Durations = (10 * SECOND,)
     return_horizons_ns: Durations = (1 * SECOND, 10 * SECOND, 60 * SECOND)
     rv_windows_ns: Durations = (60 * SECOND, 300 * SECOND)
     rv_step_ns: PositiveInt = 1 * SECOND
     ring_capacity: PositiveInt = 1 << 16
+
+    def __post_init__(self):
+        if self.ring_capacity & (self.ring_capacity - 1):
+            raise ValueError(f"ring_capacity {self.ring_capacity} is not a power of two")
+        for window in self.rv_windows_ns:
+            if window % self.rv_step_ns:
+                raise ValueError(f"rv window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
+
+    def schema(self, tick_size: float) -> "FeatureSchema":
+        """The schema these parameters define for an instrument of ``tick_size``."""
+        return FeatureSchema(tick_size=tick_size, **msgspec.structs.asdict(self))
+
+
+class FeatureSchema(FeatureParams, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The feature columns and every parameter that defines them: :class:`FeatureParams` and the tick size.
+
+    ``names`` is derived from the parameters; it is stored so a reader of a
+    bundle sees the columns, and a stored list that does not match is refused.
+    """
+
+    tick_size: PositiveFloat
     version: int = FEATURE_VERSION
     names: tuple[str, ...] = ()
 
@@ -107,11 +128,7 @@ class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.version != FEATURE_VERSION:
             raise ValueError(f"feature schema version {self.version}, this code computes version "
                              f"{FEATURE_VERSION}: retrain, or use the code the model was trained with")
-        if self.ring_capacity & (self.ring_capacity - 1):
-            raise ValueError(f"ring_capacity {self.ring_capacity} is not a power of two")
-        for window in self.rv_windows_ns:
-            if window % self.rv_step_ns:
-                raise ValueError(f"rv window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
+        super().__post_init__()
         expected = self._derived_names()
         if not self.names:
             msgspec.structs.force_setattr(self, "names", expected)

@@ -1,22 +1,8 @@
-"""Model bundles: the directory trading loads, its manifest, and the check that refuses a changed one.
+"""The verifying loader: trading loads a bundle (:mod:`bundle.manifest`) only after checking every byte.
 
-A bundle is a flat directory::
-
-    model.pt               TorchScript: (normalized features, regime) -> (normalized predictions, expert weights)
-    model.json             the ``variant`` (cmm, single_student, mean, gate, no_regime, no_layer, teacher),
-                           expert layout, aggregator, routing, what the inputs and outputs mean
-    normalization.json     feature and target mean/std (fitted on the train split)
-    regimes.json           the frozen volatility thresholds
-    feature_schema.json    the feature definitions the model was trained on
-    teacher_latency.json   the teacher's measured per-decision latency
-    manifest.json          sha256 of every file above, library versions, schema version
-
-The manifest is canonical JSON (sorted keys, fixed indent, no timestamps), so
-the same model gives the same bytes, and it carries ``digest``, the sha256 of
-its own canonical form without that field: a change to the manifest itself
-is caught too. :func:`verify` recomputes everything and raises
-:class:`~common.errors.DataError` with one line naming the file, what differs,
-and the expected and found values. It never guesses or repairs.
+:func:`verify` recomputes the manifest's digest and every file's sha256 and
+raises :class:`~common.errors.DataError` with one line naming the file, what
+differs, and the expected and found values. It never guesses or repairs.
 
 This module is on the trading side, so it must not import torch at import
 time; :func:`load_bundle` imports it when called.
@@ -33,10 +19,7 @@ own, so one bundle serves one thread.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import math
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,69 +27,12 @@ import msgspec
 import numba
 import numpy as np
 
-from common.atomic import atomic_write
-from common.errors import DataError
 from bundle.features import FEATURE_VERSION, FeatureSchema
+from bundle.manifest import (FILES, FORMAT, FORMAT_VERSION, MANIFEST, Kind, Manifest, Variant, canonical, digest_of,
+                             files_in, sha256_file)
+from common.errors import DataError
 
-FORMAT = "cmm-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-FILES = ("model.pt", "model.json", "normalization.json", "regimes.json", "feature_schema.json",
-         "teacher_latency.json")
-_LIBRARIES = ("torch", "numpy", "cmm-engine")
 _ALIGN_FLOATS = 16          # 64 bytes of float32: the widest SIMD load (AVX-512)
-
-
-class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    format: str
-    format_version: int
-    feature_schema_version: int
-    created_by: str
-    versions: dict[str, str]
-    files: dict[str, str]        # name -> sha256 hex
-    digest: str = ""             # sha256 of this manifest's canonical JSON with digest ""
-
-
-def _encode(manifest: Manifest) -> bytes:
-    return msgspec.json.format(msgspec.json.encode(manifest, order="sorted"), indent=2) + b"\n"
-
-
-def _digest(manifest: Manifest) -> str:
-    return hashlib.sha256(_encode(msgspec.structs.replace(manifest, digest=""))).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _present(directory: Path) -> list[str]:
-    """Every file under ``directory`` but the manifest, as sorted relative POSIX paths."""
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                  if p.is_file() and p.name != MANIFEST)
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
-def write_manifest(directory: str | Path, created_by: str = "cmm_models.export") -> Manifest:
-    """Hash every file in ``directory`` and write ``manifest.json`` (atomically); return the manifest."""
-    directory = Path(directory)
-    versions = {"python": platform.python_version(), **{name: _version(name) for name in _LIBRARIES}}
-    manifest = Manifest(format=FORMAT, format_version=FORMAT_VERSION, feature_schema_version=FEATURE_VERSION,
-                        created_by=created_by, versions=versions,
-                        files={name: sha256_file(directory / name) for name in _present(directory)})
-    manifest = msgspec.structs.replace(manifest, digest=_digest(manifest))
-    with atomic_write(directory / MANIFEST) as f:
-        f.write(_encode(manifest))
-    return manifest
 
 
 def _read_manifest(directory: Path) -> Manifest:
@@ -123,11 +49,11 @@ def _read_manifest(directory: Path) -> Manifest:
     if manifest.format_version != FORMAT_VERSION:
         raise DataError(f"expected {FORMAT_VERSION}, found {manifest.format_version}: this code reads bundle "
                         f"format {FORMAT_VERSION} only", path=str(path), field="format_version")
-    found = _digest(manifest)
+    found = digest_of(manifest)
     if manifest.digest != found:
         raise DataError(f"expected {manifest.digest}, found {found}: the manifest changed after export",
                         path=str(path), field="digest")
-    if raw != _encode(manifest):
+    if raw != canonical(manifest):
         raise DataError("the bytes differ from the canonical form the exporter writes: the manifest was edited",
                         path=str(path))
     if manifest.feature_schema_version != FEATURE_VERSION:
@@ -140,7 +66,7 @@ def verify(directory: str | Path) -> Manifest:
     """The bundle's manifest, after checking every file against it; DataError on the first difference."""
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    present = set(_present(directory))
+    present = set(files_in(directory))
     for name in sorted(manifest.files):
         if name not in present:
             raise DataError(f"listed in {MANIFEST} but missing", path=str(directory / name))
@@ -222,6 +148,8 @@ class Bundle:
     regimes: Regimes
     layout: dict
     teacher_latency: dict
+    variant: Variant              # model.json's
+    kind: Kind                    # the manifest's; model.json's variant's for a manifest without one
     runtime: object = field(repr=False)       # the model frozen, under Static Runtime: what decide() runs
     inputs: np.ndarray = field(repr=False)    # decide()'s normalized input, float32 [F] (teacher: [window, F])
     tensor: object = field(repr=False)        # torch.from_numpy(inputs), made once
@@ -270,6 +198,16 @@ def _decode(directory: Path, name: str, type_):
         raise DataError(str(err), path=str(directory / name)) from None
 
 
+def _variant(directory: Path, layout: dict) -> Variant:
+    """model.json's ``variant``; the main MoE where it names none, as the first bundles did not."""
+    name = layout.get("variant", Variant.HAJEK)
+    try:
+        return Variant(name)
+    except ValueError:
+        raise DataError(f"expected one of {', '.join(Variant)}, found {name!r}", path=str(directory / "model.json"),
+                        field="variant") from None
+
+
 def load_bundle(directory: str | Path) -> Bundle:
     """Verify the bundle, then load it; the model runs on the CPU."""
     import warnings
@@ -291,7 +229,12 @@ def load_bundle(directory: str | Path) -> Bundle:
     if layout.get("n_features") != schema.n_features:
         raise DataError(f"expected {schema.n_features} model inputs, found {layout.get('n_features')}",
                         path=str(directory / "model.json"), field="n_features")
-    teacher = "window" in layout          # the teacher reads a window of vectors and no regime
+    variant = _variant(directory, layout)
+    kind = manifest.kind or variant.kind
+    if kind != variant.kind:
+        raise DataError(f"the manifest says a {kind!r} model, model.json's variant {str(variant)!r} is a "
+                        f"{variant.kind!r} one", path=str(directory / MANIFEST), field="kind")
+    teacher = kind == "teacher"           # the teacher reads a window of vectors and no regime
     # The teacher's window is one contiguous matrix; a MoE's vector starts on a 64-byte boundary, as every
     # row of a batch does (model_input), so a decision gets the same bits alone or batched.
     inputs = (np.zeros((layout["window"], schema.n_features), dtype=np.float32) if teacher
@@ -301,7 +244,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         schema=schema, feature_mean=np.asarray(norm.feature_mean), feature_std=np.asarray(norm.feature_std),
         target_mean=np.asarray(norm.target_mean), target_std=np.asarray(norm.target_std),
         regimes=_decode(directory, "regimes.json", Regimes), layout=layout,
-        teacher_latency=_decode(directory, "teacher_latency.json", dict),
+        teacher_latency=_decode(directory, "teacher_latency.json", dict), variant=variant, kind=kind,
     )
     # One decision now, so the first real one pays neither the kernel's load or compile (up to a
     # second) nor the runtime's first-run memory planning.

@@ -12,8 +12,8 @@ import zmq
 from common.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
 from feeds.store import load_header
-from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, Publisher, Subscriber, load_client_keys, load_server_keys,
-                           plaintext_warning, replay, wait_for_subscribers)
+from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, FeedHandlers, Publisher, Subscriber, SubscriberOptions,
+                           load_client_keys, load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 
 # The command-line spelling of each CurveConfig field, so a bad key file names the option given.
 CURVE_OPTIONS = {"server_secret": "--curve-server-key", "authorized_clients": "--curve-clients",
@@ -192,9 +192,10 @@ def run_tail(args) -> int:
     curve = client_curve_keys(args)
     start = time.monotonic()
     with _socket_errors("ADDR", args.addr), \
-            Subscriber(args.addr, args.topic, snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
-                       keep_book=False, curve=curve, on_events=on_events, on_snapshot=on_snapshot,
-                       on_notice=on_notice) as sub:
+            Subscriber(args.addr, args.topic,
+                       SubscriberOptions(snapshot_addr=args.snapshot_addr, stale_after=args.stale_after,
+                                         keep_book=False, curve=curve),
+                       FeedHandlers(on_events=on_events, on_snapshot=on_snapshot, on_notice=on_notice)) as sub:
         try:
             while args.duration is None or time.monotonic() - start < args.duration:
                 remaining = 0.25 if args.duration is None else args.duration - (time.monotonic() - start)

@@ -32,10 +32,11 @@ def register(groups) -> None:
 
 def _run(args, until: str):
     from cmm_models import config, pipeline
+    from common.config import ConfigError
 
     cfg = config.load(args.config, teacher=args.teacher)
     if args.threads is not None and args.threads < 1:
-        raise config.ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
+        raise ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
     import torch
     torch.set_num_threads(args.threads or cfg.threads)
     return pipeline.train(cfg, args.out, force=args.force, until=until, config_path=args.config,

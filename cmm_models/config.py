@@ -5,40 +5,25 @@ not a silently ignored setting. Paths in ``[data] files`` and a teacher given
 as a path are relative to the config file. ``configs/cmm_tiny.toml`` is a
 complete, commented example.
 
-The dataset, distillation and MoE tables are the Structs of the modules that
-use them (:class:`~cmm_models.dataset.DatasetConfig`,
+The features, dataset, distillation and MoE tables are the Structs of the modules
+that use them (:class:`~bundle.features.FeatureParams`, :class:`~cmm_models.dataset.DatasetConfig`,
 :class:`~cmm_models.distill.DistillConfig`, :class:`~cmm_models.moe.MoEConfig`),
 so a parameter is declared, defaulted and checked in one place.
 """
 from __future__ import annotations
 
 import os
-from typing import Annotated
 
 import msgspec
 
 from common import config as tomlconfig
-from bundle.features import SECOND
+from bundle.features import FeatureParams
 from common.config import ConfigError, DataConfig, NonNegativeInt, Positive, PositiveInt, Table
 
 from cmm_models.dataset import DatasetConfig
 from cmm_models.distill import DistillConfig
 from cmm_models.moe import MoEConfig
 from cmm_models.regimes import DEFAULT_WINDOW_NS
-
-Durations = Annotated[tuple[PositiveInt, ...], msgspec.Meta(min_length=1)]
-
-
-class FeatureConfig(Table):
-    """:class:`bundle.features.FeatureSchema` parameters; the tick size comes from the data."""
-
-    depth_levels: PositiveInt = 5
-    flow_windows_ns: Durations = (10 * SECOND,)
-    return_horizons_ns: Durations = (1 * SECOND, 10 * SECOND, 60 * SECOND)
-    rv_windows_ns: Durations = (60 * SECOND, 300 * SECOND)
-    rv_step_ns: PositiveInt = 1 * SECOND
-    ring_capacity: PositiveInt = 1 << 16
-
 
 class RegimeConfig(Table):
     window_ns: PositiveInt = DEFAULT_WINDOW_NS     # must be one of [features] rv_windows_ns
@@ -78,7 +63,7 @@ class TrainConfig(Table):
     # more, oversubscribed cores make them several times slower, and results repeat byte for byte only
     # at the same count. A large teacher may use more (configs/cmm_goog.toml uses 2).
     threads: PositiveInt = 1
-    features: FeatureConfig = FeatureConfig()
+    features: FeatureParams = FeatureParams()
     dataset: DatasetConfig = DatasetConfig()
     regimes: RegimeConfig = RegimeConfig()
     teacher: TeacherConfig = TeacherConfig()

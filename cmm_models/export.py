@@ -20,7 +20,8 @@ the main Hájek MoE, the ablations (``mean``, ``gate``, ``no_regime``,
 ``no_layer``), the single student (its one expert, mean-aggregated) and the
 teacher itself (:func:`export_teacher_bundle`: the transformer traced to
 TorchScript, so trading runs it without importing ``transformers``).
-``model.json`` names the ``variant``.
+``model.json`` names the ``variant`` (:class:`bundle.manifest.Variant`) and
+the manifest its ``kind``.
 
 ``torch.jit.save`` is not byte-reproducible: it writes a random
 ``serialization_id`` and the absolute path of this source file (in the debug
@@ -47,7 +48,8 @@ import torch
 from torch import nn
 
 from common.atomic import atomic_write
-from bundle.loader import FILES, Manifest, write_manifest
+from common.stats import p50_p99
+from bundle.manifest import FILES, Manifest, Variant, write_manifest
 
 from cmm_models.dataset import TARGET_NAMES, Normalization
 from cmm_models.experts import N_OUTPUTS
@@ -225,16 +227,16 @@ def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalizati
         "feature_schema.json": _json(normalization.schema),
         "teacher_latency.json": _json(teacher_latency),
     }
-    assert set(contents) == set(FILES), "export and bundle.loader.FILES disagree on the bundle layout"
+    assert set(contents) == set(FILES), "export and bundle.manifest.FILES disagree on the bundle layout"
     for name, data in contents.items():
         with atomic_write(directory / name) as f:
             f.write(data)
-    return write_manifest(directory, created_by="cmm_models.export")
+    return write_manifest(directory, Variant(layout["variant"]).kind, created_by="cmm_models.export")
 
 
 def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: Normalization,
-                  thresholds: RegimeThresholds, teacher_latency: dict, variant: str = "hajek") -> Manifest:
-    """Write the bundle (the files of :data:`bundle.loader.FILES`) into ``directory`` and return its manifest.
+                  thresholds: RegimeThresholds, teacher_latency: dict, variant: Variant = Variant.HAJEK) -> Manifest:
+    """Write the bundle (the files of :data:`bundle.manifest.FILES`) into ``directory`` and return its manifest.
 
     ``teacher_latency`` is the measured teacher per-decision latency (e.g.
     ``{"p50_us": ..., "p99_us": ..., "threads": 1}``), stored as given;
@@ -289,7 +291,7 @@ def export_teacher_bundle(teacher: nn.Module, directory: str | Path, normalizati
         warnings.simplefilter("ignore")          # TracerWarnings on the backbone's shape checks, and deprecation
         traced = torch.jit.trace(module, example)
     layout = {
-        "variant": "teacher", "backbone": type(teacher.backbone).__name__,
+        "variant": Variant.TEACHER, "backbone": type(teacher.backbone).__name__,
         "layers": int(teacher.backbone.config.num_hidden_layers),
         "n_features": teacher.n_features, "window": window, "dt_ns": dt_ns,
         "target_names": list(TARGET_NAMES), "experts": [{"name": "teacher", "regime": None}],
@@ -329,5 +331,6 @@ def decision_latency(decide: Callable, rows: np.ndarray, regimes: Sequence[int],
     finally:
         torch.set_num_threads(threads)
     us = times / 1000.0
-    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+    p50, p99 = p50_p99(us)
+    return {"p50_us": p50, "p99_us": p99,
             "mean_us": float(statistics.fmean(us)), "threads": 1, "repeats": repeats}

@@ -48,13 +48,15 @@ import torch
 
 import feeds
 from common.atomic import atomic_write
-from bundle.features import FeatureSchema
+from bundle.manifest import MOE_VARIANTS, Variant
 from common.progress import Progress
+from common.stats import p50_p99
 from feeds.readers.base import ReadOptions
 
 from cmm_models import dataset as ds_mod
 from cmm_models import regimes
-from cmm_models.config import ConfigError, TrainConfig
+from common.config import ConfigError
+from cmm_models.config import TrainConfig
 from cmm_models.dataset import Dataset, Normalization
 from cmm_models.distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
@@ -65,10 +67,8 @@ from cmm_models.probe import ProbeMap, assign_tasks, layer_groups, load_probe, r
 from cmm_models.teacher import Teacher, train_teacher
 
 STAGES = ("teacher", "probe", "students", "moe", "bundles", "bundle")
-# The MoE variants: the main one (the config's aggregator and routing) and the ablations.
-VARIANTS = ("hajek", "mean", "gate", "no_regime", "no_layer")
-# The bundles beside the main one (bundles/<name>/): the ablations, the distillation baseline, the teacher.
-SIDE_BUNDLES = ("single_student", *VARIANTS[1:], "teacher")
+# The bundles beside the main one (bundles/<variant>/): the ablations, the distillation baseline, the teacher.
+SIDE_BUNDLES = (Variant.SINGLE_STUDENT, *MOE_VARIANTS[1:], Variant.TEACHER)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def prepare(cfg: TrainConfig, config_path: str = "<config>") -> Prepared:
     """Read the data, build the dataset, fit normalization and regime thresholds on the train split."""
     fmt = feeds.resolve_format(cfg.data.files, cfg.data.format)
     conv = feeds.read(cfg.data.files, fmt, ReadOptions())
-    schema = FeatureSchema(tick_size=conv.instrument.tick_size, **msgspec.structs.asdict(cfg.features))
+    schema = cfg.features.schema(conv.instrument.tick_size)
     data = ds_mod.build(conv.events, schema, cfg.dataset)
     try:
         norm = ds_mod.fit_normalization(data)
@@ -237,7 +237,8 @@ def teacher_latency(teacher: Teacher, window: np.ndarray, repeats: int) -> dict:
     finally:
         torch.set_num_threads(threads)
     us = times / 1000.0
-    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+    p50, p99 = p50_p99(us)
+    return {"p50_us": p50, "p99_us": p99,
             "mean_us": float(us.mean()), "threads": 1, "repeats": repeats, "window": int(window.shape[0])}
 
 
@@ -352,17 +353,18 @@ def load_family(out: Path, name: str, n_features: int, hidden: int) -> tuple[lis
 
 # -- MoE -------------------------------------------------------------------------------------------
 
-def variant_setup(cfg: TrainConfig, variant: str) -> tuple[str, MoEConfig]:
-    """(family, MoE config) of a variant: the ablations change one thing of the main MoE each."""
+def variant_setup(cfg: TrainConfig, variant: Variant) -> tuple[str, MoEConfig]:
+    """(family, MoE config) of a MoE variant (the main one, the config's aggregator and routing, or an
+    ablation, which changes one thing of it)."""
     main = cfg.moe
-    if variant == "hajek":
+    if variant is Variant.HAJEK:
         return "experts", main
-    if variant in ("mean", "gate"):
-        return "experts", msgspec.structs.replace(main, aggregator=variant)
-    return variant, main     # no_regime / no_layer: the main aggregator over the ablated family
+    if variant in (Variant.MEAN, Variant.GATE):
+        return "experts", msgspec.structs.replace(main, aggregator=str(variant))
+    return str(variant), main     # no_regime / no_layer: the main aggregator over the ablated family
 
 
-def make_moe(out: Path, cfg: TrainConfig, variant: str, n_features: int) -> MixtureOfExperts:
+def make_moe(out: Path, cfg: TrainConfig, variant: Variant, n_features: int) -> MixtureOfExperts:
     family, config = variant_setup(cfg, variant)
     experts, specs = load_family(out, family, n_features, cfg.distill.hidden)
     return MixtureOfExperts(experts, [s.regime for s in specs], [s.name for s in specs], config)
@@ -375,7 +377,7 @@ def build_moe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], d
         rows = load_teacher_outputs(out)["train_rows"]
         x, y = prep.features(rows), prep.norm.targets(prep.data.targets[rows])
         final_loss = {}
-        for variant in VARIANTS:
+        for variant in MOE_VARIANTS:
             moe = make_moe(out, cfg, variant, prep.data.schema.n_features)
             losses = train_moe(moe, x, y, prep.regime[rows].astype(np.int64))
             final_loss[variant] = float(np.mean(losses[-50:])) if losses else None
@@ -384,7 +386,7 @@ def build_moe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], d
     return build
 
 
-def load_moe(out: Path, cfg: TrainConfig, variant: str, n_features: int) -> MixtureOfExperts:
+def load_moe(out: Path, cfg: TrainConfig, variant: Variant, n_features: int) -> MixtureOfExperts:
     from safetensors.torch import load_file
 
     moe = make_moe(out, cfg, variant, n_features)
@@ -396,7 +398,7 @@ def load_moe(out: Path, cfg: TrainConfig, variant: str, n_features: int) -> Mixt
 
 def build_bundle(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], dict]:
     def build(tmp: Path) -> dict:
-        moe = load_moe(out, cfg, "hajek", prep.data.schema.n_features)
+        moe = load_moe(out, cfg, Variant.HAJEK, prep.data.schema.n_features)
         latency = json.loads((out / "teacher" / "latency.json").read_text())
         manifest = export_bundle(moe, tmp, prep.norm, prep.thresholds, latency)
         return {"files": manifest.files}
@@ -416,12 +418,12 @@ def build_side_bundles(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[
         latency = json.loads((out / "teacher" / "latency.json").read_text())
         files = {}
         for name in SIDE_BUNDLES:
-            if name == "teacher":
+            if name is Variant.TEACHER:
                 manifest = export_teacher_bundle(Teacher.load(out / "teacher" / "model"), tmp / name, prep.norm,
                                                  prep.thresholds, latency, window=cfg.dataset.window,
                                                  dt_ns=cfg.dataset.dt_ns)
             else:
-                moe = single_student_moe(out, cfg, n_features) if name == "single_student" \
+                moe = single_student_moe(out, cfg, n_features) if name is Variant.SINGLE_STUDENT \
                     else load_moe(out, cfg, name, n_features)
                 manifest = export_bundle(moe, tmp / name, prep.norm, prep.thresholds, latency, variant=name)
             files[name] = manifest.files["model.pt"]

@@ -30,10 +30,11 @@ import torch
 
 from common.atomic import atomic_write
 
+from bundle.manifest import MOE_VARIANTS, Variant
 from cmm_models.dataset import TARGET_NAMES
 
-MOE_ROWS = {"hajek": "moe", "mean": "moe_mean", "gate": "moe_gate", "no_regime": "moe_no_regime",
-            "no_layer": "moe_no_layer"}
+# A MoE variant's row: "moe" for the main one, "moe_<variant>" for an ablation.
+MOE_ROWS = {v: "moe" if v is Variant.HAJEK else f"moe_{v}" for v in MOE_VARIANTS}
 
 
 def errors(predictions: np.ndarray, targets: np.ndarray, target_std: np.ndarray) -> dict:
@@ -79,7 +80,7 @@ def evaluate_all(out: Path, cfg, prep) -> tuple[dict, np.ndarray, list[str]]:
         moe = load_moe(out, cfg, variant, n_features)
         prediction, weights = _model_predictions(moe, x, regime)
         table[row] = errors(norm.targets_raw(prediction), y, target_std)
-        if variant == "hajek":
+        if variant is Variant.HAJEK:
             main_weights, names = weights, list(moe.names)
     return table, main_weights, names
 

@@ -6,6 +6,7 @@ import datetime as dt
 import msgspec
 import numpy as np
 
+from common.stats import p50_p99
 from feeds.book_check import BookCheck, check_book
 from feeds.events import BUY, EXCH, KIND_MASK, KIND_NAMES, LOCAL, SELL, TRADE
 from feeds.instrument import Instrument
@@ -47,6 +48,7 @@ def summarize(events: np.ndarray, instrument: Instrument | None) -> Summary:
     side = ev[once]
     both = on_exch & on_local
     latency = (events["local_ts"] - events["exch_ts"])[both]
+    lag = p50_p99(latency) if len(latency) else None
     local_ts = events["local_ts"][on_local]
     exch_back, local_back = timeline_violations(events)
     return Summary(
@@ -62,8 +64,8 @@ def summarize(events: np.ndarray, instrument: Instrument | None) -> Summary:
         trade_volume=float(events["qty"][once][is_trade].sum()),
         buy_initiated_trades=int(np.count_nonzero(is_trade & ((side & np.uint64(BUY)) != 0))),
         sell_initiated_trades=int(np.count_nonzero(is_trade & ((side & np.uint64(SELL)) != 0))),
-        feed_latency_p50_ns=int(np.percentile(latency, 50)) if len(latency) else None,
-        feed_latency_p99_ns=int(np.percentile(latency, 99)) if len(latency) else None,
+        feed_latency_p50_ns=int(lag[0]) if lag else None,
+        feed_latency_p99_ns=int(lag[1]) if lag else None,
         exch_backward_steps=exch_back,
         local_backward_steps=local_back,
         book=check_book(events, instrument.tick_size) if instrument is not None else None,

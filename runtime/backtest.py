@@ -19,23 +19,19 @@ from engine.models.latency import latency_table
 from analysis.metrics import Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
-from engine.state import ConfigError as EngineConfigError, make_sim
+from engine.state import make_sim
 from common.atomic import atomic_write
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.store import is_event_file
-from common.config import resolve
 
 from runtime import session as backtest
 from strategies.api import MeasuresDecisionLatency
-from runtime.config import BacktestConfig, ConfigError, VenueConfig, engine_config, strategy_params
+from common.config import ConfigError, resolve
+from common.stats import LatencyStats, latency_us
+from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
 from strategies.registry import STRATEGIES
-
-
-class LatencyStats(msgspec.Struct, frozen=True):
-    p50: float
-    p99: float
 
 
 class RunSummary(Summary, frozen=True, omit_defaults=True):
@@ -113,14 +109,6 @@ def own_latency_ns(strategy) -> np.ndarray | None:
     return strategy.decision_latency_ns() if isinstance(strategy, MeasuresDecisionLatency) else None
 
 
-def decision_latency(ns: np.ndarray | None) -> LatencyStats | None:
-    """p50 and p99 of the strategy's own decision times, in us, if it measured any."""
-    if ns is None or len(ns) == 0:
-        return None
-    p50, p99 = np.percentile(ns, [50, 99]) / 1e3
-    return LatencyStats(p50=float(p50), p99=float(p99))
-
-
 def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrument:
     """The data's instrument with the config's ``[instrument]`` overrides; the config alone if the data has none."""
     over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
@@ -148,7 +136,7 @@ def strategy_entry(cfg: VenueConfig, config_path: str):
 
 
 def compute_ns_for(cfg: VenueConfig, entry) -> int | None:
-    """The decision time to charge: the config's, else the strategy's own default; None means measured."""
+    """The decision time a kernel charges: the config's, else the strategy's own default; None means measured."""
     s = cfg.strategy
     return entry.python.compute_ns if s.compute_ns is None else None if s.compute_ns == "measured" else s.compute_ns
 
@@ -159,7 +147,7 @@ def build_strategy(cfg: VenueConfig, config_path: str):
     The strategy process of ``--transport zmq`` builds its strategy here too, so both sides agree on it.
     """
     entry, params = strategy_entry(cfg, config_path)
-    return entry.python(params, wake=cfg.strategy.wake, compute_ns=compute_ns_for(cfg, entry))
+    return entry.python(params, wake=cfg.strategy.wake, compute_ns=cfg.strategy.compute_ns)
 
 
 def sim_config(cfg: VenueConfig, instrument: Instrument):
@@ -178,7 +166,7 @@ def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None
     ns = latency_ns if latency_ns is not None else own_latency_ns(strategy) if measured else None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-        decision_latency_us=decision_latency(ns) if measured else None, **extra)
+        decision_latency_us=latency_us(ns) if measured else None, **extra)
 
 
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
@@ -191,13 +179,12 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
         sim = make_sim(events, *sim_config(cfg, instrument))
-    except EngineConfigError as e:
-        raise ConfigError(str(e), path=config_path) from None
+    except ConfigError as e:
+        raise e.located(config_path) from None
     s = cfg.strategy
-    compute_ns = compute_ns_for(cfg, entry)
     strategy = decisions = dropped = latency_ns = None
     if s.mode == "python":
-        strategy = entry.python(params, wake=s.wake, compute_ns=compute_ns)
+        strategy = entry.python(params, wake=s.wake, compute_ns=s.compute_ns)
         try:
             if transport == "zmq":
                 from runtime.link.engine_side import StrategyProcess, run_remote, strategy_command
@@ -220,6 +207,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         if s.wake.every_ns is None or s.wake.every_events is not None or s.wake.on_top_change:
             raise ConfigError("kernels wake on a timer only: set wake.every_ns alone", path=config_path,
                               field="strategy.wake")
+        compute_ns = compute_ns_for(cfg, entry)
         if compute_ns is None:
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")

@@ -1,46 +1,18 @@
-"""Several backtests side by side: one table and one HTML report with its plots (``cmm compare``, ``make demo``).
+"""Several backtests side by side (``cmm compare``, ``make demo``): run them, then report them.
 
 Each config runs as ``cmm backtest`` would, into ``OUT/<strategy name>/``
-(its full results directory). The comparison is:
-
-- ``comparison.md`` / ``comparison.json``: EPnL, MAP, RPT, PnLMAP, fills and
-  the decision latency p50 / p99 (us; "n/a" for a strategy that declares its
-  decision time instead of measuring it) per run, the table printed;
-- ``report.html``: the table and the PNGs beside it, a self-contained page
-  (no scripts, no remote assets): ``equity.png`` and ``inventory.png`` (all
-  runs over time), ``quotes.png`` (each recording run's inner bid and ask
-  against the mid), ``weights.png`` (expert weights per decision, for runs
-  with more than one expert) and ``regimes.png`` (the volatility regime of
-  each decision over the mid).
-
-The last three need a strategy's per-decision record (``decisions.npz``,
-which the CMM family keeps); runs without one appear in the first two only.
+(its full results directory); :func:`analysis.report.write_report` then
+writes the table and the HTML report with its plots into ``OUT``.
 """
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 
-import msgspec
-import numpy as np
-
-from analysis.plots import thin
-from common.atomic import atomic_write
+from analysis.report import Run, write_report
 
 from runtime.config import load
-from runtime.backtest import Backtest, run_and_write
-
-COLUMNS = ("strategy", "EPnL", "MAP", "RPT", "PnLMAP", "fills", "latency p50 us", "latency p99 us")
-REGIME_COLOURS = {0: "#d8ecd8", 1: "#f6ecc8", 2: "#f3d0d0"}
-REGIME_NAMES = {0: "low", 1: "mid", 2: "high"}
-
-
-class Run(msgspec.Struct):
-    label: str
-    config: str
-    out: str
-    backtest: Backtest
+from runtime.backtest import run_and_write
 
 
 def labels(configs: list[str]) -> list[str]:
@@ -55,165 +27,12 @@ def run_all(configs: list[str], out: str, log=print) -> list[Run]:
         directory = os.path.join(out, label.replace(" ", "_").replace("(", "").replace(")", ""))
         bt = run_and_write(config, directory)
         log(f"{label}: done ({bt.summary.n_fills} fills) -> {directory}")
-        runs.append(Run(label=label, config=config, out=directory, backtest=bt))
+        runs.append(Run(label=label, config=config, out=directory, summary=bt.summary,
+                        latency=bt.summary.decision_latency_us, ticks=bt.result.ticks, decisions=bt.decisions))
     return runs
-
-
-def rows(runs: list[Run]) -> list[dict]:
-    out = []
-    for run in runs:
-        s = run.backtest.summary
-        latency = s.decision_latency_us
-        out.append({"strategy": run.label, "EPnL": s.epnl, "MAP": s.map, "RPT": s.rpt, "PnLMAP": s.pnlmap,
-                    "fills": s.n_fills, "latency p50 us": latency.p50 if latency else None,
-                    "latency p99 us": latency.p99 if latency else None})
-    return out
-
-
-def _cell(value) -> str:
-    if value is None or isinstance(value, float) and not np.isfinite(value):
-        return "n/a"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.2f}" if isinstance(value, float) else str(value)
-
-
-def table(table_rows: list[dict]) -> str:
-    """The rows as a Markdown table (aligned, so it also reads on a terminal)."""
-    cells = [list(COLUMNS)] + [[_cell(r[c]) for c in COLUMNS] for r in table_rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-
-    def line(row):
-        return "| " + " | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))) \
-            + " |"
-    rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
-
-
-# -- plots -----------------------------------------------------------------------------------------
-
-def _minutes(ts: np.ndarray, origin: int) -> np.ndarray:
-    return (ts - origin) / 60e9
-
-
-def _decisions(run: Run) -> dict[str, np.ndarray] | None:
-    d = run.backtest.decisions
-    return d if d is not None and len(d["ts"]) else None
-
-
-def plots(runs: list[Run], out: str) -> list[tuple[str, str]]:
-    """Write the PNGs into ``out``; (file name, caption) of each, in report order."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    origin = min(int(r.backtest.result.ticks["ts"][0]) for r in runs if len(r.backtest.result.ticks["ts"]))
-    written = []
-
-    def save(fig, name, caption):
-        fig.tight_layout()
-        with atomic_write(os.path.join(out, name)) as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
-        written.append((name, caption))
-
-    for name, column, caption in (("equity.png", "epnl", "EPnL (net of fees) over time"),
-                                  ("inventory.png", "position", "Inventory (position) over time")):
-        fig, ax = plt.subplots(figsize=(10, 4))
-        for run in runs:
-            ticks = run.backtest.result.ticks
-            x, y = thin(_minutes(ticks["ts"], origin), ticks[column])
-            ax.plot(x, y, lw=0.9, label=run.label, drawstyle="steps-post" if column == "position" else "default")
-        ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_xlabel("minutes")
-        ax.set_ylabel(column)
-        ax.legend(fontsize=8, ncol=3)
-        save(fig, name, caption)
-
-    recorded = [(run, d) for run in runs if (d := _decisions(run)) is not None]
-    if not recorded:
-        return written
-    fig, axes = plt.subplots(len(recorded), 1, figsize=(10, 2.6 * len(recorded)), sharex=True, squeeze=False)
-    for ax, (run, d) in zip(axes[:, 0], recorded):
-        t = _minutes(d["ts"], origin)
-        ax.plot(t, d["mid"], color="0.3", lw=0.7, label="mid")
-        ax.plot(t, d["bid"], color="tab:green", lw=0.7, drawstyle="steps-post", label="inner bid")
-        ax.plot(t, d["ask"], color="tab:red", lw=0.7, drawstyle="steps-post", label="inner ask")
-        ax.set_title(run.label, fontsize=9)
-        ax.legend(fontsize=7, loc="upper left", ncol=3)
-    axes[-1, 0].set_xlabel("minutes")
-    save(fig, "quotes.png", "Inner quotes against the mid, per decision")
-
-    weighted = [(run, d) for run, d in recorded if d["weights"].shape[1] > 1]
-    if weighted:
-        fig, axes = plt.subplots(len(weighted), 1, figsize=(10, 2.8 * len(weighted)), sharex=True, squeeze=False)
-        for ax, (run, d) in zip(axes[:, 0], weighted):
-            weights = np.nan_to_num(d["weights"]).T
-            ax.stackplot(_minutes(d["ts"], origin), weights, labels=list(d["expert_names"]), step="post")
-            ax.set_ylim(0, 1)
-            ax.set_ylabel("weight")
-            ax.set_title(run.label, fontsize=9)
-            ax.legend(fontsize=6, ncol=5, loc="upper left")
-        axes[-1, 0].set_xlabel("minutes")
-        save(fig, "weights.png", "Expert weights per decision (zero outside the regime's experts)")
-
-    run, d = recorded[0]
-    fig, ax = plt.subplots(figsize=(10, 3.2))
-    t = _minutes(d["ts"], origin)
-    regime = d["regime"]
-    edges = np.flatnonzero(np.diff(regime)) + 1
-    for start, stop in zip(np.r_[0, edges], np.r_[edges, len(regime)]):
-        colour = REGIME_COLOURS.get(int(regime[start]))
-        if colour:
-            ax.axvspan(t[start], t[min(stop, len(t) - 1)], color=colour, lw=0)
-    ax.plot(t, d["mid"], color="0.2", lw=0.7)
-    handles = [matplotlib.patches.Patch(color=c, label=f"{REGIME_NAMES[r]} volatility")
-               for r, c in REGIME_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", ncol=3)
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("mid")
-    ax.set_title(f"regime per decision ({run.label}; unshaded: not yet known)", fontsize=9)
-    save(fig, "regimes.png", "Regime timeline")
-    return written
-
-
-# -- the report ------------------------------------------------------------------------------------
-
-def write_html(path: str, table_rows: list[dict], figures: list[tuple[str, str]], runs: list[Run]) -> None:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r[c]))}</td>" for c in COLUMNS) + "</tr>"
-                   for r in table_rows)
-    configs = "".join(f"<li>{html.escape(r.label)}: <code>{html.escape(r.config)}</code> "
-                      f"(results <code>{html.escape(os.path.relpath(r.out, os.path.dirname(path)))}</code>)</li>"
-                      for r in runs)
-    images = "".join(f'<h2>{html.escape(caption)}</h2><img src="{name}" alt="{html.escape(caption)}">'
-                     for name, caption in figures)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>CMM comparison</title>
-<style>body{{font-family:sans-serif;max-width:1060px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-img{{max-width:100%}}</style></head><body>
-<h1>Strategy comparison</h1>
-<p>EPnL net of fees; MAP the mean absolute position; RPT EPnL per fill; PnLMAP = EPnL / MAP. Decision latency is the
-measured wall time of each decision, which the simulation charged before the decision's orders left.</p>
-<table><tr>{head}</tr>{body}</table>
-<ul>{configs}</ul>
-{images}
-</body></html>
-"""
-    with atomic_write(path, "w") as f:
-        f.write(page)
 
 
 def compare(configs: list[str], out: str, log=print) -> str:
     """Run every config, write the comparison into ``out``; returns the table."""
     os.makedirs(out, exist_ok=True)
-    runs = run_all(configs, out, log=log)
-    table_rows = rows(runs)
-    text = table(table_rows)
-    with atomic_write(os.path.join(out, "comparison.md"), "w") as f:
-        f.write(text + "\n")
-    with atomic_write(os.path.join(out, "comparison.json")) as f:
-        f.write(msgspec.json.format(msgspec.json.encode(table_rows), indent=2) + b"\n")
-    write_html(os.path.join(out, "report.html"), table_rows, plots(runs, out), runs)
-    return text
+    return write_report(out, run_all(configs, out, log=log))

@@ -13,14 +13,16 @@ this order and only when there is something to report:
 Orders sent from any callback leave after the strategy's decision time
 (``compute_ns``): a declared constant, or ``None`` to have the venue measure
 the wall time the wake-up's callbacks took. A declared time keeps a backtest
-deterministic; a measured one is what a live strategy really costs.
+deterministic; a measured one is what a live strategy really costs. The
+constructor's ``compute_ns`` reads like the config's ``strategy.compute_ns``:
+ns, ``"measured"``, or None for the class's own.
 
 Each strategy declares its parameters as a msgspec Struct in ``Params``, so a
 config's ``[strategy.params]`` table is checked against them by name and type.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -37,12 +39,12 @@ class Strategy:
     compute_ns: int | None = 0
 
     def __init__(self, params: msgspec.Struct | None = None, *, wake: WakePolicy | None = None,
-                 compute_ns: int | None | str = "default"):
+                 compute_ns: int | Literal["measured"] | None = None):
         self.params = params if params is not None else self.Params()
         if wake is not None:
             self.wake = wake
-        if compute_ns != "default":
-            self.compute_ns = compute_ns
+        if compute_ns is not None:
+            self.compute_ns = None if compute_ns == "measured" else compute_ns
 
     def on_start(self, ctx: Context) -> None:
         pass

@@ -66,9 +66,10 @@ import msgspec
 import numpy as np
 
 from bundle.loader import Bundle, load_bundle
+from bundle.manifest import Variant
 from common.errors import DataError
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, TRADE
-from bundle.features import SECOND, FeatureSchema, apply_rows, new_state, snapshot
+from bundle.features import SECOND, FeatureParams, FeatureSchema, apply_rows, new_state, snapshot
 from common.config import ConfigError
 
 from strategies import ladder
@@ -80,23 +81,9 @@ from strategies.params import ConfigPath, Fraction, NonNegative, Positive, Posit
 _PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
 
 
-class FeatureSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The feature definitions (:class:`bundle.features.FeatureSchema` without the tick size); defaults as there."""
-
-    depth_levels: PositiveInt = 5
-    flow_windows_ns: tuple[PositiveInt, ...] = (10 * SECOND,)
-    return_horizons_ns: tuple[PositiveInt, ...] = (1 * SECOND, 10 * SECOND, 60 * SECOND)
-    rv_windows_ns: tuple[PositiveInt, ...] = (60 * SECOND, 300 * SECOND)
-    rv_step_ns: PositiveInt = 1 * SECOND
-    ring_capacity: PositiveInt = 1 << 16
-
-    def schema(self, tick_size: float) -> FeatureSchema:
-        return FeatureSchema(tick_size=tick_size, **msgspec.structs.asdict(self))
-
-
 class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bundle: ConfigPath                     # the model bundle directory, relative to the config
-    features: FeatureSpec = FeatureSpec()  # must match the bundle's, or the run is refused
+    features: FeatureParams = FeatureParams()  # must match the bundle's, or the run is refused
     levels: PositiveInt = 3                # K quotes per side
     level_spacing_ticks: PositiveInt = 1   # between consecutive levels
     size_slope: float = 0.0                # level k gets a share ~ 1 + slope * k (k = 0 innermost)
@@ -132,7 +119,7 @@ def check_schema(bundle: Bundle, schema: FeatureSchema, path: str) -> None:
     """DataError, one line naming the first differing definition, unless the bundle's features are ``schema``."""
     if bundle.schema == schema:
         return
-    for field in schema.__struct_fields__:
+    for field in ("tick_size", *FeatureParams.__struct_fields__):
         ours, theirs = getattr(schema, field), getattr(bundle.schema, field)
         if ours != theirs:
             raise DataError(f"the bundle's model was trained on {field} = {theirs}, the strategy computes "
@@ -140,13 +127,12 @@ def check_schema(bundle: Bundle, schema: FeatureSchema, path: str) -> None:
                             field=field)
 
 
-def check_variant(bundle: Bundle, accepted: tuple[str, ...] | None, path: str) -> None:
+def check_variant(bundle: Bundle, accepted: tuple[Variant, ...] | None, path: str) -> None:
     """DataError, one line, unless the bundle's ``variant`` is accepted (None: any MoE variant, not the teacher)."""
-    found = bundle.layout.get("variant", "hajek")
-    if (found != "teacher") if accepted is None else (found in accepted):
+    if (bundle.kind == "moe") if accepted is None else (bundle.variant in accepted):
         return
-    wanted = " or ".join(repr(v) for v in accepted) if accepted else "a MoE bundle"
-    raise DataError(f"the bundle holds the {found!r} model; this strategy runs {wanted}",
+    wanted = " or ".join(repr(str(v)) for v in accepted) if accepted else "a MoE bundle"
+    raise DataError(f"the bundle holds the {str(bundle.variant)!r} model; this strategy runs {wanted}",
                     path=f"{path}/model.json", field="variant")
 
 
@@ -154,7 +140,7 @@ class CMMStrategy(Strategy):
     Params = CMMParams
     wake = WakePolicy(every_ns=SECOND)
     compute_ns = None
-    variants: tuple[str, ...] | None = None      # the bundle variants it runs; None: any MoE bundle
+    variants: tuple[Variant, ...] | None = None  # the bundle variants it runs; None: any MoE bundle
 
     # ---- lifecycle
     def on_start(self, ctx: Context) -> None:

@@ -8,34 +8,35 @@ wrong models by a wrong path. ``cmm train`` writes these bundles under
 """
 from __future__ import annotations
 
+from bundle.manifest import Variant
 from strategies.cmm import CMMStrategy
 
 
 class SingleStudent(CMMStrategy):
     """``single_student``: one student distilled from the teacher's outputs on all tasks and regimes."""
 
-    variants = ("single_student",)
+    variants = (Variant.SINGLE_STUDENT,)
 
 
 class CMMMean(CMMStrategy):
     """``cmm_mean``: the regime's experts averaged with equal weights instead of the Hájek kernel."""
 
-    variants = ("mean",)
+    variants = (Variant.MEAN,)
 
 
 class CMMGating(CMMStrategy):
     """``cmm_gating``: the regime's experts weighted by a softmax gate, linear in the features."""
 
-    variants = ("gate",)
+    variants = (Variant.GATE,)
 
 
 class CMMNoRegime(CMMStrategy):
     """``cmm_no_regime``: one expert per layer group over all regimes, Hájek-weighted."""
 
-    variants = ("no_regime",)
+    variants = (Variant.NO_REGIME,)
 
 
 class CMMNoLayer(CMMStrategy):
     """``cmm_no_layer``: one expert per regime without the layer-group split, Hájek-weighted."""
 
-    variants = ("no_layer",)
+    variants = (Variant.NO_LAYER,)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from bundle.features import apply_rows, snapshot
+from bundle.manifest import Variant
 
 from strategies.api import Context
 from strategies.cmm import CMMStrategy
 
 
 class TeacherStrategy(CMMStrategy):
-    variants = ("teacher",)
+    variants = (Variant.TEACHER,)
 
     def on_start(self, ctx: Context) -> None:
         super().on_start(ctx)

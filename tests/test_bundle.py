@@ -13,7 +13,8 @@ from cmm_models.experts import Expert
 from cmm_models.export import export_bundle
 from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
 from cmm_models.regimes import RegimeThresholds
-from bundle.loader import FILES, MANIFEST, load_bundle, verify
+from bundle.loader import load_bundle, verify
+from bundle.manifest import FILES, MANIFEST, Variant, write_manifest
 from common.errors import DataError
 from bundle.features import FeatureSchema
 
@@ -120,6 +121,29 @@ def test_missing_and_extra_files_are_refused(bundle_dir, tmp_path):
     (directory / MANIFEST).unlink()
     with pytest.raises(DataError, match="no manifest.json"):
         verify(directory)
+
+
+def test_the_manifest_names_the_kind_and_model_json_the_variant(bundle_dir, tmp_path):
+    bundle = load_bundle(bundle_dir)
+    assert bundle.manifest.kind == bundle.kind == "moe" and bundle.variant is Variant.HAJEK
+    assert b'"kind": "moe"' in (bundle_dir / MANIFEST).read_bytes()
+    # A manifest from before the field has no kind: model.json's variant gives it, and its bytes still verify.
+    shipped = REPO / "data" / "bundles" / "goog_sample_variants" / "teacher"
+    assert b'"kind"' not in (shipped / MANIFEST).read_bytes()
+    teacher = load_bundle(shipped)
+    assert teacher.manifest.kind is None and teacher.kind == "teacher" and teacher.variant is Variant.TEACHER
+    directory = copy(bundle_dir, tmp_path / "contradicts")
+    write_manifest(directory, "teacher")
+    with pytest.raises(DataError, match=r"manifest\.json: kind: the manifest says a 'teacher' model, "
+                                        r"model\.json's variant 'hajek' is a 'moe' one"):
+        load_bundle(directory)
+    directory = copy(bundle_dir, tmp_path / "unknown")
+    path = directory / "model.json"
+    path.write_bytes(path.read_bytes().replace(b'"variant": "hajek"', b'"variant": "median"'))
+    write_manifest(directory, "moe")
+    with pytest.raises(DataError, match=r"model\.json: variant: expected one of hajek, mean, gate, no_regime, "
+                                        r"no_layer, single_student, teacher, found 'median'$"):
+        load_bundle(directory)
 
 
 def test_same_seed_same_bytes(bundle_dir, tmp_path):

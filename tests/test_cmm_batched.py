@@ -157,7 +157,7 @@ def test_an_unknown_inference_is_one_line(tmp_path):
 def test_a_measured_batched_decision_is_charged_its_share_of_the_batch():
     events, instrument = load_events(load(str(CONFIGS / "backtest_cmm.toml")))
     s = CMMStrategy(CMMParams(bundle=str(BUNDLES / "goog_sample"), batch=100), wake=WakePolicy(every_ns=SECOND),
-                    compute_ns=None)
+                    compute_ns="measured")
     backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size)),
                  instrument.tick_size, instrument.lot_size)
     latency = s.decision_latency_ns()

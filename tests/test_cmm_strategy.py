@@ -16,7 +16,8 @@ from bundle.features import replay_features
 from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
-from strategies.cmm import CMMParams, CMMStrategy, FeatureSpec
+from bundle.features import FeatureParams
+from strategies.cmm import CMMParams, CMMStrategy
 from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
 from runtime.backtest import load_events
@@ -158,7 +159,7 @@ def test_worked_example_runs_on_the_sample():
 
 
 def test_mismatched_feature_schema_is_refused_at_start():
-    s = fixed(features=FeatureSpec(depth_levels=10))
+    s = fixed(features=FeatureParams(depth_levels=10))
     with pytest.raises(DataError) as err:
         backtest.run(s, sim_for(stream(*BOOK)), TICK, 1.0)
     line = str(err.value)
@@ -172,6 +173,16 @@ def test_mismatched_feature_schema_is_one_line_from_the_command_line(tmp_path):
     proc = cmm("backtest", "--config", config, "--out", tmp_path / "out")
     assert proc.returncode != 0 and not (tmp_path / "out").exists()
     assert proc.stderr.count("\n") == 1 and "depth_levels" in proc.stderr and "feature schemas differ" in proc.stderr
+
+
+def test_impossible_feature_parameters_are_one_line_from_the_command_line(tmp_path):
+    text = CONFIG.read_text().replace("depth_levels = 5", "depth_levels = 5\nrv_step_ns = 7_000_000_000")
+    config = tmp_path / "bad.toml"
+    config.write_text(text.replace('"../', f'"{REPO}/'))
+    proc = cmm("backtest", "--config", config, "--out", tmp_path / "out")
+    assert proc.returncode != 0 and not (tmp_path / "out").exists()
+    assert proc.stderr.count("\n") == 1 and "strategy.params.features: rv window 60000000000 ns is not a multiple " \
+        "of rv_step_ns 7000000000" in proc.stderr, proc.stderr
 
 
 def test_cmm_config_end_to_end(tmp_path):

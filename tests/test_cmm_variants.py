@@ -96,7 +96,7 @@ def test_a_variant_refuses_another_models_bundle(name, bundle, sample_slice, tmp
 
 def run_in_process(strategy_type, bundle: str, events, instrument):
     strategy = strategy_type(CMMParams(bundle=str(BUNDLES / bundle)), wake=WakePolicy(every_ns=1_000_000_000),
-                             compute_ns=None)
+                             compute_ns="measured")
     sim = make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size))
     backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size)
     return strategy
@@ -127,7 +127,9 @@ def test_shipped_side_bundles_verify_name_their_variant_and_stay_small():
     assert sorted(p.name for p in side.iterdir()) == ["gate", "mean", "no_layer", "no_regime", "single_student",
                                                      "teacher"]
     for directory in side.iterdir():
-        assert load_bundle(directory).layout["variant"] == directory.name
+        bundle = load_bundle(directory)
+        assert bundle.layout["variant"] == bundle.variant == directory.name
+        assert bundle.kind == ("teacher" if directory.name == "teacher" else "moe")
     assert sum(f.stat().st_size for f in BUNDLES.rglob("*") if f.is_file()) < 2_000_000
 
 

@@ -17,8 +17,8 @@ import zmq.auth
 from common.errors import DataError
 from tests.files import save_events
 from common.config import ConfigError, convert
-from feeds.zmqfeed import (CurveConfig, Publisher, Subscriber, generate_keypair, load_client_keys,
-                           load_server_keys, plaintext_warning, replay, wait_for_subscribers)
+from feeds.zmqfeed import (CurveConfig, FeedHandlers, Publisher, Subscriber, SubscriberOptions, generate_keypair,
+                           load_client_keys, load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 from tests.conftest import REPO
 from tests.test_cli import assert_one_line_error, cmm
 from tests.test_zmq_feed import depth, free_port_pair, pump, same_book
@@ -59,7 +59,7 @@ def test_authorized_subscriber_gets_the_feed_and_snapshots(keys, addr):
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub:
         for k in range(1, 6):
             pub.publish("X", depth(k))
-        with Subscriber(addr, ["X"], curve=keys.client("alice")) as sub:
+        with Subscriber(addr, ["X"], SubscriberOptions(curve=keys.client("alice"))) as sub:
             pump(pub, sub, lambda: sub.synced("X"))                  # a late joiner: over the snapshot socket
             assert sub.stats.joins == 1 and sub.streams["X"].seq == 5
             for k in range(6, 11):
@@ -74,7 +74,7 @@ def test_curve_replay_of_a_file_reaches_an_authorized_subscriber(keys, addr, tmp
     path = tmp_path / "X.npz"
     save_events(path, events)
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
-            Subscriber(addr, ["X"], curve=keys.client("alice")) as sub:
+            Subscriber(addr, ["X"], SubscriberOptions(curve=keys.client("alice"))) as sub:
         assert wait_for_subscribers(pub, 1, timeout_s=5.0)
         replay(pub, [str(path)], speed=None, batch_events=100)
         pump(pub, sub, lambda: sub.stats.events == len(events))
@@ -103,7 +103,7 @@ def test_unknown_client_key_is_refused_counted_and_logged(keys, addr, caplog):
     caplog.set_level(logging.WARNING, logger="feeds.zmqfeed.security")
     mallory, notices = keys.client("mallory"), []
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
-            Subscriber(addr, ["X"], curve=mallory, on_notice=notices.append) as sub:
+            Subscriber(addr, ["X"], SubscriberOptions(curve=mallory), FeedHandlers(on_notice=notices.append)) as sub:
         _watch(pub, sub, notices, "the server refused our CURVE key (ZAP status 400)")
         assert_got_nothing(pub, sub)
         assert pub.curve.rejected >= 1
@@ -114,7 +114,7 @@ def test_unknown_client_key_is_refused_counted_and_logged(keys, addr, caplog):
 def test_plaintext_subscriber_gets_nothing_from_a_curve_publisher(keys, addr):
     notices = []
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
-            Subscriber(addr, ["X"], on_notice=notices.append) as sub:
+            Subscriber(addr, ["X"], handlers=FeedHandlers(on_notice=notices.append)) as sub:
         _watch(pub, sub, notices, "security mismatch: one side uses CURVE, the other plaintext")
         assert_got_nothing(pub, sub)
         assert pub.curve.rejected == 0        # dropped at the greeting: no key was ever offered
@@ -127,7 +127,7 @@ def test_a_wrong_server_key_gets_nothing(keys, addr):
     assert impostor.server != alice.server
     notices = []
     with Publisher(addr, heartbeat_s=0.05, curve=keys.server()) as pub, \
-            Subscriber(addr, ["X"], curve=impostor, on_notice=notices.append) as sub:
+            Subscriber(addr, ["X"], SubscriberOptions(curve=impostor), FeedHandlers(on_notice=notices.append)) as sub:
         _watch(pub, sub, notices, "handshake failed: a wrong server public key")
         assert_got_nothing(pub, sub)
 
@@ -212,9 +212,9 @@ def test_cmm_feed_replay_with_curve_serves_alice_and_refuses_mallory(keys, addr,
                              "--curve-clients", str(keys.root / "clients")],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with Subscriber(addr, ["X"], curve=keys.client("alice")) as alice:
+        with Subscriber(addr, ["X"], SubscriberOptions(curve=keys.client("alice"))) as alice:
             pump(None, alice, lambda: alice.stats.events == len(events), timeout=30)   # includes start-up
-        with Subscriber(addr, ["X"], curve=keys.client("mallory")) as mallory:
+        with Subscriber(addr, ["X"], SubscriberOptions(curve=keys.client("mallory"))) as mallory:
             pump(None, mallory, lambda: mallory.stats.handshake_failures >= 1)
             assert (mallory.stats.batches, mallory.stats.snapshots) == (0, 0)
         proc.send_signal(signal.SIGINT)

@@ -97,11 +97,17 @@ class Sleeper(Recorder):
         super().on_timer(ctx)
 
 
+def test_compute_ns_reads_like_the_config():
+    assert Sleeper().compute_ns == Recorder.compute_ns == 0          # None: the class's own
+    assert Sleeper(compute_ns="measured").compute_ns is None
+    assert Sleeper(compute_ns=7).compute_ns == 7
+
+
 def test_measured_decision_time_is_charged():
     # Sleeping 4 ms in the callback makes the order reach the exchange after the 12.5 ms trade.
     events = stream(*BOOK, (E.TRADE, -1, 12 * MS + MS // 2, 99.99, 1.0), (E.DEPTH, 1, 40 * MS, 100.00, 5.0))
     declared = backtest.run(Sleeper(compute_ns=0), sim_for(events), TICK, 1.0)
-    measured = backtest.run(Sleeper(compute_ns=None), sim_for(events), TICK, 1.0)
+    measured = backtest.run(Sleeper(compute_ns="measured"), sim_for(events), TICK, 1.0)
     assert len(declared.fills) == 1
     assert len(measured.fills) == 0
 

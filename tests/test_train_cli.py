@@ -10,7 +10,8 @@ import torch
 
 from cmm import cli
 from cmm_models import config
-from bundle.loader import FILES, load_bundle, verify
+from bundle.loader import load_bundle, verify
+from bundle.manifest import FILES, MOE_VARIANTS, Variant
 
 from tests.conftest import REPO, SAMPLES
 
@@ -74,7 +75,9 @@ def run_dir(small_config, tmp_path_factory):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch 2.13 marks torch.jit.load deprecated
 def test_train_writes_a_verified_bundle_and_a_report(run_dir):
     manifest = verify(run_dir / "bundle")
-    assert sorted(manifest.files) == sorted(FILES)
+    assert sorted(manifest.files) == sorted(FILES) and manifest.kind == "moe"
+    for variant in (*MOE_VARIANTS[1:], Variant.SINGLE_STUDENT, Variant.TEACHER):
+        assert verify(run_dir / "bundles" / variant).kind == variant.kind
     module = torch.jit.load(str(run_dir / "bundle" / "model.pt"))
     bundle = load_bundle(run_dir / "bundle")
     prediction, weights = module(torch.zeros(bundle.schema.n_features), 1)
@@ -133,6 +136,8 @@ def test_a_tampered_bundle_is_refused_in_one_line(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("edit, key", [
     (("[distill]\nhidden = 8", "[distill]\nhiden = 8"), "distill"),
     (("steps = 20", "steps = -3"), "teacher.steps"),
+    (("[distill]\nhidden = 8", "[features]\nring_capacity = 3\n[distill]\nhidden = 8"),
+     "features: ring_capacity 3 is not a power of two"),
     (('model = "tiny"', 'model = "no/such/dir"'), "teacher.model"),
 ])
 def test_a_bad_config_is_one_line(tmp_path, capsys, edit, key):

@@ -10,7 +10,7 @@ import zmq
 
 from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
 from feeds.zmqfeed.messages import WIRE_VERSION, Heartbeat, encode
-from feeds.zmqfeed import Publisher, Subscriber
+from feeds.zmqfeed import FeedHandlers, Publisher, Subscriber, SubscriberOptions
 
 
 def free_port_pair() -> int:
@@ -78,7 +78,8 @@ def test_late_joiner_starts_from_a_snapshot(addr):
     with Publisher(addr, heartbeat_s=0.05) as pub:
         for k in range(1, 11):
             pub.publish("X", depth(k))
-        with Subscriber(addr, ["X"], on_snapshot=lambda t, s, ev: got.append((s.seq, len(ev)))) as sub:
+        handlers = FeedHandlers(on_snapshot=lambda t, s, ev: got.append((s.seq, len(ev))))
+        with Subscriber(addr, ["X"], handlers=handlers) as sub:
             pump(pub, sub, lambda: sub.synced("X"))
             assert got[0][0] == 10 and sub.stats.joins == 1
             assert same_book(pub, sub)
@@ -89,7 +90,8 @@ def test_late_joiner_starts_from_a_snapshot(addr):
 
 def test_forced_gap_is_counted_and_recovered_from_a_snapshot(addr):
     notices = []
-    with Publisher(addr, heartbeat_s=0.05) as pub, Subscriber(addr, ["X"], on_notice=notices.append) as sub:
+    with Publisher(addr, heartbeat_s=0.05) as pub, \
+            Subscriber(addr, ["X"], handlers=FeedHandlers(on_notice=notices.append)) as sub:
         pump(pub, sub, lambda: pub.stats.subscriptions == 1)
         publish(pub, sub, range(1, 11), drop={4, 5})
         publish(pub, sub, range(11, 14))
@@ -110,7 +112,7 @@ def test_a_lost_last_batch_is_seen_in_the_heartbeat(addr):
 def test_stale_feed_is_reported_and_cleared(addr):
     states = []
     with Publisher(addr, heartbeat_s=0.05) as pub, \
-            Subscriber(addr, ["X"], stale_after=0.3, on_stale=states.append) as sub:
+            Subscriber(addr, ["X"], SubscriberOptions(stale_after=0.3), FeedHandlers(on_stale=states.append)) as sub:
         pub.add_topic("X")
         pump(pub, sub, lambda: sub.synced("X"))
         start = time.monotonic()
@@ -121,7 +123,7 @@ def test_stale_feed_is_reported_and_cleared(addr):
 
 
 def test_publisher_restart_is_recovered(addr):
-    with Subscriber(addr, ["X"], stale_after=5.0) as sub:
+    with Subscriber(addr, ["X"], SubscriberOptions(stale_after=5.0)) as sub:
         with Publisher(addr, heartbeat_s=0.05) as pub:
             pump(pub, sub, lambda: pub.stats.subscriptions == 1)
             publish(pub, sub, range(1, 6))
@@ -141,7 +143,7 @@ def test_bad_peer_messages_are_dropped_counted_and_survived(addr):
     raw.setsockopt(zmq.LINGER, 0)
     raw.bind(addr)
     try:
-        with Subscriber(addr, ["X"], max_message_bytes=4096) as sub:
+        with Subscriber(addr, ["X"], SubscriberOptions(max_message_bytes=4096)) as sub:
             hb = encode(Heartbeat(topic="X", seq=0, session=5, sent_ns=0, feed_ts=0))
             bad = [[b"X"], [b"X", b"\xc1garbage"], [b"X", b"\x00" * 5000], [b"X", hb, b"extra"],
                    [b"X", hb.replace(b"\xa1v" + bytes([WIRE_VERSION]), b"\xa1v\x09")], [b"XY", hb]]
@@ -161,7 +163,8 @@ def test_bad_peer_messages_are_dropped_counted_and_survived(addr):
 
 
 def test_slow_consumer_sees_gaps_and_recovers(addr):
-    with Publisher(addr, heartbeat_s=0.05, sndhwm=4) as pub, Subscriber(addr, ["X"], rcvhwm=4) as sub:
+    with Publisher(addr, heartbeat_s=0.05, sndhwm=4) as pub, \
+            Subscriber(addr, ["X"], SubscriberOptions(rcvhwm=4)) as sub:
         pump(pub, sub, lambda: pub.stats.subscriptions == 1)
         big = 2000
         for k in range(1, 301):                                 # 300 x 128 kB while the subscriber sleeps

@@ -16,6 +16,10 @@ Batches are handed on only in order, with none missing:
 A heartbeat marked ``final`` whose seq we have applied ends the topic
 (``on_end(topic)``): the consumer has the whole stream.
 
+What a subscriber needs is grouped: :class:`SubscriberOptions` (how it
+connects and how long it waits, each with its default) and
+:class:`FeedHandlers` (what it hands on, each optional).
+
 A resync follows the Clone pattern: the SUB socket stays subscribed, batches
 arriving meanwhile are buffered, the snapshot replaces the book, and buffered
 batches numbered after the snapshot's seq are applied. A slow consumer shows
@@ -32,6 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import msgspec
@@ -69,6 +74,41 @@ class SubscriberStats(msgspec.Struct):
     handshake_failures: int = 0  # connections refused: a wrong or unknown CURVE key, CURVE against plaintext
 
 
+class SubscriberOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a :class:`Subscriber` connects and how long it waits (seconds)."""
+
+    snapshot_addr: str | None = None      # the snapshot service; None: the feed's port + 1
+    stale_after: float = 2.0              # no message for this long marks the feed stale
+    snapshot_timeout: float = 1.0         # an unanswered snapshot request is sent again after this
+    rcvhwm: int = DEFAULT_RCVHWM          # the SUB socket's queue; ZeroMQ drops beyond it (seen as gaps)
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    keep_book: bool = True                # keep each topic's L2 book (:meth:`Subscriber.book`)
+    curve: ClientKeys | None = None       # CURVE client keys of the publisher whose public key they name
+    resume: dict[str, tuple[int, int]] | None = None   # topic -> (session, seq): continue after that batch
+
+
+@dataclass(frozen=True)
+class FeedHandlers:
+    """What a :class:`Subscriber` hands on; each is optional.
+
+    ``on_events(topic, events, batch)`` for every batch in order (``events`` is
+    a read-only view of the batch's records); ``on_snapshot(topic, snapshot,
+    events)`` when a topic is (re)synced: the consumer's book must be replaced
+    by ``events``; ``on_stale(bool)`` when the feed goes stale or comes back;
+    ``on_notice(text)`` for gaps, restarts and staleness, one line each;
+    ``on_end(topic)`` when a topic's stream is complete; ``on_clock(topic,
+    heartbeat)`` for each heartbeat of a stream in step (every event up to its
+    ``feed_ts`` has been handed on).
+    """
+
+    on_events: Callable | None = None
+    on_snapshot: Callable | None = None
+    on_stale: Callable | None = None
+    on_notice: Callable | None = None
+    on_end: Callable | None = None
+    on_clock: Callable | None = None
+
+
 def _empty_snapshot(first: EventBatch) -> Snapshot:
     """The snapshot before a session's first batch: an empty book at seq 0, no request needed."""
     events = L2Book().snapshot_events(int(unpack(first.events)["local_ts"][0]))
@@ -94,43 +134,25 @@ class _Stream:
 class Subscriber:
     """Subscribe to ``topics`` (all when None) at ``addr``; call :meth:`poll` to receive.
 
-    Callbacks, all optional: ``on_events(topic, events, batch)`` for every batch
-    in order (``events`` is a read-only view of the batch's records);
-    ``on_snapshot(topic, snapshot, events)`` when a topic is (re)synced: the
-    consumer's book must be replaced by ``events``; ``on_stale(bool)`` when the
-    feed goes stale or comes back; ``on_notice(text)`` for gaps, restarts and
-    staleness, one line each; ``on_end(topic)`` when a topic's stream is complete;
-    ``on_clock(topic, heartbeat)`` for each heartbeat of a stream in step (every event
-    up to its ``feed_ts`` has been handed on).
-    ``resume`` maps a topic to ``(session, seq)``: continue after that batch
-    (the consumer's book is as it was then), from resent batches if possible.
-    With ``curve`` both sockets are CURVE clients of the publisher whose public
-    key it names; a failed handshake (either way) is counted, and each reason
-    noticed once.
+    ``options.resume`` maps a topic to ``(session, seq)``: continue after that
+    batch (the consumer's book is as it was then), from resent batches if
+    possible. With ``options.curve`` both sockets are CURVE clients; a failed
+    handshake (either way) is counted, and each reason noticed once.
     """
 
-    def __init__(self, addr: str, topics: list[str] | None = None, *, snapshot_addr: str | None = None,
-                 stale_after: float = 2.0, snapshot_timeout: float = 1.0, rcvhwm: int = DEFAULT_RCVHWM,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, keep_book: bool = True, curve: ClientKeys | None = None,
-                 on_events: Callable | None = None, on_snapshot: Callable | None = None,
-                 on_stale: Callable | None = None, on_notice: Callable | None = None,
-                 on_end: Callable | None = None, on_clock: Callable | None = None,
-                 resume: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, addr: str, topics: list[str] | None = None,
+                 options: SubscriberOptions = SubscriberOptions(), handlers: FeedHandlers = FeedHandlers()):
         self.topics = set(topics) if topics else None
-        self.on_end, self.on_clock = on_end, on_clock
-        self.stale_after = stale_after
-        self.snapshot_timeout = snapshot_timeout
-        self.keep_book = keep_book
-        self.on_events, self.on_snapshot = on_events, on_snapshot
-        self.on_stale, self.on_notice = on_stale, on_notice
+        self.options = options
+        self.handlers = handlers
         self.stats = SubscriberStats()
-        self.decoder = Decoder(max_bytes=max_message_bytes)
+        self.decoder = Decoder(max_bytes=options.max_message_bytes)
         self.stale = False
         self.streams: dict[str, _Stream] = {}
         self._last_msg = time.monotonic()
         self._next_req = 1
-        for topic, (session, seq) in (resume or {}).items():
-            stream = self.streams[topic] = _Stream(keep_book)
+        for topic, (session, seq) in (options.resume or {}).items():
+            stream = self.streams[topic] = _Stream(options.keep_book)
             stream.session, stream.seq, stream.resuming = session, seq, True
             stream.resumed_after = seq
         self._ctx = zmq.Context()
@@ -141,16 +163,16 @@ class Subscriber:
             for sock in (self._sub, self._dealer):
                 sock.setsockopt(zmq.LINGER, 0)
                 # ZeroMQ drops (and disconnects) beyond this; the decoder counts what is between.
-                sock.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
-                if curve is not None:
-                    secure_client(sock, curve)
-            self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
+                sock.setsockopt(zmq.MAXMSGSIZE, 4 * options.max_message_bytes)
+                if options.curve is not None:
+                    secure_client(sock, options.curve)
+            self._sub.setsockopt(zmq.RCVHWM, options.rcvhwm)
             self._dealer.setsockopt(zmq.IMMEDIATE, 1)   # no request queued for a publisher not there
             for topic in self.topics or [""]:
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
             self._handshakes = HandshakeWatch(self._sub, self._dealer)
             self._sub.connect(addr)
-            self._dealer.connect(snapshot_addr or snapshot_address(addr))
+            self._dealer.connect(options.snapshot_addr or snapshot_address(addr))
         except (zmq.ZMQError, ValueError):
             self.close()
             raise
@@ -220,8 +242,8 @@ class Subscriber:
             if self.stale:
                 self.stale = False
                 self._notice("feed is back")
-                if self.on_stale:
-                    self.on_stale(False)
+                if self.handlers.on_stale:
+                    self.handlers.on_stale(False)
             handle(frames)
 
     def _on_feed(self, frames: list[bytes]) -> None:
@@ -238,7 +260,7 @@ class Subscriber:
             return   # a longer topic sharing our prefix: SUB filters by prefix only
         stream = self.streams.get(msg.topic)
         if stream is None:
-            stream = self.streams[msg.topic] = _Stream(self.keep_book)
+            stream = self.streams[msg.topic] = _Stream(self.options.keep_book)
         if isinstance(msg, EventBatch):
             self._on_batch(msg.topic, stream, msg)
         else:
@@ -276,16 +298,16 @@ class Subscriber:
         elif hb.seq > stream.seq:
             self._gap(topic, stream, hb.seq - stream.seq)
         else:
-            if self.on_clock:
-                self.on_clock(topic, hb)       # in step: every event up to hb.feed_ts has been applied
+            if self.handlers.on_clock:
+                self.handlers.on_clock(topic, hb)       # in step: every event up to hb.feed_ts has been applied
             if hb.final and not stream.ended:
                 self._end(topic, stream)
 
     def _end(self, topic: str, stream: _Stream) -> None:
         stream.ended = True
         self._notice(f"{topic}: end of stream at seq {stream.seq}")
-        if self.on_end:
-            self.on_end(topic)
+        if self.handlers.on_end:
+            self.handlers.on_end(topic)
 
     def _ask_resend(self, topic: str, stream: _Stream) -> None:
         """Ask for the batches after the resumed seq, unless an answer is still awaited."""
@@ -351,8 +373,8 @@ class Subscriber:
         else:
             self.stats.joins += 1
         stream.recovering = False
-        if self.on_snapshot:
-            self.on_snapshot(topic, snap, events)
+        if self.handlers.on_snapshot:
+            self.handlers.on_snapshot(topic, snap, events)
         pending = sorted(stream.pending, key=lambda b: b.seq)
         stream.pending.clear()
         for k, batch in enumerate(pending):
@@ -374,8 +396,8 @@ class Subscriber:
         self.stats.batches += 1
         self.stats.events += batch.n
         self.stats.last_lag_ns = time.time_ns() - batch.sent_ns
-        if self.on_events:
-            self.on_events(topic, events, batch)
+        if self.handlers.on_events:
+            self.handlers.on_events(topic, events, batch)
 
     def _gap(self, topic: str, stream: _Stream, lost: int) -> None:
         self.stats.gaps += 1
@@ -415,14 +437,14 @@ class Subscriber:
         return True
 
     def _timers(self, now: float) -> None:
-        if not self.stale and now - self._last_msg > self.stale_after:
+        if not self.stale and now - self._last_msg > self.options.stale_after:
             self.stale = True
             self.stats.stale_periods += 1
             self._notice(f"feed stale: no message for {now - self._last_msg:.1f} s")
-            if self.on_stale:
-                self.on_stale(True)
+            if self.handlers.on_stale:
+                self.handlers.on_stale(True)
         for topic, stream in self.streams.items():
-            if stream.req_id is not None and now - stream.req_sent > self.snapshot_timeout:
+            if stream.req_id is not None and now - stream.req_sent > self.options.snapshot_timeout:
                 stream.req_id = None
                 if stream.resuming:
                     self._ask_resend(topic, stream)
@@ -431,14 +453,14 @@ class Subscriber:
 
     def _next_timer(self, now: float) -> float:
         """Seconds until a timer may fire."""
-        due = [self.snapshot_timeout if self.stale else self._last_msg + self.stale_after - now]
-        due += [s.req_sent + self.snapshot_timeout - now for s in self.streams.values() if s.req_id is not None]
+        due = [self.options.snapshot_timeout if self.stale else self._last_msg + self.options.stale_after - now]
+        due += [s.req_sent + self.options.snapshot_timeout - now for s in self.streams.values() if s.req_id is not None]
         return max(0.001, min(due))
 
     def _notice(self, text: str) -> None:
         log.info(text)
-        if self.on_notice:
-            self.on_notice(text)
+        if self.handlers.on_notice:
+            self.handlers.on_notice(text)
 
 
 def request_snapshot(snapshot_addr: str, topic: str, timeout_s: float = 2.0,

@@ -22,16 +22,17 @@ import sys
 import time
 
 import msgspec
-import numpy as np
 
 from engine.state import I_RQ_TAIL
 from common.errors import DataError
-from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
+from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_snapshot, snapshot_address
 
 from runtime.paper import journal as jr
-from runtime.config import ConfigError, PaperConfig, load
+from common.config import ConfigError
+from runtime.config import PaperConfig, load
 from runtime.paper.trader import PaperTrader
-from runtime.backtest import LatencyStats, RunSummary, decision_record, instrument_for, summary_of, write_run
+from common.stats import LatencyStats, latency_us
+from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of, write_run
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -111,8 +112,8 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     result = loop.trader.close()
     strategy = loop.trader.strategy
     summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by,
-                         tick_to_order_us=percentiles(loop.reactions[0]),
-                         send_to_order_us=percentiles(loop.reactions[1]))
+                         tick_to_order_us=latency_us(loop.reactions[0]),
+                         send_to_order_us=latency_us(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
     write_run(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
@@ -170,12 +171,12 @@ class _Loop:
         start = last_status = time.monotonic()
         events_at_status = 0
         try:
-            self.sub = Subscriber(feed, [self.topic] if self.topic else None, snapshot_addr=snapshot_addr,
-                                  stale_after=self.cfg.paper.stale_after_s, keep_book=False,
-                                  on_events=self._on_events, on_snapshot=self._on_snapshot,
-                                  on_stale=self._on_stale, on_end=self._on_end, on_notice=self._notice,
-                                  on_clock=self._on_clock,
-                                  resume=resume, curve=self.curve)
+            self.sub = Subscriber(
+                feed, [self.topic] if self.topic else None,
+                SubscriberOptions(snapshot_addr=snapshot_addr, stale_after=self.cfg.paper.stale_after_s,
+                                  keep_book=False, curve=self.curve, resume=resume),
+                FeedHandlers(on_events=self._on_events, on_snapshot=self._on_snapshot, on_stale=self._on_stale,
+                             on_notice=self._notice, on_end=self._on_end, on_clock=self._on_clock))
         except Exception as e:   # zmq.ZMQError, ValueError: a malformed address
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
@@ -316,13 +317,6 @@ class _Loop:
             quotes_pulled=trader.quotes_pulled, dropped_messages=self.sub.dropped if self.sub else 0,
             late_rows=trader.ordering.late, rewound_rows=trader.rewound, journaled_steps=self.journaled,
             replayed_steps=self.replayed, resent_batches=s.resent_batches if s else 0)
-
-
-def percentiles(ns: list[int]) -> LatencyStats | None:
-    if not ns:
-        return None
-    p50, p99 = np.percentile(ns, [50, 99]) / 1e3
-    return LatencyStats(p50=float(p50), p99=float(p99))
 
 
 def format_paper(p: Paper) -> str:

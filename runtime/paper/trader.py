@@ -26,7 +26,8 @@ from feeds.instrument import Instrument
 from feeds.zmqfeed.messages import unpack
 
 from runtime.session import Session
-from runtime.config import ConfigError, PaperConfig
+from common.config import ConfigError
+from runtime.config import PaperConfig
 from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
 from runtime.backtest import build_strategy, sim_config
 

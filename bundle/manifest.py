@@ -1,0 +1,121 @@
+"""The bundle format: what training writes and trading reads, named once.
+
+A bundle is a flat directory::
+
+    model.pt               TorchScript: (normalized features, regime) -> (normalized predictions, expert weights)
+    model.json             the ``variant`` (a :class:`Variant`), expert layout, aggregator, routing, what the
+                           inputs and outputs mean
+    normalization.json     feature and target mean/std (fitted on the train split)
+    regimes.json           the frozen volatility thresholds
+    feature_schema.json    the feature definitions the model was trained on
+    teacher_latency.json   the teacher's measured per-decision latency
+    manifest.json          sha256 of every file above, library versions, schema version, the model's ``kind``
+
+The manifest is canonical JSON (sorted keys, fixed indent, no timestamps), so
+the same model gives the same bytes, and it carries ``digest``, the sha256 of
+its own canonical form without that field: a change to the manifest itself
+is caught too. :mod:`bundle.loader` checks all of it before trading loads a
+model.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from bundle.features import FEATURE_VERSION
+from common.atomic import atomic_write
+
+FORMAT = "cmm-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FILES = ("model.pt", "model.json", "normalization.json", "regimes.json", "feature_schema.json",
+         "teacher_latency.json")
+_LIBRARIES = ("torch", "numpy", "cmm-engine")
+
+# What ``model.pt`` is: a mixture of experts, called (features [F], regime), or the teacher, called
+# (a window of feature vectors [W, F]) with no regime.
+Kind = Literal["moe", "teacher"]
+
+
+class Variant(enum.StrEnum):
+    """The model a bundle holds, as ``model.json``'s ``variant`` spells it: the one set of names the
+    pipeline trains, the exporter writes, the training report scores and the strategies accept."""
+
+    HAJEK = "hajek"                    # the main MoE: the regime's experts, Hájek-weighted
+    MEAN = "mean"                      # ablation: equal weights
+    GATE = "gate"                      # ablation: a softmax gating network
+    NO_REGIME = "no_regime"            # ablation: experts per layer group over all regimes
+    NO_LAYER = "no_layer"              # ablation: one expert per regime, no layer groups
+    SINGLE_STUDENT = "single_student"  # the distillation baseline, as a one-expert MoE
+    TEACHER = "teacher"                # the transformer itself
+
+    @property
+    def kind(self) -> Kind:
+        return "teacher" if self is Variant.TEACHER else "moe"
+
+
+# The MoE variants, the main one first: the pipeline trains each, the report scores each.
+MOE_VARIANTS = (Variant.HAJEK, Variant.MEAN, Variant.GATE, Variant.NO_REGIME, Variant.NO_LAYER)
+
+
+class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    format: str
+    format_version: int
+    feature_schema_version: int
+    created_by: str
+    versions: dict[str, str]
+    files: dict[str, str]        # name -> sha256 hex
+    digest: str                  # sha256 of this manifest's canonical JSON with digest ""
+    # None (and then absent from the JSON): written before the manifest named the kind; model.json's
+    # variant gives it. Omitted when None, so those manifests keep their canonical bytes and digest.
+    kind: Kind | None = None
+
+
+def canonical(manifest: Manifest) -> bytes:
+    """The canonical bytes of ``manifest``: what ``manifest.json`` must hold."""
+    return msgspec.json.format(msgspec.json.encode(manifest, order="sorted"), indent=2) + b"\n"
+
+
+def digest_of(manifest: Manifest) -> str:
+    """The sha256 of ``manifest``'s canonical form with ``digest`` empty."""
+    return hashlib.sha256(canonical(msgspec.structs.replace(manifest, digest=""))).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_in(directory: Path) -> list[str]:
+    """Every file under ``directory`` but the manifest, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and p.name != MANIFEST)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def write_manifest(directory: str | Path, kind: Kind, created_by: str = "cmm_models.export") -> Manifest:
+    """Hash every file in ``directory`` and write ``manifest.json`` (atomically); return the manifest."""
+    directory = Path(directory)
+    versions = {"python": platform.python_version(), **{name: _version(name) for name in _LIBRARIES}}
+    manifest = Manifest(format=FORMAT, format_version=FORMAT_VERSION, feature_schema_version=FEATURE_VERSION,
+                        created_by=created_by, versions=versions, digest="", kind=kind,
+                        files={name: sha256_file(directory / name) for name in files_in(directory)})
+    manifest = msgspec.structs.replace(manifest, digest=digest_of(manifest))
+    with atomic_write(directory / MANIFEST) as f:
+        f.write(canonical(manifest))
+    return manifest
