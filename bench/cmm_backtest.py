@@ -32,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import feeds  # noqa: E402
+from common.atomic import atomic_write  # noqa: E402
 from runtime.config import load  # noqa: E402
 from runtime.backtest import run  # noqa: E402
 
