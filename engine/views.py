@@ -21,15 +21,15 @@ import numpy as np
 from engine.book import BEST_ASK, BEST_BID, apply_events
 from engine.codes import INVALID_MAX, INVALID_MIN
 from engine.exchange import RQ_CANCEL, RQ_MODIFY, RQ_NEW
-from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_REQUEST_PENDING, WOKE_END,  # noqa: F401
+from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_REQUEST_PENDING, WOKE_END,
                            WOKE_EVENTS, WOKE_TIMER, WOKE_TOP, WOKE_WAIT, advance, advance_until, ask_qty_at,
                            balance, best_ask_tick, best_bid_tick, bid_qty_at, cancel, cancel_all, cancellable,
-                           charge_compute, clear_inactive, elapse, fees, find, goto, modify, n_slots, now, position,
+                           charge_compute, clear_inactive, elapse, fees, find, modify, n_slots, now, position,
                            progress_rows, requests_sent, run_to_end, set_compute_ns, start, submit, visible,
                            visible_slots, window)
-from engine.live import LiveOptions, LiveSim, StreamOrdering  # noqa: F401
+from engine.live import LiveOptions, LiveSim, StreamOrdering
 from engine.local import is_final
-from engine.models.latency import latency_table  # noqa: F401
+from engine.models.latency import latency_table
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F_SUM_ABS_Q, F_TICK, F_VALUE,
                           F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_CUR, I_IL, I_LB, I_NEXT_ID, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, I_NTRADES,
@@ -38,8 +38,26 @@ from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY, Q_NCOLS, Q_QTY,
                           Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, SIM_FIELDS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, ConfigError, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)  # noqa: F401
+                          TQ_SHIFT, ConfigError, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
+
+__all__ = [
+    # building a run
+    "ConfigError", "EngineConfig", "Sim", "make_sim", "count_ticks", "tick_range", "latency_table",
+    "LiveOptions", "LiveSim", "StreamOrdering",
+    # the clock (jitted strategies and the Python session)
+    "start", "elapse", "advance", "advance_until", "run_to_end", "now", "progress_rows", "window",
+    "set_compute_ns", "requests_sent", "charge_compute",
+    "END", "WOKE_END", "WOKE_TIMER", "WOKE_EVENTS", "WOKE_TOP", "WOKE_WAIT",
+    # the order API and the reads jitted strategies make
+    "submit", "cancel", "modify", "cancel_all", "clear_inactive", "find", "cancellable", "visible",
+    "visible_slots", "n_slots", "order_id_at", "order_side_at", "order_tick_at", "is_final",
+    "best_bid_tick", "best_ask_tick", "bid_qty_at", "ask_qty_at", "position", "balance", "fees",
+    "E_NOT_FOUND", "E_REQUEST_PENDING", "E_BAD_QTY", "E_PRICE_OUT_OF_RANGE",
+    # named views
+    "SimView", "Account", "SoFar", "Request", "FILL_DTYPE", "ORDER_DTYPE", "SLOT_DTYPE", "SLOT_SIZE_DTYPE",
+    "LOCAL_ORDER_DTYPE", "LOCAL_SIZE_DTYPE", "QUOTED_BID", "QUOTED_ASK", "REQUEST_KINDS",
+]
 
 # ---- records decoded out of the engine's logs
 FILL_DTYPE = np.dtype([("order_id", "i8"), ("side", "i1"), ("exch_ts", "i8"), ("local_ts", "i8"),
