@@ -37,7 +37,7 @@ from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F
                           O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY, Q_NCOLS, Q_QTY,
-                          Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, SIM_FIELDS, TQ_ASK, TQ_BID,
+                          Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
                           TQ_SHIFT, ConfigError, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
@@ -145,16 +145,15 @@ class SimView:
 
     def __init__(self, sim: Sim):
         self.sim = sim
-        a = {name: getattr(sim, name) for name in SIM_FIELDS}
         # The replay's event columns (``order_id`` as int64).
-        self.ev, self.exch_ts, self.local_ts = a["ev"], a["exch_ts"], a["local_ts"]
-        self.px, self.qty, self.order_id = a["px"], a["qty"], a["order_id"]
-        self._iv, self._fv = a["iv"], a["fv"]
-        self._lbk, self._lbid, self._lask = a["lbk"], a["lbid"], a["lask"]
-        self._oi, self._of = a["oi"], a["of"]
-        self._fl_i, self._fl_f, self._ol_i, self._ol_f = a["fl_i"], a["fl_f"], a["ol_i"], a["ol_f"]
-        self._rq_i, self._rq_f = a["rq_i"], a["rq_f"]
-        self._tk_mid, self._tk_epnl, self._tk_nq = a["tk_mid"], a["tk_epnl"], a["tk_nq"]
+        self.ev, self.exch_ts, self.local_ts = sim.ev, sim.exch_ts, sim.local_ts
+        self.px, self.qty, self.order_id = sim.px, sim.qty, sim.order_id
+        self._iv, self._fv = sim.iv, sim.fv
+        self._lbk, self._lbid, self._lask = sim.lbk, sim.lbid, sim.lask
+        self._oi, self._of = sim.oi, sim.of
+        self._fl_i, self._fl_f, self._ol_i, self._ol_f = sim.fl_i, sim.fl_f, sim.ol_i, sim.ol_f
+        self._rq_i, self._rq_f = sim.rq_i, sim.rq_f
+        self._tk_mid, self._tk_epnl, self._tk_nq = sim.tk_mid, sim.tk_epnl, sim.tk_nq
         # The order slots as records (writable views: the mirror of ``--transport zmq`` loads them).
         self.slots = _table(self._oi, SLOT_DTYPE)
         self.slot_sizes = _table(self._of, SLOT_SIZE_DTYPE)
