@@ -4,10 +4,11 @@ The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
 module turns what happened since the previous one (our fills, order state
 changes, market trades, depth changes) into the strategy's callbacks, and its
 order calls into the engine's order API. Reads go through the engine's named
-views (:class:`engine.views.SimView`, numpy views of its arrays, no copies), so
-a wake-up costs a few microseconds of Python plus the strategy's own work. Callbacks the strategy does not override are not
-prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
-scan, the trade arrays or the depth check.
+views (:class:`engine.views.SimView`: numpy views of its arrays, no copies), so
+a wake-up costs a few microseconds of Python plus the strategy's own work.
+Callbacks the strategy does not override are not prepared at all: a timer-only
+strategy (CMM) pays nothing for the order-state scan, the trade arrays or the
+depth check.
 
 The callbacks' order exists once, in :class:`Dispatcher`. :class:`Session` is
 the wake-up loop and the decision-time charge, for backtests and paper trading
@@ -88,13 +89,10 @@ class EngineContext:
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
-        slots = engine.visible_slots(self.sim)
-        v = self.view
-        return [self._order_of(o, q) for o, q in zip(v.local_orders[slots].tolist(), v.local_sizes[slots].tolist())]
+        return [self._order_of(o, q) for o, q in self.view.local_orders(engine.visible_slots(self.sim))]
 
     def _order_of(self, order: tuple, sizes: tuple) -> Order:
-        """One order from its ``LOCAL_ORDER_DTYPE`` and ``LOCAL_SIZE_DTYPE`` records, as Python numbers
-        (converted once per record, not per field)."""
+        """One order from the tuples of :meth:`engine.views.SimView.local_orders`."""
         oid, side, tick, status, tif, type_, reason, pending = order
         qty, leaves, executed = sizes
         return Order(
@@ -231,10 +229,8 @@ class Dispatcher:
     def order_updates(self) -> None:
         if self.wants["on_order_update"]:
             ctx = self.ctx
-            v = ctx.view
-            slots = engine.visible_slots(ctx.sim)
             seen = {}
-            for order, sizes in zip(v.local_orders[slots].tolist(), v.local_sizes[slots].tolist()):
+            for order, sizes in ctx.view.local_orders(engine.visible_slots(ctx.sim)):
                 oid, _, tick, status, _, _, _, pending = order
                 qty, leaves, _ = sizes
                 state = (status, tick, qty, leaves, pending)

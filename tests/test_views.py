@@ -34,8 +34,7 @@ def test_the_book_and_a_new_order_read_by_name(run):
     assert engine.submit(S, BUY, 100, 1.0, GTC, LIMIT) == 1
     slots = engine.visible_slots(S)
     # id, side, tick, status, tif, type, reason, pending: not acknowledged yet, the new request in flight
-    assert v.local_orders[slots].tolist() == [(1, BUY, 100, NONE, GTC, LIMIT, 0, REQ_NEW)]
-    assert v.local_sizes[slots].tolist() == [(1.0, 1.0, 0.0)]
+    assert list(v.local_orders(slots)) == [((1, BUY, 100, NONE, GTC, LIMIT, 0, REQ_NEW), (1.0, 1.0, 0.0))]
     assert v.requests_sent == 1
     assert v.requests(0, 1) == [Request(order_id=1, kind="new", side=BUY, tick=100, qty=1.0, arrives_ts=10)]
 
@@ -54,8 +53,7 @@ def test_a_fill_decoded_once_for_every_reader(run):
     engine.elapse(S, 5)
     assert v.fills_known(0, 110) == 1 and v.position == 1.0 and v.balance == -100.0
     slots = engine.visible_slots(S)
-    assert v.local_orders[slots].tolist() == [(1, BUY, 100, FILLED, GTC, LIMIT, 0, REQ_NONE)]
-    assert v.local_sizes[slots].tolist() == [(1.0, 0.0, 1.0)]
+    assert list(v.local_orders(slots)) == [((1, BUY, 100, FILLED, GTC, LIMIT, 0, REQ_NONE), (1.0, 0.0, 1.0))]
 
 
 def test_the_tick_log_and_the_order_log(run):
