@@ -7,7 +7,8 @@ the kernels fast and cacheable, and it is the engine's own business, free to cha
 - :class:`SimView`: one ``Sim``'s state under names (the clock, the local book, the account, the order
   slots, the fill, order and tick logs, the request stream), as numpy views of the engine's arrays and
   Python numbers read straight out of them. Nothing is copied on a wake-up's path; the logs are decoded
-  here, once, into the record types below (:data:`FILL_DTYPE`, :data:`ORDER_DTYPE`, :class:`Request`).
+  here, once, into the record types below (:data:`FILL_DTYPE`, :data:`ORDER_DTYPE`, :class:`Request`),
+  and the order slots can be read and written as records (:data:`SLOT_DTYPE`).
 - the engine's API, re-exported: :class:`EngineConfig` and :func:`make_sim`, the live engine, the clock
   (``start``, ``elapse``, ``advance``...) and the order API (``submit``, ``cancel``, ``modify``...),
   which jitted strategies import from here, with the order-slot reads they need (:func:`order_id_at`).
@@ -136,13 +137,13 @@ def _table(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 class SimView:
     """One ``Sim``'s state under names, read without copying.
 
-    The arrays are taken out of the ``Sim`` once (each attribute read of a structref from Python is a
-    jitted call); scalars are read with ``item`` into Python numbers. Make a new view for a new ``Sim``
-    (a live engine's grown copy).
+    The arrays are taken out of the ``Sim`` once, as the view's own attributes; scalars are read with
+    ``item`` straight into Python numbers. Make a new view for a new ``Sim`` (a live engine's grown copy).
     """
 
-    __slots__ = ("sim", "ev", "exch_ts", "local_ts", "px", "qty", "order_id", "slots", "slot_sizes", "_iv", "_fv", "_lbk", "_lbid", "_lask", "_oi", "_of", "_fl_i",
-                 "_fl_f", "_ol_i", "_ol_f", "_rq_i", "_rq_f", "_tk_mid", "_tk_epnl", "_tk_nq")
+    __slots__ = ("sim", "ev", "exch_ts", "local_ts", "px", "qty", "order_id", "slots", "slot_sizes", "_iv", "_fv",
+                 "_lbk", "_lbid", "_lask", "_oi", "_of", "_fl_i", "_fl_f", "_ol_i", "_ol_f", "_rq_i", "_rq_f",
+                 "_tk_mid", "_tk_epnl", "_tk_nq")
 
     def __init__(self, sim: Sim):
         self.sim = sim
