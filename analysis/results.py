@@ -25,11 +25,11 @@ def collect(S: Sim) -> RunResult:
     """Copy a run's logs out of ``S`` (safe to keep after ``S`` is gone)."""
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
-    return RunResult(ticks=_ticks(view.tick_log(), fills), fills=fills, orders=view.order_table(),
-                     account=view.account(), orders_dropped=view.orders_dropped)
+    return RunResult(ticks=_ticks(view, fills), fills=fills, orders=view.order_table(), account=view.account(),
+                     orders_dropped=view.orders_dropped)
 
 
-def _ticks(log: dict[str, np.ndarray], fills: np.ndarray) -> dict[str, np.ndarray]:
+def _ticks(view: SimView, fills: np.ndarray) -> dict[str, np.ndarray]:
     """The per-tick arrays, rebuilt from the engine's compact tick log with the kernel's own arithmetic.
 
     The engine stores mid, EPnL and fills-so-far per tick. The rest is exact: the position after ``j``
@@ -37,6 +37,7 @@ def _ticks(log: dict[str, np.ndarray], fills: np.ndarray) -> dict[str, np.ndarra
     order); MAP is the running sum of |position| over (tick index + 1); RPT is EPnL over fills so far
     (0 before the first fill).
     """
+    log = view.tick_log()
     n, done, epnl = len(log["ts"]), log["fills"], log["epnl"]
     held = np.zeros(len(fills) + 1)
     np.cumsum(fills["qty"] * fills["side"], out=held[1:])
@@ -44,4 +45,4 @@ def _ticks(log: dict[str, np.ndarray], fills: np.ndarray) -> dict[str, np.ndarra
     rpt = np.zeros(n)
     np.divide(epnl, done, out=rpt, where=done > 0)
     return {"ts": log["ts"], "mid": log["mid"], "position": position, "epnl": epnl,
-            "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt, "quoted": log["quoted"]}
+            "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt, "quoted": view.tick_quotes()}

@@ -366,12 +366,15 @@ class SimView:
     # ---- the tick log
     def tick_log(self) -> dict[str, np.ndarray]:
         """One row per local market-data row replayed (copies): ``ts`` its local time, ``mid``, ``epnl``,
-        ``fills`` ours so far, ``quoted`` the QUOTED_* bits."""
+        ``fills`` ours so far."""
         n = self._iv.item(I_NTICKS)
-        nq = self._tk_nq[:n]
         return {"ts": _tick_times(self.ev, self.local_ts, n), "mid": self._tk_mid[:n].copy(),
-                "epnl": self._tk_epnl[:n].copy(), "fills": nq >> TQ_SHIFT,
-                "quoted": (nq & (TQ_BID | TQ_ASK)).astype(np.int8)}
+                "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
+
+    def tick_quotes(self) -> np.ndarray:
+        """The tick log's QUOTED_* bits, a row per tick (apart from :meth:`tick_log`: a caller deriving
+        more columns from the log can take these last, and hold less at once)."""
+        return (self._tk_nq[:self._iv.item(I_NTICKS)] & (TQ_BID | TQ_ASK)).astype(np.int8)
 
 
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):

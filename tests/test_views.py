@@ -65,7 +65,7 @@ def test_the_tick_log_and_the_order_log(run):
     assert log["ts"].tolist() == [0, 0, 0, 0, 50, 100]
     assert np.isnan(log["mid"][:2]).all() and log["mid"][2:].tolist() == [100.0] * 4
     assert log["fills"].tolist() == [0, 0, 0, 0, 0, 1]
-    assert log["quoted"].tolist() == [0, 0, 0, 0, QUOTED_BID, 0]
+    assert v.tick_quotes().tolist() == [0, 0, 0, 0, QUOTED_BID, 0]
     assert log["epnl"][-1] == pytest.approx(-0.1)
     so_far = v.so_far()
     assert (so_far.n_ticks, so_far.tick_fills, so_far.n_fills, so_far.fees) == (6, 1, 1, 0.1)
