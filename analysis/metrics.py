@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from analysis.results import RunResult
-from engine.state import TQ_ASK, TQ_BID
+from engine.views import QUOTED_ASK, QUOTED_BID
 
 
 class Episode(msgspec.Struct, frozen=True):
@@ -139,8 +139,8 @@ def summarize(result: RunResult, episode_ns: int) -> Summary:
     ep_pnl = [e.epnl for e in eps]
     sharpe = _stat(ep_pnl)
     quoted = t["quoted"]
-    quoted_bid = (quoted & TQ_BID) != 0
-    quoted_ask = (quoted & TQ_ASK) != 0
+    quoted_bid = (quoted & QUOTED_BID) != 0
+    quoted_ask = (quoted & QUOTED_ASK) != 0
     return Summary(
         epnl=epnl, map=mean_abs_q, rpt=_ratio(epnl, acct.n_fills), pnlmap=_ratio(epnl, mean_abs_q),
         n_fills=acct.n_fills, volume=acct.volume, notional=acct.notional, fees=acct.fees,

@@ -24,13 +24,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from strategies import backtest  # noqa: E402
+from runtime import session as backtest  # noqa: E402
 from strategies.api import WakePolicy  # noqa: E402
 from strategies.fixed_spread import FixedSpread, FixedSpreadParams  # noqa: E402
 from strategies.kernels.fixed_spread import fixed_spread  # noqa: E402
-from engine.kernel import run_to_end  # noqa: E402
+from engine.views import EngineConfig, make_sim, run_to_end  # noqa: E402
 from analysis.results import collect  # noqa: E402
-from engine.state import EngineConfig, make_sim  # noqa: E402
 
 LATENCY_NS = 1_000_000
 LOBSTER = os.path.join(REPO, "..", "shared", "data", "lobster", "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")

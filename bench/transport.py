@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from engine.state import make_sim
+from engine.views import make_sim
 from runtime import session as backtest
 from runtime.config import engine_config, load
 from runtime.backtest import build_strategy, load_events

@@ -37,8 +37,7 @@ from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest  # noqa: E40
 from hftbacktest.order import FILLED as HBT_FILLED, GTX as HBT_GTX, LIMIT as HBT_LIMIT  # noqa: E402
 
 from strategies.kernels.fixed_spread import fixed_spread, quote_ticks  # noqa: E402
-from engine.state import (F_LBAL, F_LPOS, FL_ID, FL_SIDE, FL_TICK, FL_XTS, FLF_QTY, I_NFILLS,  # noqa: E402
-                          EngineConfig, make_sim, tick_range)
+from engine.views import EngineConfig, SimView, make_sim, tick_range  # noqa: E402
 from feeds.store import load  # noqa: E402
 
 LATENCY_NS = 1_000_000
@@ -164,11 +163,12 @@ def run_ours(events, instrument, interval):
     t0 = time.perf_counter()
     wakes = fixed_spread(S, interval, HALF_SPREAD_TICKS, instrument.lot_size, MAX_POSITION)
     secs = time.perf_counter() - t0
-    n = S.iv[I_NFILLS]
-    fi = S.fl_i[:n]
-    table = np.stack([fi[:, FL_ID], fi[:, FL_SIDE], fi[:, FL_XTS], fi[:, FL_TICK]], axis=1)
-    return dict(secs=secs, wakes=wakes, fills=_fill_table(table, S.fl_f[:n, FLF_QTY]),
-                position=S.fv[F_LPOS], balance=S.fv[F_LBAL])
+    view = SimView(S)
+    fills = view.fills(0, view.n_fills)
+    table = np.stack([fills["order_id"], fills["side"].astype(np.int64), fills["exch_ts"],
+                      view.fill_ticks(0, view.n_fills)], axis=1)
+    return dict(secs=secs, wakes=wakes, fills=_fill_table(table, fills["qty"]),
+                position=view.position, balance=view.balance)
 
 
 def _fill_table(ints, qtys):

@@ -14,12 +14,11 @@ import numpy as np
 import feeds
 from common.progress import bar
 from feeds.readers.base import no_progress
-from engine import kernel
-from engine.models.latency import latency_table
+from engine import views as engine
+from engine.views import latency_table, make_sim
 from analysis.metrics import Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
-from engine.state import make_sim
 from common.atomic import atomic_write
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
@@ -211,7 +210,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         if compute_ns is None:
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")
-        kernel.set_compute_ns(sim, compute_ns)
+        engine.set_compute_ns(sim, compute_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns),

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.state import EngineConfig
+from engine.views import EngineConfig
 from common import config as tomlconfig
 from common.config import ConfigError, DataConfig, Table
 

@@ -3,12 +3,12 @@
 The engine runs uninterrupted in Numba between wake-ups; at each wake-up this
 module turns what happened since the previous one (our fills, order state
 changes, market trades, depth changes) into the strategy's callbacks, and its
-order calls into the engine's order API. Reads go straight to the engine's
-arrays (taken out of the ``Sim`` once: each attribute read of a structref from
-Python is a jitted call), so a wake-up costs a few microseconds of Python plus
-the strategy's own work. Callbacks the strategy does not override are not
-prepared at all: a timer-only strategy (CMM) pays nothing for the order-state
-scan, the trade arrays or the depth check.
+order calls into the engine's order API. Reads go through the engine's named
+views (:class:`engine.views.SimView`: numpy views of its arrays, no copies), so
+a wake-up costs a few microseconds of Python plus the strategy's own work.
+Callbacks the strategy does not override are not prepared at all: a timer-only
+strategy (CMM) pays nothing for the order-state scan, the trade arrays or the
+depth check.
 
 The callbacks' order exists once, in :class:`Dispatcher`. :class:`Session` is
 the wake-up loop and the decision-time charge, for backtests and paper trading
@@ -22,19 +22,15 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from types import SimpleNamespace
 
 import numpy as np
 
-from engine import kernel
+from engine import views as engine
 from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCEL, REQ_MODIFY, REQ_NEW, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
+from engine.views import Sim, SimView
 from analysis.results import RunResult, collect
-from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
-                          FLF_PRICE, FLF_QTY, I_CUR, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
-                          Sim)
-from feeds.events import EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
+from feeds.events import KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
@@ -46,11 +42,6 @@ PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
 
 class OrderRejected(ValueError):
     """An order call the engine refused before sending (bad size, price out of range)."""
-
-
-def arrays(sim: Sim) -> SimpleNamespace:
-    """The ``Sim``'s arrays as plain attributes: read from Python without a jitted call each."""
-    return SimpleNamespace(**{name: getattr(sim, name) for name in SIM_FIELDS})
 
 
 class EngineContext:
@@ -67,23 +58,23 @@ class EngineContext:
     def use(self, sim: Sim) -> None:
         """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
         self.sim = sim
-        self.a = arrays(sim)
+        self.view = SimView(sim)
 
     # ---- views
     @property
     def now(self) -> int:
-        return int(self.a.iv[I_CUR])
+        return self.view.now
 
     def _price(self, tick: int, empty: int) -> float:
         return float("nan") if tick == empty else tick * self.tick_size
 
     @property
     def best_bid(self) -> float:
-        return self._price(int(self.a.lbk[0]), INVALID_MIN)
+        return self._price(self.view.best_bid_tick, INVALID_MIN)
 
     @property
     def best_ask(self) -> float:
-        return self._price(int(self.a.lbk[1]), INVALID_MAX)
+        return self._price(self.view.best_ask_tick, INVALID_MAX)
 
     @property
     def mid(self) -> float:
@@ -91,39 +82,30 @@ class EngineContext:
 
     @property
     def position(self) -> float:
-        return float(self.a.fv[F_LPOS])
+        return self.view.position
 
     def book(self, depth: int = 5) -> Book:
-        S = self.a
-        lb = int(S.iv[I_LB])
-        bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
-        ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
+        bid_px, bid_qty, ask_px, ask_qty = self.view.book_levels(depth)
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
-        slots = kernel.visible_slots(self.sim)
-        return [self._view(oi, of) for oi, of in zip(self.a.oi[slots].tolist(), self.a.of[slots].tolist())]
+        return [self._order_of(o, q) for o, q in self.view.local_orders(engine.visible_slots(self.sim))]
 
-    def _order(self, slot: int) -> Order:
-        return self._view(self.a.oi[slot].tolist(), self.a.of[slot].tolist())
-
-    def _view(self, oi: list[int], of: list[float]) -> Order:
-        """One order from its engine rows, as Python numbers (converted once per row, not per field)."""
+    def _order_of(self, order: tuple, sizes: tuple) -> Order:
+        """One order from the tuples of :meth:`engine.views.SimView.local_orders`."""
+        oid, side, tick, status, tif, type_, reason, pending = order
+        qty, leaves, executed = sizes
         return Order(
-            id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
-            qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
-            status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
-            type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
-            pending=PENDING.get(oi[O_LREQ], ""))
+            id=oid, side=SIDE_NAMES[side], price=tick * self.tick_size, qty=qty, leaves=leaves, executed=executed,
+            status=STATUS_NAMES[status], tif=TIF_NAMES[tif], type=TYPE_NAMES[type_], reason=REASON_NAMES[reason],
+            pending=PENDING.get(pending, ""))
 
     def metrics(self) -> Metrics:
-        S = self.a
-        k = int(S.iv[I_NTICKS])
-        epnl = float(S.tk_epnl[k - 1]) if k else 0.0
-        fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
-        return Metrics(epnl=epnl, map=float(S.fv[F_SUM_ABS_Q]) / k if k else 0.0,
-                       rpt=epnl / fills if fills else 0.0,
-                       n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
+        r = self.view.so_far()
+        k = r.n_ticks
+        return Metrics(epnl=r.epnl, map=r.sum_abs_position / k if k else 0.0,
+                       rpt=r.epnl / r.tick_fills if r.tick_fills else 0.0,
+                       n_fills=r.n_fills, volume=r.volume, fees=r.fees)
 
     def new_events(self) -> np.ndarray:
         """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
@@ -131,30 +113,28 @@ class EngineContext:
         Only the slice since the last call is touched, so a call per wake-up costs
         in proportion to the rows that wake-up saw.
         """
-        start, stop = self._unread, int(self.a.iv[I_IL])
+        start, stop = self._unread, self.view.next_local_row
         self._unread = stop
-        return local_rows(self.a, start, stop)
+        return self.view.local_rows(start, stop)
 
     # ---- what the wake-up's dispatch reads and does besides the strategy's own calls
     def _new_fills(self, now: int) -> list[Fill]:
         """Our fills that reached the local side by ``now`` and were not reported yet, in order."""
-        S = self.a
-        k, out = int(S.iv[I_NFILLS]), []
-        while self._fills_seen < k and S.fl_i[self._fills_seen, FL_LTS] <= now:
-            i, f = S.fl_i[self._fills_seen], S.fl_f[self._fills_seen]
-            self._fills_seen += 1
-            out.append(Fill(order_id=int(i[FL_ID]), side=SIDE_NAMES[int(i[FL_SIDE])], price=float(f[FLF_PRICE]),
-                            qty=float(f[FLF_QTY]), fee=float(f[FLF_FEE]), maker=bool(i[FL_MAKER]),
-                            exch_ts=int(i[FL_XTS]), local_ts=int(i[FL_LTS])))
-        return out
+        v, seen = self.view, self._fills_seen
+        self._fills_seen = stop = v.fills_known(seen, now)
+        if stop == seen:
+            return []
+        return [Fill(order_id=oid, side=SIDE_NAMES[side], price=price, qty=qty, fee=fee, maker=maker,
+                     exch_ts=exch_ts, local_ts=local_ts)
+                for oid, side, exch_ts, local_ts, maker, price, qty, fee in v.fills(seen, stop).tolist()]
 
     def _window(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
         """Rows [start, stop) of the replay, as the columns a wake-up's dispatch reads."""
-        S = self.a
-        return S.ev[start:stop], S.local_ts[start:stop], S.px[start:stop], S.qty[start:stop]
+        v = self.view
+        return v.ev[start:stop], v.local_ts[start:stop], v.px[start:stop], v.qty[start:stop]
 
     def _clear_inactive(self) -> None:
-        kernel.clear_inactive(self.sim)   # finished orders are reported once, then leave the view
+        engine.clear_inactive(self.sim)   # finished orders are reported once, then leave the view
 
     # ---- orders
     def _tick(self, price: float) -> int:
@@ -162,7 +142,7 @@ class EngineContext:
 
     def _submit(self, side: int, price: float, qty: float, tif: str, type: str) -> int:
         tick = 0 if type == "market" else self._tick(price)
-        oid = int(kernel.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif], TYPES_BY_NAME[type]))
+        oid = int(engine.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif], TYPES_BY_NAME[type]))
         if oid < 0:
             raise OrderRejected(f"{SIDE_NAMES[side]} {qty} @ {price}: "
                                 f"{REASON_NAMES.get(-oid, 'refused')}")
@@ -175,13 +155,13 @@ class EngineContext:
         return self._submit(SELL, price, qty, tif, type)
 
     def cancel(self, order_id: int) -> bool:
-        return kernel.cancel(self.sim, order_id) == 0
+        return engine.cancel(self.sim, order_id) == 0
 
     def modify(self, order_id: int, price: float, qty: float) -> bool:
-        return kernel.modify(self.sim, order_id, self._tick(price), float(qty)) == 0
+        return engine.modify(self.sim, order_id, self._tick(price), float(qty)) == 0
 
     def cancel_all(self) -> int:
-        return int(kernel.cancel_all(self.sim))
+        return int(engine.cancel_all(self.sim))
 
 
 class BacktestContext(EngineContext):
@@ -194,31 +174,8 @@ class BacktestContext(EngineContext):
         market data only may replay it ahead of the engine (CMM's batched
         inference), from that row on. A live context has no such method.
         """
-        S = self.a
-        return S.ev, S.local_ts, S.px, S.qty, self._unread
-
-
-def local_rows(S, start: int, stop: int) -> np.ndarray:
-    """The LOCAL rows among rows [start, stop) of ``S`` (a ``Sim`` or its :func:`arrays`), as the strategy sees
-    them (``EVENT_DTYPE``, EXCH flag off). ``ival`` and ``fval`` are 0: the engine keeps only the fields it
-    replays."""
-    rows = start + np.flatnonzero(S.ev[start:stop] & np.uint64(LOCAL))
-    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
-    for name in ("ev", "exch_ts", "local_ts", "px", "qty"):
-        out[name] = getattr(S, name)[rows]
-    out["ev"] &= ~np.uint64(EXCH)       # rows as we see them, whether or not the engine split them
-    out["order_id"] = S.order_id[rows].view(np.uint64)
-    return out
-
-
-def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
-    """Up to ``n`` non-empty levels from ``best`` outwards, as (ticks, quantities)."""
-    if best == empty:
-        return np.zeros(0), np.zeros(0)
-    start = best - lb
-    window = depth[start::step][: max(n * 8, 64)] if step == 1 else depth[start::-1][: max(n * 8, 64)]
-    idx = np.flatnonzero(window > 0)[:n]
-    return (best + step * idx).astype(np.float64), window[idx].copy()
+        v = self.view
+        return v.ev, v.local_ts, v.px, v.qty, self._unread
 
 
 def _trades(ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> Trades:
@@ -261,25 +218,25 @@ class Dispatcher:
                 strategy.on_fill(ctx, fill)
         self.order_updates()
         if wants["on_trade"] or wants["on_depth"]:
-            n_trades, book_changed = kernel.window(ev)
+            n_trades, book_changed = engine.window(ev)
             if n_trades and wants["on_trade"]:
                 strategy.on_trade(ctx, _trades(ev, local_ts, px, qty))
             if book_changed and wants["on_depth"]:
                 strategy.on_depth(ctx)
-        if reason & kernel.WOKE_TIMER:
+        if reason & engine.WOKE_TIMER:
             strategy.on_timer(ctx)
 
     def order_updates(self) -> None:
         if self.wants["on_order_update"]:
-            S = self.ctx.a
+            ctx = self.ctx
             seen = {}
-            for slot in kernel.visible_slots(self.ctx.sim):
-                oi, of = S.oi[slot], S.of[slot]
-                state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
-                oid = int(oi[O_ID])
+            for order, sizes in ctx.view.local_orders(engine.visible_slots(ctx.sim)):
+                oid, _, tick, status, _, _, _, pending = order
+                qty, leaves, _ = sizes
+                state = (status, tick, qty, leaves, pending)
                 seen[oid] = state
                 if self.order_state.get(oid) != state:
-                    self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
+                    self.strategy.on_order_update(ctx, ctx._order_of(order, sizes))
             self.order_state = seen
         self.ctx._clear_inactive()
 
@@ -343,40 +300,44 @@ class Session:
     def sim(self) -> Sim:
         return self.ctx.sim
 
+    @property
+    def view(self) -> SimView:
+        return self.ctx.view
+
     def use(self, sim: Sim) -> None:
         """Continue on ``sim``, a grown copy of the current state."""
         self.ctx.use(sim)
 
     def start(self) -> None:
         sim = self.sim
-        kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
-        kernel.start(sim)
-        self._prev = int(sim.iv[I_IL])
+        engine.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
+        engine.start(sim)
+        self._prev = self.ctx.view.next_local_row
         self._decide(self.decisions.start)
 
     def _decide(self, step, *args) -> None:
-        mark = kernel.requests_sent(self.sim)
+        mark = engine.requests_sent(self.sim)
         ns = step(*args)
         if self.measured:
             if self.replay_charges:
                 ns = self.replay_charges.popleft()
             if self.charges is not None:
                 self.charges.append(ns)
-            kernel.charge_compute(self.sim, mark, ns)
+            engine.charge_compute(self.sim, mark, ns)
 
-    def run(self, horizon: int = int(kernel.END) - 1) -> bool:
+    def run(self, horizon: int = int(engine.END) - 1) -> bool:
         """Wake the strategy as due up to ``horizon``; False once the data has ended."""
         wake = self.strategy.wake
         every_ns, every_events, on_top = wake.every_ns or 0, wake.every_events or 0, wake.on_top_change
         while not self.ended:
-            reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
-            if reason == kernel.WOKE_WAIT:
+            reason = engine.advance_until(self.sim, every_ns, every_events, on_top, horizon)
+            if reason == engine.WOKE_WAIT:
                 return True
-            here = int(self.ctx.a.iv[I_IL])     # the next local row to replay
+            here = self.ctx.view.next_local_row     # the next local row to replay
             self._decide(self.decisions.wake, reason, self._prev, here)
             self._prev = here
             self.wakeups += 1
-            self.ended = reason == kernel.WOKE_END
+            self.ended = reason == engine.WOKE_END
             if self.on_wake is not None:
                 self.on_wake()
         return False
@@ -398,7 +359,7 @@ def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, prog
     try:
         with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
             if bar.enabled:
-                session.on_wake = lambda: bar.set(kernel.progress_rows(sim))
+                session.on_wake = lambda: bar.set(engine.progress_rows(sim))
             session.start()
             session.run()
             session.stop()

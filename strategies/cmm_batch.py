@@ -1,7 +1,7 @@
 """CMM's batched inference: the features and model outputs of many timer wake-ups at once, applied one by one.
 
 With a timer-only wake policy the wake-ups are known in advance (each is the
-previous one plus ``every_ns``: :func:`engine.kernel.advance` restarts the
+previous one plus ``every_ns``: :func:`engine.views.advance` restarts the
 timer at the wake-up's own time), and at a timer wake-up at ``t`` the engine
 has replayed exactly the LOCAL rows up to the first one later than ``t``. CMM's
 features, regime and model call read market data only, so for the next

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import feeds
-from engine.state import count_ticks
+from engine.views import count_ticks
 from tests.conftest import REPO, shared_path
 
 FIXED_SPREAD = REPO / "configs" / "backtest_fixed_spread.toml"

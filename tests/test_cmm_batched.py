@@ -12,7 +12,7 @@ import torch
 
 import feeds
 from common.atomic import atomic_write
-from engine.state import EngineConfig, make_sim
+from engine.views import EngineConfig, make_sim
 from feeds import events as E
 from bundle.loader import load_bundle
 from bundle.features import replay_features

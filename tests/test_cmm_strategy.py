@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from engine import kernel
-from engine.state import EngineConfig, make_sim
+from engine import views as engine
+from engine.views import EngineConfig, make_sim
 from feeds import events as E
 from common.errors import DataError
 from bundle.features import replay_features
@@ -128,7 +128,7 @@ def test_order_diff_sends_nothing_while_nothing_changes():
     sim = sim_for(events)
     s = fixed()
     backtest.run(s, sim, TICK, 1.0)
-    assert kernel.requests_sent(sim) == 2 + 4
+    assert engine.requests_sent(sim) == 2 + 4
     assert len(s.decision_latency_ns()) == 10 and (s.decision_latency_ns() > 0).all()
 
 

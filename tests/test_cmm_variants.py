@@ -12,7 +12,7 @@ import pytest
 
 import feeds
 from common.atomic import atomic_write
-from engine.state import EngineConfig, make_sim
+from engine.views import EngineConfig, make_sim
 from bundle.loader import load_bundle
 from common.errors import DataError
 from bundle.features import replay_features

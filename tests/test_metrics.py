@@ -6,7 +6,7 @@ import pytest
 
 from analysis.metrics import episodes, max_drawdown, quoted_share, summarize
 from analysis.results import FILL_DTYPE, ORDER_DTYPE, Account, RunResult
-from engine.state import TQ_ASK, TQ_BID
+from engine.views import QUOTED_ASK, QUOTED_BID
 
 S = 1_000_000_000
 
@@ -19,7 +19,7 @@ def run_result(ts, epnl, position, fill_ts=(), bid_quoted=None, ask_quoted=None)
              "map": np.cumsum(np.abs(position)) / np.arange(1, len(ts) + 1), "rpt": np.zeros(len(ts))}
     bid = np.zeros(len(ts), dtype=np.int8) if bid_quoted is None else np.asarray(bid_quoted, dtype=np.int8)
     ask = np.zeros(len(ts), dtype=np.int8) if ask_quoted is None else np.asarray(ask_quoted, dtype=np.int8)
-    ticks["quoted"] = bid * TQ_BID | ask * TQ_ASK
+    ticks["quoted"] = bid * QUOTED_BID | ask * QUOTED_ASK
     fills = np.zeros(len(fill_ts), dtype=FILL_DTYPE)
     fills["exch_ts"] = fill_ts
     fills["qty"] = 1.0

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.state import EngineConfig, make_sim
+from engine.views import EngineConfig, make_sim
 from feeds import events as E
 from runtime import session as backtest
 from strategies.api import WakePolicy

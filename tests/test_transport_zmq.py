@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import zmq
 
-from engine import kernel
-from engine.state import I_LB, make_sim
+from engine import views as engine
+from engine.views import SimView, make_sim
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.zmqfeed.messages import Decoder, encode
@@ -177,7 +177,8 @@ def test_the_engine_drops_garbage_and_other_peers(tmp_path):
         link.connect()
         assert link.decoder.dropped["malformed"] == 2 and link.decoder.dropped["unexpected"] == 1
         # A decision for the first step from another peer, with an order in it, arrives first and is dropped.
-        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=int(sim.iv[I_LB]) + 10,
+        lb, _ = SimView(sim).tick_range
+        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=lb + 10,
                                                             qty=100.0, tif=1)], compute_ns=0)))
         time.sleep(0.2)
         remote = run_remote(strategy, sim, inst, link)
@@ -222,7 +223,7 @@ def test_the_strategy_process_drops_what_it_cannot_trust():
         rows["px"], rows["qty"], rows["local_ts"] = [550.00, 550.10], [100, 100], [2_000, 2_000]
         answers = [_answer(router, decoder)]
         wake = step(2, "wake")
-        wake.reason, wake.n, wake.rows, wake.now = kernel.WOKE_TIMER, 2, rows.tobytes(), 2_000
+        wake.reason, wake.n, wake.rows, wake.now = engine.WOKE_TIMER, 2, rows.tobytes(), 2_000
         router.send_multipart([peer, encode(wake)])
         answers.append(_answer(router, decoder))
         router.send_multipart([peer, encode(step(3, "stop"))])
@@ -270,7 +271,7 @@ def test_commands_outside_the_engine_codes_are_dropped_not_applied():
 def test_every_kind_of_order_call_gets_the_same_answers_over_zmq():
     """New (limit, market, rejected post-only), cancel, modify, cancel_all and refusals, from on_fill and
     on_order_update too: the strategy process's answers and views are the in-process ones, call by call."""
-    from engine.state import EngineConfig
+    from engine.views import EngineConfig
     from tests.remote_exerciser import TICK, Exerciser, exerciser_events
 
     def sim():

@@ -28,9 +28,8 @@ import msgspec
 import numpy as np
 import zmq
 
-from engine import kernel
 from analysis.results import RunResult
-from engine.state import I_NEXT_ID, Sim
+from engine.views import Sim
 from common.errors import DataError
 from feeds.instrument import Instrument
 from feeds.zmqfeed.security import CurveServer, ServerKeys
@@ -38,7 +37,7 @@ from feeds.zmqfeed.messages import Decoder, encode, pack
 from runtime.link.protocol import Decision, Failed, Finished, Ready, ToEngine, WakeUp, to_array
 
 from runtime import session as backtest
-from runtime.session import EngineContext, local_rows
+from runtime.session import EngineContext
 from strategies.base import Strategy
 from runtime.link.mirror import CURVE_ENV, LINK_MAX_BYTES, apply_commands, fill_views, metrics_view, order_views, venue
 
@@ -176,15 +175,15 @@ class RemoteDecisions:
 
     def _step(self, phase: str, reason: int = 0, start: int = 0, stop: int = 0, with_venue: bool = False) -> int:
         ctx = self.ctx
-        S = ctx.sim
-        rows = local_rows(S, start, stop)
+        view = ctx.view
+        rows = view.local_rows(start, stop)
         now = ctx.now
         wake = WakeUp(seq=self.link.next_seq(), phase=phase, now=now, reason=reason, n=len(rows), rows=pack(rows),
-                      fills=fill_views(ctx._new_fills(now)) if phase == "wake" else [], orders=order_views(S),
-                      slot_hwm=int(kernel.n_slots(S)), next_id=int(S.iv[I_NEXT_ID]), position=ctx.position,
-                      metrics=metrics_view(ctx.metrics()), venue=venue(S) if with_venue else None)
+                      fills=fill_views(ctx._new_fills(now)) if phase == "wake" else [], orders=order_views(view),
+                      slot_hwm=view.slot_hwm, next_id=view.next_order_id, position=ctx.position,
+                      metrics=metrics_view(ctx.metrics()), venue=venue(view) if with_venue else None)
         decision = self.link.ask(wake)
-        apply_commands(S, decision.commands)
+        apply_commands(ctx.sim, decision.commands)
         return decision.compute_ns
 
     def start(self) -> int:

@@ -3,14 +3,14 @@
 The engine sends, at each step, every used order slot as the strategy sees it
 (:func:`order_views`); the strategy process writes them into a small ``Sim`` of
 its own (:class:`MirrorSim`) and runs the engine's own order API on it
-(``kernel.submit``, ``cancel``, ``modify``, ``cancel_all``, ``clear_inactive``),
+(``submit``, ``cancel``, ``modify``, ``cancel_all``, ``clear_inactive``),
 so the ids, slots, refusals and return values its strategy gets are the ones
 the engine will give. The engine then replays the same calls on its ``Sim``
 (:func:`apply_commands`) and checks every answer against the strategy's: a
 difference is a :class:`Desync`, never a silent divergence.
 
 The mirror's book is built from the local rows each step brings, with the
-engine's book code (:func:`engine.book.apply_events`) over the engine's tick
+engine's book code (:meth:`engine.views.SimView.apply_local_rows`) over the engine's tick
 range, so ``best_bid`` and ``book(n)`` are the engine's local book exactly.
 """
 from __future__ import annotations
@@ -18,14 +18,9 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from engine import kernel
-from engine.book import apply_events
+from engine import views as engine
 from engine.codes import CANCELED, NEW, SIDE_NAMES, SIDES_BY_NAME
-from engine.local import is_final
-from engine.state import (F_LOT, F_LPOS, F_TICK, I_CUR, I_LB, I_NEXT_ID, I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_UB,
-                          O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_TICK,
-                          O_TIF, O_TYPE, O_USED, O_XSTATUS, Q_LEXEC, Q_LLEAVES, Q_LQTY, Q_QTY, EngineConfig, Sim,
-                          make_sim)
+from engine.views import EngineConfig, Sim, SimView, is_final, make_sim
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from runtime.link.protocol import Command, FillView, MetricsView, OrderView, Venue, WakeUp
@@ -42,22 +37,23 @@ class Desync(DataError):
 
 
 # ---- engine side
-def venue(S: Sim) -> Venue:
-    return Venue(tick_size=float(S.fv[F_TICK]), lot_size=float(S.fv[F_LOT]), lb=int(S.iv[I_LB]),
-                 ub=int(S.iv[I_UB]), max_orders=S.oi.shape[0], ring_size=S.rq_i.shape[0])
+def venue(view: SimView) -> Venue:
+    lb, ub = view.tick_range
+    return Venue(tick_size=view.tick_size, lot_size=view.lot_size, lb=lb, ub=ub, max_orders=view.max_orders,
+                 ring_size=view.ring_size)
 
 
-def order_views(S: Sim) -> list[OrderView]:
+def order_views(view: SimView) -> list[OrderView]:
     """Every used order slot, local side: what the strategy reads, and what decides slot reuse."""
     out = []
-    for slot in range(kernel.n_slots(S)):
-        oi, of = S.oi[slot], S.of[slot]
-        if oi[O_USED] == 0:
+    for slot in range(view.slot_hwm):
+        o, q = view.slots[slot], view.slot_sizes[slot]
+        if o["used"] == 0:
             continue
-        held = not (oi[O_INFLIGHT] == 0 and is_final(oi[O_XSTATUS]))
-        out.append(OrderView(slot, int(oi[O_ID]), int(oi[O_SIDE]), int(oi[O_LTICK]), float(of[Q_LQTY]),
-                             float(of[Q_LLEAVES]), float(of[Q_LEXEC]), int(oi[O_LSTATUS]), int(oi[O_TIF]),
-                             int(oi[O_TYPE]), int(oi[O_REASON]), int(oi[O_LREQ]), bool(oi[O_LCLEARED]), held))
+        held = not (o["in_flight"] == 0 and is_final(o["x_status"]))
+        out.append(OrderView(slot, int(o["id"]), int(o["side"]), int(o["tick"]), float(q["qty"]),
+                             float(q["leaves"]), float(q["executed"]), int(o["status"]), int(o["tif"]),
+                             int(o["type"]), int(o["reason"]), int(o["pending"]), bool(o["cleared"]), held))
     return out
 
 
@@ -74,20 +70,20 @@ def apply_commands(S: Sim, commands: list[Command]) -> None:
     """The strategy's order calls, in order, on the engine; each answer must be the one the strategy got."""
     for c in commands:
         if c.action == "new":
-            oid = int(kernel.submit(S, c.side, c.tick, c.qty, c.tif, c.type))
-            got = f"order {oid} in slot {int(kernel.find(S, oid))}" if oid > 0 else oid
+            oid = int(engine.submit(S, c.side, c.tick, c.qty, c.tif, c.type))
+            got = f"order {oid} in slot {int(engine.find(S, oid))}" if oid > 0 else oid
             ok = got == f"order {c.id} in slot {c.slot}"
         elif c.action == "cancel":
-            got = int(kernel.cancel(S, c.id))
+            got = int(engine.cancel(S, c.id))
             ok = got == 0
         elif c.action == "modify":
-            got = int(kernel.modify(S, c.id, c.tick, c.qty))
+            got = int(engine.modify(S, c.id, c.tick, c.qty))
             ok = got == 0
         elif c.action == "cancel_all":
-            got = int(kernel.cancel_all(S))
+            got = int(engine.cancel_all(S))
             ok = got == c.count
         else:
-            kernel.clear_inactive(S)
+            engine.clear_inactive(S)
             continue
         if not ok:
             what = f"new (order {c.id} in slot {c.slot})" if c.action == "new" else f"{c.action} of order {c.id}"
@@ -110,48 +106,43 @@ class MirrorSim:
             self.sim = make_sim(seed, cfg)
         except ValueError as e:
             raise DataError(f"the engine's venue cannot be mirrored: {e}", field="transport") from None
-        S = self.sim
-        if (int(S.iv[I_LB]), int(S.iv[I_UB])) != (v.lb, v.ub):
+        self.view = SimView(self.sim)
+        if self.view.tick_range != (v.lb, v.ub):
             raise DataError(f"the engine's tick range [{v.lb}, {v.ub}] does not survive the tick size "
                             f"{v.tick_size}", field="transport")
         self.venue = v
 
     def load(self, wake: WakeUp) -> np.ndarray:
         """Take the engine's view at this step; returns the step's local rows (a writable copy)."""
-        S, v = self.sim, self.venue
+        view, v = self.view, self.venue
         if wake.slot_hwm > v.max_orders:
             raise Desync(f"slot high-water mark {wake.slot_hwm} beyond {v.max_orders} slots", field="transport")
-        used = max(int(S.iv[I_SLOT_HWM]), wake.slot_hwm)
-        S.oi[:used] = 0
-        S.of[:used] = 0.0
+        view.clear_slots(max(view.slot_hwm, wake.slot_hwm))
         for o in wake.orders:
             if o.slot >= wake.slot_hwm:
                 raise Desync(f"order {o.id} in slot {o.slot}, at or beyond the high-water mark", field="transport")
-            oi, of = S.oi[o.slot], S.of[o.slot]
-            oi[O_USED], oi[O_ID], oi[O_SIDE], oi[O_LTICK] = 1, o.id, o.side, o.tick
-            oi[O_LSTATUS], oi[O_TIF], oi[O_TYPE], oi[O_REASON], oi[O_LREQ] = o.status, o.tif, o.type, o.reason, \
-                o.pending
-            oi[O_LCLEARED] = int(o.hidden)
+            s, q = view.slots[o.slot], view.slot_sizes[o.slot]      # records: writes go to the engine's arrays
+            s["used"], s["id"], s["side"], s["tick"] = 1, o.id, o.side, o.tick
+            s["status"], s["tif"], s["type"], s["reason"], s["pending"] = o.status, o.tif, o.type, o.reason, o.pending
+            s["cleared"] = int(o.hidden)
             # Only for try_free: a dropped slot is reused once nothing is in flight and the exchange is done.
-            oi[O_INFLIGHT], oi[O_XSTATUS] = (1, NEW) if o.held else (0, CANCELED)
-            of[Q_LQTY], of[Q_LLEAVES], of[Q_LEXEC] = o.qty, o.leaves, o.executed
-        S.iv[I_SLOT_HWM] = wake.slot_hwm
-        S.iv[I_NEXT_ID] = wake.next_id
-        S.iv[I_CUR] = wake.now
-        S.iv[I_RQ_HEAD] = S.iv[I_RQ_TAIL]     # the mirror's requests go nowhere: the commands carry them
-        S.fv[F_LPOS] = wake.position
+            s["in_flight"], s["x_status"] = (1, NEW) if o.held else (0, CANCELED)
+            q["qty"], q["leaves"], q["executed"] = o.qty, o.leaves, o.executed
+        view.slot_hwm = wake.slot_hwm
+        view.next_order_id = wake.next_id
+        view.now = wake.now
+        view.drop_requests()     # the mirror's requests go nowhere: the commands carry them
+        view.position = wake.position
         rows = np.frombuffer(wake.rows, dtype=EVENT_DTYPE).copy()
-        apply_events(rows["ev"], rows["px"], rows["qty"], S.lbid, S.lask, S.lbk, v.tick_size, v.lot_size,
-                     v.lb, v.ub)
+        view.apply_local_rows(rows)
         return rows
 
     def command_new(self, order_id: int) -> Command:
         """The command that repeats the submit that just gave ``order_id`` (its slot, tick and size as sent)."""
-        S = self.sim
-        slot = int(kernel.find(S, order_id))
-        oi = S.oi[slot]
-        return Command("new", id=order_id, slot=slot, side=int(oi[O_SIDE]), tick=int(oi[O_TICK]),
-                       qty=float(S.of[slot, Q_QTY]), tif=int(oi[O_TIF]), type=int(oi[O_TYPE]))
+        slot = int(engine.find(self.sim, order_id))
+        o = self.view.slots[slot]
+        return Command("new", id=order_id, slot=slot, side=int(o["side"]), tick=int(o["x_tick"]),
+                       qty=float(self.view.slot_sizes[slot]["x_qty"]), tif=int(o["tif"]), type=int(o["type"]))
 
 
 def metrics(m: MetricsView) -> Metrics:

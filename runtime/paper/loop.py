@@ -23,7 +23,6 @@ import time
 
 import msgspec
 
-from engine.state import I_RQ_TAIL
 from common.errors import DataError
 from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_snapshot, snapshot_address
 
@@ -239,7 +238,7 @@ class _Loop:
 
     def _reacted(self) -> None:
         """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
-        sent = int(self.trader.live.arrays["iv"][I_RQ_TAIL])
+        sent = self.trader.requests_sent
         if sent != self._requests and self._arrived is not None:
             self.reactions[0].append(time.perf_counter_ns() - self._arrived)
             if self._sent:

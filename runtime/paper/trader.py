@@ -16,12 +16,9 @@ from collections import deque
 import msgspec
 import numpy as np
 
-from engine import kernel
-from engine.live import LiveOptions, LiveSim, StreamOrdering
+from engine import views as engine
+from engine.views import END, LiveOptions, LiveSim, StreamOrdering
 from analysis.results import RunResult, collect
-from engine.state import (F_CASH, F_FEE, F_POS, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE,
-                          FLF_QTY, I_NFILLS, I_RQ_TAIL, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS)
-from engine.exchange import RQ_CANCEL, RQ_MODIFY, RQ_NEW
 from feeds.instrument import Instrument
 from feeds.zmqfeed.messages import unpack
 
@@ -31,7 +28,6 @@ from runtime.config import PaperConfig
 from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
 from runtime.backtest import build_strategy, sim_config
 
-REQUEST_KINDS = {RQ_NEW: "new", RQ_MODIFY: "modify", RQ_CANCEL: "cancel"}
 NO_EXCH_YET = int(np.iinfo(np.int64).min)
 
 
@@ -80,7 +76,7 @@ class PaperTrader:
             self.session.charges = []
             self.session.replay_charges = deque(charges) if charges is not None else None
         if step.kind == "stale" and self.started:
-            self.quotes_pulled += int(kernel.cancel_all(self.live.sim))
+            self.quotes_pulled += int(engine.cancel_all(self.live.sim))
         self._run()
         self.seq, self.feed_session = step.seq, step.session
         return self._outcome(step, fills0, req0)
@@ -143,39 +139,37 @@ class PaperTrader:
             except ConfigError as e:      # a strategy refusing its settings at start: name the config
                 raise e.located(self.config_path) from None
             self.started = True
-        self.session.run(int(kernel.END) - 1 if self.ended else self.ordering.horizon)
+        self.session.run(int(END) - 1 if self.ended else self.ordering.horizon)
 
     # ---- outcome
+    @property
+    def requests_sent(self) -> int:
+        """Order requests the strategy has sent so far."""
+        return self.session.view.requests_sent if self.session is not None else 0
+
     def _marks(self) -> tuple[int, int]:
         if self.live is None:
             return 0, 0
-        iv = self.live.arrays["iv"]
-        return int(iv[I_NFILLS]), int(iv[I_RQ_TAIL])
+        view = self.session.view
+        return view.n_fills, view.requests_sent
 
     def _outcome(self, step: Step, fills0: int, req0: int) -> Step:
         if self.live is None:
             return step
-        a = self.live.arrays
+        view = self.session.view
         fills1, req1 = self._marks()
-        fi, ff = a["fl_i"], a["fl_f"]
-        fills = [JournalFill(order_id=int(fi[k, FL_ID]), side=int(fi[k, FL_SIDE]), exch_ts=int(fi[k, FL_XTS]),
-                             local_ts=int(fi[k, FL_LTS]), maker=bool(fi[k, FL_MAKER]),
-                             price=float(ff[k, FLF_PRICE]), qty=float(ff[k, FLF_QTY]), fee=float(ff[k, FLF_FEE]))
-                 for k in range(fills0, fills1)]
-        rq_i, rq_f = a["rq_i"], a["rq_f"]
-        mask = rq_i.shape[0] - 1
+        fills = [JournalFill(order_id=oid, side=side, exch_ts=exch_ts, local_ts=local_ts, maker=maker, price=price,
+                             qty=qty, fee=fee)
+                 for oid, side, exch_ts, local_ts, maker, price, qty, fee in view.fills(fills0, fills1).tolist()]
         tick = self.instrument.tick_size
-        orders = []
-        for k in range(req0, req1):
-            r = rq_i[k & mask]
-            kind = int(r[RQ_KIND])
-            orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_KINDS[kind], side=int(r[RQ_SIDE]),
-                                       price=float(r[RQ_TICK]) * tick if kind != RQ_CANCEL else 0.0,
-                                       qty=float(rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
-        fv = a["fv"]
+        orders = [JournalOrder(order_id=r.order_id, kind=r.kind, side=r.side,
+                               price=float(r.tick) * tick if r.kind != "cancel" else 0.0, qty=r.qty,
+                               arrives_ts=r.arrives_ts)
+                  for r in view.requests(req0, req1)]
+        account = view.account()
         return msgspec.structs.replace(
             step, charges_ns=list(self.session.charges or []), orders=orders, fills=fills,
-            position=float(fv[F_POS]), cash=float(fv[F_CASH]), fees=float(fv[F_FEE]))
+            position=account.position, cash=account.cash, fees=account.fees)
 
     # ---- the end
     def close(self) -> RunResult:

@@ -3,7 +3,7 @@ import math
 
 import numba as nb
 
-from engine.kernel import now, position
+from engine.views import now, position
 
 from strategies.kernels.quoting import next_wake, requote
 

@@ -5,7 +5,7 @@ can be compared fill for fill.
 """
 import numba as nb
 
-from engine.kernel import position
+from engine.views import position
 
 from strategies.kernels.quoting import next_wake, requote
 

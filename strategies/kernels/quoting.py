@@ -2,9 +2,8 @@
 import numba as nb
 
 from engine.codes import BUY, GTX, INVALID_MAX, INVALID_MIN, LIMIT, SELL
-from engine.kernel import (best_ask_tick, best_bid_tick, cancel, cancellable, clear_inactive, elapse, n_slots,
-                           submit, visible)
-from engine.state import O_ID, O_LTICK, O_SIDE
+from engine.views import (best_ask_tick, best_bid_tick, cancel, cancellable, clear_inactive, elapse, n_slots,
+                          order_id_at, order_side_at, order_tick_at, submit, visible)
 
 
 @nb.njit(cache=True)
@@ -15,17 +14,17 @@ def requote(S, bid, ask, qty, want_bid, want_ask):
     for slot in range(n_slots(S)):
         if not visible(S, slot):
             continue
-        tick = S.oi[slot, O_LTICK]
-        if S.oi[slot, O_SIDE] == BUY:
+        tick = order_tick_at(S, slot)
+        if order_side_at(S, slot) == BUY:
             if want_bid and tick == bid:
                 has_bid = True
             elif cancellable(S, slot):
-                cancel(S, S.oi[slot, O_ID])
+                cancel(S, order_id_at(S, slot))
         else:
             if want_ask and tick == ask:
                 has_ask = True
             elif cancellable(S, slot):
-                cancel(S, S.oi[slot, O_ID])
+                cancel(S, order_id_at(S, slot))
     if want_bid and not has_bid:
         submit(S, BUY, bid, qty, GTX, LIMIT)
     if want_ask and not has_ask:
