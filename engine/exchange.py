@@ -17,30 +17,18 @@ import numpy as np
 from feeds.events import ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK, TRADE
 
 from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
-from engine.codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
-                    MARKET, NEW, PARTIALLY_FILLED, Q_L3, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE,
-                    R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
+from engine.codes import (BUY, CANCELED, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, MARKET, NEW,
+                          PARTIALLY_FILLED, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE, R_UNKNOWN_ORDER,
+                          REJECTED, EXPIRED, REQ_CANCEL, REQ_NEW, RESP_FILL, RESP_REQ_REJECTED, RESP_UPDATE, SELL)
 from engine import l3
-from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
 from engine.rings import reserve
-from engine.models.queue import filled_qty, on_depth, on_trade
-from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
-                    FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_FEE_MODE,
-                    I_LB, I_NFILLS, I_NTRADES, I_NXACT, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL, I_QMODEL, I_RS_HEAD,
-                    I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS, O_XTS, Q_CUM,
-                    Q_FRONT, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_EXEC_TICK, RS_KIND,
-                    RS_MAKER, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RS_XTS, RSF_EXEC_QTY, RSF_FEE,
-                    RSF_LEAVES, RSF_QTY)
-
-# Response kinds (exchange -> local).
-RS_UPDATE = 0        # status change: accepted, canceled, modified, expired, rejected
-RS_FILL = 1          # an execution
-RS_REQ_REJECTED = 2  # a cancel/modify found no live order
-
-# Request kinds (local -> exchange).
-RQ_NEW = 0
-RQ_MODIFY = 1
-RQ_CANCEL = 2
+from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
+                          FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
+                          I_LB, I_NFILLS, I_NTRADES, I_NXACT, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL,
+                          I_RS_HEAD, I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS,
+                          O_XTS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_EXEC_TICK, RS_KIND,
+                          RS_MAKER, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RS_XTS, RSF_EXEC_QTY, RSF_FEE,
+                          RSF_LEAVES, RSF_QTY)
 
 
 @nb.njit(cache=True)
@@ -70,8 +58,9 @@ def push_response(S, slot, ts, kind, status, reason, exec_tick, exec_qty, maker,
 
 
 @nb.njit(cache=True)
-def respond(S, slot, ts, cmd, kind, status, reason):
-    rts = ts + response_latency(S.iv, S.lat_ts, S.lat_v, cmd, ts)
+def respond(S, slot, ts, request, kind, status, reason):
+    """Answer a request of kind ``request`` handled at ``ts``."""
+    rts = ts + S.latency.response(S, request, ts)
     push_response(S, slot, rts, kind, status, reason, 0, 0.0, 0, 0.0, ts)
 
 
@@ -142,7 +131,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
     price = exec_tick * fv[F_TICK]
     amount = fv[F_MULT] * price * exec_qty
     rate = fv[F_MAKER] if maker else fv[F_TAKER]
-    fee = rate * amount if iv[I_FEE_MODE] == FEE_NOTIONAL else rate * exec_qty
+    fee = S.fee.fee(S, rate, exec_qty, amount)
     fv[F_POS] += exec_qty * side
     fv[F_CASH] -= amount * side
     fv[F_CASH] -= fee
@@ -150,8 +139,8 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
     fv[F_VOLUME] += exec_qty
     fv[F_VALUE] += amount
     iv[I_NTRADES] += 1
-    rts = ts + response_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, ts)
-    rts = push_response(S, slot, rts, RS_FILL, status, R_NONE, exec_tick, exec_qty, 1 if maker else 0, fee, ts)
+    rts = ts + S.latency.response(S, REQ_NEW, ts)
+    rts = push_response(S, slot, rts, RESP_FILL, status, R_NONE, exec_tick, exec_qty, 1 if maker else 0, fee, ts)
     k = iv[I_NFILLS]
     if k >= S.fl_i.shape[0]:
         raise RuntimeError("fill log full: raise EngineConfig.max_fills")
@@ -171,18 +160,27 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 # ---------------------------------------------------------------- market data
 
 
-@nb.njit(cache=True)
-def _depth_changed(S, side, tick, prev_qty, new_qty):
-    """Tell the queue model of every order of ours at ``tick`` that its level changed."""
-    iv = S.iv
-    model = iv[I_QMODEL]
-    if model == Q_L3:   # an L3 queue follows the order ids, not the level totals
-        return
-    n = S.fv[F_QPOW]
-    for k in range(iv[I_NXACT]):
-        slot = S.xact[k]
-        if S.oi[slot, O_SIDE] == side and S.oi[slot, O_TICK] == tick:
-            on_depth(model, n, S.of[slot, :2], prev_qty, new_qty)
+@nb.njit(cache=True, inline="always")
+def level_changed(S, xact, oi, nxact, nbuy_at, nsell_at, lb, ub, buy, tick, prev_qty, new_qty):
+    """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there.
+
+    The replay loop passes the arrays and counts it holds; ``nbuy_at``/``nsell_at``
+    make the common case (none of ours at that price) one load.
+    """
+    if lb <= tick <= ub and (nbuy_at[np.uint64(tick - lb)] if buy else nsell_at[np.uint64(tick - lb)]) > 0:
+        side = BUY if buy else SELL
+        for k in range(nxact):
+            slot = xact[k]
+            if oi[slot, O_SIDE] == side and oi[slot, O_TICK] == tick:
+                S.queue.depth(S, slot, prev_qty, new_qty)
+
+
+@nb.njit(cache=True, inline="always")
+def crossed(buy, best_bid, best_ask, prev_best, max_buy, min_sell):
+    """Whether a depth row moved its side's best to or through our most aggressive order on the other side."""
+    if buy:
+        return best_bid > prev_best and best_bid >= min_sell
+    return best_ask < prev_best and best_ask <= max_buy
 
 
 @nb.njit(cache=True)
@@ -203,8 +201,6 @@ def _fill_crossed(S, side, limit_tick, ts):
 def _trade(S, side, tick, qty, ts):
     """A trade printed at ``tick``; ``side`` is the side of our orders it can hit."""
     iv = S.iv
-    fv = S.fv
-    lot = fv[F_LOT]
     partial = iv[I_PARTIAL] == 1
     k = 0
     while k < iv[I_NXACT]:
@@ -217,19 +213,12 @@ def _trade(S, side, tick, qty, ts):
                 fill(S, slot, ts, t, S.of[slot, Q_XLEAVES], True)
                 done = True
             elif t == tick:
-                q = S.of[slot, :2]
-                exact = iv[I_QMODEL] == Q_L3
-                if exact:   # L3 FILL events move the queue; a trade only reaches us beyond it
-                    over = qty - q[0]
-                    avail = np.floor(over / lot) * lot if np.round(over / lot) > 0.0 else 0.0
-                else:
-                    on_trade(q, qty)
-                    avail = filled_qty(q, lot)
+                S.queue.trade(S, slot, qty)
+                avail = S.queue.is_filled(S, slot, qty)
                 if avail > 0.0:
                     leaves = S.of[slot, Q_XLEAVES]
                     exec_qty = min(avail, qty, leaves) if partial else leaves
-                    if not exact:
-                        q[0] += exec_qty   # the part of the queue overrun that we consumed
+                    S.queue.executed(S, slot, exec_qty)
                     status = fill(S, slot, ts, t, exec_qty, True)
                     done = status == FILLED
         if done:
@@ -248,18 +237,11 @@ def process_data(S, i):
     bk = S.xbk
     kind, side, tick, prev, prev_best = apply_event(S.ev[i], S.px[i], S.qty[i], S.xbid, S.xask, bk, fv[F_TICK],
                                                     fv[F_LOT], lb, iv[I_UB])
-    if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
-        qty = S.qty[i]
-        if side == 1:
-            if lb <= tick <= iv[I_UB] and S.nbuy_at[tick - lb] > 0:
-                _depth_changed(S, BUY, tick, prev, qty)
-            if bk[BEST_BID] > prev_best and bk[BEST_BID] >= iv[I_XMINSELL]:
-                _fill_crossed(S, SELL, bk[BEST_BID], ts)
-        elif side == -1:
-            if lb <= tick <= iv[I_UB] and S.nsell_at[tick - lb] > 0:
-                _depth_changed(S, SELL, tick, prev, qty)
-            if bk[BEST_ASK] < prev_best and bk[BEST_ASK] <= iv[I_XMAXBUY]:
-                _fill_crossed(S, BUY, bk[BEST_ASK], ts)
+    if (kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO) and side != 0:
+        buy = side == 1
+        level_changed(S, S.xact, S.oi, iv[I_NXACT], S.nbuy_at, S.nsell_at, lb, iv[I_UB], buy, tick, prev, S.qty[i])
+        if crossed(buy, bk[BEST_BID], bk[BEST_ASK], prev_best, iv[I_XMAXBUY], iv[I_XMINSELL]):
+            _fill_crossed(S, SELL if buy else BUY, bk[BEST_BID] if buy else bk[BEST_ASK], ts)
     elif kind == TRADE:
         if side == 1:              # buyer-initiated: lifts asks, can fill our sells
             if tick >= iv[I_XMINSELL]:
@@ -267,7 +249,7 @@ def process_data(S, i):
         elif side == -1:
             if tick <= iv[I_XMAXBUY]:
                 _trade(S, BUY, tick, S.qty[i], ts)
-    elif ADD_ORDER <= kind <= FILL and iv[I_QMODEL] == Q_L3:
+    elif ADD_ORDER <= kind <= FILL and S.queue.order_level:
         _l3_event(S, i, ts)
 
 
@@ -279,12 +261,7 @@ def _join_queue(S, slot, tick):
     """Our order joins the back of the queue at ``tick``."""
     iv = S.iv
     own = S.xbid if S.oi[slot, O_SIDE] == BUY else S.xask
-    l2_qty = qty_at(own, tick, iv[I_LB], iv[I_UB])
-    if iv[I_QMODEL] == Q_L3:
-        l3.join(S, slot, l2_qty)
-    else:
-        S.of[slot, Q_FRONT] = l2_qty
-        S.of[slot, Q_CUM] = 0.0
+    S.queue.new_order(S, slot, qty_at(own, tick, iv[I_LB], iv[I_UB]))
 
 
 @nb.njit(cache=True)
@@ -343,7 +320,7 @@ def _take(S, slot, ts):
             t += step
         if not enough:
             oi[slot, O_XSTATUS] = EXPIRED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
             return
     t = best
     status = NEW
@@ -358,11 +335,11 @@ def _take(S, slot, ts):
         _join_queue(S, slot, limit)
         if status != PARTIALLY_FILLED:
             oi[slot, O_XSTATUS] = NEW
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, NEW, R_NONE)
         activate(S, slot)
     else:
         oi[slot, O_XSTATUS] = EXPIRED
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
 
 
 @nb.njit(cache=True)
@@ -378,7 +355,7 @@ def _new(S, slot, ts):
     if oi[slot, O_TYPE] == MARKET:
         if empty:
             oi[slot, O_XSTATUS] = EXPIRED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
         else:
             _take(S, slot, ts)
         return
@@ -387,17 +364,17 @@ def _new(S, slot, ts):
     if crosses:
         if tif == GTX:
             oi[slot, O_XSTATUS] = REJECTED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
         else:
             _take(S, slot, ts)
     elif tif == GTC or tif == GTX:
         _join_queue(S, slot, tick)
         oi[slot, O_XSTATUS] = NEW
         activate(S, slot)
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, NEW, R_NONE)
     else:
         oi[slot, O_XSTATUS] = EXPIRED
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
 
 
 @nb.njit(cache=True)
@@ -409,12 +386,12 @@ def _is_live(status):
 def _cancel(S, slot, ts):
     oi = S.oi
     if not _is_live(oi[slot, O_XSTATUS]):
-        respond(S, slot, ts, CMD_CANCEL, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+        respond(S, slot, ts, REQ_CANCEL, RESP_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
         return
     deactivate(S, slot)
     oi[slot, O_XSTATUS] = CANCELED
     oi[slot, O_XTS] = ts
-    respond(S, slot, ts, CMD_CANCEL, RS_UPDATE, CANCELED, R_NONE)
+    respond(S, slot, ts, REQ_CANCEL, RESP_UPDATE, CANCELED, R_NONE)
 
 
 @nb.njit(cache=True)
@@ -425,11 +402,11 @@ def _modify(S, slot, ts, new_tick, new_qty):
     oi = S.oi
     of = S.of
     if not _is_live(oi[slot, O_XSTATUS]):
-        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+        respond(S, slot, ts, REQ_MODIFY, RESP_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
         return
     leaves = new_qty - of[slot, Q_XEXEC]
     if np.round(leaves / S.fv[F_LOT]) <= 0.0:
-        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_BAD_QTY)
+        respond(S, slot, ts, REQ_MODIFY, RESP_REQ_REJECTED, oi[slot, O_XSTATUS], R_BAD_QTY)
         return
     side = oi[slot, O_SIDE]
     old_tick = oi[slot, O_TICK]
@@ -444,14 +421,14 @@ def _modify(S, slot, ts, new_tick, new_qty):
     if crosses:
         if oi[slot, O_TIF] == GTX:
             oi[slot, O_XSTATUS] = REJECTED
-            respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+            respond(S, slot, ts, REQ_MODIFY, RESP_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
         else:
             _take(S, slot, ts)
         return
     if lose_priority:
         _join_queue(S, slot, new_tick)
     activate(S, slot)
-    respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, oi[slot, O_XSTATUS], R_NONE)
+    respond(S, slot, ts, REQ_MODIFY, RESP_UPDATE, oi[slot, O_XSTATUS], R_NONE)
 
 
 @nb.njit(cache=True)
@@ -461,9 +438,9 @@ def process_request(S, r):
     ts = S.rq_i[r, RQ_TS]
     kind = S.rq_i[r, RQ_KIND]
     S.oi[slot, O_INFLIGHT] -= 1
-    if kind == RQ_NEW:
+    if kind == REQ_NEW:
         _new(S, slot, ts)
-    elif kind == RQ_CANCEL:
+    elif kind == REQ_CANCEL:
         _cancel(S, slot, ts)
     else:
         _modify(S, slot, ts, S.rq_i[r, RQ_TICK], S.rq_f[r])

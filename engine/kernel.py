@@ -22,23 +22,21 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
-from engine.codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
-                    R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
-from engine.exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
-                       process_data as exch_data, process_request)
-from engine.models.queue import fmin
-from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
+from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, set_level
+from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE, PARTIALLY_FILLED, R_BAD_QTY,
+                          R_PRICE_OUT_OF_RANGE, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
+from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
-from engine.local import is_final, process_data as local_data, process_response, try_free
-from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
-                    TQ_ASK, TQ_BID, TQ_SHIFT, is_book_kind, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
-                    I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
-                    I_LIVE, I_NXACT, I_QMODEL, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY, I_XMINSELL,
-                    I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
-                    I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
-                    O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
-                    Q_FRONT, Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
+from engine.local import (is_final, process_data as local_data, process_response, record_tick, tick_flags,
+                          try_free)
+from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, is_book_kind,
+                          F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
+                          F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
+                          I_IL, I_LB, I_LIVE, I_NXACT, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
+                          I_XMINSELL, I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL,
+                          I_SLOT_HWM, I_STARTED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK,
+                          O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, Q_LLEAVES, Q_LQTY, Q_QTY,
+                          Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
 
@@ -76,15 +74,6 @@ def _start(S):
 
 
 @nb.njit(cache=True, inline="always")
-def _front_at_most(xact, oi, of, nxact, side, tick, new_qty):
-    """RiskAverse's depth update for our orders at ``tick``, inline: the queue ahead never exceeds the level."""
-    for k in range(nxact):
-        slot = xact[k]
-        if oi[slot, O_SIDE] == side and oi[slot, O_TICK] == tick:
-            of[slot, Q_FRONT] = fmin(of[slot, Q_FRONT], new_qty)
-
-
-@nb.njit(cache=True, inline="always")
 def _u(i):
     """An index the loop has already range-checked, as unsigned: Numba skips negative-index wraparound."""
     return np.uint64(i)
@@ -102,10 +91,8 @@ def _store_bk(bk, best_bid, best_ask, low_bid, high_ask):
 def _our_orders(iv, fv, rs_i):
     """What the replay loop keeps of our orders: fills so far, most aggressive live prices, live
     orders, position, cash, the tick log's fill/quote word, and when the next response arrives."""
-    nq = np.int32((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
-                  | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
     tr = rs_i[iv[I_RS_HEAD] & (rs_i.shape[0] - 1), RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
-    return iv[I_NFILLS], iv[I_XMAXBUY], iv[I_XMINSELL], iv[I_NXACT], fv[F_POS], fv[F_CASH], nq, tr
+    return iv[I_NFILLS], iv[I_XMAXBUY], iv[I_XMINSELL], iv[I_NXACT], fv[F_POS], fv[F_CASH], tick_flags(iv), tr
 
 
 @nb.njit(cache=True)
@@ -115,10 +102,10 @@ def _replay(S, ie, il, target):
 
     This is the hot loop: depth and trade rows run inline on arrays taken out of
     ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
-    A depth row that leaves the best prices and the book's extent as they are (a
-    new size inside the book, or an emptied level behind the best) is one store;
-    only the others go through ``update_bid``/``update_ask``, whose array arguments
-    cost reference-count calls once inlined. A call with nothing due by ``target``
+    Its rules are the exchange's and the local side's own, inlined on its locals:
+    a depth row is ``book.set_level`` (one store unless it moves the best or the
+    extent), what it does to our orders ``exchange.level_changed`` and
+    ``exchange.crossed``, a tick ``local.record_tick``. A call with nothing due by ``target``
     (most wake-ups of a fast timer on sparse data) returns before any set-up. It returns ``(ie, il)`` at ``target``,
     at a wake-up, or right after a rare row kind (:func:`goto` goes on from there).
     Fills, requests and responses stay in the loop: one call per message made the
@@ -168,14 +155,11 @@ def _replay(S, ie, il, target):
     lot = fv[F_LOT]
     mult = fv[F_MULT]
     record = iv[I_RECORD_TICKS] == 1
-    l3_queue = iv[I_QMODEL] == Q_L3
-    risk_averse = iv[I_QMODEL] == Q_RISK_AVERSE
+    order_level = S.queue.order_level
     xact = S.xact
     oi = S.oi
-    of = S.of
     watch = iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1
     fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-    abs_pos = abs(pos)
     x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
     l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
     k = iv[I_NTICKS]
@@ -206,40 +190,14 @@ def _replay(S, ie, il, target):
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         # One path for both sides, on values picked by side: the side of a row is a coin
-                        # flip the branch predictor cannot learn. Within the book's extent and leaving
-                        # the best as it is, a row is one store and cannot cross our orders.
-                        lo = x_low if buy else x_ba
-                        hi = x_bb if buy else x_high
+                        # flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
-                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != prev_best)):
-                            if buy:
-                                prev = xbid[_u(tick - lb)]
-                                xbid[_u(tick - lb)] = q
-                            else:
-                                prev = xask[_u(tick - lb)]
-                                xask[_u(tick - lb)] = q
-                            crossed = False
-                        else:
-                            _store_bk(xbk, x_bb, x_ba, x_low, x_high)
-                            if buy:
-                                prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
-                            else:
-                                prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
-                            x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
-                            crossed = (x_bb > prev_best and x_bb >= min_sell) if buy else (x_ba < prev_best and x_ba <= max_buy)
-                        if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
-                            side = BUY if buy else SELL
-                            if risk_averse:
-                                _front_at_most(xact, oi, of, nxact, side, tick, q)
-                            else:
-                                _depth_changed(S, side, tick, prev, q)
-                        if crossed:
-                            if buy:
-                                _fill_crossed(S, SELL, x_bb, ts)
-                            else:
-                                _fill_crossed(S, BUY, x_ba, ts)
+                        prev, x_bb, x_ba, x_low, x_high = set_level(xbid, xask, xbk, buy, tick, q, lot, lb, ub,
+                                                                    x_bb, x_ba, x_low, x_high)
+                        level_changed(S, xact, oi, nxact, nbuy_at, nsell_at, lb, ub, buy, tick, prev, q)
+                        if crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell):
+                            _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
                             fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                            abs_pos = abs(pos)
                             exch_lim = min(tq, tr, target)
                             local_lim = min(tq - 1, tr, target)
                 elif kind == TRADE:
@@ -249,7 +207,6 @@ def _replay(S, ie, il, target):
                             _trade(S, SELL, tick, qty[_u(i)], ts)
                             if iv[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                                abs_pos = abs(pos)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                     elif e & SELL_FLAG:
@@ -257,10 +214,9 @@ def _replay(S, ie, il, target):
                             _trade(S, BUY, tick, qty[_u(i)], ts)
                             if iv[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                                abs_pos = abs(pos)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
-                elif ADD_ORDER <= kind <= FILL and not l3_queue:
+                elif ADD_ORDER <= kind <= FILL and not order_level:
                     pass                      # order-level rows only move an L3 queue
                 else:
                     _store_bk(xbk, x_bb, x_ba, x_low, x_high)
@@ -284,21 +240,8 @@ def _replay(S, ie, il, target):
                     q = qty[_u(i)]
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
-                        lo = l_low if buy else l_ba
-                        hi = l_bb if buy else l_high
-                        best = l_bb if buy else l_ba
-                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != best)):
-                            if buy:
-                                lbid[_u(tick - lb)] = q
-                            else:
-                                lask[_u(tick - lb)] = q
-                        else:
-                            _store_bk(lbk, l_bb, l_ba, l_low, l_high)
-                            if buy:
-                                update_bid(lbid, lask, lbk, tick, q, lot, lb, ub)
-                            else:
-                                update_ask(lbid, lask, lbk, tick, q, lot, lb, ub)
-                            l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
+                        l_bb, l_ba, l_low, l_high = set_level(lbid, lask, lbk, buy, tick, q, lot, lb, ub,
+                                                              l_bb, l_ba, l_low, l_high)[1:]
                 elif kind != TRADE:
                     _store_bk(lbk, l_bb, l_ba, l_low, l_high)
                     iv[I_NTICKS] = k
@@ -315,16 +258,9 @@ def _replay(S, ie, il, target):
                         stop = True
                         break
                     continue
-                if record:   # engine.local.record_tick on the locals
-                    if l_bb != INVALID_MIN and l_ba != INVALID_MAX:
-                        last_mid = (l_bb + l_ba) * 0.5 * tick_size
-                    equity = cash + pos * last_mid * mult
-                    if np.isnan(mid0) and not np.isnan(last_mid):
-                        mid0 = equity
-                    sum_abs_q += abs_pos
-                    tk_mid[_u(k)] = last_mid
-                    tk_epnl[_u(k)] = equity - mid0
-                    tk_nq[_u(k)] = nq
+                if record:
+                    last_mid, mid0, sum_abs_q = record_tick(tk_mid, tk_epnl, tk_nq, k, l_bb, l_ba, tick_size, mult,
+                                                            cash, pos, nq, last_mid, mid0, sum_abs_q)
                     k += 1
                 if watch:
                     _store_bk(lbk, l_bb, l_ba, l_low, l_high)
@@ -341,7 +277,6 @@ def _replay(S, ie, il, target):
             _store_bk(xbk, x_bb, x_ba, x_low, x_high)
             process_request(S, h & rq_mask)
             fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-            abs_pos = abs(pos)
             tq = rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
         else:
             if tr > target:
@@ -501,10 +436,8 @@ def charge_compute(S, mark, ns):
         last = S.rq_i[(mark - 1) & (cap - 1), RQ_TS]
     for k in range(max(mark, iv[I_RQ_HEAD]), iv[I_RQ_TAIL]):
         r = k & (cap - 1)
-        kind = S.rq_i[r, RQ_KIND]
-        cmd = CMD_PLACE if kind == RQ_NEW else (CMD_CANCEL if kind == RQ_CANCEL else CMD_MODIFY)
         send = iv[I_CUR] + iv[I_COMPUTE] + ns
-        ts = max(send + entry_latency(iv, S.lat_ts, S.lat_v, cmd, send), last)
+        ts = max(send + S.latency.entry(S, S.rq_i[r, RQ_KIND], send), last)
         S.rq_i[r, RQ_TS] = ts
         last = ts
 
@@ -583,7 +516,7 @@ def submit(S, side, tick, qty, tif, order_type):
     of[slot, Q_LLEAVES] = qty
     iv[I_NUSED] += 1
     send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, send), RQ_NEW, tick, qty)
+    _push_request(S, slot, send + S.latency.entry(S, REQ_NEW, send), REQ_NEW, tick, qty)
     return oid
 
 
@@ -607,7 +540,7 @@ def cancel(S, order_id):
     S.oi[slot, O_LREQ] = REQ_CANCEL
     iv = S.iv
     send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_CANCEL, send), RQ_CANCEL, 0, 0.0)
+    _push_request(S, slot, send + S.latency.entry(S, REQ_CANCEL, send), REQ_CANCEL, 0, 0.0)
     return np.int64(0)
 
 
@@ -626,7 +559,7 @@ def modify(S, order_id, tick, qty):
         return np.int64(E_BAD_QTY)
     S.oi[slot, O_LREQ] = REQ_MODIFY
     send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_MODIFY, send), RQ_MODIFY, tick, qty)
+    _push_request(S, slot, send + S.latency.entry(S, REQ_MODIFY, send), REQ_MODIFY, tick, qty)
     return np.int64(0)
 
 

@@ -35,8 +35,9 @@ import numpy as np
 
 from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 
-from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, SIM_FIELDS, ConfigError,
-                    EngineConfig, Sim, make_sim)
+from common.config import ConfigError
+from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, MODEL_FIELDS, SIM_FIELDS,
+                          EngineConfig, Sim, make_sim, queue_model)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
 
@@ -77,7 +78,7 @@ class LiveSim:
 
     def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),
                  latency_table: tuple[np.ndarray, np.ndarray] | None = None):
-        if cfg.queue_model == "l3":
+        if queue_model(cfg).order_level:
             raise ConfigError("queue model 'l3' needs the whole file's orders up front; use an L2 queue model live")
         if not np.isfinite(first_price) or first_price <= 0:
             raise ConfigError(f"the feed's first price must be positive, got {first_price}")
@@ -91,6 +92,7 @@ class LiveSim:
         self.sim = make_sim(seed, msgspec.structs.replace(cfg, record_ticks=False, tick_range_pad=0),
                             latency_table)
         self.arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}   # read these, not sim's fields
+        self.models = {name: self.sim.__dict__[name] for name in MODEL_FIELDS}
         self.arrays["iv"][I_N] = 0
         self.arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
         self.arrays["iv"][I_LIVE] = 1
@@ -160,7 +162,7 @@ class LiveSim:
         e = self.events
         a.update(ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
                  order_id=e["order_id"].view(np.int64))
-        self.sim = Sim(**a)
+        self.sim = Sim(**a, **self.models)
 
 
 class StreamOrdering:

@@ -24,9 +24,8 @@ import numpy as np
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE
 
 from engine.book import BEST_ASK, BEST_BID, apply_event
-from engine.codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
-                    REQ_NONE)
-from engine.exchange import RS_FILL, RS_REQ_REJECTED
+from engine.codes import (CANCELED, EXPIRED, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW, REQ_NONE, RESP_FILL,
+                          RESP_REQ_REJECTED)
 from engine.state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
@@ -44,28 +43,32 @@ def is_final(status):
 
 
 @nb.njit(cache=True, inline="always")
-def record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq):
-    """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean.
+def tick_flags(iv):
+    """The tick log's fill/quote word: our fills so far << TQ_SHIFT | a live bid, a live ask at the exchange."""
+    return np.int32((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
+                    | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
 
-    Only mid, EPnL and fills-so-far are stored; ``analysis.results.collect`` derives the rest.
-    ``F_SUM_ABS_Q`` keeps the running sum of |position| so a wake-up can read MAP so far.
+
+@nb.njit(cache=True, inline="always")
+def record_tick(tk_mid, tk_epnl, tk_nq, k, best_bid, best_ask, tick_size, mult, cash, pos, flags, last_mid, mid0,
+                sum_abs_q):
+    """Write row ``k`` of the tick log; returns the running ``(last_mid, mid0, sum_abs_q)`` after it.
+
+    Takes values, not ``S``, so the replay loop keeps them in registers. Only mid,
+    EPnL and the fill/quote word are stored; ``analysis.results.collect`` derives
+    the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up reads MAP
+    so far from it); ``mid0`` is the equity at the first valid mid (NaN before).
     """
-    k = iv[I_NTICKS]
-    bb = lbk[BEST_BID]
-    ba = lbk[BEST_ASK]
-    if bb != INVALID_MIN and ba != INVALID_MAX:
-        fv[F_LAST_MID] = (bb + ba) * 0.5 * fv[F_TICK]
-    mid = fv[F_LAST_MID]
-    pos = fv[F_POS]
-    equity = fv[F_CASH] + pos * mid * fv[F_MULT]
-    if np.isnan(fv[F_MID0]) and not np.isnan(mid):
-        fv[F_MID0] = equity
-    fv[F_SUM_ABS_Q] += abs(pos)
-    tk_mid[k] = mid
-    tk_epnl[k] = equity - fv[F_MID0]
-    tk_nq[k] = ((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
-                | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
-    iv[I_NTICKS] = k + 1
+    if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
+        last_mid = (best_bid + best_ask) * 0.5 * tick_size
+    equity = cash + pos * last_mid * mult
+    if np.isnan(mid0) and not np.isnan(last_mid):
+        mid0 = equity
+    sum_abs_q += abs(pos)
+    tk_mid[np.uint64(k)] = last_mid
+    tk_epnl[np.uint64(k)] = equity - mid0
+    tk_nq[np.uint64(k)] = flags
+    return last_mid, mid0, sum_abs_q
 
 
 @nb.njit(cache=True, inline="always")
@@ -77,7 +80,11 @@ def process_data(S, i):
                        iv[I_UB])[0]
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and iv[I_RECORD_TICKS] == 1:
-        record_tick(iv, fv, S.lbk, S.tk_mid, S.tk_epnl, S.tk_nq)
+        k = iv[I_NTICKS]
+        fv[F_LAST_MID], fv[F_MID0], fv[F_SUM_ABS_Q] = record_tick(
+            S.tk_mid, S.tk_epnl, S.tk_nq, k, S.lbk[BEST_BID], S.lbk[BEST_ASK], fv[F_TICK], fv[F_MULT], fv[F_CASH],
+            fv[F_POS], tick_flags(iv), fv[F_LAST_MID], fv[F_MID0], fv[F_SUM_ABS_Q])
+        iv[I_NTICKS] = k + 1
 
 
 @nb.njit(cache=True)
@@ -127,7 +134,7 @@ def process_response(S, r):
     status = S.rs_i[r, RS_STATUS]
     oi[slot, O_INFLIGHT] -= 1
     was_final = is_final(oi[slot, O_LSTATUS])
-    if kind == RS_FILL:
+    if kind == RESP_FILL:
         side = oi[slot, O_SIDE]
         qty = S.rs_f[r, RSF_EXEC_QTY]
         amount = fv[F_MULT] * (S.rs_i[r, RS_EXEC_TICK] * fv[F_TICK]) * qty
@@ -139,7 +146,7 @@ def process_response(S, r):
         iv[I_LNTRADES] += 1
         of[slot, Q_LEXEC] += qty
     if oi[slot, O_LCLEARED] == 0:
-        if kind == RS_REQ_REJECTED:
+        if kind == RESP_REQ_REJECTED:
             if oi[slot, O_LREQ] == REQ_NEW:
                 oi[slot, O_LSTATUS] = REJECTED
                 oi[slot, O_REASON] = S.rs_i[r, RS_REASON]

@@ -16,8 +16,10 @@ from numba.experimental import structref
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
                           LOCAL, MODIFY_ORDER, TRADE)
 
+from common.config import ConfigError
 from engine.book import empty_bk
-from engine.codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
+from engine.codes import INVALID_MAX, INVALID_MIN
+from engine.models.config import FeeConfig, LatencyConfig, QueueConfig, model_class
 
 # ---- iv: integer scalars ----
 I_N = 0            # number of event rows
@@ -33,11 +35,9 @@ I_RQ_HEAD = 9      # request ring (local -> exchange)
 I_RQ_TAIL = 10
 I_RS_HEAD = 11     # response ring (exchange -> local)
 I_RS_TAIL = 12
-I_QMODEL = 13
 I_PARTIAL = 14     # 1: partial fills at the queue front (else hftbacktest's NoPartialFillExchange)
 I_COMPUTE = 15     # strategy decision time for orders sent at the current wake-up (ns)
-I_LAT = 16         # 6 slots: place entry/resp, modify entry/resp, cancel entry/resp
-I_FEE_MODE = 22
+I_LAT = 16         # 6 slots: entry/response ns of new, modify and cancel requests (engine/models/latency/constant.py)
 I_RECORD_TICKS = 23
 I_NXACT = 24       # orders live at the exchange (entries of ``xact``)
 I_NORDLOG = 25
@@ -110,8 +110,8 @@ O_LTS = 15         # local time of the last response
 O_NCOLS = 16
 
 Q_FRONT = 0        # queue ahead of us
-Q_CUM = 1          # traded at our price since the last depth update
-Q_BOUNDARY = 1     # L3 model: the L3 slot counter when we joined (lower slots are ahead of us)
+Q_STATE = 1        # the queue model's own number (L2: traded at our price since the last depth update; L3: the
+                   # L3 slot counter when we joined, lower slots are ahead of us)
 Q_QTY = 2          # order quantity at the exchange
 Q_XLEAVES = 3
 Q_XEXEC = 4
@@ -147,6 +147,8 @@ SIM_FIELDS = (
     "lat_ts", "lat_v",
     "order_id", "l3_i", "l3_q", "l3_h", "l3_lv",
 )
+# The models the kernels are compiled for (engine/models/unit.py): a queue, a latency and a fee model.
+MODEL_FIELDS = ("queue", "latency", "fee")
 
 
 @structref.register
@@ -166,13 +168,14 @@ class Sim(structref.StructRefProxy):
     arrays as attributes (``S.fl_i``); jitted code reads the struct's fields.
     """
 
-    def __new__(cls, **arrays):
-        self = _build_sim(*[arrays[name] for name in SIM_FIELDS])
-        self.__dict__.update(arrays)
+    def __new__(cls, **fields):
+        """``fields``: every array of SIM_FIELDS and every model of MODEL_FIELDS, by name."""
+        self = _build_sim(*[fields[name] for name in SIM_FIELDS + MODEL_FIELDS])
+        self.__dict__.update(fields)
         return self
 
 
-structref.define_proxy(Sim, SimType, list(SIM_FIELDS))
+structref.define_proxy(Sim, SimType, list(SIM_FIELDS + MODEL_FIELDS))
 
 
 @intrinsic
@@ -189,6 +192,8 @@ def _borrow_fields(typingctx, sim):
         simty = signature.args[0]
         data = structref._Utils(context, builder, simty).get_data_struct(args[0])
         for name, fty in simty.field_dict.items():
+            if not isinstance(fty, types.Array):
+                continue
             ary = context.make_array(fty)(context, builder, value=getattr(data, name))
             context.nrt.decref(builder, fty, ary._getvalue())
             ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
@@ -214,18 +219,9 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_size: float
     lot_size: float
     contract_multiplier: float = 1.0
-    queue_model: str = "risk_averse"
-    queue_power: float = 2.0           # n of the power-probability models
-    partial_fills: bool = False        # False: hftbacktest NoPartialFillExchange semantics
-    place_entry_ns: int = 0
-    place_response_ns: int = 0
-    modify_entry_ns: int = 0
-    modify_response_ns: int = 0
-    cancel_entry_ns: int = 0
-    cancel_response_ns: int = 0
-    maker_fee: float = 0.0
-    taker_fee: float = 0.0
-    fee_mode: str = "notional"         # "notional" (rate x notional) or "per_unit" (rate x qty)
+    queue: QueueConfig = QueueConfig()
+    latency: LatencyConfig = LatencyConfig()
+    fees: FeeConfig = FeeConfig()
     max_orders: int = 1024             # live order slots
     max_fills: int = 1 << 18
     max_order_log: int = 1 << 18
@@ -235,20 +231,28 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_range_pad: int = 1000         # ticks added either side of the data's price range
 
 
-class ConfigError(ValueError):
-    """A configuration value the engine cannot run with."""
+# The models read this module's column and slot names: their registries come after them.
+from engine.models.fees.registry import FEE_MODELS  # noqa: E402
+from engine.models.latency.registry import LATENCY_MODELS  # noqa: E402
+from engine.models.queue.registry import QUEUE_MODELS  # noqa: E402
+
+
+def queue_model(cfg: EngineConfig) -> type:
+    """The queue model class ``cfg`` names (a ConfigError naming ``queue.model`` if none)."""
+    return model_class(QUEUE_MODELS, "queue.model", cfg.queue.model)
+
+
+def _models(cfg: EngineConfig, recorded_latency: bool) -> dict:
+    """One instance of each model ``cfg`` names: what the kernels are compiled for."""
+    return dict(queue=queue_model(cfg)(),
+                latency=LATENCY_MODELS["recorded" if recorded_latency else "constant"](),
+                fee=model_class(FEE_MODELS, "fees.mode", cfg.fees.mode)())
 
 
 def _check(cfg: EngineConfig) -> None:
     if not (cfg.tick_size > 0 and cfg.lot_size > 0 and cfg.contract_multiplier > 0):
         raise ConfigError("tick_size, lot_size and contract_multiplier must be positive")
-    if cfg.queue_model not in QUEUE_MODELS:
-        raise ConfigError(f"queue_model must be one of {sorted(QUEUE_MODELS)}, got {cfg.queue_model!r}")
-    if cfg.fee_mode not in ("notional", "per_unit"):
-        raise ConfigError(f"fee_mode must be 'notional' or 'per_unit', got {cfg.fee_mode!r}")
-    lat = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns, cfg.modify_response_ns,
-           cfg.cancel_entry_ns, cfg.cancel_response_ns)
-    if min(lat) < 0:
+    if min(cfg.latency.constants()) < 0:
         raise ConfigError("latencies must be >= 0 ns")
     if cfg.max_fills > MAX_FILLS:
         raise ConfigError(f"max_fills must be at most {MAX_FILLS}")
@@ -341,6 +345,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     if events.dtype != EVENT_DTYPE:
         raise ConfigError("events must use feeds.events.EVENT_DTYPE")
     _check(cfg)
+    models = _models(cfg, latency_table is not None)
     lb, ub = tick_range(events, cfg.tick_size, cfg.tick_range_pad)
     width = ub - lb + 1
     iv = np.zeros(I_SIZE, dtype=np.int64)
@@ -349,16 +354,13 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     iv[I_NEXT_ID] = 1
     iv[I_XMAXBUY] = INVALID_MIN
     iv[I_XMINSELL] = INVALID_MAX
-    iv[I_QMODEL] = QUEUE_MODELS[cfg.queue_model]
-    iv[I_PARTIAL] = int(cfg.partial_fills)
-    iv[I_LAT:I_LAT + 6] = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns,
-                           cfg.modify_response_ns, cfg.cancel_entry_ns, cfg.cancel_response_ns)
-    iv[I_FEE_MODE] = FEE_NOTIONAL if cfg.fee_mode == "notional" else FEE_PER_UNIT
+    iv[I_PARTIAL] = int(cfg.queue.partial_fills)
+    iv[I_LAT:I_LAT + 6] = cfg.latency.constants()
     iv[I_RECORD_TICKS] = int(cfg.record_ticks)
     iv[I_RECORD_ORDERS] = int(cfg.record_orders)
     fv = np.zeros(F_SIZE, dtype=np.float64)
     fv[F_TICK], fv[F_LOT], fv[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
-    fv[F_MAKER], fv[F_TAKER], fv[F_QPOW] = cfg.maker_fee, cfg.taker_fee, cfg.queue_power
+    fv[F_MAKER], fv[F_TAKER], fv[F_QPOW] = cfg.fees.maker, cfg.fees.taker, cfg.queue.power
     fv[F_PER_TICK] = 1.0 / cfg.tick_size
     fv[F_LAST_MID] = np.nan
     fv[F_MID0] = np.nan
@@ -389,5 +391,6 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         tk_nq=_touched(np.zeros(n_ticks, dtype=np.int32)),
         lat_ts=lat_ts, lat_v=lat_v,
         order_id=events["order_id"].view(np.int64),
-        **_l3_book(events, width, cfg.queue_model == "l3"),
+        **_l3_book(events, width, models["queue"].order_level),
+        **models,
     )

@@ -15,11 +15,11 @@ import feeds
 from common.progress import bar
 from feeds.readers.base import no_progress
 from engine import kernel
-from engine.models.latency import latency_table
+from engine.models.latency.recorded import latency_table
 from analysis.metrics import Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
-from engine.state import ConfigError as EngineConfigError, make_sim
+from engine.state import make_sim
 from common.atomic import atomic_write
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
@@ -191,8 +191,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
         sim = make_sim(events, *sim_config(cfg, instrument))
-    except EngineConfigError as e:
-        raise ConfigError(str(e), path=config_path) from None
+    except ConfigError as e:
+        raise e.located(config_path) from None
     s = cfg.strategy
     compute_ns = compute_ns_for(cfg, entry)
     strategy = decisions = dropped = latency_ns = None

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from engine import kernel
-from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCEL, REQ_MODIFY, REQ_NEW, SELL,
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_NAMES, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from analysis.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
@@ -41,7 +41,6 @@ from common.progress import Progress
 from strategies.api import Book, Fill, Metrics, Order, Trades
 from strategies.base import Strategy
 
-PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
 
 
 class OrderRejected(ValueError):
@@ -114,7 +113,7 @@ class EngineContext:
             qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
             status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
             type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
-            pending=PENDING.get(oi[O_LREQ], ""))
+            pending=REQUEST_NAMES.get(oi[O_LREQ], ""))
 
     def metrics(self) -> Metrics:
         S = self.a

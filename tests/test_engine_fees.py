@@ -6,6 +6,7 @@ import pytest
 
 from engine import kernel as K
 from engine.codes import BUY, GTC, IOC, LIMIT
+from engine.models.config import FeeConfig
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LFEE, F_LPOS, F_POS, F_VALUE, F_VOLUME, FL_MAKER, FLF_FEE,
                           I_NTICKS)
 from analysis.results import collect
@@ -33,10 +34,10 @@ def _taker(**cfg):
 
 
 @pytest.mark.parametrize("cfg, fee", [
-    (dict(maker_fee=0.0002, taker_fee=0.0005), 0.0002 * 200),
-    (dict(maker_fee=-0.0001, taker_fee=0.0005), -0.0001 * 200),        # rebate: fee is negative
-    (dict(maker_fee=0.01, fee_mode="per_unit"), 0.01 * 2),
-    (dict(maker_fee=0.0002, contract_multiplier=10.0), 0.0002 * 2000),
+    (dict(fees=FeeConfig(maker=0.0002, taker=0.0005)), 0.0002 * 200),
+    (dict(fees=FeeConfig(maker=-0.0001, taker=0.0005)), -0.0001 * 200),        # rebate: fee is negative
+    (dict(fees=FeeConfig(maker=0.01, mode="per_unit")), 0.01 * 2),
+    (dict(fees=FeeConfig(maker=0.0002), contract_multiplier=10.0), 0.0002 * 2000),
 ])
 def test_maker_fees(cfg, fee):
     S = _maker(**cfg)
@@ -51,8 +52,8 @@ def test_maker_fees(cfg, fee):
 
 
 @pytest.mark.parametrize("cfg, fee", [
-    (dict(maker_fee=0.0002, taker_fee=0.0005), 0.0005 * 306),
-    (dict(taker_fee=0.02, fee_mode="per_unit"), 0.02 * 3),
+    (dict(fees=FeeConfig(maker=0.0002, taker=0.0005)), 0.0005 * 306),
+    (dict(fees=FeeConfig(taker=0.02, mode="per_unit")), 0.02 * 3),
 ])
 def test_taker_fees(cfg, fee):
     S = _taker(**cfg)
@@ -65,7 +66,7 @@ def test_per_tick_metrics():
     """Ticks: (0) bid only: no mid; (1) mid 101 -> equity_0 = 0; (2) trade at 10, we hold 2 at 100:
     epnl = -200 - 0.04 + 2*101 = 1.96; (3) ask 102 gone: mid carried (101); (4) ask 104: mid 102,
     epnl = -200.04 + 204 = 3.96. map = running mean |q|; rpt = epnl / 1 fill."""
-    S = _maker(maker_fee=0.0002)
+    S = _maker(fees=FeeConfig(maker=0.0002))
     assert S.iv[I_NTICKS] == 5
     tk = collect(S).ticks
     assert np.isnan(tk["mid"][0])

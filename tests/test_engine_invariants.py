@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from engine import kernel as K
 from engine.codes import FOK, GTC, GTX, IOC, LIMIT, MARKET
+from engine.models.config import FeeConfig, LatencyConfig, QueueConfig
 from engine.state import (F_CASH, F_FEE, F_LPOS, F_POS, FL_ID, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_NFILLS, O_ID, O_USED, Q_QTY, Q_XEXEC)
 from tests.engine_events import sim
@@ -33,10 +34,11 @@ def test_invariants(gaps, data, model, partial, mult, entry, cancel_entry, compu
     t = np.cumsum(gaps)
     rows = [(0, "depth", "b", 100, 5), (0, "depth", "s", 101, 5)]
     rows += [(int(ts),) + data.draw(market_row) for ts in t]
-    S = sim(rows, feed_latency=data.draw(st.integers(0, 10)), queue_model=model, partial_fills=partial,
-            contract_multiplier=mult, maker_fee=-0.0001, taker_fee=0.0003, place_entry_ns=entry,
-            place_response_ns=3, modify_entry_ns=entry, modify_response_ns=3, cancel_entry_ns=cancel_entry,
-            cancel_response_ns=3, max_orders=64)
+    S = sim(rows, feed_latency=data.draw(st.integers(0, 10)), queue=QueueConfig(model=model, partial_fills=partial),
+            contract_multiplier=mult, fees=FeeConfig(maker=-0.0001, taker=0.0003),
+            latency=LatencyConfig(place_entry_ns=entry, place_response_ns=3, modify_entry_ns=entry,
+                                  modify_response_ns=3, cancel_entry_ns=cancel_entry, cancel_response_ns=3),
+            max_orders=64)
     K.set_compute_ns(S, compute)
     arrives, canceled_at = {}, {}
     for when, act in data.draw(st.lists(st.tuples(st.integers(0, int(t[-1]) + 5), action), max_size=25)):

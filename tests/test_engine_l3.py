@@ -11,6 +11,7 @@ import pytest
 import feeds
 from engine import kernel as K
 from engine.codes import BUY, CANCELED, FILLED, GTC, LIMIT, NEW, SELL
+from engine.models.config import QueueConfig
 from engine.state import (EngineConfig, FL_TICK, FL_XTS, FLF_QTY, I_LB, I_NFILLS, O_XSTATUS, Q_BOUNDARY, Q_FRONT,
                           make_sim)
 from feeds import events as E
@@ -22,7 +23,7 @@ BASE = book(0, {99: 5, 100: 10}, {101: 7}) + [(0, "add", "b", 100, 4, 1), (0, "a
 
 
 def _run(rows, until, qty=2.0, side=BUY, tick=100, partial=False):
-    S = sim(rows, queue_model="l3", partial_fills=partial)
+    S = sim(rows, queue=QueueConfig(model="l3", partial_fills=partial))
     K.goto(S, 10)
     K.submit(S, side, tick, qty, GTC, LIMIT)
     K.goto(S, until)
@@ -226,7 +227,7 @@ def test_lobster_exact_fifo(lobster):
     assert len(msg_ts) == len(msgs)
     scenarios = _scenarios(msgs, books, 3)
     assert len(scenarios) == 3
-    cfg = EngineConfig(tick_size=0.01, lot_size=1.0, queue_model="l3", tick_range_pad=100)
+    cfg = EngineConfig(tick_size=0.01, lot_size=1.0, queue=QueueConfig(model="l3"), tick_range_pad=100)
     for last, side, price, ahead in scenarios:
         S = make_sim(conv.events, cfg)
         K.goto(S, msg_ts[last])

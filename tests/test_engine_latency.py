@@ -5,13 +5,14 @@ import pytest
 
 from engine import kernel as K
 from engine.codes import BUY, CANCELED, GTC, LIMIT, NEW, NONE
-from engine.models.latency import latency_table
+from engine.models.config import LatencyConfig
+from engine.models.latency.recorded import latency_table
 from engine.state import I_NFILLS, O_LSTATUS, O_LTICK, O_TICK, O_XSTATUS, O_XTS, Q_LQTY
 from tests.engine_events import book, sim
 
 ROWS = book(0, {100: 10, 99: 5}, {101: 7}) + [(10_000, "depth", "b", 98, 1)]
-LAT = dict(place_entry_ns=5, place_response_ns=7, modify_entry_ns=11, modify_response_ns=13,
-           cancel_entry_ns=17, cancel_response_ns=19)
+LAT = dict(latency=LatencyConfig(place_entry_ns=5, place_response_ns=7, modify_entry_ns=11, modify_response_ns=13,
+                                 cancel_entry_ns=17, cancel_response_ns=19))
 
 
 def _watch(S, column, times):

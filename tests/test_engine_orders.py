@@ -4,6 +4,7 @@ from __future__ import annotations
 from engine import kernel as K
 from engine.codes import (BUY, CANCELED, EXPIRED, FILLED, FOK, GTC, GTX, IOC, LIMIT, MARKET, NEW, NONE,
                           PARTIALLY_FILLED, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE, REJECTED, SELL)
+from engine.models.config import LatencyConfig, QueueConfig
 from engine.state import (F_CASH, F_POS, FL_MAKER, FL_TICK, FLF_QTY, I_NFILLS, O_LSTATUS, O_REASON, O_XSTATUS,
                           Q_FRONT, Q_LEXEC, Q_LLEAVES, Q_XLEAVES)
 from tests.engine_events import book, sim
@@ -14,7 +15,7 @@ END = [(1000, "depth", "b", 98, 1)]
 
 
 def _one(side, tick, qty, tif, typ=LIMIT, rows=(), partial=False, until=10):
-    S = sim(BOOK + list(rows) + END, partial_fills=partial)
+    S = sim(BOOK + list(rows) + END, queue=QueueConfig(partial_fills=partial))
     K.goto(S, 5)
     oid = K.submit(S, side, tick, qty, tif, typ)
     assert oid == 1
@@ -83,7 +84,7 @@ def test_market():
 
 
 def test_states_before_and_after_the_exchange():
-    S = sim(BOOK + END, place_entry_ns=10, place_response_ns=10)
+    S = sim(BOOK + END, latency=LatencyConfig(place_entry_ns=10, place_response_ns=10))
     K.goto(S, 5)
     K.submit(S, BUY, 100, 1.0, GTC, LIMIT)
     K.goto(S, 14)
@@ -109,7 +110,7 @@ def test_cancel():
     K.goto(S, 20)
     assert (S.oi[0, O_XSTATUS], S.oi[0, O_LSTATUS]) == (CANCELED, CANCELED)
     # A cancel that reaches the exchange after the fill is refused; the order stays filled.
-    S = sim(BOOK + [(20, "trade", "s", 99, 1)] + END, cancel_entry_ns=20)
+    S = sim(BOOK + [(20, "trade", "s", 99, 1)] + END, latency=LatencyConfig(cancel_entry_ns=20))
     K.goto(S, 5)
     K.submit(S, BUY, 100, 2.0, GTC, LIMIT)
     K.goto(S, 10)
@@ -151,7 +152,7 @@ def test_modify_into_the_opposite_side():
 
 def test_partial_fill_state_and_many_orders_per_side():
     rows = [(20, "trade", "s", 100, 12)]  # 10 ahead: 2 lots reach each of our orders at 100
-    S = sim(BOOK + rows + END, partial_fills=True)
+    S = sim(BOOK + rows + END, queue=QueueConfig(partial_fills=True))
     K.goto(S, 5)
     K.submit(S, BUY, 100, 3.0, GTC, LIMIT)
     K.submit(S, BUY, 100, 1.0, GTC, LIMIT)

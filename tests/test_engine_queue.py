@@ -7,6 +7,7 @@ import pytest
 
 from engine import kernel as K
 from engine.codes import BUY, FILLED, GTC, LIMIT, NEW, PARTIALLY_FILLED
+from engine.models.config import QueueConfig
 from engine.state import F_POS, FLF_QTY, I_NFILLS, O_XSTATUS, Q_FRONT
 from tests.engine_events import book, sim
 
@@ -16,7 +17,7 @@ FRONT, BACK, CHG = 10.0, 4.0, 2.0
 
 
 def _front_after(model, power=2.0, rows=ROWS, until=30, qty=1.0, partial=False):
-    S = sim(rows, queue_model=model, queue_power=power, partial_fills=partial)
+    S = sim(rows, queue=QueueConfig(model=model, power=power, partial_fills=partial))
     K.goto(S, 10)
     K.submit(S, BUY, 100, qty, GTC, LIMIT)
     K.goto(S, until)

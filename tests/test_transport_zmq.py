@@ -19,6 +19,7 @@ import pytest
 import zmq
 
 from engine import kernel
+from engine.models.config import LatencyConfig
 from engine.state import I_LB, make_sim
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
@@ -277,10 +278,9 @@ def test_every_kind_of_order_call_gets_the_same_answers_over_zmq():
         # Cancel answers slower than fills: a cancel that races a fill leaves a finished order whose slot
         # is still held when it leaves the view, so the next order must take another slot on both sides.
         ms = 1_000_000
-        return make_sim(exerciser_events(), EngineConfig(tick_size=TICK, lot_size=1.0, place_entry_ns=ms,
-                                                         place_response_ns=3 * ms, cancel_entry_ns=ms,
-                                                         cancel_response_ns=10 * ms, modify_entry_ns=ms,
-                                                         modify_response_ns=ms))
+        return make_sim(exerciser_events(), EngineConfig(tick_size=TICK, lot_size=1.0, latency=LatencyConfig(
+            place_entry_ns=ms, place_response_ns=3 * ms, cancel_entry_ns=ms, cancel_response_ns=10 * ms,
+            modify_entry_ns=ms, modify_response_ns=ms)))
 
     here = Exerciser()
     reference = run_backtest(here, sim(), TICK, 1.0)

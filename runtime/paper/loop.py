@@ -24,6 +24,7 @@ import time
 import msgspec
 import numpy as np
 
+from engine.models.queue.registry import QUEUE_MODELS
 from engine.state import I_RQ_TAIL
 from common.errors import DataError
 from feeds.zmqfeed import Subscriber, request_snapshot, snapshot_address
@@ -84,7 +85,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     if cfg.strategy.mode != "python":
         raise ConfigError("paper trading runs the strategy's Python class: set mode = \"python\"",
                           path=config_path, field="strategy.mode")
-    if cfg.queue.model == "l3":
+    if QUEUE_MODELS[cfg.queue.model].order_level:
         raise ConfigError("queue model 'l3' needs the whole file's orders up front: use an L2 model live",
                           path=config_path, field="queue.model")
     with open(config_path, "rb") as f:

@@ -21,7 +21,7 @@ from engine.live import LiveOptions, LiveSim, StreamOrdering
 from analysis.results import RunResult, collect
 from engine.state import (F_CASH, F_FEE, F_POS, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE,
                           FLF_QTY, I_NFILLS, I_RQ_TAIL, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS)
-from engine.exchange import RQ_CANCEL, RQ_MODIFY, RQ_NEW
+from engine.codes import REQ_CANCEL, REQUEST_NAMES
 from feeds.instrument import Instrument
 from feeds.zmqfeed.messages import unpack
 
@@ -30,7 +30,6 @@ from runtime.config import ConfigError, PaperConfig
 from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
 from runtime.backtest import build_strategy, sim_config
 
-REQUEST_KINDS = {RQ_NEW: "new", RQ_MODIFY: "modify", RQ_CANCEL: "cancel"}
 NO_EXCH_YET = int(np.iinfo(np.int64).min)
 
 
@@ -168,8 +167,8 @@ class PaperTrader:
         for k in range(req0, req1):
             r = rq_i[k & mask]
             kind = int(r[RQ_KIND])
-            orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_KINDS[kind], side=int(r[RQ_SIDE]),
-                                       price=float(r[RQ_TICK]) * tick if kind != RQ_CANCEL else 0.0,
+            orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_NAMES[kind], side=int(r[RQ_SIDE]),
+                                       price=float(r[RQ_TICK]) * tick if kind != REQ_CANCEL else 0.0,
                                        qty=float(rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
         fv = a["fv"]
         return msgspec.structs.replace(

@@ -1,0 +1,67 @@
+"""The queue-model interface: where our resting order stands in its price level's queue.
+
+The methods of hftbacktest's ``QueueModel`` trait, over one order slot of the
+``Sim`` (its queue state is ``of[slot, Q_FRONT]``, the quantity ahead of us, and
+``of[slot, Q_STATE]``, one number the model keeps for itself):
+
+- ``new_order(S, slot, level_qty)``: the order reached the exchange and joins
+  the back of its level, which held ``level_qty``;
+- ``trade(S, slot, qty)``: a trade of ``qty`` printed at the order's price;
+- ``is_filled(S, slot, qty)``: after that trade, the quantity that reached the
+  order (0: none yet);
+- ``executed(S, slot, qty)``: ``qty`` of the order was filled at the queue front
+  and it stays open (partial fills);
+- ``depth(S, slot, prev_qty, new_qty)``: the level at the order's price changed;
+- ``order_level``: True if it follows order-level (L3) rows instead of levels.
+
+A model is a :class:`QueueModel` subclass in a file of its own, named once in
+``engine/models/queue/registry.py``.
+"""
+from numba.extending import overload_attribute, overload_method
+
+from engine.models.unit import Unit, UnitType, implementation, register_kind
+
+
+class QueueType(UnitType):
+    """Numba type of a queue model."""
+
+
+register_kind(QueueType)
+
+
+class QueueModel(Unit):
+    """Base of every queue model."""
+
+    numba_type = QueueType
+    order_level = False
+
+
+@overload_method(QueueType, "new_order")
+def _new_order(model, S, slot, level_qty):
+    return implementation(model, QueueType, "new_order")
+
+
+@overload_method(QueueType, "trade")
+def _trade(model, S, slot, qty):
+    return implementation(model, QueueType, "trade")
+
+
+@overload_method(QueueType, "is_filled")
+def _is_filled(model, S, slot, qty):
+    return implementation(model, QueueType, "is_filled")
+
+
+@overload_method(QueueType, "executed")
+def _executed(model, S, slot, qty):
+    return implementation(model, QueueType, "executed")
+
+
+@overload_method(QueueType, "depth")
+def _depth(model, S, slot, prev_qty, new_qty):
+    return implementation(model, QueueType, "depth")
+
+
+@overload_attribute(QueueType, "order_level")
+def _order_level(model):
+    value = model.cls.order_level
+    return lambda model: value
