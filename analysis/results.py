@@ -13,7 +13,7 @@ from engine.local import is_final
 from engine.state import (F_CASH, F_FEE, F_MULT, F_POS, F_TICK, F_VALUE, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE,
                     FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, OL_DONE_TS,
                     OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY,
-                    O_ID, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF, O_TYPE, O_USED, Q_LEXEC, Q_LQTY,
+                    O_ID, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF, O_TYPE, O_USED, OF_LEXEC, OF_LQTY,
                     TQ_ASK, TQ_BID, TQ_SHIFT, Sim, is_tick)
 
 FILL_DTYPE = np.dtype([("order_id", "i8"), ("side", "i1"), ("exch_ts", "i8"), ("local_ts", "i8"),
@@ -46,19 +46,19 @@ class RunResult(msgspec.Struct):
 
 def collect(S: Sim) -> RunResult:
     """Copy a run's logs out of ``S`` (safe to keep after ``S`` is gone)."""
-    k = int(S.iv[I_NFILLS])
+    k = int(S.ints[I_NFILLS])
     ticks = _ticks(S, k)
     fills = np.zeros(k, dtype=FILL_DTYPE)
     fi, ff = S.fl_i[:k], S.fl_f[:k]
     fills["order_id"], fills["side"] = fi[:, FL_ID], fi[:, FL_SIDE]
     fills["exch_ts"], fills["local_ts"], fills["maker"] = fi[:, FL_XTS], fi[:, FL_LTS], fi[:, FL_MAKER] != 0
     fills["price"], fills["qty"], fills["fee"] = ff[:, FLF_PRICE], ff[:, FLF_QTY], ff[:, FLF_FEE]
-    tick = float(S.fv[F_TICK])
-    account = Account(position=float(S.fv[F_POS]), cash=float(S.fv[F_CASH]), fees=float(S.fv[F_FEE]),
-                      volume=float(S.fv[F_VOLUME]), notional=float(S.fv[F_VALUE]), n_fills=k,
-                      contract_multiplier=float(S.fv[F_MULT]))
+    tick = float(S.floats[F_TICK])
+    account = Account(position=float(S.floats[F_POS]), cash=float(S.floats[F_CASH]), fees=float(S.floats[F_FEE]),
+                      volume=float(S.floats[F_VOLUME]), notional=float(S.floats[F_VALUE]), n_fills=k,
+                      contract_multiplier=float(S.floats[F_MULT]))
     return RunResult(ticks=ticks, fills=fills, orders=_orders(S, tick), account=account,
-                     orders_dropped=int(S.iv[I_NLOG_DROPPED]))
+                     orders_dropped=int(S.ints[I_NLOG_DROPPED]))
 
 
 def _ticks(S: Sim, n_fills: int) -> dict[str, np.ndarray]:
@@ -69,7 +69,7 @@ def _ticks(S: Sim, n_fills: int) -> dict[str, np.ndarray]:
     quantities (the kernel's ``F_POS += qty * side``, same order); MAP is the running sum of |position|
     over (tick index + 1); RPT is EPnL over fills so far (0 before the first fill).
     """
-    n = int(S.iv[I_NTICKS])
+    n = int(S.ints[I_NTICKS])
     nq = S.tk_nq[:n]
     done = nq >> TQ_SHIFT
     held = np.zeros(n_fills + 1)
@@ -98,21 +98,21 @@ def _tick_times(ev, local_ts, n):
 
 
 def _orders(S: Sim, tick: float) -> np.ndarray:
-    m = int(S.iv[I_NORDLOG])
-    oi, of = S.ol_i[:m], S.ol_f[:m]
+    m = int(S.ints[I_NORDLOG])
+    orders_i, orders_f = S.ol_i[:m], S.ol_f[:m]
     done = np.zeros(m, dtype=ORDER_DTYPE)
-    done["order_id"], done["side"], done["price"] = oi[:, OL_ID], oi[:, OL_SIDE], oi[:, OL_TICK] * tick
-    done["qty"], done["executed"] = of[:, OLF_QTY], of[:, OLF_EXEC]
-    done["tif"], done["type"], done["status"], done["reason"] = (oi[:, OL_TIF], oi[:, OL_TYPE], oi[:, OL_STATUS],
-                                                                 oi[:, OL_REASON])
-    done["submit_ts"], done["done_ts"] = oi[:, OL_SUBMIT_TS], oi[:, OL_DONE_TS]
-    live_slots = [s for s in range(S.oi.shape[0])
-                  if S.oi[s, O_USED] == 1 and not is_final(S.oi[s, O_LSTATUS])]
+    done["order_id"], done["side"], done["price"] = orders_i[:, OL_ID], orders_i[:, OL_SIDE], orders_i[:, OL_TICK] * tick
+    done["qty"], done["executed"] = orders_f[:, OLF_QTY], orders_f[:, OLF_EXEC]
+    done["tif"], done["type"], done["status"], done["reason"] = (orders_i[:, OL_TIF], orders_i[:, OL_TYPE], orders_i[:, OL_STATUS],
+                                                                 orders_i[:, OL_REASON])
+    done["submit_ts"], done["done_ts"] = orders_i[:, OL_SUBMIT_TS], orders_i[:, OL_DONE_TS]
+    live_slots = [s for s in range(S.orders_i.shape[0])
+                  if S.orders_i[s, O_USED] == 1 and not is_final(S.orders_i[s, O_LSTATUS])]
     live = np.zeros(len(live_slots), dtype=ORDER_DTYPE)
     for row, s in zip(live, live_slots):
-        o, f = S.oi[s], S.of[s]
+        o, f = S.orders_i[s], S.orders_f[s]
         row["order_id"], row["side"], row["price"] = o[O_ID], o[O_SIDE], o[O_LTICK] * tick
-        row["qty"], row["executed"] = f[Q_LQTY], f[Q_LEXEC]
+        row["qty"], row["executed"] = f[OF_LQTY], f[OF_LEXEC]
         row["tif"], row["type"], row["status"], row["reason"] = o[O_TIF], o[O_TYPE], o[O_LSTATUS], o[O_REASON]
         row["submit_ts"], row["done_ts"] = o[O_SUBMIT_TS], -1
     live.sort(order="order_id")

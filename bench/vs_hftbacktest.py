@@ -165,11 +165,11 @@ def run_ours(events, instrument, interval):
     t0 = time.perf_counter()
     wakes = fixed_spread(S, interval, HALF_SPREAD_TICKS, instrument.lot_size, MAX_POSITION)
     secs = time.perf_counter() - t0
-    n = S.iv[I_NFILLS]
+    n = S.ints[I_NFILLS]
     fi = S.fl_i[:n]
     table = np.stack([fi[:, FL_ID], fi[:, FL_SIDE], fi[:, FL_XTS], fi[:, FL_TICK]], axis=1)
     return dict(secs=secs, wakes=wakes, fills=_fill_table(table, S.fl_f[:n, FLF_QTY]),
-                position=S.fv[F_LPOS], balance=S.fv[F_LBAL])
+                position=S.floats[F_LPOS], balance=S.floats[F_LBAL])
 
 
 def _fill_table(ints, qtys):

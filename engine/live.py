@@ -57,17 +57,17 @@ class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 @nb.njit(cache=True)
 def _resume(S, n):
     """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
-    iv = S.iv
-    iv[I_N] = n
-    if iv[I_STARTED] == 1:
-        ie = iv[I_IE]
+    ints = S.ints
+    ints[I_N] = n
+    if ints[I_STARTED] == 1:
+        ie = ints[I_IE]
         while ie < n and (S.ev[ie] & EXCH) == 0:
             ie += 1
-        iv[I_IE] = ie
-        il = iv[I_IL]
+        ints[I_IE] = ie
+        il = ints[I_IL]
         while il < n and (S.ev[il] & LOCAL) == 0:
             il += 1
-        iv[I_IL] = il
+        ints[I_IL] = il
 
 
 class LiveSim:
@@ -93,9 +93,9 @@ class LiveSim:
                             latency_table)
         self.arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}   # read these, not sim's fields
         self.models = {name: self.sim.__dict__[name] for name in MODEL_FIELDS}
-        self.arrays["iv"][I_N] = 0
-        self.arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
-        self.arrays["iv"][I_LIVE] = 1
+        self.arrays["ints"][I_N] = 0
+        self.arrays["ints"][I_RECORD_TICKS] = int(cfg.record_ticks)
+        self.arrays["ints"][I_LIVE] = 1
         self._rebuild(len(self.events))
         self.n = 0
 
@@ -113,7 +113,7 @@ class LiveSim:
 
     def finish(self) -> None:
         """No more rows: running out of them is now the end of the data."""
-        self.arrays["iv"][I_LIVE] = 0
+        self.arrays["ints"][I_LIVE] = 0
 
     # ---- growth
     def _grow(self, need: int) -> None:
@@ -133,8 +133,8 @@ class LiveSim:
             return
         tick = self.cfg.tick_size
         lo, hi = int(np.round(px.min() / tick)), int(np.round(px.max() / tick))
-        iv = self.arrays["iv"]
-        lb, ub = int(iv[I_LB]), int(iv[I_UB])
+        ints = self.arrays["ints"]
+        lb, ub = int(ints[I_LB]), int(ints[I_UB])
         margin = (ub - lb) // 4
         if lo >= lb + margin and hi <= ub - margin:
             return
@@ -148,7 +148,7 @@ class LiveSim:
             if a <= b:
                 new[a - new_lb:b - new_lb + 1] = old[a - lb:b - lb + 1]
             self.arrays[name] = new
-        iv[I_LB], iv[I_UB] = new_lb, new_ub
+        ints[I_LB], ints[I_UB] = new_lb, new_ub
         self._rebuild(len(self.events))
 
     def _rebuild(self, cap: int) -> None:

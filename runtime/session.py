@@ -32,7 +32,7 @@ from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_N
 from analysis.results import RunResult, collect
 from engine.state import (F_FEE, F_LPOS, F_SUM_ABS_Q, F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_XTS, FLF_FEE,
                           FLF_PRICE, FLF_QTY, I_CUR, I_IL, I_LB, I_NFILLS, I_NTICKS, I_NTRADES, O_ID, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, Q_LEXEC, Q_LLEAVES, Q_LQTY, SIM_FIELDS, TQ_SHIFT,
+                          O_LTICK, O_REASON, O_SIDE, O_TIF, O_TYPE, OF_LEXEC, OF_LLEAVES, OF_LQTY, SIM_FIELDS, TQ_SHIFT,
                           Sim)
 from feeds.events import EVENT_DTYPE, EXCH, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
@@ -71,18 +71,18 @@ class EngineContext:
     # ---- views
     @property
     def now(self) -> int:
-        return int(self.a.iv[I_CUR])
+        return int(self.a.ints[I_CUR])
 
     def _price(self, tick: int, empty: int) -> float:
         return float("nan") if tick == empty else tick * self.tick_size
 
     @property
     def best_bid(self) -> float:
-        return self._price(int(self.a.lbk[0]), INVALID_MIN)
+        return self._price(int(self.a.lbook_ends[0]), INVALID_MIN)
 
     @property
     def best_ask(self) -> float:
-        return self._price(int(self.a.lbk[1]), INVALID_MAX)
+        return self._price(int(self.a.lbook_ends[1]), INVALID_MAX)
 
     @property
     def mid(self) -> float:
@@ -90,39 +90,39 @@ class EngineContext:
 
     @property
     def position(self) -> float:
-        return float(self.a.fv[F_LPOS])
+        return float(self.a.floats[F_LPOS])
 
     def book(self, depth: int = 5) -> Book:
         S = self.a
-        lb = int(S.iv[I_LB])
-        bid_px, bid_qty = _levels(S.lbid, int(S.lbk[0]), INVALID_MIN, lb, -1, depth)
-        ask_px, ask_qty = _levels(S.lask, int(S.lbk[1]), INVALID_MAX, lb, 1, depth)
+        lb = int(S.ints[I_LB])
+        bid_px, bid_qty = _levels(S.lbid, int(S.lbook_ends[0]), INVALID_MIN, lb, -1, depth)
+        ask_px, ask_qty = _levels(S.lask, int(S.lbook_ends[1]), INVALID_MAX, lb, 1, depth)
         return Book(bid_px * self.tick_size, bid_qty, ask_px * self.tick_size, ask_qty)
 
     def orders(self) -> list[Order]:
         slots = kernel.visible_slots(self.sim)
-        return [self._view(oi, of) for oi, of in zip(self.a.oi[slots].tolist(), self.a.of[slots].tolist())]
+        return [self._view(orders_i, orders_f) for orders_i, orders_f in zip(self.a.orders_i[slots].tolist(), self.a.orders_f[slots].tolist())]
 
     def _order(self, slot: int) -> Order:
-        return self._view(self.a.oi[slot].tolist(), self.a.of[slot].tolist())
+        return self._view(self.a.orders_i[slot].tolist(), self.a.orders_f[slot].tolist())
 
-    def _view(self, oi: list[int], of: list[float]) -> Order:
+    def _view(self, orders_i: list[int], orders_f: list[float]) -> Order:
         """One order from its engine rows, as Python numbers (converted once per row, not per field)."""
         return Order(
-            id=oi[O_ID], side=SIDE_NAMES[oi[O_SIDE]], price=oi[O_LTICK] * self.tick_size,
-            qty=of[Q_LQTY], leaves=of[Q_LLEAVES], executed=of[Q_LEXEC],
-            status=STATUS_NAMES[oi[O_LSTATUS]], tif=TIF_NAMES[oi[O_TIF]],
-            type=TYPE_NAMES[oi[O_TYPE]], reason=REASON_NAMES[oi[O_REASON]],
-            pending=REQUEST_NAMES.get(oi[O_LREQ], ""))
+            id=orders_i[O_ID], side=SIDE_NAMES[orders_i[O_SIDE]], price=orders_i[O_LTICK] * self.tick_size,
+            qty=orders_f[OF_LQTY], leaves=orders_f[OF_LLEAVES], executed=orders_f[OF_LEXEC],
+            status=STATUS_NAMES[orders_i[O_LSTATUS]], tif=TIF_NAMES[orders_i[O_TIF]],
+            type=TYPE_NAMES[orders_i[O_TYPE]], reason=REASON_NAMES[orders_i[O_REASON]],
+            pending=REQUEST_NAMES.get(orders_i[O_LREQ], ""))
 
     def metrics(self) -> Metrics:
         S = self.a
-        k = int(S.iv[I_NTICKS])
+        k = int(S.ints[I_NTICKS])
         epnl = float(S.tk_epnl[k - 1]) if k else 0.0
         fills = int(S.tk_nq[k - 1]) >> TQ_SHIFT if k else 0
-        return Metrics(epnl=epnl, map=float(S.fv[F_SUM_ABS_Q]) / k if k else 0.0,
+        return Metrics(epnl=epnl, map=float(S.floats[F_SUM_ABS_Q]) / k if k else 0.0,
                        rpt=epnl / fills if fills else 0.0,
-                       n_fills=int(S.iv[I_NTRADES]), volume=float(S.fv[F_VOLUME]), fees=float(S.fv[F_FEE]))
+                       n_fills=int(S.ints[I_NTRADES]), volume=float(S.floats[F_VOLUME]), fees=float(S.floats[F_FEE]))
 
     def new_events(self) -> np.ndarray:
         """The LOCAL rows replayed since the previous call: rows [previous stop, the local replay position).
@@ -130,7 +130,7 @@ class EngineContext:
         Only the slice since the last call is touched, so a call per wake-up costs
         in proportion to the rows that wake-up saw.
         """
-        start, stop = self._unread, int(self.a.iv[I_IL])
+        start, stop = self._unread, int(self.a.ints[I_IL])
         self._unread = stop
         return local_rows(self.a, start, stop)
 
@@ -138,7 +138,7 @@ class EngineContext:
     def _new_fills(self, now: int) -> list[Fill]:
         """Our fills that reached the local side by ``now`` and were not reported yet, in order."""
         S = self.a
-        k, out = int(S.iv[I_NFILLS]), []
+        k, out = int(S.ints[I_NFILLS]), []
         while self._fills_seen < k and S.fl_i[self._fills_seen, FL_LTS] <= now:
             i, f = S.fl_i[self._fills_seen], S.fl_f[self._fills_seen]
             self._fills_seen += 1
@@ -273,9 +273,9 @@ class Dispatcher:
             S = self.ctx.a
             seen = {}
             for slot in kernel.visible_slots(self.ctx.sim):
-                oi, of = S.oi[slot], S.of[slot]
-                state = (oi[O_LSTATUS], oi[O_LTICK], of[Q_LQTY], of[Q_LLEAVES], oi[O_LREQ])
-                oid = int(oi[O_ID])
+                orders_i, orders_f = S.orders_i[slot], S.orders_f[slot]
+                state = (orders_i[O_LSTATUS], orders_i[O_LTICK], orders_f[OF_LQTY], orders_f[OF_LLEAVES], orders_i[O_LREQ])
+                oid = int(orders_i[O_ID])
                 seen[oid] = state
                 if self.order_state.get(oid) != state:
                     self.strategy.on_order_update(self.ctx, self.ctx._order(slot))
@@ -350,7 +350,7 @@ class Session:
         sim = self.sim
         kernel.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
         kernel.start(sim)
-        self._prev = int(sim.iv[I_IL])
+        self._prev = int(sim.ints[I_IL])
         self._decide(self.decisions.start)
 
     def _decide(self, step, *args) -> None:
@@ -371,7 +371,7 @@ class Session:
             reason = kernel.advance_until(self.sim, every_ns, every_events, on_top, horizon)
             if reason == kernel.WOKE_WAIT:
                 return True
-            here = int(self.ctx.a.iv[I_IL])     # the next local row to replay
+            here = int(self.ctx.a.ints[I_IL])     # the next local row to replay
             self._decide(self.decisions.wake, reason, self._prev, here)
             self._prev = here
             self.wakeups += 1

@@ -44,11 +44,11 @@ def test_maker_fees(cfg, fee):
     mult = cfg.get("contract_multiplier", 1.0)
     assert S.fl_i[0, FL_MAKER] == 1
     assert S.fl_f[0, FLF_FEE] == pytest.approx(fee)
-    assert S.fv[F_FEE] == pytest.approx(fee) and S.fv[F_LFEE] == pytest.approx(fee)
-    assert S.fv[F_CASH] == pytest.approx(-200.0 * mult - fee)
-    assert S.fv[F_LBAL] == pytest.approx(-200.0 * mult)       # hftbacktest's balance is before fees
-    assert S.fv[F_POS] == 2.0 and S.fv[F_LPOS] == 2.0
-    assert S.fv[F_VOLUME] == 2.0 and S.fv[F_VALUE] == pytest.approx(200.0 * mult)
+    assert S.floats[F_FEE] == pytest.approx(fee) and S.floats[F_LFEE] == pytest.approx(fee)
+    assert S.floats[F_CASH] == pytest.approx(-200.0 * mult - fee)
+    assert S.floats[F_LBAL] == pytest.approx(-200.0 * mult)       # hftbacktest's balance is before fees
+    assert S.floats[F_POS] == 2.0 and S.floats[F_LPOS] == 2.0
+    assert S.floats[F_VOLUME] == 2.0 and S.floats[F_VALUE] == pytest.approx(200.0 * mult)
 
 
 @pytest.mark.parametrize("cfg, fee", [
@@ -58,8 +58,8 @@ def test_maker_fees(cfg, fee):
 def test_taker_fees(cfg, fee):
     S = _taker(**cfg)
     assert S.fl_i[0, FL_MAKER] == 0
-    assert S.fv[F_FEE] == pytest.approx(fee)
-    assert S.fv[F_CASH] == pytest.approx(-306.0 - fee)
+    assert S.floats[F_FEE] == pytest.approx(fee)
+    assert S.floats[F_CASH] == pytest.approx(-306.0 - fee)
 
 
 def test_per_tick_metrics():
@@ -67,7 +67,7 @@ def test_per_tick_metrics():
     epnl = -200 - 0.04 + 2*101 = 1.96; (3) ask 102 gone: mid carried (101); (4) ask 104: mid 102,
     epnl = -200.04 + 204 = 3.96. map = running mean |q|; rpt = epnl / 1 fill."""
     S = _maker(fees=FeeConfig(maker=0.0002))
-    assert S.iv[I_NTICKS] == 5
+    assert S.ints[I_NTICKS] == 5
     tk = collect(S).ticks
     assert np.isnan(tk["mid"][0])
     np.testing.assert_allclose(tk["mid"][1:], [101, 101, 101, 102])

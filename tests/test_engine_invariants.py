@@ -8,7 +8,7 @@ from engine import kernel as K
 from engine.codes import FOK, GTC, GTX, IOC, LIMIT, MARKET
 from engine.models.config import FeeConfig, LatencyConfig, QueueConfig
 from engine.state import (F_CASH, F_FEE, F_LPOS, F_POS, FL_ID, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
-                          I_NFILLS, O_ID, O_USED, Q_QTY, Q_XEXEC)
+                          I_NFILLS, O_ID, O_USED, OF_QTY, OF_XEXEC)
 from tests.engine_events import sim
 
 MODELS = ["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3"]
@@ -55,20 +55,20 @@ def test_invariants(gaps, data, model, partial, mult, entry, cancel_entry, compu
         else:
             K.modify(S, act[1], act[2], float(act[3]))
     K.run_to_end(S)
-    n = S.iv[I_NFILLS]
+    n = S.ints[I_NFILLS]
     fid, side, xts = S.fl_i[:n, FL_ID], S.fl_i[:n, FL_SIDE], S.fl_i[:n, FL_XTS]
     qty, price, fee = S.fl_f[:n, FLF_QTY], S.fl_f[:n, FLF_PRICE], S.fl_f[:n, FLF_FEE]
-    assert np.isclose(S.fv[F_POS], np.sum(side * qty))
-    assert np.isclose(S.fv[F_LPOS], S.fv[F_POS])       # every response has arrived
-    assert np.isclose(S.fv[F_CASH], -np.sum(side * price * qty * mult) - np.sum(fee))
-    assert np.isclose(S.fv[F_FEE], np.sum(fee))
-    for slot in range(S.oi.shape[0]):
-        if S.oi[slot, O_USED] == 0:
+    assert np.isclose(S.floats[F_POS], np.sum(side * qty))
+    assert np.isclose(S.floats[F_LPOS], S.floats[F_POS])       # every response has arrived
+    assert np.isclose(S.floats[F_CASH], -np.sum(side * price * qty * mult) - np.sum(fee))
+    assert np.isclose(S.floats[F_FEE], np.sum(fee))
+    for slot in range(S.orders_i.shape[0]):
+        if S.orders_i[slot, O_USED] == 0:
             continue
-        oid = S.oi[slot, O_ID]
+        oid = S.orders_i[slot, O_ID]
         mine = fid == oid
-        assert np.isclose(np.sum(qty[mine]), S.of[slot, Q_XEXEC])
-        assert S.of[slot, Q_XEXEC] <= S.of[slot, Q_QTY] + 1e-9            # never beyond its size
+        assert np.isclose(np.sum(qty[mine]), S.orders_f[slot, OF_XEXEC])
+        assert S.orders_f[slot, OF_XEXEC] <= S.orders_f[slot, OF_QTY] + 1e-9            # never beyond its size
         if mine.any():
             assert xts[mine].min() >= arrives[oid]                         # not before it reached the exchange
             if oid in canceled_at:

@@ -178,7 +178,7 @@ def test_the_engine_drops_garbage_and_other_peers(tmp_path):
         link.connect()
         assert link.decoder.dropped["malformed"] == 2 and link.decoder.dropped["unexpected"] == 1
         # A decision for the first step from another peer, with an order in it, arrives first and is dropped.
-        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=int(sim.iv[I_LB]) + 10,
+        rogue.send(encode(Decision(seq=1, commands=[Command("new", id=1, side=1, tick=int(sim.ints[I_LB]) + 10,
                                                             qty=100.0, tif=1)], compute_ns=0)))
         time.sleep(0.2)
         remote = run_remote(strategy, sim, inst, link)

@@ -181,7 +181,7 @@ class RemoteDecisions:
         now = ctx.now
         wake = WakeUp(seq=self.link.next_seq(), phase=phase, now=now, reason=reason, n=len(rows), rows=pack(rows),
                       fills=fill_views(ctx._new_fills(now)) if phase == "wake" else [], orders=order_views(S),
-                      slot_hwm=int(kernel.n_slots(S)), next_id=int(S.iv[I_NEXT_ID]), position=ctx.position,
+                      slot_hwm=int(kernel.n_slots(S)), next_id=int(S.ints[I_NEXT_ID]), position=ctx.position,
                       metrics=metrics_view(ctx.metrics()), venue=venue(S) if with_venue else None)
         decision = self.link.ask(wake)
         apply_commands(S, decision.commands)

@@ -24,7 +24,7 @@ from engine.codes import CANCELED, NEW, SIDE_NAMES, SIDES_BY_NAME
 from engine.local import is_final
 from engine.state import (F_LOT, F_LPOS, F_TICK, I_CUR, I_LB, I_NEXT_ID, I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_UB,
                           O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_TICK,
-                          O_TIF, O_TYPE, O_USED, O_XSTATUS, Q_LEXEC, Q_LLEAVES, Q_LQTY, Q_QTY, EngineConfig, Sim,
+                          O_TIF, O_TYPE, O_USED, O_XSTATUS, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_QTY, EngineConfig, Sim,
                           make_sim)
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
@@ -43,21 +43,21 @@ class Desync(DataError):
 
 # ---- engine side
 def venue(S: Sim) -> Venue:
-    return Venue(tick_size=float(S.fv[F_TICK]), lot_size=float(S.fv[F_LOT]), lb=int(S.iv[I_LB]),
-                 ub=int(S.iv[I_UB]), max_orders=S.oi.shape[0], ring_size=S.rq_i.shape[0])
+    return Venue(tick_size=float(S.floats[F_TICK]), lot_size=float(S.floats[F_LOT]), lb=int(S.ints[I_LB]),
+                 ub=int(S.ints[I_UB]), max_orders=S.orders_i.shape[0], ring_size=S.rq_i.shape[0])
 
 
 def order_views(S: Sim) -> list[OrderView]:
     """Every used order slot, local side: what the strategy reads, and what decides slot reuse."""
     out = []
     for slot in range(kernel.n_slots(S)):
-        oi, of = S.oi[slot], S.of[slot]
-        if oi[O_USED] == 0:
+        orders_i, orders_f = S.orders_i[slot], S.orders_f[slot]
+        if orders_i[O_USED] == 0:
             continue
-        held = not (oi[O_INFLIGHT] == 0 and is_final(oi[O_XSTATUS]))
-        out.append(OrderView(slot, int(oi[O_ID]), int(oi[O_SIDE]), int(oi[O_LTICK]), float(of[Q_LQTY]),
-                             float(of[Q_LLEAVES]), float(of[Q_LEXEC]), int(oi[O_LSTATUS]), int(oi[O_TIF]),
-                             int(oi[O_TYPE]), int(oi[O_REASON]), int(oi[O_LREQ]), bool(oi[O_LCLEARED]), held))
+        held = not (orders_i[O_INFLIGHT] == 0 and is_final(orders_i[O_XSTATUS]))
+        out.append(OrderView(slot, int(orders_i[O_ID]), int(orders_i[O_SIDE]), int(orders_i[O_LTICK]), float(orders_f[OF_LQTY]),
+                             float(orders_f[OF_LLEAVES]), float(orders_f[OF_LEXEC]), int(orders_i[O_LSTATUS]), int(orders_i[O_TIF]),
+                             int(orders_i[O_TYPE]), int(orders_i[O_REASON]), int(orders_i[O_LREQ]), bool(orders_i[O_LCLEARED]), held))
     return out
 
 
@@ -111,7 +111,7 @@ class MirrorSim:
         except ValueError as e:
             raise DataError(f"the engine's venue cannot be mirrored: {e}", field="transport") from None
         S = self.sim
-        if (int(S.iv[I_LB]), int(S.iv[I_UB])) != (v.lb, v.ub):
+        if (int(S.ints[I_LB]), int(S.ints[I_UB])) != (v.lb, v.ub):
             raise DataError(f"the engine's tick range [{v.lb}, {v.ub}] does not survive the tick size "
                             f"{v.tick_size}", field="transport")
         self.venue = v
@@ -121,27 +121,27 @@ class MirrorSim:
         S, v = self.sim, self.venue
         if wake.slot_hwm > v.max_orders:
             raise Desync(f"slot high-water mark {wake.slot_hwm} beyond {v.max_orders} slots", field="transport")
-        used = max(int(S.iv[I_SLOT_HWM]), wake.slot_hwm)
-        S.oi[:used] = 0
-        S.of[:used] = 0.0
+        used = max(int(S.ints[I_SLOT_HWM]), wake.slot_hwm)
+        S.orders_i[:used] = 0
+        S.orders_f[:used] = 0.0
         for o in wake.orders:
             if o.slot >= wake.slot_hwm:
                 raise Desync(f"order {o.id} in slot {o.slot}, at or beyond the high-water mark", field="transport")
-            oi, of = S.oi[o.slot], S.of[o.slot]
-            oi[O_USED], oi[O_ID], oi[O_SIDE], oi[O_LTICK] = 1, o.id, o.side, o.tick
-            oi[O_LSTATUS], oi[O_TIF], oi[O_TYPE], oi[O_REASON], oi[O_LREQ] = o.status, o.tif, o.type, o.reason, \
+            orders_i, orders_f = S.orders_i[o.slot], S.orders_f[o.slot]
+            orders_i[O_USED], orders_i[O_ID], orders_i[O_SIDE], orders_i[O_LTICK] = 1, o.id, o.side, o.tick
+            orders_i[O_LSTATUS], orders_i[O_TIF], orders_i[O_TYPE], orders_i[O_REASON], orders_i[O_LREQ] = o.status, o.tif, o.type, o.reason, \
                 o.pending
-            oi[O_LCLEARED] = int(o.hidden)
+            orders_i[O_LCLEARED] = int(o.hidden)
             # Only for try_free: a dropped slot is reused once nothing is in flight and the exchange is done.
-            oi[O_INFLIGHT], oi[O_XSTATUS] = (1, NEW) if o.held else (0, CANCELED)
-            of[Q_LQTY], of[Q_LLEAVES], of[Q_LEXEC] = o.qty, o.leaves, o.executed
-        S.iv[I_SLOT_HWM] = wake.slot_hwm
-        S.iv[I_NEXT_ID] = wake.next_id
-        S.iv[I_CUR] = wake.now
-        S.iv[I_RQ_HEAD] = S.iv[I_RQ_TAIL]     # the mirror's requests go nowhere: the commands carry them
-        S.fv[F_LPOS] = wake.position
+            orders_i[O_INFLIGHT], orders_i[O_XSTATUS] = (1, NEW) if o.held else (0, CANCELED)
+            orders_f[OF_LQTY], orders_f[OF_LLEAVES], orders_f[OF_LEXEC] = o.qty, o.leaves, o.executed
+        S.ints[I_SLOT_HWM] = wake.slot_hwm
+        S.ints[I_NEXT_ID] = wake.next_id
+        S.ints[I_CUR] = wake.now
+        S.ints[I_RQ_HEAD] = S.ints[I_RQ_TAIL]     # the mirror's requests go nowhere: the commands carry them
+        S.floats[F_LPOS] = wake.position
         rows = np.frombuffer(wake.rows, dtype=EVENT_DTYPE).copy()
-        apply_events(rows["ev"], rows["px"], rows["qty"], S.lbid, S.lask, S.lbk, v.tick_size, v.lot_size,
+        apply_events(rows["ev"], rows["px"], rows["qty"], S.lbid, S.lask, S.lbook_ends, v.tick_size, v.lot_size,
                      v.lb, v.ub)
         return rows
 
@@ -149,9 +149,9 @@ class MirrorSim:
         """The command that repeats the submit that just gave ``order_id`` (its slot, tick and size as sent)."""
         S = self.sim
         slot = int(kernel.find(S, order_id))
-        oi = S.oi[slot]
-        return Command("new", id=order_id, slot=slot, side=int(oi[O_SIDE]), tick=int(oi[O_TICK]),
-                       qty=float(S.of[slot, Q_QTY]), tif=int(oi[O_TIF]), type=int(oi[O_TYPE]))
+        orders_i = S.orders_i[slot]
+        return Command("new", id=order_id, slot=slot, side=int(orders_i[O_SIDE]), tick=int(orders_i[O_TICK]),
+                       qty=float(S.orders_f[slot, OF_QTY]), tif=int(orders_i[O_TIF]), type=int(orders_i[O_TYPE]))
 
 
 def metrics(m: MetricsView) -> Metrics:

@@ -239,7 +239,7 @@ class _Loop:
 
     def _reacted(self) -> None:
         """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
-        sent = int(self.trader.live.arrays["iv"][I_RQ_TAIL])
+        sent = int(self.trader.live.arrays["ints"][I_RQ_TAIL])
         if sent != self._requests and self._arrived is not None:
             self.reactions[0].append(time.perf_counter_ns() - self._arrived)
             if self._sent:

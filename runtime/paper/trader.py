@@ -147,8 +147,8 @@ class PaperTrader:
     def _marks(self) -> tuple[int, int]:
         if self.live is None:
             return 0, 0
-        iv = self.live.arrays["iv"]
-        return int(iv[I_NFILLS]), int(iv[I_RQ_TAIL])
+        ints = self.live.arrays["ints"]
+        return int(ints[I_NFILLS]), int(ints[I_RQ_TAIL])
 
     def _outcome(self, step: Step, fills0: int, req0: int) -> Step:
         if self.live is None:
@@ -170,10 +170,10 @@ class PaperTrader:
             orders.append(JournalOrder(order_id=int(r[RQ_ID]), kind=REQUEST_NAMES[kind], side=int(r[RQ_SIDE]),
                                        price=float(r[RQ_TICK]) * tick if kind != REQ_CANCEL else 0.0,
                                        qty=float(rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
-        fv = a["fv"]
+        floats = a["floats"]
         return msgspec.structs.replace(
             step, charges_ns=list(self.session.charges or []), orders=orders, fills=fills,
-            position=float(fv[F_POS]), cash=float(fv[F_CASH]), fees=float(fv[F_FEE]))
+            position=float(floats[F_POS]), cash=float(floats[F_CASH]), fees=float(floats[F_FEE]))
 
     # ---- the end
     def close(self) -> RunResult:

@@ -15,17 +15,17 @@ def requote(S, bid, ask, qty, want_bid, want_ask):
     for slot in range(n_slots(S)):
         if not visible(S, slot):
             continue
-        tick = S.oi[slot, O_LTICK]
-        if S.oi[slot, O_SIDE] == BUY:
+        tick = S.orders_i[slot, O_LTICK]
+        if S.orders_i[slot, O_SIDE] == BUY:
             if want_bid and tick == bid:
                 has_bid = True
             elif cancellable(S, slot):
-                cancel(S, S.oi[slot, O_ID])
+                cancel(S, S.orders_i[slot, O_ID])
         else:
             if want_ask and tick == ask:
                 has_ask = True
             elif cancellable(S, slot):
-                cancel(S, S.oi[slot, O_ID])
+                cancel(S, S.orders_i[slot, O_ID])
     if want_bid and not has_bid:
         submit(S, BUY, bid, qty, GTX, LIMIT)
     if want_ask and not has_ask:

@@ -23,5 +23,5 @@ class FeeModel(Unit):
 
 
 @overload_method(FeeType, "fee")
-def _fee(model, S, rate, qty, amount):
-    return implementation(model, FeeType, "fee")
+def _fee(self, S, rate, qty, amount):
+    return implementation(self, FeeType, "fee")

@@ -27,10 +27,10 @@ class LatencyModel(Unit):
 
 
 @overload_method(LatencyType, "entry")
-def _entry(model, S, kind, ts):
-    return implementation(model, LatencyType, "entry")
+def _entry(self, S, kind, ts):
+    return implementation(self, LatencyType, "entry")
 
 
 @overload_method(LatencyType, "response")
-def _response(model, S, kind, ts):
-    return implementation(model, LatencyType, "response")
+def _response(self, S, kind, ts):
+    return implementation(self, LatencyType, "response")

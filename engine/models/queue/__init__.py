@@ -1,8 +1,8 @@
 """The queue-model interface: where our resting order stands in its price level's queue.
 
 The methods of hftbacktest's ``QueueModel`` trait, over one order slot of the
-``Sim`` (its queue state is ``of[slot, Q_FRONT]``, the quantity ahead of us, and
-``of[slot, Q_STATE]``, one number the model keeps for itself):
+``Sim`` (its queue state is ``orders_f[slot, OF_FRONT]``, the quantity ahead of us, and
+``orders_f[slot, OF_QUEUE_STATE]``, one number the model keeps for itself):
 
 - ``new_order(S, slot, level_qty)``: the order reached the exchange and joins
   the back of its level, which held ``level_qty``;
@@ -37,31 +37,31 @@ class QueueModel(Unit):
 
 
 @overload_method(QueueType, "new_order")
-def _new_order(model, S, slot, level_qty):
-    return implementation(model, QueueType, "new_order")
+def _new_order(self, S, slot, level_qty):
+    return implementation(self, QueueType, "new_order")
 
 
 @overload_method(QueueType, "trade")
-def _trade(model, S, slot, qty):
-    return implementation(model, QueueType, "trade")
+def _trade(self, S, slot, qty):
+    return implementation(self, QueueType, "trade")
 
 
 @overload_method(QueueType, "is_filled")
-def _is_filled(model, S, slot, qty):
-    return implementation(model, QueueType, "is_filled")
+def _is_filled(self, S, slot, qty):
+    return implementation(self, QueueType, "is_filled")
 
 
 @overload_method(QueueType, "executed")
-def _executed(model, S, slot, qty):
-    return implementation(model, QueueType, "executed")
+def _executed(self, S, slot, qty):
+    return implementation(self, QueueType, "executed")
 
 
 @overload_method(QueueType, "depth")
-def _depth(model, S, slot, prev_qty, new_qty):
-    return implementation(model, QueueType, "depth")
+def _depth(self, S, slot, prev_qty, new_qty):
+    return implementation(self, QueueType, "depth")
 
 
 @overload_attribute(QueueType, "order_level")
-def _order_level(model):
-    value = model.cls.order_level
-    return lambda model: value
+def _order_level(self):
+    value = self.cls.order_level
+    return lambda self: value

@@ -1,7 +1,7 @@
 """L3: the exact FIFO behind the real order ids (the order-level book is engine/l3.py).
 
 Our order queues behind every real order resting at its price when it arrives
-(``Q_STATE`` is the book's slot counter then). Order-level rows move the queue
+(``OF_QUEUE_STATE`` is the book's slot counter then). Order-level rows move the queue
 ahead (``engine.l3.apply``), so trades and level totals do not: a trade reaches
 us only by the part larger than the queue ahead, and then leaves it as it is.
 """
@@ -9,7 +9,7 @@ import numpy as np
 
 from engine import l3
 from engine.models.queue import QueueModel
-from engine.state import F_LOT, Q_FRONT
+from engine.state import F_LOT, OF_FRONT
 
 
 class L3(QueueModel):
@@ -22,8 +22,8 @@ class L3(QueueModel):
         pass
 
     def is_filled(self, S, slot, qty):
-        lot = S.fv[F_LOT]
-        over = qty - S.of[slot, Q_FRONT]
+        lot = S.floats[F_LOT]
+        over = qty - S.orders_f[slot, OF_FRONT]
         return np.floor(over / lot) * lot if np.round(over / lot) > 0.0 else 0.0
 
     def executed(self, S, slot, qty):

@@ -19,28 +19,28 @@ from engine.models.queue import QueueType
 from engine.models.queue.fmin import fmin
 from engine.models.queue.l2 import L2Queue
 from engine.models.unit import implementation
-from engine.state import F_QPOW, Q_FRONT, Q_STATE
+from engine.state import F_QPOW, OF_FRONT, OF_QUEUE_STATE
 
 
 class ProbQueue(L2Queue):
     """Base of the probability models: ``depth`` is theirs, ``prob`` each formula's."""
 
     def depth(self, S, slot, prev_qty, new_qty):
-        q = S.of
-        chg = prev_qty - new_qty - q[slot, Q_STATE]
-        q[slot, Q_STATE] = 0.0
+        q = S.orders_f
+        chg = prev_qty - new_qty - q[slot, OF_QUEUE_STATE]
+        q[slot, OF_QUEUE_STATE] = 0.0
         if chg < 0.0:
-            q[slot, Q_FRONT] = fmin(q[slot, Q_FRONT], new_qty)
+            q[slot, OF_FRONT] = fmin(q[slot, OF_FRONT], new_qty)
             return
-        front = q[slot, Q_FRONT]
+        front = q[slot, OF_FRONT]
         back = prev_qty - front
-        p = self.prob(front, back, S.fv[F_QPOW])
+        p = self.prob(front, back, S.floats[F_QPOW])
         if np.isinf(p):
             p = 1.0
         est = front - (1.0 - p) * chg + fmin(back - p * chg, 0.0)
-        q[slot, Q_FRONT] = fmin(est, new_qty)
+        q[slot, OF_FRONT] = fmin(est, new_qty)
 
 
 @overload_method(QueueType, "prob", jit_options={"error_model": "numpy"})
-def _prob(model, front, back, n):
-    return implementation(model, QueueType, "prob")
+def _prob(self, front, back, n):
+    return implementation(self, QueueType, "prob")
