@@ -101,10 +101,11 @@ def _orders(S: Sim, tick: float) -> np.ndarray:
     m = int(S.ints[I_NORDLOG])
     orders_i, orders_f = S.ol_i[:m], S.ol_f[:m]
     done = np.zeros(m, dtype=ORDER_DTYPE)
-    done["order_id"], done["side"], done["price"] = orders_i[:, OL_ID], orders_i[:, OL_SIDE], orders_i[:, OL_TICK] * tick
+    done["order_id"], done["side"] = orders_i[:, OL_ID], orders_i[:, OL_SIDE]
+    done["price"] = orders_i[:, OL_TICK] * tick
     done["qty"], done["executed"] = orders_f[:, OLF_QTY], orders_f[:, OLF_EXEC]
-    done["tif"], done["type"], done["status"], done["reason"] = (orders_i[:, OL_TIF], orders_i[:, OL_TYPE], orders_i[:, OL_STATUS],
-                                                                 orders_i[:, OL_REASON])
+    done["tif"], done["type"] = orders_i[:, OL_TIF], orders_i[:, OL_TYPE]
+    done["status"], done["reason"] = orders_i[:, OL_STATUS], orders_i[:, OL_REASON]
     done["submit_ts"], done["done_ts"] = orders_i[:, OL_SUBMIT_TS], orders_i[:, OL_DONE_TS]
     live_slots = [s for s in range(S.orders_i.shape[0])
                   if S.orders_i[s, O_USED] == 1 and not is_final(S.orders_i[s, O_LSTATUS])]

@@ -127,6 +127,21 @@ def update_ask(bid, ask, bk, tick, qty, lot, lb, ub):
 
 
 @nb.njit(cache=True, inline="always")
+def load_ends(bk):
+    """``bk``'s four values, for a loop that keeps them in locals."""
+    return bk[BEST_BID], bk[BEST_ASK], bk[LOW_BID], bk[HIGH_ASK]
+
+
+@nb.njit(cache=True, inline="always")
+def store_ends(bk, best_bid, best_ask, low_bid, high_ask):
+    """Write a loop's locals back to ``bk`` before anything reads it."""
+    bk[BEST_BID] = best_bid
+    bk[BEST_ASK] = best_ask
+    bk[LOW_BID] = low_bid
+    bk[HIGH_ASK] = high_ask
+
+
+@nb.njit(cache=True, inline="always")
 def set_level(bid, ask, bk, buy, tick, qty, lot, lb, ub, best_bid, best_ask, low_bid, high_ask):
     """A depth row: the level at ``tick`` on the bid (``buy``) or ask side now holds ``qty``.
 
@@ -148,15 +163,12 @@ def set_level(bid, ask, bk, buy, tick, qty, lot, lb, ub, best_bid, best_ask, low
             prev = ask[t]
             ask[t] = qty
         return prev, best_bid, best_ask, low_bid, high_ask
-    bk[BEST_BID] = best_bid
-    bk[BEST_ASK] = best_ask
-    bk[LOW_BID] = low_bid
-    bk[HIGH_ASK] = high_ask
+    store_ends(bk, best_bid, best_ask, low_bid, high_ask)
     if buy:
         prev = update_bid(bid, ask, bk, tick, qty, lot, lb, ub)
     else:
         prev = update_ask(bid, ask, bk, tick, qty, lot, lb, ub)
-    return prev, bk[BEST_BID], bk[BEST_ASK], bk[LOW_BID], bk[HIGH_ASK]
+    return (prev,) + load_ends(bk)
 
 
 @nb.njit(cache=True)

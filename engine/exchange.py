@@ -19,7 +19,8 @@ from feeds.events import ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND
 from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
 from engine.codes import (BUY, CANCELED, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, MARKET, NEW,
                           PARTIALLY_FILLED, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE, R_UNKNOWN_ORDER,
-                          REJECTED, EXPIRED, REQ_CANCEL, REQ_MODIFY, REQ_NEW, RESP_FILL, RESP_REQ_REJECTED, RESP_UPDATE, SELL)
+                          REJECTED, EXPIRED, REQ_CANCEL, REQ_MODIFY, REQ_NEW, RESP_FILL, RESP_REQ_REJECTED,
+                          RESP_UPDATE, SELL)
 from engine import l3
 from engine.rings import reserve
 from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
@@ -161,7 +162,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 
 
 @nb.njit(cache=True, inline="always")
-def level_changed(S, xlive, orders_i, nxact, nbuy_at, nsell_at, lb, ub, buy, tick, prev_qty, new_qty):
+def level_changed(S, xlive, orders_i, nlive, nbuy_at, nsell_at, lb, ub, buy, tick, prev_qty, new_qty):
     """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there.
 
     The replay loop passes the arrays and counts it holds; ``nbuy_at``/``nsell_at``
@@ -169,7 +170,7 @@ def level_changed(S, xlive, orders_i, nxact, nbuy_at, nsell_at, lb, ub, buy, tic
     """
     if lb <= tick <= ub and (nbuy_at[np.uint64(tick - lb)] if buy else nsell_at[np.uint64(tick - lb)]) > 0:
         side = BUY if buy else SELL
-        for k in range(nxact):
+        for k in range(nlive):
             slot = xlive[k]
             if orders_i[slot, O_SIDE] == side and orders_i[slot, O_TICK] == tick:
                 S.queue.depth(S, slot, prev_qty, new_qty)
@@ -190,7 +191,8 @@ def _fill_crossed(S, side, limit_tick, ts):
     while k < S.ints[I_NXLIVE]:
         slot = S.xlive[k]
         t = S.orders_i[slot, O_TICK]
-        if S.orders_i[slot, O_SIDE] == side and ((side == SELL and t <= limit_tick) or (side == BUY and t >= limit_tick)):
+        if S.orders_i[slot, O_SIDE] == side and (
+                (side == SELL and t <= limit_tick) or (side == BUY and t >= limit_tick)):
             fill(S, slot, ts, t, S.orders_f[slot, OF_XLEAVES], True)
             deactivate(S, slot)   # swaps the last entry into k: look at k again
         else:
@@ -239,7 +241,8 @@ def process_data(S, i):
                                                     floats[F_LOT], lb, ints[I_UB])
     if (kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO) and side != 0:
         buy = side == 1
-        level_changed(S, S.xlive, S.orders_i, ints[I_NXLIVE], S.nbuy_at, S.nsell_at, lb, ints[I_UB], buy, tick, prev, S.qty[i])
+        level_changed(S, S.xlive, S.orders_i, ints[I_NXLIVE], S.nbuy_at, S.nsell_at, lb, ints[I_UB], buy, tick, prev,
+                      S.qty[i])
         if crossed(buy, bk[BEST_BID], bk[BEST_ASK], prev_best, ints[I_XMAXBUY], ints[I_XMINSELL]):
             _fill_crossed(S, SELL if buy else BUY, bk[BEST_BID] if buy else bk[BEST_ASK], ts)
     elif kind == TRADE:

@@ -22,7 +22,7 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, set_level
+from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, set_level, store_ends)
 from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE, PARTIALLY_FILLED, R_BAD_QTY,
                           R_PRICE_OUT_OF_RANGE, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
@@ -80,19 +80,12 @@ def _u(i):
 
 
 @nb.njit(cache=True, inline="always")
-def _store_bk(bk, best_bid, best_ask, low_bid, high_ask):
-    bk[BEST_BID] = best_bid
-    bk[BEST_ASK] = best_ask
-    bk[LOW_BID] = low_bid
-    bk[HIGH_ASK] = high_ask
-
-
-@nb.njit(cache=True, inline="always")
 def _our_orders(ints, floats, rs_i):
     """What the replay loop keeps of our orders: fills so far, most aggressive live prices, live
     orders, position, cash, the tick log's fill/quote word, and when the next response arrives."""
     tr = rs_i[ints[I_RS_HEAD] & (rs_i.shape[0] - 1), RS_TS] if ints[I_RS_TAIL] > ints[I_RS_HEAD] else END
-    return ints[I_NFILLS], ints[I_XMAXBUY], ints[I_XMINSELL], ints[I_NXLIVE], floats[F_POS], floats[F_CASH], tick_flags(ints), tr
+    return (ints[I_NFILLS], ints[I_XMAXBUY], ints[I_XMINSELL], ints[I_NXLIVE], floats[F_POS], floats[F_CASH],
+            tick_flags(ints), tr)
 
 
 @nb.njit(cache=True)
@@ -159,9 +152,9 @@ def _replay(S, ie, il, target):
     xlive = S.xlive
     orders_i = S.orders_i
     watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
-    fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
-    x_bb, x_ba, x_low, x_high = xbook_ends[BEST_BID], xbook_ends[BEST_ASK], xbook_ends[LOW_BID], xbook_ends[HIGH_ASK]
-    l_bb, l_ba, l_low, l_high = lbook_ends[BEST_BID], lbook_ends[BEST_ASK], lbook_ends[LOW_BID], lbook_ends[HIGH_ASK]
+    fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+    x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+    l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
     k = ints[I_NTICKS]
     last_mid = floats[F_LAST_MID]
     mid0 = floats[F_MID0]
@@ -194,10 +187,10 @@ def _replay(S, ie, il, target):
                         prev_best = x_bb if buy else x_ba
                         prev, x_bb, x_ba, x_low, x_high = set_level(xbid, xask, xbook_ends, buy, tick, q, lot, lb, ub,
                                                                     x_bb, x_ba, x_low, x_high)
-                        level_changed(S, xlive, orders_i, nxact, nbuy_at, nsell_at, lb, ub, buy, tick, prev, q)
+                        level_changed(S, xlive, orders_i, nlive, nbuy_at, nsell_at, lb, ub, buy, tick, prev, q)
                         if crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell):
                             _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
-                            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+                            fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                             exch_lim = min(tq, tr, target)
                             local_lim = min(tq - 1, tr, target)
                 elif kind == TRADE:
@@ -206,22 +199,22 @@ def _replay(S, ie, il, target):
                         if tick >= min_sell:
                             _trade(S, SELL, tick, qty[_u(i)], ts)
                             if ints[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                     elif e & SELL_FLAG:
                         if tick <= max_buy:
                             _trade(S, BUY, tick, qty[_u(i)], ts)
                             if ints[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                 elif ADD_ORDER <= kind <= FILL and not order_level:
                     pass                      # order-level rows only move an L3 queue
                 else:
-                    _store_bk(xbook_ends, x_bb, x_ba, x_low, x_high)
+                    store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                     exch_data(S, i)
-                    x_bb, x_ba, x_low, x_high = xbook_ends[BEST_BID], xbook_ends[BEST_ASK], xbook_ends[LOW_BID], xbook_ends[HIGH_ASK]
+                    x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
                     stop = True
                     break
             else:
@@ -243,13 +236,13 @@ def _replay(S, ie, il, target):
                         l_bb, l_ba, l_low, l_high = set_level(lbid, lask, lbook_ends, buy, tick, q, lot, lb, ub,
                                                               l_bb, l_ba, l_low, l_high)[1:]
                 elif kind != TRADE:
-                    _store_bk(lbook_ends, l_bb, l_ba, l_low, l_high)
+                    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                     ints[I_NTICKS] = k
                     floats[F_LAST_MID] = last_mid
                     floats[F_MID0] = mid0
                     floats[F_SUM_ABS_Q] = sum_abs_q
                     local_data(S, i)     # records its own tick
-                    l_bb, l_ba, l_low, l_high = lbook_ends[BEST_BID], lbook_ends[BEST_ASK], lbook_ends[LOW_BID], lbook_ends[HIGH_ASK]
+                    l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
                     k = ints[I_NTICKS]
                     last_mid = floats[F_LAST_MID]
                     mid0 = floats[F_MID0]
@@ -263,7 +256,7 @@ def _replay(S, ie, il, target):
                                                             cash, pos, nq, last_mid, mid0, sum_abs_q)
                     k += 1
                 if watch:
-                    _store_bk(lbook_ends, l_bb, l_ba, l_low, l_high)
+                    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                     if _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
@@ -274,9 +267,9 @@ def _replay(S, ie, il, target):
                 break
             h = ints[I_RQ_HEAD]
             ints[I_RQ_HEAD] = h + 1
-            _store_bk(xbook_ends, x_bb, x_ba, x_low, x_high)
+            store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
             process_request(S, h & rq_mask)
-            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+            fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
             tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
         else:
             if tr > target:
@@ -285,8 +278,8 @@ def _replay(S, ie, il, target):
             ints[I_RS_HEAD] = h + 1
             process_response(S, h & rs_mask)
             tr = rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] if ints[I_RS_TAIL] > ints[I_RS_HEAD] else END
-    _store_bk(xbook_ends, x_bb, x_ba, x_low, x_high)
-    _store_bk(lbook_ends, l_bb, l_ba, l_low, l_high)
+    store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
+    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
     ints[I_NTICKS] = k
     floats[F_LAST_MID] = last_mid
     floats[F_MID0] = mid0
@@ -374,7 +367,8 @@ def goto(S, target):
         elif which == 2:
             local_data(S, il)
             il = _next_flagged(ev, il + 1, n, LOCAL)
-            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(ints, S.floats, S.lbook_ends, S.lbid, S.lask, t):
+            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(ints, S.floats, S.lbook_ends, S.lbid,
+                                                                              S.lask, t):
                 break
         else:
             h = ints[I_RS_HEAD]
@@ -578,7 +572,8 @@ def cancel_all(S):
 def clear_inactive(S):
     """Drop filled, cancelled, expired and rejected orders from the strategy's view."""
     for slot in range(S.ints[I_SLOT_HWM]):
-        if S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0 and is_final(S.orders_i[slot, O_LSTATUS]):
+        if (S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0
+                and is_final(S.orders_i[slot, O_LSTATUS])):
             S.orders_i[slot, O_LCLEARED] = 1
             try_free(S, slot)
 

@@ -16,10 +16,10 @@ Book layout, preallocated by ``state.make_sim`` when the queue model is "l3":
 - ``l3_lv[0|1, tick - lb]``: remaining size of the known bid (0) and ask (1)
   orders at each tick.
 
-For each of our resting orders the queue state ``orders_f[slot, :2]`` is
-``[front, boundary]``: the quantity ahead of us and the slot counter at our
-arrival. ``front`` starts at the larger of the known orders' total and the L2
-level (orders that predate the data are in L2 only; they are ahead of us).
+For each of our resting orders the queue state is ``orders_f[slot, OF_FRONT]``,
+the quantity ahead of us, and ``orders_f[slot, OF_QUEUE_STATE]``, the slot
+counter at our arrival (the queue model is engine/models/queue/l3.py).
+``front`` starts at the larger of the known orders' total and the L2 level (orders that predate the data are in L2 only; they are ahead of us).
 Then, at our price and side:
 
 - a cancel (full or partial) of an order ahead of us lowers ``front``; one
@@ -36,7 +36,8 @@ import numpy as np
 from feeds.events import ADD_ORDER, BUY as BUY_FLAG, CANCEL_ORDER, FILL, KIND_MASK, MODIFY_ORDER
 
 from engine.codes import BUY, SELL
-from engine.state import F_LOT, F_TICK, I_LB, I_NXLIVE, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, OF_QUEUE_STATE, OF_FRONT
+from engine.state import (F_LOT, F_TICK, I_LB, I_NXLIVE, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, OF_FRONT,
+                          OF_QUEUE_STATE)
 
 
 @nb.njit(cache=True, inline="always")
@@ -193,7 +194,8 @@ def apply(S, i):
     elif kind == FILL:
         for k in range(S.ints[I_NXLIVE]):
             ours = S.xlive[k]
-            if S.orders_i[ours, O_SIDE] == side and S.orders_i[ours, O_TICK] == tick and not executes(S, ours, side, tick, slot):
+            if (S.orders_i[ours, O_SIDE] == side and S.orders_i[ours, O_TICK] == tick
+                    and not executes(S, ours, side, tick, slot)):
                 S.orders_f[ours, OF_FRONT] = max(S.orders_f[ours, OF_FRONT] - qty, 0.0)
         if slot > 0:
             _reduce(S, slot, qty, lot, lb)

@@ -76,14 +76,15 @@ def process_data(S, i):
     """Apply event row ``i`` to the local book and record a tick."""
     ints = S.ints
     floats = S.floats
-    kind = apply_event(S.ev[i], S.px[i], S.qty[i], S.lbid, S.lask, S.lbook_ends, floats[F_TICK], floats[F_LOT], ints[I_LB],
-                       ints[I_UB])[0]
+    kind = apply_event(S.ev[i], S.px[i], S.qty[i], S.lbid, S.lask, S.lbook_ends, floats[F_TICK], floats[F_LOT],
+                       ints[I_LB], ints[I_UB])[0]
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and ints[I_RECORD_TICKS] == 1:
         k = ints[I_NTICKS]
         floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q] = record_tick(
-            S.tk_mid, S.tk_epnl, S.tk_nq, k, S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_CASH],
-            floats[F_POS], tick_flags(ints), floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+            S.tk_mid, S.tk_epnl, S.tk_nq, k, S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK],
+            floats[F_MULT], floats[F_CASH], floats[F_POS], tick_flags(ints), floats[F_LAST_MID], floats[F_MID0],
+            floats[F_SUM_ABS_Q])
         ints[I_NTICKS] = k + 1
 
 

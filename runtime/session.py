@@ -101,7 +101,8 @@ class EngineContext:
 
     def orders(self) -> list[Order]:
         slots = kernel.visible_slots(self.sim)
-        return [self._view(orders_i, orders_f) for orders_i, orders_f in zip(self.a.orders_i[slots].tolist(), self.a.orders_f[slots].tolist())]
+        return [self._view(orders_i, orders_f)
+                for orders_i, orders_f in zip(self.a.orders_i[slots].tolist(), self.a.orders_f[slots].tolist())]
 
     def _order(self, slot: int) -> Order:
         return self._view(self.a.orders_i[slot].tolist(), self.a.orders_f[slot].tolist())
@@ -274,7 +275,8 @@ class Dispatcher:
             seen = {}
             for slot in kernel.visible_slots(self.ctx.sim):
                 orders_i, orders_f = S.orders_i[slot], S.orders_f[slot]
-                state = (orders_i[O_LSTATUS], orders_i[O_LTICK], orders_f[OF_LQTY], orders_f[OF_LLEAVES], orders_i[O_LREQ])
+                state = (orders_i[O_LSTATUS], orders_i[O_LTICK], orders_f[OF_LQTY], orders_f[OF_LLEAVES],
+                         orders_i[O_LREQ])
                 oid = int(orders_i[O_ID])
                 seen[oid] = state
                 if self.order_state.get(oid) != state:

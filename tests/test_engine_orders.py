@@ -158,7 +158,8 @@ def test_partial_fill_state_and_many_orders_per_side():
     K.submit(S, BUY, 100, 1.0, GTC, LIMIT)
     K.submit(S, BUY, 99, 1.0, GTC, LIMIT)
     K.goto(S, 20)
-    assert S.orders_i[0, O_LSTATUS] == PARTIALLY_FILLED and S.orders_f[0, OF_LEXEC] == 2.0 and S.orders_f[0, OF_LLEAVES] == 1.0
+    assert S.orders_i[0, O_LSTATUS] == PARTIALLY_FILLED
+    assert S.orders_f[0, OF_LEXEC] == 2.0 and S.orders_f[0, OF_LLEAVES] == 1.0
     # Our orders do not queue behind each other (no market impact): the second also sees 10 ahead.
     assert S.orders_i[1, O_LSTATUS] == FILLED and S.orders_i[2, O_LSTATUS] == NEW
     assert S.floats[F_POS] == 3.0 and S.floats[F_CASH] == -300.0

@@ -55,9 +55,10 @@ def order_views(S: Sim) -> list[OrderView]:
         if orders_i[O_USED] == 0:
             continue
         held = not (orders_i[O_INFLIGHT] == 0 and is_final(orders_i[O_XSTATUS]))
-        out.append(OrderView(slot, int(orders_i[O_ID]), int(orders_i[O_SIDE]), int(orders_i[O_LTICK]), float(orders_f[OF_LQTY]),
-                             float(orders_f[OF_LLEAVES]), float(orders_f[OF_LEXEC]), int(orders_i[O_LSTATUS]), int(orders_i[O_TIF]),
-                             int(orders_i[O_TYPE]), int(orders_i[O_REASON]), int(orders_i[O_LREQ]), bool(orders_i[O_LCLEARED]), held))
+        out.append(OrderView(slot, int(orders_i[O_ID]), int(orders_i[O_SIDE]), int(orders_i[O_LTICK]),
+                             float(orders_f[OF_LQTY]), float(orders_f[OF_LLEAVES]), float(orders_f[OF_LEXEC]),
+                             int(orders_i[O_LSTATUS]), int(orders_i[O_TIF]), int(orders_i[O_TYPE]),
+                             int(orders_i[O_REASON]), int(orders_i[O_LREQ]), bool(orders_i[O_LCLEARED]), held))
     return out
 
 
@@ -129,8 +130,8 @@ class MirrorSim:
                 raise Desync(f"order {o.id} in slot {o.slot}, at or beyond the high-water mark", field="transport")
             orders_i, orders_f = S.orders_i[o.slot], S.orders_f[o.slot]
             orders_i[O_USED], orders_i[O_ID], orders_i[O_SIDE], orders_i[O_LTICK] = 1, o.id, o.side, o.tick
-            orders_i[O_LSTATUS], orders_i[O_TIF], orders_i[O_TYPE], orders_i[O_REASON], orders_i[O_LREQ] = o.status, o.tif, o.type, o.reason, \
-                o.pending
+            orders_i[O_LSTATUS], orders_i[O_TIF], orders_i[O_TYPE] = o.status, o.tif, o.type
+            orders_i[O_REASON], orders_i[O_LREQ] = o.reason, o.pending
             orders_i[O_LCLEARED] = int(o.hidden)
             # Only for try_free: a dropped slot is reused once nothing is in flight and the exchange is done.
             orders_i[O_INFLIGHT], orders_i[O_XSTATUS] = (1, NEW) if o.held else (0, CANCELED)

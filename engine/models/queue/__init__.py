@@ -9,8 +9,8 @@ The methods of hftbacktest's ``QueueModel`` trait, over one order slot of the
 - ``trade(S, slot, qty)``: a trade of ``qty`` printed at the order's price;
 - ``is_filled(S, slot, qty)``: after that trade, the quantity that reached the
   order (0: none yet);
-- ``executed(S, slot, qty)``: ``qty`` of the order was filled at the queue front
-  and it stays open (partial fills);
+- ``executed(S, slot, qty)``: a trade that reached the order filled ``qty`` of
+  it (with partial fills it may stay open, at the queue front);
 - ``depth(S, slot, prev_qty, new_qty)``: the level at the order's price changed;
 - ``order_level``: True if it follows order-level (L3) rows instead of levels.
 
