@@ -142,33 +142,18 @@ def store_ends(bk, best_bid, best_ask, low_bid, high_ask):
 
 
 @nb.njit(cache=True, inline="always")
-def set_level(bid, ask, bk, buy, tick, qty, lot, lb, ub, best_bid, best_ask, low_bid, high_ask):
-    """A depth row: the level at ``tick`` on the bid (``buy``) or ask side now holds ``qty``.
+def stores_only(buy, tick, qty, lot, best_bid, best_ask, low_bid, high_ask):
+    """Whether a depth row leaves the book's ends as they are: :func:`update_bid`/:func:`update_ask` would
+    only store ``qty`` at ``tick``.
 
-    The book's ends come in as values (``bk`` holds the same), so the replay
-    loop can keep them in registers. A row inside its side's extent that leaves
-    the best as it is (a new size, or an emptied level behind the best) is one
-    store; only the others go through :func:`update_bid`/:func:`update_ask`.
-    Returns ``(prev_qty, best_bid, best_ask, low_bid, high_ask)`` after the row.
+    So it is for a row inside its side's extent that keeps the best (a new size,
+    or an emptied level behind the best). Scalars only, so the replay loop can
+    keep the ends in registers and make such a row one store.
     """
     lo = low_bid if buy else best_ask
     hi = best_bid if buy else high_ask
     best = best_bid if buy else best_ask
-    if lo <= tick <= hi and (qty >= lot or (qty == 0.0 and tick != best)):
-        t = np.uint64(tick - lb)     # within the extent, so within the range: no wraparound check
-        if buy:
-            prev = bid[t]
-            bid[t] = qty
-        else:
-            prev = ask[t]
-            ask[t] = qty
-        return prev, best_bid, best_ask, low_bid, high_ask
-    store_ends(bk, best_bid, best_ask, low_bid, high_ask)
-    if buy:
-        prev = update_bid(bid, ask, bk, tick, qty, lot, lb, ub)
-    else:
-        prev = update_ask(bid, ask, bk, tick, qty, lot, lb, ub)
-    return (prev,) + load_ends(bk)
+    return lo <= tick <= hi and (qty >= lot or (qty == 0.0 and tick != best))
 
 
 @nb.njit(cache=True)
@@ -225,8 +210,7 @@ def apply_event(ev, px, qty, bid, ask, bk, tick_size, lot, lb, ub):
                 update_bid(bid, ask, bk, t, 0.0, lot, lb, ub)
                 t = bk[BEST_BID]
         prev_best = bk[BEST_BID]
-        prev = set_level(bid, ask, bk, True, tick, qty, lot, lb, ub, bk[BEST_BID], bk[BEST_ASK], bk[LOW_BID],
-                         bk[HIGH_ASK])[0]
+        prev = update_bid(bid, ask, bk, tick, qty, lot, lb, ub)
         return kind, side, tick, prev, prev_best
     if side == -1:
         if kind == DEPTH_BBO:
@@ -235,8 +219,7 @@ def apply_event(ev, px, qty, bid, ask, bk, tick_size, lot, lb, ub):
                 update_ask(bid, ask, bk, t, 0.0, lot, lb, ub)
                 t = bk[BEST_ASK]
         prev_best = bk[BEST_ASK]
-        prev = set_level(bid, ask, bk, False, tick, qty, lot, lb, ub, bk[BEST_BID], bk[BEST_ASK], bk[LOW_BID],
-                         bk[HIGH_ASK])[0]
+        prev = update_ask(bid, ask, bk, tick, qty, lot, lb, ub)
         return kind, side, tick, prev, prev_best
     return kind, side, tick, 0.0, np.int64(0)
 

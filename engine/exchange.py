@@ -161,19 +161,14 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 # ---------------------------------------------------------------- market data
 
 
-@nb.njit(cache=True, inline="always")
-def level_changed(S, xlive, orders_i, nlive, nbuy_at, nsell_at, lb, ub, buy, tick, prev_qty, new_qty):
-    """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there.
-
-    The replay loop passes the arrays and counts it holds; ``nbuy_at``/``nsell_at``
-    make the common case (none of ours at that price) one load.
-    """
-    if lb <= tick <= ub and (nbuy_at[np.uint64(tick - lb)] if buy else nsell_at[np.uint64(tick - lb)]) > 0:
-        side = BUY if buy else SELL
-        for k in range(nlive):
-            slot = xlive[k]
-            if orders_i[slot, O_SIDE] == side and orders_i[slot, O_TICK] == tick:
-                S.queue.depth(S, slot, prev_qty, new_qty)
+@nb.njit(cache=True)
+def level_changed(S, buy, tick, prev_qty, new_qty):
+    """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there."""
+    side = BUY if buy else SELL
+    for k in range(S.ints[I_NXLIVE]):
+        slot = S.xlive[k]
+        if S.orders_i[slot, O_SIDE] == side and S.orders_i[slot, O_TICK] == tick:
+            S.queue.depth(S, slot, prev_qty, new_qty)
 
 
 @nb.njit(cache=True, inline="always")
@@ -241,8 +236,7 @@ def process_data(S, i):
                                                     floats[F_LOT], lb, ints[I_UB])
     if (kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO) and side != 0:
         buy = side == 1
-        level_changed(S, S.xlive, S.orders_i, ints[I_NXLIVE], S.nbuy_at, S.nsell_at, lb, ints[I_UB], buy, tick, prev,
-                      S.qty[i])
+        level_changed(S, buy, tick, prev, S.qty[i])
         if crossed(buy, bk[BEST_BID], bk[BEST_ASK], prev_best, ints[I_XMAXBUY], ints[I_XMINSELL]):
             _fill_crossed(S, SELL if buy else BUY, bk[BEST_BID] if buy else bk[BEST_ASK], ts)
     elif kind == TRADE:

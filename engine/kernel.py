@@ -22,13 +22,13 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, set_level, store_ends)
+from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, stores_only, store_ends, update_ask,
+                         update_bid)
 from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE, PARTIALLY_FILLED, R_BAD_QTY,
                           R_PRICE_OUT_OF_RANGE, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
-from engine.local import (is_final, process_data as local_data, process_response, record_tick, tick_flags,
-                          try_free)
+from engine.local import is_final, process_data as local_data, process_response, tick_flags, tick_row, try_free
 from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
                           F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
                           F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
@@ -95,10 +95,13 @@ def _replay(S, ie, il, target):
 
     This is the hot loop: depth and trade rows run inline on arrays taken out of
     ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
-    Its rules are the exchange's and the local side's own, inlined on its locals:
-    a depth row is ``book.set_level`` (one store unless it moves the best or the
-    extent), what it does to our orders ``exchange.level_changed`` and
-    ``exchange.crossed``, a tick ``local.record_tick``. A call with nothing due by ``target``
+    Its rules are the exchange's and the local side's own, on its locals: a
+    depth row that ``book.stores_only`` says leaves the book's ends as they are
+    is one store, any other goes through ``update_bid``/``update_ask`` (whose
+    array arguments cost reference-count calls once inlined, so they stay off
+    the common path); what a row does to our orders is ``exchange.level_changed``
+    (called only with an order of ours at that price) and ``exchange.crossed``; a
+    tick's values are ``local.tick_row``. A call with nothing due by ``target``
     (most wake-ups of a fast timer on sparse data) returns before any set-up. It returns ``(ie, il)`` at ``target``,
     at a wake-up, or right after a rare row kind (:func:`goto` goes on from there).
     Fills, requests and responses stay in the loop: one call per message made the
@@ -185,9 +188,22 @@ def _replay(S, ie, il, target):
                         # One path for both sides, on values picked by side: the side of a row is a coin
                         # flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
-                        prev, x_bb, x_ba, x_low, x_high = set_level(xbid, xask, xbook_ends, buy, tick, q, lot, lb, ub,
-                                                                    x_bb, x_ba, x_low, x_high)
-                        level_changed(S, xlive, orders_i, nlive, nbuy_at, nsell_at, lb, ub, buy, tick, prev, q)
+                        if stores_only(buy, tick, q, lot, x_bb, x_ba, x_low, x_high):
+                            if buy:
+                                prev = xbid[_u(tick - lb)]
+                                xbid[_u(tick - lb)] = q
+                            else:
+                                prev = xask[_u(tick - lb)]
+                                xask[_u(tick - lb)] = q
+                        else:
+                            store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
+                            if buy:
+                                prev = update_bid(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
+                            else:
+                                prev = update_ask(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
+                            x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+                        if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
+                            level_changed(S, buy, tick, prev, q)
                         if crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell):
                             _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
                             fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
@@ -233,8 +249,18 @@ def _replay(S, ie, il, target):
                     q = qty[_u(i)]
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
-                        l_bb, l_ba, l_low, l_high = set_level(lbid, lask, lbook_ends, buy, tick, q, lot, lb, ub,
-                                                              l_bb, l_ba, l_low, l_high)[1:]
+                        if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
+                            if buy:
+                                lbid[_u(tick - lb)] = q
+                            else:
+                                lask[_u(tick - lb)] = q
+                        else:
+                            store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
+                            if buy:
+                                update_bid(lbid, lask, lbook_ends, tick, q, lot, lb, ub)
+                            else:
+                                update_ask(lbid, lask, lbook_ends, tick, q, lot, lb, ub)
+                            l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
                 elif kind != TRADE:
                     store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                     ints[I_NTICKS] = k
@@ -252,8 +278,11 @@ def _replay(S, ie, il, target):
                         break
                     continue
                 if record:
-                    last_mid, mid0, sum_abs_q = record_tick(tk_mid, tk_epnl, tk_nq, k, l_bb, l_ba, tick_size, mult,
-                                                            cash, pos, nq, last_mid, mid0, sum_abs_q)
+                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, cash, pos, last_mid, mid0,
+                                                               sum_abs_q)
+                    tk_mid[_u(k)] = last_mid
+                    tk_epnl[_u(k)] = epnl
+                    tk_nq[_u(k)] = nq
                     k += 1
                 if watch:
                     store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)

@@ -50,25 +50,21 @@ def tick_flags(ints):
 
 
 @nb.njit(cache=True, inline="always")
-def record_tick(tk_mid, tk_epnl, tk_nq, k, best_bid, best_ask, tick_size, mult, cash, pos, flags, last_mid, mid0,
-                sum_abs_q):
-    """Write row ``k`` of the tick log; returns the running ``(last_mid, mid0, sum_abs_q)`` after it.
+def tick_row(best_bid, best_ask, tick_size, mult, cash, pos, last_mid, mid0, sum_abs_q):
+    """One row of the tick log: ``(mid, epnl, mid0, sum_abs_q)``, the mid (carried forward while a side is empty)
+    and EPnL to store with the running values after the row.
 
-    Takes values, not ``S``, so the replay loop keeps them in registers. Only mid,
-    EPnL and the fill/quote word are stored; ``analysis.results.collect`` derives
-    the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up reads MAP
-    so far from it); ``mid0`` is the equity at the first valid mid (NaN before).
+    Scalars only, so the replay loop keeps them in registers. Only mid, EPnL and
+    the fill/quote word (:func:`tick_flags`) are stored; ``analysis.results.collect``
+    derives the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up
+    reads MAP so far from it); ``mid0`` is the equity at the first valid mid.
     """
     if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
         last_mid = (best_bid + best_ask) * 0.5 * tick_size
     equity = cash + pos * last_mid * mult
     if np.isnan(mid0) and not np.isnan(last_mid):
         mid0 = equity
-    sum_abs_q += abs(pos)
-    tk_mid[np.uint64(k)] = last_mid
-    tk_epnl[np.uint64(k)] = equity - mid0
-    tk_nq[np.uint64(k)] = flags
-    return last_mid, mid0, sum_abs_q
+    return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
 
 
 @nb.njit(cache=True, inline="always")
@@ -81,10 +77,13 @@ def process_data(S, i):
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and ints[I_RECORD_TICKS] == 1:
         k = ints[I_NTICKS]
-        floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q] = record_tick(
-            S.tk_mid, S.tk_epnl, S.tk_nq, k, S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK],
-            floats[F_MULT], floats[F_CASH], floats[F_POS], tick_flags(ints), floats[F_LAST_MID], floats[F_MID0],
-            floats[F_SUM_ABS_Q])
+        mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
+            S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_CASH],
+            floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+        floats[F_LAST_MID] = mid
+        S.tk_mid[k] = mid
+        S.tk_epnl[k] = epnl
+        S.tk_nq[k] = tick_flags(ints)
         ints[I_NTICKS] = k + 1
 
 

@@ -26,6 +26,7 @@ from engine.state import (F_LOT, F_LPOS, F_TICK, I_CUR, I_LB, I_NEXT_ID, I_RQ_HE
                           O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_REASON, O_SIDE, O_TICK,
                           O_TIF, O_TYPE, O_USED, O_XSTATUS, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_QTY, EngineConfig, Sim,
                           make_sim)
+from common.config import ConfigError
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from runtime.link.protocol import Command, FillView, MetricsView, OrderView, Venue, WakeUp
@@ -109,6 +110,8 @@ class MirrorSim:
                            tick_range_pad=0)
         try:
             self.sim = make_sim(seed, cfg)
+        except ConfigError as e:
+            raise DataError(f"the engine's venue cannot be mirrored: {e.reason}", field="transport") from None
         except ValueError as e:
             raise DataError(f"the engine's venue cannot be mirrored: {e}", field="transport") from None
         S = self.sim
