@@ -231,19 +231,16 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_range_pad: int = 1000         # ticks added either side of the data's price range
 
 
-# The models read this module's column and slot names: their registries come after them.
-from engine.models.fees.registry import FEE_MODELS  # noqa: E402
-from engine.models.latency.registry import LATENCY_MODELS  # noqa: E402
-from engine.models.queue.registry import QUEUE_MODELS  # noqa: E402
-
-
 def queue_model(cfg: EngineConfig) -> type:
     """The queue model class ``cfg`` names (a ConfigError naming ``queue.model`` if none)."""
+    from engine.models.queue.registry import QUEUE_MODELS   # here: the models import this module's names
     return model_class(QUEUE_MODELS, "queue.model", cfg.queue.model)
 
 
 def _models(cfg: EngineConfig, recorded_latency: bool) -> dict:
     """One instance of each model ``cfg`` names: what the kernels are compiled for."""
+    from engine.models.fees.registry import FEE_MODELS           # here: the models import this module's names
+    from engine.models.latency.registry import LATENCY_MODELS
     return dict(queue=queue_model(cfg)(),
                 latency=LATENCY_MODELS["recorded" if recorded_latency else "constant"](),
                 fee=model_class(FEE_MODELS, "fees.mode", cfg.fees.mode)())
