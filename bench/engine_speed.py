@@ -28,7 +28,7 @@ from runtime import session as backtest  # noqa: E402
 from strategies.api import WakePolicy  # noqa: E402
 from strategies.fixed_spread import FixedSpread, FixedSpreadParams  # noqa: E402
 from strategies.kernels.fixed_spread import fixed_spread  # noqa: E402
-from engine.views import EngineConfig, make_sim, run_to_end  # noqa: E402
+from engine.views import EngineConfig, LatencyConfig, QueueConfig, make_sim, run_to_end  # noqa: E402
 from analysis.results import collect  # noqa: E402
 
 LATENCY_NS = 1_000_000
@@ -43,10 +43,10 @@ MAX_POSITION = 20.0
 
 def config(instrument) -> EngineConfig:
     return EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size,
-                        contract_multiplier=instrument.contract_multiplier, queue_model="risk_averse",
-                        place_entry_ns=LATENCY_NS, place_response_ns=LATENCY_NS,
-                        modify_entry_ns=LATENCY_NS, modify_response_ns=LATENCY_NS,
-                        cancel_entry_ns=LATENCY_NS, cancel_response_ns=LATENCY_NS,
+                        contract_multiplier=instrument.contract_multiplier, queue=QueueConfig(model="risk_averse"),
+                        latency=LatencyConfig(place_entry_ns=LATENCY_NS, place_response_ns=LATENCY_NS,
+                                              modify_entry_ns=LATENCY_NS, modify_response_ns=LATENCY_NS,
+                                              cancel_entry_ns=LATENCY_NS, cancel_response_ns=LATENCY_NS),
                         max_fills=1 << 21)
 
 

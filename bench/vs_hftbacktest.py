@@ -37,7 +37,7 @@ from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest  # noqa: E40
 from hftbacktest.order import FILLED as HBT_FILLED, GTX as HBT_GTX, LIMIT as HBT_LIMIT  # noqa: E402
 
 from strategies.kernels.fixed_spread import fixed_spread, quote_ticks  # noqa: E402
-from engine.views import EngineConfig, SimView, make_sim, tick_range  # noqa: E402
+from engine.views import EngineConfig, LatencyConfig, QueueConfig, SimView, make_sim, tick_range  # noqa: E402
 from feeds.store import load  # noqa: E402
 
 LATENCY_NS = 1_000_000
@@ -154,10 +154,10 @@ def run_hftbacktest(events, instrument, interval):
 
 def run_ours(events, instrument, interval):
     cfg = EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size,
-                       contract_multiplier=instrument.contract_multiplier, queue_model="risk_averse",
-                       place_entry_ns=LATENCY_NS, place_response_ns=LATENCY_NS,
-                       modify_entry_ns=LATENCY_NS, modify_response_ns=LATENCY_NS,
-                       cancel_entry_ns=LATENCY_NS, cancel_response_ns=LATENCY_NS,
+                       contract_multiplier=instrument.contract_multiplier, queue=QueueConfig(model="risk_averse"),
+                       latency=LatencyConfig(place_entry_ns=LATENCY_NS, place_response_ns=LATENCY_NS,
+                                             modify_entry_ns=LATENCY_NS, modify_response_ns=LATENCY_NS,
+                                             cancel_entry_ns=LATENCY_NS, cancel_response_ns=LATENCY_NS),
                        max_fills=1 << 21)
     S = make_sim(events, cfg)
     t0 = time.perf_counter()

@@ -126,6 +126,36 @@ def update_ask(bid, ask, bk, tick, qty, lot, lb, ub):
     return prev
 
 
+@nb.njit(cache=True, inline="always")
+def load_ends(bk):
+    """``bk``'s four values, for a loop that keeps them in locals."""
+    return bk[BEST_BID], bk[BEST_ASK], bk[LOW_BID], bk[HIGH_ASK]
+
+
+@nb.njit(cache=True, inline="always")
+def store_ends(bk, best_bid, best_ask, low_bid, high_ask):
+    """Write a loop's locals back to ``bk`` before anything reads it."""
+    bk[BEST_BID] = best_bid
+    bk[BEST_ASK] = best_ask
+    bk[LOW_BID] = low_bid
+    bk[HIGH_ASK] = high_ask
+
+
+@nb.njit(cache=True, inline="always")
+def stores_only(buy, tick, qty, lot, best_bid, best_ask, low_bid, high_ask):
+    """Whether a depth row leaves the book's ends as they are: :func:`update_bid`/:func:`update_ask` would
+    only store ``qty`` at ``tick``.
+
+    So it is for a row inside its side's extent that keeps the best (a new size,
+    or an emptied level behind the best). Scalars only, so the replay loop can
+    keep the ends in registers and make such a row one store.
+    """
+    lo = low_bid if buy else best_ask
+    hi = best_bid if buy else high_ask
+    best = best_bid if buy else best_ask
+    return lo <= tick <= hi and (qty >= lot or (qty == 0.0 and tick != best))
+
+
 @nb.njit(cache=True)
 def clear_side(bid, ask, bk, side, upto, lb, ub):
     """DEPTH_CLEAR: side 1 clears bids from the best down to ``upto``, -1 asks up

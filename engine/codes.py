@@ -45,27 +45,18 @@ REASON_NAMES = {R_NONE: "", R_POST_ONLY_WOULD_TAKE: "post_only_would_take", R_NO
                 R_UNKNOWN_ORDER: "unknown_order", R_PRICE_OUT_OF_RANGE: "price_out_of_range",
                 R_BAD_QTY: "bad_qty"}
 
-# Local request in flight (hftbacktest's ``req``).
+# Request kinds: a request in the ring, the one the strategy has in flight for an order (REQ_NONE: none)
+# and the latency it takes (engine/models/latency/constant.py numbers its slots in this order).
 REQ_NONE = 0
 REQ_NEW = 1
-REQ_CANCEL = 4
-REQ_MODIFY = 7
+REQ_MODIFY = 2
+REQ_CANCEL = 3
+REQUEST_NAMES = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
 
-# Queue models.
-Q_RISK_AVERSE = 0
-Q_POWER_PROB = 1     # f(x) = x**n,  p = f(back) / (f(back) + f(front))
-Q_LOG_PROB = 2       # f(x) = log(1+x), p = f(back) / (f(back) + f(front))
-Q_POWER_PROB2 = 3    # p = f(back) / f(back + front)
-Q_LOG_PROB2 = 4
-Q_POWER_PROB3 = 5    # p = 1 - f(front / (front + back))
-Q_L3 = 6             # exact FIFO behind the real order ids (engine/l3.py); needs L3 events
-QUEUE_MODELS = {"risk_averse": Q_RISK_AVERSE, "power_prob": Q_POWER_PROB, "log_prob": Q_LOG_PROB,
-                "power_prob2": Q_POWER_PROB2, "log_prob2": Q_LOG_PROB2, "power_prob3": Q_POWER_PROB3,
-                "l3": Q_L3}
-
-# Fee modes.
-FEE_NOTIONAL = 0   # fee = rate * price * qty * multiplier
-FEE_PER_UNIT = 1   # fee = rate * qty
+# Response kinds (exchange -> local).
+RESP_UPDATE = 0        # status change: accepted, canceled, modified, expired, rejected
+RESP_FILL = 1          # an execution
+RESP_REQ_REJECTED = 2  # a cancel/modify found no live order
 
 # Sentinels for an empty side of the book (hftbacktest's INVALID_MIN / INVALID_MAX).
 INVALID_MIN = -(2**63) + 1

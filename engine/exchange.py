@@ -17,38 +17,27 @@ import numpy as np
 from feeds.events import ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, FILL, KIND_MASK, TRADE
 
 from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, apply_event, qty_at
-from engine.codes import (BUY, CANCELED, FEE_NOTIONAL, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT,
-                    MARKET, NEW, PARTIALLY_FILLED, Q_L3, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE,
-                    R_UNKNOWN_ORDER, REJECTED, EXPIRED, SELL)
+from engine.codes import (BUY, CANCELED, FILLED, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, MARKET, NEW,
+                          PARTIALLY_FILLED, R_BAD_QTY, R_NO_LIQUIDITY, R_NONE, R_POST_ONLY_WOULD_TAKE, R_UNKNOWN_ORDER,
+                          REJECTED, EXPIRED, REQ_CANCEL, REQ_MODIFY, REQ_NEW, RESP_FILL, RESP_REQ_REJECTED,
+                          RESP_UPDATE, SELL)
 from engine import l3
-from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, response_latency
 from engine.rings import reserve
-from engine.models.queue import filled_qty, on_depth, on_trade
-from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_QPOW, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
-                    FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY, I_FEE_MODE,
-                    I_LB, I_NFILLS, I_NTRADES, I_NXACT, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL, I_QMODEL, I_RS_HEAD,
-                    I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS, O_XTS, Q_CUM,
-                    Q_FRONT, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_EXEC_TICK, RS_KIND,
-                    RS_MAKER, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RS_XTS, RSF_EXEC_QTY, RSF_FEE,
-                    RSF_LEAVES, RSF_QTY)
-
-# Response kinds (exchange -> local).
-RS_UPDATE = 0        # status change: accepted, canceled, modified, expired, rejected
-RS_FILL = 1          # an execution
-RS_REQ_REJECTED = 2  # a cancel/modify found no live order
-
-# Request kinds (local -> exchange).
-RQ_NEW = 0
-RQ_MODIFY = 1
-RQ_CANCEL = 2
+from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
+                          FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
+                          I_LB, I_NFILLS, I_NTRADES, I_NXLIVE, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL,
+                          I_RS_HEAD, I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS,
+                          O_XTS, OF_QTY, OF_XEXEC, OF_XLEAVES, RQ_KIND, RQ_SLOT, RQ_TICK, RQ_TS, RS_EXEC_TICK, RS_KIND,
+                          RS_MAKER, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RS_XTS, RSF_EXEC_QTY, RSF_FEE,
+                          RSF_LEAVES, RSF_QTY)
 
 
 @nb.njit(cache=True)
 def push_response(S, slot, ts, kind, status, reason, exec_tick, exec_qty, maker, fee, xts):
     """Queue a response; like hftbacktest's order bus it never overtakes an earlier one."""
-    iv = S.iv
-    tail = iv[I_RS_TAIL]
-    r, ts = reserve(S.rs_i, iv[I_RS_HEAD], tail, ts)
+    ints = S.ints
+    tail = ints[I_RS_TAIL]
+    r, ts = reserve(S.rs_i, ints[I_RS_HEAD], tail, ts)
     if r < 0:
         raise RuntimeError("response ring full: raise EngineConfig.ring_size")
     S.rs_i[r, RS_TS] = ts
@@ -59,103 +48,104 @@ def push_response(S, slot, ts, kind, status, reason, exec_tick, exec_qty, maker,
     S.rs_i[r, RS_EXEC_TICK] = exec_tick
     S.rs_i[r, RS_MAKER] = maker
     S.rs_i[r, RS_XTS] = xts
-    S.rs_i[r, RS_TICK] = S.oi[slot, O_TICK]
+    S.rs_i[r, RS_TICK] = S.orders_i[slot, O_TICK]
     S.rs_f[r, RSF_EXEC_QTY] = exec_qty
-    S.rs_f[r, RSF_LEAVES] = S.of[slot, Q_XLEAVES]
+    S.rs_f[r, RSF_LEAVES] = S.orders_f[slot, OF_XLEAVES]
     S.rs_f[r, RSF_FEE] = fee
-    S.rs_f[r, RSF_QTY] = S.of[slot, Q_QTY]
-    iv[I_RS_TAIL] = tail + 1
-    S.oi[slot, O_INFLIGHT] += 1
+    S.rs_f[r, RSF_QTY] = S.orders_f[slot, OF_QTY]
+    ints[I_RS_TAIL] = tail + 1
+    S.orders_i[slot, O_INFLIGHT] += 1
     return ts
 
 
 @nb.njit(cache=True)
-def respond(S, slot, ts, cmd, kind, status, reason):
-    rts = ts + response_latency(S.iv, S.lat_ts, S.lat_v, cmd, ts)
+def respond(S, slot, ts, request, kind, status, reason):
+    """Answer a request of kind ``request`` handled at ``ts``."""
+    rts = ts + S.latency.response(S, request, ts)
     push_response(S, slot, rts, kind, status, reason, 0, 0.0, 0, 0.0, ts)
 
 
 @nb.njit(cache=True)
 def activate(S, slot):
     """Put an order on the exchange's book of our orders."""
-    iv = S.iv
-    S.xact[iv[I_NXACT]] = slot
-    iv[I_NXACT] += 1
-    tick = S.oi[slot, O_TICK]
-    if S.oi[slot, O_SIDE] == BUY:
-        S.nbuy_at[tick - iv[I_LB]] += 1
-        iv[I_NXBUY] += 1
-        iv[I_XMAXBUY] = max(iv[I_XMAXBUY], tick)
+    ints = S.ints
+    S.xlive[ints[I_NXLIVE]] = slot
+    ints[I_NXLIVE] += 1
+    tick = S.orders_i[slot, O_TICK]
+    if S.orders_i[slot, O_SIDE] == BUY:
+        S.nbuy_at[tick - ints[I_LB]] += 1
+        ints[I_NXBUY] += 1
+        ints[I_XMAXBUY] = max(ints[I_XMAXBUY], tick)
     else:
-        S.nsell_at[tick - iv[I_LB]] += 1
-        iv[I_NXSELL] += 1
-        iv[I_XMINSELL] = min(iv[I_XMINSELL], tick)
+        S.nsell_at[tick - ints[I_LB]] += 1
+        ints[I_NXSELL] += 1
+        ints[I_XMINSELL] = min(ints[I_XMINSELL], tick)
 
 
 @nb.njit(cache=True)
 def deactivate(S, slot):
-    iv = S.iv
-    n = iv[I_NXACT]
+    ints = S.ints
+    n = ints[I_NXLIVE]
     for k in range(n):
-        if S.xact[k] == slot:
-            S.xact[k] = S.xact[n - 1]
+        if S.xlive[k] == slot:
+            S.xlive[k] = S.xlive[n - 1]
             n -= 1
-            iv[I_NXACT] = n
+            ints[I_NXLIVE] = n
             break
-    t = S.oi[slot, O_TICK] - iv[I_LB]
-    if S.oi[slot, O_SIDE] == BUY:
+    t = S.orders_i[slot, O_TICK] - ints[I_LB]
+    if S.orders_i[slot, O_SIDE] == BUY:
         S.nbuy_at[t] -= 1
-        iv[I_NXBUY] -= 1
+        ints[I_NXBUY] -= 1
     else:
         S.nsell_at[t] -= 1
-        iv[I_NXSELL] -= 1
+        ints[I_NXSELL] -= 1
     # Recompute the most aggressive live prices: the fast path's cheap filters.
     hi = INVALID_MIN
     lo = INVALID_MAX
     for k in range(n):
-        other = S.xact[k]
-        tick = S.oi[other, O_TICK]
-        if S.oi[other, O_SIDE] == BUY:
+        other = S.xlive[k]
+        tick = S.orders_i[other, O_TICK]
+        if S.orders_i[other, O_SIDE] == BUY:
             hi = max(hi, tick)
         else:
             lo = min(lo, tick)
-    iv[I_XMAXBUY] = hi
-    iv[I_XMINSELL] = lo
+    ints[I_XMAXBUY] = hi
+    ints[I_XMINSELL] = lo
 
 
 @nb.njit(cache=True)
 def fill(S, slot, ts, exec_tick, exec_qty, maker):
     """Execute ``exec_qty`` of an order at ``exec_tick``; book it and tell the local side."""
-    iv = S.iv
-    fv = S.fv
-    oi = S.oi
-    of = S.of
-    side = oi[slot, O_SIDE]
-    of[slot, Q_XLEAVES] -= exec_qty
-    of[slot, Q_XEXEC] += exec_qty
-    if np.round(of[slot, Q_XLEAVES] / fv[F_LOT]) > 0.0:
+    ints = S.ints
+    floats = S.floats
+    orders_i = S.orders_i
+    orders_f = S.orders_f
+    side = orders_i[slot, O_SIDE]
+    orders_f[slot, OF_XLEAVES] -= exec_qty
+    orders_f[slot, OF_XEXEC] += exec_qty
+    if np.round(orders_f[slot, OF_XLEAVES] / floats[F_LOT]) > 0.0:
         status = PARTIALLY_FILLED
     else:
         status = FILLED
-    oi[slot, O_XSTATUS] = status
-    oi[slot, O_XTS] = ts
-    price = exec_tick * fv[F_TICK]
-    amount = fv[F_MULT] * price * exec_qty
-    rate = fv[F_MAKER] if maker else fv[F_TAKER]
-    fee = rate * amount if iv[I_FEE_MODE] == FEE_NOTIONAL else rate * exec_qty
-    fv[F_POS] += exec_qty * side
-    fv[F_CASH] -= amount * side
-    fv[F_CASH] -= fee
-    fv[F_FEE] += fee
-    fv[F_VOLUME] += exec_qty
-    fv[F_VALUE] += amount
-    iv[I_NTRADES] += 1
-    rts = ts + response_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, ts)
-    rts = push_response(S, slot, rts, RS_FILL, status, R_NONE, exec_tick, exec_qty, 1 if maker else 0, fee, ts)
-    k = iv[I_NFILLS]
+    orders_i[slot, O_XSTATUS] = status
+    orders_i[slot, O_XTS] = ts
+    price = exec_tick * floats[F_TICK]
+    amount = floats[F_MULT] * price * exec_qty
+    rate = floats[F_MAKER] if maker else floats[F_TAKER]
+    fee = S.fee.fee(S, rate, exec_qty, amount)
+    floats[F_POS] += exec_qty * side
+    floats[F_CASH] -= amount * side
+    floats[F_CASH] -= fee
+    floats[F_FEE] += fee
+    floats[F_VOLUME] += exec_qty
+    floats[F_VALUE] += amount
+    ints[I_NTRADES] += 1
+    rts = ts + S.latency.response(S, REQ_NEW, ts)
+    rts = push_response(S, slot, rts, RESP_FILL, status, R_NONE, exec_tick, exec_qty, 1 if maker else 0, fee, ts)
+    k = ints[I_NFILLS]
     if k >= S.fl_i.shape[0]:
         raise RuntimeError("fill log full: raise EngineConfig.max_fills")
-    S.fl_i[k, FL_ID] = oi[slot, O_ID]
+    S.fl_i[k, FL_ID] = orders_i[slot, O_ID]
     S.fl_i[k, FL_SIDE] = side
     S.fl_i[k, FL_XTS] = ts
     S.fl_i[k, FL_LTS] = rts
@@ -164,7 +154,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
     S.fl_f[k, FLF_QTY] = exec_qty
     S.fl_f[k, FLF_PRICE] = price
     S.fl_f[k, FLF_FEE] = fee
-    iv[I_NFILLS] = k + 1
+    ints[I_NFILLS] = k + 1
     return status
 
 
@@ -172,28 +162,33 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 
 
 @nb.njit(cache=True)
-def _depth_changed(S, side, tick, prev_qty, new_qty):
-    """Tell the queue model of every order of ours at ``tick`` that its level changed."""
-    iv = S.iv
-    model = iv[I_QMODEL]
-    if model == Q_L3:   # an L3 queue follows the order ids, not the level totals
-        return
-    n = S.fv[F_QPOW]
-    for k in range(iv[I_NXACT]):
-        slot = S.xact[k]
-        if S.oi[slot, O_SIDE] == side and S.oi[slot, O_TICK] == tick:
-            on_depth(model, n, S.of[slot, :2], prev_qty, new_qty)
+def level_changed(S, buy, tick, prev_qty, new_qty):
+    """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there."""
+    side = BUY if buy else SELL
+    for k in range(S.ints[I_NXLIVE]):
+        slot = S.xlive[k]
+        if S.orders_i[slot, O_SIDE] == side and S.orders_i[slot, O_TICK] == tick:
+            S.queue.depth(S, slot, prev_qty, new_qty)
+
+
+@nb.njit(cache=True, inline="always")
+def crossed(buy, best_bid, best_ask, prev_best, max_buy, min_sell):
+    """Whether a depth row moved its side's best to or through our most aggressive order on the other side."""
+    if buy:
+        return best_bid > prev_best and best_bid >= min_sell
+    return best_ask < prev_best and best_ask <= max_buy
 
 
 @nb.njit(cache=True)
 def _fill_crossed(S, side, limit_tick, ts):
     """The opposite best moved through our price: fill those orders in full (maker)."""
     k = 0
-    while k < S.iv[I_NXACT]:
-        slot = S.xact[k]
-        t = S.oi[slot, O_TICK]
-        if S.oi[slot, O_SIDE] == side and ((side == SELL and t <= limit_tick) or (side == BUY and t >= limit_tick)):
-            fill(S, slot, ts, t, S.of[slot, Q_XLEAVES], True)
+    while k < S.ints[I_NXLIVE]:
+        slot = S.xlive[k]
+        t = S.orders_i[slot, O_TICK]
+        if S.orders_i[slot, O_SIDE] == side and (
+                (side == SELL and t <= limit_tick) or (side == BUY and t >= limit_tick)):
+            fill(S, slot, ts, t, S.orders_f[slot, OF_XLEAVES], True)
             deactivate(S, slot)   # swaps the last entry into k: look at k again
         else:
             k += 1
@@ -202,34 +197,25 @@ def _fill_crossed(S, side, limit_tick, ts):
 @nb.njit(cache=True)
 def _trade(S, side, tick, qty, ts):
     """A trade printed at ``tick``; ``side`` is the side of our orders it can hit."""
-    iv = S.iv
-    fv = S.fv
-    lot = fv[F_LOT]
-    partial = iv[I_PARTIAL] == 1
+    ints = S.ints
+    partial = ints[I_PARTIAL] == 1
     k = 0
-    while k < iv[I_NXACT]:
-        slot = S.xact[k]
+    while k < ints[I_NXLIVE]:
+        slot = S.xlive[k]
         done = False
-        if S.oi[slot, O_SIDE] == side:
-            t = S.oi[slot, O_TICK]
+        if S.orders_i[slot, O_SIDE] == side:
+            t = S.orders_i[slot, O_TICK]
             through = (side == SELL and t < tick) or (side == BUY and t > tick)
             if through:
-                fill(S, slot, ts, t, S.of[slot, Q_XLEAVES], True)
+                fill(S, slot, ts, t, S.orders_f[slot, OF_XLEAVES], True)
                 done = True
             elif t == tick:
-                q = S.of[slot, :2]
-                exact = iv[I_QMODEL] == Q_L3
-                if exact:   # L3 FILL events move the queue; a trade only reaches us beyond it
-                    over = qty - q[0]
-                    avail = np.floor(over / lot) * lot if np.round(over / lot) > 0.0 else 0.0
-                else:
-                    on_trade(q, qty)
-                    avail = filled_qty(q, lot)
+                S.queue.trade(S, slot, qty)
+                avail = S.queue.is_filled(S, slot, qty)
                 if avail > 0.0:
-                    leaves = S.of[slot, Q_XLEAVES]
+                    leaves = S.orders_f[slot, OF_XLEAVES]
                     exec_qty = min(avail, qty, leaves) if partial else leaves
-                    if not exact:
-                        q[0] += exec_qty   # the part of the queue overrun that we consumed
+                    S.queue.executed(S, slot, exec_qty)
                     status = fill(S, slot, ts, t, exec_qty, True)
                     done = status == FILLED
         if done:
@@ -241,33 +227,26 @@ def _trade(S, side, tick, qty, ts):
 @nb.njit(cache=True, inline="always")
 def process_data(S, i):
     """Apply event row ``i`` on the exchange timeline: the book first, then what it does to our orders."""
-    iv = S.iv
-    fv = S.fv
-    lb = iv[I_LB]
+    ints = S.ints
+    floats = S.floats
+    lb = ints[I_LB]
     ts = S.exch_ts[i]
-    bk = S.xbk
-    kind, side, tick, prev, prev_best = apply_event(S.ev[i], S.px[i], S.qty[i], S.xbid, S.xask, bk, fv[F_TICK],
-                                                    fv[F_LOT], lb, iv[I_UB])
-    if kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO:
-        qty = S.qty[i]
-        if side == 1:
-            if lb <= tick <= iv[I_UB] and S.nbuy_at[tick - lb] > 0:
-                _depth_changed(S, BUY, tick, prev, qty)
-            if bk[BEST_BID] > prev_best and bk[BEST_BID] >= iv[I_XMINSELL]:
-                _fill_crossed(S, SELL, bk[BEST_BID], ts)
-        elif side == -1:
-            if lb <= tick <= iv[I_UB] and S.nsell_at[tick - lb] > 0:
-                _depth_changed(S, SELL, tick, prev, qty)
-            if bk[BEST_ASK] < prev_best and bk[BEST_ASK] <= iv[I_XMAXBUY]:
-                _fill_crossed(S, BUY, bk[BEST_ASK], ts)
+    bk = S.xbook_ends
+    kind, side, tick, prev, prev_best = apply_event(S.ev[i], S.px[i], S.qty[i], S.xbid, S.xask, bk, floats[F_TICK],
+                                                    floats[F_LOT], lb, ints[I_UB])
+    if (kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO) and side != 0:
+        buy = side == 1
+        level_changed(S, buy, tick, prev, S.qty[i])
+        if crossed(buy, bk[BEST_BID], bk[BEST_ASK], prev_best, ints[I_XMAXBUY], ints[I_XMINSELL]):
+            _fill_crossed(S, SELL if buy else BUY, bk[BEST_BID] if buy else bk[BEST_ASK], ts)
     elif kind == TRADE:
         if side == 1:              # buyer-initiated: lifts asks, can fill our sells
-            if tick >= iv[I_XMINSELL]:
+            if tick >= ints[I_XMINSELL]:
                 _trade(S, SELL, tick, S.qty[i], ts)
         elif side == -1:
-            if tick <= iv[I_XMAXBUY]:
+            if tick <= ints[I_XMAXBUY]:
                 _trade(S, BUY, tick, S.qty[i], ts)
-    elif ADD_ORDER <= kind <= FILL and iv[I_QMODEL] == Q_L3:
+    elif ADD_ORDER <= kind <= FILL and S.queue.order_level:
         _l3_event(S, i, ts)
 
 
@@ -277,14 +256,9 @@ def process_data(S, i):
 @nb.njit(cache=True)
 def _join_queue(S, slot, tick):
     """Our order joins the back of the queue at ``tick``."""
-    iv = S.iv
-    own = S.xbid if S.oi[slot, O_SIDE] == BUY else S.xask
-    l2_qty = qty_at(own, tick, iv[I_LB], iv[I_UB])
-    if iv[I_QMODEL] == Q_L3:
-        l3.join(S, slot, l2_qty)
-    else:
-        S.of[slot, Q_FRONT] = l2_qty
-        S.of[slot, Q_CUM] = 0.0
+    ints = S.ints
+    own = S.xbid if S.orders_i[slot, O_SIDE] == BUY else S.xask
+    S.queue.new_order(S, slot, qty_at(own, tick, ints[I_LB], ints[I_UB]))
 
 
 @nb.njit(cache=True)
@@ -294,10 +268,10 @@ def _l3_event(S, i, ts):
     if (S.ev[i] & KIND_MASK) != FILL:
         return
     k = 0
-    while k < S.iv[I_NXACT]:
-        slot = S.xact[k]
+    while k < S.ints[I_NXLIVE]:
+        slot = S.xlive[k]
         if l3.executes(S, slot, side, tick, real):
-            fill(S, slot, ts, S.oi[slot, O_TICK], S.of[slot, Q_XLEAVES], True)
+            fill(S, slot, ts, S.orders_i[slot, O_TICK], S.orders_f[slot, OF_XLEAVES], True)
             deactivate(S, slot)   # swaps the last entry into k: look at k again
         else:
             k += 1
@@ -312,92 +286,92 @@ def _take(S, slot, ts):
     remainder rests (GTC limit) or expires (IOC, market); FOK executes only if
     the levels up to its limit hold its whole size.
     """
-    iv = S.iv
-    fv = S.fv
-    oi = S.oi
-    lot = fv[F_LOT]
-    side = oi[slot, O_SIDE]
-    bk = S.xbk
-    lb = iv[I_LB]
-    ub = iv[I_UB]
+    ints = S.ints
+    floats = S.floats
+    orders_i = S.orders_i
+    lot = floats[F_LOT]
+    side = orders_i[slot, O_SIDE]
+    bk = S.xbook_ends
+    lb = ints[I_LB]
+    ub = ints[I_UB]
     best = bk[BEST_ASK] if side == BUY else bk[BEST_BID]
-    if iv[I_PARTIAL] == 0:
-        fill(S, slot, ts, best, S.of[slot, Q_XLEAVES], False)
+    if ints[I_PARTIAL] == 0:
+        fill(S, slot, ts, best, S.orders_f[slot, OF_XLEAVES], False)
         return
-    is_market = oi[slot, O_TYPE] == MARKET
-    limit = oi[slot, O_TICK]
+    is_market = orders_i[slot, O_TYPE] == MARKET
+    limit = orders_i[slot, O_TICK]
     book = S.xask if side == BUY else S.xbid
     end = bk[HIGH_ASK] if side == BUY else bk[LOW_BID]
     if not is_market:
         end = min(end, limit) if side == BUY else max(end, limit)
     step = 1 if side == BUY else -1
-    if oi[slot, O_TIF] == FOK and not is_market:
+    if orders_i[slot, O_TIF] == FOK and not is_market:
         cum = 0.0
         t = best
         enough = False
         while (t <= end) if side == BUY else (t >= end):
             cum += qty_at(book, t, lb, ub)
-            if np.round(cum / lot) >= np.round(S.of[slot, Q_QTY] / lot):
+            if np.round(cum / lot) >= np.round(S.orders_f[slot, OF_QTY] / lot):
                 enough = True
                 break
             t += step
         if not enough:
-            oi[slot, O_XSTATUS] = EXPIRED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+            orders_i[slot, O_XSTATUS] = EXPIRED
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
             return
     t = best
     status = NEW
     while (t <= end) if side == BUY else (t >= end):
         q = qty_at(book, t, lb, ub)
         if q > 0.0:
-            status = fill(S, slot, ts, t, min(q, S.of[slot, Q_XLEAVES]), False)
+            status = fill(S, slot, ts, t, min(q, S.orders_f[slot, OF_XLEAVES]), False)
             if status == FILLED:
                 return
         t += step
-    if not is_market and oi[slot, O_TIF] == GTC:
+    if not is_market and orders_i[slot, O_TIF] == GTC:
         _join_queue(S, slot, limit)
         if status != PARTIALLY_FILLED:
-            oi[slot, O_XSTATUS] = NEW
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+            orders_i[slot, O_XSTATUS] = NEW
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, NEW, R_NONE)
         activate(S, slot)
     else:
-        oi[slot, O_XSTATUS] = EXPIRED
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+        orders_i[slot, O_XSTATUS] = EXPIRED
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
 
 
 @nb.njit(cache=True)
 def _new(S, slot, ts):
-    iv = S.iv
-    oi = S.oi
-    side = oi[slot, O_SIDE]
-    tick = oi[slot, O_TICK]
-    bk = S.xbk
+    ints = S.ints
+    orders_i = S.orders_i
+    side = orders_i[slot, O_SIDE]
+    tick = orders_i[slot, O_TICK]
+    bk = S.xbook_ends
     opposite = bk[BEST_ASK] if side == BUY else bk[BEST_BID]
     empty = opposite == INVALID_MAX if side == BUY else opposite == INVALID_MIN
-    oi[slot, O_XTS] = ts
-    if oi[slot, O_TYPE] == MARKET:
+    orders_i[slot, O_XTS] = ts
+    if orders_i[slot, O_TYPE] == MARKET:
         if empty:
-            oi[slot, O_XSTATUS] = EXPIRED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+            orders_i[slot, O_XSTATUS] = EXPIRED
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
         else:
             _take(S, slot, ts)
         return
     crosses = (tick >= opposite) if side == BUY else (tick <= opposite)
-    tif = oi[slot, O_TIF]
+    tif = orders_i[slot, O_TIF]
     if crosses:
         if tif == GTX:
-            oi[slot, O_XSTATUS] = REJECTED
-            respond(S, slot, ts, CMD_PLACE, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+            orders_i[slot, O_XSTATUS] = REJECTED
+            respond(S, slot, ts, REQ_NEW, RESP_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
         else:
             _take(S, slot, ts)
     elif tif == GTC or tif == GTX:
         _join_queue(S, slot, tick)
-        oi[slot, O_XSTATUS] = NEW
+        orders_i[slot, O_XSTATUS] = NEW
         activate(S, slot)
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, NEW, R_NONE)
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, NEW, R_NONE)
     else:
-        oi[slot, O_XSTATUS] = EXPIRED
-        respond(S, slot, ts, CMD_PLACE, RS_UPDATE, EXPIRED, R_NO_LIQUIDITY)
+        orders_i[slot, O_XSTATUS] = EXPIRED
+        respond(S, slot, ts, REQ_NEW, RESP_UPDATE, EXPIRED, R_NO_LIQUIDITY)
 
 
 @nb.njit(cache=True)
@@ -407,51 +381,51 @@ def _is_live(status):
 
 @nb.njit(cache=True)
 def _cancel(S, slot, ts):
-    oi = S.oi
-    if not _is_live(oi[slot, O_XSTATUS]):
-        respond(S, slot, ts, CMD_CANCEL, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+    orders_i = S.orders_i
+    if not _is_live(orders_i[slot, O_XSTATUS]):
+        respond(S, slot, ts, REQ_CANCEL, RESP_REQ_REJECTED, orders_i[slot, O_XSTATUS], R_UNKNOWN_ORDER)
         return
     deactivate(S, slot)
-    oi[slot, O_XSTATUS] = CANCELED
-    oi[slot, O_XTS] = ts
-    respond(S, slot, ts, CMD_CANCEL, RS_UPDATE, CANCELED, R_NONE)
+    orders_i[slot, O_XSTATUS] = CANCELED
+    orders_i[slot, O_XTS] = ts
+    respond(S, slot, ts, REQ_CANCEL, RESP_UPDATE, CANCELED, R_NONE)
 
 
 @nb.njit(cache=True)
 def _modify(S, slot, ts, new_tick, new_qty):
     """Change price and/or size. A new price or a larger size re-queues the order
     at the back; a smaller size keeps its place."""
-    iv = S.iv
-    oi = S.oi
-    of = S.of
-    if not _is_live(oi[slot, O_XSTATUS]):
-        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_UNKNOWN_ORDER)
+    ints = S.ints
+    orders_i = S.orders_i
+    orders_f = S.orders_f
+    if not _is_live(orders_i[slot, O_XSTATUS]):
+        respond(S, slot, ts, REQ_MODIFY, RESP_REQ_REJECTED, orders_i[slot, O_XSTATUS], R_UNKNOWN_ORDER)
         return
-    leaves = new_qty - of[slot, Q_XEXEC]
-    if np.round(leaves / S.fv[F_LOT]) <= 0.0:
-        respond(S, slot, ts, CMD_MODIFY, RS_REQ_REJECTED, oi[slot, O_XSTATUS], R_BAD_QTY)
+    leaves = new_qty - orders_f[slot, OF_XEXEC]
+    if np.round(leaves / S.floats[F_LOT]) <= 0.0:
+        respond(S, slot, ts, REQ_MODIFY, RESP_REQ_REJECTED, orders_i[slot, O_XSTATUS], R_BAD_QTY)
         return
-    side = oi[slot, O_SIDE]
-    old_tick = oi[slot, O_TICK]
-    lose_priority = new_tick != old_tick or new_qty > of[slot, Q_QTY]
+    side = orders_i[slot, O_SIDE]
+    old_tick = orders_i[slot, O_TICK]
+    lose_priority = new_tick != old_tick or new_qty > orders_f[slot, OF_QTY]
     deactivate(S, slot)
-    oi[slot, O_TICK] = new_tick
-    of[slot, Q_QTY] = new_qty
-    of[slot, Q_XLEAVES] = leaves
-    oi[slot, O_XTS] = ts
-    bk = S.xbk
+    orders_i[slot, O_TICK] = new_tick
+    orders_f[slot, OF_QTY] = new_qty
+    orders_f[slot, OF_XLEAVES] = leaves
+    orders_i[slot, O_XTS] = ts
+    bk = S.xbook_ends
     crosses = (new_tick >= bk[BEST_ASK]) if side == BUY else (new_tick <= bk[BEST_BID])
     if crosses:
-        if oi[slot, O_TIF] == GTX:
-            oi[slot, O_XSTATUS] = REJECTED
-            respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
+        if orders_i[slot, O_TIF] == GTX:
+            orders_i[slot, O_XSTATUS] = REJECTED
+            respond(S, slot, ts, REQ_MODIFY, RESP_UPDATE, REJECTED, R_POST_ONLY_WOULD_TAKE)
         else:
             _take(S, slot, ts)
         return
     if lose_priority:
         _join_queue(S, slot, new_tick)
     activate(S, slot)
-    respond(S, slot, ts, CMD_MODIFY, RS_UPDATE, oi[slot, O_XSTATUS], R_NONE)
+    respond(S, slot, ts, REQ_MODIFY, RESP_UPDATE, orders_i[slot, O_XSTATUS], R_NONE)
 
 
 @nb.njit(cache=True)
@@ -460,10 +434,10 @@ def process_request(S, r):
     slot = S.rq_i[r, RQ_SLOT]
     ts = S.rq_i[r, RQ_TS]
     kind = S.rq_i[r, RQ_KIND]
-    S.oi[slot, O_INFLIGHT] -= 1
-    if kind == RQ_NEW:
+    S.orders_i[slot, O_INFLIGHT] -= 1
+    if kind == REQ_NEW:
         _new(S, slot, ts)
-    elif kind == RQ_CANCEL:
+    elif kind == REQ_CANCEL:
         _cancel(S, slot, ts)
     else:
         _modify(S, slot, ts, S.rq_i[r, RQ_TICK], S.rq_f[r])

@@ -22,23 +22,21 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from engine.book import BEST_ASK, BEST_BID, HIGH_ASK, LOW_BID, price_tick_fast, qty_at, update_ask, update_bid
-from engine.codes import (BUY, SELL, Q_L3, Q_RISK_AVERSE, FOK, GTC, GTX, INVALID_MAX, INVALID_MIN, IOC, LIMIT, MARKET, NEW, NONE, PARTIALLY_FILLED,
-                    R_BAD_QTY, R_PRICE_OUT_OF_RANGE, R_UNKNOWN_ORDER, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
-from engine.exchange import (RQ_CANCEL, RQ_MODIFY, RQ_NEW, _depth_changed, _fill_crossed, _trade,
-                       process_data as exch_data, process_request)
-from engine.models.queue import fmin
-from engine.models.latency import CMD_CANCEL, CMD_MODIFY, CMD_PLACE, entry_latency
+from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, stores_only, store_ends, update_ask,
+                         update_bid)
+from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE, PARTIALLY_FILLED, R_BAD_QTY,
+                          R_PRICE_OUT_OF_RANGE, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
+from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
-from engine.local import is_final, process_data as local_data, process_response, try_free
-from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, I_NTRADES, I_NXBUY, I_NXSELL,
-                    TQ_ASK, TQ_BID, TQ_SHIFT, is_book_kind, F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE,
-                    I_WOKE_TS, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE, I_IL, I_LB,
-                    I_LIVE, I_NXACT, I_QMODEL, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY, I_XMINSELL,
-                    I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL, I_SLOT_HWM, I_STARTED,
-                    I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON,
-                    O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, O_XTS, Q_LEXEC, Q_LLEAVES,
-                    Q_FRONT, Q_LQTY, Q_NCOLS, Q_QTY, Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
+from engine.local import is_final, process_data as local_data, process_response, tick_flags, tick_row, try_free
+from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
+                          F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
+                          F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
+                          I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
+                          I_XMINSELL, I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL,
+                          I_SLOT_HWM, I_STARTED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK,
+                          O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, OF_LLEAVES, OF_LQTY, OF_QTY,
+                          OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
 
@@ -65,23 +63,14 @@ def _next_flagged(ev, i, n, flag):
 
 @nb.njit(cache=True)
 def _start(S):
-    iv = S.iv
-    n = iv[I_N]
-    iv[I_IE] = _next_flagged(S.ev, 0, n, EXCH)
-    iv[I_IL] = _next_flagged(S.ev, 0, n, LOCAL)
-    te = S.exch_ts[iv[I_IE]] if iv[I_IE] < n else END
-    tl = S.local_ts[iv[I_IL]] if iv[I_IL] < n else END
-    iv[I_CUR] = min(te, tl)
-    iv[I_STARTED] = 1
-
-
-@nb.njit(cache=True, inline="always")
-def _front_at_most(xact, oi, of, nxact, side, tick, new_qty):
-    """RiskAverse's depth update for our orders at ``tick``, inline: the queue ahead never exceeds the level."""
-    for k in range(nxact):
-        slot = xact[k]
-        if oi[slot, O_SIDE] == side and oi[slot, O_TICK] == tick:
-            of[slot, Q_FRONT] = fmin(of[slot, Q_FRONT], new_qty)
+    ints = S.ints
+    n = ints[I_N]
+    ints[I_IE] = _next_flagged(S.ev, 0, n, EXCH)
+    ints[I_IL] = _next_flagged(S.ev, 0, n, LOCAL)
+    te = S.exch_ts[ints[I_IE]] if ints[I_IE] < n else END
+    tl = S.local_ts[ints[I_IL]] if ints[I_IL] < n else END
+    ints[I_CUR] = min(te, tl)
+    ints[I_STARTED] = 1
 
 
 @nb.njit(cache=True, inline="always")
@@ -91,21 +80,12 @@ def _u(i):
 
 
 @nb.njit(cache=True, inline="always")
-def _store_bk(bk, best_bid, best_ask, low_bid, high_ask):
-    bk[BEST_BID] = best_bid
-    bk[BEST_ASK] = best_ask
-    bk[LOW_BID] = low_bid
-    bk[HIGH_ASK] = high_ask
-
-
-@nb.njit(cache=True, inline="always")
-def _our_orders(iv, fv, rs_i):
+def _our_orders(ints, floats, rs_i):
     """What the replay loop keeps of our orders: fills so far, most aggressive live prices, live
     orders, position, cash, the tick log's fill/quote word, and when the next response arrives."""
-    nq = np.int32((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
-                  | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
-    tr = rs_i[iv[I_RS_HEAD] & (rs_i.shape[0] - 1), RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
-    return iv[I_NFILLS], iv[I_XMAXBUY], iv[I_XMINSELL], iv[I_NXACT], fv[F_POS], fv[F_CASH], nq, tr
+    tr = rs_i[ints[I_RS_HEAD] & (rs_i.shape[0] - 1), RS_TS] if ints[I_RS_TAIL] > ints[I_RS_HEAD] else END
+    return (ints[I_NFILLS], ints[I_XMAXBUY], ints[I_XMINSELL], ints[I_NXLIVE], floats[F_POS], floats[F_CASH],
+            tick_flags(ints), tr)
 
 
 @nb.njit(cache=True)
@@ -115,10 +95,13 @@ def _replay(S, ie, il, target):
 
     This is the hot loop: depth and trade rows run inline on arrays taken out of
     ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
-    A depth row that leaves the best prices and the book's extent as they are (a
-    new size inside the book, or an emptied level behind the best) is one store;
-    only the others go through ``update_bid``/``update_ask``, whose array arguments
-    cost reference-count calls once inlined. A call with nothing due by ``target``
+    Its rules are the exchange's and the local side's own, on its locals: a
+    depth row that ``book.stores_only`` says leaves the book's ends as they are
+    is one store, any other goes through ``update_bid``/``update_ask`` (whose
+    array arguments cost reference-count calls once inlined, so they stay off
+    the common path); what a row does to our orders is ``exchange.level_changed``
+    (called only with an order of ours at that price) and ``exchange.crossed``; a
+    tick's values are ``local.tick_row``. A call with nothing due by ``target``
     (most wake-ups of a fast timer on sparse data) returns before any set-up. It returns ``(ie, il)`` at ``target``,
     at a wake-up, or right after a rare row kind (:func:`goto` goes on from there).
     Fills, requests and responses stay in the loop: one call per message made the
@@ -126,14 +109,14 @@ def _replay(S, ie, il, target):
 
     The scalars every row reads (both books' best prices and extent, the tick
     log's running values, our most aggressive live prices) live in locals: every
-    store to a book level or the tick log could alias ``iv``/``fv``/``bk`` as far
+    store to a book level or the tick log could alias ``ints``/``floats``/``bk`` as far
     as the compiler knows, so reading them from memory reloads them each row.
     They are stored back before any call that reads them, and at the end. The
     values derived from our orders change only with a fill or a request, and are
     taken in again right after either; responses change only the strategy's view.
     """
-    iv = S.iv
-    n = iv[I_N]
+    ints = S.ints
+    n = ints[I_N]
     exch_ts = S.exch_ts
     local_ts = S.local_ts
     te = exch_ts[_u(ie)] if ie < n else END
@@ -142,46 +125,43 @@ def _replay(S, ie, il, target):
     rs_mask = rs_i.shape[0] - 1
     rq_i = S.rq_i
     rq_mask = rq_i.shape[0] - 1
-    tq = rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+    tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
     if te > target and tl > target and tq > target and (
-            iv[I_RS_TAIL] == iv[I_RS_HEAD] or rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] > target):
+            ints[I_RS_TAIL] == ints[I_RS_HEAD] or rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] > target):
         return ie, il
     ev = S.ev
     px = S.px
     qty = S.qty
-    fv = S.fv
+    floats = S.floats
     xbid = S.xbid
     xask = S.xask
-    xbk = S.xbk
+    xbook_ends = S.xbook_ends
     lbid = S.lbid
     lask = S.lask
-    lbk = S.lbk
+    lbook_ends = S.lbook_ends
     nbuy_at = S.nbuy_at
     nsell_at = S.nsell_at
     tk_mid = S.tk_mid
     tk_epnl = S.tk_epnl
     tk_nq = S.tk_nq
-    lb = iv[I_LB]
-    ub = iv[I_UB]
-    tick_size = fv[F_TICK]
-    per_tick = fv[F_PER_TICK]
-    lot = fv[F_LOT]
-    mult = fv[F_MULT]
-    record = iv[I_RECORD_TICKS] == 1
-    l3_queue = iv[I_QMODEL] == Q_L3
-    risk_averse = iv[I_QMODEL] == Q_RISK_AVERSE
-    xact = S.xact
-    oi = S.oi
-    of = S.of
-    watch = iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1
-    fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-    abs_pos = abs(pos)
-    x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
-    l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
-    k = iv[I_NTICKS]
-    last_mid = fv[F_LAST_MID]
-    mid0 = fv[F_MID0]
-    sum_abs_q = fv[F_SUM_ABS_Q]
+    lb = ints[I_LB]
+    ub = ints[I_UB]
+    tick_size = floats[F_TICK]
+    per_tick = floats[F_PER_TICK]
+    lot = floats[F_LOT]
+    mult = floats[F_MULT]
+    record = ints[I_RECORD_TICKS] == 1
+    order_level = S.queue.order_level
+    xlive = S.xlive
+    orders_i = S.orders_i
+    watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
+    fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+    x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+    l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
+    k = ints[I_NTICKS]
+    last_mid = floats[F_LAST_MID]
+    mid0 = floats[F_MID0]
+    sum_abs_q = floats[F_SUM_ABS_Q]
     stop = False
     while not stop:
         # Market data up to our next message (exchange data before a request at the
@@ -206,40 +186,27 @@ def _replay(S, ie, il, target):
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         # One path for both sides, on values picked by side: the side of a row is a coin
-                        # flip the branch predictor cannot learn. Within the book's extent and leaving
-                        # the best as it is, a row is one store and cannot cross our orders.
-                        lo = x_low if buy else x_ba
-                        hi = x_bb if buy else x_high
+                        # flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
-                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != prev_best)):
+                        if stores_only(buy, tick, q, lot, x_bb, x_ba, x_low, x_high):
                             if buy:
                                 prev = xbid[_u(tick - lb)]
                                 xbid[_u(tick - lb)] = q
                             else:
                                 prev = xask[_u(tick - lb)]
                                 xask[_u(tick - lb)] = q
-                            crossed = False
                         else:
-                            _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+                            store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                             if buy:
-                                prev = update_bid(xbid, xask, xbk, tick, q, lot, lb, ub)
+                                prev = update_bid(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
                             else:
-                                prev = update_ask(xbid, xask, xbk, tick, q, lot, lb, ub)
-                            x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
-                            crossed = (x_bb > prev_best and x_bb >= min_sell) if buy else (x_ba < prev_best and x_ba <= max_buy)
+                                prev = update_ask(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
+                            x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
                         if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
-                            side = BUY if buy else SELL
-                            if risk_averse:
-                                _front_at_most(xact, oi, of, nxact, side, tick, q)
-                            else:
-                                _depth_changed(S, side, tick, prev, q)
-                        if crossed:
-                            if buy:
-                                _fill_crossed(S, SELL, x_bb, ts)
-                            else:
-                                _fill_crossed(S, BUY, x_ba, ts)
-                            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                            abs_pos = abs(pos)
+                            level_changed(S, buy, tick, prev, q)
+                        if crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell):
+                            _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
+                            fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                             exch_lim = min(tq, tr, target)
                             local_lim = min(tq - 1, tr, target)
                 elif kind == TRADE:
@@ -247,25 +214,23 @@ def _replay(S, ie, il, target):
                     if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
                         if tick >= min_sell:
                             _trade(S, SELL, tick, qty[_u(i)], ts)
-                            if iv[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                                abs_pos = abs(pos)
+                            if ints[I_NFILLS] != fills:
+                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                     elif e & SELL_FLAG:
                         if tick <= max_buy:
                             _trade(S, BUY, tick, qty[_u(i)], ts)
-                            if iv[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-                                abs_pos = abs(pos)
+                            if ints[I_NFILLS] != fills:
+                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
-                elif ADD_ORDER <= kind <= FILL and not l3_queue:
+                elif ADD_ORDER <= kind <= FILL and not order_level:
                     pass                      # order-level rows only move an L3 queue
                 else:
-                    _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+                    store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                     exch_data(S, i)
-                    x_bb, x_ba, x_low, x_high = xbk[BEST_BID], xbk[BEST_ASK], xbk[LOW_BID], xbk[HIGH_ASK]
+                    x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
                     stop = True
                     break
             else:
@@ -284,51 +249,44 @@ def _replay(S, ie, il, target):
                     q = qty[_u(i)]
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
-                        lo = l_low if buy else l_ba
-                        hi = l_bb if buy else l_high
-                        best = l_bb if buy else l_ba
-                        if lo <= tick <= hi and (q >= lot or (q == 0.0 and tick != best)):
+                        if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
                             if buy:
                                 lbid[_u(tick - lb)] = q
                             else:
                                 lask[_u(tick - lb)] = q
                         else:
-                            _store_bk(lbk, l_bb, l_ba, l_low, l_high)
+                            store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                             if buy:
-                                update_bid(lbid, lask, lbk, tick, q, lot, lb, ub)
+                                update_bid(lbid, lask, lbook_ends, tick, q, lot, lb, ub)
                             else:
-                                update_ask(lbid, lask, lbk, tick, q, lot, lb, ub)
-                            l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
+                                update_ask(lbid, lask, lbook_ends, tick, q, lot, lb, ub)
+                            l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
                 elif kind != TRADE:
-                    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
-                    iv[I_NTICKS] = k
-                    fv[F_LAST_MID] = last_mid
-                    fv[F_MID0] = mid0
-                    fv[F_SUM_ABS_Q] = sum_abs_q
+                    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
+                    ints[I_NTICKS] = k
+                    floats[F_LAST_MID] = last_mid
+                    floats[F_MID0] = mid0
+                    floats[F_SUM_ABS_Q] = sum_abs_q
                     local_data(S, i)     # records its own tick
-                    l_bb, l_ba, l_low, l_high = lbk[BEST_BID], lbk[BEST_ASK], lbk[LOW_BID], lbk[HIGH_ASK]
-                    k = iv[I_NTICKS]
-                    last_mid = fv[F_LAST_MID]
-                    mid0 = fv[F_MID0]
-                    sum_abs_q = fv[F_SUM_ABS_Q]
-                    if watch and _woke(iv, fv, lbk, lbid, lask, ts):
+                    l_bb, l_ba, l_low, l_high = load_ends(lbook_ends)
+                    k = ints[I_NTICKS]
+                    last_mid = floats[F_LAST_MID]
+                    mid0 = floats[F_MID0]
+                    sum_abs_q = floats[F_SUM_ABS_Q]
+                    if watch and _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
                     continue
-                if record:   # engine.local.record_tick on the locals
-                    if l_bb != INVALID_MIN and l_ba != INVALID_MAX:
-                        last_mid = (l_bb + l_ba) * 0.5 * tick_size
-                    equity = cash + pos * last_mid * mult
-                    if np.isnan(mid0) and not np.isnan(last_mid):
-                        mid0 = equity
-                    sum_abs_q += abs_pos
+                if record:
+                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, cash, pos, last_mid, mid0,
+                                                               sum_abs_q)
                     tk_mid[_u(k)] = last_mid
-                    tk_epnl[_u(k)] = equity - mid0
+                    tk_epnl[_u(k)] = epnl
                     tk_nq[_u(k)] = nq
                     k += 1
                 if watch:
-                    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
-                    if _woke(iv, fv, lbk, lbid, lask, ts):
+                    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
+                    if _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
         if stop:
@@ -336,54 +294,53 @@ def _replay(S, ie, il, target):
         if tq <= tr:
             if tq > target:
                 break
-            h = iv[I_RQ_HEAD]
-            iv[I_RQ_HEAD] = h + 1
-            _store_bk(xbk, x_bb, x_ba, x_low, x_high)
+            h = ints[I_RQ_HEAD]
+            ints[I_RQ_HEAD] = h + 1
+            store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
             process_request(S, h & rq_mask)
-            fills, max_buy, min_sell, nxact, pos, cash, nq, tr = _our_orders(iv, fv, rs_i)
-            abs_pos = abs(pos)
-            tq = rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+            fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+            tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
         else:
             if tr > target:
                 break
-            h = iv[I_RS_HEAD]
-            iv[I_RS_HEAD] = h + 1
+            h = ints[I_RS_HEAD]
+            ints[I_RS_HEAD] = h + 1
             process_response(S, h & rs_mask)
-            tr = rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS] if iv[I_RS_TAIL] > iv[I_RS_HEAD] else END
-    _store_bk(xbk, x_bb, x_ba, x_low, x_high)
-    _store_bk(lbk, l_bb, l_ba, l_low, l_high)
-    iv[I_NTICKS] = k
-    fv[F_LAST_MID] = last_mid
-    fv[F_MID0] = mid0
-    fv[F_SUM_ABS_Q] = sum_abs_q
+            tr = rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] if ints[I_RS_TAIL] > ints[I_RS_HEAD] else END
+    store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
+    store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
+    ints[I_NTICKS] = k
+    floats[F_LAST_MID] = last_mid
+    floats[F_MID0] = mid0
+    floats[F_SUM_ABS_Q] = sum_abs_q
     return ie, il
 
 
 @nb.njit(cache=True)
-def _top(lbk, lbid, lask, lb):
+def _top(lbook_ends, lbid, lask, lb):
     """Best bid and ask ticks of the local book, and the sizes resting there."""
-    bb = lbk[BEST_BID]
-    ba = lbk[BEST_ASK]
+    bb = lbook_ends[BEST_BID]
+    ba = lbook_ends[BEST_ASK]
     bq = lbid[bb - lb] if bb != INVALID_MIN and 0 <= bb - lb < lbid.shape[0] else 0.0
     aq = lask[ba - lb] if ba != INVALID_MAX and 0 <= ba - lb < lask.shape[0] else 0.0
     return bb, ba, bq, aq
 
 
 @nb.njit(cache=True)
-def _woke(iv, fv, lbk, lbid, lask, ts):
+def _woke(ints, floats, lbook_ends, lbid, lask, ts):
     """After a local market event: has a wake-up on events or on the top of book come due?"""
     woke = 0
-    if iv[I_WAKE_LEFT] > 0:
-        iv[I_WAKE_LEFT] -= 1
-        if iv[I_WAKE_LEFT] == 0:
+    if ints[I_WAKE_LEFT] > 0:
+        ints[I_WAKE_LEFT] -= 1
+        if ints[I_WAKE_LEFT] == 0:
             woke |= WOKE_EVENTS
-    if iv[I_WAKE_TOP] == 1:
-        bb, ba, bq, aq = _top(lbk, lbid, lask, iv[I_LB])
-        if bb != iv[I_TOP_BID] or ba != iv[I_TOP_ASK] or bq != fv[F_TOP_BIDQ] or aq != fv[F_TOP_ASKQ]:
+    if ints[I_WAKE_TOP] == 1:
+        bb, ba, bq, aq = _top(lbook_ends, lbid, lask, ints[I_LB])
+        if bb != ints[I_TOP_BID] or ba != ints[I_TOP_ASK] or bq != floats[F_TOP_BIDQ] or aq != floats[F_TOP_ASKQ]:
             woke |= WOKE_TOP
     if woke != 0:
-        iv[I_WOKE] = woke
-        iv[I_WOKE_TS] = ts
+        ints[I_WOKE] = woke
+        ints[I_WOKE_TS] = ts
         return True
     return False
 
@@ -391,26 +348,26 @@ def _woke(iv, fv, lbk, lbid, lask, ts):
 @nb.njit(cache=True)
 def goto(S, target):
     """Process every event up to and including ``target``; False at end of data."""
-    iv = S.iv
-    if iv[I_STARTED] == 0:
+    ints = S.ints
+    if ints[I_STARTED] == 0:
         _start(S)
-    n = iv[I_N]
+    n = ints[I_N]
     ev = S.ev
     exch_ts = S.exch_ts
     local_ts = S.local_ts
-    ie = iv[I_IE]
-    il = iv[I_IL]
+    ie = ints[I_IE]
+    il = ints[I_IL]
     rq_mask = S.rq_i.shape[0] - 1
     rs_mask = S.rs_i.shape[0] - 1
     more = True
     while True:
         # The merged streams up to the target; after a rare row kind, one merged step here.
         ie, il = _replay(S, ie, il, target)
-        if iv[I_WOKE] != 0:
+        if ints[I_WOKE] != 0:
             break
         t = exch_ts[ie] if ie < n else END
         which = 0
-        tq = S.rq_i[iv[I_RQ_HEAD] & rq_mask, RQ_TS] if iv[I_RQ_TAIL] > iv[I_RQ_HEAD] else END
+        tq = S.rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
         if tq < t:
             t = tq
             which = 1
@@ -419,13 +376,13 @@ def goto(S, target):
             if tl < t:
                 t = tl
                 which = 2
-        if iv[I_RS_TAIL] > iv[I_RS_HEAD]:
-            tr = S.rs_i[iv[I_RS_HEAD] & rs_mask, RS_TS]
+        if ints[I_RS_TAIL] > ints[I_RS_HEAD]:
+            tr = S.rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS]
             if tr < t:
                 t = tr
                 which = 3
         if t == END:
-            more = iv[I_LIVE] == 1      # live: no row yet is a wait; offline: the end
+            more = ints[I_LIVE] == 1      # live: no row yet is a wait; offline: the end
             break
         if t > target:
             break
@@ -433,36 +390,37 @@ def goto(S, target):
             exch_data(S, ie)
             ie = _next_flagged(ev, ie + 1, n, EXCH)
         elif which == 1:
-            h = iv[I_RQ_HEAD]
-            iv[I_RQ_HEAD] = h + 1
+            h = ints[I_RQ_HEAD]
+            ints[I_RQ_HEAD] = h + 1
             process_request(S, h & rq_mask)
         elif which == 2:
             local_data(S, il)
             il = _next_flagged(ev, il + 1, n, LOCAL)
-            if (iv[I_WAKE_LEFT] > 0 or iv[I_WAKE_TOP] == 1) and _woke(iv, S.fv, S.lbk, S.lbid, S.lask, t):
+            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(ints, S.floats, S.lbook_ends, S.lbid,
+                                                                              S.lask, t):
                 break
         else:
-            h = iv[I_RS_HEAD]
-            iv[I_RS_HEAD] = h + 1
+            h = ints[I_RS_HEAD]
+            ints[I_RS_HEAD] = h + 1
             process_response(S, h & rs_mask)
-    iv[I_IE] = ie
-    iv[I_IL] = il
+    ints[I_IE] = ie
+    ints[I_IL] = il
     # The clock moves to the target also at the end of data: orders sent now must not be stamped
     # in the past. A wake-up on events stops it at the event that caused it.
-    iv[I_CUR] = iv[I_WOKE_TS] if iv[I_WOKE] != 0 else target
+    ints[I_CUR] = ints[I_WOKE_TS] if ints[I_WOKE] != 0 else target
     if not more:
-        iv[I_ENDED] = 1
+        ints[I_ENDED] = 1
     return more
 
 
 @nb.njit(cache=True)
 def elapse(S, duration):
     """Advance the strategy clock by ``duration`` ns; False once the data is exhausted."""
-    if S.iv[I_STARTED] == 0:
+    if S.ints[I_STARTED] == 0:
         _start(S)
-    if S.iv[I_ENDED] == 1:
+    if S.ints[I_ENDED] == 1:
         return False
-    return goto(S, S.iv[I_CUR] + duration)
+    return goto(S, S.ints[I_CUR] + duration)
 
 
 @nb.njit(cache=True)
@@ -477,13 +435,13 @@ def run_to_end(S):
 @nb.njit(cache=True)
 def set_compute_ns(S, ns):
     """The strategy's decision time: orders sent from now on leave ``ns`` after the wake-up."""
-    S.iv[I_COMPUTE] = ns
+    S.ints[I_COMPUTE] = ns
 
 
 @nb.njit(cache=True)
 def requests_sent(S):
     """A mark in the request stream: pass it to :func:`charge_compute` after the decision."""
-    return S.iv[I_RQ_TAIL]
+    return S.ints[I_RQ_TAIL]
 
 
 @nb.njit(cache=True)
@@ -494,47 +452,45 @@ def charge_compute(S, mark, ns):
     orders first; this moves them to leave ``ns`` later, with entry latency
     re-taken at the new send time, as if they had been held until then.
     """
-    iv = S.iv
+    ints = S.ints
     cap = S.rq_i.shape[0]
     last = np.int64(-(2**63) + 1)
-    if mark > iv[I_RQ_HEAD]:
+    if mark > ints[I_RQ_HEAD]:
         last = S.rq_i[(mark - 1) & (cap - 1), RQ_TS]
-    for k in range(max(mark, iv[I_RQ_HEAD]), iv[I_RQ_TAIL]):
+    for k in range(max(mark, ints[I_RQ_HEAD]), ints[I_RQ_TAIL]):
         r = k & (cap - 1)
-        kind = S.rq_i[r, RQ_KIND]
-        cmd = CMD_PLACE if kind == RQ_NEW else (CMD_CANCEL if kind == RQ_CANCEL else CMD_MODIFY)
-        send = iv[I_CUR] + iv[I_COMPUTE] + ns
-        ts = max(send + entry_latency(iv, S.lat_ts, S.lat_v, cmd, send), last)
+        send = ints[I_CUR] + ints[I_COMPUTE] + ns
+        ts = max(send + S.latency.entry(S, S.rq_i[r, RQ_KIND], send), last)
         S.rq_i[r, RQ_TS] = ts
         last = ts
 
 
 @nb.njit(cache=True)
 def _push_request(S, slot, ts, kind, tick, qty):
-    iv = S.iv
-    tail = iv[I_RQ_TAIL]
-    r, ts = reserve(S.rq_i, iv[I_RQ_HEAD], tail, ts)
+    ints = S.ints
+    tail = ints[I_RQ_TAIL]
+    r, ts = reserve(S.rq_i, ints[I_RQ_HEAD], tail, ts)
     if r < 0:
         raise RuntimeError("request ring full: raise EngineConfig.ring_size")
     S.rq_i[r, RQ_TS] = ts
     S.rq_i[r, RQ_SLOT] = slot
-    S.rq_i[r, RQ_ID] = S.oi[slot, O_ID]
-    S.rq_i[r, RQ_SIDE] = S.oi[slot, O_SIDE]
+    S.rq_i[r, RQ_ID] = S.orders_i[slot, O_ID]
+    S.rq_i[r, RQ_SIDE] = S.orders_i[slot, O_SIDE]
     S.rq_i[r, RQ_KIND] = kind
     S.rq_i[r, RQ_TICK] = tick
     S.rq_f[r] = qty
-    iv[I_RQ_TAIL] = tail + 1
-    S.oi[slot, O_INFLIGHT] += 1
+    ints[I_RQ_TAIL] = tail + 1
+    S.orders_i[slot, O_INFLIGHT] += 1
 
 
 @nb.njit(cache=True)
 def _free_slot(S):
     """Lowest free slot, so live orders stay packed below the high-water mark."""
-    iv = S.iv
-    for slot in range(S.oi.shape[0]):
-        if S.oi[slot, O_USED] == 0:
-            if slot >= iv[I_SLOT_HWM]:
-                iv[I_SLOT_HWM] = slot + 1
+    ints = S.ints
+    for slot in range(S.orders_i.shape[0]):
+        if S.orders_i[slot, O_USED] == 0:
+            if slot >= ints[I_SLOT_HWM]:
+                ints[I_SLOT_HWM] = slot + 1
             return slot
     raise RuntimeError("too many live orders: raise EngineConfig.max_orders (call clear_inactive to free done ones)")
 
@@ -542,7 +498,7 @@ def _free_slot(S):
 @nb.njit(cache=True)
 def n_slots(S):
     """Slots to scan when iterating orders: every order lives below this index."""
-    return S.iv[I_SLOT_HWM]
+    return S.ints[I_SLOT_HWM]
 
 
 @nb.njit(cache=True)
@@ -552,46 +508,46 @@ def submit(S, side, tick, qty, tif, order_type):
     ``side`` is BUY (1) or SELL (-1); ``tick`` the limit price in ticks (ignored
     for market orders); ``tif`` GTC/GTX/IOC/FOK; ``order_type`` LIMIT/MARKET.
     """
-    iv = S.iv
-    if not np.round(qty / S.fv[F_LOT]) > 0.0:
+    ints = S.ints
+    if not np.round(qty / S.floats[F_LOT]) > 0.0:
         return np.int64(E_BAD_QTY)
     if order_type == MARKET:
-        tick = iv[I_LB]
-    elif tick < iv[I_LB] or tick > iv[I_UB]:
+        tick = ints[I_LB]
+    elif tick < ints[I_LB] or tick > ints[I_UB]:
         return np.int64(E_PRICE_OUT_OF_RANGE)
     slot = _free_slot(S)
-    oi = S.oi
-    of = S.of
-    oid = iv[I_NEXT_ID]
-    iv[I_NEXT_ID] = oid + 1
-    oi[slot, :] = 0
-    of[slot, :] = 0.0
-    oi[slot, O_USED] = 1
-    oi[slot, O_ID] = oid
-    oi[slot, O_SIDE] = side
-    oi[slot, O_TICK] = tick
-    oi[slot, O_LTICK] = tick
-    oi[slot, O_TIF] = tif
-    oi[slot, O_TYPE] = order_type
-    oi[slot, O_XSTATUS] = NONE
-    oi[slot, O_LSTATUS] = NONE
-    oi[slot, O_LREQ] = REQ_NEW
-    oi[slot, O_SUBMIT_TS] = iv[I_CUR]
-    of[slot, Q_QTY] = qty
-    of[slot, Q_XLEAVES] = qty
-    of[slot, Q_LQTY] = qty
-    of[slot, Q_LLEAVES] = qty
-    iv[I_NUSED] += 1
-    send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_PLACE, send), RQ_NEW, tick, qty)
+    orders_i = S.orders_i
+    orders_f = S.orders_f
+    oid = ints[I_NEXT_ID]
+    ints[I_NEXT_ID] = oid + 1
+    orders_i[slot, :] = 0
+    orders_f[slot, :] = 0.0
+    orders_i[slot, O_USED] = 1
+    orders_i[slot, O_ID] = oid
+    orders_i[slot, O_SIDE] = side
+    orders_i[slot, O_TICK] = tick
+    orders_i[slot, O_LTICK] = tick
+    orders_i[slot, O_TIF] = tif
+    orders_i[slot, O_TYPE] = order_type
+    orders_i[slot, O_XSTATUS] = NONE
+    orders_i[slot, O_LSTATUS] = NONE
+    orders_i[slot, O_LREQ] = REQ_NEW
+    orders_i[slot, O_SUBMIT_TS] = ints[I_CUR]
+    orders_f[slot, OF_QTY] = qty
+    orders_f[slot, OF_XLEAVES] = qty
+    orders_f[slot, OF_LQTY] = qty
+    orders_f[slot, OF_LLEAVES] = qty
+    ints[I_NUSED] += 1
+    send = ints[I_CUR] + ints[I_COMPUTE]
+    _push_request(S, slot, send + S.latency.entry(S, REQ_NEW, send), REQ_NEW, tick, qty)
     return oid
 
 
 @nb.njit(cache=True)
 def find(S, order_id):
     """Slot of an order in the strategy's view, or -1."""
-    for slot in range(S.iv[I_SLOT_HWM]):
-        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_ID] == order_id and S.oi[slot, O_LCLEARED] == 0:
+    for slot in range(S.ints[I_SLOT_HWM]):
+        if S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_ID] == order_id and S.orders_i[slot, O_LCLEARED] == 0:
             return slot
     return -1
 
@@ -602,12 +558,12 @@ def cancel(S, order_id):
     slot = find(S, order_id)
     if slot < 0:
         return np.int64(E_NOT_FOUND)
-    if S.oi[slot, O_LREQ] != REQ_NONE:
+    if S.orders_i[slot, O_LREQ] != REQ_NONE:
         return np.int64(E_REQUEST_PENDING)
-    S.oi[slot, O_LREQ] = REQ_CANCEL
-    iv = S.iv
-    send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_CANCEL, send), RQ_CANCEL, 0, 0.0)
+    S.orders_i[slot, O_LREQ] = REQ_CANCEL
+    ints = S.ints
+    send = ints[I_CUR] + ints[I_COMPUTE]
+    _push_request(S, slot, send + S.latency.entry(S, REQ_CANCEL, send), REQ_CANCEL, 0, 0.0)
     return np.int64(0)
 
 
@@ -617,16 +573,16 @@ def modify(S, order_id, tick, qty):
     slot = find(S, order_id)
     if slot < 0:
         return np.int64(E_NOT_FOUND)
-    iv = S.iv
-    if S.oi[slot, O_LREQ] != REQ_NONE:
+    ints = S.ints
+    if S.orders_i[slot, O_LREQ] != REQ_NONE:
         return np.int64(E_REQUEST_PENDING)
-    if tick < iv[I_LB] or tick > iv[I_UB]:
+    if tick < ints[I_LB] or tick > ints[I_UB]:
         return np.int64(E_PRICE_OUT_OF_RANGE)
-    if not np.round(qty / S.fv[F_LOT]) > 0.0:
+    if not np.round(qty / S.floats[F_LOT]) > 0.0:
         return np.int64(E_BAD_QTY)
-    S.oi[slot, O_LREQ] = REQ_MODIFY
-    send = iv[I_CUR] + iv[I_COMPUTE]
-    _push_request(S, slot, send + entry_latency(iv, S.lat_ts, S.lat_v, CMD_MODIFY, send), RQ_MODIFY, tick, qty)
+    S.orders_i[slot, O_LREQ] = REQ_MODIFY
+    send = ints[I_CUR] + ints[I_COMPUTE]
+    _push_request(S, slot, send + S.latency.entry(S, REQ_MODIFY, send), REQ_MODIFY, tick, qty)
     return np.int64(0)
 
 
@@ -634,9 +590,9 @@ def modify(S, order_id, tick, qty):
 def cancel_all(S):
     """Cancel every live order with no request in flight; returns how many were sent."""
     sent = 0
-    for slot in range(S.iv[I_SLOT_HWM]):
-        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0 and cancellable(S, slot):
-            if cancel(S, S.oi[slot, O_ID]) == 0:
+    for slot in range(S.ints[I_SLOT_HWM]):
+        if S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0 and cancellable(S, slot):
+            if cancel(S, S.orders_i[slot, O_ID]) == 0:
                 sent += 1
     return sent
 
@@ -644,30 +600,31 @@ def cancel_all(S):
 @nb.njit(cache=True)
 def clear_inactive(S):
     """Drop filled, cancelled, expired and rejected orders from the strategy's view."""
-    for slot in range(S.iv[I_SLOT_HWM]):
-        if S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0 and is_final(S.oi[slot, O_LSTATUS]):
-            S.oi[slot, O_LCLEARED] = 1
+    for slot in range(S.ints[I_SLOT_HWM]):
+        if (S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0
+                and is_final(S.orders_i[slot, O_LSTATUS])):
+            S.orders_i[slot, O_LCLEARED] = 1
             try_free(S, slot)
 
 
 @nb.njit(cache=True)
 def cancellable(S, slot):
-    st = S.oi[slot, O_LSTATUS]
-    return (st == NEW or st == PARTIALLY_FILLED) and S.oi[slot, O_LREQ] == REQ_NONE
+    st = S.orders_i[slot, O_LSTATUS]
+    return (st == NEW or st == PARTIALLY_FILLED) and S.orders_i[slot, O_LREQ] == REQ_NONE
 
 
 @nb.njit(cache=True)
 def visible(S, slot):
     """Whether ``slot`` holds an order in the strategy's view (iterate 0..n_slots(S))."""
-    return S.oi[slot, O_USED] == 1 and S.oi[slot, O_LCLEARED] == 0
+    return S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0
 
 
 @nb.njit(cache=True)
 def visible_slots(S):
     """The slots :func:`visible` holds, in order: one call from Python instead of one per slot."""
-    out = np.empty(S.iv[I_SLOT_HWM], dtype=np.int64)
+    out = np.empty(S.ints[I_SLOT_HWM], dtype=np.int64)
     k = 0
-    for slot in range(S.iv[I_SLOT_HWM]):
+    for slot in range(S.ints[I_SLOT_HWM]):
         if visible(S, slot):
             out[k] = slot
             k += 1
@@ -679,27 +636,27 @@ def visible_slots(S):
 
 @nb.njit(cache=True)
 def now(S):
-    return S.iv[I_CUR]
+    return S.ints[I_CUR]
 
 
 @nb.njit(cache=True)
 def best_bid_tick(S):
-    return S.lbk[BEST_BID]
+    return S.lbook_ends[BEST_BID]
 
 
 @nb.njit(cache=True)
 def best_ask_tick(S):
-    return S.lbk[BEST_ASK]
+    return S.lbook_ends[BEST_ASK]
 
 
 @nb.njit(cache=True)
 def bid_qty_at(S, tick):
-    return qty_at(S.lbid, tick, S.iv[I_LB], S.iv[I_UB])
+    return qty_at(S.lbid, tick, S.ints[I_LB], S.ints[I_UB])
 
 
 @nb.njit(cache=True)
 def ask_qty_at(S, tick):
-    return qty_at(S.lask, tick, S.iv[I_LB], S.iv[I_UB])
+    return qty_at(S.lask, tick, S.ints[I_LB], S.ints[I_UB])
 
 
 @nb.njit(cache=True)
@@ -721,18 +678,18 @@ def window(ev):
 @nb.njit(cache=True)
 def position(S):
     """Position as the strategy knows it (fills applied when their response arrives)."""
-    return S.fv[F_LPOS]
+    return S.floats[F_LPOS]
 
 
 @nb.njit(cache=True)
 def balance(S):
     """Cash as the strategy knows it, before fees (hftbacktest's ``balance``)."""
-    return S.fv[F_LBAL]
+    return S.floats[F_LBAL]
 
 
 @nb.njit(cache=True)
 def fees(S):
-    return S.fv[F_LFEE]
+    return S.floats[F_LFEE]
 
 
 # ---------------------------------------------------------------- wake-ups for the Python path
@@ -742,7 +699,7 @@ def fees(S):
 @nb.njit(cache=True)
 def start(S):
     """Position both timelines on their first rows; the clock starts at the first event."""
-    if S.iv[I_STARTED] == 0:
+    if S.ints[I_STARTED] == 0:
         _start(S)
 
 
@@ -767,51 +724,51 @@ def advance_until(S, every_ns, every_events, on_top_change, horizon):
     count across WOKE_WAIT returns, so a run cut into any number of horizons
     wakes at exactly the times of one uninterrupted run.
     """
-    iv = S.iv
-    if iv[I_STARTED] == 0:
+    ints = S.ints
+    if ints[I_STARTED] == 0:
         _start(S)
-    if iv[I_ENDED] == 1:
+    if ints[I_ENDED] == 1:
         return WOKE_END
-    if iv[I_WAKE_OPEN] == 0:
-        iv[I_WAKE_OPEN] = 1
-        iv[I_WAKE_LEFT] = every_events
-        iv[I_WAKE_TOP] = 1 if on_top_change else 0
+    if ints[I_WAKE_OPEN] == 0:
+        ints[I_WAKE_OPEN] = 1
+        ints[I_WAKE_LEFT] = every_events
+        ints[I_WAKE_TOP] = 1 if on_top_change else 0
         if on_top_change:
-            bb, ba, bq, aq = _top(S.lbk, S.lbid, S.lask, iv[I_LB])
-            iv[I_TOP_BID] = bb
-            iv[I_TOP_ASK] = ba
-            S.fv[F_TOP_BIDQ] = bq
-            S.fv[F_TOP_ASKQ] = aq
-        iv[I_WAKE_AT] = iv[I_CUR] + every_ns if every_ns > 0 else END - 1
-    iv[I_WOKE] = 0
-    due = iv[I_WAKE_AT]
+            bb, ba, bq, aq = _top(S.lbook_ends, S.lbid, S.lask, ints[I_LB])
+            ints[I_TOP_BID] = bb
+            ints[I_TOP_ASK] = ba
+            S.floats[F_TOP_BIDQ] = bq
+            S.floats[F_TOP_ASKQ] = aq
+        ints[I_WAKE_AT] = ints[I_CUR] + every_ns if every_ns > 0 else END - 1
+    ints[I_WOKE] = 0
+    due = ints[I_WAKE_AT]
     target = min(due, horizon)
     more = goto(S, target)
-    woke = iv[I_WOKE]
-    iv[I_WOKE] = 0
+    woke = ints[I_WOKE]
+    ints[I_WOKE] = 0
     if woke == 0 and more and target < due:
         return WOKE_WAIT
-    iv[I_WAKE_OPEN] = 0
-    iv[I_WAKE_LEFT] = 0
-    iv[I_WAKE_TOP] = 0
+    ints[I_WAKE_OPEN] = 0
+    ints[I_WAKE_LEFT] = 0
+    ints[I_WAKE_TOP] = 0
     if woke != 0:
         return woke
     if more:
         return WOKE_TIMER
     if every_ns <= 0:
-        iv[I_CUR] = _last_local_ts(S)   # no timer: the last wake-up is at the last event
+        ints[I_CUR] = _last_local_ts(S)   # no timer: the last wake-up is at the last event
     return WOKE_END
 
 
 @nb.njit(cache=True)
 def _last_local_ts(S):
-    i = S.iv[I_N] - 1
+    i = S.ints[I_N] - 1
     while i >= 0 and (S.ev[i] & LOCAL) == 0:
         i -= 1
-    return S.local_ts[i] if i >= 0 else S.iv[I_CUR]
+    return S.local_ts[i] if i >= 0 else S.ints[I_CUR]
 
 
 @nb.njit(cache=True)
 def progress_rows(S):
     """Rows consumed on the slower of the two timelines, for progress bars."""
-    return min(S.iv[I_IE], S.iv[I_IL])
+    return min(S.ints[I_IE], S.ints[I_IL])

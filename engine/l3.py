@@ -16,10 +16,10 @@ Book layout, preallocated by ``state.make_sim`` when the queue model is "l3":
 - ``l3_lv[0|1, tick - lb]``: remaining size of the known bid (0) and ask (1)
   orders at each tick.
 
-For each of our resting orders the queue state ``of[slot, :2]`` is
-``[front, boundary]``: the quantity ahead of us and the slot counter at our
-arrival. ``front`` starts at the larger of the known orders' total and the L2
-level (orders that predate the data are in L2 only; they are ahead of us).
+For each of our resting orders the queue state is ``orders_f[slot, OF_FRONT]``,
+the quantity ahead of us, and ``orders_f[slot, OF_QUEUE_STATE]``, the slot
+counter at our arrival (the queue model is engine/models/queue/l3.py).
+``front`` starts at the larger of the known orders' total and the L2 level (orders that predate the data are in L2 only; they are ahead of us).
 Then, at our price and side:
 
 - a cancel (full or partial) of an order ahead of us lowers ``front``; one
@@ -36,7 +36,8 @@ import numpy as np
 from feeds.events import ADD_ORDER, BUY as BUY_FLAG, CANCEL_ORDER, FILL, KIND_MASK, MODIFY_ORDER
 
 from engine.codes import BUY, SELL
-from engine.state import F_LOT, F_TICK, I_LB, I_NXACT, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, Q_BOUNDARY, Q_FRONT
+from engine.state import (F_LOT, F_TICK, I_LB, I_NXLIVE, L_ID, L_LIVE, L_SIDE, L_TICK, O_SIDE, O_TICK, OF_FRONT,
+                          OF_QUEUE_STATE)
 
 
 @nb.njit(cache=True, inline="always")
@@ -125,10 +126,10 @@ def level_qty(S, side, tick, lb):
 @nb.njit(cache=True)
 def join(S, slot, l2_qty):
     """Our order reached the exchange: it queues behind everything resting at its price now."""
-    lb = S.iv[I_LB]
-    known = level_qty(S, S.oi[slot, O_SIDE], S.oi[slot, O_TICK], lb)
-    S.of[slot, Q_FRONT] = max(known, l2_qty)
-    S.of[slot, Q_BOUNDARY] = S.l3_i[0, 0]
+    lb = S.ints[I_LB]
+    known = level_qty(S, S.orders_i[slot, O_SIDE], S.orders_i[slot, O_TICK], lb)
+    S.orders_f[slot, OF_FRONT] = max(known, l2_qty)
+    S.orders_f[slot, OF_QUEUE_STATE] = S.l3_i[0, 0]
 
 
 @nb.njit(cache=True)
@@ -137,21 +138,21 @@ def executes(S, ours, side, tick, slot):
 
     It does when it went through our price, or when it hit an order behind us at it.
     """
-    if S.oi[ours, O_SIDE] != side:
+    if S.orders_i[ours, O_SIDE] != side:
         return False
-    t = S.oi[ours, O_TICK]
+    t = S.orders_i[ours, O_TICK]
     through = t > tick if side == BUY else t < tick
-    return through or (t == tick and slot > 0 and slot >= S.of[ours, Q_BOUNDARY])
+    return through or (t == tick and slot > 0 and slot >= S.orders_f[ours, OF_QUEUE_STATE])
 
 
 @nb.njit(cache=True)
 def _ahead_removed(S, slot, side, tick, qty):
     """``qty`` of real order ``slot`` (0: unknown, so ahead of us) left the queue at ``tick``."""
-    for k in range(S.iv[I_NXACT]):
-        ours = S.xact[k]
-        if (S.oi[ours, O_SIDE] == side and S.oi[ours, O_TICK] == tick
-                and (slot == 0 or slot < S.of[ours, Q_BOUNDARY])):
-            S.of[ours, Q_FRONT] = max(S.of[ours, Q_FRONT] - qty, 0.0)
+    for k in range(S.ints[I_NXLIVE]):
+        ours = S.xlive[k]
+        if (S.orders_i[ours, O_SIDE] == side and S.orders_i[ours, O_TICK] == tick
+                and (slot == 0 or slot < S.orders_f[ours, OF_QUEUE_STATE])):
+            S.orders_f[ours, OF_FRONT] = max(S.orders_f[ours, OF_FRONT] - qty, 0.0)
 
 
 @nb.njit(cache=True)
@@ -163,10 +164,10 @@ def apply(S, i):
     """
     ev = S.ev[i]
     kind = ev & KIND_MASK
-    lb = S.iv[I_LB]
-    lot = S.fv[F_LOT]
+    lb = S.ints[I_LB]
+    lot = S.floats[F_LOT]
     side = np.int64(BUY if ev & BUY_FLAG else SELL)
-    tick = np.int64(np.round(S.px[i] / S.fv[F_TICK]))
+    tick = np.int64(np.round(S.px[i] / S.floats[F_TICK]))
     order_id = np.int64(S.order_id[i])
     qty = S.qty[i]
     if kind == ADD_ORDER:
@@ -191,10 +192,11 @@ def apply(S, i):
         removed = _reduce(S, slot, qty, lot, lb) if slot > 0 else qty
         _ahead_removed(S, slot, side, tick, removed)
     elif kind == FILL:
-        for k in range(S.iv[I_NXACT]):
-            ours = S.xact[k]
-            if S.oi[ours, O_SIDE] == side and S.oi[ours, O_TICK] == tick and not executes(S, ours, side, tick, slot):
-                S.of[ours, Q_FRONT] = max(S.of[ours, Q_FRONT] - qty, 0.0)
+        for k in range(S.ints[I_NXLIVE]):
+            ours = S.xlive[k]
+            if (S.orders_i[ours, O_SIDE] == side and S.orders_i[ours, O_TICK] == tick
+                    and not executes(S, ours, side, tick, slot)):
+                S.orders_f[ours, OF_FRONT] = max(S.orders_f[ours, OF_FRONT] - qty, 0.0)
         if slot > 0:
             _reduce(S, slot, qty, lot, lb)
     return side, tick, slot

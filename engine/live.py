@@ -35,8 +35,9 @@ import numpy as np
 
 from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 
-from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, SIM_FIELDS, ConfigError,
-                    EngineConfig, Sim, make_sim)
+from common.config import ConfigError
+from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, MODEL_FIELDS, SIM_FIELDS,
+                          EngineConfig, Sim, make_sim, queue_model)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
 
@@ -56,17 +57,17 @@ class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 @nb.njit(cache=True)
 def _resume(S, n):
     """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
-    iv = S.iv
-    iv[I_N] = n
-    if iv[I_STARTED] == 1:
-        ie = iv[I_IE]
+    ints = S.ints
+    ints[I_N] = n
+    if ints[I_STARTED] == 1:
+        ie = ints[I_IE]
         while ie < n and (S.ev[ie] & EXCH) == 0:
             ie += 1
-        iv[I_IE] = ie
-        il = iv[I_IL]
+        ints[I_IE] = ie
+        il = ints[I_IL]
         while il < n and (S.ev[il] & LOCAL) == 0:
             il += 1
-        iv[I_IL] = il
+        ints[I_IL] = il
 
 
 class LiveSim:
@@ -77,7 +78,7 @@ class LiveSim:
 
     def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),
                  latency_table: tuple[np.ndarray, np.ndarray] | None = None):
-        if cfg.queue_model == "l3":
+        if queue_model(cfg).order_level:
             raise ConfigError("queue model 'l3' needs the whole file's orders up front; use an L2 queue model live")
         if not np.isfinite(first_price) or first_price <= 0:
             raise ConfigError(f"the feed's first price must be positive, got {first_price}")
@@ -91,9 +92,10 @@ class LiveSim:
         self.sim = make_sim(seed, msgspec.structs.replace(cfg, record_ticks=False, tick_range_pad=0),
                             latency_table)
         self.arrays = {name: getattr(self.sim, name) for name in SIM_FIELDS}   # read these, not sim's fields
-        self.arrays["iv"][I_N] = 0
-        self.arrays["iv"][I_RECORD_TICKS] = int(cfg.record_ticks)
-        self.arrays["iv"][I_LIVE] = 1
+        self.models = {name: self.sim.__dict__[name] for name in MODEL_FIELDS}
+        self.arrays["ints"][I_N] = 0
+        self.arrays["ints"][I_RECORD_TICKS] = int(cfg.record_ticks)
+        self.arrays["ints"][I_LIVE] = 1
         self._rebuild(len(self.events))
         self.n = 0
 
@@ -111,7 +113,7 @@ class LiveSim:
 
     def finish(self) -> None:
         """No more rows: running out of them is now the end of the data."""
-        self.arrays["iv"][I_LIVE] = 0
+        self.arrays["ints"][I_LIVE] = 0
 
     # ---- growth
     def _grow(self, need: int) -> None:
@@ -131,8 +133,8 @@ class LiveSim:
             return
         tick = self.cfg.tick_size
         lo, hi = int(np.round(px.min() / tick)), int(np.round(px.max() / tick))
-        iv = self.arrays["iv"]
-        lb, ub = int(iv[I_LB]), int(iv[I_UB])
+        ints = self.arrays["ints"]
+        lb, ub = int(ints[I_LB]), int(ints[I_UB])
         margin = (ub - lb) // 4
         if lo >= lb + margin and hi <= ub - margin:
             return
@@ -146,7 +148,7 @@ class LiveSim:
             if a <= b:
                 new[a - new_lb:b - new_lb + 1] = old[a - lb:b - lb + 1]
             self.arrays[name] = new
-        iv[I_LB], iv[I_UB] = new_lb, new_ub
+        ints[I_LB], ints[I_UB] = new_lb, new_ub
         self._rebuild(len(self.events))
 
     def _rebuild(self, cap: int) -> None:
@@ -160,7 +162,7 @@ class LiveSim:
         e = self.events
         a.update(ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
                  order_id=e["order_id"].view(np.int64))
-        self.sim = Sim(**a)
+        self.sim = Sim(**a, **self.models)
 
 
 class StreamOrdering:

@@ -24,15 +24,14 @@ import numpy as np
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE
 
 from engine.book import BEST_ASK, BEST_BID, apply_event
-from engine.codes import (CANCELED, EXPIRED, FEE_NOTIONAL, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW,
-                    REQ_NONE)
-from engine.exchange import RS_FILL, RS_REQ_REJECTED
+from engine.codes import (CANCELED, EXPIRED, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW, REQ_NONE, RESP_FILL,
+                          RESP_REQ_REJECTED)
 from engine.state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
                     O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
                     O_TYPE, O_USED, O_XSTATUS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS,
-                    OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY,
+                    OL_SUBMIT_TS, OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY,
                     RS_EXEC_TICK, RS_KIND, RS_REASON, RS_SLOT, RS_STATUS, RS_TICK, RS_TS, RSF_EXEC_QTY,
                     RSF_FEE, RSF_LEAVES, RSF_QTY, TQ_ASK, TQ_BID, TQ_SHIFT,
                     I_NXBUY, I_NXSELL)
@@ -44,115 +43,123 @@ def is_final(status):
 
 
 @nb.njit(cache=True, inline="always")
-def record_tick(iv, fv, lbk, tk_mid, tk_epnl, tk_nq):
-    """Append one metrics row; takes the arrays it needs (not ``S``) so the replay loop stays lean.
+def tick_flags(ints):
+    """The tick log's fill/quote word: our fills so far << TQ_SHIFT | a live bid, a live ask at the exchange."""
+    return np.int32((ints[I_NTRADES] << TQ_SHIFT) | (TQ_BID if ints[I_NXBUY] > 0 else 0)
+                    | (TQ_ASK if ints[I_NXSELL] > 0 else 0))
 
-    Only mid, EPnL and fills-so-far are stored; ``analysis.results.collect`` derives the rest.
-    ``F_SUM_ABS_Q`` keeps the running sum of |position| so a wake-up can read MAP so far.
+
+@nb.njit(cache=True, inline="always")
+def tick_row(best_bid, best_ask, tick_size, mult, cash, pos, last_mid, mid0, sum_abs_q):
+    """One row of the tick log: ``(mid, epnl, mid0, sum_abs_q)``, the mid (carried forward while a side is empty)
+    and EPnL to store with the running values after the row.
+
+    Scalars only, so the replay loop keeps them in registers. Only mid, EPnL and
+    the fill/quote word (:func:`tick_flags`) are stored; ``analysis.results.collect``
+    derives the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up
+    reads MAP so far from it); ``mid0`` is the equity at the first valid mid.
     """
-    k = iv[I_NTICKS]
-    bb = lbk[BEST_BID]
-    ba = lbk[BEST_ASK]
-    if bb != INVALID_MIN and ba != INVALID_MAX:
-        fv[F_LAST_MID] = (bb + ba) * 0.5 * fv[F_TICK]
-    mid = fv[F_LAST_MID]
-    pos = fv[F_POS]
-    equity = fv[F_CASH] + pos * mid * fv[F_MULT]
-    if np.isnan(fv[F_MID0]) and not np.isnan(mid):
-        fv[F_MID0] = equity
-    fv[F_SUM_ABS_Q] += abs(pos)
-    tk_mid[k] = mid
-    tk_epnl[k] = equity - fv[F_MID0]
-    tk_nq[k] = ((iv[I_NTRADES] << TQ_SHIFT) | (TQ_BID if iv[I_NXBUY] > 0 else 0)
-                | (TQ_ASK if iv[I_NXSELL] > 0 else 0))
-    iv[I_NTICKS] = k + 1
+    if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
+        last_mid = (best_bid + best_ask) * 0.5 * tick_size
+    equity = cash + pos * last_mid * mult
+    if np.isnan(mid0) and not np.isnan(last_mid):
+        mid0 = equity
+    return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
 
 
 @nb.njit(cache=True, inline="always")
 def process_data(S, i):
     """Apply event row ``i`` to the local book and record a tick."""
-    iv = S.iv
-    fv = S.fv
-    kind = apply_event(S.ev[i], S.px[i], S.qty[i], S.lbid, S.lask, S.lbk, fv[F_TICK], fv[F_LOT], iv[I_LB],
-                       iv[I_UB])[0]
+    ints = S.ints
+    floats = S.floats
+    kind = apply_event(S.ev[i], S.px[i], S.qty[i], S.lbid, S.lask, S.lbook_ends, floats[F_TICK], floats[F_LOT],
+                       ints[I_LB], ints[I_UB])[0]
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
-    if market and iv[I_RECORD_TICKS] == 1:
-        record_tick(iv, fv, S.lbk, S.tk_mid, S.tk_epnl, S.tk_nq)
+    if market and ints[I_RECORD_TICKS] == 1:
+        k = ints[I_NTICKS]
+        mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
+            S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_CASH],
+            floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+        floats[F_LAST_MID] = mid
+        S.tk_mid[k] = mid
+        S.tk_epnl[k] = epnl
+        S.tk_nq[k] = tick_flags(ints)
+        ints[I_NTICKS] = k + 1
 
 
 @nb.njit(cache=True)
 def _log_order(S, slot, ts):
-    iv = S.iv
-    if iv[I_RECORD_ORDERS] == 0:
+    ints = S.ints
+    if ints[I_RECORD_ORDERS] == 0:
         return
-    k = iv[I_NORDLOG]
+    k = ints[I_NORDLOG]
     if k >= S.ol_i.shape[0]:
-        iv[I_NLOG_DROPPED] += 1
+        ints[I_NLOG_DROPPED] += 1
         return
-    oi = S.oi
-    S.ol_i[k, OL_ID] = oi[slot, O_ID]
-    S.ol_i[k, OL_SIDE] = oi[slot, O_SIDE]
-    S.ol_i[k, OL_TICK] = oi[slot, O_LTICK]
-    S.ol_i[k, OL_TIF] = oi[slot, O_TIF]
-    S.ol_i[k, OL_TYPE] = oi[slot, O_TYPE]
-    S.ol_i[k, OL_STATUS] = oi[slot, O_LSTATUS]
-    S.ol_i[k, OL_REASON] = oi[slot, O_REASON]
-    S.ol_i[k, OL_SUBMIT_TS] = oi[slot, O_SUBMIT_TS]
+    orders_i = S.orders_i
+    S.ol_i[k, OL_ID] = orders_i[slot, O_ID]
+    S.ol_i[k, OL_SIDE] = orders_i[slot, O_SIDE]
+    S.ol_i[k, OL_TICK] = orders_i[slot, O_LTICK]
+    S.ol_i[k, OL_TIF] = orders_i[slot, O_TIF]
+    S.ol_i[k, OL_TYPE] = orders_i[slot, O_TYPE]
+    S.ol_i[k, OL_STATUS] = orders_i[slot, O_LSTATUS]
+    S.ol_i[k, OL_REASON] = orders_i[slot, O_REASON]
+    S.ol_i[k, OL_SUBMIT_TS] = orders_i[slot, O_SUBMIT_TS]
     S.ol_i[k, OL_DONE_TS] = ts
-    S.ol_f[k, OLF_QTY] = S.of[slot, Q_LQTY]
-    S.ol_f[k, OLF_EXEC] = S.of[slot, Q_LEXEC]
-    iv[I_NORDLOG] = k + 1
+    S.ol_f[k, OLF_QTY] = S.orders_f[slot, OF_LQTY]
+    S.ol_f[k, OLF_EXEC] = S.orders_f[slot, OF_LEXEC]
+    ints[I_NORDLOG] = k + 1
 
 
 @nb.njit(cache=True)
 def try_free(S, slot):
     """Release a slot once the strategy dropped it and nothing refers to it any more."""
-    oi = S.oi
-    if (oi[slot, O_LCLEARED] == 1 and oi[slot, O_INFLIGHT] == 0 and is_final(oi[slot, O_XSTATUS])
-            and oi[slot, O_USED] == 1):
-        oi[slot, O_USED] = 0
-        S.iv[I_NUSED] -= 1
+    orders_i = S.orders_i
+    if (orders_i[slot, O_LCLEARED] == 1 and orders_i[slot, O_INFLIGHT] == 0 and is_final(orders_i[slot, O_XSTATUS])
+            and orders_i[slot, O_USED] == 1):
+        orders_i[slot, O_USED] = 0
+        S.ints[I_NUSED] -= 1
 
 
 @nb.njit(cache=True)
 def process_response(S, r):
     """Apply response ring entry ``r`` as it reaches the strategy."""
-    iv = S.iv
-    fv = S.fv
-    oi = S.oi
-    of = S.of
+    ints = S.ints
+    floats = S.floats
+    orders_i = S.orders_i
+    orders_f = S.orders_f
     slot = S.rs_i[r, RS_SLOT]
     ts = S.rs_i[r, RS_TS]
     kind = S.rs_i[r, RS_KIND]
     status = S.rs_i[r, RS_STATUS]
-    oi[slot, O_INFLIGHT] -= 1
-    was_final = is_final(oi[slot, O_LSTATUS])
-    if kind == RS_FILL:
-        side = oi[slot, O_SIDE]
+    orders_i[slot, O_INFLIGHT] -= 1
+    was_final = is_final(orders_i[slot, O_LSTATUS])
+    if kind == RESP_FILL:
+        side = orders_i[slot, O_SIDE]
         qty = S.rs_f[r, RSF_EXEC_QTY]
-        amount = fv[F_MULT] * (S.rs_i[r, RS_EXEC_TICK] * fv[F_TICK]) * qty
-        fv[F_LPOS] += qty * side
-        fv[F_LBAL] -= amount * side
-        fv[F_LFEE] += S.rs_f[r, RSF_FEE]
-        fv[F_LVOLUME] += qty
-        fv[F_LVALUE] += amount
-        iv[I_LNTRADES] += 1
-        of[slot, Q_LEXEC] += qty
-    if oi[slot, O_LCLEARED] == 0:
-        if kind == RS_REQ_REJECTED:
-            if oi[slot, O_LREQ] == REQ_NEW:
-                oi[slot, O_LSTATUS] = REJECTED
-                oi[slot, O_REASON] = S.rs_i[r, RS_REASON]
-            oi[slot, O_LREQ] = REQ_NONE
+        amount = floats[F_MULT] * (S.rs_i[r, RS_EXEC_TICK] * floats[F_TICK]) * qty
+        floats[F_LPOS] += qty * side
+        floats[F_LBAL] -= amount * side
+        floats[F_LFEE] += S.rs_f[r, RSF_FEE]
+        floats[F_LVOLUME] += qty
+        floats[F_LVALUE] += amount
+        ints[I_LNTRADES] += 1
+        orders_f[slot, OF_LEXEC] += qty
+    if orders_i[slot, O_LCLEARED] == 0:
+        if kind == RESP_REQ_REJECTED:
+            if orders_i[slot, O_LREQ] == REQ_NEW:
+                orders_i[slot, O_LSTATUS] = REJECTED
+                orders_i[slot, O_REASON] = S.rs_i[r, RS_REASON]
+            orders_i[slot, O_LREQ] = REQ_NONE
         else:
-            oi[slot, O_LSTATUS] = status
-            oi[slot, O_LREQ] = REQ_NONE
-            oi[slot, O_LTICK] = S.rs_i[r, RS_TICK]
-            of[slot, Q_LQTY] = S.rs_f[r, RSF_QTY]
-            of[slot, Q_LLEAVES] = S.rs_f[r, RSF_LEAVES]
+            orders_i[slot, O_LSTATUS] = status
+            orders_i[slot, O_LREQ] = REQ_NONE
+            orders_i[slot, O_LTICK] = S.rs_i[r, RS_TICK]
+            orders_f[slot, OF_LQTY] = S.rs_f[r, RSF_QTY]
+            orders_f[slot, OF_LLEAVES] = S.rs_f[r, RSF_LEAVES]
             if S.rs_i[r, RS_REASON] != 0:
-                oi[slot, O_REASON] = S.rs_i[r, RS_REASON]
-        oi[slot, O_LTS] = ts
-        if not was_final and is_final(oi[slot, O_LSTATUS]):
+                orders_i[slot, O_REASON] = S.rs_i[r, RS_REASON]
+        orders_i[slot, O_LTS] = ts
+        if not was_final and is_final(orders_i[slot, O_LSTATUS]):
             _log_order(S, slot, ts)
     try_free(S, slot)

@@ -2,7 +2,7 @@
 
 Keeping state in plain arrays (not a jitclass) lets every Numba function be
 ``cache=True`` and lets Python read results without copying. Scalars live in
-the ``iv`` (int64) and ``fv`` (float64) vectors at the indices named here.
+the ``ints`` (int64) and ``floats`` (float64) vectors at the indices named here.
 """
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from numba.experimental import structref
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
                           LOCAL, MODIFY_ORDER, TRADE)
 
+from common.config import ConfigError
 from engine.book import empty_bk
-from engine.codes import FEE_NOTIONAL, FEE_PER_UNIT, INVALID_MAX, INVALID_MIN, QUEUE_MODELS
+from engine.codes import INVALID_MAX, INVALID_MIN
+from engine.models.config import FeeConfig, LatencyConfig, QueueConfig, model_class
 
-# ---- iv: integer scalars ----
+# ---- ints: integer scalars ----
 I_N = 0            # number of event rows
 I_IE = 1           # next row on the exchange timeline
 I_IL = 2           # next row on the local timeline
@@ -33,13 +35,11 @@ I_RQ_HEAD = 9      # request ring (local -> exchange)
 I_RQ_TAIL = 10
 I_RS_HEAD = 11     # response ring (exchange -> local)
 I_RS_TAIL = 12
-I_QMODEL = 13
 I_PARTIAL = 14     # 1: partial fills at the queue front (else hftbacktest's NoPartialFillExchange)
 I_COMPUTE = 15     # strategy decision time for orders sent at the current wake-up (ns)
-I_LAT = 16         # 6 slots: place entry/resp, modify entry/resp, cancel entry/resp
-I_FEE_MODE = 22
+I_LAT = 16         # 6 slots: entry/response ns of new, modify and cancel requests (engine/models/latency/constant.py)
 I_RECORD_TICKS = 23
-I_NXACT = 24       # orders live at the exchange (entries of ``xact``)
+I_NXLIVE = 24      # orders live at the exchange (entries of ``xlive``)
 I_NORDLOG = 25
 I_RECORD_ORDERS = 26
 I_NTRADES = 27     # our fills (exchange side)
@@ -65,7 +65,7 @@ I_WAKE_OPEN = 46    # 1: a wake-up is pending across horizon stops (its event co
 I_WAKE_AT = 47      # local time the pending wake-up's timer fires (END - 1: no timer)
 I_SIZE = 48
 
-# ---- fv: float scalars ----
+# ---- floats: float scalars ----
 F_TICK = 0
 F_LOT = 1
 F_MULT = 2
@@ -90,7 +90,7 @@ F_TOP_ASKQ = 20
 F_PER_TICK = 21     # 1 / tick size (book.price_tick_fast)
 F_SIZE = 24
 
-# ---- order table: oi (int64) and of (float64) columns ----
+# ---- order table: orders_i (int64, O_*) and orders_f (float64, OF_*) columns ----
 O_ID = 0
 O_SIDE = 1
 O_TICK = 2         # price at the exchange
@@ -109,16 +109,16 @@ O_LCLEARED = 14    # the strategy dropped it from its view
 O_LTS = 15         # local time of the last response
 O_NCOLS = 16
 
-Q_FRONT = 0        # queue ahead of us
-Q_CUM = 1          # traded at our price since the last depth update
-Q_BOUNDARY = 1     # L3 model: the L3 slot counter when we joined (lower slots are ahead of us)
-Q_QTY = 2          # order quantity at the exchange
-Q_XLEAVES = 3
-Q_XEXEC = 4
-Q_LQTY = 5
-Q_LLEAVES = 6
-Q_LEXEC = 7
-Q_NCOLS = 8
+OF_FRONT = 0          # queue ahead of us
+OF_QUEUE_STATE = 1    # the queue model's own number (L2: traded at our price since the last depth update;
+                      # L3: the L3 slot counter when we joined, lower slots are ahead of us)
+OF_QTY = 2            # order quantity at the exchange
+OF_XLEAVES = 3
+OF_XEXEC = 4
+OF_LQTY = 5
+OF_LLEAVES = 6
+OF_LEXEC = 7
+OF_NCOLS = 8
 
 # ---- rings ----
 RQ_TS, RQ_SLOT, RQ_KIND, RQ_TICK, RQ_ID, RQ_SIDE = range(6)   # RQ_ID, RQ_SIDE: for journals (the slot may be reused)
@@ -140,13 +140,15 @@ MAX_FILLS = 1 << 29   # fills so far must fit tk_nq
 
 SIM_FIELDS = (
     "ev", "exch_ts", "local_ts", "px", "qty",
-    "xbid", "xask", "xbk", "lbid", "lask", "lbk",
-    "iv", "fv", "oi", "of", "xact", "nbuy_at", "nsell_at",
+    "xbid", "xask", "xbook_ends", "lbid", "lask", "lbook_ends",
+    "ints", "floats", "orders_i", "orders_f", "xlive", "nbuy_at", "nsell_at",
     "rq_i", "rq_f", "rs_i", "rs_f",
     "fl_i", "fl_f", "ol_i", "ol_f", "tk_mid", "tk_epnl", "tk_nq",
     "lat_ts", "lat_v",
     "order_id", "l3_i", "l3_q", "l3_h", "l3_lv",
 )
+# The models the kernels are compiled for (engine/models/unit.py): a queue, a latency and a fee model.
+MODEL_FIELDS = ("queue", "latency", "fee")
 
 
 @structref.register
@@ -166,13 +168,14 @@ class Sim(structref.StructRefProxy):
     arrays as attributes (``S.fl_i``); jitted code reads the struct's fields.
     """
 
-    def __new__(cls, **arrays):
-        self = _build_sim(*[arrays[name] for name in SIM_FIELDS])
-        self.__dict__.update(arrays)
+    def __new__(cls, **fields):
+        """``fields``: every array of SIM_FIELDS and every model of MODEL_FIELDS, by name."""
+        self = _build_sim(*[fields[name] for name in SIM_FIELDS + MODEL_FIELDS])
+        self.__dict__.update(fields)
         return self
 
 
-structref.define_proxy(Sim, SimType, list(SIM_FIELDS))
+structref.define_proxy(Sim, SimType, list(SIM_FIELDS + MODEL_FIELDS))
 
 
 @intrinsic
@@ -189,6 +192,8 @@ def _borrow_fields(typingctx, sim):
         simty = signature.args[0]
         data = structref._Utils(context, builder, simty).get_data_struct(args[0])
         for name, fty in simty.field_dict.items():
+            if not isinstance(fty, types.Array):
+                continue
             ary = context.make_array(fty)(context, builder, value=getattr(data, name))
             context.nrt.decref(builder, fty, ary._getvalue())
             ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
@@ -214,18 +219,9 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_size: float
     lot_size: float
     contract_multiplier: float = 1.0
-    queue_model: str = "risk_averse"
-    queue_power: float = 2.0           # n of the power-probability models
-    partial_fills: bool = False        # False: hftbacktest NoPartialFillExchange semantics
-    place_entry_ns: int = 0
-    place_response_ns: int = 0
-    modify_entry_ns: int = 0
-    modify_response_ns: int = 0
-    cancel_entry_ns: int = 0
-    cancel_response_ns: int = 0
-    maker_fee: float = 0.0
-    taker_fee: float = 0.0
-    fee_mode: str = "notional"         # "notional" (rate x notional) or "per_unit" (rate x qty)
+    queue: QueueConfig = QueueConfig()
+    latency: LatencyConfig = LatencyConfig()
+    fees: FeeConfig = FeeConfig()
     max_orders: int = 1024             # live order slots
     max_fills: int = 1 << 18
     max_order_log: int = 1 << 18
@@ -235,20 +231,25 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_range_pad: int = 1000         # ticks added either side of the data's price range
 
 
-class ConfigError(ValueError):
-    """A configuration value the engine cannot run with."""
+def queue_model(cfg: EngineConfig) -> type:
+    """The queue model class ``cfg`` names (a ConfigError naming ``queue.model`` if none)."""
+    from engine.models.queue.registry import QUEUE_MODELS   # here: the models import this module's names
+    return model_class(QUEUE_MODELS, "queue.model", cfg.queue.model)
+
+
+def _models(cfg: EngineConfig, recorded_latency: bool) -> dict:
+    """One instance of each model ``cfg`` names: what the kernels are compiled for."""
+    from engine.models.fees.registry import FEE_MODELS           # here: the models import this module's names
+    from engine.models.latency.registry import LATENCY_MODELS
+    return dict(queue=queue_model(cfg)(),
+                latency=LATENCY_MODELS["recorded" if recorded_latency else "constant"](),
+                fee=model_class(FEE_MODELS, "fees.mode", cfg.fees.mode)())
 
 
 def _check(cfg: EngineConfig) -> None:
     if not (cfg.tick_size > 0 and cfg.lot_size > 0 and cfg.contract_multiplier > 0):
         raise ConfigError("tick_size, lot_size and contract_multiplier must be positive")
-    if cfg.queue_model not in QUEUE_MODELS:
-        raise ConfigError(f"queue_model must be one of {sorted(QUEUE_MODELS)}, got {cfg.queue_model!r}")
-    if cfg.fee_mode not in ("notional", "per_unit"):
-        raise ConfigError(f"fee_mode must be 'notional' or 'per_unit', got {cfg.fee_mode!r}")
-    lat = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns, cfg.modify_response_ns,
-           cfg.cancel_entry_ns, cfg.cancel_response_ns)
-    if min(lat) < 0:
+    if min(cfg.latency.constants()) < 0:
         raise ConfigError("latencies must be >= 0 ns")
     if cfg.max_fills > MAX_FILLS:
         raise ConfigError(f"max_fills must be at most {MAX_FILLS}")
@@ -341,27 +342,25 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     if events.dtype != EVENT_DTYPE:
         raise ConfigError("events must use feeds.events.EVENT_DTYPE")
     _check(cfg)
+    models = _models(cfg, latency_table is not None)
     lb, ub = tick_range(events, cfg.tick_size, cfg.tick_range_pad)
     width = ub - lb + 1
-    iv = np.zeros(I_SIZE, dtype=np.int64)
-    iv[I_N] = len(events)
-    iv[I_LB], iv[I_UB] = lb, ub
-    iv[I_NEXT_ID] = 1
-    iv[I_XMAXBUY] = INVALID_MIN
-    iv[I_XMINSELL] = INVALID_MAX
-    iv[I_QMODEL] = QUEUE_MODELS[cfg.queue_model]
-    iv[I_PARTIAL] = int(cfg.partial_fills)
-    iv[I_LAT:I_LAT + 6] = (cfg.place_entry_ns, cfg.place_response_ns, cfg.modify_entry_ns,
-                           cfg.modify_response_ns, cfg.cancel_entry_ns, cfg.cancel_response_ns)
-    iv[I_FEE_MODE] = FEE_NOTIONAL if cfg.fee_mode == "notional" else FEE_PER_UNIT
-    iv[I_RECORD_TICKS] = int(cfg.record_ticks)
-    iv[I_RECORD_ORDERS] = int(cfg.record_orders)
-    fv = np.zeros(F_SIZE, dtype=np.float64)
-    fv[F_TICK], fv[F_LOT], fv[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
-    fv[F_MAKER], fv[F_TAKER], fv[F_QPOW] = cfg.maker_fee, cfg.taker_fee, cfg.queue_power
-    fv[F_PER_TICK] = 1.0 / cfg.tick_size
-    fv[F_LAST_MID] = np.nan
-    fv[F_MID0] = np.nan
+    ints = np.zeros(I_SIZE, dtype=np.int64)
+    ints[I_N] = len(events)
+    ints[I_LB], ints[I_UB] = lb, ub
+    ints[I_NEXT_ID] = 1
+    ints[I_XMAXBUY] = INVALID_MIN
+    ints[I_XMINSELL] = INVALID_MAX
+    ints[I_PARTIAL] = int(cfg.queue.partial_fills)
+    ints[I_LAT:I_LAT + 6] = cfg.latency.constants()
+    ints[I_RECORD_TICKS] = int(cfg.record_ticks)
+    ints[I_RECORD_ORDERS] = int(cfg.record_orders)
+    floats = np.zeros(F_SIZE, dtype=np.float64)
+    floats[F_TICK], floats[F_LOT], floats[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
+    floats[F_MAKER], floats[F_TAKER], floats[F_QPOW] = cfg.fees.maker, cfg.fees.taker, cfg.queue.power
+    floats[F_PER_TICK] = 1.0 / cfg.tick_size
+    floats[F_LAST_MID] = np.nan
+    floats[F_MID0] = np.nan
     n_ticks = count_ticks(events) if cfg.record_ticks else 0
     n_ord = cfg.max_order_log if cfg.record_orders else 0
     if latency_table is None:
@@ -369,17 +368,17 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         lat_v = np.zeros((0, 2), dtype=np.int64)
     else:
         lat_ts, lat_v = latency_table
-        iv[I_NLAT] = len(lat_ts)
+        ints[I_NLAT] = len(lat_ts)
     r = cfg.ring_size
     return Sim(
         ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
         px=events["px"], qty=events["qty"],
-        xbid=np.zeros(width), xask=np.zeros(width), xbk=empty_bk(),
-        lbid=np.zeros(width), lask=np.zeros(width), lbk=empty_bk(),
-        iv=iv, fv=fv,
-        oi=np.zeros((cfg.max_orders, O_NCOLS), dtype=np.int64),
-        of=np.zeros((cfg.max_orders, Q_NCOLS), dtype=np.float64),
-        xact=np.zeros(cfg.max_orders, dtype=np.int64),
+        xbid=np.zeros(width), xask=np.zeros(width), xbook_ends=empty_bk(),
+        lbid=np.zeros(width), lask=np.zeros(width), lbook_ends=empty_bk(),
+        ints=ints, floats=floats,
+        orders_i=np.zeros((cfg.max_orders, O_NCOLS), dtype=np.int64),
+        orders_f=np.zeros((cfg.max_orders, OF_NCOLS), dtype=np.float64),
+        xlive=np.zeros(cfg.max_orders, dtype=np.int64),
         nbuy_at=np.zeros(width, dtype=np.int32), nsell_at=np.zeros(width, dtype=np.int32),
         rq_i=np.zeros((r, 6), dtype=np.int64), rq_f=np.zeros(r, dtype=np.float64),
         rs_i=np.zeros((r, 9), dtype=np.int64), rs_f=np.zeros((r, 4), dtype=np.float64),
@@ -389,5 +388,6 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         tk_nq=_touched(np.zeros(n_ticks, dtype=np.int32)),
         lat_ts=lat_ts, lat_v=lat_v,
         order_id=events["order_id"].view(np.int64),
-        **_l3_book(events, width, cfg.queue_model == "l3"),
+        **_l3_book(events, width, models["queue"].order_level),
+        **models,
     )

@@ -22,8 +22,7 @@ import numba as nb
 import numpy as np
 
 from engine.book import BEST_ASK, BEST_BID, apply_events
-from engine.codes import INVALID_MAX, INVALID_MIN
-from engine.exchange import RQ_CANCEL, RQ_MODIFY, RQ_NEW
+from engine.codes import INVALID_MAX, INVALID_MIN, REQUEST_NAMES
 from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_REQUEST_PENDING, WOKE_END,
                            WOKE_EVENTS, WOKE_TIMER, WOKE_TOP, WOKE_WAIT, advance, advance_until, ask_qty_at,
                            balance, best_ask_tick, best_bid_tick, bid_qty_at, cancel, cancel_all, cancellable,
@@ -32,21 +31,27 @@ from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_
                            visible_slots, window)
 from engine.live import LiveOptions, LiveSim, StreamOrdering
 from engine.local import is_final
-from engine.models.latency import latency_table
+from engine.models.config import FeeConfig, LatencyConfig, QueueConfig, model_class
+from engine.models.fees.registry import FEE_MODELS
+from engine.models.latency.recorded import latency_table
+from engine.models.queue.registry import QUEUE_MODELS
+from common.config import ConfigError
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F_SUM_ABS_Q, F_TICK, F_VALUE,
                           F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_CUR, I_IL, I_LB, I_NEXT_ID, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, I_NTRADES,
                           I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS,
                           O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
-                          OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, Q_LEXEC, Q_LLEAVES, Q_LQTY, Q_NCOLS, Q_QTY,
-                          Q_XEXEC, Q_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, ConfigError, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
+                          OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
+                          OF_XEXEC, OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
+                          TQ_SHIFT, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
 __all__ = [
     # building a run
     "ConfigError", "EngineConfig", "Sim", "make_sim", "count_ticks", "tick_range", "latency_table",
+    # the models a run names, and their settings
+    "QueueConfig", "LatencyConfig", "FeeConfig", "QUEUE_MODELS", "FEE_MODELS", "model_class",
     "LiveOptions", "LiveSim", "StreamOrdering",
     # the clock (jitted strategies and the Python session)
     "start", "elapse", "advance", "advance_until", "run_to_end", "now", "progress_rows", "window",
@@ -59,7 +64,7 @@ __all__ = [
     "E_NOT_FOUND", "E_REQUEST_PENDING", "E_BAD_QTY", "E_PRICE_OUT_OF_RANGE",
     # named views
     "SimView", "Account", "SoFar", "Request", "FILL_DTYPE", "ORDER_DTYPE", "SLOT_DTYPE", "SLOT_SIZE_DTYPE",
-    "QUOTED_BID", "QUOTED_ASK", "REQUEST_KINDS",
+    "QUOTED_BID", "QUOTED_ASK", "REQUEST_NAMES",
 ]
 
 # ---- records decoded out of the engine's logs
@@ -70,7 +75,6 @@ ORDER_DTYPE = np.dtype([("order_id", "i8"), ("side", "i1"), ("price", "f8"), ("q
                         ("submit_ts", "i8"), ("done_ts", "i8")])
 # Bits of the tick log's ``quoted``: we had a live order on that side at the exchange.
 QUOTED_BID, QUOTED_ASK = TQ_BID, TQ_ASK
-REQUEST_KINDS = {RQ_NEW: "new", RQ_MODIFY: "modify", RQ_CANCEL: "cancel"}
 
 
 def _columns(names_at: dict[str, int], ncols: int, fmt: str) -> np.dtype:
@@ -86,12 +90,12 @@ SLOT_DTYPE = _columns({"id": O_ID, "side": O_SIDE, "x_tick": O_TICK, "tif": O_TI
                        "x_status": O_XSTATUS, "status": O_LSTATUS, "pending": O_LREQ, "in_flight": O_INFLIGHT,
                        "used": O_USED, "reason": O_REASON, "submit_ts": O_SUBMIT_TS, "x_ts": O_XTS,
                        "tick": O_LTICK, "cleared": O_LCLEARED, "ts": O_LTS}, O_NCOLS, "i8")
-SLOT_SIZE_DTYPE = _columns({"x_qty": Q_QTY, "x_leaves": Q_XLEAVES, "x_executed": Q_XEXEC, "qty": Q_LQTY,
-                            "leaves": Q_LLEAVES, "executed": Q_LEXEC}, Q_NCOLS, "f8")
+SLOT_SIZE_DTYPE = _columns({"x_qty": OF_QTY, "x_leaves": OF_XLEAVES, "x_executed": OF_XEXEC, "qty": OF_LQTY,
+                            "leaves": OF_LLEAVES, "executed": OF_LEXEC}, OF_NCOLS, "f8")
 # The strategy's view of a slot as the tuples a wake-up unpacks (picked from a row's ``tolist()``: faster
 # than records on the per-wake-up path).
 _LOCAL_ORDER = itemgetter(O_ID, O_SIDE, O_LTICK, O_LSTATUS, O_TIF, O_TYPE, O_REASON, O_LREQ)
-_LOCAL_SIZES = itemgetter(Q_LQTY, Q_LLEAVES, Q_LEXEC)
+_LOCAL_SIZES = itemgetter(OF_LQTY, OF_LLEAVES, OF_LEXEC)
 
 
 class Account(msgspec.Struct, frozen=True):
@@ -141,8 +145,8 @@ class SimView:
     ``item`` straight into Python numbers. Make a new view for a new ``Sim`` (a live engine's grown copy).
     """
 
-    __slots__ = ("sim", "ev", "exch_ts", "local_ts", "px", "qty", "order_id", "slots", "slot_sizes", "_iv", "_fv",
-                 "_lbk", "_lbid", "_lask", "_oi", "_of", "_fl_i", "_fl_f", "_ol_i", "_ol_f", "_rq_i", "_rq_f",
+    __slots__ = ("sim", "ev", "exch_ts", "local_ts", "px", "qty", "order_id", "slots", "slot_sizes", "_ints", "_floats",
+                 "_lbook_ends", "_lbid", "_lask", "_orders_i", "_orders_f", "_fl_i", "_fl_f", "_ol_i", "_ol_f", "_rq_i", "_rq_f",
                  "_tk_mid", "_tk_epnl", "_tk_nq")
 
     def __init__(self, sim: Sim):
@@ -150,33 +154,33 @@ class SimView:
         # The replay's event columns (``order_id`` as int64).
         self.ev, self.exch_ts, self.local_ts = sim.ev, sim.exch_ts, sim.local_ts
         self.px, self.qty, self.order_id = sim.px, sim.qty, sim.order_id
-        self._iv, self._fv = sim.iv, sim.fv
-        self._lbk, self._lbid, self._lask = sim.lbk, sim.lbid, sim.lask
-        self._oi, self._of = sim.oi, sim.of
+        self._ints, self._floats = sim.ints, sim.floats
+        self._lbook_ends, self._lbid, self._lask = sim.lbook_ends, sim.lbid, sim.lask
+        self._orders_i, self._orders_f = sim.orders_i, sim.orders_f
         self._fl_i, self._fl_f, self._ol_i, self._ol_f = sim.fl_i, sim.fl_f, sim.ol_i, sim.ol_f
         self._rq_i, self._rq_f = sim.rq_i, sim.rq_f
         self._tk_mid, self._tk_epnl, self._tk_nq = sim.tk_mid, sim.tk_epnl, sim.tk_nq
         # The order slots as records (writable views: the mirror of ``--transport zmq`` loads them).
-        self.slots = _table(self._oi, SLOT_DTYPE)
-        self.slot_sizes = _table(self._of, SLOT_SIZE_DTYPE)
+        self.slots = _table(self._orders_i, SLOT_DTYPE)
+        self.slot_sizes = _table(self._orders_f, SLOT_SIZE_DTYPE)
 
     # ---- the venue
     @property
     def tick_size(self) -> float:
-        return self._fv.item(F_TICK)
+        return self._floats.item(F_TICK)
 
     @property
     def lot_size(self) -> float:
-        return self._fv.item(F_LOT)
+        return self._floats.item(F_LOT)
 
     @property
     def tick_range(self) -> tuple[int, int]:
         """The lowest and highest tick the book holds."""
-        return self._iv.item(I_LB), self._iv.item(I_UB)
+        return self._ints.item(I_LB), self._ints.item(I_UB)
 
     @property
     def max_orders(self) -> int:
-        return self._oi.shape[0]
+        return self._orders_i.shape[0]
 
     @property
     def ring_size(self) -> int:
@@ -186,16 +190,16 @@ class SimView:
     @property
     def now(self) -> int:
         """The strategy's clock (ns)."""
-        return self._iv.item(I_CUR)
+        return self._ints.item(I_CUR)
 
     @now.setter
     def now(self, ts: int) -> None:
-        self._iv[I_CUR] = ts
+        self._ints[I_CUR] = ts
 
     @property
     def next_local_row(self) -> int:
         """The next row to replay on the local timeline."""
-        return self._iv.item(I_IL)
+        return self._ints.item(I_IL)
 
     def local_rows(self, start: int, stop: int) -> np.ndarray:
         """The LOCAL rows among rows [start, stop), as the strategy sees them (``EVENT_DTYPE``, EXCH flag
@@ -211,15 +215,15 @@ class SimView:
     # ---- the local book
     @property
     def best_bid_tick(self) -> int:
-        return self._lbk.item(BEST_BID)
+        return self._lbook_ends.item(BEST_BID)
 
     @property
     def best_ask_tick(self) -> int:
-        return self._lbk.item(BEST_ASK)
+        return self._lbook_ends.item(BEST_ASK)
 
     def book_levels(self, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Up to ``depth`` non-empty levels a side from the best outwards: bid ticks, sizes, ask ticks, sizes."""
-        lb = self._iv.item(I_LB)
+        lb = self._ints.item(I_LB)
         bid_ticks, bid_qty = _levels(self._lbid, self.best_bid_tick, INVALID_MIN, lb, -1, depth)
         ask_ticks, ask_qty = _levels(self._lask, self.best_ask_tick, INVALID_MAX, lb, 1, depth)
         return bid_ticks, bid_qty, ask_ticks, ask_qty
@@ -227,85 +231,86 @@ class SimView:
     def apply_local_rows(self, rows: np.ndarray) -> None:
         """Apply event rows to the local book only (no tick recorded, no order touched)."""
         lb, ub = self.tick_range
-        apply_events(rows["ev"], rows["px"], rows["qty"], self._lbid, self._lask, self._lbk, self.tick_size,
+        apply_events(rows["ev"], rows["px"], rows["qty"], self._lbid, self._lask, self._lbook_ends, self.tick_size,
                      self.lot_size, lb, ub)
 
     # ---- the account
     @property
     def position(self) -> float:
         """Position as the strategy knows it (fills count when their response arrives)."""
-        return self._fv.item(F_LPOS)
+        return self._floats.item(F_LPOS)
 
     @position.setter
     def position(self, qty: float) -> None:
-        self._fv[F_LPOS] = qty
+        self._floats[F_LPOS] = qty
 
     @property
     def balance(self) -> float:
         """Cash as the strategy knows it, before fees (hftbacktest's ``balance``)."""
-        return self._fv.item(F_LBAL)
+        return self._floats.item(F_LBAL)
 
     def account(self) -> Account:
         """The exchange-side books now."""
-        fv = self._fv
-        return Account(position=fv.item(F_POS), cash=fv.item(F_CASH), fees=fv.item(F_FEE),
-                       volume=fv.item(F_VOLUME), notional=fv.item(F_VALUE), n_fills=self._iv.item(I_NFILLS),
-                       contract_multiplier=fv.item(F_MULT))
+        floats = self._floats
+        return Account(position=floats.item(F_POS), cash=floats.item(F_CASH), fees=floats.item(F_FEE),
+                       volume=floats.item(F_VOLUME), notional=floats.item(F_VALUE), n_fills=self._ints.item(I_NFILLS),
+                       contract_multiplier=floats.item(F_MULT))
 
     def so_far(self) -> SoFar:
-        k = self._iv.item(I_NTICKS)
+        k = self._ints.item(I_NTICKS)
         return SoFar(n_ticks=k, epnl=self._tk_epnl.item(k - 1) if k else 0.0,
                      tick_fills=self._tk_nq.item(k - 1) >> TQ_SHIFT if k else 0,
-                     sum_abs_position=self._fv.item(F_SUM_ABS_Q), n_fills=self._iv.item(I_NTRADES),
-                     volume=self._fv.item(F_VOLUME), fees=self._fv.item(F_FEE))
+                     sum_abs_position=self._floats.item(F_SUM_ABS_Q), n_fills=self._ints.item(I_NTRADES),
+                     volume=self._floats.item(F_VOLUME), fees=self._floats.item(F_FEE))
 
     # ---- order slots
     @property
     def slot_hwm(self) -> int:
         """Every used order slot lies below this index."""
-        return self._iv.item(I_SLOT_HWM)
+        return self._ints.item(I_SLOT_HWM)
 
     @slot_hwm.setter
     def slot_hwm(self, n: int) -> None:
-        self._iv[I_SLOT_HWM] = n
+        self._ints[I_SLOT_HWM] = n
 
     @property
     def next_order_id(self) -> int:
-        return self._iv.item(I_NEXT_ID)
+        return self._ints.item(I_NEXT_ID)
 
     @next_order_id.setter
     def next_order_id(self, oid: int) -> None:
-        self._iv[I_NEXT_ID] = oid
+        self._ints[I_NEXT_ID] = oid
 
     def local_orders(self, slots: np.ndarray):
         """The strategy's view of the orders in ``slots``: for each, ``(id, side, tick, status, tif, type,
         reason, pending)`` and ``(qty, leaves, executed)``, Python numbers (an iterator)."""
-        return zip(map(_LOCAL_ORDER, self._oi[slots].tolist()), map(_LOCAL_SIZES, self._of[slots].tolist()))
+        return zip(map(_LOCAL_ORDER, self._orders_i[slots].tolist()), map(_LOCAL_SIZES, self._orders_f[slots].tolist()))
 
     def clear_slots(self, n: int) -> None:
         """Empty the first ``n`` order slots, every column."""
-        self._oi[:n] = 0
-        self._of[:n] = 0.0
+        self._orders_i[:n] = 0
+        self._orders_f[:n] = 0.0
 
     def order_table(self) -> np.ndarray:
         """Every order as an ``ORDER_DTYPE`` table: finished ones in completion order (the order log),
         then those still live in the strategy's view by id (``done_ts`` -1). A copy."""
         tick = self.tick_size
-        m = self._iv.item(I_NORDLOG)
-        oi, of = self._ol_i[:m], self._ol_f[:m]
+        m = self._ints.item(I_NORDLOG)
+        log_i, log_f = self._ol_i[:m], self._ol_f[:m]
         done = np.zeros(m, dtype=ORDER_DTYPE)
-        done["order_id"], done["side"], done["price"] = oi[:, OL_ID], oi[:, OL_SIDE], oi[:, OL_TICK] * tick
-        done["qty"], done["executed"] = of[:, OLF_QTY], of[:, OLF_EXEC]
-        done["tif"], done["type"], done["status"], done["reason"] = (oi[:, OL_TIF], oi[:, OL_TYPE],
-                                                                     oi[:, OL_STATUS], oi[:, OL_REASON])
-        done["submit_ts"], done["done_ts"] = oi[:, OL_SUBMIT_TS], oi[:, OL_DONE_TS]
-        S = self._oi
+        done["order_id"], done["side"] = log_i[:, OL_ID], log_i[:, OL_SIDE]
+        done["price"] = log_i[:, OL_TICK] * tick
+        done["qty"], done["executed"] = log_f[:, OLF_QTY], log_f[:, OLF_EXEC]
+        done["tif"], done["type"], done["status"], done["reason"] = (log_i[:, OL_TIF], log_i[:, OL_TYPE],
+                                                                     log_i[:, OL_STATUS], log_i[:, OL_REASON])
+        done["submit_ts"], done["done_ts"] = log_i[:, OL_SUBMIT_TS], log_i[:, OL_DONE_TS]
+        S = self._orders_i
         live_slots = [s for s in range(S.shape[0]) if S[s, O_USED] == 1 and not is_final(S[s, O_LSTATUS])]
         live = np.zeros(len(live_slots), dtype=ORDER_DTYPE)
         for row, s in zip(live, live_slots):
-            o, f = S[s], self._of[s]
+            o, f = S[s], self._orders_f[s]
             row["order_id"], row["side"], row["price"] = o[O_ID], o[O_SIDE], o[O_LTICK] * tick
-            row["qty"], row["executed"] = f[Q_LQTY], f[Q_LEXEC]
+            row["qty"], row["executed"] = f[OF_LQTY], f[OF_LEXEC]
             row["tif"], row["type"], row["status"], row["reason"] = o[O_TIF], o[O_TYPE], o[O_LSTATUS], o[O_REASON]
             row["submit_ts"], row["done_ts"] = o[O_SUBMIT_TS], -1
         live.sort(order="order_id")
@@ -314,12 +319,12 @@ class SimView:
     @property
     def orders_dropped(self) -> int:
         """Finished orders beyond the order log's capacity."""
-        return self._iv.item(I_NLOG_DROPPED)
+        return self._ints.item(I_NLOG_DROPPED)
 
     # ---- the fill log
     @property
     def n_fills(self) -> int:
-        return self._iv.item(I_NFILLS)
+        return self._ints.item(I_NFILLS)
 
     def fills(self, start: int, stop: int) -> np.ndarray:
         """Fill-log rows [start, stop) as a ``FILL_DTYPE`` table, in execution order: the one decoding
@@ -338,7 +343,7 @@ class SimView:
     def fills_known(self, start: int, ts: int) -> int:
         """The first fill at or after ``start`` whose response reaches the strategy after ``ts``
         (fills [start, result) are known locally by then)."""
-        k, n, lts = start, self._iv.item(I_NFILLS), self._fl_i
+        k, n, lts = start, self._ints.item(I_NFILLS), self._fl_i
         while k < n and lts[k, FL_LTS] <= ts:
             k += 1
         return k
@@ -347,11 +352,11 @@ class SimView:
     @property
     def requests_sent(self) -> int:
         """Requests sent so far: a position in the request stream."""
-        return self._iv.item(I_RQ_TAIL)
+        return self._ints.item(I_RQ_TAIL)
 
     def drop_requests(self) -> None:
         """Forget the requests in flight: they go nowhere."""
-        self._iv[I_RQ_HEAD] = self._iv[I_RQ_TAIL]
+        self._ints[I_RQ_HEAD] = self._ints[I_RQ_TAIL]
 
     def requests(self, start: int, stop: int) -> list[Request]:
         """Requests [start, stop) of the stream, as sent (still in the ring: at most ``ring_size`` back)."""
@@ -359,7 +364,7 @@ class SimView:
         out = []
         for k in range(start, stop):
             r = self._rq_i[k & mask]
-            out.append(Request(order_id=int(r[RQ_ID]), kind=REQUEST_KINDS[int(r[RQ_KIND])], side=int(r[RQ_SIDE]),
+            out.append(Request(order_id=int(r[RQ_ID]), kind=REQUEST_NAMES[int(r[RQ_KIND])], side=int(r[RQ_SIDE]),
                                tick=int(r[RQ_TICK]), qty=float(self._rq_f[k & mask]), arrives_ts=int(r[RQ_TS])))
         return out
 
@@ -367,14 +372,14 @@ class SimView:
     def tick_log(self) -> dict[str, np.ndarray]:
         """One row per local market-data row replayed (copies): ``ts`` its local time, ``mid``, ``epnl``,
         ``fills`` ours so far."""
-        n = self._iv.item(I_NTICKS)
+        n = self._ints.item(I_NTICKS)
         return {"ts": _tick_times(self.ev, self.local_ts, n), "mid": self._tk_mid[:n].copy(),
                 "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
 
     def tick_quotes(self) -> np.ndarray:
         """The tick log's QUOTED_* bits, a row per tick (apart from :meth:`tick_log`: a caller deriving
         more columns from the log can take these last, and hold less at once)."""
-        return (self._tk_nq[:self._iv.item(I_NTICKS)] & (TQ_BID | TQ_ASK)).astype(np.int8)
+        return (self._tk_nq[:self._ints.item(I_NTICKS)] & (TQ_BID | TQ_ASK)).astype(np.int8)
 
 
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
@@ -404,15 +409,15 @@ def _tick_times(ev, local_ts, n):
 # ---- order-slot reads for jitted strategies (iterate slots 0..n_slots(S) with visible(S, slot))
 @nb.njit(cache=True, inline="always")
 def order_id_at(S, slot):
-    return S.oi[slot, O_ID]
+    return S.orders_i[slot, O_ID]
 
 
 @nb.njit(cache=True, inline="always")
 def order_side_at(S, slot):
-    return S.oi[slot, O_SIDE]
+    return S.orders_i[slot, O_SIDE]
 
 
 @nb.njit(cache=True, inline="always")
 def order_tick_at(S, slot):
     """The order's price in ticks as the strategy sees it."""
-    return S.oi[slot, O_LTICK]
+    return S.orders_i[slot, O_LTICK]

@@ -10,13 +10,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.views import EngineConfig
+from engine.views import FEE_MODELS, QUEUE_MODELS, EngineConfig, FeeConfig, LatencyConfig, QueueConfig, model_class
 from common import config as tomlconfig
-from common.config import ConfigError, DataConfig, Table
+from common.config import ConfigError, DataConfig, Table  # noqa: F401  (ConfigError: the error this module raises)
 
 from strategies.api import WakePolicy
 from strategies.params import NonNegativeInt, Positive
-
 
 
 class InstrumentOverrides(Table):
@@ -34,37 +33,6 @@ class StrategyConfig(Table):
     compute_ns: NonNegativeInt | Literal["measured"] | None = None   # None: the strategy's own default
     wake: WakePolicy = WakePolicy()
     params: dict[str, Any] = {}
-
-
-class QueueConfig(Table):
-    model: Literal["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3", "l3"] = \
-        "risk_averse"
-    power: Positive = 2.0
-    partial_fills: bool = False
-
-
-class LatencyConfig(Table):
-    """Order entry (to the exchange) and response (back to us) latency, per command.
-
-    Either constants in ns, or ``file``: a CSV of recorded ``request_ts,exchange_ts,
-    response_ts`` rows in ns, interpolated at each request's time.
-    """
-
-    place_entry_ns: NonNegativeInt = 0
-    place_response_ns: NonNegativeInt = 0
-    modify_entry_ns: NonNegativeInt = 0
-    modify_response_ns: NonNegativeInt = 0
-    cancel_entry_ns: NonNegativeInt = 0
-    cancel_response_ns: NonNegativeInt = 0
-    file: str | None = None
-
-
-class FeeConfig(Table):
-    """Rates paid on fills; a negative maker rate is a rebate."""
-
-    maker: float = 0.0
-    taker: float = 0.0
-    mode: Literal["notional", "per_unit"] = "notional"
 
 
 class MetricsConfig(Table):
@@ -107,6 +75,8 @@ class PaperConfig(VenueConfig, kw_only=True):
 def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
     """Parse and check a config file; every problem is a ConfigError naming the key."""
     cfg = tomlconfig.load(path, type_)
+    model_class(QUEUE_MODELS, "queue.model", cfg.queue.model, path)
+    model_class(FEE_MODELS, "fees.mode", cfg.fees.mode, path)
     latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)
     cfg = msgspec.structs.replace(cfg, latency=msgspec.structs.replace(cfg.latency, file=latency_file))
     if isinstance(cfg, BacktestConfig):
@@ -121,8 +91,5 @@ def strategy_params(cfg: VenueConfig, params_type: type[msgspec.Struct], path: s
 
 
 def engine_config(cfg: VenueConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
-    latencies = {k: v for k, v in msgspec.structs.asdict(cfg.latency).items() if k != "file"}
-    return EngineConfig(
-        tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
-        queue_model=cfg.queue.model, queue_power=cfg.queue.power, partial_fills=cfg.queue.partial_fills,
-        maker_fee=cfg.fees.maker, taker_fee=cfg.fees.taker, fee_mode=cfg.fees.mode, **latencies)
+    return EngineConfig(tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
+                        queue=cfg.queue, latency=cfg.latency, fees=cfg.fees)

@@ -26,7 +26,7 @@ from collections import deque
 import numpy as np
 
 from engine import views as engine
-from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQ_CANCEL, REQ_MODIFY, REQ_NEW, SELL,
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_NAMES, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.views import Sim, SimView
 from analysis.results import RunResult, collect
@@ -37,7 +37,6 @@ from common.progress import Progress
 from strategies.api import Book, Fill, Metrics, Order, Trades
 from strategies.base import Strategy
 
-PENDING = {REQ_NEW: "new", REQ_MODIFY: "modify", REQ_CANCEL: "cancel"}
 
 
 class OrderRejected(ValueError):
@@ -98,7 +97,7 @@ class EngineContext:
         return Order(
             id=oid, side=SIDE_NAMES[side], price=tick * self.tick_size, qty=qty, leaves=leaves, executed=executed,
             status=STATUS_NAMES[status], tif=TIF_NAMES[tif], type=TYPE_NAMES[type_], reason=REASON_NAMES[reason],
-            pending=PENDING.get(pending, ""))
+            pending=REQUEST_NAMES.get(pending, ""))
 
     def metrics(self) -> Metrics:
         r = self.view.so_far()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import views as engine
-from engine.views import EngineConfig, make_sim
+from engine.views import EngineConfig, LatencyConfig, make_sim
 from feeds import events as E
 from common.errors import DataError
 from bundle.features import replay_features
@@ -35,9 +35,9 @@ stream = functools.partial(engine_events.stream, feed_latency=MS)   # seen 1 ms 
 
 
 def sim_for(events):
-    latency = dict(place_entry_ns=MS, place_response_ns=MS, cancel_entry_ns=MS, cancel_response_ns=MS,
-                   modify_entry_ns=MS, modify_response_ns=MS)
-    return make_sim(events, EngineConfig(tick_size=TICK, lot_size=1.0, **latency))
+    latency = LatencyConfig(place_entry_ns=MS, place_response_ns=MS, cancel_entry_ns=MS, cancel_response_ns=MS,
+                            modify_entry_ns=MS, modify_response_ns=MS)
+    return make_sim(events, EngineConfig(tick_size=TICK, lot_size=1.0, latency=latency))
 
 
 class Fixed(CMMStrategy):

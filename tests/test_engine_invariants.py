@@ -6,8 +6,9 @@ from hypothesis import given, settings, strategies as st
 
 from engine import kernel as K
 from engine.codes import FOK, GTC, GTX, IOC, LIMIT, MARKET
+from engine.models.config import FeeConfig, LatencyConfig, QueueConfig
 from engine.state import (F_CASH, F_FEE, F_LPOS, F_POS, FL_ID, FL_SIDE, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
-                          I_NFILLS, O_ID, O_USED, Q_QTY, Q_XEXEC)
+                          I_NFILLS, O_ID, O_USED, OF_QTY, OF_XEXEC)
 from tests.engine_events import sim
 
 MODELS = ["risk_averse", "power_prob", "log_prob", "power_prob2", "log_prob2", "power_prob3"]
@@ -33,10 +34,11 @@ def test_invariants(gaps, data, model, partial, mult, entry, cancel_entry, compu
     t = np.cumsum(gaps)
     rows = [(0, "depth", "b", 100, 5), (0, "depth", "s", 101, 5)]
     rows += [(int(ts),) + data.draw(market_row) for ts in t]
-    S = sim(rows, feed_latency=data.draw(st.integers(0, 10)), queue_model=model, partial_fills=partial,
-            contract_multiplier=mult, maker_fee=-0.0001, taker_fee=0.0003, place_entry_ns=entry,
-            place_response_ns=3, modify_entry_ns=entry, modify_response_ns=3, cancel_entry_ns=cancel_entry,
-            cancel_response_ns=3, max_orders=64)
+    S = sim(rows, feed_latency=data.draw(st.integers(0, 10)), queue=QueueConfig(model=model, partial_fills=partial),
+            contract_multiplier=mult, fees=FeeConfig(maker=-0.0001, taker=0.0003),
+            latency=LatencyConfig(place_entry_ns=entry, place_response_ns=3, modify_entry_ns=entry,
+                                  modify_response_ns=3, cancel_entry_ns=cancel_entry, cancel_response_ns=3),
+            max_orders=64)
     K.set_compute_ns(S, compute)
     arrives, canceled_at = {}, {}
     for when, act in data.draw(st.lists(st.tuples(st.integers(0, int(t[-1]) + 5), action), max_size=25)):
@@ -53,20 +55,20 @@ def test_invariants(gaps, data, model, partial, mult, entry, cancel_entry, compu
         else:
             K.modify(S, act[1], act[2], float(act[3]))
     K.run_to_end(S)
-    n = S.iv[I_NFILLS]
+    n = S.ints[I_NFILLS]
     fid, side, xts = S.fl_i[:n, FL_ID], S.fl_i[:n, FL_SIDE], S.fl_i[:n, FL_XTS]
     qty, price, fee = S.fl_f[:n, FLF_QTY], S.fl_f[:n, FLF_PRICE], S.fl_f[:n, FLF_FEE]
-    assert np.isclose(S.fv[F_POS], np.sum(side * qty))
-    assert np.isclose(S.fv[F_LPOS], S.fv[F_POS])       # every response has arrived
-    assert np.isclose(S.fv[F_CASH], -np.sum(side * price * qty * mult) - np.sum(fee))
-    assert np.isclose(S.fv[F_FEE], np.sum(fee))
-    for slot in range(S.oi.shape[0]):
-        if S.oi[slot, O_USED] == 0:
+    assert np.isclose(S.floats[F_POS], np.sum(side * qty))
+    assert np.isclose(S.floats[F_LPOS], S.floats[F_POS])       # every response has arrived
+    assert np.isclose(S.floats[F_CASH], -np.sum(side * price * qty * mult) - np.sum(fee))
+    assert np.isclose(S.floats[F_FEE], np.sum(fee))
+    for slot in range(S.orders_i.shape[0]):
+        if S.orders_i[slot, O_USED] == 0:
             continue
-        oid = S.oi[slot, O_ID]
+        oid = S.orders_i[slot, O_ID]
         mine = fid == oid
-        assert np.isclose(np.sum(qty[mine]), S.of[slot, Q_XEXEC])
-        assert S.of[slot, Q_XEXEC] <= S.of[slot, Q_QTY] + 1e-9            # never beyond its size
+        assert np.isclose(np.sum(qty[mine]), S.orders_f[slot, OF_XEXEC])
+        assert S.orders_f[slot, OF_XEXEC] <= S.orders_f[slot, OF_QTY] + 1e-9            # never beyond its size
         if mine.any():
             assert xts[mine].min() >= arrives[oid]                         # not before it reached the exchange
             if oid in canceled_at:

@@ -11,7 +11,8 @@ import pytest
 import feeds
 from engine import kernel as K
 from engine.codes import BUY, CANCELED, FILLED, GTC, LIMIT, NEW, SELL
-from engine.state import (EngineConfig, FL_TICK, FL_XTS, FLF_QTY, I_LB, I_NFILLS, O_XSTATUS, Q_BOUNDARY, Q_FRONT,
+from engine.models.config import QueueConfig
+from engine.state import (EngineConfig, FL_TICK, FL_XTS, FLF_QTY, I_LB, I_NFILLS, O_XSTATUS, OF_QUEUE_STATE, OF_FRONT,
                           make_sim)
 from feeds import events as E
 from tests.conftest import SAMPLES
@@ -22,7 +23,7 @@ BASE = book(0, {99: 5, 100: 10}, {101: 7}) + [(0, "add", "b", 100, 4, 1), (0, "a
 
 
 def _run(rows, until, qty=2.0, side=BUY, tick=100, partial=False):
-    S = sim(rows, queue_model="l3", partial_fills=partial)
+    S = sim(rows, queue=QueueConfig(model="l3", partial_fills=partial))
     K.goto(S, 10)
     K.submit(S, side, tick, qty, GTC, LIMIT)
     K.goto(S, until)
@@ -31,8 +32,8 @@ def _run(rows, until, qty=2.0, side=BUY, tick=100, partial=False):
 
 def test_join_behind_every_resting_order():
     S = _run(BASE, 10)
-    assert S.of[0, Q_FRONT] == 10.0      # 4 + 6 ahead
-    assert S.oi[0, O_XSTATUS] == NEW
+    assert S.orders_f[0, OF_FRONT] == 10.0      # 4 + 6 ahead
+    assert S.orders_i[0, O_XSTATUS] == NEW
 
 
 def test_cancel_ahead_reduces_front_cancel_behind_does_not():
@@ -41,12 +42,12 @@ def test_cancel_ahead_reduces_front_cancel_behind_does_not():
                    (40, "cancel", "b", 100, 1, 2),   # partial cancel ahead: 10 -> 9
                    (50, "cancel", "b", 100, 4, 1)]   # full cancel ahead: 9 -> 5
     S = _run(rows, 35)
-    assert S.of[0, Q_FRONT] == 10.0
+    assert S.orders_f[0, OF_FRONT] == 10.0
     K.goto(S, 45)
-    assert S.of[0, Q_FRONT] == 9.0
+    assert S.orders_f[0, OF_FRONT] == 9.0
     K.goto(S, 55)
-    assert S.of[0, Q_FRONT] == 5.0
-    assert S.iv[I_NFILLS] == 0
+    assert S.orders_f[0, OF_FRONT] == 5.0
+    assert S.ints[I_NFILLS] == 0
 
 
 def test_fill_ahead_consumes_queue_then_fill_behind_fills_us():
@@ -56,19 +57,19 @@ def test_fill_ahead_consumes_queue_then_fill_behind_fills_us():
                    (50, "fill", "b", 100, 1, 2),    # 1 -> 0, order 2 done
                    (60, "fill", "b", 100, 3, 3)]    # order 3 is behind us: FIFO filled us first
     S = _run(rows, 55)
-    assert S.of[0, Q_FRONT] == 0.0 and S.iv[I_NFILLS] == 0
+    assert S.orders_f[0, OF_FRONT] == 0.0 and S.ints[I_NFILLS] == 0
     K.goto(S, 60)
-    assert S.iv[I_NFILLS] == 1
+    assert S.ints[I_NFILLS] == 1
     assert (S.fl_i[0, FL_XTS], S.fl_i[0, FL_TICK], S.fl_f[0, FLF_QTY]) == (60, 100, 2.0)
-    assert S.oi[0, O_XSTATUS] == FILLED
+    assert S.orders_i[0, O_XSTATUS] == FILLED
 
 
 def test_trade_larger_than_queue_ahead_fills_us():
     rows = BASE + [(20, "trade", "s", 100, 10), (30, "trade", "s", 100, 11)]
     S = _run(rows, 25)
-    assert S.iv[I_NFILLS] == 0          # 10 traded, 10 ahead: not reached
+    assert S.ints[I_NFILLS] == 0          # 10 traded, 10 ahead: not reached
     K.goto(S, 30)
-    assert S.iv[I_NFILLS] == 1 and S.fl_f[0, FLF_QTY] == 2.0
+    assert S.ints[I_NFILLS] == 1 and S.fl_f[0, FLF_QTY] == 2.0
 
 
 def test_partial_fill_by_trade_overrun():
@@ -80,23 +81,23 @@ def test_partial_fill_by_trade_overrun():
 def test_fill_through_our_price_fills_in_full():
     rows = BASE + [(20, "add", "b", 99, 2, 7), (30, "fill", "b", 99, 1, 7)]
     S = _run(rows, 30)
-    assert S.iv[I_NFILLS] == 1 and S.fl_f[0, FLF_QTY] == 2.0 and S.fl_i[0, FL_TICK] == 100
+    assert S.ints[I_NFILLS] == 1 and S.fl_f[0, FLF_QTY] == 2.0 and S.fl_i[0, FL_TICK] == 100
 
 
 def test_other_side_and_other_price_leave_us_alone():
     rows = BASE + [(20, "add", "s", 101, 5, 8), (30, "fill", "s", 101, 5, 8), (40, "fill", "b", 101, 1, 9),
                    (50, "cancel", "b", 99, 1, 10)]
     S = _run(rows, 60)
-    assert S.iv[I_NFILLS] == 0 and S.of[0, Q_FRONT] == 10.0
+    assert S.ints[I_NFILLS] == 0 and S.orders_f[0, OF_FRONT] == 10.0
 
 
 def test_unknown_order_counts_as_ahead():
     """An order that predates the data is in L2 only: it is ahead of us."""
     rows = book(0, {100: 15}, {101: 7}) + [(0, "add", "b", 100, 10, 1), (20, "cancel", "b", 100, 5, 99)]
     S = _run(rows, 10)
-    assert S.of[0, Q_FRONT] == 15.0     # L2 level: 10 known + 5 unknown
+    assert S.orders_f[0, OF_FRONT] == 15.0     # L2 level: 10 known + 5 unknown
     K.goto(S, 20)
-    assert S.of[0, Q_FRONT] == 10.0
+    assert S.orders_f[0, OF_FRONT] == 10.0
 
 
 def test_modify_real_order():
@@ -105,13 +106,13 @@ def test_modify_real_order():
                    (40, "fill", "b", 100, 5, 2),     # 5 -> 0
                    (50, "fill", "b", 100, 1, 1)]     # order 1 is now behind us
     S = _run(rows, 25)
-    assert S.of[0, Q_FRONT] == 9.0
+    assert S.orders_f[0, OF_FRONT] == 9.0
     K.goto(S, 35)
-    assert S.of[0, Q_FRONT] == 5.0
+    assert S.orders_f[0, OF_FRONT] == 5.0
     K.goto(S, 45)
-    assert S.of[0, Q_FRONT] == 0.0 and S.iv[I_NFILLS] == 0
+    assert S.orders_f[0, OF_FRONT] == 0.0 and S.ints[I_NFILLS] == 0
     K.goto(S, 50)
-    assert S.iv[I_NFILLS] == 1
+    assert S.ints[I_NFILLS] == 1
 
 
 def test_our_modify_price_requeues_and_cancel_stops_fills():
@@ -120,19 +121,19 @@ def test_our_modify_price_requeues_and_cancel_stops_fills():
     S = _run(rows, 10)
     K.modify(S, 1, 99, 2.0)          # reaches the exchange at 10: behind 5 at 99
     K.goto(S, 30)
-    assert S.of[0, Q_FRONT] == 5.0 and S.of[0, Q_BOUNDARY] == 4   # slots 1..3 ahead (orders 1, 2, 5)
+    assert S.orders_f[0, OF_FRONT] == 5.0 and S.orders_f[0, OF_QUEUE_STATE] == 4   # slots 1..3 ahead (orders 1, 2, 5)
     K.goto(S, 40)
-    assert S.iv[I_NFILLS] == 1      # order 6 joined after us and was filled
+    assert S.ints[I_NFILLS] == 1      # order 6 joined after us and was filled
     S = _run(rows, 10)
     K.cancel(S, 1)
     K.goto(S, 60)
-    assert S.oi[0, O_XSTATUS] == CANCELED and S.iv[I_NFILLS] == 0
+    assert S.orders_i[0, O_XSTATUS] == CANCELED and S.ints[I_NFILLS] == 0
 
 
 def test_l2_depth_does_not_move_the_l3_queue():
     rows = BASE + [(20, "depth", "b", 100, 2)]
     S = _run(rows, 20)
-    assert S.of[0, Q_FRONT] == 10.0
+    assert S.orders_f[0, OF_FRONT] == 10.0
 
 
 # ---------------------------------------------------------------- real LOBSTER messages
@@ -226,24 +227,24 @@ def test_lobster_exact_fifo(lobster):
     assert len(msg_ts) == len(msgs)
     scenarios = _scenarios(msgs, books, 3)
     assert len(scenarios) == 3
-    cfg = EngineConfig(tick_size=0.01, lot_size=1.0, queue_model="l3", tick_range_pad=100)
+    cfg = EngineConfig(tick_size=0.01, lot_size=1.0, queue=QueueConfig(model="l3"), tick_range_pad=100)
     for last, side, price, ahead in scenarios:
         S = make_sim(conv.events, cfg)
         K.goto(S, msg_ts[last])
         tick = price // 100
         K.submit(S, BUY if side == 1 else SELL, tick, 1.0, GTC, LIMIT)
         K.goto(S, msg_ts[last])
-        assert S.of[0, Q_FRONT] == sum(q for _, q in ahead)
+        assert S.orders_f[0, OF_FRONT] == sum(q for _, q in ahead)
         j, fronts = _fifo_fill(msgs, last, side, price, ahead)
         for m, front in fronts:
             if msg_ts[m] < msg_ts[j]:
                 K.goto(S, msg_ts[m])
                 expect = min(f for n, f in fronts if msg_ts[n] <= msg_ts[m])
-                assert S.of[0, Q_FRONT] == max(expect, 0)
+                assert S.orders_f[0, OF_FRONT] == max(expect, 0)
         K.goto(S, msg_ts[j] - 1)
-        assert S.iv[I_NFILLS] == 0, (last, side, price, j, S.fl_i[0])
+        assert S.ints[I_NFILLS] == 0, (last, side, price, j, S.fl_i[0])
         K.goto(S, msg_ts[j])
-        assert S.iv[I_NFILLS] == 1
+        assert S.ints[I_NFILLS] == 1
         assert S.fl_i[0, FL_XTS] == msg_ts[j] and S.fl_i[0, FL_TICK] == tick
-        assert S.oi[0, O_XSTATUS] == FILLED
-        assert tick - S.iv[I_LB] >= 0
+        assert S.orders_i[0, O_XSTATUS] == FILLED
+        assert tick - S.ints[I_LB] >= 0

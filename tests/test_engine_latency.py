@@ -5,20 +5,21 @@ import pytest
 
 from engine import kernel as K
 from engine.codes import BUY, CANCELED, GTC, LIMIT, NEW, NONE
-from engine.models.latency import latency_table
-from engine.state import I_NFILLS, O_LSTATUS, O_LTICK, O_TICK, O_XSTATUS, O_XTS, Q_LQTY
+from engine.models.config import LatencyConfig
+from engine.models.latency.recorded import latency_table
+from engine.state import I_NFILLS, O_LSTATUS, O_LTICK, O_TICK, O_XSTATUS, O_XTS, OF_LQTY
 from tests.engine_events import book, sim
 
 ROWS = book(0, {100: 10, 99: 5}, {101: 7}) + [(10_000, "depth", "b", 98, 1)]
-LAT = dict(place_entry_ns=5, place_response_ns=7, modify_entry_ns=11, modify_response_ns=13,
-           cancel_entry_ns=17, cancel_response_ns=19)
+LAT = dict(latency=LatencyConfig(place_entry_ns=5, place_response_ns=7, modify_entry_ns=11, modify_response_ns=13,
+                                 cancel_entry_ns=17, cancel_response_ns=19))
 
 
 def _watch(S, column, times):
     out = []
     for t in times:
         K.goto(S, t)
-        out.append(int(S.oi[0, column]))
+        out.append(int(S.orders_i[0, column]))
     return out
 
 
@@ -27,12 +28,12 @@ def test_constant_latency_per_command():
     K.goto(S, 100)
     K.submit(S, BUY, 100, 1.0, GTC, LIMIT)
     assert _watch(S, O_XSTATUS, [104, 105]) == [NONE, NEW]          # reaches the exchange at 100 + 5
-    assert S.oi[0, O_XTS] == 105
+    assert S.orders_i[0, O_XTS] == 105
     assert _watch(S, O_LSTATUS, [111, 112]) == [NONE, NEW]          # and us at 105 + 7
     K.modify(S, 1, 99, 2.0)                                          # sent at 112
     assert _watch(S, O_TICK, [122, 123]) == [100, 99]                # 112 + 11
     assert _watch(S, O_LTICK, [135, 136]) == [100, 99]               # 123 + 13
-    assert S.of[0, Q_LQTY] == 2.0
+    assert S.orders_f[0, OF_LQTY] == 2.0
     K.cancel(S, 1)                                                   # sent at 136
     assert _watch(S, O_XSTATUS, [152, 153]) == [NEW, CANCELED]       # 136 + 17
     assert _watch(S, O_LSTATUS, [171, 172]) == [NEW, CANCELED]       # 153 + 19
@@ -79,7 +80,7 @@ def test_compute_time_can_miss_the_queue():
         K.set_compute_ns(S, compute)
         K.submit(S, BUY, 100, 1.0, GTC, LIMIT)
         K.goto(S, 200)
-        assert (S.iv[I_NFILLS] == 1) == filled
+        assert (S.ints[I_NFILLS] == 1) == filled
 
 
 def test_feed_latency_delays_the_local_book():
@@ -89,4 +90,4 @@ def test_feed_latency_delays_the_local_book():
     assert K.best_bid_tick(S) == 100                # the exchange moved at 50; we see it at 80
     K.goto(S, 80)
     assert K.best_bid_tick(S) == 99
-    assert S.xbk[0] == 99
+    assert S.xbook_ends[0] == 99

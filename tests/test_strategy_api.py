@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.views import EngineConfig, make_sim
+from engine.views import EngineConfig, LatencyConfig, make_sim
 from feeds import events as E
 from runtime import session as backtest
 from strategies.api import WakePolicy
@@ -26,8 +26,8 @@ BOOK = [(E.DEPTH, 1, 0, 100.00, 5.0), (E.DEPTH, -1, 0, 100.02, 5.0)]
 
 
 def sim_for(events, **cfg):
-    latency = dict(place_entry_ns=MS, place_response_ns=MS, cancel_entry_ns=MS, cancel_response_ns=MS)
-    return make_sim(events, EngineConfig(tick_size=TICK, lot_size=1.0, **(latency | cfg)))
+    latency = LatencyConfig(place_entry_ns=MS, place_response_ns=MS, cancel_entry_ns=MS, cancel_response_ns=MS)
+    return make_sim(events, EngineConfig(tick_size=TICK, lot_size=1.0, **(dict(latency=latency) | cfg)))
 
 
 class Recorder(Strategy):

@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from engine import views as engine
-from engine.views import SimView, make_sim
+from engine.views import EngineConfig, LatencyConfig, SimView, make_sim
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.zmqfeed.messages import Decoder, encode
@@ -271,17 +271,15 @@ def test_commands_outside_the_engine_codes_are_dropped_not_applied():
 def test_every_kind_of_order_call_gets_the_same_answers_over_zmq():
     """New (limit, market, rejected post-only), cancel, modify, cancel_all and refusals, from on_fill and
     on_order_update too: the strategy process's answers and views are the in-process ones, call by call."""
-    from engine.views import EngineConfig
     from tests.remote_exerciser import TICK, Exerciser, exerciser_events
 
     def sim():
         # Cancel answers slower than fills: a cancel that races a fill leaves a finished order whose slot
         # is still held when it leaves the view, so the next order must take another slot on both sides.
         ms = 1_000_000
-        return make_sim(exerciser_events(), EngineConfig(tick_size=TICK, lot_size=1.0, place_entry_ns=ms,
-                                                         place_response_ns=3 * ms, cancel_entry_ns=ms,
-                                                         cancel_response_ns=10 * ms, modify_entry_ns=ms,
-                                                         modify_response_ns=ms))
+        return make_sim(exerciser_events(), EngineConfig(tick_size=TICK, lot_size=1.0, latency=LatencyConfig(
+            place_entry_ns=ms, place_response_ns=3 * ms, cancel_entry_ns=ms, cancel_response_ns=10 * ms,
+            modify_entry_ns=ms, modify_response_ns=ms)))
 
     here = Exerciser()
     reference = run_backtest(here, sim(), TICK, 1.0)

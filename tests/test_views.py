@@ -12,7 +12,7 @@ import pytest
 
 from engine import views as engine
 from engine.codes import BUY, FILLED, GTC, LIMIT, NONE, REQ_NEW, REQ_NONE
-from engine.views import QUOTED_BID, Account, Request, SimView
+from engine.views import QUOTED_BID, Account, FeeConfig, LatencyConfig, Request, SimView
 from tests import engine_events as ev
 
 ROWS = ev.book(0, {99: 5, 98: 3}, {101: 4, 102: 2}) + [(50, "depth", "s", 102, 3), (100, "trade", "s", 100, 2)]
@@ -20,7 +20,7 @@ ROWS = ev.book(0, {99: 5, 98: 3}, {101: 4, 102: 2}) + [(50, "depth", "s", 102, 3
 
 @pytest.fixture
 def run():
-    S = ev.sim(ROWS, place_entry_ns=10, place_response_ns=10, maker_fee=0.001)
+    S = ev.sim(ROWS, latency=LatencyConfig(place_entry_ns=10, place_response_ns=10), fees=FeeConfig(maker=0.001))
     engine.elapse(S, 0)                 # the book at t=0
     return S, SimView(S)
 

@@ -21,6 +21,7 @@ import numpy as np
 from engine import views as engine
 from engine.codes import CANCELED, NEW, SIDE_NAMES, SIDES_BY_NAME
 from engine.views import EngineConfig, Sim, SimView, is_final, make_sim
+from common.config import ConfigError
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from runtime.link.protocol import Command, FillView, MetricsView, OrderView, Venue, WakeUp
@@ -104,6 +105,8 @@ class MirrorSim:
                            tick_range_pad=0)
         try:
             self.sim = make_sim(seed, cfg)
+        except ConfigError as e:
+            raise DataError(f"the engine's venue cannot be mirrored: {e.reason}", field="transport") from None
         except ValueError as e:
             raise DataError(f"the engine's venue cannot be mirrored: {e}", field="transport") from None
         self.view = SimView(self.sim)

@@ -28,6 +28,7 @@ from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_s
 
 from runtime.paper import journal as jr
 from common.config import ConfigError
+from engine.views import QUEUE_MODELS
 from runtime.config import PaperConfig, load
 from runtime.paper.trader import PaperTrader
 from common.stats import LatencyStats, latency_us
@@ -84,8 +85,9 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     if cfg.strategy.mode != "python":
         raise ConfigError("paper trading runs the strategy's Python class: set mode = \"python\"",
                           path=config_path, field="strategy.mode")
-    if cfg.queue.model == "l3":
-        raise ConfigError("queue model 'l3' needs the whole file's orders up front: use an L2 model live",
+    if QUEUE_MODELS[cfg.queue.model].order_level:
+        raise ConfigError(f"queue model {cfg.queue.model!r} follows order-level rows and needs the whole file's "
+                          "orders up front: use an L2 model live",
                           path=config_path, field="queue.model")
     with open(config_path, "rb") as f:
         config_text = f.read()

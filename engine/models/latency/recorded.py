@@ -1,22 +1,13 @@
-"""Order entry and response latency, per command type.
+"""Recorded latency: a table of (request, exchange, response) timestamps, as hftbacktest's ``IntpOrderLatency``.
 
-Constant: ``iv[I_LAT + 2*cmd]`` is the entry latency and ``iv[I_LAT + 2*cmd + 1]``
-the response latency of command ``cmd`` (0 place, 1 modify, 2 cancel).
-
-Recorded: a table of (request, exchange, response) timestamps, from which the
-entry latency (exchange - request) and response latency (response - exchange)
-are interpolated linearly at the request time (clamped at the table's ends),
-as hftbacktest's ``IntpOrderLatency`` does. A recorded table applies to every
-command type.
+The entry latency (exchange - request) and response latency (response -
+exchange) are interpolated linearly at the request time, clamped at the table's
+ends; one table applies to every request kind.
 """
 import numba as nb
 import numpy as np
 
-from engine.state import I_LAT, I_NLAT
-
-CMD_PLACE = 0
-CMD_MODIFY = 1
-CMD_CANCEL = 2
+from engine.models.latency import LatencyModel
 
 
 def latency_table(request_ts, exchange_ts, response_ts):
@@ -50,15 +41,9 @@ def _interp(ts_arr, values, col, ts):
     return np.int64(v0 + (v1 - v0) * ((ts - t0) / (t1 - t0)))
 
 
-@nb.njit(cache=True)
-def entry_latency(iv, lat_ts, lat_v, cmd, ts):
-    if iv[I_NLAT] == 0:
-        return iv[I_LAT + 2 * cmd]
-    return _interp(lat_ts, lat_v, 0, ts)
+class Recorded(LatencyModel):
+    def entry(self, S, kind, ts):
+        return _interp(S.lat_ts, S.lat_v, 0, ts)
 
-
-@nb.njit(cache=True)
-def response_latency(iv, lat_ts, lat_v, cmd, ts):
-    if iv[I_NLAT] == 0:
-        return iv[I_LAT + 2 * cmd + 1]
-    return _interp(lat_ts, lat_v, 1, ts)
+    def response(self, S, kind, ts):
+        return _interp(S.lat_ts, S.lat_v, 1, ts)
