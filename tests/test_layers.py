@@ -19,7 +19,7 @@ TRAINING_MAY_IMPORT = {"cmm_models", "bundle", "feeds", "common"}
 # Outside the layers: the training command, benchmarks and tests may run training code.
 MAY_IMPORT_TRAINING = {"cmm_models", "cmm", "bench", "tests"}
 ENGINE_API = {"engine.views", "engine.codes"}
-ENGINE_OWN_TESTS = re.compile(r"tests/(test_engine_\w+|engine_events|test_live)\.py$")
+ENGINE_OWN_TESTS = re.compile(r"tests/(test_engine_\w+|engine_\w+|test_live)\.py$")
 INDEX_CONSTANT = re.compile(r"(I|F|O|Q|RQ|RS|RSF|FL|FLF|OL|OLF|TQ|L)_[A-Z0-9_]+$")
 FEEDS_MUST_NOT = ("torch", "runtime.link", "common.progress", "common.atomic")
 

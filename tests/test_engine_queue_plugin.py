@@ -1,4 +1,4 @@
-"""A queue model added from outside the engine: a file (tests/optimistic_queue.py) and one registry line.
+"""A queue model added from outside the engine: a file (tests/engine_optimistic_queue.py) and one registry line.
 
 It runs through the same entry points as the built-in ones (the engine, the TOML config, a backtest), and
 its fills are the ones computed by hand for a tiny stream.
@@ -18,7 +18,7 @@ from runtime import backtest
 from runtime.config import load
 from tests.engine_events import book, events, sim
 from tests.files import save_events
-from tests.optimistic_queue import Optimistic
+from tests.engine_optimistic_queue import Optimistic
 
 
 @pytest.fixture(autouse=True)
