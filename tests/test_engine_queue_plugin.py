@@ -5,6 +5,10 @@ its fills are the ones computed by hand for a tiny stream.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from common.config import ConfigError
@@ -16,6 +20,7 @@ from engine.state import FL_TICK, FL_XTS, FLF_QTY, I_NFILLS, O_XSTATUS
 from feeds.instrument import Instrument
 from runtime import backtest
 from runtime.config import load
+from tests.conftest import REPO
 from tests.engine_events import book, events, sim
 from tests.files import save_events
 from tests.engine_optimistic_queue import Optimistic
@@ -105,3 +110,20 @@ def test_an_unknown_model_is_one_line_naming_the_key_and_the_models(tmp_path):
         load(str(path))
     assert "queue.model" in str(e.value) and "'optimistic'" in str(e.value) and "'risk_averse'" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_process_that_cannot_import_the_model_still_runs_from_the_cache(tmp_path):
+    """The engine's cache index now lists the optimistic model; a run elsewhere, where ``tests`` is not
+    importable, reads that index and must neither import the model nor fail for want of it."""
+    assert len(_backtest(tmp_path, "risk_averse")) == 0
+    assert len(_backtest(tmp_path, "optimistic")) == 1
+    path = tmp_path / "risk_averse.toml"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(tmp_path / "nothing_here")
+    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', %r)]; "
+            "from runtime import backtest; from runtime.config import load; "
+            "print(len(backtest.run(load(%r), %r).result.fills))" % (str(REPO), str(path), str(path)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0"]

@@ -15,16 +15,38 @@ of the kind's base class that defines those methods.
 """
 from __future__ import annotations
 
+import importlib
+
 from numba.core import types
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
 
 class UnitType(types.Type):
-    """The Numba type of one model: the model's class."""
+    """The Numba type of one model: the model's class, named by where it is defined.
 
-    def __init__(self, cls):
-        self.cls = cls
-        super().__init__(name=f"{type(self).__name__}({cls.__module__}.{cls.__qualname__})")
+    A cache index lists every model the engine was ever compiled for, and reading it unpickles
+    all their types. So a type pickles as the class's module and name only, and finds the class
+    when a compile asks for it: a model that is not importable here (one defined by a test, a
+    notebook or another project) never stops a run that does not use it.
+    """
+
+    def __init__(self, cls=None, where: tuple[str, str] | None = None):
+        self.where = where or (cls.__module__, cls.__qualname__)
+        self._cls = cls
+        super().__init__(name=f"{type(self).__name__}({self.where[0]}.{self.where[1]})")
+
+    @property
+    def cls(self) -> type:
+        if self._cls is None:
+            module, qualname = self.where
+            found = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+            self._cls = found
+        return self._cls
+
+    def __reduce__(self):
+        return type(self), (None, self.where)
 
 
 class Unit:
