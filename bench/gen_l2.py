@@ -35,7 +35,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from feeds.events import BUY, DEPTH, EVENT_DTYPE, SELL, TRADE  # noqa: E402
+from feeds.events import EVENT_DTYPE  # noqa: E402
 from feeds.instrument import Instrument  # noqa: E402
 from feeds.ordering import order_timelines  # noqa: E402
 from common.atomic import atomic_write  # noqa: E402

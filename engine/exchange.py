@@ -341,7 +341,6 @@ def _take(S, slot, ts):
 
 @nb.njit(cache=True)
 def _new(S, slot, ts):
-    ints = S.ints
     orders_i = S.orders_i
     side = orders_i[slot, O_SIDE]
     tick = orders_i[slot, O_TICK]
@@ -395,7 +394,6 @@ def _cancel(S, slot, ts):
 def _modify(S, slot, ts, new_tick, new_qty):
     """Change price and/or size. A new price or a larger size re-queues the order
     at the back; a smaller size keeps its place."""
-    ints = S.ints
     orders_i = S.orders_i
     orders_f = S.orders_f
     if not _is_live(orders_i[slot, O_XSTATUS]):

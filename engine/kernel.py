@@ -152,8 +152,6 @@ def _replay(S, ie, il, target):
     mult = floats[F_MULT]
     record = ints[I_RECORD_TICKS] == 1
     order_level = S.queue.order_level
-    xlive = S.xlive
-    orders_i = S.orders_i
     watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
     fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
     x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
@@ -195,6 +193,7 @@ def _replay(S, ie, il, target):
                             else:
                                 prev = xask[_u(tick - lb)]
                                 xask[_u(tick - lb)] = q
+                            cross = False         # the ends stayed: nothing moved through our orders
                         else:
                             store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                             if buy:
@@ -202,9 +201,10 @@ def _replay(S, ie, il, target):
                             else:
                                 prev = update_ask(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
                             x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+                            cross = crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell)
                         if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
                             level_changed(S, buy, tick, prev, q)
-                        if crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell):
+                        if cross:
                             _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
                             fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                             exch_lim = min(tq, tr, target)

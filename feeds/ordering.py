@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from feeds.events import EVENT_DTYPE, EXCH, LOCAL
+from feeds.events import EXCH, LOCAL
 
 TIMELINE_FLAGS = EXCH | LOCAL
 

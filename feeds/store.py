@@ -12,7 +12,6 @@ stays flat however long the history.
 """
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 import zlib

@@ -1,5 +1,4 @@
 """The book sanity replay on hand-built books."""
-import numpy as np
 
 from feeds import events as E
 from feeds.book_check import check_book

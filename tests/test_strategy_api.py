@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import time
 
-import numpy as np
 import pytest
 
 from engine.views import EngineConfig, LatencyConfig, make_sim
