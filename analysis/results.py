@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from engine.views import FILL_DTYPE, ORDER_DTYPE, Account, Sim, SimView  # noqa: F401  (the result's record types)
+from engine.views import Account, Sim, SimView
 
 TICK_FIELDS = ("ts", "mid", "position", "epnl", "map", "rpt", "quoted")  # quoted: QUOTED_BID | QUOTED_ASK bits
 

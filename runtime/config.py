@@ -12,7 +12,7 @@ import msgspec
 
 from engine.views import FEE_MODELS, QUEUE_MODELS, EngineConfig, FeeConfig, LatencyConfig, QueueConfig, model_class
 from common import config as tomlconfig
-from common.config import ConfigError, DataConfig, Table  # noqa: F401  (ConfigError: the error this module raises)
+from common.config import DataConfig, Table
 
 from strategies.api import WakePolicy
 from strategies.params import NonNegativeInt, Positive

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from analysis.metrics import episodes, max_drawdown, quoted_share, summarize
-from analysis.results import FILL_DTYPE, ORDER_DTYPE, Account, RunResult
+from analysis.results import RunResult
+from engine.views import FILL_DTYPE, ORDER_DTYPE, Account
 from engine.views import QUOTED_ASK, QUOTED_BID
 
 S = 1_000_000_000
