@@ -325,7 +325,8 @@ class Publisher:
 
 
 def wait_for_subscribers(pub: Publisher, n: int, timeout_s: float | None = None) -> bool:
-    """Serve until ``n`` subscriptions are live (True) or ``timeout_s`` passes (False)."""
+    """Serve until ``n`` subscriptions to our topics are live (True) or ``timeout_s`` passes (False); add the
+    topics first, else any subscription counts (see :attr:`PublisherStats.subscriptions`)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while pub.stats.subscriptions < n:
         if deadline is not None and time.monotonic() >= deadline:
