@@ -195,5 +195,6 @@ CASES = [
           _damaged(lambda d: d[:record_offsets(d)[2]] + (1 << 30).to_bytes(4, "little") + d[record_offsets(d)[2] + 4:]),
           check=_kept_and_named),
     Probe(12, "journal locked by another trader", _lock, check=_unlocked_and_kept),
-    Probe(17, "feed replay --heartbeat-s 1e-9", lambda tmp: ["feed", "replay", "x.npz", "--heartbeat-s", "1e-9"]),
+    Probe(17, "feed replay --heartbeat-s 1e-9", lambda tmp: ["feed", "replay", "x.npz", "--heartbeat-s", "1e-9"],
+          check=lambda tmp, result: None if "--heartbeat-s" in result.stderr else "not refused for the heartbeat"),
 ]
