@@ -143,6 +143,7 @@ class _Loop:
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
+        self.journal = jr.Journal(path)      # locked before it is read: a second trader on it is refused here
         header, steps, good = jr.read(path)
         if header.config_sha256 != digest:
             raise ConfigError("the journal was written with another config: resume with the same file",
@@ -155,7 +156,7 @@ class _Loop:
             self.trader.replay(step)
         self.replayed = self.journaled = len(steps)
         self._clock = self.trader.ordering.last_local or 0
-        self.journal = jr.Journal(path, truncate_at=good)
+        self.journal.truncate(good)
 
     # ---- the feed
     def run(self, feed: str, snapshot_addr: str, journal: str, digest: str, duration: float | None) -> str:
