@@ -161,7 +161,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 # ---------------------------------------------------------------- market data
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def level_changed(S, buy, tick, prev_qty, new_qty):
     """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there."""
     side = BUY if buy else SELL
