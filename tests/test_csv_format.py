@@ -147,7 +147,10 @@ def test_tick_size_from_options_alone(tmp_path):
 @pytest.mark.parametrize("row, field, reason", [
     ("abc,1723075200000000100,trade,,1,1,", "exch_ts", "expected an integer, got 'abc'"),
     ("1723075200000000000,1.5,trade,,1,1,", "local_ts", "expected an integer"),
-    ("1723075200,1723075200,trade,,1,1,", "exch_ts", "seconds, milliseconds or microseconds"),
+    ("1723075200,1723075200,trade,,1,1,", "exch_ts", "got '1723075200': a time in s?"),
+    ("1723075200000000,1723075200000100,trade,,1,1,", "exch_ts", "got '1723075200000000': a time in µs?"),
+    ("1723075200000000000,1723075200000100,trade,,1,1,", "local_ts", "a time in µs?"),
+    ("1723075200000000000,5000000000000000000,trade,,1,1,", "local_ts", "from 2000 to 2100"),
     ("1723075200000000000,1723075200000000100,quote,,1,1,", "event", "got 'quote'"),
     ("1723075200000000000,1723075200000000100,trade,long,1,1,", "side", "got 'long'"),
     ("1723075200000000000,1723075200000000100,depth,,1,1,", "side", "depth event needs a side"),

@@ -1,8 +1,11 @@
 """Binance raw websocket captures (USD-M futures and spot) into L2 events.
 
 A capture is gzip or plain text, one message per line: ``<local receive time
-ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Several inputs are read in
-the order given as one stream, so update-id continuity is checked across them.
+ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Older collectors wrote
+the time in µs: each file's unit is the one its first line's time is plausible
+in (:mod:`feeds.timeunits`), every other line must agree, and a file not in ns
+is scaled and noted. Several inputs are read in the order given as one stream,
+so update-id continuity is checked across them.
 
 Events, with ``local_ts`` = the capture time:
 
@@ -17,10 +20,11 @@ Events, with ``local_ts`` = the capture time:
 
 ``ival`` is the update id an event brings the book to: a diff's ``u``, a
 snapshot's ``lastUpdateId`` (on its clears too), a bookTicker's ``u``; 0 on
-trades and on the clears of a sequence gap. ``exch_ts`` is the event time ``E``
-(trade time ``T`` for trades), ms -> ns. Messages without one (spot
-bookTicker and REST snapshots) get ``local_ts`` minus the median feed latency
-of their file's other messages.
+trades and on the clears of a sequence gap. ``exch_ts`` is the transaction time
+``T`` where the message has one (trades; USD-M depth, bookTicker and snapshots),
+as hftbacktest stamps them, else the event time ``E``, ms -> ns. Messages with
+neither (spot bookTicker and REST snapshots) get ``local_ts`` minus the median
+feed latency of their file's other messages.
 
 Sequencing follows Binance's "how to manage a local order book correctly".
 Diffs received before a snapshot are held; after it, diffs older than
@@ -56,6 +60,7 @@ from feeds.instrument import Instrument
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_lines
+from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "binance"
 MS = 1_000_000
@@ -86,19 +91,45 @@ class Decoded:
         self.lines = 0
         self.by_kind: dict[str, int] = {}
         self.latency_by_file: list[int | None] = []   # median local_ts - exchange time, ns
+        self.unit_by_file: list[str | None] = []       # the unit of each file's receive times
 
     def where(self, m: Message) -> str:
         return self.paths[m.source]
 
 
 def exchange_time(m: Message) -> int | None:
-    """The message's own exchange time in ns, None when Binance sent none."""
+    """The message's own exchange time in ns (``T``, else ``E``), None when Binance sent none."""
     body = m.body
     if isinstance(body, Trade):
         return body.T * MS
-    if isinstance(body, (DepthDiff, BookTicker, Snapshot)) and body.E is not None:
-        return body.E * MS
+    if isinstance(body, (DepthDiff, BookTicker, Snapshot)):
+        if body.T is not None:
+            return body.T * MS
+        if body.E is not None:
+            return body.E * MS
     return None
+
+
+class ReceiveTimes:
+    """Puts one file's receive times in ns, in the unit its first timed line shows."""
+
+    def __init__(self):
+        self.unit: str | None = None
+        self.low = self.high = self.scale = 0
+
+    def to_ns(self, m: Message) -> None:
+        if self.unit is None:
+            unit = unit_of(m.local_ts)
+            if unit is None:
+                raise DataError(f"receive time {m.local_ts} is not between 2000 and 2100 in ns, µs, ms or s",
+                                line=m.line, field="local_ts")
+            self.unit, self.scale = unit, NS_PER_UNIT[unit]
+            self.low, self.high = plausible_range(unit)
+        elif not self.low <= m.local_ts < self.high:
+            raise DataError(f"receive time {m.local_ts} is not in {self.unit} like the file's first line "
+                            f"(between 2000 and 2100: {self.low} to {self.high})", line=m.line,
+                            field="local_ts")
+        m.local_ts *= self.scale
 
 
 def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float, str], Steps]) -> Decoded:
@@ -107,6 +138,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
     for source, path in enumerate(paths):
         latencies = []
         first = len(out.messages)
+        times = ReceiveTimes()
         with progress(1, f"binance {os.path.basename(path)}") as bar:
             for line, raw in iter_lines(path):
                 out.lines += 1
@@ -115,6 +147,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                     continue
                 try:
                     m = decode_line(raw, source, line)
+                    times.to_ns(m)
                 except DataError as e:
                     counter.bad(e.located(path))
                     continue
@@ -130,6 +163,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                                 path=path, line=out.messages[first].line, field="local_ts")
             last_ts = out.messages[-1].local_ts
         out.latency_by_file.append(int(np.median(latencies)) if latencies else None)
+        out.unit_by_file.append(times.unit)
     return out
 
 
@@ -308,8 +342,9 @@ class Builder:
 
     def apply(self, m: Message, local_ts: int) -> None:
         d: DepthDiff = m.body
-        self.cols.add(DEPTH | BUY, d.E * MS, local_ts, d.b, d.u)
-        self.cols.add(DEPTH | SELL, d.E * MS, local_ts, d.a, d.u)
+        exch = exchange_time(m)
+        self.cols.add(DEPTH | BUY, exch, local_ts, d.b, d.u)
+        self.cols.add(DEPTH | SELL, exch, local_ts, d.a, d.u)
         self.prev_u = d.u
         if self.mode == PARTIAL:
             self.open_partial(local_ts, m)
@@ -330,7 +365,7 @@ class Builder:
         if self.options.on_error == "raise":
             raise error
         self.gaps.append(str(error))
-        self.clear(m.body.E * MS, local_ts, np.inf, -np.inf, 0)
+        self.clear(exchange_time(m), local_ts, np.inf, -np.inf, 0)
         self.prev_u = None
         self.open_partial(local_ts, m)
         if self.snapshot_follows():
@@ -424,6 +459,8 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
+    notes += [f"receive times of {path} are in {unit}: read as {unit} and put in ns"
+              for path, unit in zip(decoded.paths, decoded.unit_by_file) if unit not in (None, "ns")]
     if ignored:
         notes.append(f"streams ignored: {ignored}")
     notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
