@@ -74,7 +74,10 @@ def read(paths: Sequence[str], fmt: str = "auto", options: ReadOptions = ReadOpt
     conv = reader_module(fmt).read(paths, options)
     conv.instrument = validated_instrument(conv.instrument)
     check_events(conv.events, source=", ".join(paths))
-    offset = correct_local_timestamp(conv.events, options.base_latency_ns)
+    try:
+        offset = correct_local_timestamp(conv.events, options.base_latency_ns)
+    except DataError as e:
+        raise e.located(", ".join(paths)) from None
     if offset:
         conv.meta.local_ts_offset_ns += offset
         if conv.meta.book_partial_until_ts is not None:

@@ -338,6 +338,20 @@ def test_usdm_exch_ts_is_the_transaction_time_t_where_the_message_has_it(tmp_pat
     assert stamped <= t_of_depth and not stamped <= e_of_depth
 
 
+def test_one_early_receive_time_is_refused_by_line_and_never_shifts_the_rest(tmp_path):
+    lines = [line.decode() for line in _sample_lines()]
+    stamp, rest = lines[923].split(" ", 1)
+    lines[923] = f"{int(stamp) - 10**10} {rest}"              # line 924 received "10 s early"
+    path = capture(tmp_path, lines)
+    with pytest.raises(DataError, match=r"cap.gz:924: local_ts: receive time 9.999 s earlier than its "
+                                        r"exchange time puts it \(feed latency -11,267.6 ms"):
+        binance.read([path], ReadOptions())
+    skipped = feeds.read([path], "binance", SKIP)
+    assert skipped.meta.skipped == 1 and "cap.gz:924" in skipped.meta.skipped_examples[0]
+    whole = feeds.read([USDM_SAMPLE], "binance", ReadOptions())
+    assert skipped.meta.local_ts_offset_ns == whole.meta.local_ts_offset_ns      # not +11.27 s
+
+
 def test_sniff(tmp_path):
     assert binance.sniff(capture(tmp_path, ["", trade(1, 1, 1, "1", "1", True)], "x.gz"))
     assert binance.sniff(capture(tmp_path, [trade(1, 1, 1, "1", "1", True)], "x.txt"))

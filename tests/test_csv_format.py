@@ -212,6 +212,17 @@ def test_local_ts_going_back_is_an_error_in_every_mode(tmp_path, options):
     assert "goes backwards" in err.reason and "line 3" in err.reason
 
 
+@pytest.mark.parametrize("options", [ReadOptions(), SKIP])
+def test_a_row_whose_latency_is_far_below_the_rest_is_an_error_in_every_mode(tmp_path, options):
+    ms = 1_000_000
+    rows = [f"{T + i * ms},{T + i * ms + 2 * ms + i % 3},trade,,1,1,\n" for i in range(20)]
+    rows[12] = f"{T + 10_012 * ms},{T + 12 * ms + 2 * ms},trade,,1,1,\n"   # exch_ts 10 s late
+    err = _error(tmp_path, HEAD + "".join(rows), options)
+    assert (err.line, err.field) == (15, "local_ts")
+    assert err.reason.startswith("receive time 10.000 s earlier than its exchange time puts it (feed latency "
+                                 "-9,998.0 ms, the file's median 2.0 ms)")
+
+
 def test_several_files_in_time_order(tmp_path):
     a = _write(tmp_path, HEAD + _row(0, "trade,,1,1,"), "a.csv")
     b = _write(tmp_path, HEAD + _row(5, "trade,,2,1,"), "b.csv")

@@ -57,6 +57,7 @@ from common.errors import DataError, SkipCounter
 from feeds.events import (BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, SELL,
                      TRADE)
 from feeds.instrument import Instrument
+from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_lines
@@ -136,7 +137,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
     out = Decoded(paths)
     last_ts = None
     for source, path in enumerate(paths):
-        latencies = []
+        latencies, timed = [], []     # feed latency of each message with an exchange time, its index
         first = len(out.messages)
         times = ReceiveTimes()
         with progress(1, f"binance {os.path.basename(path)}") as bar:
@@ -155,16 +156,39 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                 exch = exchange_time(m)
                 if exch is not None:
                     latencies.append(m.local_ts - exch)
+                    timed.append(len(out.messages))
                 out.messages.append(m)
             bar.update()
+        latencies = drop_bad_clock_readings(out, np.array(latencies, dtype=np.int64), timed, counter, path)
         if len(out.messages) > first:
             if last_ts is not None and out.messages[first].local_ts < last_ts:
                 raise DataError("starts before the previous input ends: give inputs in time order",
                                 path=path, line=out.messages[first].line, field="local_ts")
             last_ts = out.messages[-1].local_ts
-        out.latency_by_file.append(int(np.median(latencies)) if latencies else None)
+        out.latency_by_file.append(int(np.median(latencies)) if len(latencies) else None)
         out.unit_by_file.append(times.unit)
     return out
+
+
+def drop_bad_clock_readings(out: Decoded, latencies: np.ndarray, timed: list[int], counter: SkipCounter,
+                            path: str) -> np.ndarray:
+    """Refuse (or, under skip, drop) the messages whose receive time is far earlier than the rest of
+    their file puts it; return the file's other latencies.
+
+    One such line would otherwise set the clock-skew shift of every event (:mod:`feeds.ordering`).
+    """
+    bad = early_outliers(latencies)
+    if not bad.any():
+        return latencies
+    median = int(np.median(latencies[~bad]))
+    for i in np.flatnonzero(bad):
+        m = out.messages[timed[i]]
+        counter.bad(DataError(early_outlier_reason(int(latencies[i]), median), path=path, line=m.line,
+                              field="local_ts"))
+        out.by_kind[m.kind] -= 1
+    drop = {timed[i] for i in np.flatnonzero(bad)}
+    out.messages = [m for k, m in enumerate(out.messages) if k not in drop]
+    return latencies[~bad]
 
 
 def symbol_of(decoded: Decoded) -> str:

@@ -35,6 +35,7 @@ from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_BBO, DEPTH_
                      EVENT_DTYPE, FILL, KIND_NAMES, KINDS_BY_NAME, MODIFY_ORDER, SELL, TRADE,
                      TRADING_STATUS)
 from feeds.instrument import Instrument
+from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
 from feeds.store import DatasetMeta
 from feeds.readers.textio import read_bytes
@@ -396,6 +397,12 @@ def read_file(path: str, options: ReadOptions, counter: SkipCounter, symbol: str
         raise DataError(f"local_ts goes backwards: {int(events['local_ts'][i])} after "
                         f"{int(events['local_ts'][i - 1])} on line {int(lines[i - 1])}; rows must be in "
                         f"the order they were received", path=path, line=int(lines[i]), field="local_ts")
+    latency = events["local_ts"] - events["exch_ts"]
+    early = early_outliers(latency)
+    if early.any():     # as with a backward step, dropping the row would leave later books wrong
+        i = int(np.flatnonzero(early)[0])
+        raise DataError(early_outlier_reason(int(latency[i]), int(np.median(latency[~early]))), path=path,
+                        line=int(lines[i]), field="local_ts")
     return FileEvents(events, lines, instrument)
 
 
