@@ -29,8 +29,8 @@ from common.errors import DataError
 from feeds.events import EXCH, LOCAL
 
 TIMELINE_FLAGS = EXCH | LOCAL
-# A latency is an outlier below q25 - max(10 IQR, 50 ms). Real Binance captures have their
-# minimum 1 to 3 ms below q25 with an IQR of 1 to 3 ms (docs/data-formats.md).
+# A latency is an outlier below q25 - max(10 IQR, 50 ms): far outside the few ms by which a real
+# capture's smallest latency sits below its lower quartile.
 OUTLIER_IQRS = 10
 OUTLIER_MARGIN_NS = 50_000_000
 MAX_CLOCK_SKEW_NS = 3600 * 10**9
