@@ -278,7 +278,9 @@ def test_inputs_are_one_stream_checked_across_files(tmp_path):
     conv = binance.read([first, good], ReadOptions())
     assert conv.meta.source_rows == 3 and conv.meta.sources == [first, good]
     assert conv.events["ival"].tolist()[-1] == 120
-    with pytest.raises(DataError, match=r"c.gz:1: U: sequence gap: expected U=111"):
+    with pytest.raises(DataError, match=r"c.gz:1: stream: does not continue the previous input: its first "
+                                        r"depth diff \(line 1: U=115\) does not follow the previous input's "
+                                        r"last u=110; convert each separately, or give --fresh-book-per-input"):
         binance.read([first, bad], ReadOptions())
     with pytest.raises(DataError, match="starts before the previous input ends"):
         binance.read([good, first], ReadOptions())
@@ -350,6 +352,43 @@ def test_one_early_receive_time_is_refused_by_line_and_never_shifts_the_rest(tmp
     assert skipped.meta.skipped == 1 and "cap.gz:924" in skipped.meta.skipped_examples[0]
     whole = feeds.read([USDM_SAMPLE], "binance", ReadOptions())
     assert skipped.meta.local_ts_offset_ns == whole.meta.local_ts_offset_ns      # not +11.27 s
+
+
+def test_inputs_a_minute_apart_are_not_one_capture_even_with_joining_ids(tmp_path):
+    spot = "ethusdt@depth@100ms"
+    first = capture(tmp_path, [snapshot(1000, 100, [("10.00", "1")], [("10.01", "1")]),
+                               depth(2000, 1, 101, 110, b=[("9.99", "1")], stream=spot)], "a.gz")
+    late = capture(tmp_path, [depth(2000 + 61 * 10**9, 61_001, 111, 120, a=[("10.02", "1")], stream=spot)],
+                   "b.gz")
+    with pytest.raises(DataError, match=r"b.gz:1: stream: does not continue the previous input: it starts "
+                                        r"61.0 s after the previous input ends; convert each"):
+        binance.read([first, late], ReadOptions())
+
+
+@pytest.mark.shared_data
+def test_captures_21_days_apart_are_refused_or_read_each_with_a_fresh_book_and_clock():
+    july, august = (str(shared_path("binance", "usdm", f"ethusdt_{day}.gz")) for day in ("20240719", "20240808"))
+    with pytest.raises(DataError, match=r"ethusdt_20240808.gz:1: stream: does not continue the previous "
+                                        r"input: it starts 1,813,754.3 s after the previous input ends; its "
+                                        r"first depth diff \(line 1: U=\d+ pu=\d+\) does not follow"):
+        feeds.read([july, august], "binance", ReadOptions())
+    both = feeds.read([july, august], "binance", ReadOptions(fresh_book_per_input=True))
+    alone = [feeds.read([path], "binance", ReadOptions()) for path in (july, august)]
+    kinds = [np.unique(c.events["ev"] & np.uint64(E.KIND_MASK | E.LOCAL), return_counts=True) for c in alone]
+    got = dict(zip(*np.unique(both.events["ev"] & np.uint64(E.KIND_MASK | E.LOCAL), return_counts=True)))
+    for kind in (E.DEPTH, E.TRADE, E.DEPTH_BBO, E.DEPTH_SNAPSHOT):
+        local = kind | E.LOCAL          # every event once: July's 325,155 depth events are kept
+        assert got[local] == sum(dict(zip(*k)).get(local, 0) for k in kinds)
+    assert got[E.DEPTH_CLEAR | E.LOCAL] == sum(dict(zip(*k)).get(E.DEPTH_CLEAR | E.LOCAL, 0) for k in kinds) + 2
+    # Each input keeps its own clock: August's feed lag is what it is alone, not 254 ms.
+    august_start = int(alone[1].events["local_ts"].min())
+    lag = (both.events["local_ts"] - both.events["exch_ts"])[both.events["local_ts"] >= august_start]
+    alone_lag = alone[1].events["local_ts"] - alone[1].events["exch_ts"]
+    assert np.median(lag) == np.median(alone_lag)
+    assert both.meta.book_partial_until_ts == alone[0].meta.book_partial_until_ts
+    assert any(n.startswith(f"{august} read as a capture of its own: a fresh book and clock-skew shift: it "
+                            f"starts 1,813,754.3 s") for n in both.meta.notes)
+    assert sum("local clock ran behind the exchange in" in n for n in both.meta.notes) == 2
 
 
 def test_sniff(tmp_path):

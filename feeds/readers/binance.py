@@ -4,8 +4,12 @@ A capture is gzip or plain text, one message per line: ``<local receive time
 ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Older collectors wrote
 the time in µs: each file's unit is the one its first line's time is plausible
 in (:mod:`feeds.timeunits`), every other line must agree, and a file not in ns
-is scaled and noted. Several inputs are read in the order given as one stream,
-so update-id continuity is checked across them.
+is scaled and noted. Several inputs are read in the order given as one stream:
+each must continue the one before (its first diff the next update id, and no
+more than a minute later), else the inputs are refused, as two captures joined
+would drop or misplace a whole file's book. ``fresh_book_per_input`` reads them
+as separate captures instead: each starts a fresh book (its own snapshot, or
+diffs alone) and gets its own clock-skew shift, noted per input.
 
 Events, with ``local_ts`` = the capture time:
 
@@ -65,6 +69,7 @@ from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "binance"
 MS = 1_000_000
+MAX_JOIN_GAP_NS = 60 * 10**9      # inputs further apart are not one capture cut into files
 MAX_DECIMALS = 12
 _CAPTURE_LINE = re.compile(rb"\s*\d+ \{")
 
@@ -93,6 +98,7 @@ class Decoded:
         self.by_kind: dict[str, int] = {}
         self.latency_by_file: list[int | None] = []   # median local_ts - exchange time, ns
         self.unit_by_file: list[str | None] = []       # the unit of each file's receive times
+        self.ranges: list[tuple[int, int]] = []        # each file's messages: [start, end) in messages
 
     def where(self, m: Message) -> str:
         return self.paths[m.source]
@@ -160,6 +166,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                 out.messages.append(m)
             bar.update()
         latencies = drop_bad_clock_readings(out, np.array(latencies, dtype=np.int64), timed, counter, path)
+        out.ranges.append((first, len(out.messages)))
         if len(out.messages) > first:
             if last_ts is not None and out.messages[first].local_ts < last_ts:
                 raise DataError("starts before the previous input ends: give inputs in time order",
@@ -191,6 +198,39 @@ def drop_bad_clock_readings(out: Decoded, latencies: np.ndarray, timed: list[int
     return latencies[~bad]
 
 
+def continues(d: DepthDiff, prev_u: int) -> bool:
+    """Whether diff ``d`` is the next after update id ``prev_u`` (USD-M: by ``pu``; spot: by ``U``)."""
+    return d.pu == prev_u if d.pu is not None else d.U == prev_u + 1
+
+
+def join_breaks(decoded: Decoded) -> list[tuple[int, int, str]]:
+    """``(input, line, why)`` for each input that does not continue the one before it."""
+    msgs, breaks = decoded.messages, []
+    prev_end: int | None = None
+    prev_u: int | None = None
+    for source, (a, b) in enumerate(decoded.ranges):
+        if a == b:
+            continue
+        diffs = [i for i in range(a, b) if msgs[i].kind == "depth"][:1] + \
+            [i for i in range(b - 1, a - 1, -1) if msgs[i].kind == "depth"][:1]
+        if prev_end is not None:
+            why = []
+            gap = msgs[a].local_ts - prev_end
+            if gap > MAX_JOIN_GAP_NS:
+                why.append(f"it starts {gap / 1e9:,.1f} s after the previous input ends")
+            if diffs and prev_u is not None and not continues(msgs[diffs[0]].body, prev_u):
+                d = msgs[diffs[0]]
+                ids = f"U={d.body.U}" + (f" pu={d.body.pu}" if d.body.pu is not None else "")
+                why.append(f"its first depth diff (line {d.line}: {ids}) does not follow the previous "
+                           f"input's last u={prev_u}")
+            if why:
+                breaks.append((source, msgs[a].line, "; ".join(why)))
+        prev_end = msgs[b - 1].local_ts
+        if diffs:
+            prev_u = msgs[diffs[-1]].body.u
+    return breaks
+
+
 def symbol_of(decoded: Decoded) -> str:
     symbols = {m.symbol for m in decoded.messages if m.symbol is not None}
     if len(symbols) > 1:
@@ -215,6 +255,10 @@ class Columns:
     def __init__(self):
         self.segments: list[tuple[int, int, int, int, int, int]] = []
         self.levels: list[tuple[float, float]] = []
+
+    def __len__(self) -> int:
+        """Events so far."""
+        return len(self.levels)
 
     def add(self, ev: int, exch_ts: int, local_ts: int, levels: list, ival: int = 0, order_id: int = 0):
         if levels:
@@ -252,7 +296,14 @@ class Builder:
         self.options = options
         self.cols = Columns()
         self.snapshot_at = [i for i, m in enumerate(decoded.messages) if m.kind == "snapshot"]
-        self.mode = BUFFER if self.snapshot_at else PARTIAL
+        # Where a fresh book starts: at each input's first message, or only at the first.
+        fresh = decoded.ranges if options.fresh_book_per_input else [(0, len(decoded.messages))]
+        self.fresh_at = {a: b for a, b in fresh if a < b}
+        self.fresh_end = len(decoded.messages)      # end of the stretch the current book lives in
+        self.first_end = min(self.fresh_at.values(), default=0)
+        self.input_starts: list[int] = []           # event index where each fresh book starts
+        self.dropped_unsynced = 0
+        self.mode = PARTIAL
         self.pos = 0
         self.prev_u: int | None = None
         self.snapshot_id = 0
@@ -268,10 +319,14 @@ class Builder:
     # ------------------------------------------------ helpers
 
     def exch_ts(self, m: Message) -> int:
+        """The message's exchange time, or its estimate (counted for the notes) when it has none."""
+        self.estimated += exchange_time(m) is None
+        return self.exch_ts_or_estimate(m)
+
+    def exch_ts_or_estimate(self, m: Message) -> int:
         exch = exchange_time(m)
         if exch is not None:
             return exch
-        self.estimated += 1
         latency = self.decoded.latency_by_file[m.source]
         if latency is None:
             known = [x for x in self.decoded.latency_by_file if x is not None]
@@ -282,7 +337,25 @@ class Builder:
         return f"{self.decoded.where(m)}:{m.line}"
 
     def snapshot_follows(self) -> bool:
-        return bisect.bisect_right(self.snapshot_at, self.pos) < len(self.snapshot_at)
+        """A snapshot after the current message, in the stretch of the current book."""
+        k = bisect.bisect_right(self.snapshot_at, self.pos)
+        return k < len(self.snapshot_at) and self.snapshot_at[k] < self.fresh_end
+
+    def has_snapshot(self, a: int, b: int) -> bool:
+        k = bisect.bisect_left(self.snapshot_at, a)
+        return k < len(self.snapshot_at) and self.snapshot_at[k] < b
+
+    def start_fresh(self, m: Message) -> None:
+        """Forget the book: clear both sides if anything came before, then wait for this stretch's
+        snapshot, or build from diffs if it has none."""
+        self.input_starts.append(len(self.cols))
+        if len(self.input_starts) > 1:
+            self.close_window(m.local_ts)
+            self.dropped_unsynced += len(self.held)
+            self.clear(self.exch_ts_or_estimate(m), m.local_ts, np.inf, -np.inf, 0)
+        self.fresh_end = self.fresh_at[self.pos]
+        self.held, self.prev_u, self.bids, self.asks = [], None, {}, {}
+        self.mode = BUFFER if self.has_snapshot(self.pos, self.fresh_end) else PARTIAL
 
     def open_partial(self, local_ts: int, m: Message) -> None:
         if self.open_window is None:
@@ -302,6 +375,8 @@ class Builder:
 
     def run(self) -> None:
         for self.pos, m in enumerate(self.decoded.messages):
+            if self.pos in self.fresh_at:
+                self.start_fresh(m)
             if m.kind == "depth":
                 self.on_diff(m, m.local_ts)
             elif m.kind == "trade":
@@ -420,10 +495,13 @@ class Builder:
                          f"it, restamped to its local_ts")
         if self.non_market:
             notes.append(f"{self.non_market:,} trades with X != MARKET (insurance fund, ADL) dropped")
+        if self.dropped_unsynced:
+            notes.append(f"{self.dropped_unsynced:,} depth diffs dropped: their input ended before a "
+                         f"snapshot they could follow")
         if self.unused_snapshots:
             notes.append(f"snapshots not used, the book being in sync: {', '.join(self.unused_snapshots)}")
         windows = list(self.windows)
-        if not self.snapshot_at and windows:
+        if not self.has_snapshot(0, self.first_end) and windows:
             start, where, until = windows.pop(0)
             notes.append(f"no depth snapshot: the book is built from diffs alone (first at {where}) and is "
                          f"partial before local_ts {until} (both sides first hold levels); levels no diff "
@@ -438,7 +516,7 @@ class Builder:
 
     def book_partial_until_ts(self) -> int | None:
         """Without a snapshot: when both sides first hold levels (after the last message if never)."""
-        if self.snapshot_at or not self.windows:
+        if self.has_snapshot(0, self.first_end) or not self.windows:
             return None
         until = self.windows[0][2]
         return self.decoded.messages[-1].local_ts + 1 if until is None else until
@@ -473,6 +551,12 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     counter = SkipCounter(options.on_error)
     decoded = decode(paths, counter, options.progress)
     symbol = symbol_of(decoded)
+    breaks = join_breaks(decoded)
+    if breaks and not options.fresh_book_per_input:
+        source, line, why = breaks[0]
+        raise DataError(f"does not continue the previous input: {why}; convert each separately, or give "
+                        f"--fresh-book-per-input to start each input with a fresh book", path=paths[source],
+                        line=line, field="stream")
     builder = Builder(decoded, options)
     builder.run()
     events = builder.events()
@@ -483,6 +567,10 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
+    if options.fresh_book_per_input:
+        why = {source: f": {reason}" for source, _, reason in breaks}
+        notes += [f"{paths[source]} read as a capture of its own: a fresh book and clock-skew shift"
+                  f"{why.get(source, '')}" for source, (a, b) in enumerate(decoded.ranges) if a < b]
     notes += [f"receive times of {path} are in {unit}: read as {unit} and put in ns"
               for path, unit in zip(decoded.paths, decoded.unit_by_file) if unit not in (None, "ns")]
     if ignored:
@@ -499,4 +587,5 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes=notes,
         book_partial_until_ts=builder.book_partial_until_ts(),
     )
-    return Conversion(events=events, instrument=instrument_with_overrides(default, options), meta=meta)
+    return Conversion(events=events, instrument=instrument_with_overrides(default, options), meta=meta,
+                      input_starts=builder.input_starts if options.fresh_book_per_input else [])
