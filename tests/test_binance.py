@@ -391,6 +391,20 @@ def test_captures_21_days_apart_are_refused_or_read_each_with_a_fresh_book_and_c
     assert sum("local clock ran behind the exchange in" in n for n in both.meta.notes) == 2
 
 
+def test_a_few_odd_sizes_far_from_the_mid_do_not_make_the_lot_finer(tmp_path):
+    lines = [line.decode() for line in _sample_lines(SPOT_SAMPLE)]
+    at = max(i for i, line in enumerate(lines) if "@depth" in line)         # after the snapshot
+    lines[at] = lines[at].replace('"a":[', '"a":[["5000.00000000","2292.22972000"],', 1)   # mid ~2683
+    conv = binance.read([capture(tmp_path, lines)], ReadOptions())
+    assert conv.instrument.lot_size == 0.0001          # not 1e-05
+    assert any(n.startswith("1 of ") and "finer than the lot 0.0001 and did not set it: 2292.22972;" in n
+               for n in conv.meta.notes)
+    # Odd sizes set the step once they are more than 1 in 1000 of the distinct sizes.
+    coarse = np.arange(1, 1001) * 0.0001
+    assert binance.decimal_step(np.r_[coarse, 0.00005], binance.ODD_SIZES_SHARE) == 0.0001
+    assert binance.decimal_step(np.r_[coarse, 0.00005, 0.00015], binance.ODD_SIZES_SHARE) == 0.00001
+
+
 def test_sniff(tmp_path):
     assert binance.sniff(capture(tmp_path, ["", trade(1, 1, 1, "1", "1", True)], "x.gz"))
     assert binance.sniff(capture(tmp_path, [trade(1, 1, 1, "1", "1", True)], "x.txt"))
