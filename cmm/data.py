@@ -59,8 +59,8 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-latency-ns", type=int, default=0,
                    help="smallest feed latency after correcting a local clock that ran behind the exchange")
     p.add_argument("--fresh-book-per-input", action="store_true",
-                   help="read several Binance captures that do not join as separate ones: each input starts "
-                        "a fresh book and has its own clock-skew shift (default: refuse inputs that do not join)")
+                   help="read Binance captures that do not join as separate ones, each with a fresh book "
+                        "and its own clock-skew shift (default: refuse inputs that do not join)")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     _add_instrument_options(p)
 

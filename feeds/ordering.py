@@ -46,8 +46,9 @@ def early_outliers(latency: np.ndarray) -> np.ndarray:
 
 def early_outlier_reason(latency: int, typical: int) -> str:
     """What is wrong with a line whose feed latency (ns) is an outlier below the file's median ``typical``."""
-    return (f"receive time {(typical - latency) / 1e9:,.3f} s earlier than its exchange time puts it (feed "
-            f"latency {latency / 1e6:,.1f} ms, the file's median {typical / 1e6:,.1f} ms): a bad clock reading")
+    return (f"receive time {(typical - latency) / 1e9:,.3f} s earlier than its exchange time puts it "
+            f"(feed latency {latency / 1e6:,.1f} ms, the file's median {typical / 1e6:,.1f} ms): "
+            f"a bad clock reading")
 
 
 def correct_local_timestamp(events: np.ndarray, base_latency_ns: int = 0) -> int:

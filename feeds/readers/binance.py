@@ -591,9 +591,10 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
                  f"({default.tick_size:g}, {default.lot_size:g})")
     odd = off_step(events["qty"][priced], default.lot_size)
     if len(odd):
+        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
         notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
-                     f"the lot {default.lot_size:g} and did not set it: {', '.join(f'{q:.12g}' for q in odd[:5])}; "
-                     f"give --lot-size if the exchange's step is finer")
+                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
+                     f"exchange's step is finer")
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),

@@ -1,8 +1,9 @@
 """The lines of a Binance raw websocket capture, decoded into typed msgspec Structs.
 
-A line is ``<local receive time> <json>``; the time is a raw integer here, its unit
-(ns, or µs from older collectors) is the file's to tell (:mod:`feeds.readers.binance`). The JSON is either a combined-
-stream envelope ``{"stream": "ethusdt@depth@0ms", "data": {...}}`` or a REST
+A line is ``<local receive time> <json>``; the time is a raw integer here, its
+unit (ns, or µs from older collectors) the file's to tell (:mod:`feeds.readers.binance`).
+The JSON is either a combined-stream envelope
+``{"stream": "ethusdt@depth@0ms", "data": {...}}`` or a REST
 depth snapshot ``{"lastUpdateId": ..., "bids": [...], "asks": [...]}``. The
 envelope keeps ``data`` raw and the stream name picks the one Struct that
 decodes it, so every message is parsed once, straight into typed fields.
