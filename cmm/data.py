@@ -58,6 +58,9 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
                    help="raise: stop at the first bad line; skip: skip bad lines where safe and count them")
     p.add_argument("--base-latency-ns", type=int, default=0,
                    help="smallest feed latency after correcting a local clock that ran behind the exchange")
+    p.add_argument("--fresh-book-per-input", action="store_true",
+                   help="read Binance captures that do not join as separate ones, each with a fresh book "
+                        "and its own clock-skew shift (default: refuse inputs that do not join)")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     _add_instrument_options(p)
 
@@ -66,6 +69,7 @@ def _options(args) -> ReadOptions:
     return ReadOptions(
         on_error=args.on_error, symbol=args.symbol, tick_size=args.tick_size, lot_size=args.lot_size,
         contract_multiplier=args.contract_multiplier, base_latency_ns=args.base_latency_ns,
+        fresh_book_per_input=args.fresh_book_per_input,
         progress=no_progress if args.no_progress or not sys.stderr.isatty() else progress.bar)
 
 
