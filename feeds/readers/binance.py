@@ -1,4 +1,4 @@
-"""Binance raw websocket captures (USD-M futures and spot) into L2 events.
+"""Binance raw websocket captures (USD-M and COIN-M futures, and spot) into L2 events.
 
 A capture is gzip or plain text, one message per line: ``<local receive time
 ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Several inputs are read in
@@ -54,6 +54,7 @@ from feeds.events import (BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EV
                      TRADE)
 from feeds.instrument import Instrument
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
+from feeds.readers.binance_coinm import contradiction, implied
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_lines
 
@@ -419,8 +420,12 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     events = builder.events()
     kind = events["ev"] & np.uint64(KIND_MASK)
     priced = kind != DEPTH_CLEAR
-    default = Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                         lot_size=decimal_step(events["qty"][priced]))
+    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
+                                 lot_size=decimal_step(events["qty"][priced])))
+    instrument = instrument_with_overrides(default, options)
+    why = contradiction(instrument)
+    if why:
+        raise DataError(why, path=", ".join(paths), field="instrument")
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
@@ -428,6 +433,9 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes.append(f"streams ignored: {ignored}")
     notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
                  f"({default.tick_size:g}, {default.lot_size:g})")
+    if default.inverse:
+        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
+                     f"{default.settlement}")
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),
@@ -438,4 +446,4 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes=notes,
         book_partial_until_ts=builder.book_partial_until_ts(),
     )
-    return Conversion(events=events, instrument=instrument_with_overrides(default, options), meta=meta)
+    return Conversion(events=events, instrument=instrument, meta=meta)
