@@ -81,8 +81,7 @@ def process_data(S, i):
         k = ints[I_NTICKS]
         mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
             S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_INVERSE] != 0.0,
-            floats[F_CASH],
-            floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
         floats[F_LAST_MID] = mid
         S.tk_mid[k] = mid
         S.tk_epnl[k] = epnl
