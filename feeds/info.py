@@ -83,7 +83,8 @@ def format_summary(path: str, s: Summary, instrument: Instrument | None, meta: D
     lines = [f"file        {path}"]
     if instrument is not None:
         lines.append(f"instrument  {instrument.symbol}  tick {instrument.tick_size:g}  lot {instrument.lot_size:g}"
-                     f"  multiplier {instrument.contract_multiplier:g}")
+                     f"  multiplier {instrument.contract_multiplier:g}"
+                     + (f"  {instrument.kind}, settled in {instrument.settlement}" if instrument.settlement else ""))
     else:
         lines.append("instrument  (none stored: an hftbacktest file; give --tick-size for the book check)")
     if meta is not None:

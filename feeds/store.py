@@ -66,7 +66,7 @@ def write(f, events: np.ndarray, instrument: Instrument | None = None, meta: Dat
                         path=_name(f), field="data")
     members = {"data": events}
     if instrument is not None:
-        members["instrument"] = _bytes_member(instrument)
+        members["instrument"] = np.frombuffer(instrument.to_json(), dtype=np.uint8)
     if meta is not None:
         members["meta"] = _bytes_member(meta)
     write_npz(f, members, compress)

@@ -1,4 +1,4 @@
-"""Binance raw websocket captures (USD-M futures and spot) into L2 events.
+"""Binance raw websocket captures (USD-M and COIN-M futures, and spot) into L2 events.
 
 A capture is gzip or plain text, one message per line: ``<local receive time
 ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Older collectors wrote
@@ -63,6 +63,7 @@ from feeds.events import (BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EV
 from feeds.instrument import Instrument
 from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
+from feeds.readers.binance_coinm import contradiction, implied
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_lines
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
@@ -574,8 +575,12 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     events = builder.events()
     kind = events["ev"] & np.uint64(KIND_MASK)
     priced = kind != DEPTH_CLEAR
-    default = Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                         lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE))
+    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
+                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
+    instrument = instrument_with_overrides(default, options)
+    why = contradiction(instrument)
+    if why:
+        raise DataError(why, path=", ".join(paths), field="instrument")
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
@@ -595,6 +600,9 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
                      f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
                      f"exchange's step is finer")
+    if default.inverse:
+        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
+                     f"{default.settlement}")
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),
@@ -605,5 +613,5 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes=notes,
         book_partial_until_ts=builder.book_partial_until_ts(),
     )
-    return Conversion(events=events, instrument=instrument_with_overrides(default, options), meta=meta,
+    return Conversion(events=events, instrument=instrument, meta=meta,
                       input_starts=builder.input_starts if options.fresh_book_per_input else [])

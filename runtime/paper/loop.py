@@ -112,7 +112,8 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
         gc.unfreeze()
     result = loop.trader.close()
     strategy = loop.trader.strategy
-    summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by,
+    summary = summary_of(cfg, result, strategy, PaperSummary, instrument=loop.trader.instrument,
+                         feed=loop.feed_stats(), stopped_by=stopped_by,
                          tick_to_order_us=latency_us(loop.reactions[0]),
                          send_to_order_us=latency_us(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
