@@ -18,12 +18,18 @@ from analysis.report import Run, write_report
 from common.outdir import replacing
 
 from runtime.config import load
-from runtime.backtest import run_and_write
+from runtime.backtest import run_and_write, strategy_entry
 
 
 def labels(configs: list[str]) -> list[str]:
-    """Each config's strategy name; the config's file stem is added where two name the same strategy."""
-    names = [load(c).strategy.name for c in configs]
+    """Each config's strategy name; the config's file stem is added where two name the same strategy.
+
+    Every config is loaded and its strategy's params checked, so a bad one is refused before any run.
+    """
+    loaded = [(load(c), c) for c in configs]
+    for cfg, path in loaded:
+        strategy_entry(cfg, path)
+    names = [cfg.strategy.name for cfg, _ in loaded]
     return [f"{n} ({Path(c).stem})" if names.count(n) > 1 else n for n, c in zip(names, configs)]
 
 
@@ -42,6 +48,6 @@ def run_all(configs: list[str], out: str, log=print, into: str | None = None) ->
 
 def compare(configs: list[str], out: str, log=print) -> str:
     """Run every config, write the comparison into ``out``; returns the table."""
-    labels(configs)                     # loads every config: a bad one is refused before anything runs
+    labels(configs)                     # checks every config: a bad one is refused before anything runs
     with replacing(out) as tmp:
         return write_report(tmp, run_all(configs, out, log=log, into=tmp))
