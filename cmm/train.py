@@ -39,7 +39,7 @@ def _run(args, until: str):
     cfg = config.load(args.config, teacher=args.teacher)
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise DataError("exists and is not a directory: a run directory is reused, never replaced; "
-                          "choose another --out", path=args.out, field="--out")
+                        "choose another --out", path=args.out, field="--out")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
     import torch
