@@ -19,8 +19,8 @@ from engine.views import latency_table, make_sim
 from analysis.metrics import Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
-from common.atomic import atomic_write
 from common.errors import DataError
+from common.outdir import check_replaceable
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.readers.binance_coinm import contradiction
@@ -50,9 +50,6 @@ class Backtest(msgspec.Struct):
     events: int
     decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
     dropped: dict[str, dict[str, int]] | None = None   # --transport zmq: messages dropped, by side and reason
-
-
-DECISIONS = "decisions.npz"
 
 
 def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray, Instrument]:
@@ -235,22 +232,13 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False, transp
                   timeout_s: float | None = None, curve: bool = False) -> Backtest:
     from runtime.config import load
     cfg = load(config_path)
+    check_replaceable(out_dir)          # before the run, not after it: a refusal should cost nothing
     bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
-    write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
-              bt.decisions)
+    write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
+                  bt.decisions)
     return bt
-
-
-def write_run(out_dir: str, result: RunResult, summary: Summary, config_text: bytes, title: str,
-              decisions: dict[str, np.ndarray] | None) -> None:
-    """The results directory, plus ``decisions.npz`` for a strategy that records its decisions (CMM: quotes,
-    weights, regimes)."""
-    write_results(out_dir, result, summary, config_text, title)
-    if decisions is not None:
-        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
-            np.savez(f, **decisions)
 
 
 def format_summary(bt: Backtest, out_dir: str | None = None) -> str:

@@ -23,7 +23,9 @@ import time
 
 import msgspec
 
+from analysis.output import write_results
 from common.errors import DataError
+from common.outdir import check_replaceable
 from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_snapshot, snapshot_address
 
 from runtime.paper import journal as jr
@@ -32,7 +34,7 @@ from engine.views import QUEUE_MODELS
 from runtime.config import PaperConfig, load
 from runtime.paper.trader import PaperTrader
 from common.stats import LatencyStats, latency_us
-from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of, write_run
+from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -92,6 +94,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     with open(config_path, "rb") as f:
         config_text = f.read()
     digest = hashlib.sha256(config_text).hexdigest()
+    check_replaceable(out_dir)          # before trading, not after it: a refusal should cost nothing
     journal = journal or journal_path(out_dir)
     try:
         snapshot_addr = snapshot_addr or snapshot_address(feed)
@@ -117,7 +120,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
                          tick_to_order_us=latency_us(loop.reactions[0]),
                          send_to_order_us=latency_us(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
-    write_run(out_dir, result, summary, config_text, title, decision_record(strategy))
+    write_results(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
         loop.journal.close()
     return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],
