@@ -1,11 +1,11 @@
 """The verifying loader: trading loads a bundle (:mod:`bundle.manifest`) only after checking every byte.
 
-:func:`verify` recomputes the manifest's digest and every file's sha256 (and,
-with ``CMM_BUNDLE_KEY_FILE`` set, the manifest's signature:
-:mod:`bundle.signature`) and raises :class:`~common.errors.DataError` with
-one line naming the file, what differs, and the expected and found values.
-It never guesses or repairs. :func:`load_bundle` then checks the model
-against its contract on probe inputs (:mod:`bundle.contract`).
+:func:`verify` recomputes the manifest's digest and every file's sha256 and
+raises :class:`~common.errors.DataError` with one line naming the file, what
+differs, and the expected and found values. It never guesses or repairs.
+:func:`load_bundle` then checks, with ``CMM_BUNDLE_KEY_FILE`` set, the
+manifest's signature (:mod:`bundle.signature`), and the model against its
+contract on probe inputs (:mod:`bundle.contract`).
 
 This module is on the trading side, so it must not import torch at import
 time; :func:`load_bundle` imports it when called.
@@ -70,9 +70,6 @@ def verify(directory: str | Path) -> Manifest:
     """The bundle's manifest, after checking every file against it; DataError on the first difference."""
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    key = signature.key_from_env()
-    if key is not None:
-        signature.check(directory, key)
     present = set(files_in(directory))
     for name in sorted(manifest.files):
         if name not in present:
@@ -224,6 +221,9 @@ def load_bundle(directory: str | Path) -> Bundle:
     directory = Path(directory)
     model_path = str(directory / "model.pt")
     manifest = verify(directory)
+    key = signature.key_from_env()
+    if key is not None:
+        signature.check(directory, key)
     schema = _decode(directory, "feature_schema.json", FeatureSchema)
     norm = _decode(directory, "normalization.json", _Normalization)
     if len(norm.feature_mean) != schema.n_features:

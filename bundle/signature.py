@@ -3,8 +3,9 @@
 The manifest's sha256s and digest only say the files are the ones it lists:
 anyone who can write the directory can rewrite them all. A signature made
 with a secret key cannot be rewritten without that key. The exporter signs
-when ``CMM_BUNDLE_KEY_FILE`` names a key file (:func:`bundle.manifest.write_manifest`);
-the loader, with that variable set, refuses a bundle whose ``manifest.sig``
+when ``CMM_BUNDLE_KEY_FILE`` names a key file (:func:`bundle.manifest.write_manifest`),
+``cmm keys sign-bundle`` signs a bundle already exported, and
+:func:`bundle.loader.load_bundle`, with that variable set, refuses a bundle whose ``manifest.sig``
 is missing or was made with another key or over another manifest. Without it,
 nothing is signed or checked. The manifest lists every file's sha256, so
 signing it signs them all.
@@ -28,8 +29,11 @@ _SCHEME = "hmac-sha256:"
 def key_from_env() -> bytes | None:
     """The key in the file ``CMM_BUNDLE_KEY_FILE`` names, or None when it is unset or empty."""
     path = os.environ.get(KEY_ENV)
-    if not path:
-        return None
+    return read_key(path) if path else None
+
+
+def read_key(path: str) -> bytes:
+    """A key file's bytes, all of them: a secret of at least :data:`MIN_KEY_BYTES`."""
     try:
         key = Path(path).read_bytes()
     except OSError as e:

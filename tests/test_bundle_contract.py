@@ -9,6 +9,7 @@ rewritten to match, as the issue's user did.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def _cmm_backtest(tmp_path, bundle, env=None) -> subprocess.CompletedProcess:
                       .replace('"../data/samples/', f'"{REPO}/data/samples/'))
     return subprocess.run([sys.executable, "-m", "cmm", "backtest", "--config", str(config), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
-                          env=dict(__import__("os").environ, **(env or {})))
+                          env=dict(os.environ, **(env or {})))
 
 
 def test_cmm_backtest_refuses_the_scalar_and_int_model_in_one_line(tmp_path):
@@ -196,3 +197,18 @@ def test_cmm_backtest_with_a_key_refuses_an_unsigned_bundle_in_one_line(tmp_path
     proc = _cmm_backtest(tmp_path, SHIPPED, env={KEY_ENV: str(key_file)})
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "not signed" in lines[0], proc.stderr
+
+
+def test_cmm_keys_sign_bundle_signs_a_verified_bundle(tmp_path, key_file, monkeypatch):
+    directory = tmp_path / "bundle"
+    shutil.copytree(SHIPPED, directory)
+    proc = subprocess.run([sys.executable, "-m", "cmm", "keys", "sign-bundle", str(directory), "--key-file",
+                           str(key_file)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"signed {directory / SIGNATURE}", proc.stderr
+    monkeypatch.setenv(KEY_ENV, str(key_file))
+    assert load_bundle(directory).kind == "moe"
+    (directory / "regimes.json").write_text("{}")       # a changed bundle is not signed: verify refuses it first
+    proc = subprocess.run([sys.executable, "-m", "cmm", "keys", "sign-bundle", str(directory)], capture_output=True,
+                          text=True, cwd=REPO, env=dict(os.environ))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "regimes.json" in lines[0], proc.stderr
