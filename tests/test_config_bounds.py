@@ -2,7 +2,8 @@
 
 Issue 12 item 15, from a user's probes: ``maker = nan`` printed EPnL 0.0,
 ``episode_s = inf`` and ``tick_size = 1e-300`` were OverflowError tracebacks,
-and a latency of 9e18 ns wrapped the int64 clock and ran like 1 ms.
+and a latency of 9e18 ns wrapped the int64 clock and ran like 1 ms (a wake-up
+timer of 9e18 ns never fired, and the run quoted nothing).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def _one_line_naming(proc, tmp_path, *needles) -> None:
     ("place_entry_ns = 1_000_000", "place_entry_ns = 9_000_000_000_000_000_000",
      ["bad.toml", "latency.place_entry_ns", "<= 3600000000000"]),
     ("compute_ns = 0", "compute_ns = 9_000_000_000_000_000_000", ["bad.toml", "strategy.compute_ns"]),
+    ("every_ns = 100_000_000", "every_ns = 9_000_000_000_000_000_000", ["bad.toml", "strategy.wake", "at most a year"]),
     ("qty = 100 ", "qty = inf ", ["bad.toml", "strategy.params.qty", "finite"]),
     ("max_position = 500 ", "max_position = nan ", ["bad.toml", "strategy.params.max_position", "finite"]),
 ])

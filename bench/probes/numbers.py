@@ -131,6 +131,8 @@ CASES = [
           check=_nothing_written),
     Probe(15, "config_compute_ns_9e18",
           _backtest((r"^compute_ns = .*", "compute_ns = 9_000_000_000_000_000_000")), check=_nothing_written),
+    Probe(15, "config_wake_every_ns_9e18",
+          _backtest((r"^every_ns = .*", "every_ns = 9_000_000_000_000_000_000")), check=_nothing_written),
     Probe(15, "config_qty_inf", _backtest((r"^qty = .*", "qty = inf")), check=_nothing_written),
     Probe(16, "bundle_scalar_and_int_outputs", _bundle_with(SCALAR_AND_INT), check=_nothing_written),
     Probe(16, "bundle_forward_without_regime", _bundle_with(NO_REGIME), check=_nothing_written),
