@@ -27,6 +27,7 @@ Positive = Annotated[float, msgspec.Meta(gt=0, le=_MAX_FLOAT)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=_MAX_FLOAT)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 # Durations in seconds: at most a year, so one in ns fits int64 beside any timestamp (``episode_s = inf``
 # was an OverflowError).

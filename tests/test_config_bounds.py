@@ -8,6 +8,7 @@ timer of 9e18 ns never fired, and the run quoted nothing).
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -69,3 +70,27 @@ def test_the_engine_refuses_what_a_config_would_have(tmp_path):
     with pytest.raises(ConfigError, match="span"):
         engine_events.sim(rows, tick_size=1e-300)
     assert make_sim(engine_events.events(rows), EngineConfig(tick_size=1.0, lot_size=1.0, tick_range_pad=20))
+
+
+@pytest.mark.parametrize("table, line, needles", [
+    ("[distill]", "lr = nan", ["distill.lr", "finite"]),
+    ("[distill]", "task_weight = 1.5", ["distill.task_weight", "<= 1"]),
+    ("[moe]", "tau = inf", ["moe.tau", "finite"]),
+    ("[moe]", "steps = -5", ["moe.steps", ">= 1"]),
+    ("[teacher]", "weight_decay = nan", ["teacher.weight_decay", "finite"]),
+])
+def test_implausible_training_number_is_refused_naming_the_key(tmp_path, table, line, needles):
+    from cmm_models import config as train_config
+
+    text = (REPO / "configs" / "cmm_tiny.toml").read_text().replace('"../data/', f'"{REPO}/data/')
+    head, sep, body = text.partition(f"\n{table}")
+    key = line.split(" = ")[0]
+    body = re.sub(rf"(?m)^{key} = .*$", "", body, count=1)     # the table's own setting, if it has one
+    path = tmp_path / "train.toml"
+    path.write_text(head + sep + f"\n{line}" + body)
+    with pytest.raises(ConfigError) as err:
+        train_config.load(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
