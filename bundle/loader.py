@@ -3,6 +3,9 @@
 :func:`verify` recomputes the manifest's digest and every file's sha256 and
 raises :class:`~common.errors.DataError` with one line naming the file, what
 differs, and the expected and found values. It never guesses or repairs.
+:func:`load_bundle` then checks, with ``CMM_BUNDLE_KEY_FILE`` set, the
+manifest's signature (:mod:`bundle.signature`), and the model against its
+contract on probe inputs (:mod:`bundle.contract`).
 
 This module is on the trading side, so it must not import torch at import
 time; :func:`load_bundle` imports it when called.
@@ -27,6 +30,7 @@ import msgspec
 import numba
 import numpy as np
 
+from bundle import contract, signature
 from bundle.features import FEATURE_VERSION, FeatureSchema
 from bundle.manifest import (FILES, FORMAT, FORMAT_VERSION, MANIFEST, Kind, Manifest, Variant, canonical, digest_of,
                              files_in, sha256_file)
@@ -215,11 +219,11 @@ def load_bundle(directory: str | Path) -> Bundle:
     import torch
 
     directory = Path(directory)
+    model_path = str(directory / "model.pt")
     manifest = verify(directory)
-    with warnings.catch_warnings():       # torch 2.13 marks TorchScript deprecated; it is what loads without source
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = torch.jit.load(str(directory / "model.pt"), map_location="cpu")
-        runtime = torch._C._jit_to_static_module(torch.jit.freeze(model)._c)
+    key = signature.key_from_env()
+    if key is not None:
+        signature.check(directory, key)
     schema = _decode(directory, "feature_schema.json", FeatureSchema)
     norm = _decode(directory, "normalization.json", _Normalization)
     if len(norm.feature_mean) != schema.n_features:
@@ -234,6 +238,18 @@ def load_bundle(directory: str | Path) -> Bundle:
     if kind != variant.kind:
         raise DataError(f"the manifest says a {kind!r} model, model.json's variant {str(variant)!r} is a "
                         f"{variant.kind!r} one", path=str(directory / MANIFEST), field="kind")
+    with warnings.catch_warnings():       # torch 2.13 marks TorchScript deprecated; it is what loads without source
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            model = torch.jit.load(model_path, map_location="cpu")
+        except RuntimeError as e:
+            raise DataError(f"not a TorchScript module: {contract.first_line(e)}", path=model_path) from None
+        contract.check_signature(model, kind, model_path)
+        try:
+            runtime = torch._C._jit_to_static_module(torch.jit.freeze(model)._c)
+        except RuntimeError as e:     # a module saved in training mode, or with ops the runtime cannot run
+            raise DataError(f"the module cannot be frozen to trade: {contract.first_line(e)}", path=model_path,
+                            field="forward") from None
     teacher = kind == "teacher"           # the teacher reads a window of vectors and no regime
     # The teacher's window is one contiguous matrix; a MoE's vector starts on a 64-byte boundary, as every
     # row of a batch does (model_input), so a decision gets the same bits alone or batched.
@@ -246,7 +262,5 @@ def load_bundle(directory: str | Path) -> Bundle:
         regimes=_decode(directory, "regimes.json", Regimes), layout=layout,
         teacher_latency=_decode(directory, "teacher_latency.json", dict), variant=variant, kind=kind,
     )
-    # One decision now, so the first real one pays neither the kernel's load or compile (up to a
-    # second) nor the runtime's first-run memory planning.
-    bundle.decide(np.broadcast_to(bundle.feature_mean, inputs.shape).copy(), *(() if teacher else (-1,)))
+    contract.check_outputs(bundle, model_path)
     return bundle

@@ -10,6 +10,7 @@ A bundle is a flat directory::
     feature_schema.json    the feature definitions the model was trained on
     teacher_latency.json   the teacher's measured per-decision latency
     manifest.json          sha256 of every file above, library versions, schema version, the model's ``kind``
+    manifest.sig           optional: an HMAC of manifest.json under the exporter's key (:mod:`bundle.signature`)
 
 The manifest is canonical JSON (sorted keys, fixed indent, no timestamps), so
 the same model gives the same bytes, and it carries ``digest``, the sha256 of
@@ -28,6 +29,7 @@ from typing import Literal
 
 import msgspec
 
+from bundle import signature
 from bundle.features import FEATURE_VERSION
 from common.atomic import atomic_write
 
@@ -96,9 +98,9 @@ def sha256_file(path: Path) -> str:
 
 
 def files_in(directory: Path) -> list[str]:
-    """Every file under ``directory`` but the manifest, as sorted relative POSIX paths."""
+    """Every file under ``directory`` but the manifest and its signature, as sorted relative POSIX paths."""
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                  if p.is_file() and p.name != MANIFEST)
+                  if p.is_file() and p.name not in (MANIFEST, signature.SIGNATURE))
 
 
 def _version(package: str) -> str:
@@ -109,13 +111,21 @@ def _version(package: str) -> str:
 
 
 def write_manifest(directory: str | Path, kind: Kind, created_by: str = "cmm_models.export") -> Manifest:
-    """Hash every file in ``directory`` and write ``manifest.json`` (atomically); return the manifest."""
+    """Hash every file in ``directory`` and write ``manifest.json`` (atomically); return the manifest.
+
+    With a key in ``CMM_BUNDLE_KEY_FILE`` the manifest is signed; without one, a signature left from an
+    earlier export (now of another manifest) is removed."""
     directory = Path(directory)
     versions = {"python": platform.python_version(), **{name: _version(name) for name in _LIBRARIES}}
     manifest = Manifest(format=FORMAT, format_version=FORMAT_VERSION, feature_schema_version=FEATURE_VERSION,
                         created_by=created_by, versions=versions, digest="", kind=kind,
                         files={name: sha256_file(directory / name) for name in files_in(directory)})
     manifest = msgspec.structs.replace(manifest, digest=digest_of(manifest))
+    key = signature.key_from_env()
     with atomic_write(directory / MANIFEST) as f:
         f.write(canonical(manifest))
+    if key is not None:
+        signature.sign(directory, key)
+    else:
+        (directory / signature.SIGNATURE).unlink(missing_ok=True)
     return manifest

@@ -18,7 +18,7 @@ import msgspec
 
 from common import config as tomlconfig
 from bundle.features import FeatureParams
-from common.config import ConfigError, DataConfig, NonNegativeInt, Positive, PositiveInt, Table
+from common.config import ConfigError, DataConfig, NonNegative, NonNegativeInt, Positive, PositiveInt, Table
 
 from cmm_models.dataset import DatasetConfig
 from cmm_models.distill import DistillConfig
@@ -39,7 +39,7 @@ class TeacherConfig(Table):
     steps: PositiveInt = 200
     lr: Positive = 1e-3
     batch_size: PositiveInt = 64
-    weight_decay: float = 0.01
+    weight_decay: NonNegative = 0.01
     seed: int = 0
     train_samples: NonNegativeInt = 0      # train rows used by teacher, students and MoE (0: all), evenly spaced
     eval_samples: NonNegativeInt = 0       # test rows of the report (0: all)

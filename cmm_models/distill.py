@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.config import NonNegative, Positive, PositiveInt, Share
+
 from cmm_models.experts import DEFAULT_HIDDEN, Expert
 from cmm_models.probe import GROUPS
 from cmm_models.regimes import N_REGIMES
@@ -35,13 +37,13 @@ from cmm_models.teacher import TASKS, pick_device
 
 
 class DistillConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    hidden: int = DEFAULT_HIDDEN
-    steps: int = 1500
-    batch_size: int = 256
-    lr: float = 3e-3
-    task_weight: float = 0.6       # c on the group's task; (1 - c) / 2 on each other task
-    output_weight: float = 1.0     # a: teacher-output distillation
-    feature_weight: float = 0.5    # b: feature distillation to the group's hidden state
+    hidden: PositiveInt = DEFAULT_HIDDEN
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 256
+    lr: Positive = 3e-3
+    task_weight: Share = 0.6              # c on the group's task; (1 - c) / 2 on each other task
+    output_weight: NonNegative = 1.0      # a: teacher-output distillation
+    feature_weight: NonNegative = 0.5     # b: feature distillation to the group's hidden state
     seed: int = 0
 
 

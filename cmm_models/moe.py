@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.config import Positive, PositiveInt
+
 from cmm_models.distill import Family
 from cmm_models.experts import Expert, N_OUTPUTS, expert_outputs
 from cmm_models.regimes import N_REGIMES
@@ -38,12 +40,12 @@ NORM_FLOOR = 1e-12
 class MoEConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     aggregator: str = "hajek"
     routing: str = "hard"
-    context: int = 4            # width of the feature projection φ sees
-    kernel_hidden: int = 16
-    tau: float = 1.0
-    steps: int = 1000
-    batch_size: int = 256
-    lr: float = 3e-3
+    context: PositiveInt = 4            # width of the feature projection φ sees
+    kernel_hidden: PositiveInt = 16
+    tau: Positive = 1.0
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 256
+    lr: Positive = 3e-3
     seed: int = 0
 
     def __post_init__(self):

@@ -8,6 +8,7 @@ type or an out-of-range value reads the same everywhere::
 from __future__ import annotations
 
 import os
+import sys
 import typing
 from typing import Annotated, Literal, TypeVar
 
@@ -17,11 +18,28 @@ from common.errors import DataError
 
 T = TypeVar("T")
 
-# Constrained numbers: msgspec checks them while decoding, so ``qty = -1`` fails naming its key.
-Positive = Annotated[float, msgspec.Meta(gt=0)]
+# Constrained numbers: msgspec checks them while decoding, so ``qty = -1`` fails naming its key. TOML reads
+# ``nan`` and ``inf``: a bound at the largest float refuses inf, and nan fails every bound, so each float type
+# here is finite (``maker = nan`` made every fee, and so EPnL, nan printed as 0).
+_MAX_FLOAT = sys.float_info.max
+Finite = Annotated[float, msgspec.Meta(ge=-_MAX_FLOAT, le=_MAX_FLOAT)]
+Positive = Annotated[float, msgspec.Meta(gt=0, le=_MAX_FLOAT)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=_MAX_FLOAT)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Share = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+# Durations in seconds: at most a year, so one in ns fits int64 beside any timestamp (``episode_s = inf``
+# was an OverflowError).
+YEAR_S = 366 * 86_400
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=YEAR_S)]
+# A latency or decision time in ns: at most an hour, which is no latency but a typo; added to an int64
+# timestamp, 9e18 ns wrapped round and ran as if it were 1 ms.
+MAX_LATENCY_NS = 3_600 * 10**9
+LatencyNs = Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_NS)]
+# An instrument's tick, lot or contract multiplier: within twelve orders of magnitude of 1, so prices and
+# sizes counted in ticks and lots fit the engine's int64 (``tick_size = 1e-300`` was an OverflowError).
+Scale = Annotated[float, msgspec.Meta(ge=1e-12, le=1e12)]
 
 
 class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,7 +67,12 @@ def split_location(err: Exception) -> tuple[str | None, str]:
 
 
 def _explained(message: str, type_, key: str | None) -> str:
-    """msgspec's message, with the allowed values when the key holds one of a fixed set (a Literal)."""
+    """msgspec's message, saying "finite" where a float's bound refuses nan and inf, and with the allowed
+    values when the key holds one of a fixed set (a Literal)."""
+    if message.startswith("Expected `float` "):
+        for unsaid in (f" >= {-_MAX_FLOAT!r}", f" <= {_MAX_FLOAT!r}"):
+            message = message.replace(unsaid, "")
+        return message.replace("Expected `float`", "Expected a finite `float`")
     if not message.startswith("Invalid enum value") or key is None:
         return message
     for name in key.split("."):

@@ -16,7 +16,7 @@ from numba.experimental import structref
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
                           LOCAL, MODIFY_ORDER, TRADE)
 
-from common.config import ConfigError
+from common.config import MAX_LATENCY_NS, ConfigError
 from engine.book import empty_bk
 from engine.codes import INVALID_MAX, INVALID_MIN
 from engine.models.config import FeeConfig, LatencyConfig, QueueConfig, model_class
@@ -251,8 +251,8 @@ def _models(cfg: EngineConfig, recorded_latency: bool) -> dict:
 def _check(cfg: EngineConfig) -> None:
     if not (cfg.tick_size > 0 and cfg.lot_size > 0 and cfg.contract_multiplier > 0):
         raise ConfigError("tick_size, lot_size and contract_multiplier must be positive")
-    if min(cfg.latency.constants()) < 0:
-        raise ConfigError("latencies must be >= 0 ns")
+    if not all(0 <= ns <= MAX_LATENCY_NS for ns in cfg.latency.constants()):
+        raise ConfigError(f"latencies must be within 0 and {MAX_LATENCY_NS:_} ns (an hour)")
     if cfg.max_fills > MAX_FILLS:
         raise ConfigError(f"max_fills must be at most {MAX_FILLS}")
     if cfg.ring_size & (cfg.ring_size - 1):
@@ -286,11 +286,20 @@ def _count_ticks(ev):
     return n
 
 
+MAX_BOOK_TICKS = 1 << 25      # price levels a run's books span: about 50 bytes each, so under 2 GiB
+
+
 def tick_range(events: np.ndarray, tick_size: float, pad: int) -> tuple[int, int]:
-    """Lowest and highest price tick in the events, ``pad`` ticks wider (one pass, no temporaries)."""
+    """Lowest and highest price tick in the events, ``pad`` ticks wider (one pass, no temporaries).
+
+    The books are arrays over this range, so a range too wide for memory (a tick size or a price off by
+    orders of magnitude) is refused here, while it is still a float, before it overflows an int64."""
     lo, hi, any_priced = _tick_extent(events["ev"], events["px"], tick_size)
     if not any_priced:
         return 0, 2 * pad
+    if not hi - lo + 2 * pad < MAX_BOOK_TICKS:
+        raise ConfigError(f"the prices span {hi - lo:.4g} ticks of {tick_size:g}, more than the "
+                          f"{MAX_BOOK_TICKS:,} a book holds: check the tick size and the prices", field="tick_size")
     return int(lo) - pad, int(hi) + pad
 
 

@@ -59,7 +59,7 @@ __all__ = [
     "END", "WOKE_END", "WOKE_TIMER", "WOKE_EVENTS", "WOKE_TOP", "WOKE_WAIT",
     # the order API and the reads jitted strategies make
     "submit", "cancel", "modify", "cancel_all", "clear_inactive", "find", "cancellable", "visible",
-    "visible_slots", "n_slots", "order_id_at", "order_side_at", "order_tick_at", "is_final",
+    "visible_slots", "n_slots", "lot_size", "order_id_at", "order_side_at", "order_tick_at", "is_final",
     "best_bid_tick", "best_ask_tick", "bid_qty_at", "ask_qty_at", "position", "balance", "fees",
     "E_NOT_FOUND", "E_REQUEST_PENDING", "E_BAD_QTY", "E_PRICE_OUT_OF_RANGE",
     # named views
@@ -407,6 +407,12 @@ def _tick_times(ev, local_ts, n):
 
 
 # ---- order-slot reads for jitted strategies (iterate slots 0..n_slots(S) with visible(S, slot))
+@nb.njit(cache=True, inline="always")
+def lot_size(S):
+    """The instrument's lot: a jitted strategy counts sizes in whole lots of it (strategies/kernels/limits.py)."""
+    return S.floats[F_LOT]
+
+
 @nb.njit(cache=True, inline="always")
 def order_id_at(S, slot):
     return S.orders_i[slot, O_ID]

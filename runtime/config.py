@@ -12,19 +12,18 @@ import msgspec
 
 from engine.views import FEE_MODELS, QUEUE_MODELS, EngineConfig, FeeConfig, LatencyConfig, QueueConfig, model_class
 from common import config as tomlconfig
-from common.config import DataConfig, Table
+from common.config import DataConfig, LatencyNs, Scale, Seconds, Table
 
 from strategies.api import WakePolicy
-from strategies.params import NonNegativeInt, Positive
 
 
 class InstrumentOverrides(Table):
     """Replace what the data file says about the instrument."""
 
     symbol: str | None = None
-    tick_size: Positive | None = None
-    lot_size: Positive | None = None
-    contract_multiplier: Positive | None = None
+    tick_size: Scale | None = None
+    lot_size: Scale | None = None
+    contract_multiplier: Scale | None = None
     kind: Literal["linear", "inverse"] | None = None   # inverse: contracts of contract_multiplier USD, in the coin
     settlement: str | None = None                      # the currency PnL, fees and margin are in
 
@@ -32,13 +31,13 @@ class InstrumentOverrides(Table):
 class StrategyConfig(Table):
     name: str
     mode: Literal["python", "kernel"] = "python"
-    compute_ns: NonNegativeInt | Literal["measured"] | None = None   # None: the strategy's own default
+    compute_ns: LatencyNs | Literal["measured"] | None = None   # None: the strategy's own default
     wake: WakePolicy = WakePolicy()
     params: dict[str, Any] = {}
 
 
 class MetricsConfig(Table):
-    episode_s: Positive = 1800.0
+    episode_s: Seconds = 1800.0
 
 
 class VenueConfig(Table, kw_only=True):
@@ -62,9 +61,9 @@ class PaperFeedConfig(Table):
     """``[paper]``: how paper trading takes its feed (``cmm paper --feed ADDR``)."""
 
     topic: str | None = None               # the instrument's topic; None: the only one the feed carries
-    stale_after_s: Positive = 2.0          # no message for this long: the feed is stale, quotes are pulled
-    max_feed_latency_ns: NonNegativeInt = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
-    status_every_s: Positive = 1.0         # the live status line's period
+    stale_after_s: Seconds = 2.0          # no message for this long: the feed is stale, quotes are pulled
+    max_feed_latency_ns: LatencyNs = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
+    status_every_s: Seconds = 1.0         # the live status line's period
     busy_poll: bool = False                # spin on the feed instead of sleeping: a core for lower latency
 
 

@@ -16,6 +16,8 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 import numpy as np
 
+from common.config import YEAR_S
+
 Side = Literal["buy", "sell"]
 TimeInForce = Literal["gtc", "gtx", "ioc", "fok"]
 OrderType = Literal["limit", "market"]
@@ -38,6 +40,8 @@ class WakePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self):
         if self.every_ns is not None and self.every_ns <= 0:
             raise ValueError("wake.every_ns must be positive")
+        if self.every_ns is not None and self.every_ns > YEAR_S * 10**9:     # 9e18 ns wrapped the int64 clock
+            raise ValueError(f"wake.every_ns must be at most a year ({YEAR_S * 10**9:_} ns)")
         if self.every_events is not None and self.every_events <= 0:
             raise ValueError("wake.every_events must be positive")
         if self.every_ns is None and self.every_events is None and not self.on_top_change:

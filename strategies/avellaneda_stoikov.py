@@ -10,7 +10,9 @@ stationary form used for continuous market making)::
     bid    = r - spread / 2,   ask = r + spread / 2
 
 The bid is rounded down and the ask up to ticks, and each is kept at least
-one tick off the opposite best so post-only quotes are not rejected.
+one tick off the opposite best so post-only quotes are not rejected. A side
+that would take |position| beyond ``max_position`` is not quoted, counted in
+whole lots.
 ``sigma2`` is estimated online: an exponential moving average, over
 ``sigma_window`` wake-ups, of squared mid changes per second, starting from
 ``sigma0``². :mod:`strategies.kernels.avellaneda_stoikov` is the same logic
@@ -25,6 +27,7 @@ import msgspec
 from strategies.api import Context
 from strategies.base import Strategy
 from strategies.fixed_spread import requote
+from strategies.kernels.limits import sides_within_limit
 from strategies.params import NonNegative, Positive, PositiveInt
 
 
@@ -85,5 +88,5 @@ class AvellanedaStoikov(Strategy):
         sigma2 = self.variance.update(mid, ctx.now)
         bid, ask = quotes(mid, ctx.position / p.qty, sigma2, p)
         bid_tick, ask_tick = to_ticks(bid, ask, best_bid, best_ask, tick)
-        requote(ctx, bid_tick * tick, ask_tick * tick, p.qty, ctx.position < p.max_position,
-                ctx.position > -p.max_position)
+        requote(ctx, bid_tick * tick, ask_tick * tick, p.qty,
+                *sides_within_limit(ctx.position, p.qty, p.max_position, ctx.lot_size))

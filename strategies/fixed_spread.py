@@ -3,7 +3,7 @@
 At each wake-up it prices ``bid = floor(mid - k)`` and ``ask = ceil(mid + k)``
 in ticks, cancels quotes resting elsewhere, and places ``qty`` where none
 rests. A side that would take |position| beyond ``max_position`` is not
-quoted. :mod:`strategies.kernels.fixed_spread` is the same logic as a jitted
+quoted, counted in whole lots (:mod:`strategies.kernels.limits`). :mod:`strategies.kernels.fixed_spread` is the same logic as a jitted
 kernel; the two give identical fills.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import msgspec
 from strategies.api import Context
 from strategies.base import Strategy
 from strategies.kernels.fixed_spread import quote_ticks
+from strategies.kernels.limits import sides_within_limit
 from strategies.params import NonNegativeInt, Positive
 
 
@@ -33,8 +34,8 @@ class FixedSpread(Strategy):
             return
         tick = ctx.tick_size
         bid, ask = quote_ticks(round(ctx.best_bid / tick), round(ctx.best_ask / tick), p.half_spread_ticks)
-        requote(ctx, bid * tick, ask * tick, p.qty, ctx.position < p.max_position,
-                ctx.position > -p.max_position)
+        requote(ctx, bid * tick, ask * tick, p.qty, *sides_within_limit(ctx.position, p.qty, p.max_position,
+                                                                         ctx.lot_size))
 
 
 def requote(ctx: Context, bid: float, ask: float, qty: float, want_bid: bool, want_ask: bool) -> None:

@@ -8,7 +8,7 @@ a built-in one; a wrong name is one line naming the key and the valid names.
 """
 from __future__ import annotations
 
-from common.config import ConfigError, NonNegativeInt, Positive, Table
+from common.config import ConfigError, Finite, LatencyNs, Positive, Table
 
 
 class QueueConfig(Table):
@@ -26,12 +26,12 @@ class LatencyConfig(Table):
     response_ts`` rows in ns, interpolated at each request's time.
     """
 
-    place_entry_ns: NonNegativeInt = 0
-    place_response_ns: NonNegativeInt = 0
-    modify_entry_ns: NonNegativeInt = 0
-    modify_response_ns: NonNegativeInt = 0
-    cancel_entry_ns: NonNegativeInt = 0
-    cancel_response_ns: NonNegativeInt = 0
+    place_entry_ns: LatencyNs = 0
+    place_response_ns: LatencyNs = 0
+    modify_entry_ns: LatencyNs = 0
+    modify_response_ns: LatencyNs = 0
+    cancel_entry_ns: LatencyNs = 0
+    cancel_response_ns: LatencyNs = 0
     file: str | None = None
 
     def constants(self) -> tuple[int, int, int, int, int, int]:
@@ -43,9 +43,17 @@ class LatencyConfig(Table):
 class FeeConfig(Table):
     """Rates paid on fills; a negative maker rate is a rebate (engine/models/fees/registry.py)."""
 
-    maker: float = 0.0
-    taker: float = 0.0
+    maker: Finite = 0.0
+    taker: Finite = 0.0
     mode: str = "notional"
+
+    def __post_init__(self):
+        """A notional rate is a fraction of each fill's notional: one of 100% or more is a typo for bp or %."""
+        if self.mode == "notional":
+            for name, rate in (("maker", self.maker), ("taker", self.taker)):
+                if not abs(rate) < 1:
+                    raise ValueError(f"{name} = {rate} is {rate:.0%} of each fill's notional; a notional rate "
+                                     "is a fraction (-0.0002: a 2 bp rebate)")
 
 
 def model_class(registry: dict[str, type], key: str, name: str, path: str | None = None) -> type:

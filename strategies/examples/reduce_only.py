@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from strategies.api import Context
 from strategies.cmm import CMMParams, CMMStrategy
+from strategies.kernels.limits import EPS
 from strategies.ladder import Ladder
 from strategies.params import Fraction
 
@@ -25,9 +26,10 @@ class ReduceOnlyCMM(CMMStrategy):
 
     def risk_check(self, ctx: Context, quotes: Ladder) -> Ladder:
         quotes = super().risk_check(ctx, quotes)
-        cut = self.params.reduce_only_at * self.params.max_position
-        if ctx.position >= cut:
+        held = round(ctx.position / ctx.lot_size)      # in whole lots: float sums of fills miss the cut
+        cut = self.params.reduce_only_at * self.params.max_position / ctx.lot_size - EPS
+        if held >= cut:
             return quotes._replace(bid_ticks=(), bid_lots=())
-        if ctx.position <= -cut:
+        if held <= -cut:
             return quotes._replace(ask_ticks=(), ask_lots=())
         return quotes

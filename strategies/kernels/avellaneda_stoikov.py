@@ -3,8 +3,9 @@ import math
 
 import numba as nb
 
-from engine.views import now, position
+from engine.views import lot_size, now, position
 
+from strategies.kernels.limits import sides_within_limit
 from strategies.kernels.quoting import next_wake, requote
 
 
@@ -35,4 +36,5 @@ def avellaneda_stoikov(S, interval, tick_size, gamma, kappa, horizon_s, sigma0, 
         spread = gamma * variance * horizon_s + (2.0 / gamma) * math.log1p(gamma / kappa)
         bid = min(math.floor((reservation - spread / 2) / tick_size + 1e-9), ba - 1)
         ask = max(math.ceil((reservation + spread / 2) / tick_size - 1e-9), bb + 1)
-        requote(S, bid, ask, qty, pos < max_position, pos > -max_position)
+        want_bid, want_ask = sides_within_limit(pos, qty, max_position, lot_size(S))
+        requote(S, bid, ask, qty, want_bid, want_ask)

@@ -5,8 +5,9 @@ can be compared fill for fill.
 """
 import numba as nb
 
-from engine.views import position
+from engine.views import lot_size, position
 
+from strategies.kernels.limits import sides_within_limit
 from strategies.kernels.quoting import next_wake, requote
 
 
@@ -32,4 +33,5 @@ def fixed_spread(S, interval, half_spread_ticks, qty, max_position):
             continue
         bid, ask = quote_ticks(bb, ba, half_spread_ticks)
         pos = position(S)
-        requote(S, bid, ask, qty, pos < max_position, pos > -max_position)
+        want_bid, want_ask = sides_within_limit(pos, qty, max_position, lot_size(S))
+        requote(S, bid, ask, qty, want_bid, want_ask)
