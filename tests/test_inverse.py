@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import feeds
+from bench.probes.inverse import fixed_spread_config
 from feeds.instrument import Instrument
 from tests.conftest import REPO
 from tests.files import save_events
@@ -32,25 +33,7 @@ def cmm(*args, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def config(tmp_path, name, data, qty, instrument="") -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f"""
-[data]
-files = ["{data}"]
-[strategy]
-name = "fixed_spread"
-compute_ns = 0
-[strategy.wake]
-every_ns = 100_000_000
-[strategy.params]
-half_spread_ticks = 1
-qty = {qty}
-max_position = {5 * qty}
-[fees]
-maker = 0.0002
-taker = 0.0005
-{instrument}
-""")
-    return str(path)
+    return fixed_spread_config(tmp_path, data, qty, instrument, name)
 
 
 def refused(proc: subprocess.CompletedProcess, *words: str) -> None:

@@ -23,8 +23,10 @@ COINM = SAMPLES / "ethusd_perp_20240808_head.gz"
 USDM = SAMPLES / "ethusdt_usdm_20240808_head.gz"
 
 
-def _config(tmp: Path, data: Path, qty: float, instrument: str = "") -> str:
-    (tmp / "bt.toml").write_text(f"""
+def fixed_spread_config(tmp: Path, data: Path, qty: float, instrument: str = "", name: str = "bt") -> str:
+    """A FixedSpread backtest config of ``qty`` per quote on ``data``, with ``instrument`` lines appended."""
+    path = tmp / f"{name}.toml"
+    path.write_text(f"""
 [data]
 files = ["{data}"]
 [strategy]
@@ -41,7 +43,7 @@ maker = 0.0002
 taker = 0.0005
 {instrument}
 """)
-    return str(tmp / "bt.toml")
+    return str(path)
 
 
 def _convert_then_backtest(tmp: Path) -> list[str]:
@@ -49,7 +51,7 @@ def _convert_then_backtest(tmp: Path) -> list[str]:
     done = run_cmm(["data", "convert", str(COINM), "--out", str(tmp / "coinm.npz")], tmp, 120)
     if done.returncode != 0:
         raise RuntimeError(f"convert failed: {done.stderr.strip()}")
-    return ["backtest", "--config", _config(tmp, tmp / "coinm.npz", 268), "--out", str(tmp / "out")]
+    return ["backtest", "--config", fixed_spread_config(tmp, tmp / "coinm.npz", 268), "--out", str(tmp / "out")]
 
 
 def _pnl_in_eth(tmp: Path, result: subprocess.CompletedProcess) -> Optional[str]:
@@ -71,7 +73,8 @@ def _nothing_written(name: str):
 
 def _override(line: str):
     def setup(tmp: Path) -> list[str]:
-        return ["backtest", "--config", _config(tmp, COINM, 268, f"[instrument]\n{line}\n"), "--out", str(tmp / "out")]
+        return ["backtest", "--config", fixed_spread_config(tmp, COINM, 268, f"[instrument]\n{line}\n"),
+                "--out", str(tmp / "out")]
     return setup
 
 
@@ -80,7 +83,7 @@ def _old_linear_file(tmp: Path) -> list[str]:
     events = feeds.read([str(COINM)]).events
     with atomic_write(tmp / "old.npz") as f:
         write(f, events, Instrument(symbol="ETHUSD_PERP", tick_size=0.01, lot_size=1.0))
-    return ["backtest", "--config", _config(tmp, tmp / "old.npz", 268), "--out", str(tmp / "out")]
+    return ["backtest", "--config", fixed_spread_config(tmp, tmp / "old.npz", 268), "--out", str(tmp / "out")]
 
 
 CASES = [
@@ -92,6 +95,6 @@ CASES = [
     Probe(2, "coinm config settlement = USDT", _override('settlement = "USDT"'), check=_nothing_written("out")),
     Probe(2, "coinm file converted as linear", _old_linear_file, check=_nothing_written("out")),
     Probe(2, "inverse without a settlement coin",
-          lambda tmp: ["backtest", "--config", _config(tmp, USDM, 1.0, '[instrument]\nkind = "inverse"\n'),
+          lambda tmp: ["backtest", "--config", fixed_spread_config(tmp, USDM, 1.0, '[instrument]\nkind = "inverse"\n'),
                        "--out", str(tmp / "out")], check=_nothing_written("out")),
 ]
