@@ -26,8 +26,8 @@ def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
     rows a live engine moved out of ``S`` (:meth:`engine.views.LiveSim.spilled_ticks`)."""
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
-    return RunResult(ticks=_ticks(view, fills, spilled_ticks), fills=fills, orders=view.order_table(), account=view.account(),
-                     orders_dropped=view.orders_dropped)
+    return RunResult(ticks=_ticks(view, fills, spilled_ticks), fills=fills, orders=view.order_table(),
+                     account=view.account(), orders_dropped=view.orders_dropped)
 
 
 def _ticks(view: SimView, fills: np.ndarray, spilled: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -46,7 +46,8 @@ from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 from common.config import ConfigError
 from common.spill import Spill
 from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_NTICKS, I_RECORD_TICKS, I_STARTED, I_TICKS_SPILLED, I_UB,
-                          MODEL_FIELDS, SIM_FIELDS, EngineConfig, Sim, count_ticks, is_tick, make_sim, queue_model, tick_times)
+                          MODEL_FIELDS, SIM_FIELDS, EngineConfig, Sim, count_ticks, is_tick, make_sim, queue_model,
+                          tick_times)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
 
@@ -109,8 +110,9 @@ class LiveSim:
 
     ``arrays`` holds the same numpy arrays by name: reading a ``Sim``'s field from Python is a jitted call.
     Row indices are into the rows held now: ``dropped`` rows came before them. ``reader``, if set, is
-    asked before rows are dropped (``keep_from()``: its first row still needed) and told after
-    (``drop_rows(k)``: the first ``k`` rows are going; shift your indices), before ``sim`` changes.
+    asked which rows it still needs (``keep_from()``: its first) and then told which go
+    (``drop_rows(k)``: the first ``k``; shift your indices), while the old arrays are still in place.
+    Without one, only the engine's own cursors hold rows back.
     """
 
     def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),

@@ -39,12 +39,12 @@ from common.config import ConfigError
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F_SUM_ABS_Q, F_TICK, F_VALUE,
                           F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_CUR, I_IL, I_LB, I_NEXT_ID, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, I_NTRADES,
-                          I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_TICKS_SPILLED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
+                          I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_TICKS_SPILLED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ,
+                          O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
                           OF_XEXEC, OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range, tick_times)
+                          TQ_SHIFT, EngineConfig, Sim, count_ticks, make_sim, tick_range, tick_times)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
 __all__ = [
@@ -378,7 +378,8 @@ class SimView:
                "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
         if spilled is None or len(spilled) == 0:
             return log
-        before = {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"], "fills": spilled["nq"] >> TQ_SHIFT}
+        before = {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"],
+                  "fills": spilled["nq"] >> TQ_SHIFT}
         return {name: np.concatenate([before[name], log[name]]) for name in log}
 
     def tick_quotes(self, spilled: np.ndarray | None = None) -> np.ndarray:
