@@ -3,7 +3,8 @@
 Each "day" is the sample's local rows (55,130), shifted in time so that the days follow one another,
 fed to a :class:`runtime.paper.trader.PaperTrader` (``configs/paper_fixed_spread.toml``) in batches of
 1,024 as the feed would. After each day it prints the memory ``tracemalloc`` traces (Python objects and
-numpy arrays; after a full collection) and the live engine's row capacity. Before the live engine
+numpy arrays; after a full collection), the live engine's row capacity, and what it has moved to
+temporary files (``common/spill.py``) instead. Before the live engine
 dropped the rows it had passed (issue 12, item 17), this grew by 84 to 168 bytes per event.
 
     PYTHONPATH=. python bench/paper_memory.py [--days 8]
@@ -46,9 +47,11 @@ def main() -> None:
         gc.collect()
         cur, peak = tracemalloc.get_traced_memory()
         live = trader.live
+        spilled = [getattr(live, "ticks_spilled", None), getattr(trader.session.ctx, "_unread_dropped", None)]
+        on_disk = sum(f.rows * f.dtype.itemsize for f in spilled if f is not None)
         print(f"events {n:>9,}  traced {cur / 1e6:7.1f} MB  peak {peak / 1e6:7.1f} MB  "
-              f"engine rows {len(live.events):>7,} (held {live.n:,}, dropped {getattr(live, 'dropped', 0):,})",
-              flush=True)
+              f"engine rows {len(live.events):>7,} (held {live.n:,}, dropped {getattr(live, 'dropped', 0):,})  "
+              f"spilled {on_disk / 1e6:.1f} MB", flush=True)
 
 
 if __name__ == "__main__":
