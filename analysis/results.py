@@ -21,15 +21,16 @@ class RunResult(msgspec.Struct):
     orders_dropped: int = 0        # finished orders beyond the order log's capacity
 
 
-def collect(S: Sim) -> RunResult:
-    """Copy a run's logs out of ``S`` (safe to keep after ``S`` is gone)."""
+def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
+    """Copy a run's logs out of ``S`` (safe to keep after ``S`` is gone). ``spilled_ticks``: the tick-log
+    rows a live engine moved out of ``S`` (:meth:`engine.views.LiveSim.spilled_ticks`)."""
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
-    return RunResult(ticks=_ticks(view, fills), fills=fills, orders=view.order_table(), account=view.account(),
-                     orders_dropped=view.orders_dropped)
+    return RunResult(ticks=_ticks(view, fills, spilled_ticks), fills=fills, orders=view.order_table(),
+                     account=view.account(), orders_dropped=view.orders_dropped)
 
 
-def _ticks(view: SimView, fills: np.ndarray) -> dict[str, np.ndarray]:
+def _ticks(view: SimView, fills: np.ndarray, spilled: np.ndarray | None) -> dict[str, np.ndarray]:
     """The per-tick arrays, rebuilt from the engine's compact tick log with the kernel's own arithmetic.
 
     The engine stores mid, EPnL and fills-so-far per tick. The rest is exact: the position after ``j``
@@ -37,7 +38,7 @@ def _ticks(view: SimView, fills: np.ndarray) -> dict[str, np.ndarray]:
     order); MAP is the running sum of |position| over (tick index + 1); RPT is EPnL over fills so far
     (0 before the first fill).
     """
-    log = view.tick_log()
+    log = view.tick_log(spilled)
     n, done, epnl = len(log["ts"]), log["fills"], log["epnl"]
     held = np.zeros(len(fills) + 1)
     np.cumsum(fills["qty"] * fills["side"], out=held[1:])
@@ -45,4 +46,4 @@ def _ticks(view: SimView, fills: np.ndarray) -> dict[str, np.ndarray]:
     rpt = np.zeros(n)
     np.divide(epnl, done, out=rpt, where=done > 0)
     return {"ts": log["ts"], "mid": log["mid"], "position": position, "epnl": epnl,
-            "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt, "quoted": view.tick_quotes()}
+            "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt, "quoted": view.tick_quotes(spilled)}

@@ -22,10 +22,18 @@ cut into batches:
   feed's word that nothing came up to a later time (:meth:`StreamOrdering.advance`).
 
 The engine's arrays are sized by the data in a backtest. Here they start at a
-capacity and grow (doubling; every array is copied into a new ``Sim`` whose
-scalars are the old ones), and the book's tick range is re-centred when prices
-come near its edge. Order-level (L3) queues need the whole file's order count
-up front and are not offered live.
+capacity, and the book's tick range is re-centred when prices come near its
+edge. A paper session may run for days, so when the rows fill the arrays the
+rows already *passed* are dropped first (:meth:`LiveSim._make_room`): those both
+timelines' cursors are past and the reader (the :class:`~runtime.session.Session`:
+the rows of its next wake-up) no longer needs, less the last LOCAL row and the
+last tick's row, which the kernel reads back. Their ticks (tick-log rows) go to a
+:class:`~common.spill.Spill` file, to be read back once for the results. The
+arrays then double only if what is still held fills half of them, so they stay
+within ``max(initial_rows, 4 x (rows held + one batch))`` rows however long the
+session. Every array is copied into a new ``Sim`` whose scalars are the old ones,
+with the row cursors shifted. Order-level (L3) queues need the whole file's order
+count up front and are not offered live.
 """
 from __future__ import annotations
 
@@ -36,15 +44,19 @@ import numpy as np
 from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
 
 from common.config import ConfigError
-from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_RECORD_TICKS, I_STARTED, I_UB, MODEL_FIELDS, SIM_FIELDS,
-                          EngineConfig, Sim, make_sim, queue_model)
+from common.spill import Spill
+from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_NTICKS, I_RECORD_TICKS, I_STARTED, I_TICKS_SPILLED, I_UB,
+                          MODEL_FIELDS, SIM_FIELDS, EngineConfig, Sim, count_ticks, is_tick, make_sim, queue_model,
+                          tick_times)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
 
 # The book arrays indexed by ``tick - lb``: re-centring moves their contents.
 BOOK_ARRAYS = ("xbid", "xask", "lbid", "lask", "nbuy_at", "nsell_at")
-# The arrays with a row per event or per tick: growing copies their first rows.
+# The arrays with a row per tick: growing copies their first rows.
 ROW_ARRAYS = ("tk_mid", "tk_epnl", "tk_nq")
+# A tick-log row moved out of the arrays: its time (from its event row, which goes too) and the tick log's columns.
+SPILLED_TICK_DTYPE = np.dtype([("ts", "i8"), ("mid", "f8"), ("epnl", "f8"), ("nq", "i4")])
 
 
 class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,10 +82,37 @@ def _resume(S, n):
         ints[I_IL] = il
 
 
+@nb.njit(cache=True)
+def _passed_rows(S, keep):
+    """How many leading rows may be dropped: both cursors and ``keep`` (the reader's first row) are past
+    them, and the kernel reads none of them back. It does read back the last LOCAL row (the clock of a
+    run without timers ends there: ``kernel._last_local_ts``) and the newest tick's values (the running
+    metrics, ``SimView.so_far``), so their rows stay."""
+    ints = S.ints
+    if ints[I_STARTED] == 0:
+        return 0
+    n = ints[I_N]
+    cut = min(ints[I_IE], ints[I_IL], keep, n)
+    i = n - 1
+    while i >= 0 and (S.ev[i] & LOCAL) == 0:
+        i -= 1
+    cut = min(cut, max(i, 0))
+    if ints[I_RECORD_TICKS] == 1 and ints[I_NTICKS] > 0:
+        j = ints[I_IL] - 1
+        while j >= 0 and not is_tick(S.ev[j]):
+            j -= 1
+        cut = min(cut, max(j, 0))
+    return cut
+
+
 class LiveSim:
     """An engine ``Sim`` that rows are appended to; ``sim`` may be replaced as it grows (read it each time).
 
     ``arrays`` holds the same numpy arrays by name: reading a ``Sim``'s field from Python is a jitted call.
+    Row indices are into the rows held now: ``dropped`` rows came before them. ``reader``, if set, is
+    asked which rows it still needs (``keep_from()``: its first) and then told which go
+    (``drop_rows(k)``: the first ``k``; shift your indices), while the old arrays are still in place.
+    Without one, only the engine's own cursors hold rows back.
     """
 
     def __init__(self, cfg: EngineConfig, first_price: float, options: LiveOptions = LiveOptions(),
@@ -98,6 +137,9 @@ class LiveSim:
         self.arrays["ints"][I_LIVE] = 1
         self._rebuild(len(self.events))
         self.n = 0
+        self.dropped = 0                                # rows dropped from the front, in all
+        self.reader = None
+        self.ticks_spilled = Spill(SPILLED_TICK_DTYPE)  # the tick log's rows for the rows dropped
 
     # ---- rows
     def append(self, rows: np.ndarray) -> None:
@@ -105,7 +147,7 @@ class LiveSim:
         if len(rows) == 0:
             return
         if self.n + len(rows) > len(self.events):
-            self._grow(self.n + len(rows))
+            self._make_room(len(rows))
         self._fit_prices(rows)
         self.events[self.n:self.n + len(rows)] = rows
         self.n += len(rows)
@@ -115,15 +157,52 @@ class LiveSim:
         """No more rows: running out of them is now the end of the data."""
         self.arrays["ints"][I_LIVE] = 0
 
-    # ---- growth
-    def _grow(self, need: int) -> None:
+    def spilled_ticks(self) -> np.ndarray:
+        """The tick-log rows moved out of the arrays so far (``SPILLED_TICK_DTYPE``), in order: the results
+        read them before the ticks the arrays still hold (``SimView.tick_log``)."""
+        return self.ticks_spilled.read()
+
+    # ---- room for more rows
+    def _make_room(self, extra: int) -> None:
+        """Drop the rows passed, then double the capacity while the rows held and ``extra`` fill half of it."""
+        keep = self.reader.keep_from() if self.reader is not None else self.n
+        cut = int(_passed_rows(self.sim, keep))
         cap = len(self.events)
-        while cap < need:
+        while cap < 2 * (self.n - cut + extra):
             cap *= 2
+        if cut:
+            if self.reader is not None:
+                self.reader.drop_rows(cut)
+            self._spill_ticks(cut)
+        held = self.n - cut
         events = np.zeros(cap, dtype=EVENT_DTYPE)
-        events[:self.n] = self.events[:self.n]
+        events[:held] = self.events[cut:self.n]
         self.events = events
+        self.n = held
+        self.dropped += cut
+        ints = self.arrays["ints"]
+        for cursor in (I_N, I_IE, I_IL):
+            ints[cursor] -= cut
         self._rebuild(cap)
+
+    def _spill_ticks(self, cut: int) -> None:
+        """Move the tick-log rows of the first ``cut`` rows (all replayed: ``cut`` is at most the local
+        cursor) to the spill file, and the rest to the front of the tick arrays."""
+        a, ints = self.arrays, self.arrays["ints"]
+        if ints[I_RECORD_TICKS] == 0:
+            return
+        e = self.events[:cut]
+        m, k = count_ticks(e), int(ints[I_NTICKS])
+        if m > k:
+            raise AssertionError(f"rows dropped hold {m} ticks but only {k} were recorded")
+        out = np.zeros(m, dtype=SPILLED_TICK_DTYPE)
+        out["ts"] = tick_times(e["ev"], e["local_ts"], m)
+        out["mid"], out["epnl"], out["nq"] = a["tk_mid"][:m], a["tk_epnl"][:m], a["tk_nq"][:m]
+        self.ticks_spilled.append(out)
+        for name in ROW_ARRAYS:
+            a[name][:k - m] = a[name][m:k].copy()
+        ints[I_NTICKS] = k - m
+        ints[I_TICKS_SPILLED] += m
 
     def _fit_prices(self, rows: np.ndarray) -> None:
         """Re-centre the book's tick range if these rows' prices come within a quarter of its edge."""

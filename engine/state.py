@@ -63,7 +63,8 @@ I_TOP_ASK = 44
 I_LIVE = 45         # 1: rows are still arriving (paper trading): running out of them is a wait, not the end
 I_WAKE_OPEN = 46    # 1: a wake-up is pending across horizon stops (its event count and timer persist)
 I_WAKE_AT = 47      # local time the pending wake-up's timer fires (END - 1: no timer)
-I_SIZE = 48
+I_TICKS_SPILLED = 48  # tick-log rows a live engine moved out of its arrays (engine/live.py): I_NTICKS counts the rest
+I_SIZE = 49
 
 # ---- floats: float scalars ----
 F_TICK = 0
@@ -284,6 +285,20 @@ def _count_ticks(ev):
         if is_tick(e):
             n += 1
     return n
+
+
+@nb.njit(cache=True)
+def tick_times(ev, local_ts, n):
+    """``local_ts`` of the first ``n`` market-data rows on the local timeline: one per tick."""
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(ev.shape[0]):
+        if k == n:
+            break
+        if is_tick(ev[i]):
+            out[k] = local_ts[i]
+            k += 1
+    return out
 
 
 MAX_BOOK_TICKS = 1 << 25      # price levels a run's books span: about 50 bytes each, so under 2 GiB

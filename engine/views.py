@@ -39,12 +39,12 @@ from common.config import ConfigError
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F_SUM_ABS_Q, F_TICK, F_VALUE,
                           F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_CUR, I_IL, I_LB, I_NEXT_ID, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, I_NTRADES,
-                          I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS,
-                          O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
+                          I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_TICKS_SPILLED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ,
+                          O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
                           OF_XEXEC, OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
+                          TQ_SHIFT, EngineConfig, Sim, count_ticks, make_sim, tick_range, tick_times)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
 __all__ = [
@@ -257,8 +257,8 @@ class SimView:
                        contract_multiplier=floats.item(F_MULT))
 
     def so_far(self) -> SoFar:
-        k = self._ints.item(I_NTICKS)
-        return SoFar(n_ticks=k, epnl=self._tk_epnl.item(k - 1) if k else 0.0,
+        k = self._ints.item(I_NTICKS)          # in the arrays; a live engine keeps the last one (engine/live.py)
+        return SoFar(n_ticks=k + self._ints.item(I_TICKS_SPILLED), epnl=self._tk_epnl.item(k - 1) if k else 0.0,
                      tick_fills=self._tk_nq.item(k - 1) >> TQ_SHIFT if k else 0,
                      sum_abs_position=self._floats.item(F_SUM_ABS_Q), n_fills=self._ints.item(I_NTRADES),
                      volume=self._floats.item(F_VOLUME), fees=self._floats.item(F_FEE))
@@ -369,17 +369,26 @@ class SimView:
         return out
 
     # ---- the tick log
-    def tick_log(self) -> dict[str, np.ndarray]:
+    def tick_log(self, spilled: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One row per local market-data row replayed (copies): ``ts`` its local time, ``mid``, ``epnl``,
-        ``fills`` ours so far."""
+        ``fills`` ours so far. ``spilled``: the rows a live engine moved out of its arrays
+        (:meth:`LiveSim.spilled_ticks`), which come first."""
         n = self._ints.item(I_NTICKS)
-        return {"ts": _tick_times(self.ev, self.local_ts, n), "mid": self._tk_mid[:n].copy(),
-                "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
+        log = {"ts": tick_times(self.ev, self.local_ts, n), "mid": self._tk_mid[:n].copy(),
+               "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
+        if spilled is None or len(spilled) == 0:
+            return log
+        before = {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"],
+                  "fills": spilled["nq"] >> TQ_SHIFT}
+        return {name: np.concatenate([before[name], log[name]]) for name in log}
 
-    def tick_quotes(self) -> np.ndarray:
+    def tick_quotes(self, spilled: np.ndarray | None = None) -> np.ndarray:
         """The tick log's QUOTED_* bits, a row per tick (apart from :meth:`tick_log`: a caller deriving
-        more columns from the log can take these last, and hold less at once)."""
-        return (self._tk_nq[:self._ints.item(I_NTICKS)] & (TQ_BID | TQ_ASK)).astype(np.int8)
+        more columns from the log can take these last, and hold less at once); ``spilled`` as there."""
+        nq = self._tk_nq[:self._ints.item(I_NTICKS)]
+        if spilled is not None and len(spilled):
+            nq = np.concatenate([spilled["nq"], nq])
+        return (nq & (TQ_BID | TQ_ASK)).astype(np.int8)
 
 
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):
@@ -390,20 +399,6 @@ def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int
     window = depth[start::step][: max(n * 8, 64)] if step == 1 else depth[start::-1][: max(n * 8, 64)]
     idx = np.flatnonzero(window > 0)[:n]
     return (best + step * idx).astype(np.float64), window[idx].copy()
-
-
-@nb.njit(cache=True)
-def _tick_times(ev, local_ts, n):
-    """``local_ts`` of the first ``n`` market-data rows on the local timeline: one per tick."""
-    out = np.empty(n, dtype=np.int64)
-    k = 0
-    for i in range(ev.shape[0]):
-        if k == n:
-            break
-        if is_tick(ev[i]):
-            out[k] = local_ts[i]
-            k += 1
-    return out
 
 
 # ---- order-slot reads for jitted strategies (iterate slots 0..n_slots(S) with visible(S, slot))

@@ -30,7 +30,8 @@ from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_N
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.views import Sim, SimView
 from analysis.results import RunResult, collect
-from feeds.events import KIND_MASK, LOCAL, TRADE
+from common.spill import Spill
+from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
@@ -53,6 +54,7 @@ class EngineContext:
         self.lot_size = lot_size
         self._unread = 0            # the first row new_events() has not returned yet
         self._fills_seen = 0        # the first fill-log row not reported to the strategy yet
+        self._unread_dropped: Spill | None = None   # unread rows a live engine dropped (drop_rows)
 
     def use(self, sim: Sim) -> None:
         """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
@@ -114,7 +116,21 @@ class EngineContext:
         """
         start, stop = self._unread, self.view.next_local_row
         self._unread = stop
-        return self.view.local_rows(start, stop)
+        rows = self.view.local_rows(start, stop)
+        if self._unread_dropped is not None and self._unread_dropped.rows:
+            rows = np.concatenate([self._unread_dropped.take(), rows])
+        return rows
+
+    def drop_rows(self, k: int) -> None:
+        """A live engine drops its first ``k`` rows: those :meth:`new_events` has not returned yet go to a
+        spill file (a strategy that never asks for them does not make memory grow), and the unread
+        position shifts."""
+        if self._unread < k:
+            if self._unread_dropped is None:
+                self._unread_dropped = Spill(EVENT_DTYPE)
+            self._unread_dropped.append(self.view.local_rows(self._unread, k))
+            self._unread = k
+        self._unread -= k
 
     # ---- what the wake-up's dispatch reads and does besides the strategy's own calls
     def _new_fills(self, now: int) -> list[Fill]:
@@ -306,6 +322,16 @@ class Session:
     def use(self, sim: Sim) -> None:
         """Continue on ``sim``, a grown copy of the current state."""
         self.ctx.use(sim)
+
+    # ---- the reader of a live engine (engine.views.LiveSim.reader): rows it may drop, rows it drops
+    def keep_from(self) -> int:
+        """The first row still needed: the next wake-up's rows start at the previous one's stop."""
+        return self._prev
+
+    def drop_rows(self, k: int) -> None:
+        """The engine drops its first ``k`` rows (at most :meth:`keep_from`): shift the row positions held."""
+        self._prev -= k
+        self.ctx.drop_rows(k)
 
     def start(self) -> None:
         sim = self.sim

@@ -86,7 +86,7 @@ def test_growing_and_recentring_the_engine_changes_no_fill():
         trader.step(Step(kind="batch", seq=seq, session=1, events=pack(local[i:i + 97])))
     trader.step(Step(kind="end", seq=seq, session=1))
     got = trader.close()
-    assert len(trader.live.events) >= len(local) > 16       # grown from 16 rows, a doubling at a time
+    assert trader.live.dropped > 0 and trader.live.dropped + trader.live.n == len(local)   # rows passed, dropped
     assert np.array_equal(got.fills, expected.fills) and len(got.fills) == 303
     for name, column in expected.ticks.items():
         np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)
@@ -152,3 +152,65 @@ def test_a_restarted_replay_goes_back_in_time_its_snapshot_at_our_clock_its_rows
     assert trader.rewound == 0
     trader.step(Step(kind="batch", seq=101, session=2, events=pack(local[100:300])))     # the replay again
     assert trader.rewound == 200 and trader.live.n == n + len(snapshot)
+
+
+class _ReadsEventsNowAndThen:
+    """FixedSpread that also reads ``new_events`` at every 7th timer: what it gets must not depend on
+    which rows the live engine dropped in between."""
+
+    def __init__(self, strategy):
+        self.inner, self.seen, self.timers = strategy, [], 0
+        inner_timer = strategy.on_timer
+
+        def on_timer(ctx):
+            self.timers += 1
+            if self.timers % 7 == 0:
+                rows = ctx.new_events()
+                self.seen.append((len(rows), rows.tobytes()))
+            inner_timer(ctx)
+        strategy.on_timer = on_timer
+
+
+def _long_session(initial_rows: int, days: int, per_day: int):
+    """The sample's first ``per_day`` local rows replayed ``days`` times end to end, in batches of 256."""
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0][:per_day]
+    span = int(local["local_ts"][-1] - local["local_ts"][0]) + 1_000_000_000
+    trader = PaperTrader(load(path, PaperConfig), path, instrument, live=LiveOptions(initial_rows=initial_rows))
+    reader = _ReadsEventsNowAndThen(trader.strategy)
+    outcomes, metrics, capacity, seq = [], [], 0, 0
+    for day in range(days):
+        rows = local.copy()
+        rows["local_ts"] += day * span
+        rows["exch_ts"] += day * span
+        for i in range(0, len(rows), 256):
+            seq += 1
+            outcomes.append(trader.step(Step(kind="batch", seq=seq, session=1, events=pack(rows[i:i + 256]))))
+            metrics.append(trader.session.ctx.metrics())
+            capacity = max(capacity, len(trader.live.events), len(trader.live.arrays["tk_mid"]))
+    outcomes.append(trader.step(Step(kind="end", seq=seq + 1, session=1)))
+    remaining = trader.session.ctx.new_events()
+    reader.seen.append((len(remaining), remaining.tobytes()))
+    return trader, trader.close(), outcomes, metrics, reader.seen, capacity
+
+
+def test_a_long_session_keeps_bounded_arrays_and_trades_as_an_unbounded_one():
+    """6 x 8,000 rows through an engine starting at 1,024 rows: it drops the rows passed, so its arrays
+    never pass 4,096 rows (an engine that kept every row needs 48,000), and every step's outcome, the
+    running metrics, the rows new_events hands over and the results equal those of an engine big enough
+    never to drop one (which fills as the backtest: the tests above)."""
+    days, per_day = 6, 8000
+    small, got, outcomes, metrics, seen, capacity = _long_session(1024, days, per_day)
+    big, expected, outcomes_big, metrics_big, seen_big, _ = _long_session(1 << 16, days, per_day)
+    assert capacity <= 4096
+    assert big.live.dropped == 0 and small.live.dropped > 40_000 and small.live.dropped + small.live.n == days * per_day
+    assert small.live.ticks_spilled.rows > 0
+    assert outcomes == outcomes_big and metrics == metrics_big
+    assert sum(n for n, _ in seen) == days * per_day and seen == seen_big
+    assert np.array_equal(got.fills, expected.fills) and len(got.fills) > 100
+    assert list(got.ticks) == list(expected.ticks)
+    for name, column in expected.ticks.items():
+        assert column.dtype == got.ticks[name].dtype
+        np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)
+    assert got.account == expected.account and np.array_equal(got.orders, expected.orders)

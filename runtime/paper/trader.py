@@ -125,6 +125,7 @@ class PaperTrader:
         self.live = LiveSim(self.engine_cfg, first_price, self.options, self.latency)
         self.session = Session(self.strategy, self.live.sim, self.instrument.tick_size, self.instrument.lot_size)
         self.session.on_wake = self.on_wake
+        self.live.reader = self.session        # the engine drops rows passed, and the session shifts with it
 
     def _run(self) -> None:
         if self.session is None:
@@ -178,5 +179,5 @@ class PaperTrader:
             self._open(self.instrument.tick_size * self.options.tick_range * 2)
         if self.started:
             self.session.stop()
-        return collect(self.live.sim)
+        return collect(self.live.sim, self.live.spilled_ticks())
 
