@@ -52,7 +52,7 @@ def check_events(events: np.ndarray, source: str = "<events>", first: int = 0) -
         if bad.any():
             i = _first(bad)
             name = KIND_NAMES.get(int(kind[i]), f"kind {int(kind[i])}")
-            raise DataError(f"event {first + i} ({name}): {expected}, got {events[field][i]!r}",
+            raise DataError(f"event {first + i} ({name}): {expected}, got {float(events[field][i])!r}",
                             path=source, field=field)
 
 
@@ -83,7 +83,7 @@ def check_price_span(events: np.ndarray, tick_size: float, source: str = "<event
     if span > MAX_BOOK_TICKS:
         median = float(np.median(prices))
         i = int(np.flatnonzero(priced)[np.argmax(np.abs(prices - median))])
-        raise DataError(f"event {first + i} ({KIND_NAMES.get(int(kind[i]), 'kind')}): price {px[i]!r} is "
+        raise DataError(f"event {first + i} ({KIND_NAMES.get(int(kind[i]), 'kind')}): price {float(px[i])!r} is "
                         f"implausible: prices span {lo:g} .. {hi:g}, {span:,} ticks of {tick_size:g}; "
                         f"expected at most {MAX_BOOK_TICKS:,}", path=source, field="px")
     return lo, hi
