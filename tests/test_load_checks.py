@@ -17,6 +17,7 @@ import pytest
 import feeds
 from common.errors import DataError
 from feeds import events as E
+from feeds.validate import MAX_BOOK_TICKS, NO_PRICES, check_price_span, check_timelines, load_replayable
 from feeds.zmqfeed import Publisher, Subscriber, SubscriberOptions, wait_for_subscribers
 from tests.files import save_events
 from tests.test_cli import REPO, assert_one_line_error, cmm
@@ -76,7 +77,7 @@ def test_backtest_refuses_infinite_prices_in_an_event_file(goog, tmp_path):
 def test_backtest_refuses_a_price_far_outside_the_book(goog, tmp_path):
     """Today's main tries to allocate 728 TiB for a book from 570 to 1e12 in ticks of 0.01."""
     assert_one_line_error(_backtest(tmp_path, _bad_prices(goog, tmp_path, 1e12, 1)),
-                          "bad.npz", "price 1000000000000.0 is implausible", "at most 16,777,216")
+                          "bad.npz", "price 1000000000000.0 is implausible", f"at most {MAX_BOOK_TICKS:,}")
     assert not (tmp_path / "out").exists()
 
 
@@ -89,14 +90,12 @@ def test_backtest_refuses_files_in_reverse_time_order(goog, tmp_path):
 
 
 def test_files_in_time_order_load_as_their_concatenation(goog, tmp_path):
-    from feeds.validate import load_replayable
     first, second = _halves(goog, tmp_path)
     loaded = load_replayable([first, second])
     assert np.array_equal(loaded.events, goog[0]) and loaded.instrument == goog[1]
 
 
 def test_a_step_back_inside_one_file_is_refused(goog, tmp_path):
-    from feeds.validate import load_replayable
     events = goog[0].copy()
     both = (events["ev"] & np.uint64(E.EXCH | E.LOCAL)) == np.uint64(E.EXCH | E.LOCAL)
     i = next(i for i in range(100, len(events)) if both[i] and both[i + 1]
@@ -108,11 +107,10 @@ def test_a_step_back_inside_one_file_is_refused(goog, tmp_path):
 
 
 def test_timelines_and_price_span_are_checked_across_chunks():
-    from feeds.validate import MAX_BOOK_TICKS, NO_PRICES, check_price_span, check_timelines
     ev = E.empty(4)
     ev["ev"] = E.DEPTH | E.EXCH | E.LOCAL | E.BUY
     ev["exch_ts"] = ev["local_ts"] = [10, 20, 30, 25]
-    ev["px"] = [100.0, 100.0, 100.0, 100.0 + MAX_BOOK_TICKS]      # tick 1: one tick too many with 100 - 100
+    ev["px"] = [100.0, 100.0, 100.0, 100.0 + MAX_BOOK_TICKS]      # MAX_BOOK_TICKS ticks of 1; twice that of 0.5
     last = check_timelines(ev[:3], "a.npz")
     assert (last.exch_ts, last.local_ts) == (30, 30)
     with pytest.raises(DataError, match="event 3: exch_ts 25 goes back from 30"):
