@@ -125,7 +125,9 @@ def _member_bytes(zf: zipfile.ZipFile, path: str) -> int:
     return info.file_size
 
 
-def _read_header(f, path: str, member_bytes: int) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(f, path: str, member_bytes: int | None) -> tuple[tuple[int, ...], np.dtype]:
+    """The event array's shape and dtype; with ``member_bytes`` (the bytes the header and array
+    may fill), the event count must be exactly what they hold. ``None``: only sniffing, no count kept."""
     try:
         version = np.lib.format.read_magic(f)
         shape, fortran, dtype = np.lib.format._read_array_header(f, version)
@@ -136,8 +138,8 @@ def _read_header(f, path: str, member_bytes: int) -> tuple[tuple[int, ...], np.d
     if dtype != EVENT_DTYPE:
         raise DataError(f"expected the 64-byte event record (hftbacktest event_dtype), got {dtype}",
                         path=path, field="data")
-    held = (member_bytes - f.tell()) // EVENT_DTYPE.itemsize
-    if shape[0] != held:
+    held = None if member_bytes is None else (member_bytes - f.tell()) // EVENT_DTYPE.itemsize
+    if held is not None and shape[0] != held:
         raise DataError(f"truncated: header promises {shape[0]:,} events, the file holds {held:,}",
                         path=path, field="data")
     return shape, dtype

@@ -97,7 +97,11 @@ class Last(msgspec.Struct, frozen=True):
 
     exch_ts: int | None = None
     local_ts: int | None = None
-    path: str | None = None
+    exch_ts_path: str | None = None
+    local_ts_path: str | None = None
+
+
+_ORDERED = "an event file must be ordered on both timelines, as cmm data convert writes it"
 
 
 def check_timelines(events: np.ndarray, source: str = "<events>", first: int = 0, last: Last = Last()) -> Last:
@@ -108,30 +112,27 @@ def check_timelines(events: np.ndarray, source: str = "<events>", first: int = 0
     time order.
     """
     ev = events["ev"]
-    ends = {}
+    ends = msgspec.structs.asdict(last)
     for flag, field in TIMELINES:
         rows = np.flatnonzero((ev & np.uint64(flag)) != 0)
-        ts = events[field][rows]
-        before = getattr(last, field)
-        if len(ts) == 0:
-            ends[field] = before
+        if len(rows) == 0:
             continue
+        ts = events[field][rows]
+        before, before_path = getattr(last, field), getattr(last, field + "_path")
         if before is not None and ts[0] < before:
-            if last.path != source:
+            if before_path != source:
                 raise DataError(f"starts at {field} {int(ts[0])}, before the previous file "
-                                f"{os.path.basename(last.path)} ends ({before}): give the files in time order",
+                                f"{os.path.basename(before_path)} ends ({before}): give the files in time order",
                                 path=source, field=field)
             raise DataError(f"event {first + int(rows[0])}: {field} {int(ts[0])} goes back from {before}; "
-                            f"an event file must be ordered on both timelines, as cmm data convert writes it",
-                            path=source, field=field)
+                            f"{_ORDERED}", path=source, field=field)
         back = np.flatnonzero(ts[1:] < ts[:-1])
         if len(back):
             k = int(back[0])
             raise DataError(f"event {first + int(rows[k + 1])}: {field} {int(ts[k + 1])} goes back from "
-                            f"{int(ts[k])}; an event file must be ordered on both timelines, as cmm data "
-                            f"convert writes it", path=source, field=field)
-        ends[field] = int(ts[-1])
-    return Last(path=source, **ends)
+                            f"{int(ts[k])}; {_ORDERED}", path=source, field=field)
+        ends[field], ends[field + "_path"] = int(ts[-1]), source
+    return Last(**ends)
 
 
 def load_replayable(paths: Sequence[str | os.PathLike]) -> EventFile:

@@ -56,6 +56,11 @@ def test_an_npy_header_may_claim_only_the_events_its_file_holds(tmp_path):
         with pytest.raises(DataError, match="header promises 1,000,000,000,000,000 events, the file holds 1"):
             read(path)
     assert_one_line_error(cmm("data", "info", path), "huge.npz", "data", "header promises")
+    bare = tmp_path / "huge.npy"                  # hftbacktest's other layout: a bare .npy
+    bare.write_bytes(_npy_header(10 ** 15) + bytes(EVENT_DTYPE.itemsize))
+    assert_one_line_error(cmm("data", "convert", bare, "--format", "hftbacktest", "--tick-size", "0.01",
+                              "--out", tmp_path / "out.npz"), "huge.npy", "header promises")
+    assert not (tmp_path / "out.npz").exists()
 
 
 def test_a_zip_entry_may_not_claim_more_than_its_stored_bytes(tmp_path):
