@@ -138,6 +138,14 @@ def test_our_csv_reads_across_block_boundaries_with_true_line_numbers(tmp_path):
     assert (err.value.line, err.value.field) == (140_004, "local_ts")
 
 
+def test_blank_lines_before_our_csv_header_are_skipped_with_their_line_numbers(tmp_path):
+    path = tmp_path / "late.csv.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\n" * (64 * MIB) + b"# tick_size=0.01\n\r\n \t\n" + CSV_HEAD.split(b"\n", 2)[2])
+    got = read_file(str(path), ReadOptions(), SkipCounter(), "x")
+    assert got.lines.tolist() == [64 * MIB + 5] and got.instrument.tick_size == 0.01
+
+
 # ---------------------------------------------------------------- peak memory
 
 

@@ -51,6 +51,7 @@ DEFAULT_LOT_SIZE = 1.0
 MIN_TIMESTAMP_NS = 10 ** 15
 
 _FIELD_LINE = re.compile(r"#\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$")
+_NOT_BLANK = re.compile(rb"[^ \t\r\n]")
 
 # Error codes beyond csvparse's.
 E_EVENT = 20           # not an event name
@@ -258,8 +259,10 @@ def _preamble(blocks: Iterator[tuple[int, bytes]], path: str) -> tuple[dict, int
     fields: dict = {}
     for line0, data in blocks:
         start, lineno = 0, line0
-        while start < len(data):
-            end = data.find(b"\n", start)
+        while (text_at := _NOT_BLANK.search(data, start)) is not None:   # blank lines skipped at C speed
+            lineno += data.count(b"\n", start, text_at.start())
+            start = data.rfind(b"\n", start, text_at.start()) + 1 or start
+            end = data.find(b"\n", text_at.start())
             end = len(data) if end < 0 else end
             raw, start, lineno = data[start:end], end + 1, lineno + 1
             try:

@@ -12,6 +12,10 @@ Every error carries the 1-based line, the 0-based column and a code, so callers
 can say "file:line: column: expected ...". In skip mode bad lines are counted
 and left out instead of stopping the parse. Blank lines and, when asked, lines
 starting with ``#`` are ignored.
+
+A file is parsed a block of whole lines at a time (:func:`parse_blocks`), each
+block's arrays sized by the rows it can hold, so memory follows the rows a
+file has, not its size: blank lines cost nothing.
 """
 from __future__ import annotations
 
