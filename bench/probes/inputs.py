@@ -131,6 +131,22 @@ def _lobster_of_newlines(tmp: Path) -> Path:
 CSV_HEAD = (b"# symbol=X\n# tick_size=0.01\nexch_ts,local_ts,event,side,price,qty\n"
             b"1723075200000000000,1723075200000350000,depth,bid,100.00,2\n")
 
+def _csv_with_price(tmp: Path, price: bytes) -> Path:
+    path = tmp / "x.csv"
+    path.write_bytes(CSV_HEAD + b"1723075200000000001,1723075200000350001,depth,ask,%s,1\n" % price
+                     + b"1723075200000000002,1723075200000350002,depth,ask,100.02,1\n")
+    return path
+
+
+def _bare_npy_header_claims(tmp: Path) -> Path:
+    """hftbacktest's bare .npy layout, its header saying 10**15 events."""
+    with zipfile.ZipFile(_npy_header_claims(tmp)) as zf:
+        raw = zf.read("data.npy")
+    path = tmp / "huge.npy"
+    path.write_bytes(raw)
+    return path
+
+
 CASES = [
     Probe(5, "backtest: 50 infinite prices", lambda t: _backtest(t, [_with_bad_prices(t, np.inf, 50)]),
           check=_no_output),
@@ -142,6 +158,12 @@ CASES = [
     Probe(5, "feed replay: 50 infinite prices", lambda t: _replay([_with_bad_prices(t, np.inf, 50)])),
     Probe(5, "feed replay: a price of 1e12", lambda t: _replay([_with_bad_prices(t, 1e12, 1)])),
     Probe(5, "feed replay: two files in reverse time order", lambda t: _replay(list(_halves(t))[::-1])),
+    Probe(5, "convert: a price of 1e12 in our CSV",
+          lambda t: ["data", "convert", str(_csv_with_price(t, b"1e12")), "--out", str(t / "x.npz")],
+          check=lambda t, r: "wrote x.npz" if (t / "x.npz").exists() else None),
+    Probe(14, "convert: bare .npy header claims 1e15 events",
+          lambda t: ["data", "convert", str(_bare_npy_header_claims(t)), "--format", "hftbacktest",
+                     "--tick-size", "0.01", "--out", str(t / "x.npz")]),
     Probe(14, "data info: .npy header claims 1e15 events", lambda t: ["data", "info", str(_npy_header_claims(t))]),
     Probe(14, "backtest: .npy header claims 1e15 events", lambda t: _backtest(t, [_npy_header_claims(t)])),
     Probe(14, "convert: csv.gz of 1 GiB of blank lines",
