@@ -3,7 +3,8 @@
 Definitions (the README's Metrics section states them for users):
 
 - ``epnl_t = (cash_t + q_t*mid_t*mult) - (cash_0 + q_0*mid_0*mult)``, cash net
-  of fees, 0 the first tick with a mid;
+  of fees, 0 the first tick with a mid; for inverse contracts ``-q_t*mult/mid_t``
+  in place of ``q_t*mid_t*mult``, and every amount is in the settlement coin;
 - ``map_t`` = mean of ``|q|`` over the ticks so far;
 - ``rpt_t = epnl_t / (own fills so far)``;
 - ``pnlmap = epnl / map`` at the end (None when we never held a position);

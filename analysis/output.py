@@ -5,27 +5,32 @@
   (bit 1: we had a live bid at the exchange, bit 2: a live ask);
 - ``fills.csv`` and ``orders.csv``: one row per fill, per order;
 - ``config.toml``: a copy of the config that produced them;
-- ``equity.png`` and ``inventory.png``.
+- ``equity.png`` and ``inventory.png``;
+- ``decisions.npz``, for a strategy that records its decisions (CMM: quotes, weights, regimes).
 
 Everything is written into a temporary directory beside the target, which
-then replaces it, so a crash never leaves a half-written results directory.
+then replaces it, so a crash never leaves a half-written results directory; a
+``.cmm-results`` marker says it is ours, and only such a directory is ever
+replaced (:mod:`common.outdir`).
 """
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 
 import msgspec
 import numpy as np
 
+from common.outdir import replacing
 from feeds.store import write_npz
 
 from engine.codes import REASON_NAMES, SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TYPE_NAMES
 from analysis.metrics import Summary
 from analysis.plots import plot_run
 from analysis.results import RunResult
+
+DECISIONS = "decisions.npz"
+
 
 def fills_csv(fills: np.ndarray) -> str:
     out = io.StringIO()
@@ -48,13 +53,10 @@ def orders_csv(orders: np.ndarray) -> str:
 
 
 def write_results(out_dir: str, result: RunResult, summary: Summary, config_text: bytes | None,
-                  title: str) -> None:
-    """Write the whole results directory, replacing any previous one only once complete."""
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", dir=parent)
-    try:
+                  title: str, decisions: dict[str, np.ndarray] | None = None) -> None:
+    """Write the whole results directory, replacing a previous one of ours only once complete
+    (:func:`common.outdir.replacing`: anything else at ``out_dir`` is refused)."""
+    with replacing(out_dir) as tmp:
         with open(os.path.join(tmp, "metrics.json"), "wb") as f:
             f.write(msgspec.json.format(msgspec.json.encode(msgspec.to_builtins(summary)), indent=2) + b"\n")
         with open(os.path.join(tmp, "ticks.npz"), "wb") as f:
@@ -66,14 +68,7 @@ def write_results(out_dir: str, result: RunResult, summary: Summary, config_text
         if config_text is not None:
             with open(os.path.join(tmp, "config.toml"), "wb") as f:
                 f.write(config_text)
+        if decisions is not None:
+            with open(os.path.join(tmp, DECISIONS), "wb") as f:
+                np.savez(f, **decisions)
         plot_run(result.ticks, tmp, title)
-        old = None
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".old.", dir=parent)
-            os.replace(out_dir, os.path.join(old, "previous"))
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -18,7 +18,13 @@ It prints both speeds (events/s = rows of the event array / seconds of the strat
 and whether the fills (count; each fill's order id, side, exchange time, price tick and quantity),
 final position and balance agree. Last line: ``ratio_vs_hftbacktest=<ours / theirs at 100 ms>``.
 
-Usage: python bench/vs_hftbacktest.py [--events 5000000] [--data build/bench/l2_5m.npz] [--repeat 3]
+With ``--data FILE`` it runs a real converted file (``cmm data convert``) instead. A file with
+``DEPTH_BBO`` rows (Binance's bookTicker) runs twice: as given, where the fills differ because
+hftbacktest skips those rows and our engine applies them, and without them, where the two must agree
+(docs/data-formats.md). Last lines: ``agree_as_given=...`` (when it has BBO rows) and ``all_agree=...``
+(without them).
+
+Usage: python bench/vs_hftbacktest.py [--events 5000000] [--repeat 3] [--data FILE.npz]
 """
 from __future__ import annotations
 
@@ -38,14 +44,19 @@ from hftbacktest.order import FILLED as HBT_FILLED, GTX as HBT_GTX, LIMIT as HBT
 
 from strategies.kernels.fixed_spread import fixed_spread, quote_ticks  # noqa: E402
 from engine.views import EngineConfig, LatencyConfig, QueueConfig, SimView, make_sim, tick_range  # noqa: E402
-from feeds.store import load  # noqa: E402
+from common.errors import DataError  # noqa: E402
+from feeds.store import load, without_bbo  # noqa: E402
 
 LATENCY_NS = 1_000_000
 HALF_SPREAD_TICKS = 1
 MAX_POSITION = 20.0
-INVALID_MIN = -(2**63) + 1
+# hftbacktest's best tick of an empty side (i64::MIN, i64::MAX): a side before its first level, as in a
+# capture without a snapshot. Quoting against it would put a price near -4.6e18 ticks.
+INVALID_MIN = -(2**63)
 INVALID_MAX = 2**63 - 1
 WARMUP_ROWS = 50_000
+SYNTHETIC = os.path.join(REPO, "build", "bench", "l2_5m.npz")
+CADENCES = (("100ms", 100_000_000), ("1ms", 1_000_000))
 
 
 def load_or_generate(path: str, n_events: int):
@@ -183,51 +194,98 @@ def compare(ours, theirs):
                 balance=np.isclose(ours["balance"], theirs["balance"], rtol=0, atol=1e-6))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=5_000_000)
-    ap.add_argument("--data", default=os.path.join(REPO, "build", "bench", "l2_5m.npz"))
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per engine and cadence; the fastest counts")
-    args = ap.parse_args(argv)
-    events, instrument = load_or_generate(args.data, args.events)
-    rows = len(events)
-    print(f"data: {args.data}: {rows} rows, tick {instrument.tick_size}, lot {instrument.lot_size}")
+def run_cadence(events, instrument, label, interval, repeat):
+    """Both engines at one wake-up cadence, ``repeat`` times in alternation; prints the three rows.
 
+    Returns (our speed / theirs, whether every run agreed).
+    """
+    # Alternate the two engines and keep each one's fastest run: scheduler noise on a shared
+    # machine only ever adds time, so the minimum is the best estimate of each engine's speed.
+    best_ours = best_theirs = float("inf")
+    all_agree = True
+    for _ in range(repeat):
+        theirs = run_hftbacktest(events, instrument, interval)
+        ours = run_ours(events, instrument, interval)
+        best_theirs = min(best_theirs, theirs["secs"])
+        best_ours = min(best_ours, ours["secs"])
+        agree = compare(ours, theirs)
+        all_agree &= all(agree.values())
+    ours["secs"], theirs["secs"] = best_ours, best_theirs
+    rows = len(events)
+    ev_ours = rows / ours["secs"]
+    ev_theirs = rows / theirs["secs"]
+    ratio = ev_ours / ev_theirs
+    print(f"[{label}] hftbacktest {ev_theirs / 1e6:7.2f}M ev/s ({theirs['secs']:.2f} s)  "
+          f"ours {ev_ours / 1e6:7.2f}M ev/s ({ours['secs']:.2f} s)  ratio {ratio:.2f}x")
+    print(f"[{label}] wake-ups {ours['wakes']} vs {theirs['wakes']}; fills {len(ours['fills'])} "
+          f"vs {len(theirs['fills'])} "
+          f"(num_trades {theirs['num_trades']}); position {ours['position']} vs {theirs['position']}; "
+          f"balance {ours['balance']:.6f} vs {theirs['balance']:.6f}")
+    print(f"[{label}] agree: fills={agree['fills']} position={agree['position']} balance={agree['balance']}")
+    if not agree["fills"]:
+        _show_first_difference(ours["fills"], theirs["fills"])
+    return ratio, all_agree
+
+
+def warm_up(events, instrument):
+    """Compile both strategies on a small slice, so no timed run pays for numba."""
     warm = events[:WARMUP_ROWS]
     run_hftbacktest(warm, instrument, 1_000_000)
     run_ours(warm, instrument, 1_000_000)
 
+
+def synthetic(args) -> int:
+    events, instrument = load_or_generate(SYNTHETIC, args.events)
+    print(f"data: {SYNTHETIC}: {len(events)} rows, tick {instrument.tick_size}, lot {instrument.lot_size}")
+    warm_up(events, instrument)
     ratio_100ms = float("nan")
     all_agree = True
-    for label, interval in (("100ms", 100_000_000), ("1ms", 1_000_000)):
-        # Alternate the two engines and keep each one's fastest run: scheduler noise on a shared
-        # machine only ever adds time, so the minimum is the best estimate of each engine's speed.
-        best_ours = best_theirs = float("inf")
-        for _ in range(args.repeat):
-            theirs = run_hftbacktest(events, instrument, interval)
-            ours = run_ours(events, instrument, interval)
-            best_theirs = min(best_theirs, theirs["secs"])
-            best_ours = min(best_ours, ours["secs"])
-            agree = compare(ours, theirs)
-            all_agree &= all(agree.values())
-        ours["secs"], theirs["secs"] = best_ours, best_theirs
-        ev_ours = rows / ours["secs"]
-        ev_theirs = rows / theirs["secs"]
-        ratio = ev_ours / ev_theirs
+    for label, interval in CADENCES:
+        ratio, agree = run_cadence(events, instrument, label, interval, args.repeat)
+        all_agree &= agree
         if label == "100ms":
             ratio_100ms = ratio
-        print(f"[{label}] hftbacktest {ev_theirs / 1e6:7.2f}M ev/s ({theirs['secs']:.2f} s)  "
-              f"ours {ev_ours / 1e6:7.2f}M ev/s ({ours['secs']:.2f} s)  ratio {ratio:.2f}x")
-        print(f"[{label}] wake-ups {ours['wakes']} vs {theirs['wakes']}; fills {len(ours['fills'])} "
-              f"vs {len(theirs['fills'])} "
-              f"(num_trades {theirs['num_trades']}); position {ours['position']} vs {theirs['position']}; "
-              f"balance {ours['balance']:.6f} vs {theirs['balance']:.6f}")
-        print(f"[{label}] agree: fills={agree['fills']} position={agree['position']} balance={agree['balance']}")
-        if not agree["fills"]:
-            _show_first_difference(ours["fills"], theirs["fills"])
     print(f"all_agree={all_agree}")
     print(f"ratio_vs_hftbacktest={ratio_100ms:.3f}")
     return 0
+
+
+def real(args) -> int:
+    """A converted capture: as given and, when it has DEPTH_BBO rows, without them."""
+    try:
+        loaded = load(args.data)
+    except DataError as e:
+        print(f"vs_hftbacktest: error: {e}", file=sys.stderr)
+        return 2
+    events, instrument = loaded.events, loaded.instrument
+    if instrument is None:
+        print(f"vs_hftbacktest: error: {args.data}: no instrument: convert it with cmm data convert", file=sys.stderr)
+        return 2
+    plain = without_bbo(events)[0]
+    n_bbo = len(events) - len(plain)
+    print(f"data: {args.data}: {len(events)} rows ({n_bbo} DEPTH_BBO), tick {instrument.tick_size}, "
+          f"lot {instrument.lot_size}")
+    warm_up(events, instrument)
+    variants = ((("as given", events),) if n_bbo else ()) + (("without BBO", plain),)
+    agreed = {}
+    for name, rows in variants:
+        agreed[name] = True
+        for label, interval in CADENCES:
+            agreed[name] &= run_cadence(rows, instrument, f"{name}, {label}", interval, args.repeat)[1]
+    if n_bbo:
+        print(f"agree_as_given={agreed['as given']}")
+    print(f"all_agree={agreed['without BBO']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=5_000_000, help="rows of the synthetic stream, when generated")
+    ap.add_argument("--data", metavar="FILE.npz",
+                    help=f"a real converted event file, instead of the synthetic stream ({SYNTHETIC})")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per engine and cadence; the fastest counts")
+    args = ap.parse_args(argv)
+    return synthetic(args) if args.data is None else real(args)
 
 
 def _show_first_difference(a, b):

@@ -2,8 +2,8 @@
 
 Each command group lives in its own module with a ``register(subparsers)``
 function. Every expected failure (bad data, bad config, bad arguments) is
-printed as a single ``cmm: error: ...`` line with a non-zero exit; a traceback
-means a bug in cmm itself.
+printed as a single ``cmm: error: ...`` line with a non-zero exit, and so is an
+OSError (a full or read-only disk); a traceback means a bug in cmm itself.
 """
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of our output went away (``cmm data info F | head``): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        # The machine refused (a full or read-only disk, a missing directory) where no writer named the path
+        # itself (common.atomic, common.outdir do): still one line, naming what the OS names.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"cmm: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

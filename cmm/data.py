@@ -21,6 +21,9 @@ def register(groups) -> None:
     convert = commands.add_parser("convert", help="convert tick files into one event file (.npz)")
     convert.add_argument("inputs", nargs="+", metavar="INPUT")
     convert.add_argument("--out", required=True, metavar="FILE.npz")
+    convert.add_argument("--no-bbo", action="store_true",
+                         help="leave out the DEPTH_BBO rows (a top-of-book feed such as Binance's bookTicker): "
+                              "hftbacktest ignores them, our engine applies them (docs/data-formats.md)")
     _add_read_options(convert)
     convert.set_defaults(handler=run_convert)
 
@@ -58,6 +61,9 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
                    help="raise: stop at the first bad line; skip: skip bad lines where safe and count them")
     p.add_argument("--base-latency-ns", type=int, default=0,
                    help="smallest feed latency after correcting a local clock that ran behind the exchange")
+    p.add_argument("--fresh-book-per-input", action="store_true",
+                   help="read Binance captures that do not join as separate ones, each with a fresh book "
+                        "and its own clock-skew shift (default: refuse inputs that do not join)")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     _add_instrument_options(p)
 
@@ -66,6 +72,7 @@ def _options(args) -> ReadOptions:
     return ReadOptions(
         on_error=args.on_error, symbol=args.symbol, tick_size=args.tick_size, lot_size=args.lot_size,
         contract_multiplier=args.contract_multiplier, base_latency_ns=args.base_latency_ns,
+        fresh_book_per_input=args.fresh_book_per_input,
         progress=no_progress if args.no_progress or not sys.stderr.isatty() else progress.bar)
 
 
@@ -87,12 +94,16 @@ def run_convert(args) -> int:
     for path in args.inputs:
         if os.path.abspath(path) == os.path.abspath(args.out):
             raise DataError("output would overwrite an input", path=args.out, field="--out")
+    if os.path.isdir(args.out):
+        raise DataError("is a directory: --out names the event file to write", path=args.out, field="--out")
     fmt = feeds.resolve_format(args.inputs, args.format)
     start = time.perf_counter()
     conv = feeds.read(args.inputs, fmt, _options(args))
     with atomic_write(args.out) as f_out:
-        feeds.write(f_out, conv.events, conv.instrument, conv.meta)
+        written = feeds.write(f_out, conv.events, conv.instrument, conv.meta, bbo=not args.no_bbo)
     _report_conversion(conv, fmt, time.perf_counter() - start)
+    if written != len(conv.events):
+        print(f"left out {len(conv.events) - written:,} DEPTH_BBO rows (--no-bbo): {written:,} events written")
     print(f"wrote {args.out}")
     return 0
 

@@ -11,6 +11,7 @@ import zmq
 
 from common.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
+from feeds.zmqfeed.publisher import MIN_HEARTBEAT_S, add_file_topics
 from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, FeedHandlers, Publisher, Subscriber, SubscriberOptions,
                            check_files, load_client_keys, load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 
@@ -30,9 +31,10 @@ def register(groups) -> None:
     rep.add_argument("--speed", type=_speed, default=1.0, help="1 = real time, 10 = ten times faster, max = no waiting")
     rep.add_argument("--batch-events", type=_positive_int, default=1024, help="most events per batch")
     rep.add_argument("--batch-ms", type=_positive_float, default=1.0, help="shortest sleep when nothing is due")
-    rep.add_argument("--heartbeat-s", type=_positive_float, default=0.25, help="heartbeat period of an idle topic")
+    rep.add_argument("--heartbeat-s", type=_heartbeat_s, default=0.25,
+                     help=f"heartbeat period of an idle topic (at least {MIN_HEARTBEAT_S} s)")
     rep.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
-                     help="start replaying once N subscriptions are live")
+                     help="start replaying once N subscriptions to the files' topics are live")
     rep.add_argument("--drop-every", type=int, default=0, metavar="N",
                      help="fault drill: number but do not send every N-th batch (subscribers must resync)")
     rep.add_argument("--exit-at-end", action="store_true",
@@ -91,6 +93,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _heartbeat_s(text: str) -> float:
+    value = _positive_float(text)
+    if value < MIN_HEARTBEAT_S:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_HEARTBEAT_S} seconds (a faster heartbeat only "
+                                         f"floods the feed), got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
@@ -143,6 +153,7 @@ def run_replay(args) -> int:
                     print(f"cmm: {warning}", file=sys.stderr, flush=True)
         try:
             if args.wait_subscribers:
+                add_file_topics(pub, args.files)      # so that only subscriptions to them count
                 print(f"waiting for {args.wait_subscribers} subscription(s)", flush=True)
                 wait_for_subscribers(pub, args.wait_subscribers)
             start = time.monotonic()

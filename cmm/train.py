@@ -7,6 +7,7 @@ inputs and config are unchanged are skipped, ``--force`` redoes them.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -33,8 +34,12 @@ def register(groups) -> None:
 def _run(args, until: str):
     from cmm_models import config, pipeline
     from common.config import ConfigError
+    from common.errors import DataError
 
     cfg = config.load(args.config, teacher=args.teacher)
+    if os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise DataError("exists and is not a directory: a run directory is reused, never replaced; "
+                        "choose another --out", path=args.out, field="--out")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"expected a positive thread count, got {args.threads}", field="--threads")
     import torch

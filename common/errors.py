@@ -56,3 +56,12 @@ class SkipCounter:
         self.count += 1
         if len(self.first) < self.KEEP:
             self.first.append(str(error))
+
+
+def cannot_write(path, error: OSError, field: str | None = None) -> DataError:
+    """An OSError met while writing ``path`` (read-only or full disk, no such directory) as one located line.
+
+    The OS names the temp file it was writing, or nothing at all (a full disk); the
+    user needs the path they gave.
+    """
+    return DataError(f"cannot write: {error.strerror or error}", path=str(path), field=field)

@@ -22,8 +22,9 @@ from engine.codes import (BUY, CANCELED, FILLED, FOK, GTC, GTX, INVALID_MAX, INV
                           REJECTED, EXPIRED, REQ_CANCEL, REQ_MODIFY, REQ_NEW, RESP_FILL, RESP_REQ_REJECTED,
                           RESP_UPDATE, SELL)
 from engine import l3
+from engine.contracts import trade_value
 from engine.rings import reserve
-from engine.state import (F_CASH, F_FEE, F_LOT, F_MAKER, F_MULT, F_POS, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
+from engine.state import (F_CASH, F_FEE, F_INVERSE, F_LOT, F_MAKER, F_MULT, F_POS, F_TAKER, F_TICK, F_VALUE, F_VOLUME,
                           FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_LB, I_NFILLS, I_NTRADES, I_NXLIVE, I_NXBUY, I_NXSELL, I_XMAXBUY, I_XMINSELL, I_PARTIAL,
                           I_RS_HEAD, I_RS_TAIL, I_UB, O_ID, O_INFLIGHT, O_SIDE, O_TICK, O_TIF, O_TYPE, O_XSTATUS,
@@ -130,11 +131,12 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
     orders_i[slot, O_XSTATUS] = status
     orders_i[slot, O_XTS] = ts
     price = exec_tick * floats[F_TICK]
-    amount = floats[F_MULT] * price * exec_qty
+    value = trade_value(price, exec_qty, floats[F_MULT], floats[F_INVERSE] != 0.0)
+    amount = abs(value)
     rate = floats[F_MAKER] if maker else floats[F_TAKER]
     fee = S.fee.fee(S, rate, exec_qty, amount)
     floats[F_POS] += exec_qty * side
-    floats[F_CASH] -= amount * side
+    floats[F_CASH] -= value * side
     floats[F_CASH] -= fee
     floats[F_FEE] += fee
     floats[F_VOLUME] += exec_qty
@@ -161,7 +163,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 # ---------------------------------------------------------------- market data
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def level_changed(S, buy, tick, prev_qty, new_qty):
     """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there."""
     side = BUY if buy else SELL

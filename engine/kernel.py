@@ -29,7 +29,7 @@ from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
 from engine.local import is_final, process_data as local_data, process_response, tick_flags, tick_row, try_free
-from engine.state import (F_CASH, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
+from engine.state import (F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
                           F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
                           F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
                           I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
@@ -150,6 +150,7 @@ def _replay(S, ie, il, target):
     per_tick = floats[F_PER_TICK]
     lot = floats[F_LOT]
     mult = floats[F_MULT]
+    inverse = floats[F_INVERSE] != 0.0
     record = ints[I_RECORD_TICKS] == 1
     order_level = S.queue.order_level
     watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
@@ -278,8 +279,8 @@ def _replay(S, ie, il, target):
                         break
                     continue
                 if record:
-                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, cash, pos, last_mid, mid0,
-                                                               sum_abs_q)
+                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, inverse, cash, pos,
+                                                               last_mid, mid0, sum_abs_q)
                     tk_mid[_u(k)] = last_mid
                     tk_epnl[_u(k)] = epnl
                     tk_nq[_u(k)] = nq

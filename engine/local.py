@@ -14,7 +14,8 @@ processed on the local timeline. Per tick we record:
 - ``position``: our position at the exchange at that moment (fills count when
   executed);
 - ``epnl = (cash_t + q_t*mid_t*mult) - (cash_0 + q_0*mid_0*mult)``, cash net of
-  fees, where 0 is the first tick with a valid mid;
+  fees, where 0 is the first tick with a valid mid (inverse contracts: ``-q*mult/mid``
+  in place of ``q*mid*mult``, in the coin: :mod:`engine.contracts`);
 - ``map``: mean of |position| over the ticks so far;
 - ``rpt = epnl / (our fills so far)``, 0 before the first fill.
 """
@@ -24,9 +25,10 @@ import numpy as np
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE
 
 from engine.book import BEST_ASK, BEST_BID, apply_event
+from engine.contracts import position_value, trade_value
 from engine.codes import (CANCELED, EXPIRED, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW, REQ_NONE, RESP_FILL,
                           RESP_REQ_REJECTED)
-from engine.state import (F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
+from engine.state import (F_INVERSE, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
                     O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
@@ -50,7 +52,7 @@ def tick_flags(ints):
 
 
 @nb.njit(cache=True, inline="always")
-def tick_row(best_bid, best_ask, tick_size, mult, cash, pos, last_mid, mid0, sum_abs_q):
+def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, mid0, sum_abs_q):
     """One row of the tick log: ``(mid, epnl, mid0, sum_abs_q)``, the mid (carried forward while a side is empty)
     and EPnL to store with the running values after the row.
 
@@ -61,7 +63,7 @@ def tick_row(best_bid, best_ask, tick_size, mult, cash, pos, last_mid, mid0, sum
     """
     if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
         last_mid = (best_bid + best_ask) * 0.5 * tick_size
-    equity = cash + pos * last_mid * mult
+    equity = cash + position_value(pos, last_mid, mult, inverse)
     if np.isnan(mid0) and not np.isnan(last_mid):
         mid0 = equity
     return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
@@ -78,8 +80,8 @@ def process_data(S, i):
     if market and ints[I_RECORD_TICKS] == 1:
         k = ints[I_NTICKS]
         mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
-            S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_CASH],
-            floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+            S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_INVERSE] != 0.0,
+            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
         floats[F_LAST_MID] = mid
         S.tk_mid[k] = mid
         S.tk_epnl[k] = epnl
@@ -137,9 +139,11 @@ def process_response(S, r):
     if kind == RESP_FILL:
         side = orders_i[slot, O_SIDE]
         qty = S.rs_f[r, RSF_EXEC_QTY]
-        amount = floats[F_MULT] * (S.rs_i[r, RS_EXEC_TICK] * floats[F_TICK]) * qty
+        price = S.rs_i[r, RS_EXEC_TICK] * floats[F_TICK]
+        value = trade_value(price, qty, floats[F_MULT], floats[F_INVERSE] != 0.0)
+        amount = abs(value)
         floats[F_LPOS] += qty * side
-        floats[F_LBAL] -= amount * side
+        floats[F_LBAL] -= value * side
         floats[F_LFEE] += S.rs_f[r, RSF_FEE]
         floats[F_LVOLUME] += qty
         floats[F_LVALUE] += amount

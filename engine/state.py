@@ -88,6 +88,7 @@ F_MID0 = 18
 F_TOP_BIDQ = 19    # sizes at the top of book at the last wake-up
 F_TOP_ASKQ = 20
 F_PER_TICK = 21     # 1 / tick size (book.price_tick_fast)
+F_INVERSE = 22      # 1: inverse contracts, valued in the coin (engine/contracts.py); 0: linear
 F_SIZE = 24
 
 # ---- order table: orders_i (int64, O_*) and orders_f (float64, OF_*) columns ----
@@ -219,6 +220,7 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_size: float
     lot_size: float
     contract_multiplier: float = 1.0
+    inverse: bool = False              # contracts of ``contract_multiplier`` USD settled in the coin
     queue: QueueConfig = QueueConfig()
     latency: LatencyConfig = LatencyConfig()
     fees: FeeConfig = FeeConfig()
@@ -359,6 +361,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     floats[F_TICK], floats[F_LOT], floats[F_MULT] = cfg.tick_size, cfg.lot_size, cfg.contract_multiplier
     floats[F_MAKER], floats[F_TAKER], floats[F_QPOW] = cfg.fees.maker, cfg.fees.taker, cfg.queue.power
     floats[F_PER_TICK] = 1.0 / cfg.tick_size
+    floats[F_INVERSE] = float(cfg.inverse)
     floats[F_LAST_MID] = np.nan
     floats[F_MID0] = np.nan
     n_ticks = count_ticks(events) if cfg.record_ticks else 0

@@ -105,7 +105,7 @@ class Account(msgspec.Struct, frozen=True):
     cash: float               # net of fees
     fees: float
     volume: float             # quantity traded
-    notional: float           # sum of price x qty x multiplier
+    notional: float           # sum of price x qty x multiplier (inverse: qty x multiplier / price, in the coin)
     n_fills: int
     contract_multiplier: float
 

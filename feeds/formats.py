@@ -75,12 +75,30 @@ def read(paths: Sequence[str], fmt: str = "auto", options: ReadOptions = ReadOpt
     conv.instrument = validated_instrument(conv.instrument)
     check_events(conv.events, source=", ".join(paths))
     check_price_span(conv.events, conv.instrument.tick_size, source=", ".join(paths))
-    offset = correct_local_timestamp(conv.events, options.base_latency_ns)
-    if offset:
-        conv.meta.local_ts_offset_ns += offset
-        if conv.meta.book_partial_until_ts is not None:
-            conv.meta.book_partial_until_ts += offset
-        conv.meta.notes.append(f"local clock ran behind the exchange: local_ts shifted by +{offset} ns "
-                               f"so the smallest feed latency is {options.base_latency_ns} ns")
+    correct_clocks(conv, paths, options.base_latency_ns)
     conv.events = order_timelines(conv.events)
     return conv
+
+
+def correct_clocks(conv: Conversion, paths: list[str], base_latency_ns: int) -> None:
+    """Remove negative feed latency: once, or per input where inputs are captures of their own.
+
+    ``meta.local_ts_offset_ns`` is the first input's shift; the notes give each one.
+    """
+    starts = conv.input_starts or [0]
+    bounds = [*starts, len(conv.events)]
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        where = paths[k] if conv.input_starts else ", ".join(paths)
+        try:
+            offset = correct_local_timestamp(conv.events[a:b], base_latency_ns)   # a view: in place
+        except DataError as e:
+            raise e.located(where) from None
+        if not offset:
+            continue
+        if k == 0:
+            conv.meta.local_ts_offset_ns += offset
+            if conv.meta.book_partial_until_ts is not None:
+                conv.meta.book_partial_until_ts += offset
+        conv.meta.notes.append(f"local clock ran behind the exchange"
+                               f"{f' in {where}' if conv.input_starts else ''}: local_ts shifted by "
+                               f"+{offset} ns so the smallest feed latency is {base_latency_ns} ns")

@@ -83,7 +83,8 @@ def format_summary(path: str, s: Summary, instrument: Instrument | None, meta: D
     lines = [f"file        {path}"]
     if instrument is not None:
         lines.append(f"instrument  {instrument.symbol}  tick {instrument.tick_size:g}  lot {instrument.lot_size:g}"
-                     f"  multiplier {instrument.contract_multiplier:g}")
+                     f"  multiplier {instrument.contract_multiplier:g}"
+                     + (f"  {instrument.kind}, settled in {instrument.settlement}" if instrument.settlement else ""))
     else:
         lines.append("instrument  (none stored: an hftbacktest file; give --tick-size for the book check)")
     if meta is not None:
@@ -102,8 +103,9 @@ def format_summary(path: str, s: Summary, instrument: Instrument | None, meta: D
     if s.first_local_ts is not None:
         span = f"  ({(s.last_local_ts - s.first_local_ts) / 1e9:,.3f} s)"
     lines.append(f"time        {_ts(s.first_local_ts)} .. {_ts(s.last_local_ts)}{span}")
+    price = instrument.price_text if instrument is not None else (lambda px: f"{px:.12g}")
     if s.price_min is not None:
-        lines.append(f"prices      {s.price_min:g} .. {s.price_max:g}")
+        lines.append(f"prices      {price(s.price_min)} .. {price(s.price_max)}")
     lines.append(f"trades      volume {s.trade_volume:g}; buyer-initiated {s.buy_initiated_trades:,}, "
                  f"seller-initiated {s.sell_initiated_trades:,}")
     if s.feed_latency_p50_ns is not None:
@@ -115,7 +117,8 @@ def format_summary(path: str, s: Summary, instrument: Instrument | None, meta: D
         b = s.book
         state = "never crossed" if b.crossed == 0 else (
             f"CROSSED at {b.crossed:,} of {b.groups:,} checks, first at {_ts(b.first_crossed_ts)}")
-        lines.append(f"book        {state}; final best bid {b.final_best_bid}, best ask {b.final_best_ask}, "
+        best = [price(px) if px is not None else "none" for px in (b.final_best_bid, b.final_best_ask)]
+        lines.append(f"book        {state}; final best bid {best[0]}, best ask {best[1]}, "
                      f"{b.bid_levels} bid / {b.ask_levels} ask levels")
     if meta is not None:
         for note in meta.notes:

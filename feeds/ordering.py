@@ -11,25 +11,60 @@ Clock skew between the capturing machine and the exchange can make
 ``local_ts < exch_ts`` (negative feed latency). :func:`correct_local_timestamp`
 shifts every local timestamp by one constant so the smallest latency is
 ``base_latency``, keeping relative latencies intact.
+
+The smallest latency is taken over the typical ones only: a single bad clock
+reading 10 s early must not move every other event by 10 s. Feed latency has
+a sharp lower edge (the wire's delay) and a long upper tail, so a latency far
+below the lower quartile is no delay at all but a wrong timestamp
+(:func:`early_outliers`); readers refuse such lines by number, and none of them
+sets the shift. A skew beyond an hour is not a clock running behind but times
+that are not the same clock's: refused.
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
+from common.errors import DataError
 from feeds.events import EXCH, LOCAL
 
 TIMELINE_FLAGS = EXCH | LOCAL
+# A latency is an outlier below q25 - max(10 IQR, 50 ms): far outside the few ms by which a real
+# capture's smallest latency sits below its lower quartile.
+OUTLIER_IQRS = 10
+OUTLIER_MARGIN_NS = 50_000_000
+MAX_CLOCK_SKEW_NS = 3600 * 10**9
+
+
+def early_outliers(latency: np.ndarray) -> np.ndarray:
+    """Mask of the latencies (ns) too far below the rest to be a feed's delay."""
+    if len(latency) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    q25, q75 = np.percentile(latency, [25, 75])
+    return latency < q25 - max(OUTLIER_IQRS * (q75 - q25), OUTLIER_MARGIN_NS)
+
+
+def early_outlier_reason(latency: int, typical: int) -> str:
+    """What is wrong with a line whose feed latency (ns) is an outlier below the file's median ``typical``."""
+    return (f"receive time {(typical - latency) / 1e9:,.3f} s earlier than its exchange time puts it "
+            f"(feed latency {latency / 1e6:,.1f} ms, the file's median {typical / 1e6:,.1f} ms): "
+            f"a bad clock reading")
 
 
 def correct_local_timestamp(events: np.ndarray, base_latency_ns: int = 0) -> int:
-    """Shift local_ts in place so no feed latency is below ``base_latency_ns``.
+    """Shift local_ts in place so no typical feed latency is below ``base_latency_ns``.
 
-    Returns the offset added (0 when latencies were already non-negative).
+    Returns the offset added (0 when latencies were already non-negative). A
+    median latency beyond an hour either way is a DataError.
     """
     if len(events) == 0:
         return 0
-    min_latency = int((events["local_ts"] - events["exch_ts"]).min())
+    latency = events["local_ts"] - events["exch_ts"]
+    median = int(np.median(latency))
+    if abs(median) > MAX_CLOCK_SKEW_NS:
+        raise DataError(f"median feed latency (local_ts - exch_ts) is {median / 1e9:,.1f} s: local and "
+                        f"exchange times are not one clock's (a unit or epoch wrong?)", field="local_ts")
+    min_latency = int(latency[~early_outliers(latency)].min())
     if min_latency >= 0:
         return 0
     offset = -min_latency + int(base_latency_ns)

@@ -21,7 +21,7 @@ import msgspec
 import numpy as np
 
 from common.errors import DataError
-from feeds.events import EVENT_DTYPE
+from feeds.events import DEPTH_BBO, EVENT_DTYPE, KIND_MASK
 from feeds.instrument import Instrument
 
 SCHEMA_VERSION = 1
@@ -55,21 +55,38 @@ def _bytes_member(obj: msgspec.Struct) -> np.ndarray:
 
 
 def write(f, events: np.ndarray, instrument: Instrument | None = None, meta: DatasetMeta | None = None,
-          compress: bool = True) -> None:
-    """Write events (and spec, provenance) as an event file into the binary file ``f``.
+          compress: bool = True, bbo: bool = True) -> int:
+    """Write events (and spec, provenance) as an event file into the binary file ``f``; returns the events written.
 
     Where the bytes land is the caller's choice: the command line writes through
     :func:`common.atomic.atomic_write`, so a file is whole or absent.
+
+    ``bbo=False`` leaves out the ``DEPTH_BBO`` rows (and says so in the meta's notes).
+    hftbacktest skips them while our engine applies them, so a file with them
+    fills differently in the two; without them the two agree (docs/data-formats.md).
     """
     if events.dtype != EVENT_DTYPE:
         raise DataError(f"events have dtype {events.dtype}, expected the 64-byte event record",
                         path=_name(f), field="data")
+    if not bbo:
+        events, meta = without_bbo(events, meta)
     members = {"data": events}
     if instrument is not None:
-        members["instrument"] = _bytes_member(instrument)
+        members["instrument"] = np.frombuffer(instrument.to_json(), dtype=np.uint8)
     if meta is not None:
         members["meta"] = _bytes_member(meta)
     write_npz(f, members, compress)
+    return len(events)
+
+
+def without_bbo(events: np.ndarray, meta: DatasetMeta | None = None) -> tuple[np.ndarray, DatasetMeta | None]:
+    """The events less their ``DEPTH_BBO`` rows, and the meta with a note of how many went."""
+    keep = (events["ev"] & np.uint64(KIND_MASK)) != DEPTH_BBO
+    dropped = int(len(events) - np.count_nonzero(keep))
+    if meta is not None and dropped:
+        meta = msgspec.structs.replace(meta, notes=[*meta.notes, f"{dropped:,} DEPTH_BBO rows left out "
+                                                                 "(--no-bbo): the book is the depth rows' alone"])
+    return (events[keep] if dropped else events), meta
 
 
 def _name(f) -> str | None:

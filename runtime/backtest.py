@@ -19,10 +19,11 @@ from engine.views import latency_table, make_sim
 from analysis.metrics import Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
-from common.atomic import atomic_write
 from common.errors import DataError
+from common.outdir import check_replaceable
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
+from feeds.readers.binance_coinm import contradiction
 from feeds.store import is_event_file
 from feeds.validate import check_price_span, load_replayable
 
@@ -38,6 +39,9 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
 
     decision_latency_us: LatencyStats | None = None
+    # Absent for a linear contract whose data names no currency, so such runs keep their bytes.
+    contract_kind: str = "linear"          # "inverse": EPnL, fees and notional are in the settlement coin
+    settlement: str | None = None          # the currency EPnL, fees and notional are in
 
 
 class Backtest(msgspec.Struct):
@@ -47,9 +51,6 @@ class Backtest(msgspec.Struct):
     events: int
     decisions: dict[str, np.ndarray] | None = None     # the strategy's per-decision record, if it keeps one
     dropped: dict[str, dict[str, int]] | None = None   # --transport zmq: messages dropped, by side and reason
-
-
-DECISIONS = "decisions.npz"
 
 
 def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray, Instrument]:
@@ -116,7 +117,13 @@ def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrumen
                               field="instrument.tick_size")
         instrument = Instrument(symbol=over.pop("symbol", "?"), tick_size=over.pop("tick_size"),
                                 lot_size=over.pop("lot_size", 1.0))
-    return msgspec.structs.replace(instrument, **over)
+    instrument = msgspec.structs.replace(instrument, **over)
+    # A DataError, not a ConfigError: the data and the config disagree, and paper trading rewords ConfigErrors
+    # here as a missing instrument.
+    why = instrument.problem() or contradiction(instrument)
+    if why:
+        raise DataError(why, field="instrument")
+    return instrument
 
 
 def decision_record(strategy) -> dict[str, np.ndarray] | None:
@@ -150,21 +157,24 @@ def build_strategy(cfg: VenueConfig, config_path: str):
 
 def sim_config(cfg: VenueConfig, instrument: Instrument):
     """The engine's config and the recorded latency table, if any."""
-    return (engine_config(cfg, instrument.tick_size, instrument.lot_size, instrument.contract_multiplier),
+    return (engine_config(cfg, instrument.tick_size, instrument.lot_size, instrument.contract_multiplier,
+                          instrument.inverse),
             _latency_table(cfg.latency.file))
 
 
 def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None,
-               latency_ns: np.ndarray | None = None, **extra) -> Summary:
+               latency_ns: np.ndarray | None = None, instrument: Instrument | None = None, **extra) -> Summary:
     """The run's summary with the strategy's own decision latency (``latency_ns`` when another process
-    measured it); ``type_`` (a RunSummary) adds a venue's fields."""
+    measured it) and the currency ``instrument`` settles in; ``type_`` (a RunSummary) adds a venue's fields."""
     # Wall times are never reproducible: reported only when the run charges them, so a declared
     # decision time gives the same bytes every run.
     measured = strategy is not None and strategy.compute_ns is None
     ns = latency_ns if latency_ns is not None else own_latency_ns(strategy) if measured else None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-        decision_latency_us=latency_us(ns) if measured else None, **extra)
+        decision_latency_us=latency_us(ns) if measured else None,
+        **({} if instrument is None else dict(contract_kind=instrument.kind, settlement=instrument.settlement)),
+        **extra)
 
 
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
@@ -212,7 +222,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         engine.set_compute_ns(sim, compute_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
-    return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns),
+    return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
+                                                             instrument=instrument),
                     instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
 
@@ -220,22 +231,13 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False, transp
                   timeout_s: float | None = None, curve: bool = False) -> Backtest:
     from runtime.config import load
     cfg = load(config_path)
+    check_replaceable(out_dir)          # before the run, not after it: a refusal should cost nothing
     bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
-    write_run(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
-              bt.decisions)
+    write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
+                  bt.decisions)
     return bt
-
-
-def write_run(out_dir: str, result: RunResult, summary: Summary, config_text: bytes, title: str,
-              decisions: dict[str, np.ndarray] | None) -> None:
-    """The results directory, plus ``decisions.npz`` for a strategy that records its decisions (CMM: quotes,
-    weights, regimes)."""
-    write_results(out_dir, result, summary, config_text, title)
-    if decisions is not None:
-        with atomic_write(os.path.join(out_dir, DECISIONS)) as f:
-            np.savez(f, **decisions)
 
 
 def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
@@ -244,15 +246,19 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
     def num(x, spec=",.4f"):
         return "n/a" if x is None else format(x, spec)
 
-    rows = [
+    unit = f" {s.settlement}" if s.settlement else ""
+    coin = ",.8f" if s.contract_kind == "inverse" else ",.4f"   # a coin's amounts are small: to the satoshi
+    rows = [("settlement", f"{s.settlement} ({s.contract_kind} contracts)")] if s.settlement else []
+    rows += [
         ("events", f"{bt.events:,}"), ("ticks", f"{s.ticks:,}"),
-        ("EPnL", num(s.epnl)), ("MAP", num(s.map)), ("RPT", num(s.rpt)), ("PnLMAP", num(s.pnlmap)),
-        ("fills", f"{s.n_fills:,}"), ("volume", num(s.volume, ",.6g")), ("fees", num(s.fees)),
+        ("EPnL", num(s.epnl, coin) + unit), ("MAP", num(s.map)), ("RPT", num(s.rpt, coin)),
+        ("PnLMAP", num(s.pnlmap, coin)),
+        ("fills", f"{s.n_fills:,}"), ("volume", num(s.volume, ",.6g")), ("fees", num(s.fees, coin) + unit),
         ("final position", num(s.final_position, ",.6g")), ("Sharpe (per episode)", num(s.sharpe)),
-        ("max drawdown", num(s.max_drawdown)),
+        ("max drawdown", num(s.max_drawdown, coin) + unit),
         ("quoted bid / ask", f"{s.quoted_bid_share:.1%} / {s.quoted_ask_share:.1%}"),
         (f"episodes ({s.episodes.length_s:g} s)",
-         f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean)} ± {num(s.episodes.epnl.std)}"),
+         f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean, coin)} ± {num(s.episodes.epnl.std, coin)}"),
     ]
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",

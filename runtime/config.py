@@ -25,6 +25,8 @@ class InstrumentOverrides(Table):
     tick_size: Positive | None = None
     lot_size: Positive | None = None
     contract_multiplier: Positive | None = None
+    kind: Literal["linear", "inverse"] | None = None   # inverse: contracts of contract_multiplier USD, in the coin
+    settlement: str | None = None                      # the currency PnL, fees and margin are in
 
 
 class StrategyConfig(Table):
@@ -90,6 +92,7 @@ def strategy_params(cfg: VenueConfig, params_type: type[msgspec.Struct], path: s
     return tomlconfig.convert(cfg.strategy.params, params_type, path, "strategy.params")
 
 
-def engine_config(cfg: VenueConfig, tick_size: float, lot_size: float, multiplier: float) -> EngineConfig:
-    return EngineConfig(tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier,
+def engine_config(cfg: VenueConfig, tick_size: float, lot_size: float, multiplier: float,
+                  inverse: bool = False) -> EngineConfig:
+    return EngineConfig(tick_size=tick_size, lot_size=lot_size, contract_multiplier=multiplier, inverse=inverse,
                         queue=cfg.queue, latency=cfg.latency, fees=cfg.fees)

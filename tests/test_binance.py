@@ -20,6 +20,9 @@ from feeds.readers.base import ReadOptions
 from tests.conftest import SAMPLES, shared_path
 
 MS = 1_000_000
+# Hand-built captures count time from here (2024-08-09 00:00 UTC): a receive time must be a date.
+T0_MS = 1_723_161_600_000
+T0 = T0_MS * MS
 SKIP = ReadOptions(on_error="skip")
 USDM_SAMPLE = str(SAMPLES / "ethusdt_usdm_20240808_head.gz")
 SPOT_SAMPLE = str(SAMPLES / "ethusdt_spot_20240808_head.gz")
@@ -42,38 +45,41 @@ def levels(pairs):
     return [[p, q] for p, q in pairs]
 
 
-def depth(ts, e, first, last, b=(), a=(), pu=None, stream="ethusdt@depth@0ms"):
-    data = {"e": "depthUpdate", "E": e, "s": "ETHUSDT", "U": first, "u": last,
+def depth(ts, e, first, last, b=(), a=(), pu=None, stream="ethusdt@depth@0ms", t=None):
+    data = {"e": "depthUpdate", "E": T0_MS + e, "s": "ETHUSDT", "U": first, "u": last,
             "b": levels(b), "a": levels(a)}
     if pu is not None:
         data["pu"] = pu
-    return f"{ts} " + json.dumps({"stream": stream, "data": data})
+    if t is not None:
+        data["T"] = T0_MS + t
+    return f"{T0 + ts} " + json.dumps({"stream": stream, "data": data})
 
 
 def snapshot(ts, last_id, bids, asks, e=None):
     body = {"lastUpdateId": last_id, "bids": levels(bids), "asks": levels(asks)}
     if e is not None:
-        body["E"] = e
-    return f"{ts} " + json.dumps(body)
+        body["E"] = T0_MS + e
+    return f"{T0 + ts} " + json.dumps(body)
 
 
 def trade(ts, t_ms, trade_id, p, q, maker_buyer, x=None):
-    data = {"e": "trade", "E": t_ms, "T": t_ms, "s": "ETHUSDT", "t": trade_id, "p": p, "q": q,
-            "m": maker_buyer}
+    data = {"e": "trade", "E": T0_MS + t_ms, "T": T0_MS + t_ms, "s": "ETHUSDT", "t": trade_id, "p": p,
+            "q": q, "m": maker_buyer}
     if x is not None:
         data["X"] = x
-    return f"{ts} " + json.dumps({"stream": "ethusdt@trade", "data": data})
+    return f"{T0 + ts} " + json.dumps({"stream": "ethusdt@trade", "data": data})
 
 
 def ticker(ts, u, b, bq, a, aq, e=None):
     data = {"u": u, "s": "ETHUSDT", "b": b, "B": bq, "a": a, "A": aq}
     if e is not None:
-        data["E"] = e
-    return f"{ts} " + json.dumps({"stream": "ethusdt@bookTicker", "data": data})
+        data["E"] = T0_MS + e
+    return f"{T0 + ts} " + json.dumps({"stream": "ethusdt@bookTicker", "data": data})
 
 
 def rows(events):
-    return [(int(e["ev"]), int(e["exch_ts"]), int(e["local_ts"]), float(e["px"]), float(e["qty"]),
+    """Events as tuples, times counted from T0."""
+    return [(int(e["ev"]), int(e["exch_ts"]) - T0, int(e["local_ts"]) - T0, float(e["px"]), float(e["qty"]),
              int(e["order_id"]), int(e["ival"])) for e in events]
 
 
@@ -170,7 +176,7 @@ def test_gap_under_skip_clears_the_book_and_notes_it(tmp_path):
     ]
     notes = " | ".join(conv.meta.notes)
     assert "1 sequence gap," in notes and f"{path}:2: pu: sequence gap" in notes
-    assert f"book partial from local_ts 2000 ({path}:2) until local_ts 3000" in notes
+    assert f"book partial from local_ts {T0 + 2000} ({path}:2) until local_ts {T0 + 3000}" in notes
     assert conv.meta.skipped == 0
 
 
@@ -188,7 +194,7 @@ def test_gap_before_a_later_snapshot_waits_for_it(tmp_path):
     clears, snap = [E.DEPTH_CLEAR] * 2, [E.DEPTH_SNAPSHOT] * 2
     assert kinds == clears + snap + [E.DEPTH] * 2 + clears + clears + snap + [E.DEPTH, E.TRADE]
     assert rows(conv.events)[6][3] == 9.80                              # the gap's clear reaches 9.80
-    assert f"book partial from local_ts 3000 ({path}:3) until local_ts 4000" in conv.meta.notes
+    assert f"book partial from local_ts {T0 + 3000} ({path}:3) until local_ts {T0 + 4000}" in conv.meta.notes
     check = check_book(order_timelines(conv.events), 0.01)
     assert (check.final_best_bid, check.final_best_ask, check.crossed) == (9.90, 10.02, 0)
 
@@ -206,7 +212,7 @@ def test_truncated_json_names_the_line_and_is_skipped_under_skip(tmp_path):
 
 def test_a_line_without_a_timestamp_is_a_data_error(tmp_path):
     path = capture(tmp_path, ['{"stream": "ethusdt@trade"}'], "plain.txt")
-    with pytest.raises(DataError, match=r"plain.txt:1: local_ts: expected '<local receive time ns"):
+    with pytest.raises(DataError, match=r"plain.txt:1: local_ts: expected '<local receive time before 2100"):
         binance.read([path], ReadOptions())
 
 
@@ -218,8 +224,8 @@ def test_without_a_snapshot_the_book_is_partial_until_both_sides_exist(tmp_path)
         depth(4000, 4, 41, 50, a=[("10.01", "1")], pu=40),
     ])
     conv = binance.read([path], ReadOptions())
-    assert conv.meta.book_partial_until_ts == 4000
-    assert any("no depth snapshot" in n and "partial before local_ts 4000" in n for n in conv.meta.notes)
+    assert conv.meta.book_partial_until_ts == T0 + 4000
+    assert any("no depth snapshot" in n and f"partial before local_ts {T0 + 4000}" in n for n in conv.meta.notes)
     assert not (conv.events["ev"] & np.uint64(E.KIND_MASK) == E.DEPTH_CLEAR).any()
 
 
@@ -272,10 +278,131 @@ def test_inputs_are_one_stream_checked_across_files(tmp_path):
     conv = binance.read([first, good], ReadOptions())
     assert conv.meta.source_rows == 3 and conv.meta.sources == [first, good]
     assert conv.events["ival"].tolist()[-1] == 120
-    with pytest.raises(DataError, match=r"c.gz:1: U: sequence gap: expected U=111"):
+    with pytest.raises(DataError, match=r"c.gz:1: stream: does not continue the previous input: its first "
+                                        r"depth diff \(line 1: U=115\) does not follow the previous input's "
+                                        r"last u=110; convert each separately, or give --fresh-book-per-input"):
         binance.read([first, bad], ReadOptions())
     with pytest.raises(DataError, match="starts before the previous input ends"):
         binance.read([good, first], ReadOptions())
+
+
+# ---------------------------------------------------------------- timestamps: units and which exchange time
+
+
+def _sample_lines(path=USDM_SAMPLE) -> list[bytes]:
+    return [line for line in gzip.decompress(open(path, "rb").read()).split(b"\n") if line.strip()]
+
+
+def _in_microseconds(line: bytes) -> bytes:
+    stamp, rest = line.split(b" ", 1)
+    return stamp[:-3] + b" " + rest
+
+
+def test_receive_times_in_microseconds_are_read_as_microseconds(tmp_path):
+    lines = _sample_lines()
+    path = capture(tmp_path, [_in_microseconds(line).decode() for line in lines], "us.gz")
+    ns = binance.read([USDM_SAMPLE], ReadOptions())
+    us = binance.read([path], ReadOptions())
+    assert np.array_equal(us.events["local_ts"], ns.events["local_ts"] // 1000 * 1000)
+    assert np.array_equal(us.events["exch_ts"], ns.events["exch_ts"])
+    assert f"receive times of {path} are in µs: read as µs and put in ns" in us.meta.notes
+    # The capture clock is ~1.27 s behind, as in ns; read as ns it was 54 years behind.
+    shift = feeds.read([path], "binance", ReadOptions()).meta.local_ts_offset_ns
+    assert 1_270_000_000 < shift < 1_272_000_000
+
+
+def test_a_receive_time_in_another_unit_than_the_files_is_refused_by_line(tmp_path):
+    lines = [line.decode() for line in _sample_lines()[:50]]
+    lines[9] = _in_microseconds(lines[9].encode()).decode()
+    path = capture(tmp_path, lines)
+    with pytest.raises(DataError, match=r"cap.gz:10: local_ts: receive time 1723161255\d{6} is not in ns "
+                                        r"like the file's first line"):
+        binance.read([path], ReadOptions())
+    assert binance.read([path], SKIP).meta.skipped == 1
+    days = capture(tmp_path, [trade(0, 1, 1, "10", "1", True).replace(str(T0), "19944", 1)], "d.gz")
+    with pytest.raises(DataError, match=r"d.gz:1: local_ts: receive time 19944 is not between 2000 "
+                                        r"and 2100 in ns, µs, ms or s"):
+        binance.read([days], ReadOptions())
+
+
+def test_usdm_exch_ts_is_the_transaction_time_t_where_the_message_has_it(tmp_path):
+    path = capture(tmp_path, [
+        depth(5000, 7, 1, 2, b=[("10.00", "1")], pu=0, t=5),        # E 7 ms, T 5 ms
+        depth(6000, 8, 3, 4, a=[("10.01", "1")], pu=2),             # no T (spot-like): E
+    ])
+    assert [r[1] for r in rows(binance.read([path], ReadOptions()).events)] == [5 * MS, 8 * MS]
+    # On the real capture every depth event carries its line's T, which differs from E.
+    data = [json.loads(line.split(b" ", 1)[1]).get("data", {}) for line in _sample_lines()]
+    t_of_depth = {d["T"] * MS for d in data if d.get("e") == "depthUpdate"}
+    e_of_depth = {d["E"] * MS for d in data if d.get("e") == "depthUpdate"}
+    ev = binance.read([USDM_SAMPLE], ReadOptions()).events
+    stamped = set(ev["exch_ts"][(ev["ev"] & np.uint64(E.KIND_MASK)) == E.DEPTH].tolist())
+    assert stamped <= t_of_depth and not stamped <= e_of_depth
+
+
+def test_one_early_receive_time_is_refused_by_line_and_never_shifts_the_rest(tmp_path):
+    lines = [line.decode() for line in _sample_lines()]
+    stamp, rest = lines[923].split(" ", 1)
+    lines[923] = f"{int(stamp) - 10**10} {rest}"              # line 924 received "10 s early"
+    path = capture(tmp_path, lines)
+    with pytest.raises(DataError, match=r"cap.gz:924: local_ts: receive time 9.999 s earlier than its "
+                                        r"exchange time puts it \(feed latency -11,267.6 ms"):
+        binance.read([path], ReadOptions())
+    skipped = feeds.read([path], "binance", SKIP)
+    assert skipped.meta.skipped == 1 and "cap.gz:924" in skipped.meta.skipped_examples[0]
+    whole = feeds.read([USDM_SAMPLE], "binance", ReadOptions())
+    assert skipped.meta.local_ts_offset_ns == whole.meta.local_ts_offset_ns      # not +11.27 s
+
+
+def test_inputs_a_minute_apart_are_not_one_capture_even_with_joining_ids(tmp_path):
+    spot = "ethusdt@depth@100ms"
+    first = capture(tmp_path, [snapshot(1000, 100, [("10.00", "1")], [("10.01", "1")]),
+                               depth(2000, 1, 101, 110, b=[("9.99", "1")], stream=spot)], "a.gz")
+    late = capture(tmp_path, [depth(2000 + 61 * 10**9, 61_001, 111, 120, a=[("10.02", "1")], stream=spot)],
+                   "b.gz")
+    with pytest.raises(DataError, match=r"b.gz:1: stream: does not continue the previous input: it starts "
+                                        r"61.0 s after the previous input ends; convert each"):
+        binance.read([first, late], ReadOptions())
+
+
+@pytest.mark.shared_data
+def test_captures_21_days_apart_are_refused_or_read_each_with_a_fresh_book_and_clock():
+    july, august = (str(shared_path("binance", "usdm", f"ethusdt_{day}.gz")) for day in ("20240719", "20240808"))
+    with pytest.raises(DataError, match=r"ethusdt_20240808.gz:1: stream: does not continue the previous "
+                                        r"input: it starts 1,813,754.3 s after the previous input ends; its "
+                                        r"first depth diff \(line 1: U=\d+ pu=\d+\) does not follow"):
+        feeds.read([july, august], "binance", ReadOptions())
+    both = feeds.read([july, august], "binance", ReadOptions(fresh_book_per_input=True))
+    alone = [feeds.read([path], "binance", ReadOptions()) for path in (july, august)]
+    kinds = [np.unique(c.events["ev"] & np.uint64(E.KIND_MASK | E.LOCAL), return_counts=True) for c in alone]
+    got = dict(zip(*np.unique(both.events["ev"] & np.uint64(E.KIND_MASK | E.LOCAL), return_counts=True)))
+    for kind in (E.DEPTH, E.TRADE, E.DEPTH_BBO, E.DEPTH_SNAPSHOT):
+        local = kind | E.LOCAL          # every event once: July's 325,155 depth events are kept
+        assert got[local] == sum(dict(zip(*k)).get(local, 0) for k in kinds)
+    assert got[E.DEPTH_CLEAR | E.LOCAL] == sum(dict(zip(*k)).get(E.DEPTH_CLEAR | E.LOCAL, 0) for k in kinds) + 2
+    # Each input keeps its own clock: August's feed lag is what it is alone, not 254 ms.
+    august_start = int(alone[1].events["local_ts"].min())
+    lag = (both.events["local_ts"] - both.events["exch_ts"])[both.events["local_ts"] >= august_start]
+    alone_lag = alone[1].events["local_ts"] - alone[1].events["exch_ts"]
+    assert np.median(lag) == np.median(alone_lag)
+    assert both.meta.book_partial_until_ts == alone[0].meta.book_partial_until_ts
+    assert any(n.startswith(f"{august} read as a capture of its own: a fresh book and clock-skew shift: it "
+                            f"starts 1,813,754.3 s") for n in both.meta.notes)
+    assert sum("local clock ran behind the exchange in" in n for n in both.meta.notes) == 2
+
+
+def test_a_few_odd_sizes_far_from_the_mid_do_not_make_the_lot_finer(tmp_path):
+    lines = [line.decode() for line in _sample_lines(SPOT_SAMPLE)]
+    at = max(i for i, line in enumerate(lines) if "@depth" in line)         # after the snapshot
+    lines[at] = lines[at].replace('"a":[', '"a":[["5000.00000000","2292.22972000"],', 1)   # mid ~2683
+    conv = binance.read([capture(tmp_path, lines)], ReadOptions())
+    assert conv.instrument.lot_size == 0.0001          # not 1e-05
+    assert any(n.startswith("1 of ") and "finer than the lot 0.0001 and did not set it: 2292.22972;" in n
+               for n in conv.meta.notes)
+    # Odd sizes set the step once they are more than 1 in 1000 of the distinct sizes.
+    coarse = np.arange(1, 1001) * 0.0001
+    assert binance.decimal_step(np.r_[coarse, 0.00005], binance.ODD_SIZES_SHARE) == 0.0001
+    assert binance.decimal_step(np.r_[coarse, 0.00005, 0.00015], binance.ODD_SIZES_SHARE) == 0.00001
 
 
 def test_sniff(tmp_path):

@@ -129,3 +129,15 @@ def test_binance_usdm_capture_converts(tmp_path):
     proc = cmm("data", "convert", src, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert feeds.load(out).meta.source_rows == 74_655
+
+
+def test_info_prints_prices_at_the_ticks_decimals(tmp_path):
+    out = tmp_path / "sample.npz"
+    assert cmm("data", "convert", SAMPLES / "sample_events.csv", "--out", out).returncode == 0
+    info = cmm("data", "info", out)
+    assert info.returncode == 0, info.stderr
+    assert "prices      59999.5 .. 60000.6\n" in info.stdout
+    # The best ask is tick index * 0.1 = 60000.200000000004 in floats; it prints as the tick writes it.
+    assert "final best bid 60000.0, best ask 60000.2, 3 bid / 3 ask levels" in info.stdout
+    assert feeds.Instrument("X", 0.25, 1.0).price_text(101.0) == "101.00"
+    assert feeds.Instrument("X", 0.01, 1.0).price_text(60000.65) == "60000.65"     # :g wrote 60000.6

@@ -147,7 +147,10 @@ def test_tick_size_from_options_alone(tmp_path):
 @pytest.mark.parametrize("row, field, reason", [
     ("abc,1723075200000000100,trade,,1,1,", "exch_ts", "expected an integer, got 'abc'"),
     ("1723075200000000000,1.5,trade,,1,1,", "local_ts", "expected an integer"),
-    ("1723075200,1723075200,trade,,1,1,", "exch_ts", "seconds, milliseconds or microseconds"),
+    ("1723075200,1723075200,trade,,1,1,", "exch_ts", "got '1723075200': a time in s?"),
+    ("1723075200000000,1723075200000100,trade,,1,1,", "exch_ts", "got '1723075200000000': a time in µs?"),
+    ("1723075200000000000,1723075200000100,trade,,1,1,", "local_ts", "a time in µs?"),
+    ("1723075200000000000,5000000000000000000,trade,,1,1,", "local_ts", "from 2000 to 2100"),
     ("1723075200000000000,1723075200000000100,quote,,1,1,", "event", "got 'quote'"),
     ("1723075200000000000,1723075200000000100,trade,long,1,1,", "side", "got 'long'"),
     ("1723075200000000000,1723075200000000100,depth,,1,1,", "side", "depth event needs a side"),
@@ -207,6 +210,17 @@ def test_local_ts_going_back_is_an_error_in_every_mode(tmp_path, options):
     err = _error(tmp_path, text, options)
     assert (err.line, err.field) == (4, "local_ts")
     assert "goes backwards" in err.reason and "line 3" in err.reason
+
+
+@pytest.mark.parametrize("options", [ReadOptions(), SKIP])
+def test_a_row_whose_latency_is_far_below_the_rest_is_an_error_in_every_mode(tmp_path, options):
+    ms = 1_000_000
+    rows = [f"{T + i * ms},{T + i * ms + 2 * ms + i % 3},trade,,1,1,\n" for i in range(20)]
+    rows[12] = f"{T + 10_012 * ms},{T + 12 * ms + 2 * ms},trade,,1,1,\n"   # exch_ts 10 s late
+    err = _error(tmp_path, HEAD + "".join(rows), options)
+    assert (err.line, err.field) == (15, "local_ts")
+    assert err.reason.startswith("receive time 10.000 s earlier than its exchange time puts it (feed latency "
+                                 "-9,998.0 ms, the file's median 2.0 ms)")
 
 
 def test_several_files_in_time_order(tmp_path):

@@ -44,24 +44,82 @@ def test_a_torn_last_record_is_dropped_and_truncated_on_reopen(tmp_path, cut):
         f.truncate(size - cut)                  # kill -9 mid-write
     header, steps, good = jr.read(str(path))
     assert steps == [step(1), step(2)]
-    j = jr.Journal(str(path), truncate_at=good)
+    j = jr.Journal(str(path))
+    j.truncate(good)
     j.append(step(3))
     j.close()
     assert jr.read(str(path))[1] == [step(1), step(2), step(3)]
 
 
-def test_a_flipped_byte_ends_the_trusted_part(tmp_path):
+def offsets(data: bytes) -> list[int]:
+    """Where each record starts."""
+    found, pos = [], 0
+    while pos < len(data):
+        found.append(pos)
+        pos += 8 + struct.unpack_from("<II", data, pos)[0]
+    return found
+
+
+def refused_at(path, offset: int) -> None:
+    with pytest.raises(jr.JournalError, match=f"damaged at byte offset {offset:,}: ") as e:
+        jr.read(str(path))
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_flipped_byte_mid_file_is_refused_at_its_offset(tmp_path):
+    """Issue 12 item 11: it used to end the trusted part silently, dropping every later step."""
+    path = tmp_path / "j"
+    write(path, 5)
+    data = bytearray(path.read_bytes())
+    second = offsets(bytes(data))[2]               # header, step 1, step 2: a byte of step 2's payload
+    data[second + 8 + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    refused_at(path, second)
+
+
+def test_garbage_appended_is_refused_at_its_offset(tmp_path):
     path = tmp_path / "j"
     write(path, 3)
-    data = bytearray(path.read_bytes())
-    # the second step's payload starts after the header's and the first step's frames
-    offset = 0
-    for _ in range(2):
-        length, _ = struct.unpack_from("<II", data, offset)
-        offset += 8 + length
-    data[offset + 8 + 3] ^= 0xFF
-    path.write_bytes(bytes(data))
-    assert jr.read(str(path))[1] == [step(1)]
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(bytes(range(7, 107)))               # a length of 0x0a090807: past MAX_RECORD
+    refused_at(path, size)
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        f.seek(size)
+        f.write(struct.pack("<II", 50, 0) + b"not a record at all")   # a plausible length the file ends inside
+    refused_at(path, size)
+
+
+def test_a_zero_filled_tail_is_refused_at_its_offset(tmp_path):
+    path = tmp_path / "j"
+    write(path, 3)
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(bytes(4096))                        # length 0, crc32(b"") == 0: a frame, but no record
+    refused_at(path, size)
+
+
+def test_a_torn_record_is_a_prefix_of_a_record(tmp_path):
+    """Cut anywhere inside the last record, what remains is still read as a torn tail (not damage)."""
+    path = tmp_path / "j"
+    write(path, 2)
+    whole = path.read_bytes()
+    last = offsets(whole)[-1]
+    for cut in range(last + 1, len(whole)):
+        path.write_bytes(whole[:cut])
+        header, steps, good = jr.read(str(path))
+        assert steps == [step(1)] and good == last
+
+
+def test_a_journal_is_locked_while_open(tmp_path):
+    path = tmp_path / "j"
+    write(path, 1)
+    first = jr.Journal(str(path))
+    with pytest.raises(jr.JournalError, match="in use by another cmm paper"):
+        jr.Journal(str(path))
+    first.close()
+    jr.Journal(str(path)).close()                   # released with the file
 
 
 def test_a_new_journal_never_replaces_an_old_one(tmp_path):

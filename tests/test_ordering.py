@@ -1,9 +1,11 @@
 """Two timelines: our ordering equals hftbacktest's, and both timelines come out monotonic."""
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from common.errors import DataError
 from feeds import events as E
-from feeds.ordering import correct_local_timestamp, order_timelines, timeline_violations
+from feeds.ordering import correct_local_timestamp, early_outliers, order_timelines, timeline_violations
 
 
 def _events(exch, local):
@@ -31,6 +33,25 @@ def test_negative_latency_is_shifted_to_base():
     assert offset == 13
     assert ev["local_ts"].tolist() == [103, 263, 308]
     assert correct_local_timestamp(ev) == 0
+
+
+def test_one_bad_clock_reading_neither_sets_the_shift_nor_hides():
+    ms = 1_000_000
+    exch = 1_723_161_600 * 10**9 + np.arange(200) * ms
+    latency = -1_270 * ms + (np.arange(200) % 7) * ms       # clock 1.27 s behind, 0..6 ms of delay
+    latency[100] -= 10_000 * ms                               # one reading 10 s early
+    ev = _events(exch, exch + latency)
+    assert np.flatnonzero(early_outliers(latency)).tolist() == [100]
+    assert correct_local_timestamp(ev) == 1_270 * ms          # not 11.27 s
+    assert int(np.median(ev["local_ts"] - ev["exch_ts"])) == 3 * ms
+
+
+def test_a_skew_beyond_an_hour_is_refused():
+    exch = 1_723_161_600 * 10**9 + np.arange(10)
+    ev = _events(exch, exch - 3601 * 10**9)
+    with pytest.raises(DataError, match=r"local_ts: median feed latency \(local_ts - exch_ts\) is -3,601.0 s"):
+        correct_local_timestamp(ev)
+    assert (ev["local_ts"] == exch - 3601 * 10**9).all()      # untouched
 
 
 @settings(max_examples=60, deadline=None)

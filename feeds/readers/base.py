@@ -51,6 +51,8 @@ class ReadOptions(msgspec.Struct, frozen=True):
     contract_multiplier: float | None = None
     # Added to the smallest feed latency when local clocks ran behind the exchange's.
     base_latency_ns: int = 0
+    # Read several inputs as separate captures (each a fresh book and clock), not one stream.
+    fresh_book_per_input: bool = False
     # ``progress(total, label)`` opens what a reader counts its steps on; the command line passes a bar.
     progress: Callable[[float, str], Steps] = no_progress
 
@@ -61,6 +63,8 @@ class Conversion(msgspec.Struct):
     events: np.ndarray
     instrument: Instrument
     meta: DatasetMeta
+    # Event index where each input read as a capture of its own starts; its clock is corrected alone.
+    input_starts: list[int] = []
 
 
 def instrument_with_overrides(default: Instrument, options: ReadOptions) -> Instrument:

@@ -1,8 +1,15 @@
-"""Binance raw websocket captures (USD-M futures and spot) into L2 events.
+"""Binance raw websocket captures (USD-M and COIN-M futures, and spot) into L2 events.
 
 A capture is gzip or plain text, one message per line: ``<local receive time
-ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Several inputs are read in
-the order given as one stream, so update-id continuity is checked across them.
+ns> <json>`` (see :mod:`feeds.readers.binance_messages`). Older collectors wrote
+the time in µs: each file's unit is the one its first line's time is plausible
+in (:mod:`feeds.timeunits`), every other line must agree, and a file not in ns
+is scaled and noted. Several inputs are read in the order given as one stream:
+each must continue the one before (its first diff the next update id, and no
+more than a minute later), else the inputs are refused, as two captures joined
+would drop or misplace a whole file's book. ``fresh_book_per_input`` reads them
+as separate captures instead: each starts a fresh book (its own snapshot, or
+diffs alone) and gets its own clock-skew shift, noted per input.
 
 Events, with ``local_ts`` = the capture time:
 
@@ -17,10 +24,11 @@ Events, with ``local_ts`` = the capture time:
 
 ``ival`` is the update id an event brings the book to: a diff's ``u``, a
 snapshot's ``lastUpdateId`` (on its clears too), a bookTicker's ``u``; 0 on
-trades and on the clears of a sequence gap. ``exch_ts`` is the event time ``E``
-(trade time ``T`` for trades), ms -> ns. Messages without one (spot
-bookTicker and REST snapshots) get ``local_ts`` minus the median feed latency
-of their file's other messages.
+trades and on the clears of a sequence gap. ``exch_ts`` is the transaction time
+``T`` where the message has one (trades; USD-M depth, bookTicker and snapshots),
+as hftbacktest stamps them, else the event time ``E``, ms -> ns. Messages with
+neither (spot bookTicker and REST snapshots) get ``local_ts`` minus the median
+feed latency of their file's other messages.
 
 Sequencing follows Binance's "how to manage a local order book correctly".
 Diffs received before a snapshot are held; after it, diffs older than
@@ -53,13 +61,21 @@ from common.errors import DataError, SkipCounter
 from feeds.events import (BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, SELL,
                      TRADE)
 from feeds.instrument import Instrument
+from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
+from feeds.readers.binance_coinm import contradiction, implied
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_lines
+from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "binance"
 MS = 1_000_000
+MAX_JOIN_GAP_NS = 60 * 10**9      # inputs further apart are not one capture cut into files
 MAX_DECIMALS = 12
+# A lot is not made finer by this few of the distinct sizes: old orders far from the mid keep
+# sizes of a step since coarsened (ETHUSDT spot 2024-08-08: 2 of 46,188, at 5000 and 5300 with the
+# mid near 2683). Too coarse a lot only rounds our orders; too fine a lot makes them invalid.
+ODD_SIZES_SHARE = 0.001
 _CAPTURE_LINE = re.compile(rb"\s*\d+ \{")
 
 
@@ -86,27 +102,55 @@ class Decoded:
         self.lines = 0
         self.by_kind: dict[str, int] = {}
         self.latency_by_file: list[int | None] = []   # median local_ts - exchange time, ns
+        self.unit_by_file: list[str | None] = []       # the unit of each file's receive times
+        self.ranges: list[tuple[int, int]] = []        # each file's messages: [start, end) in messages
 
     def where(self, m: Message) -> str:
         return self.paths[m.source]
 
 
 def exchange_time(m: Message) -> int | None:
-    """The message's own exchange time in ns, None when Binance sent none."""
+    """The message's own exchange time in ns (``T``, else ``E``), None when Binance sent none."""
     body = m.body
     if isinstance(body, Trade):
         return body.T * MS
-    if isinstance(body, (DepthDiff, BookTicker, Snapshot)) and body.E is not None:
-        return body.E * MS
+    if isinstance(body, (DepthDiff, BookTicker, Snapshot)):
+        if body.T is not None:
+            return body.T * MS
+        if body.E is not None:
+            return body.E * MS
     return None
+
+
+class ReceiveTimes:
+    """Puts one file's receive times in ns, in the unit its first timed line shows."""
+
+    def __init__(self):
+        self.unit: str | None = None
+        self.low = self.high = self.scale = 0
+
+    def to_ns(self, m: Message) -> None:
+        if self.unit is None:
+            unit = unit_of(m.local_ts)
+            if unit is None:
+                raise DataError(f"receive time {m.local_ts} is not between 2000 and 2100 in ns, µs, ms or s",
+                                line=m.line, field="local_ts")
+            self.unit, self.scale = unit, NS_PER_UNIT[unit]
+            self.low, self.high = plausible_range(unit)
+        elif not self.low <= m.local_ts < self.high:
+            raise DataError(f"receive time {m.local_ts} is not in {self.unit} like the file's first line "
+                            f"(between 2000 and 2100: {self.low} to {self.high})", line=m.line,
+                            field="local_ts")
+        m.local_ts *= self.scale
 
 
 def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float, str], Steps]) -> Decoded:
     out = Decoded(paths)
     last_ts = None
     for source, path in enumerate(paths):
-        latencies = []
+        latencies, timed = [], []     # feed latency of each message with an exchange time, its index
         first = len(out.messages)
+        times = ReceiveTimes()
         with progress(1, f"binance {os.path.basename(path)}") as bar:
             for line, raw in iter_lines(path):
                 out.lines += 1
@@ -115,6 +159,7 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                     continue
                 try:
                     m = decode_line(raw, source, line)
+                    times.to_ns(m)
                 except DataError as e:
                     counter.bad(e.located(path))
                     continue
@@ -122,15 +167,73 @@ def decode(paths: Sequence[str], counter: SkipCounter, progress: Callable[[float
                 exch = exchange_time(m)
                 if exch is not None:
                     latencies.append(m.local_ts - exch)
+                    timed.append(len(out.messages))
                 out.messages.append(m)
             bar.update()
+        latencies = drop_bad_clock_readings(out, np.array(latencies, dtype=np.int64), timed, counter, path)
+        out.ranges.append((first, len(out.messages)))
         if len(out.messages) > first:
             if last_ts is not None and out.messages[first].local_ts < last_ts:
                 raise DataError("starts before the previous input ends: give inputs in time order",
                                 path=path, line=out.messages[first].line, field="local_ts")
             last_ts = out.messages[-1].local_ts
-        out.latency_by_file.append(int(np.median(latencies)) if latencies else None)
+        out.latency_by_file.append(int(np.median(latencies)) if len(latencies) else None)
+        out.unit_by_file.append(times.unit)
     return out
+
+
+def drop_bad_clock_readings(out: Decoded, latencies: np.ndarray, timed: list[int], counter: SkipCounter,
+                            path: str) -> np.ndarray:
+    """Refuse (or, under skip, drop) the messages whose receive time is far earlier than the rest of
+    their file puts it; return the file's other latencies.
+
+    One such line would otherwise set the clock-skew shift of every event (:mod:`feeds.ordering`).
+    """
+    bad = early_outliers(latencies)
+    if not bad.any():
+        return latencies
+    median = int(np.median(latencies[~bad]))
+    for i in np.flatnonzero(bad):
+        m = out.messages[timed[i]]
+        counter.bad(DataError(early_outlier_reason(int(latencies[i]), median), path=path, line=m.line,
+                              field="local_ts"))
+        out.by_kind[m.kind] -= 1
+    drop = {timed[i] for i in np.flatnonzero(bad)}
+    out.messages = [m for k, m in enumerate(out.messages) if k not in drop]
+    return latencies[~bad]
+
+
+def continues(d: DepthDiff, prev_u: int) -> bool:
+    """Whether diff ``d`` is the next after update id ``prev_u`` (USD-M: by ``pu``; spot: by ``U``)."""
+    return d.pu == prev_u if d.pu is not None else d.U == prev_u + 1
+
+
+def join_breaks(decoded: Decoded) -> list[tuple[int, int, str]]:
+    """``(input, line, why)`` for each input that does not continue the one before it."""
+    msgs, breaks = decoded.messages, []
+    prev_end: int | None = None
+    prev_u: int | None = None
+    for source, (a, b) in enumerate(decoded.ranges):
+        if a == b:
+            continue
+        diffs = [i for i in range(a, b) if msgs[i].kind == "depth"][:1] + \
+            [i for i in range(b - 1, a - 1, -1) if msgs[i].kind == "depth"][:1]
+        if prev_end is not None:
+            why = []
+            gap = msgs[a].local_ts - prev_end
+            if gap > MAX_JOIN_GAP_NS:
+                why.append(f"it starts {gap / 1e9:,.1f} s after the previous input ends")
+            if diffs and prev_u is not None and not continues(msgs[diffs[0]].body, prev_u):
+                d = msgs[diffs[0]]
+                ids = f"U={d.body.U}" + (f" pu={d.body.pu}" if d.body.pu is not None else "")
+                why.append(f"its first depth diff (line {d.line}: {ids}) does not follow the previous "
+                           f"input's last u={prev_u}")
+            if why:
+                breaks.append((source, msgs[a].line, "; ".join(why)))
+        prev_end = msgs[b - 1].local_ts
+        if diffs:
+            prev_u = msgs[diffs[-1]].body.u
+    return breaks
 
 
 def symbol_of(decoded: Decoded) -> str:
@@ -157,6 +260,10 @@ class Columns:
     def __init__(self):
         self.segments: list[tuple[int, int, int, int, int, int]] = []
         self.levels: list[tuple[float, float]] = []
+
+    def __len__(self) -> int:
+        """Events so far."""
+        return len(self.levels)
 
     def add(self, ev: int, exch_ts: int, local_ts: int, levels: list, ival: int = 0, order_id: int = 0):
         if levels:
@@ -194,7 +301,14 @@ class Builder:
         self.options = options
         self.cols = Columns()
         self.snapshot_at = [i for i, m in enumerate(decoded.messages) if m.kind == "snapshot"]
-        self.mode = BUFFER if self.snapshot_at else PARTIAL
+        # Where a fresh book starts: at each input's first message, or only at the first.
+        fresh = decoded.ranges if options.fresh_book_per_input else [(0, len(decoded.messages))]
+        self.fresh_at = {a: b for a, b in fresh if a < b}
+        self.fresh_end = len(decoded.messages)      # end of the stretch the current book lives in
+        self.first_end = min(self.fresh_at.values(), default=0)
+        self.input_starts: list[int] = []           # event index where each fresh book starts
+        self.dropped_unsynced = 0
+        self.mode = PARTIAL
         self.pos = 0
         self.prev_u: int | None = None
         self.snapshot_id = 0
@@ -210,10 +324,14 @@ class Builder:
     # ------------------------------------------------ helpers
 
     def exch_ts(self, m: Message) -> int:
+        """The message's exchange time, or its estimate (counted for the notes) when it has none."""
+        self.estimated += exchange_time(m) is None
+        return self.exch_ts_or_estimate(m)
+
+    def exch_ts_or_estimate(self, m: Message) -> int:
         exch = exchange_time(m)
         if exch is not None:
             return exch
-        self.estimated += 1
         latency = self.decoded.latency_by_file[m.source]
         if latency is None:
             known = [x for x in self.decoded.latency_by_file if x is not None]
@@ -224,7 +342,25 @@ class Builder:
         return f"{self.decoded.where(m)}:{m.line}"
 
     def snapshot_follows(self) -> bool:
-        return bisect.bisect_right(self.snapshot_at, self.pos) < len(self.snapshot_at)
+        """A snapshot after the current message, in the stretch of the current book."""
+        k = bisect.bisect_right(self.snapshot_at, self.pos)
+        return k < len(self.snapshot_at) and self.snapshot_at[k] < self.fresh_end
+
+    def has_snapshot(self, a: int, b: int) -> bool:
+        k = bisect.bisect_left(self.snapshot_at, a)
+        return k < len(self.snapshot_at) and self.snapshot_at[k] < b
+
+    def start_fresh(self, m: Message) -> None:
+        """Forget the book: clear both sides if anything came before, then wait for this stretch's
+        snapshot, or build from diffs if it has none."""
+        self.input_starts.append(len(self.cols))
+        if len(self.input_starts) > 1:
+            self.close_window(m.local_ts)
+            self.dropped_unsynced += len(self.held)
+            self.clear(self.exch_ts_or_estimate(m), m.local_ts, np.inf, -np.inf, 0)
+        self.fresh_end = self.fresh_at[self.pos]
+        self.held, self.prev_u, self.bids, self.asks = [], None, {}, {}
+        self.mode = BUFFER if self.has_snapshot(self.pos, self.fresh_end) else PARTIAL
 
     def open_partial(self, local_ts: int, m: Message) -> None:
         if self.open_window is None:
@@ -244,6 +380,8 @@ class Builder:
 
     def run(self) -> None:
         for self.pos, m in enumerate(self.decoded.messages):
+            if self.pos in self.fresh_at:
+                self.start_fresh(m)
             if m.kind == "depth":
                 self.on_diff(m, m.local_ts)
             elif m.kind == "trade":
@@ -308,8 +446,9 @@ class Builder:
 
     def apply(self, m: Message, local_ts: int) -> None:
         d: DepthDiff = m.body
-        self.cols.add(DEPTH | BUY, d.E * MS, local_ts, d.b, d.u)
-        self.cols.add(DEPTH | SELL, d.E * MS, local_ts, d.a, d.u)
+        exch = exchange_time(m)
+        self.cols.add(DEPTH | BUY, exch, local_ts, d.b, d.u)
+        self.cols.add(DEPTH | SELL, exch, local_ts, d.a, d.u)
         self.prev_u = d.u
         if self.mode == PARTIAL:
             self.open_partial(local_ts, m)
@@ -330,7 +469,7 @@ class Builder:
         if self.options.on_error == "raise":
             raise error
         self.gaps.append(str(error))
-        self.clear(m.body.E * MS, local_ts, np.inf, -np.inf, 0)
+        self.clear(exchange_time(m), local_ts, np.inf, -np.inf, 0)
         self.prev_u = None
         self.open_partial(local_ts, m)
         if self.snapshot_follows():
@@ -361,10 +500,13 @@ class Builder:
                          f"it, restamped to its local_ts")
         if self.non_market:
             notes.append(f"{self.non_market:,} trades with X != MARKET (insurance fund, ADL) dropped")
+        if self.dropped_unsynced:
+            notes.append(f"{self.dropped_unsynced:,} depth diffs dropped: their input ended before a "
+                         f"snapshot they could follow")
         if self.unused_snapshots:
             notes.append(f"snapshots not used, the book being in sync: {', '.join(self.unused_snapshots)}")
         windows = list(self.windows)
-        if not self.snapshot_at and windows:
+        if not self.has_snapshot(0, self.first_end) and windows:
             start, where, until = windows.pop(0)
             notes.append(f"no depth snapshot: the book is built from diffs alone (first at {where}) and is "
                          f"partial before local_ts {until} (both sides first hold levels); levels no diff "
@@ -379,7 +521,7 @@ class Builder:
 
     def book_partial_until_ts(self) -> int | None:
         """Without a snapshot: when both sides first hold levels (after the last message if never)."""
-        if self.snapshot_at or not self.windows:
+        if self.has_snapshot(0, self.first_end) or not self.windows:
             return None
         until = self.windows[0][2]
         return self.decoded.messages[-1].local_ts + 1 if until is None else until
@@ -399,14 +541,22 @@ def finish_clears(events: np.ndarray) -> None:
         px[clears] = np.where(np.isfinite(deepest), deepest, 0.0)
 
 
-def decimal_step(values: np.ndarray) -> float:
-    """The largest power-of-ten step every value is a multiple of (10**-MAX_DECIMALS at most)."""
+def off_step(values: np.ndarray, step: float) -> np.ndarray:
+    """The distinct positive values that are not multiples of the power-of-ten ``step``."""
     values = np.unique(values[np.isfinite(values) & (values > 0)])
     with np.errstate(over="ignore", invalid="ignore"):
-        for decimals in range(MAX_DECIMALS):
-            scaled = values * 10.0 ** decimals
-            if np.all(np.abs(scaled - np.rint(scaled)) <= 1e-9 + 1e-12 * scaled):
-                return 10.0 ** -decimals
+        scaled = values / step
+        return values[np.abs(scaled - np.rint(scaled)) > 1e-9 + 1e-12 * scaled]
+
+
+def decimal_step(values: np.ndarray, odd_share: float = 0.0) -> float:
+    """The largest power-of-ten step (10**-MAX_DECIMALS at most) that every value is a multiple of,
+    but for at most ``odd_share`` of the distinct values."""
+    values = np.unique(values[np.isfinite(values) & (values > 0)])
+    allowed = int(odd_share * len(values))
+    for decimals in range(MAX_DECIMALS):
+        if len(off_step(values, 10.0 ** -decimals)) <= allowed:
+            return 10.0 ** -decimals
     return 10.0 ** -MAX_DECIMALS
 
 
@@ -414,20 +564,45 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     counter = SkipCounter(options.on_error)
     decoded = decode(paths, counter, options.progress)
     symbol = symbol_of(decoded)
+    breaks = join_breaks(decoded)
+    if breaks and not options.fresh_book_per_input:
+        source, line, why = breaks[0]
+        raise DataError(f"does not continue the previous input: {why}; convert each separately, or give "
+                        f"--fresh-book-per-input to start each input with a fresh book", path=paths[source],
+                        line=line, field="stream")
     builder = Builder(decoded, options)
     builder.run()
     events = builder.events()
     kind = events["ev"] & np.uint64(KIND_MASK)
     priced = kind != DEPTH_CLEAR
-    default = Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                         lot_size=decimal_step(events["qty"][priced]))
+    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
+                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
+    instrument = instrument_with_overrides(default, options)
+    why = contradiction(instrument)
+    if why:
+        raise DataError(why, path=", ".join(paths), field="instrument")
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
+    if options.fresh_book_per_input:
+        why = {source: f": {reason}" for source, _, reason in breaks}
+        notes += [f"{paths[source]} read as a capture of its own: a fresh book and clock-skew shift"
+                  f"{why.get(source, '')}" for source, (a, b) in enumerate(decoded.ranges) if a < b]
+    notes += [f"receive times of {path} are in {unit}: read as {unit} and put in ns"
+              for path, unit in zip(decoded.paths, decoded.unit_by_file) if unit not in (None, "ns")]
     if ignored:
         notes.append(f"streams ignored: {ignored}")
     notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
                  f"({default.tick_size:g}, {default.lot_size:g})")
+    odd = off_step(events["qty"][priced], default.lot_size)
+    if len(odd):
+        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
+        notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
+                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
+                     f"exchange's step is finer")
+    if default.inverse:
+        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
+                     f"{default.settlement}")
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),
@@ -438,4 +613,5 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         notes=notes,
         book_partial_until_ts=builder.book_partial_until_ts(),
     )
-    return Conversion(events=events, instrument=instrument_with_overrides(default, options), meta=meta)
+    return Conversion(events=events, instrument=instrument, meta=meta,
+                      input_starts=builder.input_starts if options.fresh_book_per_input else [])

@@ -1,7 +1,9 @@
 """The lines of a Binance raw websocket capture, decoded into typed msgspec Structs.
 
-A line is ``<local receive time, ns> <json>``. The JSON is either a combined-
-stream envelope ``{"stream": "ethusdt@depth@0ms", "data": {...}}`` or a REST
+A line is ``<local receive time> <json>``; the time is a raw integer here, its
+unit (ns, or µs from older collectors) the file's to tell (:mod:`feeds.readers.binance`).
+The JSON is either a combined-stream envelope
+``{"stream": "ethusdt@depth@0ms", "data": {...}}`` or a REST
 depth snapshot ``{"lastUpdateId": ..., "bids": [...], "asks": [...]}``. The
 envelope keeps ``data`` raw and the stream name picks the one Struct that
 decodes it, so every message is parsed once, straight into typed fields.
@@ -15,12 +17,12 @@ from typing import Annotated
 import msgspec
 
 from common.errors import DataError
+from feeds.timeunits import YEAR_2100_NS
 
 Level = tuple[float, float]   # (price, size) as Binance lists them
 INT64_MAX = (1 << 63) - 1
 # Bounds that keep every timestamp and id inside the int64 event fields, with room for the
-# latency arithmetic: times before 2100 (local in ns, exchange in ms), ids that fit int64.
-YEAR_2100_NS = 4_102_444_800 * 10**9
+# latency arithmetic: times before 2100 (local in ns at most, exchange in ms), ids that fit int64.
 Millis = Annotated[int, msgspec.Meta(ge=0, le=YEAR_2100_NS // 10**6)]
 Id = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
@@ -34,6 +36,7 @@ class Envelope(msgspec.Struct):
     bids: list[Level] = []
     asks: list[Level] = []
     E: Millis | None = None
+    T: Millis | None = None
 
 
 class Snapshot(msgspec.Struct, gc=False):
@@ -43,10 +46,11 @@ class Snapshot(msgspec.Struct, gc=False):
     bids: list[Level]
     asks: list[Level]
     E: Millis | None = None
+    T: Millis | None = None     # USD-M: the transaction time
 
 
 class DepthDiff(msgspec.Struct, gc=False):
-    """``<symbol>@depth``: new sizes of the levels changed by updates U..u (``pu``: USD-M only)."""
+    """``<symbol>@depth``: new sizes of the levels changed by updates U..u (``pu``, ``T``: USD-M only)."""
 
     E: Millis
     U: Id
@@ -54,6 +58,7 @@ class DepthDiff(msgspec.Struct, gc=False):
     b: list[Level]
     a: list[Level]
     pu: Id | None = None
+    T: Millis | None = None     # USD-M: the transaction time, before E by the push delay
 
 
 class Trade(msgspec.Struct, gc=False):
@@ -76,6 +81,7 @@ class BookTicker(msgspec.Struct, gc=False):
     a: float
     A: float
     E: Millis | None = None
+    T: Millis | None = None     # USD-M: the transaction time
 
 
 # Stream kind (the part of the stream name after the symbol) -> the Struct of its data.
@@ -88,7 +94,7 @@ class Message(msgspec.Struct, gc=False):
     """One decoded line and where it came from."""
 
     kind: str            # "snapshot", a key of BODIES, or another stream kind (ignored)
-    local_ts: int
+    local_ts: int        # the line's receive time, in ns once decode() has scaled it
     body: Snapshot | DepthDiff | Trade | BookTicker | None
     symbol: str | None   # from the stream name; None for a snapshot
     source: int          # index of the input file
@@ -100,7 +106,7 @@ def decode_line(raw: bytes, source: int, line: int) -> Message:
     space = raw.find(b" ")
     stamp = raw[:space] if space > 0 else b""
     if not stamp.isdigit() or int(stamp) >= YEAR_2100_NS:
-        raise DataError(f"expected '<local receive time ns before 2100> <json>', got {raw[:40]!r}",
+        raise DataError(f"expected '<local receive time before 2100> <json>', got {raw[:40]!r}",
                         line=line, field="local_ts")
     local_ts = int(stamp)
     try:
@@ -109,7 +115,7 @@ def decode_line(raw: bytes, source: int, line: int) -> Message:
             if env.lastUpdateId is None:
                 raise DataError("neither a stream message nor a depth snapshot (no 'stream' or "
                                 "'lastUpdateId')", line=line, field="json")
-            return Message("snapshot", local_ts, Snapshot(env.lastUpdateId, env.bids, env.asks, env.E),
+            return Message("snapshot", local_ts, Snapshot(env.lastUpdateId, env.bids, env.asks, env.E, env.T),
                            None, source, line)
         symbol, _, rest = env.stream.partition("@")
         kind = rest.partition("@")[0]

@@ -36,9 +36,11 @@ from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_BBO, DEPTH_
                      EVENT_DTYPE, FILL, KIND_NAMES, KINDS_BY_NAME, MODIFY_ORDER, SELL, TRADE,
                      TRADING_STATUS)
 from feeds.instrument import Instrument
+from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
 from feeds.store import DatasetMeta
 from feeds.readers.textio import iter_blocks
+from feeds.timeunits import YEAR_2000_NS, YEAR_2100_NS, unit_of
 
 FORMAT = "csv"
 
@@ -47,8 +49,8 @@ HEADER = ",".join(COLUMNS)
 HEADER_WITH_ORDER_ID = HEADER + ",order_id"
 INSTRUMENT_KEYS = ("symbol", "tick_size", "lot_size", "contract_multiplier")
 DEFAULT_LOT_SIZE = 1.0
-# Below this a "nanosecond" timestamp is before 1970-01-12: almost surely seconds, ms or us.
-MIN_TIMESTAMP_NS = 10 ** 15
+# Timestamps are nanoseconds from 2000 to 2100: in that range a count in µs, ms or s is no date.
+MIN_TIMESTAMP_NS, MAX_TIMESTAMP_NS = YEAR_2000_NS, YEAR_2100_NS
 
 _FIELD_LINE = re.compile(r"#\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$")
 _NOT_BLANK = re.compile(rb"[^ \t\r\n]")
@@ -59,7 +61,7 @@ E_SIDE = 21            # not a side word
 E_SIDE_NEEDED = 22     # the event needs a side
 E_SIDE_UNWANTED = 23   # the event takes no side
 E_ORDER_ID = 24        # an L3 event without an order id
-E_TIMESTAMP = 25       # below MIN_TIMESTAMP_NS
+E_TIMESTAMP = 25       # outside MIN_TIMESTAMP_NS..MAX_TIMESTAMP_NS
 E_PRICE = 26           # price <= 0 where a price is needed
 E_QTY = 27             # negative quantity
 E_STATUS = 28          # trading_status value not -1, 0 or 1
@@ -156,7 +158,7 @@ def _row(buf, start, end, ncol, tables, side_rule, needs_price, needs_qty, needs
                         if iv < 0:
                             return csvparse.E_NUMBER, col
                         out[k].order_id = iv
-                    elif iv < MIN_TIMESTAMP_NS:
+                    elif iv < MIN_TIMESTAMP_NS or iv >= MAX_TIMESTAMP_NS:
                         return E_TIMESTAMP, col
                     elif col == 0:
                         out[k].exch_ts = iv
@@ -340,8 +342,9 @@ def _describe(code: int, col: int, line_text: bytes, ncol: int) -> tuple[str, st
             return "order_id", f"a {event} event needs an order id: add the order_id column to the header"
         return name, f"a {event} event needs an order id"
     if code == E_TIMESTAMP:
-        return name, (f"expected integer nanoseconds since the epoch (>= {MIN_TIMESTAMP_NS}), got {got!r}: "
-                      f"seconds, milliseconds or microseconds?")
+        unit = unit_of(int(got)) if got.isdigit() else None
+        return name, (f"expected integer nanoseconds since the epoch, from 2000 to 2100 ({MIN_TIMESTAMP_NS} "
+                      f"to {MAX_TIMESTAMP_NS}), got {got!r}" + (f": a time in {unit}?" if unit else ""))
     if code == E_PRICE:
         return name, f"expected a positive price, got {got!r}"
     if code == E_QTY:
@@ -412,6 +415,12 @@ def read_file(path: str, options: ReadOptions, counter: SkipCounter, symbol: str
         raise DataError(f"local_ts goes backwards: {int(events['local_ts'][i])} after "
                         f"{int(events['local_ts'][i - 1])} on line {int(lines[i - 1])}; rows must be in "
                         f"the order they were received", path=path, line=int(lines[i]), field="local_ts")
+    latency = events["local_ts"] - events["exch_ts"]
+    early = early_outliers(latency)
+    if early.any():     # as with a backward step, dropping the row would leave later books wrong
+        i = int(np.flatnonzero(early)[0])
+        raise DataError(early_outlier_reason(int(latency[i]), int(np.median(latency[~early]))), path=path,
+                        line=int(lines[i]), field="local_ts")
     return FileEvents(events, lines, instrument)
 
 

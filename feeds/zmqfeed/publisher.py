@@ -16,6 +16,10 @@ The snapshot service also resends recent batches (the last ``history_events``
 events of each topic) on a :class:`~feeds.zmqfeed.messages.ReplayRequest`: a trader that
 crashed resumes from the batch after the last one it journaled instead of
 from a snapshot, and so sees exactly the stream an uninterrupted run saw.
+A resend may be thousands of batches, more than the requester's queue holds:
+the ROUTER is ``ROUTER_MANDATORY``, so a full queue is EAGAIN rather than a
+silent drop, and the resend goes on from where it stopped at each
+:meth:`Publisher.service` pass (flow control) until its ReplayEnd is sent.
 
 :func:`replay` drives a publisher from event files on their local timeline.
 """
@@ -25,7 +29,7 @@ import math
 import os
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import msgspec
@@ -45,6 +49,8 @@ from feeds.zmqfeed.security import CurveServer, ServerKeys
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 10_000   # batches queued per subscriber before ZeroMQ drops (the subscriber sees a gap)
 DEFAULT_HISTORY_EVENTS = 1 << 22   # events kept per topic for resends (256 MiB of records at most)
+MIN_HEARTBEAT_S = 0.01            # faster is no quicker notice of a dead feed, only a flood of heartbeats
+RESEND_RETRY_S = 0.001             # how soon a resend stopped by a full queue is tried again
 
 
 def snapshot_address(addr: str) -> str:
@@ -63,7 +69,16 @@ class PublisherStats(msgspec.Struct):
     snapshots_served: int = 0
     replays_served: int = 0       # resend requests answered with every batch asked for
     replays_refused: int = 0      # ... that asked for batches no longer (or never) kept
-    subscriptions: int = 0        # live subscriptions (a subscriber per topic)
+    subscriptions: int = 0        # live subscriptions that receive one of our topics (all, before any is added)
+
+
+class _Resend:
+    """What is left to send of one answer to a ReplayRequest: batches, then the encoded ReplayEnd."""
+
+    def __init__(self, frames: list[bytes], end: bytes, ok: bool):
+        self.frames = deque(frames)
+        self.frames.append(end)
+        self.ok = ok
 
 
 class _Stream:
@@ -97,12 +112,16 @@ class Publisher:
     def __init__(self, bind: str = DEFAULT_BIND, snapshot_bind: str | None = None, *,
                  heartbeat_s: float = 0.25, sndhwm: int = DEFAULT_SNDHWM,
                  history_events: int = DEFAULT_HISTORY_EVENTS, curve: ServerKeys | None = None):
+        if not heartbeat_s >= MIN_HEARTBEAT_S:
+            raise ValueError(f"heartbeat_s must be at least {MIN_HEARTBEAT_S} s, got {heartbeat_s}")
         self.session = secrets.randbits(63) + 1
         self.heartbeat_s = heartbeat_s
         self.history_events = history_events
         self.stats = PublisherStats()
         self.decoder = Decoder()
         self._streams: dict[str, _Stream] = {}
+        self._resends: dict[tuple[bytes, str], _Resend] = {}   # (requester, topic) -> what is left to send
+        self._prefixes: Counter[bytes] = Counter()              # live subscriptions' topic prefixes
         self._ctx = zmq.Context()
         self._pub = self._ctx.socket(zmq.XPUB)
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -116,6 +135,7 @@ class Publisher:
                     self.curve.secure(sock)
             self._pub.setsockopt(zmq.SNDHWM, sndhwm)
             self._pub.setsockopt(zmq.XPUB_VERBOSER, 1)   # every (un)subscription reaches us: we count them
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a full or gone requester raises, never drops
             self._pub.bind(bind)
             self._router.bind(snapshot_bind or snapshot_address(bind))
         except (zmq.ZMQError, ValueError):
@@ -144,6 +164,7 @@ class Publisher:
         """Announce a topic: it gets heartbeats (seq 0) and snapshots before its first batch."""
         if topic not in self._streams:
             self._streams[topic] = _Stream(instrument)
+            self._count_matching()
 
     def book(self, topic: str) -> L2Book:
         return self._streams[topic].book
@@ -190,8 +211,11 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while True:
             self._heartbeats()
+            self._send_resends()
             now = time.monotonic()
             wait = min(deadline - now, self._next_heartbeat() - now)
+            if self._resends:
+                wait = min(wait, RESEND_RETRY_S)      # a requester's queue is full: try again soon
             ready = dict(self._poller.poll(math.ceil(wait * 1000) if wait > 0 else 0))
             if self._router in ready:
                 self._answer_requests()
@@ -245,11 +269,12 @@ class Publisher:
             try:
                 self._router.send_multipart([identity, encode(snap)], zmq.NOBLOCK)
                 self.stats.snapshots_served += 1
-            except zmq.Again:
-                pass   # the requester's queue is full or it is gone: it will ask again
+            except zmq.ZMQError:
+                pass   # EAGAIN, EHOSTUNREACH: the requester's queue is full or it is gone: it will ask again
 
     def _resend(self, identity: bytes, req: ReplayRequest) -> None:
-        """Every kept batch from ``req.from_seq`` on, then a ReplayEnd; a refusal if any of them is gone."""
+        """Queue every kept batch from ``req.from_seq`` on, then a ReplayEnd; a refusal if any of them is gone.
+        A new request of the same requester and topic replaces what is left of its last one."""
         stream = self._streams.get(req.topic)
         kept = stream.history if stream is not None else ()
         first = kept[0][0] if kept else None
@@ -258,31 +283,51 @@ class Publisher:
         frames = [payload for seq, _, payload in kept if seq >= req.from_seq] if ok else []
         end = ReplayEnd(topic=req.topic, req_id=req.req_id, session=self.session,
                         seq=stream.seq if stream is not None else 0, ok=ok)
-        try:
-            for payload in frames:
-                self._router.send_multipart([identity, payload], zmq.NOBLOCK)
-            self._router.send_multipart([identity, encode(end)], zmq.NOBLOCK)
-        except zmq.Again:
-            return   # the requester's queue is full or it is gone: it will ask again
-        if ok:
-            self.stats.replays_served += 1
-        else:
-            self.stats.replays_refused += 1
+        self._resends[(identity, req.topic)] = _Resend(frames, encode(end), ok)
+        self._send_resends()
+
+    def _send_resends(self) -> None:
+        """Send what each queued resend's requester has room for; the rest waits for the next pass."""
+        for key, resend in list(self._resends.items()):
+            identity = key[0]
+            try:
+                while resend.frames:
+                    self._router.send_multipart([identity, resend.frames[0]], zmq.NOBLOCK)
+                    resend.frames.popleft()
+            except zmq.Again:
+                continue                  # its queue is full: it is reading, go on next pass
+            except zmq.ZMQError:
+                del self._resends[key]    # EHOSTUNREACH: it is gone; it will ask again if it comes back
+                continue
+            del self._resends[key]
+            if resend.ok:
+                self.stats.replays_served += 1
+            else:
+                self.stats.replays_refused += 1
 
     def _count_subscriptions(self) -> None:
         while True:
             try:
                 frame = self._pub.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             if frame[:1] == b"\x01":
-                self.stats.subscriptions += 1
-            elif frame[:1] == b"\x00":
-                self.stats.subscriptions -= 1
+                self._prefixes[frame[1:]] += 1
+            elif frame[:1] == b"\x00" and self._prefixes[frame[1:]] > 0:
+                self._prefixes[frame[1:]] -= 1
+        self._count_matching()
+
+    def _count_matching(self) -> None:
+        """Count the subscriptions that receive one of our topics (SUB matches by prefix): one for an
+        unrelated topic is no subscriber of ours. Before any topic is added, every one counts."""
+        topics = [t.encode() for t in self._streams]
+        self.stats.subscriptions = sum(n for prefix, n in self._prefixes.items()
+                                       if not topics or any(t.startswith(prefix) for t in topics))
 
 
 def wait_for_subscribers(pub: Publisher, n: int, timeout_s: float | None = None) -> bool:
-    """Serve until ``n`` subscriptions are live (True) or ``timeout_s`` passes (False)."""
+    """Serve until ``n`` subscriptions to our topics are live (True) or ``timeout_s`` passes (False); add the
+    topics first, else any subscription counts (see :attr:`PublisherStats.subscriptions`)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while pub.stats.subscriptions < n:
         if deadline is not None and time.monotonic() >= deadline:
@@ -320,6 +365,16 @@ def check_files(paths: list[str]) -> None:
         streams[topic] = (last, prices)
 
 
+def add_file_topics(pub: Publisher, paths: list[str]) -> list[str]:
+    """Add each event file's topic (with its instrument) to ``pub``; the topics, one per file."""
+    topics = []
+    for path in paths:
+        _, instrument, _ = load_header(path)
+        topics.append(file_topic(path, instrument))
+        pub.add_topic(topics[-1], instrument)
+    return topics
+
+
 def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_events: int = 1024,
            batch_ms: float = 1.0, drop_every: int = 0) -> None:
     """Publish the LOCAL events of each file, in order, on their local timeline scaled by ``speed``.
@@ -333,11 +388,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
     ``drop_every`` > 0 numbers but does not send every n-th batch (a fault drill).
     Each topic is ended (:meth:`Publisher.end`) once every file is replayed.
     """
-    topics = []
-    for path in paths:
-        _, instrument, _ = load_header(path)
-        topics.append(file_topic(path, instrument))
-        pub.add_topic(topics[-1], instrument)
+    topics = add_file_topics(pub, paths)
     min_wait = batch_ms / 1e3
     for path, topic in zip(paths, topics):
         t0 = w0 = None

@@ -270,6 +270,9 @@ def generate_keypair(directory: str, name: str, force: bool = False) -> tuple[st
     ``zmq.auth`` writes the files (ZeroMQ's certificate format) into a private
     temp directory beside them; each is then fsynced and renamed into place, so
     neither file is ever seen half written nor the secret one readable by others.
+    Nothing it creates is writable by others whatever the umask: under umask 000
+    a world-writable key directory or public key would let anyone swap the key
+    peers trust. A stricter umask is kept.
     """
     if not name or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name or name.startswith("."):
         raise DataError(f"expected a plain file name, got {name!r}", field="--name")
@@ -279,12 +282,15 @@ def generate_keypair(directory: str, name: str, force: bool = False) -> tuple[st
         raise DataError("key file exists; refusing to overwrite it (--force replaces the keypair)",
                         path=existing[0])
     try:
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            _not_writable_by_others(directory)
         tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=directory)   # mode 0700
     except OSError as e:
         raise DataError(f"cannot create the key directory: {e.strerror}", path=directory) from None
     try:
         written = zmq.auth.create_certificates(tmp, name)
+        _not_writable_by_others(written[0])
         os.chmod(written[1], 0o600)
         for src, dst in zip(written, (public, secret)):
             with open(src, "rb") as f:
@@ -296,3 +302,8 @@ def generate_keypair(directory: str, name: str, force: bool = False) -> tuple[st
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
     return public, secret
+
+
+def _not_writable_by_others(path: str) -> None:
+    """Clear the group and world write bits the umask left on a file or directory we created."""
+    os.chmod(path, os.stat(path).st_mode & 0o7777 & ~0o022)

@@ -12,6 +12,8 @@ Batches are handed on only in order, with none missing:
   journal): ask the publisher to resend the batches after it. If it still
   has them the stream goes on exactly where it stopped; if not (they aged
   out, or the publisher restarted), that is a gap and a snapshot resync.
+  The resend must reach the seq its ReplayEnd names: any batch of it that
+  did not come is a gap, said with how many, and resynced the same way.
 
 A heartbeat marked ``final`` whose seq we have applied ends the topic
 (``on_end(topic)``): the consumer has the whole stream.
@@ -62,7 +64,7 @@ class SubscriberStats(msgspec.Struct):
     snapshots: int = 0          # applied
     joins: int = 0              # topics first synced from a snapshot
     gaps: int = 0
-    lost_batches: int = 0       # batches skipped over by those gaps
+    lost_batches: int = 0       # batches never handed on: the gaps and the snapshots' jumps over what followed
     restarts: int = 0           # new publisher sessions seen
     recoveries: int = 0         # resyncs completed after a gap or a restart
     stale_periods: int = 0
@@ -122,6 +124,7 @@ class _Stream:
         self.session: int | None = None
         self.synced = False
         self.recovering = False          # a gap or restart is being repaired (not a first join)
+        self.gap_lost = 0                # batches counted lost when the gap being repaired was seen
         self.pending: deque[EventBatch] = deque(maxlen=MAX_PENDING)
         self.req_id: int | None = None
         self.req_sent = 0.0
@@ -320,6 +323,7 @@ class Subscriber:
         if isinstance(msg, EventBatch):
             if msg.session == stream.session and msg.seq == stream.seq + 1:
                 self.stats.resent_batches += 1
+                stream.req_sent = time.monotonic()   # the resend is flowing: not a request to send again
                 self._apply(topic, stream, msg)
             return
         stream.resuming, stream.req_id = False, None
@@ -328,6 +332,10 @@ class Subscriber:
                          f"resyncing from a snapshot")
             self.stats.gaps += 1
             self._resync(topic, stream)
+            return
+        if stream.seq < msg.seq:
+            self._notice(f"{topic}: the resend stopped at seq {stream.seq}, short of seq {msg.seq}")
+            self._gap(topic, stream, msg.seq - stream.seq)
             return
         stream.synced = True
         self.stats.resumes += 1
@@ -365,11 +373,19 @@ class Subscriber:
         if stream.book is not None:
             stream.book = L2Book()
             stream.book.apply(events)
+        skipped = ""
+        if stream.recovering and snap.session == stream.session:
+            # Every batch after the last applied up to the snapshot's is skipped, not only those the gap
+            # showed: a slow consumer falls further behind while its snapshot request waits.
+            lost = max(0, snap.seq - stream.seq)
+            self.stats.lost_batches += lost - stream.gap_lost
+            skipped = f": {lost} batch{'es' if lost != 1 else ''} after seq {stream.seq} never handed on"
+        stream.gap_lost = 0
         stream.seq, stream.session, stream.synced, stream.req_id = snap.seq, snap.session, True, None
         self.stats.snapshots += 1
         if stream.recovering:
             self.stats.recoveries += 1
-            self._notice(f"{topic}: resynced from snapshot at seq {snap.seq}")
+            self._notice(f"{topic}: resynced from snapshot at seq {snap.seq}{skipped}")
         else:
             self.stats.joins += 1
         stream.recovering = False
@@ -401,7 +417,8 @@ class Subscriber:
 
     def _gap(self, topic: str, stream: _Stream, lost: int) -> None:
         self.stats.gaps += 1
-        self.stats.lost_batches += lost
+        self.stats.lost_batches += lost      # so far: the resync's snapshot settles the count (see _install)
+        stream.gap_lost += lost
         self._notice(f"{topic}: gap after seq {stream.seq}, {lost} batch{'es' if lost != 1 else ''} lost; "
                      f"resyncing from a snapshot")
         self._resync(topic, stream)

@@ -14,11 +14,19 @@ from the feed again, so nothing is lost and nothing is counted twice.
 File format: records of ``[u32 length][u32 crc32][msgpack payload]``, little
 endian, the first a :class:`JournalHeader`. Writes are appended and fsynced
 (:meth:`Journal.sync`) once per poll of the feed, after the steps it handled.
-A crash can leave a torn last record; reading stops before it and resuming
-truncates it away.
+A crash can leave a torn last record: one cut short by the end of the file,
+whose bytes are the start of a record. Reading stops before it and resuming
+truncates it away. Anything else that is not a record (a flipped byte, garbage
+or zeros where a record should be) is damage, and it is refused with its byte
+offset: dropping it would silently drop every step after it.
+
+A journal is written by one trader at a time: :class:`Journal` holds an
+exclusive ``flock`` on it for its life, so a second ``cmm paper --resume`` of
+the same journal is refused instead of interleaving its records.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import zlib
@@ -96,7 +104,7 @@ def read(path: str) -> tuple[JournalHeader, list[Step], int]:
             data = f.read()
     except OSError as e:
         raise JournalError(f"cannot read journal: {e.strerror}", path=path) from None
-    for record, end in _records(data):
+    for record, end in _records(data, path):
         if header is None:
             if not isinstance(record, JournalHeader):
                 raise JournalError("the first record is not a journal header", path=path)
@@ -113,30 +121,59 @@ def read(path: str) -> tuple[JournalHeader, list[Step], int]:
     return header, steps, good
 
 
-def _records(data: bytes) -> Iterator[tuple[Record, int]]:
+def _record_starts() -> tuple[bytes, bytes]:
+    """The bytes every encoded header and every encoded step begins with (its map size, tag and first key):
+    a torn record's payload is a prefix of one of these, or begins with one."""
+    instrument = Instrument(symbol="", tick_size=1.0, lot_size=1.0)
+    headers = [_encoder.encode(JournalHeader(version=v, config_sha256="", topic="", instrument=instrument,
+                                             started_ns=0)) for v in (0, 1)]
+    steps = [_encoder.encode(Step(kind=kind, seq=0, session=0)) for kind in ("batch", "end")]
+    return os.path.commonprefix(headers), os.path.commonprefix(steps)
+
+
+_RECORD_STARTS = _record_starts()
+
+
+def _torn(payload: bytes) -> bool:
+    """Whether the bytes of a record cut short by the end of the file can be the start of a record."""
+    return any(start.startswith(payload) or payload.startswith(start) for start in _RECORD_STARTS)
+
+
+def _records(data: bytes, path: str) -> Iterator[tuple[Record, int]]:
+    """Each record and the offset just past it; stops before a torn last record, refuses any other damage."""
     pos = 0
     while pos + FRAME.size <= len(data):
         length, crc = FRAME.unpack_from(data, pos)
         start, end = pos + FRAME.size, pos + FRAME.size + length
-        if length > MAX_RECORD or end > len(data):
-            return
+        if length > MAX_RECORD:
+            raise _damaged(path, pos, f"a record length of {length:,} bytes (at most {MAX_RECORD:,})")
         payload = data[start:end]
+        if end > len(data):
+            if _torn(payload):
+                return                  # the last write, cut short by a crash
+            raise _damaged(path, pos, f"a record of {length:,} bytes that the file ends inside, "
+                                      f"and not the start of a record")
         if zlib.crc32(payload) != crc:
-            return
+            raise _damaged(path, pos, "its checksum does not match (a changed byte, or not a record)")
         try:
             record = _decoder.decode(payload)
-        except msgspec.DecodeError:
-            return
+        except msgspec.DecodeError as e:
+            raise _damaged(path, pos, f"not a journal record ({e})") from None
         yield record, end
         pos = end
 
 
-class Journal:
-    """Appends records; :meth:`sync` makes everything appended so far durable."""
+def _damaged(path: str, offset: int, what: str) -> JournalError:
+    return JournalError(f"damaged at byte offset {offset:,}: {what}; only a torn last record may be dropped, "
+                        f"so the journal cannot be resumed past it", path=path)
 
-    def __init__(self, path: str, header: JournalHeader | None = None, truncate_at: int | None = None):
+
+class Journal:
+    """Appends records; :meth:`sync` makes everything appended so far durable. Holds the journal's lock."""
+
+    def __init__(self, path: str, header: JournalHeader | None = None):
         """A new journal with ``header`` (an existing file is an error), or an existing one reopened for
-        appending after its first ``truncate_at`` bytes (the torn tail dropped)."""
+        appending (lock it before reading it to resume, then :meth:`truncate` its torn tail away)."""
         self.path = path
         if header is not None:
             try:
@@ -145,13 +182,30 @@ class Journal:
                 raise JournalError("a journal already exists: resume it with --resume, or remove it",
                                    path=path) from None
             self._f = os.fdopen(fd, "ab")
+            self._lock()
             self.append(header)
             self.sync()
             _fsync_dir(path)
         else:
-            self._f = open(path, "r+b")
-            self._f.truncate(truncate_at)
-            self._f.seek(0, os.SEEK_END)
+            try:
+                self._f = open(path, "r+b")
+            except OSError as e:
+                raise JournalError(f"cannot open journal: {e.strerror}", path=path) from None
+            self._lock()
+
+    def _lock(self) -> None:
+        """Exclusive for this trader's life (released when the file closes, or the process dies)."""
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise JournalError("the journal is in use by another cmm paper (it holds the journal's lock): "
+                               "stop that one first", path=self.path) from None
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` bytes (the records :func:`read` trusted) and append after them."""
+        self._f.truncate(length)
+        self._f.seek(0, os.SEEK_END)
 
     def append(self, record: Record) -> None:
         payload = _encoder.encode(record)

@@ -23,7 +23,9 @@ import time
 
 import msgspec
 
+from analysis.output import write_results
 from common.errors import DataError
+from common.outdir import check_replaceable
 from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions, request_snapshot, snapshot_address
 
 from runtime.paper import journal as jr
@@ -32,7 +34,7 @@ from engine.views import QUEUE_MODELS
 from runtime.config import PaperConfig, load
 from runtime.paper.trader import PaperTrader
 from common.stats import LatencyStats, latency_us
-from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of, write_run
+from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of
 
 
 class FeedStats(msgspec.Struct, frozen=True):
@@ -92,6 +94,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     with open(config_path, "rb") as f:
         config_text = f.read()
     digest = hashlib.sha256(config_text).hexdigest()
+    check_replaceable(out_dir)          # before trading, not after it: a refusal should cost nothing
     journal = journal or journal_path(out_dir)
     try:
         snapshot_addr = snapshot_addr or snapshot_address(feed)
@@ -112,11 +115,12 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
         gc.unfreeze()
     result = loop.trader.close()
     strategy = loop.trader.strategy
-    summary = summary_of(cfg, result, strategy, PaperSummary, feed=loop.feed_stats(), stopped_by=stopped_by,
+    summary = summary_of(cfg, result, strategy, PaperSummary, instrument=loop.trader.instrument,
+                         feed=loop.feed_stats(), stopped_by=stopped_by,
                          tick_to_order_us=latency_us(loop.reactions[0]),
                          send_to_order_us=latency_us(loop.reactions[1]))
     title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
-    write_run(out_dir, result, summary, config_text, title, decision_record(strategy))
+    write_results(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
         loop.journal.close()
     return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],
@@ -143,6 +147,7 @@ class _Loop:
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
+        self.journal = jr.Journal(path)      # locked before it is read: a second trader on it is refused here
         header, steps, good = jr.read(path)
         if header.config_sha256 != digest:
             raise ConfigError("the journal was written with another config: resume with the same file",
@@ -155,7 +160,7 @@ class _Loop:
             self.trader.replay(step)
         self.replayed = self.journaled = len(steps)
         self._clock = self.trader.ordering.last_local or 0
-        self.journal = jr.Journal(path, truncate_at=good)
+        self.journal.truncate(good)
 
     # ---- the feed
     def run(self, feed: str, snapshot_addr: str, journal: str, digest: str, duration: float | None) -> str:

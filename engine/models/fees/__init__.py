@@ -1,8 +1,9 @@
 """The fee-model interface: ``fee(S, rate, qty, amount)`` is what a fill of ``qty`` worth ``amount`` costs.
 
 ``rate`` is the maker or taker rate (negative: a rebate); ``amount`` is
-``multiplier * price * qty``. A model is a :class:`FeeModel` subclass in a file
-of its own, named once in ``engine/models/fees/registry.py``.
+``multiplier * price * qty`` (inverse contracts: ``multiplier * qty / price``, in
+the coin). A model is a :class:`FeeModel` subclass in a file of its own, named
+once in ``engine/models/fees/registry.py``.
 """
 from numba.extending import overload_method
 
