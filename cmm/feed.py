@@ -11,10 +11,9 @@ import zmq
 
 from common.errors import DataError
 from feeds.events import KIND_MASK, KIND_NAMES
-from feeds.store import load_header
 from feeds.zmqfeed.publisher import MIN_HEARTBEAT_S, add_file_topics
 from feeds.zmqfeed import (DEFAULT_BIND, CurveConfig, FeedHandlers, Publisher, Subscriber, SubscriberOptions,
-                           load_client_keys, load_server_keys, plaintext_warning, replay, wait_for_subscribers)
+                           check_files, load_client_keys, load_server_keys, plaintext_warning, replay, wait_for_subscribers)
 
 # The command-line spelling of each CurveConfig field, so a bad key file names the option given.
 CURVE_OPTIONS = {"server_secret": "--curve-server-key", "authorized_clients": "--curve-clients",
@@ -134,8 +133,7 @@ def _curve_errors():
 
 
 def run_replay(args) -> int:
-    for path in args.files:          # every input must be an event file before any socket opens
-        load_header(path)
+    check_files(args.files)          # every input must be a sound event file before any socket opens
     with _curve_errors():
         curve = load_server_keys(_curve_config(args, "server_secret", "authorized_clients"))
     start = time.monotonic()

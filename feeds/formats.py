@@ -1,7 +1,7 @@
 """One entry point for every input format: detect, read, correct, order.
 
 ``read`` dispatches to the format's reader, then does what every format needs
-in the same way: checks the events, removes negative feed latency, and puts
+in the same way: checks the events (values, price span), removes negative feed latency, and puts
 the events on the two timelines the engine replays.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from common.errors import DataError
 from feeds.instrument import Instrument
 from feeds.ordering import correct_local_timestamp, order_timelines
 from feeds.readers.base import Conversion, ReadOptions
-from feeds.validate import check_events
+from feeds.validate import check_events, check_price_span
 
 # Checked in this order by ``detect``; the first reader whose sniff says yes wins.
 READERS = {
@@ -74,6 +74,7 @@ def read(paths: Sequence[str], fmt: str = "auto", options: ReadOptions = ReadOpt
     conv = reader_module(fmt).read(paths, options)
     conv.instrument = validated_instrument(conv.instrument)
     check_events(conv.events, source=", ".join(paths))
+    check_price_span(conv.events, conv.instrument.tick_size, source=", ".join(paths))
     correct_clocks(conv, paths, options.base_latency_ns)
     conv.events = order_timelines(conv.events)
     return conv

@@ -120,7 +120,31 @@ def _open_zip(path: str) -> zipfile.ZipFile:
         raise DataError(f"not a readable .npz (zip) file: {e}", path=path) from None
 
 
-def _read_header(f, path: str) -> tuple[tuple[int, ...], np.dtype]:
+# Deflate cannot shrink data by more than about 1032:1, so a member's claimed
+# size above this many times its stored bytes is a lie (a crafted or damaged zip).
+MAX_DEFLATE_RATIO = 1100
+
+
+def _member_bytes(zf: zipfile.ZipFile, path: str) -> int:
+    """The ``data.npy`` member's uncompressed size, once it is shown to be possible for the bytes on disk.
+
+    A header is trusted only as far as the file can back it: the event count it
+    claims must fill the member exactly (see :func:`_read_header`), and the
+    member cannot inflate beyond what deflate allows of its compressed bytes,
+    so nothing is allocated for events the file cannot hold.
+    """
+    info = zf.getinfo("data.npy")
+    stored = min(info.compress_size, os.path.getsize(path))   # the directory's word, bounded by the disk's
+    limit = stored * (MAX_DEFLATE_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
+    if info.file_size > limit:
+        raise DataError(f"zip entry claims {info.file_size:,} bytes from {stored:,} stored: "
+                        f"more than its compression allows", path=path, field="data")
+    return info.file_size
+
+
+def _read_header(f, path: str, member_bytes: int | None) -> tuple[tuple[int, ...], np.dtype]:
+    """The event array's shape and dtype; with ``member_bytes`` (the bytes the header and array
+    may fill), the event count must be exactly what they hold. ``None``: only sniffing, no count kept."""
     try:
         version = np.lib.format.read_magic(f)
         shape, fortran, dtype = np.lib.format._read_array_header(f, version)
@@ -130,6 +154,10 @@ def _read_header(f, path: str) -> tuple[tuple[int, ...], np.dtype]:
         raise DataError(f"expected a 1-D event array, got shape {shape}", path=path, field="data")
     if dtype != EVENT_DTYPE:
         raise DataError(f"expected the 64-byte event record (hftbacktest event_dtype), got {dtype}",
+                        path=path, field="data")
+    held = None if member_bytes is None else (member_bytes - f.tell()) // EVENT_DTYPE.itemsize
+    if held is not None and shape[0] != held:
+        raise DataError(f"truncated: header promises {shape[0]:,} events, the file holds {held:,}",
                         path=path, field="data")
     return shape, dtype
 
@@ -153,7 +181,7 @@ def load_header(path: str | os.PathLike) -> tuple[int, Instrument | None, Datase
             raise DataError("no 'data' member: not an event file", path=path, field="data")
         try:
             with zf.open("data.npy") as f:
-                shape, _ = _read_header(f, path)
+                shape, _ = _read_header(f, path, _member_bytes(zf, path))
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise DataError(f"corrupt or truncated: {e}", path=path) from None
         return (shape[0], _read_json_member(zf, "instrument", Instrument, path),
@@ -171,7 +199,7 @@ def iter_chunks(paths: Iterable[str | os.PathLike], chunk_events: int = DEFAULT_
                 raise DataError("no 'data' member: not an event file", path=path, field="data")
             try:
                 with zf.open("data.npy") as f:
-                    (n,), _ = _read_header(f, path)
+                    (n,), _ = _read_header(f, path, _member_bytes(zf, path))
                     remaining = n
                     while remaining:
                         take = min(remaining, chunk_events)
@@ -197,7 +225,7 @@ def load(path: str | os.PathLike) -> EventFile:
     with _open_zip(path) as zf:
         try:
             with zf.open("data.npy") as f:
-                _read_header(f, path)
+                _read_header(f, path, _member_bytes(zf, path))
                 view = memoryview(events.view(np.uint8))
                 got = 0
                 while got < events.nbytes:

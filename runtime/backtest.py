@@ -25,6 +25,7 @@ from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.readers.binance_coinm import contradiction
 from feeds.store import is_event_file
+from feeds.validate import check_price_span, load_replayable
 
 from runtime import session as backtest
 from strategies.api import MeasuresDecisionLatency
@@ -57,16 +58,14 @@ def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray
     files = cfg.data.files
     fmt = cfg.data.format
     if fmt == "npz" or (fmt == "auto" and all(is_event_file(f) for f in files)):
-        loaded = [feeds.load(f) for f in files]
-        events = np.concatenate([e.events for e in loaded]) if len(loaded) > 1 else loaded[0].events
-        instrument = loaded[0].instrument
-        for path, other in zip(files[1:], loaded[1:]):
-            if other.instrument != instrument:
-                raise DataError("instrument differs from the first file's", path=path, field="data.files")
+        loaded = load_replayable(files)
+        events, instrument = loaded.events, loaded.instrument
     else:
         conv = feeds.read(files, fmt, feeds.ReadOptions(progress=bar if progress else no_progress))
         events, instrument = conv.events, conv.instrument
-    return events, instrument_for(cfg, instrument)
+    instrument = instrument_for(cfg, instrument)
+    check_price_span(events, instrument.tick_size, ", ".join(files))
+    return events, instrument
 
 
 LATENCY_HEADER = "request_ts,exchange_ts,response_ts"

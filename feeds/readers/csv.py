@@ -21,9 +21,10 @@ every later book state silently wrong.
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import msgspec
 import numba as nb
@@ -38,7 +39,7 @@ from feeds.instrument import Instrument
 from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
 from feeds.store import DatasetMeta
-from feeds.readers.textio import read_bytes
+from feeds.readers.textio import iter_blocks
 from feeds.timeunits import YEAR_2000_NS, YEAR_2100_NS, unit_of
 
 FORMAT = "csv"
@@ -52,6 +53,7 @@ DEFAULT_LOT_SIZE = 1.0
 MIN_TIMESTAMP_NS, MAX_TIMESTAMP_NS = YEAR_2000_NS, YEAR_2100_NS
 
 _FIELD_LINE = re.compile(r"#\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$")
+_NOT_BLANK = re.compile(rb"[^ \t\r\n]")
 
 # Error codes beyond csvparse's.
 E_EVENT = 20           # not an event name
@@ -210,15 +212,16 @@ def _row(buf, start, end, ncol, tables, side_rule, needs_price, needs_qty, needs
 
 
 @nb.njit(cache=True)
-def _parse(buf, first_line, ncol, tables, side_rule, needs_price, needs_qty, needs_oid, skip_bad,
+def _parse(buf, line0, first_line, ncol, tables, side_rule, needs_price, needs_qty, needs_oid, skip_bad,
            pow10, out, out_line, bad):
-    """Parse every row after the header; bad = (line, code, column, start byte) of the first bad rows.
+    """Parse every row after the header line ``first_line`` in ``buf``, a block whose first line is
+    line ``line0 + 1``; bad = (line, code, column, start byte) of the first bad rows.
 
     Returns (rows written, bad rows). Without ``skip_bad`` it stops at the first bad row.
     """
     n = buf.shape[0]
     pos = 0
-    line = 0
+    line = line0
     k = 0
     nbad = 0
     while pos < n:
@@ -252,32 +255,34 @@ def _parse(buf, first_line, ncol, tables, side_rule, needs_price, needs_qty, nee
 # ---------------------------------------------------------------- the preamble
 
 
-def _preamble(data: bytes, path: str) -> tuple[dict, int, int]:
-    """Instrument fields from the leading ``#`` lines, the header's line number and column count."""
+def _preamble(blocks: Iterator[tuple[int, bytes]], path: str) -> tuple[dict, int, int, tuple[int, bytes]]:
+    """Instrument fields from the leading ``#`` lines, the header's line number and column count,
+    and the block the header is in (its rows follow the header)."""
     fields: dict = {}
-    start, lineno = 0, 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        raw, start, lineno = data[start:end], end + 1, lineno + 1
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise DataError("expected UTF-8 text", path=path, line=lineno, field="header") from None
-        if not text:
-            continue
-        if text.startswith("#"):
-            m = _FIELD_LINE.match(text)
-            if m is not None:
-                key, value = m.groups()
-                fields[key] = _instrument_value(key, value, fields, path, lineno)
-            continue
-        if text == HEADER:
-            return fields, lineno, 6
-        if text == HEADER_WITH_ORDER_ID:
-            return fields, lineno, 7
-        raise DataError(f"expected the header {HEADER!r} (optionally followed by ',order_id'), "
-                        f"got {text[:80]!r}", path=path, line=lineno, field="header")
+    for line0, data in blocks:
+        start, lineno = 0, line0
+        while (text_at := _NOT_BLANK.search(data, start)) is not None:   # blank lines skipped at C speed
+            lineno += data.count(b"\n", start, text_at.start())
+            start = data.rfind(b"\n", start, text_at.start()) + 1 or start
+            end = data.find(b"\n", text_at.start())
+            end = len(data) if end < 0 else end
+            raw, start, lineno = data[start:end], end + 1, lineno + 1
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DataError("expected UTF-8 text", path=path, line=lineno, field="header") from None
+            if not text:
+                continue
+            if text.startswith("#"):
+                m = _FIELD_LINE.match(text)
+                if m is not None:
+                    key, value = m.groups()
+                    fields[key] = _instrument_value(key, value, fields, path, lineno)
+                continue
+            if text in (HEADER, HEADER_WITH_ORDER_ID):
+                return fields, lineno, 6 if text == HEADER else 7, (line0, data)
+            raise DataError(f"expected the header {HEADER!r} (optionally followed by ',order_id'), "
+                            f"got {text[:80]!r}", path=path, line=lineno, field="header")
     raise DataError(f"no header line: expected {HEADER!r}", path=path, field="header")
 
 
@@ -363,6 +368,28 @@ def _row_error(data: bytes, bad_row: np.ndarray, ncol: int, path: str) -> DataEr
 # ---------------------------------------------------------------- read
 
 
+# The shortest row that parses: two timestamps of at least 16 digits (MIN_TIMESTAMP_NS),
+# an event name of at least 4 letters and 5 commas. It bounds the rows a block can hold.
+MIN_ROW_BYTES = 2 * 16 + 4 + 5
+
+
+def _read_block(block: bytes, line0: int, header_line: int, ncol: int, counter: SkipCounter, path: str):
+    """The events of one block of whole lines and the line of each; bad rows go to ``counter``."""
+    buf = np.frombuffer(block, dtype=np.uint8)
+    cap = min(int(np.count_nonzero(buf == 10)) + 1, len(buf) // MIN_ROW_BYTES + 1)
+    out = np.zeros(cap, dtype=EVENT_DTYPE)
+    lines = np.zeros(cap, dtype=np.int64)
+    bad = np.zeros((64, 4), dtype=np.int64)
+    n, nbad = _parse(buf, line0, header_line, ncol, (*_EVENT_TABLE, *_SIDE_TABLE), _SIDE_RULE, _NEEDS_PRICE,
+                     _NEEDS_QTY, _NEEDS_ORDER_ID, counter.policy == "skip", csvparse._POW10, out, lines, bad)
+    for i in range(nbad):
+        if i < len(bad):
+            counter.bad(_row_error(block, bad[i], ncol, path))
+        else:
+            counter.bad(DataError("bad row (beyond the first 64, not located)", path=path))
+    return out[:n].copy(), lines[:n].copy()
+
+
 class FileEvents(msgspec.Struct):
     events: np.ndarray
     lines: np.ndarray      # source line of each event
@@ -374,23 +401,14 @@ def read_file(path: str, options: ReadOptions, counter: SkipCounter, symbol: str
 
     ``symbol`` names the instrument when neither the file nor the options do.
     """
-    data = read_bytes(path)
-    fields, header_line, ncol = _preamble(data, path)
+    blocks = iter_blocks(path)
+    fields, header_line, ncol, first = _preamble(blocks, path)
     instrument = _instrument(fields, path, options, symbol)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    cap = int(np.count_nonzero(buf == 10)) + 1 - header_line + 1
-    out = np.zeros(max(cap, 0), dtype=EVENT_DTYPE)
-    lines = np.zeros(len(out), dtype=np.int64)
-    bad = np.zeros((64, 4), dtype=np.int64)
-    skip = counter.policy == "skip"
-    n, nbad = _parse(buf, header_line, ncol, (*_EVENT_TABLE, *_SIDE_TABLE), _SIDE_RULE, _NEEDS_PRICE,
-                     _NEEDS_QTY, _NEEDS_ORDER_ID, skip, csvparse._POW10, out, lines, bad)
-    for i in range(nbad):
-        if i < len(bad):
-            counter.bad(_row_error(data, bad[i], ncol, path))
-        else:
-            counter.bad(DataError("bad row (beyond the first 64, not located)", path=path))
-    events, lines = out[:n], lines[:n]
+    parts = []
+    for line0, block in itertools.chain([first], blocks):
+        parts.append(_read_block(block, line0, header_line, ncol, counter, path))
+    events = np.concatenate([p[0] for p in parts])
+    lines = np.concatenate([p[1] for p in parts])
     back = np.flatnonzero(np.diff(events["local_ts"]) < 0)
     if len(back):
         i = int(back[0]) + 1

@@ -12,8 +12,14 @@ Every error carries the 1-based line, the 0-based column and a code, so callers
 can say "file:line: column: expected ...". In skip mode bad lines are counted
 and left out instead of stopping the parse. Blank lines and, when asked, lines
 starting with ``#`` are ignored.
+
+A file is parsed a block of whole lines at a time (:func:`parse_blocks`), each
+block's arrays sized by the rows it can hold, so memory follows the rows a
+file has, not its size: blank lines cost nothing.
 """
 from __future__ import annotations
+
+from typing import Iterable
 
 import numba as nb
 import numpy as np
@@ -139,12 +145,13 @@ def _parse_field(buf, start, end, kind, pow10):
 
 
 @nb.njit(cache=True)
-def _parse(buf, kinds, delim, skip_lines, comments, skip_bad, out_f, out_i, out_line, bad_lines, pow10):
+def _parse(buf, kinds, delim, line0, skip_lines, comments, skip_bad, out_f, out_i, out_line, bad, pow10):
+    """Parse the rows of ``buf``, whose first line is line ``line0 + 1`` of its file."""
     ncol = kinds.shape[0]
     n = buf.shape[0]
     row = 0
     nbad = 0
-    line = 0
+    line = line0
     pos = 0
     first_err = OK
     first_line = 0
@@ -197,8 +204,10 @@ def _parse(buf, kinds, delim, skip_lines, comments, skip_bad, out_f, out_i, out_
                 first_col = col
             if not skip_bad:
                 return row, nbad, first_err, first_line, first_col
-            if nbad < bad_lines.shape[0]:
-                bad_lines[nbad] = line
+            if nbad < bad.shape[0]:
+                bad[nbad, 0] = line
+                bad[nbad, 1] = err
+                bad[nbad, 2] = col
             nbad += 1
         else:
             out_line[row] = line
@@ -207,42 +216,79 @@ def _parse(buf, kinds, delim, skip_lines, comments, skip_bad, out_f, out_i, out_
     return row, nbad, first_err, first_line, first_col
 
 
+KEEP_BAD = 64   # bad lines located in skip mode; the rest are only counted
+
+
 class ParsedColumns:
     """Result of :func:`parse`: typed columns, source line per row, and skipped lines."""
 
-    def __init__(self, floats, ints, lines, n_bad, bad_lines, first_error):
+    def __init__(self, floats, ints, lines, n_bad, bad, first_error):
         self.floats = floats
         self.ints = ints
         self.lines = lines
         self.n_bad = n_bad
-        self.bad_lines = bad_lines
+        self.bad = bad                  # (line, code, column) of the first KEEP_BAD bad lines
         self.first_error = first_error  # (code, line, column) or None
+
+    @property
+    def bad_lines(self) -> np.ndarray:
+        return self.bad[:, 0]
 
     def __len__(self):
         return self.lines.shape[0]
 
 
-def parse(buf: bytes | np.ndarray, kinds, *, delimiter: str = ",", skip_lines: int = 0,
-          comments: bool = False, skip_bad: bool = False) -> ParsedColumns:
-    """Parse numeric CSV bytes into typed columns.
+def _parse_block(data: np.ndarray, kinds: np.ndarray, delim: int, line0: int, skip_lines: int, comments: bool,
+                 skip_bad: bool):
+    """One block's rows, in arrays sized by what the block can hold, trimmed to what it held."""
+    ncol = kinds.shape[0]
+    # A good row has ncol non-empty fields: at least 2 * ncol - 1 bytes and a newline
+    # between rows. Blank lines make no rows, so they cost no memory.
+    cap = min(int(np.count_nonzero(data == 10)) + 1, (len(data) + 1) // (2 * ncol) + 1)
+    out_f = np.zeros((cap, ncol), dtype=np.float64)
+    out_i = np.zeros((cap, ncol), dtype=np.int64)
+    out_line = np.zeros(cap, dtype=np.int64)
+    bad = np.zeros((KEEP_BAD, 3), dtype=np.int64)
+    rows, nbad, err, eline, ecol = _parse(data, kinds, delim, line0, skip_lines, comments, skip_bad,
+                                          out_f, out_i, out_line, bad, _POW10)
+    first = (int(err), int(eline), int(ecol)) if err != OK else None
+    return (out_f[:rows].copy(), out_i[:rows].copy(), out_line[:rows].copy(), int(nbad),
+            bad[:min(nbad, KEEP_BAD)], first)
+
+
+def parse_blocks(blocks: Iterable[tuple[int, bytes]], kinds, *, delimiter: str = ",", skip_lines: int = 0,
+                 comments: bool = False, skip_bad: bool = False) -> ParsedColumns:
+    """Parse numeric CSV given as (lines before, bytes) blocks of whole lines (:func:`feeds.readers.textio.iter_blocks`).
 
     Returns floats (n x ncol, float64; non-FLOAT columns left 0) and ints
     (n x ncol, int64). Without ``skip_bad`` the parse stops at the first bad
     line and ``first_error`` says where; callers turn that into a DataError.
     """
-    data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) else buf
     kinds_arr = np.asarray(kinds, dtype=np.int64)
-    cap = int(np.count_nonzero(data == 10)) + 1
-    ncol = kinds_arr.shape[0]
-    out_f = np.zeros((cap, ncol), dtype=np.float64)
-    out_i = np.zeros((cap, ncol), dtype=np.int64)
-    out_line = np.zeros(cap, dtype=np.int64)
-    bad_lines = np.zeros(64, dtype=np.int64)
-    rows, nbad, err, eline, ecol = _parse(data, kinds_arr, ord(delimiter), skip_lines, comments,
-                                          skip_bad, out_f, out_i, out_line, bad_lines, _POW10)
-    first = (int(err), int(eline), int(ecol)) if err != OK else None
-    return ParsedColumns(out_f[:rows], out_i[:rows], out_line[:rows], int(nbad),
-                         bad_lines[: min(nbad, 64)], first)
+    parts, n_bad, bad, first = [], 0, [], None
+    for line0, block in blocks:
+        data = np.frombuffer(block, dtype=np.uint8) if isinstance(block, (bytes, bytearray, memoryview)) else block
+        f, i, lines, nb, b, err = _parse_block(data, kinds_arr, ord(delimiter), line0, skip_lines, comments,
+                                               skip_bad)
+        parts.append((f, i, lines))
+        n_bad += nb
+        bad.append(b)
+        first = first or err
+        if err is not None and not skip_bad:
+            break
+    ncol = len(kinds_arr)
+    if not parts:
+        parts = [(np.zeros((0, ncol)), np.zeros((0, ncol), dtype=np.int64), np.zeros(0, dtype=np.int64))]
+    return ParsedColumns(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                         np.concatenate([p[2] for p in parts]), n_bad,
+                         np.concatenate([np.zeros((0, 3), dtype=np.int64), *bad])[:KEEP_BAD], first)
+
+
+def parse(buf: bytes | np.ndarray, kinds, *, delimiter: str = ",", skip_lines: int = 0,
+          comments: bool = False, skip_bad: bool = False) -> ParsedColumns:
+    """Parse numeric CSV bytes held in memory: :func:`parse_blocks` of one block."""
+    return parse_blocks([(0, buf)], kinds, delimiter=delimiter, skip_lines=skip_lines, comments=comments,
+                        skip_bad=skip_bad)
 
 
 def describe_error(code: int, kind: int) -> str:

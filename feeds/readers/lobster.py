@@ -28,7 +28,7 @@ import datetime as dt
 import os
 import re
 import zipfile
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 from zoneinfo import ZoneInfo
 
 import numba as nb
@@ -41,7 +41,7 @@ from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_CLEAR, DEPT
 from feeds.instrument import Instrument
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
 from feeds.store import DatasetMeta
-from feeds.readers.textio import read_bytes
+from feeds.readers.textio import iter_blocks
 
 FORMAT = "lobster"
 
@@ -82,8 +82,9 @@ class Pair(NamedTuple):
         """How errors name a file: ``archive.zip[member]`` or the CSV path."""
         return f"{self.source}[{name}]" if self.in_zip else name
 
-    def read(self, name: str) -> bytes:
-        return read_bytes(self.source, name) if self.in_zip else read_bytes(name)
+    def blocks(self, name: str) -> Iterator[tuple[int, bytes]]:
+        """The file's text a block of whole lines at a time (memory follows its rows, not its size)."""
+        return iter_blocks(self.source, name) if self.in_zip else iter_blocks(name)
 
 
 class Day(NamedTuple):
@@ -187,20 +188,17 @@ def _parse_error(code: int, line: int, col: int, kinds, names, where: str) -> Da
     return DataError(csvparse.describe_error(code, kinds[col]), path=where, line=line, field=names[col])
 
 
-def _parse(data: bytes, kinds, names, where: str, counter: SkipCounter) -> csvparse.ParsedColumns:
+def _parse(blocks, kinds, names, where: str, counter: SkipCounter) -> csvparse.ParsedColumns:
     """Parse a whole file; every bad line raises or, under skip, is counted with its reason."""
-    parsed = csvparse.parse(data, kinds, skip_bad=counter.policy == "skip")
+    parsed = csvparse.parse_blocks(blocks, kinds, skip_bad=counter.policy == "skip")
     if parsed.first_error is not None and counter.policy == "raise":
         raise _parse_error(*parsed.first_error, kinds, names, where)
-    if parsed.n_bad:
-        text_lines = data.split(b"\n")
-        for i in range(parsed.n_bad):
-            if i < len(parsed.bad_lines):
-                line = int(parsed.bad_lines[i])
-                code, _, col = csvparse.parse(text_lines[line - 1], kinds).first_error
-                counter.bad(_parse_error(code, line, col, kinds, names, where))
-            else:
-                counter.bad(DataError("bad line (beyond the first 64, not located)", path=where))
+    for i in range(parsed.n_bad):
+        if i < len(parsed.bad):
+            line, code, col = (int(v) for v in parsed.bad[i])
+            counter.bad(_parse_error(code, line, col, kinds, names, where))
+        else:
+            counter.bad(DataError("bad line (beyond the first 64, not located)", path=where))
     return parsed
 
 
@@ -338,12 +336,12 @@ def _nanoseconds(seconds: np.ndarray) -> np.ndarray:
 def load_day(pair: Pair, counter: SkipCounter, progress: Steps | None = None) -> Day:
     """Read, parse and validate one pair; bad rows raise or are skipped in both files together."""
     msg_where, book_where = pair.where(pair.message), pair.where(pair.orderbook)
-    m = _parse(pair.read(pair.message), MESSAGE_KINDS, MESSAGE_FIELDS, msg_where, counter)
+    m = _parse(pair.blocks(pair.message), MESSAGE_KINDS, MESSAGE_FIELDS, msg_where, counter)
     m.ints[:, 0] = _nanoseconds(m.floats[:, 0])
     if progress is not None:
         progress.update()
     book_names = [_book_field(c) for c in range(4 * pair.levels)]
-    b = _parse(pair.read(pair.orderbook), (csvparse.INT,) * len(book_names), book_names, book_where, counter)
+    b = _parse(pair.blocks(pair.orderbook), (csvparse.INT,) * len(book_names), book_names, book_where, counter)
     if progress is not None:
         progress.update()
     lines, msg, book = _aligned_rows(pair, m, b)

@@ -10,7 +10,7 @@ Event batches carry the 64-byte records of :data:`feeds.events.EVENT_DTYPE`
 packed as raw bytes: no per-event encoding, so a batch costs one copy.
 
 :class:`Decoder` is the only way in. It checks the size before parsing, the
-version before the layout, then types, ranges and counts; anything wrong is
+version before the layout, then types, ranges, counts and the events' values; anything wrong is
 dropped, counted by reason and logged (the first few), and ``decode`` returns
 ``None``: a bad message never raises into the caller.
 """
@@ -22,8 +22,10 @@ from typing import Annotated, Union
 import msgspec
 import numpy as np
 
+from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
+from feeds.validate import check_events
 
 WIRE_VERSION = 1
 RECORD_BYTES = EVENT_DTYPE.itemsize
@@ -225,8 +227,13 @@ class Decoder:
 
 
 def _records_problem(msg: EventBatch | Snapshot) -> str:
+    """Layout first, then the values every event file must hold (finite prices and sizes, none negative)."""
     if len(msg.events) % RECORD_BYTES:
         return f"{len(msg.events)} bytes of records is not a multiple of {RECORD_BYTES}"
     if len(msg.events) // RECORD_BYTES != msg.n:
         return f"n = {msg.n} but {len(msg.events) // RECORD_BYTES} records"
+    try:
+        check_events(unpack(msg.events), source=msg.topic)
+    except DataError as e:
+        return str(e)
     return ""

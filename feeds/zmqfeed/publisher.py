@@ -39,6 +39,7 @@ import zmq
 from feeds.events import LOCAL
 from feeds.instrument import Instrument
 from feeds.store import iter_chunks, load_header
+from feeds.validate import NO_PRICES, Last, check_events, check_price_span, check_timelines
 from feeds.zmqfeed.messages import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
                                     SnapshotRequest, encode, pack)
 
@@ -338,6 +339,30 @@ def wait_for_subscribers(pub: Publisher, n: int, timeout_s: float | None = None)
 def file_topic(path: str | os.PathLike, instrument: Instrument | None) -> str:
     """An event file's topic: its instrument's symbol, else the file's name."""
     return instrument.symbol if instrument is not None else Path(path).name.split(".")[0]
+
+
+def check_files(paths: list[str]) -> None:
+    """Read every file through once, as :func:`replay` will, and refuse a bad one before anything is sent.
+
+    The checks are the ones a backtest applies when it loads event files
+    (:mod:`feeds.validate`): values, both timelines (across the files of one
+    topic too), and a price span the instrument's book can hold. Streaming them
+    keeps memory flat however long the files; a refusal mid-replay would leave
+    subscribers with half a feed.
+    """
+    streams: dict[str, tuple[Last, tuple[float, float]]] = {}
+    for path in paths:
+        _, instrument, _ = load_header(path)
+        topic = file_topic(path, instrument)
+        last, prices = streams.get(topic, (Last(), NO_PRICES))
+        first = 0
+        for chunk in iter_chunks([path]):
+            check_events(chunk, path, first)
+            last = check_timelines(chunk, path, first, last)
+            if instrument is not None:
+                prices = check_price_span(chunk, instrument.tick_size, path, first, prices)
+            first += len(chunk)
+        streams[topic] = (last, prices)
 
 
 def add_file_topics(pub: Publisher, paths: list[str]) -> list[str]:

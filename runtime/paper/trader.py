@@ -20,6 +20,7 @@ from engine import views as engine
 from engine.views import END, LiveOptions, LiveSim, StreamOrdering
 from analysis.results import RunResult, collect
 from feeds.instrument import Instrument
+from feeds.validate import NO_PRICES, check_price_span
 from feeds.zmqfeed.messages import unpack
 
 from runtime.session import Session
@@ -55,6 +56,7 @@ class PaperTrader:
         self.feed_session = 0
         self.quotes_pulled = 0
         self.rewound = 0                      # rows dropped for lying before the engine's clock
+        self.prices = NO_PRICES               # the lowest and highest price the feed has sent
 
     # ---- steps
     def step(self, step: Step, charges: list[int] | None = None) -> Step:
@@ -63,7 +65,11 @@ class PaperTrader:
             raise JournalError(f"a {step.kind} step after the end of the stream")
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
-            self._take(self.ordering.push(self._in_time(unpack(step.events), step.kind == "snapshot")))
+            rows = unpack(step.events)
+            # A price the book's range cannot hold is refused before the engine allocates for it.
+            self.prices = check_price_span(rows, self.instrument.tick_size, f"feed {step.kind} {step.seq}",
+                                           seen=self.prices)
+            self._take(self.ordering.push(self._in_time(rows, step.kind == "snapshot")))
         elif step.kind == "clock":
             self._take(self.ordering.advance(step.clock_ns))
         elif step.kind == "end":
