@@ -15,6 +15,7 @@ from numba.experimental import structref
 
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
                           LOCAL, MODIFY_ORDER, TRADE)
+from feeds.validate import MAX_BOOK_TICKS
 
 from common.config import MAX_LATENCY_NS, ConfigError
 from engine.book import empty_bk
@@ -301,9 +302,6 @@ def tick_times(ev, local_ts, n):
     return out
 
 
-MAX_BOOK_TICKS = 1 << 25      # price levels a run's books span: about 50 bytes each, so under 2 GiB
-
-
 def tick_range(events: np.ndarray, tick_size: float, pad: int) -> tuple[int, int]:
     """Lowest and highest price tick in the events, ``pad`` ticks wider (one pass, no temporaries).
 
@@ -312,7 +310,7 @@ def tick_range(events: np.ndarray, tick_size: float, pad: int) -> tuple[int, int
     lo, hi, any_priced = _tick_extent(events["ev"], events["px"], tick_size)
     if not any_priced:
         return 0, 2 * pad
-    if not hi - lo + 2 * pad < MAX_BOOK_TICKS:
+    if not hi - lo <= MAX_BOOK_TICKS:     # the data's rule (feeds.validate), at the tick size in force
         raise ConfigError(f"the prices span {hi - lo:.4g} ticks of {tick_size:g}, more than the "
                           f"{MAX_BOOK_TICKS:,} a book holds: check the tick size and the prices", field="tick_size")
     return int(lo) - pad, int(hi) + pad
