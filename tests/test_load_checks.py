@@ -19,21 +19,12 @@ from common.errors import DataError
 from feeds import events as E
 from feeds.validate import MAX_BOOK_TICKS, NO_PRICES, check_price_span, check_timelines, load_replayable
 from feeds.zmqfeed import Publisher, Subscriber, SubscriberOptions, wait_for_subscribers
+from bench.probes.inputs import CONFIG
 from tests.files import save_events
 from tests.test_cli import REPO, assert_one_line_error, cmm
 from tests.test_zmq_feed import addr, depth, pump  # noqa: F401 (addr is a fixture)
 
 SAMPLE = REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip"
-CONFIG = """[data]
-files = {files}
-format = "npz"
-[strategy]
-name = "fixed_spread"
-[strategy.params]
-half_spread_ticks = 2
-qty = 100
-max_position = 500
-"""
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ import fcntl
 import hashlib
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.probes import REPO, SAMPLES, Probe
+from tests.test_zmq_feed import free_port_pair
 
 CONFIG = REPO / "configs" / "paper_fixed_spread.toml"
 UNINTERRUPTED_FILLS = 303        # an uninterrupted `cmm paper` of this config on the GOOG sample (tests/test_paper.py)
@@ -31,17 +31,7 @@ _held: dict[Path, object] = {}   # what a case keeps open or running until its c
 
 def free_feed() -> str:
     """A loopback feed address whose port and port + 1 (the snapshot service) are free now."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return f"tcp://127.0.0.1:{port}"
-        except OSError:
-            continue
+    return f"tcp://127.0.0.1:{free_port_pair()}"
 
 
 def write_journal(path: Path, steps: int = 4) -> None:
