@@ -3,8 +3,9 @@
 At each wake-up it prices ``bid = floor(mid - k)`` and ``ask = ceil(mid + k)``
 in ticks, cancels quotes resting elsewhere, and places ``qty`` where none
 rests. A side that would take |position| beyond ``max_position`` is not
-quoted, counted in whole lots (:mod:`strategies.kernels.limits`). :mod:`strategies.kernels.fixed_spread` is the same logic as a jitted
-kernel; the two give identical fills.
+quoted, counted in whole lots (:mod:`strategies.kernels.limits`).
+:mod:`strategies.kernels.fixed_spread` is the same logic as a jitted kernel;
+the two give identical fills.
 """
 from __future__ import annotations
 

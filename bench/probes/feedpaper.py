@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.probes import REPO, SAMPLES, Probe
+from tests.test_paper import stop
 from tests.test_zmq_feed import free_port_pair
 
 CONFIG = REPO / "configs" / "paper_fixed_spread.toml"
@@ -147,15 +148,6 @@ def outage(tmp: Path, batches_before_kill: int = 20) -> tuple[subprocess.Popen, 
         stop(publisher)
         raise
     return publisher, feed, out
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _outage_setup(tmp: Path) -> list[str]:
