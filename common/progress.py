@@ -59,7 +59,7 @@ class Progress:
     def update(self, advance: float = 1.0) -> None:
         self.done += advance
         if self._tqdm is not None:
-            self._tqdm.update(advance)
+            self._tqdm.update(int(advance) if float(advance).is_integer() else advance)   # "55130/55130", not ".0"
             return
         now = time.perf_counter()
         if self.enabled and (now - self._last_draw >= 0.1 or self.done >= self.total):
