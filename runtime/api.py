@@ -45,6 +45,7 @@ from feeds.validate import check_events, check_price_span, check_timelines
 from runtime import backtest
 from runtime.backtest import Backtest, RunSummary, instrument_for, resolve_paths, strategy_params, summary_rows
 from runtime.config import BacktestConfig, checked, load
+from strategies import registry
 from strategies.base import Strategy
 
 IN_MEMORY = "<config>"      # where an in-memory config's relative paths start (the working directory) and errors point
@@ -184,7 +185,7 @@ def run(config: str | os.PathLike | BacktestConfig | dict, strategy: str | type[
         cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy, name=strategy))
         strategy = None
     made = _strategy(cfg, path, strategy, transport)
-    label = label or (cfg.strategy.name.rpartition(":")[2] if made is None else type(made).__name__)
+    label = label or (registry.label(cfg.strategy.name) if made is None else type(made).__name__)
     loaded = None
     if data is not None:
         cfg, loaded = _data(cfg, data)

@@ -237,8 +237,8 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False, transp
     bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
-    write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
-                  bt.decisions)
+    write_results(out_dir, bt.result, bt.summary, config_text,
+                  f"{registry.label(cfg.strategy.name)} on {bt.instrument.symbol}", bt.decisions)
     return bt
 
 

@@ -68,6 +68,11 @@ STRATEGIES: dict[str, Entry] = {
 }
 
 
+def label(name: str) -> str:
+    """What a run of ``name`` is called in tables, plots and directory names: the registry name, or the class's."""
+    return name.rpartition(":")[2]
+
+
 def entry(name: str, config_path: str) -> Entry:
     """The strategy a config's ``[strategy] name`` names: a registry name, or a user's class (no kernel).
 
