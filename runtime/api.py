@@ -202,18 +202,15 @@ def _config(config) -> tuple[BacktestConfig, str, bytes | None]:
     """The checked config, the path its relative paths and errors refer to, and its text (a file's only)."""
     if isinstance(config, (str, os.PathLike)):
         path = os.fspath(config)
-        with open(path, "rb") if os.path.isfile(path) else _missing(path) as f:
+        cfg = load(path)
+        with open(path, "rb") as f:
             text = f.read()
-        return load(path), path, text
+        return cfg, path, text
     if isinstance(config, dict):
         config = tomlconfig.convert(config, BacktestConfig, IN_MEMORY, "")
     if not isinstance(config, BacktestConfig):
         raise TypeError(f"config: expected a path, a BacktestConfig or a dict, got {type(config).__name__}")
     return checked(config, IN_MEMORY), IN_MEMORY, None
-
-
-def _missing(path: str):
-    raise ConfigError("cannot read config: no such file", path=path)
 
 
 def _strategy(cfg: BacktestConfig, path: str, strategy, transport: str) -> Strategy | None:

@@ -125,6 +125,18 @@ def test_a_misspelled_class_path_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_run_refuses_what_it_cannot_run_with_one_line(sample_slice):  # noqa: F811
+    """A dict config is checked as a file is; an event array needs an instrument; a class cannot cross to zmq."""
+    with pytest.raises(ConfigError, match=r"^<config>: Object missing required field `data`$"):
+        run({"strategy": {"name": "fixed_spread"}})
+    with pytest.raises(ConfigError, match=r"^<config>: strategy.params.qty: Expected a finite `float` > 0.0$"):
+        run({"data": {"files": [str(sample_slice[0])]}, "strategy": {"name": "fixed_spread", "params": {"qty": -1}}})
+    with pytest.raises(ConfigError, match=r"^data: instrument.tick_size: the data names no instrument"):
+        run({"data": {"files": ["unused"]}, "strategy": {"name": "fixed_spread"}}, data=sample_slice[1])
+    with pytest.raises(ConfigError, match=r"strategy.name: --transport zmq builds the strategy from the config"):
+        run(str(EXAMPLE), strategy=registry.entry(CLASS, str(EXAMPLE)).python, transport="zmq")
+
+
 MINE = '''
 import msgspec
 from strategies.base import Strategy
