@@ -9,13 +9,14 @@
     result.summary.epnl, result.fills   # the metrics (metrics.json's), the fills as a numpy table
     result.frame("fills")               # the same as a pandas DataFrame (or polars: library="polars")
     result.plot(other)                  # a matplotlib Figure: this run and others, equity above inventory
+    result.write("build/mine")          # cmm backtest's results directory, when you want one
 
 :func:`run` is ``cmm backtest`` without the command line: the same config, the
 same checks and one-line errors (:class:`~common.config.ConfigError`,
 :class:`~common.errors.DataError`), the same engine, and the same bytes: the
 fills of ``run(path)`` are those of ``cmm backtest --config path``. It writes
-nothing unless given ``out=``, which writes the results directory ``cmm
-backtest --out`` writes. Its progress bar shows on a terminal and in Jupyter.
+nothing unless given ``out=`` (or asked later, :meth:`Result.write`), which
+writes the results directory ``cmm backtest --out`` writes. Its progress bar shows on a terminal and in Jupyter.
 
 This module is the public entry point for code (``runtime/`` is where the
 layers let it run a strategy, draw on :mod:`analysis` and load data); the
@@ -56,10 +57,20 @@ class Result:
     """One backtest's results: per-tick arrays, fills, orders and the strategy's decisions as numpy, the
     metrics, frames and plots; in a notebook it shows its summary and its equity and inventory plot."""
 
-    def __init__(self, bt: Backtest, label: str, out: str | None = None):
+    def __init__(self, bt: Backtest, label: str, config_text: bytes | None = None):
         self.backtest = bt
         self.label = label          # the strategy, as the config names it (or its class)
-        self.out = out              # the results directory written, if one was asked for
+        self.config_text = config_text      # the config file's bytes (None for a config made in memory)
+        self.out: str | None = None         # the results directory last written
+
+    def write(self, out: str | os.PathLike) -> str:
+        """Write ``cmm backtest --out``'s results directory (``config.toml`` only for a config file); its path.
+        Replaces only a results directory of ours, as the command line does."""
+        bt = self.backtest
+        write_results(os.fspath(out), bt.result, bt.summary, self.config_text,
+                      f"{self.label} on {bt.instrument.symbol}", bt.decisions)
+        self.out = os.path.abspath(out)
+        return self.out
 
     # ---- the numbers
     @property
@@ -192,10 +203,10 @@ def run(config: str | os.PathLike | BacktestConfig | dict, strategy: str | type[
     if out is not None:
         check_replaceable(out)          # before the run, not after it: a refusal should cost nothing
     bt = backtest.run(cfg, path, progress, transport, timeout_s, strategy=made, data=loaded)
+    result = Result(bt, label, text)
     if out is not None:
-        write_results(os.fspath(out), bt.result, bt.summary, text, f"{label} on {bt.instrument.symbol}",
-                      bt.decisions)
-    return Result(bt, label, None if out is None else os.path.abspath(out))
+        result.write(out)
+    return result
 
 
 def _config(config) -> tuple[BacktestConfig, str, bytes | None]:

@@ -80,9 +80,12 @@ def test_its_own_hook_widens_the_spread_in_the_high_regime_only(both, tmp_path):
     np.testing.assert_array_equal(widened["pred_spread_ticks"], expected)
 
 
-def test_the_python_api_gives_cmm_backtest_s_results_and_shows_them(both):
+def test_the_python_api_gives_cmm_backtest_s_results_and_shows_them(both, tmp_path):
     config, inproc, _ = both
     result = run(config, progress=False)
+    assert result.out is None and result.write(tmp_path / "out") == str(tmp_path / "out")
+    for name in RESULTS:
+        assert (tmp_path / "out" / name).read_bytes() == (inproc / name).read_bytes(), name
     assert table_csv(result.fills) == (inproc / "fills.csv").read_text()
     assert table_csv(result.orders) == (inproc / "orders.csv").read_text()
     assert result.metrics == json.loads((inproc / "metrics.json").read_text())
