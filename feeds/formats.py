@@ -24,6 +24,7 @@ READERS = {
     "lobster": "feeds.readers.lobster",
     "binance": "feeds.readers.binance",
     "csv": "feeds.readers.csv",
+    "tardis": "feeds.readers.tardis",
 }
 FORMATS = ("auto", *READERS)
 
