@@ -25,6 +25,7 @@ READERS = {
     "binance": "feeds.readers.binance",
     "csv": "feeds.readers.csv",
     "tardis": "feeds.readers.tardis",
+    "binance-vision": "feeds.readers.binance_vision",
 }
 FORMATS = ("auto", *READERS)
 

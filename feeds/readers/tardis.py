@@ -40,6 +40,7 @@ import numpy as np
 from common.errors import DataError, SkipCounter
 from feeds.events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, SELL, TRADE
 from feeds.instrument import Instrument
+from feeds.ordering import merge_received
 from feeds.readers import csvparse
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
 from feeds.readers.binance import ODD_SIZES_SHARE, decimal_step, finish_clears
@@ -342,10 +343,8 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         kinds = ", ".join(sorted({f.data_type for f in files if f.data_type != "trades"}))
         raise DataError(f"two sources of the book ({kinds}): give one of incremental_book_L2 or the snapshot "
                         f"types, with trades", path=", ".join(paths), field="INPUT")
-    # Trades first, so at equal receive times a trade precedes the depth change it caused.
-    ordered = sorted(range(len(files)), key=lambda k: files[k].data_type != "trades")
-    events = np.concatenate([files[k].events for k in ordered] or [np.zeros(0, dtype=EVENT_DTYPE)])
-    events = events[np.argsort(events["local_ts"], kind="stable")]
+    events = merge_received([f.events for f in files if f.data_type == "trades"],
+                            [f.events for f in files if f.data_type != "trades"])
     finish_clears(events)
     kind = events["ev"] & np.uint64(KIND_MASK)
     priced = kind != DEPTH_CLEAR
