@@ -375,8 +375,13 @@ def describe_error(code: int, kind: int, words: dict[str, int] | None = None) ->
 
 
 def located_error(code: int, line: int, col: int, kinds, names, where: str,
-                  words: dict[str, int] | None = None) -> DataError:
-    """A parse error as one line: the file, the line, the column's name and what it expected."""
+                  words: dict[str, int] | None = None, column_words: dict[str, tuple] | None = None) -> DataError:
+    """A parse error as one line: the file, the line, the column's name and what it expected.
+
+    ``column_words`` names, per WORD column, the words that column takes (all of ``words`` otherwise).
+    """
+    if code == E_WORD and column_words and names[col] in column_words:
+        words = dict.fromkeys(column_words[names[col]], 0)
     if code in (E_FEW_FIELDS, E_MANY_FIELDS):
         got = col if code == E_FEW_FIELDS else "more"
         return DataError(f"expected {len(names)} comma-separated fields, got {got}",
@@ -385,15 +390,16 @@ def located_error(code: int, line: int, col: int, kinds, names, where: str,
 
 
 def parse_located(blocks: Iterable[tuple[int, bytes]], kinds, names, where: str, counter: SkipCounter, *,
-                  skip_lines: int = 0, words: dict[str, int] | None = None) -> ParsedColumns:
+                  skip_lines: int = 0, words: dict[str, int] | None = None,
+                  column_words: dict[str, tuple] | None = None) -> ParsedColumns:
     """Parse a whole file; every bad line raises or, under skip, is counted with its reason."""
     parsed = parse_blocks(blocks, kinds, skip_bad=counter.policy == "skip", skip_lines=skip_lines, words=words)
     if parsed.first_error is not None and counter.policy == "raise":
-        raise located_error(*parsed.first_error, kinds, names, where, words)
+        raise located_error(*parsed.first_error, kinds, names, where, words, column_words)
     for i in range(parsed.n_bad):
         if i < len(parsed.bad):
             line, code, col = (int(v) for v in parsed.bad[i])
-            counter.bad(located_error(code, line, col, kinds, names, where, words))
+            counter.bad(located_error(code, line, col, kinds, names, where, words, column_words))
         else:
             counter.bad(DataError("bad line (beyond the first 64, not located)", path=where))
     return parsed

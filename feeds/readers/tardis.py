@@ -62,7 +62,7 @@ UNIT = "µs"
 
 # Codes of the words a WORD column may hold; each column accepts only its own.
 WORDS = {"false": 10, "true": 11, "bid": 1, "ask": 2, "buy": 3, "sell": 4, "unknown": 5}
-SNAPSHOT_WORDS = {"false": 10, "true": 11}
+SNAPSHOT_WORDS = {"true": 11, "false": 10}
 BOOK_SIDES = {"bid": 1, "ask": 2}
 TRADE_SIDES = {"buy": 3, "sell": 4, "unknown": 5}
 
@@ -305,7 +305,9 @@ def read_file(path: str, counter: SkipCounter) -> FileRows:
         yield first
         yield from blocks
 
-    parsed = csvparse.parse_located(all_blocks(), lay.kinds, lay.columns, path, counter, skip_lines=1, words=WORDS)
+    side_words = tuple(TRADE_SIDES if lay.data_type == "trades" else BOOK_SIDES)
+    parsed = csvparse.parse_located(all_blocks(), lay.kinds, lay.columns, path, counter, skip_lines=1, words=WORDS,
+                                    column_words={"is_snapshot": ("true", "false"), "side": side_words})
     exch, local = _check_times(parsed, path)
     skipped = 0
     if lay.data_type == "incremental_book_L2":
