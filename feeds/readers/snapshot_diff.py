@@ -154,6 +154,8 @@ def diff_snapshots(exch_ts: np.ndarray, local_ts: np.ndarray, bid_px: np.ndarray
     price twice on one side, is a DataError naming ``path`` and the row's line in ``lines``.
     """
     n = len(exch_ts)
+    if n == 0:
+        return np.zeros(0, dtype=EVENT_DTYPE)
     shape = (n, -1)
     bid_px, bid_qty, ask_px, ask_qty = (np.asarray(a, dtype=np.float64).reshape(shape)
                                         for a in (bid_px, bid_qty, ask_px, ask_qty))
@@ -167,8 +169,6 @@ def diff_snapshots(exch_ts: np.ndarray, local_ts: np.ndarray, bid_px: np.ndarray
                             line=int(lines[row]) if lines is not None else None, field=side)
     args = (np.asarray(exch_ts, dtype=np.int64), np.asarray(local_ts, dtype=np.int64), ival,
             bid_px, bid_qty, ask_px, ask_qty)
-    if n == 0:
-        return np.zeros(0, dtype=EVENT_DTYPE)
     count = _diff(np.zeros(1, dtype=EVENT_DTYPE), False, *args)
     out = np.zeros(count, dtype=EVENT_DTYPE)
     _diff(out, True, *args)
