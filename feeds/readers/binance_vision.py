@@ -33,16 +33,13 @@ import msgspec
 import numpy as np
 
 from common.errors import DataError, SkipCounter
-from feeds.events import BUY, DEPTH_CLEAR, EVENT_DTYPE, KIND_MASK, SELL, TRADE
-from feeds.instrument import Instrument
+from feeds.events import BUY, EVENT_DTYPE, SELL, TRADE
 from feeds.ordering import merge_received
 from feeds.readers import csvparse
-from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
-from feeds.readers.binance import ODD_SIZES_SHARE, decimal_step, finish_clears
-from feeds.readers.binance_coinm import contradiction, implied
+from feeds.readers.base import Conversion, ReadOptions, typed_meta
+from feeds.readers.binance import finish_clears, inferred_instrument
 from feeds.readers.snapshot_diff import diff_snapshots
 from feeds.readers.textio import iter_blocks
-from feeds.store import DatasetMeta
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "binance-vision"
@@ -234,33 +231,10 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     events = merge_received([f.events for f in files if f.data_type != "bookTicker"],
                             [f.events for f in files if f.data_type == "bookTicker"])
     finish_clears(events)
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    priced = kind != DEPTH_CLEAR
     symbol = next((f.symbol for f in files if f.symbol), os.path.basename(paths[0]).split(".")[0])
-    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
-    instrument = instrument_with_overrides(default, options)
-    why = contradiction(instrument)
-    if why:
-        raise DataError(why, path=", ".join(paths), field="instrument")
-    by_type: dict[str, int] = {}
-    for f in files:
-        by_type[f.data_type] = by_type.get(f.data_type, 0) + f.rows
+    instrument, instrument_notes = inferred_instrument(events, symbol, options, paths)
     notes = [f"Binance Vision files record no receive time: local_ts = exch_ts + {options.base_latency_ns} ns "
              f"(--base-latency-ns)"]
     notes += [f"{path}: times in {f.unit}{', no header row' if not f.header else ''}" for path, f in zip(paths, files)]
-    notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
-                 f"({default.tick_size:g}, {default.lot_size:g}); give --tick-size / --lot-size to override")
-    if default.inverse:
-        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
-                     f"{default.settlement}")
-    meta = DatasetMeta(
-        source_format=FORMAT,
-        sources=list(paths),
-        source_rows=sum(f.rows for f in files) + counter.count,
-        source_rows_by_kind=by_type,
-        skipped=counter.count,
-        skipped_examples=list(counter.first),
-        notes=notes,
-    )
+    meta = typed_meta(FORMAT, paths, [(f.data_type, f.rows) for f in files], counter, notes + instrument_notes)
     return Conversion(events=events, instrument=instrument, meta=meta)

@@ -38,15 +38,13 @@ import numba as nb
 import numpy as np
 
 from common.errors import DataError, SkipCounter
-from feeds.events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, SELL, TRADE
-from feeds.instrument import Instrument
+from feeds.events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, SELL, TRADE
 from feeds.ordering import merge_received
 from feeds.readers import csvparse
-from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
-from feeds.readers.binance import ODD_SIZES_SHARE, decimal_step, finish_clears
+from feeds.readers.base import Conversion, ReadOptions, typed_meta
+from feeds.readers.binance import finish_clears, inferred_instrument
 from feeds.readers.snapshot_diff import diff_snapshots
 from feeds.readers.textio import iter_blocks
-from feeds.store import DatasetMeta
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "tardis"
@@ -348,30 +346,13 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     events = merge_received([f.events for f in files if f.data_type == "trades"],
                             [f.events for f in files if f.data_type != "trades"])
     finish_clears(events)
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    priced = kind != DEPTH_CLEAR
     symbol = next((f.symbol for f in files if f.symbol), "tardis")
-    default = Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                         lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE))
-    instrument = instrument_with_overrides(default, options)
-    by_type: dict[str, int] = {}
-    for f in files:
-        by_type[f.data_type] = by_type.get(f.data_type, 0) + f.rows
-    notes = [f"Tardis timestamps are µs: timestamp -> exch_ts, local_timestamp -> local_ts, both in ns"]
+    instrument, instrument_notes = inferred_instrument(events, symbol, options, paths)
+    notes = ["Tardis timestamps are µs: timestamp -> exch_ts, local_timestamp -> local_ts, both in ns"]
     notes += [f"{path}: {f.skipped_before_snapshot:,} incremental_book_L2 rows before the file's first snapshot "
               f"skipped (updates buffered before the exchange's snapshot, as Tardis documents)"
               for path, f in zip(paths, files) if f.skipped_before_snapshot]
     notes += [f"{path}: no snapshot, so no book: every row skipped" for path, f in zip(paths, files)
               if f.data_type == "incremental_book_L2" and f.rows and not len(f.events)]
-    notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
-                 f"({default.tick_size:g}, {default.lot_size:g}); give --tick-size / --lot-size to override")
-    meta = DatasetMeta(
-        source_format=FORMAT,
-        sources=list(paths),
-        source_rows=sum(f.rows for f in files) + counter.count,
-        source_rows_by_kind=by_type,
-        skipped=counter.count,
-        skipped_examples=list(counter.first),
-        notes=notes,
-    )
+    meta = typed_meta(FORMAT, paths, [(f.data_type, f.rows) for f in files], counter, notes + instrument_notes)
     return Conversion(events=events, instrument=instrument, meta=meta)
