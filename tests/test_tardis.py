@@ -194,3 +194,12 @@ def test_a_tardis_pair_backtests_end_to_end_with_fixed_spread(tmp_path):
     assert metrics["n_fills"] > 0 and metrics["ticks"] > 80          # 8.6 s woken every 100 ms
     trades = feeds.read([TRADES]).events
     assert np.count_nonzero((trades["ev"] & np.uint64(KIND_MASK)) == TRADE) == 247
+
+
+def test_book_ticker_is_read_as_quotes_are(tmp_path):
+    """Tardis's book_ticker (the exchange's own BBO stream) has quotes' columns; its name labels it."""
+    ticker = tmp_path / "binance-futures_book_ticker_2024-08-08_ETHUSDT.csv.gz"
+    ticker.write_bytes((DIR / NAME.format("quotes")).read_bytes())
+    conv = feeds.read([str(ticker)])
+    assert conv.meta.source_rows_by_kind == {"book_ticker": 142}
+    assert np.array_equal(conv.events, feeds.read([QUOTES]).events)

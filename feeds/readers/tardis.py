@@ -93,8 +93,9 @@ def layout(header: list[str], path: str) -> Layout:
             raise DataError("a Tardis liquidations file holds forced orders, not the market's trades: convert the "
                             "trades file", path=path, line=1, field="header")
         return Layout("trades", tuple(header), head + (csvparse.SKIP, csvparse.WORD, csvparse.FLOAT, csvparse.FLOAT))
-    if rest == QUOTES:
-        return Layout("quotes", tuple(header), head + (csvparse.OPTIONAL_FLOAT,) * 4, levels=1)
+    if rest == QUOTES:   # book_ticker files share quotes' columns; Tardis's file name tells them apart
+        name = "book_ticker" if "book_ticker" in os.path.basename(path) else "quotes"
+        return Layout(name, tuple(header), head + (csvparse.OPTIONAL_FLOAT,) * 4, levels=1)
     if rest and len(rest) % 4 == 0 and rest == snapshot_columns(len(rest) // 4):
         levels = len(rest) // 4
         return Layout(f"book_snapshot_{levels}", tuple(header), head + (csvparse.OPTIONAL_FLOAT,) * len(rest),
@@ -275,7 +276,7 @@ def _trades(parsed, exch, local, path, counter) -> np.ndarray:
 
 def _snapshots(parsed, exch, local, lay: Layout, path) -> np.ndarray:
     f = parsed.floats[:, 4:]
-    if lay.data_type == "quotes":    # ask_amount, ask_price, bid_price, bid_amount
+    if lay.levels == 1:              # quotes, book_ticker: ask_amount, ask_price, bid_price, bid_amount
         ask_qty, ask_px, bid_px, bid_qty = f[:, 0:1], f[:, 1:2], f[:, 2:3], f[:, 3:4]
     else:                            # per level: asks price, asks amount, bids price, bids amount
         ask_px, ask_qty, bid_px, bid_qty = f[:, 0::4], f[:, 1::4], f[:, 2::4], f[:, 3::4]
