@@ -68,7 +68,7 @@ def _check_side(px, qty):
     return -1, 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _emit(out, k, write, ev, exch, local, px, qty, ival):
     if write:
         out[k].ev = ev
@@ -80,35 +80,36 @@ def _emit(out, k, write, ev, exch, local, px, qty, ival):
     return k + 1
 
 
-@nb.njit(cache=True)
-def _side_changes(out, k, write, flag, better_first_sign, prev_px, prev_qty, px, qty, exch, local, ival):
-    """DEPTH events taking one side from the previous row's levels to this row's (both best first).
+@nb.njit(cache=True, inline="always")
+def _side_changes(out, k, write, flag, better_first_sign, px, qty, r, exch, local, ival):
+    """DEPTH events taking one side from row ``r - 1``'s levels to row ``r``'s (both best first).
 
-    ``better_first_sign`` is +1 for bids (higher is better), -1 for asks. Levels of size 0 count as absent.
+    ``better_first_sign`` is +1 for bids (higher is better), -1 for asks. Levels of size 0 count as
+    absent. Rows are indexed, not sliced, so no array is made per row.
     """
-    depth_prev = prev_px.shape[0]
-    depth = px.shape[0]
+    depth = px.shape[1]
+    p = r - 1
     i = 0
     j = 0
     while True:
-        while i < depth_prev and not (prev_qty[i] > 0):
+        while i < depth and not (qty[p, i] > 0):
             i += 1
-        while j < depth and not (qty[j] > 0):
+        while j < depth and not (qty[r, j] > 0):
             j += 1
-        has_old = i < depth_prev and not np.isnan(prev_px[i])
-        has_new = j < depth and not np.isnan(px[j])
+        has_old = i < depth and not np.isnan(px[p, i])
+        has_new = j < depth and not np.isnan(px[r, j])
         if not has_old and not has_new:
             break
-        if has_old and has_new and prev_px[i] == px[j]:
-            if prev_qty[i] != qty[j]:
-                k = _emit(out, k, write, DEPTH | flag, exch, local, px[j], qty[j], ival)
+        if has_old and has_new and px[p, i] == px[r, j]:
+            if qty[p, i] != qty[r, j]:
+                k = _emit(out, k, write, DEPTH | flag, exch, local, px[r, j], qty[r, j], ival)
             i += 1
             j += 1
-        elif has_new and (not has_old or (px[j] - prev_px[i]) * better_first_sign > 0):
-            k = _emit(out, k, write, DEPTH | flag, exch, local, px[j], qty[j], ival)   # a new level
+        elif has_new and (not has_old or (px[r, j] - px[p, i]) * better_first_sign > 0):
+            k = _emit(out, k, write, DEPTH | flag, exch, local, px[r, j], qty[r, j], ival)   # a new level
             j += 1
         else:
-            k = _emit(out, k, write, DEPTH | flag, exch, local, prev_px[i], 0.0, ival)  # a level gone
+            k = _emit(out, k, write, DEPTH | flag, exch, local, px[p, i], 0.0, ival)         # a level gone
             i += 1
     return k
 
@@ -136,10 +137,8 @@ def _diff(out, write, exch_ts, local_ts, ival, bid_px, bid_qty, ask_px, ask_qty)
             k = _first_side(out, k, write, BUY, bid_px[0], bid_qty[0], exch_ts[0], local_ts[0], ival[0])
             k = _first_side(out, k, write, SELL, ask_px[0], ask_qty[0], exch_ts[0], local_ts[0], ival[0])
             continue
-        k = _side_changes(out, k, write, BUY, 1.0, bid_px[r - 1], bid_qty[r - 1], bid_px[r], bid_qty[r],
-                          exch_ts[r], local_ts[r], ival[r])
-        k = _side_changes(out, k, write, SELL, -1.0, ask_px[r - 1], ask_qty[r - 1], ask_px[r], ask_qty[r],
-                          exch_ts[r], local_ts[r], ival[r])
+        k = _side_changes(out, k, write, BUY, 1.0, bid_px, bid_qty, r, exch_ts[r], local_ts[r], ival[r])
+        k = _side_changes(out, k, write, SELL, -1.0, ask_px, ask_qty, r, exch_ts[r], local_ts[r], ival[r])
     return k
 
 
