@@ -142,5 +142,7 @@ def merge_received(trades: list[np.ndarray], book: list[np.ndarray]) -> np.ndarr
     parts = [*trades, *book]
     if not parts:
         return np.zeros(0, dtype=EVENT_DTYPE)
-    events = np.concatenate(parts)
+    events = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    if np.all(events["local_ts"][1:] >= events["local_ts"][:-1]):
+        return events                   # one stream already in receive order: nothing to move
     return events[np.argsort(events["local_ts"], kind="stable")]
