@@ -203,3 +203,21 @@ def test_book_ticker_is_read_as_quotes_are(tmp_path):
     conv = feeds.read([str(ticker)])
     assert conv.meta.source_rows_by_kind == {"book_ticker": 142}
     assert np.array_equal(conv.events, feeds.read([QUOTES]).events)
+
+
+def test_days_in_a_row_each_snapshot_clears_all_the_side_held(tmp_path):
+    """The second day's snapshot discards the whole book: its clear reaches the first day's deepest bid."""
+    head = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n"
+    day1 = tmp_path / "x_incremental_book_L2_day1.csv"
+    day1.write_text(head + "x,BTC,1723161256000000,1723161256000200,true,bid,100,3\n"
+                           "x,BTC,1723161256000000,1723161256000200,true,ask,101,2\n"
+                           "x,BTC,1723161256001000,1723161256001300,false,bid,98,1\n")
+    day2 = tmp_path / "x_incremental_book_L2_day2.csv"
+    day2.write_text(head + "x,BTC,1723247656000000,1723247656000200,true,bid,99,5\n"
+                           "x,BTC,1723247656000000,1723247656000200,true,ask,102,4\n")
+    events = tardis.read([str(day1), str(day2)]).events
+    t = 1723247656000200_000
+    assert rows(events)[-4:] == [(DEPTH_CLEAR, "B", t, 98.0, 0.0), (DEPTH_SNAPSHOT, "B", t, 99.0, 5.0),
+                                 (DEPTH_CLEAR, "S", t, 102.0, 0.0), (DEPTH_SNAPSHOT, "S", t, 102.0, 4.0)]
+    book = feeds.check_book(feeds.read([str(day1), str(day2)]).events, 1.0)
+    assert (book.final_best_bid, book.final_best_ask, book.bid_levels, book.ask_levels) == (99.0, 102.0, 1, 1)
