@@ -98,3 +98,15 @@ def test_bad_input_gets_one_line(tmp_path, text, needle):
         feeds.read([path])
     with pytest.raises(DataError, match="trades and aggTrades files describe the same trades"):
         feeds.read([UM_TRADES, UM_AGG])
+
+
+def test_monthly_coin_m_trades_are_inverse_contracts(tmp_path):
+    """A monthly COIN-M file: Binance's name tells the symbol, ``base_qty`` stands where ``quote_qty`` is."""
+    path = _zip(tmp_path / "ETHUSD_PERP-trades-2024-08.zip", "ETHUSD_PERP-trades-2024-08.csv",
+                "id,price,qty,base_qty,time,is_buyer_maker\n"
+                "1,2681.62,3,0.01118722,1723161256560,false\n2,2681.63,1,0.00372906,1723161256561,true\n")
+    assert feeds.detect(path) == "binance-vision"
+    conv = feeds.read([path])
+    assert (conv.instrument.symbol, conv.instrument.kind, conv.instrument.settlement,
+            conv.instrument.contract_multiplier) == ("ETHUSD_PERP", "inverse", "ETH", 10.0)
+    assert conv.events["qty"].tolist() == [3.0, 1.0]
