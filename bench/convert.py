@@ -10,7 +10,14 @@ once to warm numba's cache, then reports the best of ``REPEATS`` timed runs
   sequence validation, snapshot alignment) vs hftbacktest 2.4.4's own
   ``binancefutures.convert`` (no sequence checks), when it is installed.
 
-Usage: python bench/convert.py [--data ../shared/data]
+- Tardis.dev ``trades`` + ``incremental_book_L2`` (the repo's sample, see
+  bench/vendor_samples.py, repeated --tardis-copies times to a longer day: each
+  copy shifted by the sample's span): ours vs hftbacktest 2.4.4's own
+  ``tardis.convert``, and vs polars merely reading the two CSVs.
+- Binance Vision USD-M ``bookTicker`` (the repo's sample zip, repeated likewise):
+  ours (parse, unit check, snapshot diff) vs polars merely reading the CSV.
+
+Usage: python bench/convert.py [--data ../shared/data] [--tardis-copies 40]
 """
 from __future__ import annotations
 
@@ -73,8 +80,65 @@ def job_hftbacktest_binance(path: str) -> dict:
     return {"events": len(data), "rows": None, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
 
 
+def job_ours_many(paths: str) -> dict:
+    return job_ours_list(paths.split(";"))
+
+
+def job_ours_list(paths: list[str]) -> dict:
+    import feeds
+    feeds.read(paths)
+    seconds, conv = _best_time(lambda: feeds.read(paths))
+    return {"events": len(conv.events), "rows": conv.meta.source_rows, "seconds": seconds,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def job_hftbacktest_tardis(paths: str) -> dict:
+    import contextlib
+    import io
+    from hftbacktest.data.utils import tardis
+    files = paths.split(";")
+    with contextlib.redirect_stdout(io.StringIO()):
+        tardis.convert(files, buffer_size=20_000_000)      # warm-up (numba)
+        seconds, data = _best_time(lambda: tardis.convert(files, buffer_size=20_000_000))
+    return {"events": len(data), "rows": None, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def job_polars_csv(paths: str) -> dict:
+    import polars as pl
+    files = paths.split(";")
+    seconds, frames = _best_time(lambda: [pl.read_csv(f) for f in files])
+    rows = sum(len(f) for f in frames)
+    return {"events": rows, "rows": rows, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
+            "note": "read_csv only, no events"}
+
+
 JOBS = {"ours": job_ours, "loadtxt_lobster": job_loadtxt_lobster,
-        "hftbacktest_binance": job_hftbacktest_binance}
+        "hftbacktest_binance": job_hftbacktest_binance, "ours_many": job_ours_many,
+        "hftbacktest_tardis": job_hftbacktest_tardis, "polars_csv": job_polars_csv}
+
+
+def repeated(src: str, dst: str, copies: int, time_cols: tuple[int, ...], span: int, header: bool = True) -> str:
+    """``src`` (a gzip, or a zip of one CSV) written as a plain CSV ``copies`` times over, copy k's
+    times shifted by k * ``span`` (more than the sample covers), so the longer file is still in order."""
+    import gzip
+    import zipfile
+    if src.endswith(".zip"):
+        with zipfile.ZipFile(src) as zf:
+            text = zf.read(zf.namelist()[0]).decode()
+    else:
+        text = gzip.decompress(open(src, "rb").read()).decode()
+    lines = text.splitlines()
+    head, rows = (lines[:1], lines[1:]) if header else ([], lines)
+    cells = [r.split(",") for r in rows]
+    with open(dst, "w") as f:
+        f.write("".join(h + "\n" for h in head))
+        for k in range(copies):
+            for c in cells:
+                c = list(c)
+                for t in time_cols:
+                    c[t] = str(int(c[t]) + k * span)
+                f.write(",".join(c) + "\n")
+    return dst
 
 
 def run_job(name: str, path: str) -> dict | None:
@@ -105,6 +169,8 @@ def report(label: str, ours: dict, peer: dict | None, peer_name: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data"))
+    parser.add_argument("--tardis-copies", type=int, default=40,
+                        help="copies of the vendor samples strung together (each ~9 s of market, placed 10 s apart)")
     parser.add_argument("--job", nargs=2, metavar=("NAME", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
@@ -119,6 +185,20 @@ def main() -> int:
     report("LOBSTER GOOG level 10", run_job("ours", lobster), run_job("loadtxt_lobster", lobster), "np_loadtxt")
     report("Binance USD-M ETHUSDT", run_job("ours", binance), run_job("hftbacktest_binance", binance),
            "hftbacktest")
+    import tempfile
+    samples = os.path.join(REPO, "data", "samples")
+    with tempfile.TemporaryDirectory() as tmp:
+        name = os.path.join(samples, "tardis", "binance-futures_{}_2024-08-08_ETHUSDT.csv.gz")
+        pair = ";".join(repeated(name.format(t), os.path.join(tmp, f"{t}.csv"), args.tardis_copies, (2, 3), 10**7)
+                        for t in ("trades", "incremental_book_L2"))
+        ours = run_job("ours_many", pair)
+        report(f"Tardis trades + incremental_book_L2 (sample x{args.tardis_copies})", ours,
+               run_job("hftbacktest_tardis", pair), "hftbacktest")
+        report("  same files", ours, run_job("polars_csv", pair), "polars")
+        book = repeated(os.path.join(samples, "binance_vision", "um", "ETHUSDT-bookTicker-2024-08-08.zip"),
+                        os.path.join(tmp, "ETHUSDT-bookTicker-2024-08-08.csv"), args.tardis_copies, (5, 6), 10**4)
+        report(f"Binance Vision bookTicker (sample x{args.tardis_copies})", run_job("ours", book),
+               run_job("polars_csv", book), "polars")
     return 0
 
 

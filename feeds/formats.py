@@ -24,6 +24,8 @@ READERS = {
     "lobster": "feeds.readers.lobster",
     "binance": "feeds.readers.binance",
     "csv": "feeds.readers.csv",
+    "tardis": "feeds.readers.tardis",
+    "binance-vision": "feeds.readers.binance_vision",
 }
 FORMATS = ("auto", *READERS)
 

@@ -560,6 +560,36 @@ def decimal_step(values: np.ndarray, odd_share: float = 0.0) -> float:
     return 10.0 ** -MAX_DECIMALS
 
 
+def inferred_instrument(events: np.ndarray, symbol: str, options: ReadOptions,
+                        paths: Sequence[str]) -> tuple[Instrument, list[str]]:
+    """The instrument a file that does not state one implies, and the notes saying how.
+
+    Tick and lot are the finest decimal steps of the prices and sizes seen (sizes finer than the
+    rest, if rare, do not set the lot: :data:`ODD_SIZES_SHARE`); a COIN-M symbol makes it inverse.
+    Options override; a spec that contradicts the symbol is a DataError.
+    """
+    kind = events["ev"] & np.uint64(KIND_MASK)
+    priced = kind != DEPTH_CLEAR
+    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
+                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
+    instrument = instrument_with_overrides(default, options)
+    why = contradiction(instrument)
+    if why:
+        raise DataError(why, path=", ".join(paths), field="instrument")
+    notes = [f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
+             f"({default.tick_size:g}, {default.lot_size:g})"]
+    odd = off_step(events["qty"][priced], default.lot_size)
+    if len(odd):
+        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
+        notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
+                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
+                     f"exchange's step is finer")
+    if default.inverse:
+        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
+                     f"{default.settlement}")
+    return instrument, notes
+
+
 def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversion:
     counter = SkipCounter(options.on_error)
     decoded = decode(paths, counter, options.progress)
@@ -573,14 +603,7 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     builder = Builder(decoded, options)
     builder.run()
     events = builder.events()
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    priced = kind != DEPTH_CLEAR
-    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
-    instrument = instrument_with_overrides(default, options)
-    why = contradiction(instrument)
-    if why:
-        raise DataError(why, path=", ".join(paths), field="instrument")
+    instrument, instrument_notes = inferred_instrument(events, symbol, options, paths)
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
@@ -592,17 +615,7 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
               for path, unit in zip(decoded.paths, decoded.unit_by_file) if unit not in (None, "ns")]
     if ignored:
         notes.append(f"streams ignored: {ignored}")
-    notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
-                 f"({default.tick_size:g}, {default.lot_size:g})")
-    odd = off_step(events["qty"][priced], default.lot_size)
-    if len(odd):
-        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
-        notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
-                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
-                     f"exchange's step is finer")
-    if default.inverse:
-        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
-                     f"{default.settlement}")
+    notes += instrument_notes
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),
