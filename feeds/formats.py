@@ -24,6 +24,7 @@ READERS = {
     "databento": "feeds.readers.databento",
     "lobster": "feeds.readers.lobster",
     "binance": "feeds.readers.binance",
+    "bybit": "feeds.readers.bybit",
     "csv": "feeds.readers.csv",
 }
 FORMATS = ("auto", *READERS)

@@ -8,9 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("databento_dbn", reason="the databento extra (databento-dbn) is not installed")
-pytest.importorskip("zstandard", reason="the databento extra (zstandard) is not installed")
+zstandard = pytest.importorskip("zstandard", reason="the databento extra (zstandard) is not installed")
 
 import feeds
 from common.errors import DataError
@@ -18,6 +20,7 @@ from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_CLEAR, DEPT
                           MODIFY_ORDER, SELL, TRADE)
 from feeds.readers.base import ReadOptions
 from tests.conftest import REPO, SAMPLES
+from tests.test_fuzz_readers import FUZZ, OPTIONS, _parses_or_data_error, damaged
 
 _spec = importlib.util.spec_from_file_location("make_databento_sample", SAMPLES / "make_databento_sample.py")
 sample = importlib.util.module_from_spec(_spec)
@@ -205,3 +208,27 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
                            str(tmp_path / "x.npz")], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "zstd" in proc.stderr and str(path) in proc.stderr
+
+
+DBN_BASE = sample.encode(sample.session(events=12)[:30])
+
+
+@FUZZ
+@given(data=st.one_of(damaged(DBN_BASE), st.binary(max_size=300)), zstd=st.booleans(), options=OPTIONS)
+def test_fuzz(tmp_path_factory, data, zstd, options):
+    """Damaged DBN (plain, or damaged and then compressed) parses or gives our one data error."""
+    path = tmp_path_factory.getbasetemp() / ("fuzz.mbo.dbn.zst" if zstd else "fuzz.mbo.dbn")
+    path.write_bytes(zstandard.ZstdCompressor().compress(data) if zstd else data)
+    _parses_or_data_error([path], "databento", options)
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.integers(0, len(DBN_BASE) - 1), st.integers(1, 255)), min_size=1, max_size=4))
+def test_fuzz_byte_flips(tmp_path_factory, flips):
+    """Flips anywhere: the metadata, record lengths and types, actions, sides, prices, times."""
+    data = bytearray(DBN_BASE)
+    for at, mask in flips:
+        data[at] ^= mask
+    path = tmp_path_factory.getbasetemp() / "flipped.mbo.dbn"
+    path.write_bytes(bytes(data))
+    _parses_or_data_error([path], "databento", ReadOptions(tick_size=0.25))
