@@ -222,6 +222,11 @@ def _definitions(dbn, body, starts, lengths, version: int, ts_out: bool, path: s
 # ---------------------------------------------------------------- checks
 
 
+def picked(f: DbnFile, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The file's MBO records of the chosen instrument and their record numbers (views when it is all of them)."""
+    return (f.mbo, f.record_no) if pick.all() else (f.mbo[pick], f.record_no[pick])
+
+
 def _symbols(files: list[DbnFile]) -> dict[int, str]:
     """instrument_id -> symbol, from definitions, else from the metadata's symbology."""
     names: dict[int, str] = {}
@@ -242,7 +247,8 @@ def _symbols(files: list[DbnFile]) -> dict[int, str]:
 
 
 def _pick_instrument(files: list[DbnFile], names: dict[int, str], options: ReadOptions) -> int:
-    ids = np.unique(np.concatenate([f.mbo["instrument_id"] for f in files]))
+    ids = np.unique(np.concatenate([f.mbo["instrument_id"][[0]] if (f.mbo["instrument_id"] == f.mbo["instrument_id"][0]).all()
+                                    else f.mbo["instrument_id"] for f in files if len(f.mbo)] or [np.zeros(0, np.uint32)]))
     if len(ids) == 1:
         return int(ids[0])
     if len(ids) == 0:
@@ -306,12 +312,14 @@ def _check_ticks(files, picks, tick_size: float, source: str) -> None:
     if tick_units <= 0:
         return
     for f, pick in zip(files, picks):
-        rec = f.mbo[pick]
-        priced = np.isin(rec["action"], [b"A", b"M", b"T", b"F"]) & (rec["price"] != book.UNDEF_PRICE)
+        rec, record_no = picked(f, pick)
+        action = rec["action"].view(np.uint8)
+        priced = ((action == book.A_ADD) | (action == book.A_MODIFY) | (action == book.A_TRADE)
+                  | (action == book.A_FILL)) & (rec["price"] != book.UNDEF_PRICE)
         off = np.flatnonzero(priced & (rec["price"] % tick_units != 0))
         if len(off):
             i = int(off[0])
-            raise DataError(f"record {int(f.record_no[pick][i])}: price {rec['price'][i] * book.PRICE_SCALE:.9g} is "
+            raise DataError(f"record {int(record_no[i])}: price {rec['price'][i] * book.PRICE_SCALE:.9g} is "
                             f"not a multiple of the tick {tick_size:g} (from {source})", path=f.path, field="price")
 
 
@@ -321,10 +329,10 @@ def _check_ticks(files, picks, tick_size: float, source: str) -> None:
 def _events(files: list[DbnFile], picks: list[np.ndarray], counter: SkipCounter, options: ReadOptions):
     state = book.new_state()
     chunks: list[np.ndarray] = []
-    out = np.zeros(EVENTS_PER_CALL, dtype=EVENT_DTYPE)
+    total = sum(int(pick.sum()) for pick in picks)
+    out = np.zeros(min(EVENTS_PER_CALL, 3 * total + 64), dtype=EVENT_DTYPE)   # most records make 1 or 2
     for f, pick in zip(files, picks):
-        rec = f.mbo[pick] if not pick.all() else f.mbo
-        record_no = f.record_no[pick]
+        rec, record_no = picked(f, pick)
         cols = (rec["ts_event"], rec["ts_recv"], rec["order_id"], rec["price"], rec["size"], rec["flags"],
                 rec["action"].view(np.uint8), rec["side"].view(np.uint8))
         start = 0
@@ -344,9 +352,18 @@ def _events(files: list[DbnFile], picks: list[np.ndarray], counter: SkipCounter,
                     out = np.zeros(2 * len(out), dtype=EVENT_DTYPE)     # one record's events need more room
                 bar.update(nxt - start)
                 start = nxt
-    events = np.concatenate(chunks) if chunks else np.zeros(0, dtype=EVENT_DTYPE)
+    events = np.concatenate(chunks) if len(chunks) != 1 else chunks[0]      # a lone chunk is a copy already
     finish_clears(events)
     return events, state["stats"]
+
+
+def _partial_until(rec: np.ndarray, events: np.ndarray) -> int | None:
+    """Where the book is whole from, when the first file does not open with a clear: its first R, or never."""
+    action = rec["action"].view(np.uint8)
+    if action[0] == book.A_CLEAR:
+        return None
+    clears = np.flatnonzero(action == book.A_CLEAR)
+    return int(rec["ts_recv"][clears[0]]) if len(clears) else int(events["local_ts"].max()) + 1
 
 
 def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversion:
@@ -357,16 +374,17 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     picks = [f.mbo["instrument_id"] == instrument_id for f in files]
     last_recv, last_path = None, None
     for f, pick in zip(files, picks):
-        rec = f.mbo[pick]
+        rec, record_no = picked(f, pick)
         if not len(rec):
             continue
-        publishers = np.unique(rec["publisher_id"])
-        if len(publishers) > 1:
+        publisher = rec["publisher_id"]
+        if (publisher != publisher[0]).any():
+            publishers = np.unique(publisher)
             raise DataError(f"instrument {instrument_id} has records from {len(publishers)} publishers "
                             f"({', '.join(map(str, publishers[:5]))}): each venue keeps its own book; convert a "
                             f"single-venue dataset", path=f.path, field="publisher_id")
-        check_times(rec["ts_recv"], f.record_no[pick], f.path, "ts_recv")
-        check_times(rec["ts_event"], f.record_no[pick], f.path, "ts_event")
+        check_times(rec["ts_recv"], record_no, f.path, "ts_recv")
+        check_times(rec["ts_event"], record_no, f.path, "ts_event")
         if last_recv is not None and int(rec["ts_recv"][0]) < last_recv:
             raise DataError(f"starts before the previous input {os.path.basename(last_path)} ends: give inputs "
                             f"in time order", path=f.path, field="ts_recv")
@@ -377,10 +395,9 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     mbo_files = [(f, pick) for f, pick in zip(files, picks) if pick.any()]
     by_action: dict[str, int] = {}
     for f, pick in mbo_files:
-        actions, counts = np.unique(f.mbo["action"][pick], return_counts=True)
-        for a, c in zip(actions, counts):
-            key = a.decode("ascii", "replace")
-            by_action[key] = by_action.get(key, 0) + int(c)
+        counts = np.bincount(picked(f, pick)[0]["action"].view(np.uint8), minlength=256)
+        for a in np.flatnonzero(counts):
+            by_action[chr(a)] = by_action.get(chr(a), 0) + int(counts[a])
     notes = [
         "ts_event (the matching engine's time) is exch_ts and ts_recv (Databento's capture time) is local_ts; "
         "snapshot records take ts_recv for both, as their ts_event is each order's own last change",
@@ -388,13 +405,8 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
         "order removes from the engine's L3 book only the size beyond the fill",
         f"tick {instrument.tick_size:g} from {tick_source}",
     ]
-    first_actions = [f.mbo["action"][pick][0] for f, pick in mbo_files[:1]]
-    partial_until = None
-    if first_actions and first_actions[0] != b"R":
-        first = mbo_files[0]
-        clears = np.flatnonzero(first[0].mbo["action"][first[1]] == b"R")
-        partial_until = int(first[0].mbo["ts_recv"][first[1]][clears[0]]) if len(clears) else int(
-            events["local_ts"].max()) + 1 if len(events) else None
+    partial_until = _partial_until(*picked(*mbo_files[0])[:1], events) if mbo_files else None
+    if partial_until is not None:
         notes.append("the file does not open with a snapshot (an R record and F_SNAPSHOT adds): orders resting "
                      "before it are unknown until the first clear")
     notes += [f"{int(n):,} {name}" for n, name in zip(stats, book.STAT_NAMES)
