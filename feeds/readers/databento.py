@@ -243,6 +243,10 @@ def _symbols(files: list[DbnFile]) -> dict[int, str]:
     for f in files:
         for d in f.definitions:
             names[int(d.instrument_id)] = d.raw_symbol
+    requested = {s for f in files for s in (f.metadata.symbols or [])}
+    ids = {int(i) for f in files for i in np.unique(f.mbo["instrument_id"])}
+    if len(requested) == 1 and len(ids) == 1 and not names.get(next(iter(ids))):
+        names[next(iter(ids))] = requested.pop()       # one symbol asked for, one instrument found
     return names
 
 
@@ -306,6 +310,13 @@ def _instrument(files, instrument_id: int, names: dict[int, str], options: ReadO
     return instrument_with_overrides(default, options), source
 
 
+def _decimal(fixed: int) -> str:
+    """A DBN fixed-point price written exactly (5400000000001 -> '5400.000000001')."""
+    whole, frac = divmod(abs(fixed), 10**9)
+    text = f"{whole}.{frac:09d}".rstrip("0").rstrip(".")
+    return "-" + text if fixed < 0 else text
+
+
 def _check_ticks(files, picks, tick_size: float, source: str) -> None:
     """Every defined price sits on the tick: a price between ticks means the tick (or the file) is wrong."""
     tick_units = int(round(tick_size / book.PRICE_SCALE))
@@ -319,7 +330,7 @@ def _check_ticks(files, picks, tick_size: float, source: str) -> None:
         off = np.flatnonzero(priced & (rec["price"] % tick_units != 0))
         if len(off):
             i = int(off[0])
-            raise DataError(f"record {int(record_no[i])}: price {rec['price'][i] * book.PRICE_SCALE:.9g} is "
+            raise DataError(f"record {int(record_no[i])}: price {_decimal(int(rec['price'][i]))} is "
                             f"not a multiple of the tick {tick_size:g} (from {source})", path=f.path, field="price")
 
 
