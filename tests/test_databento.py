@@ -20,7 +20,7 @@ from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_CLEAR, DEPT
                           MODIFY_ORDER, SELL, TRADE)
 from feeds.readers.base import ReadOptions
 from tests.conftest import REPO, SAMPLES
-from tests.test_fuzz_readers import FUZZ, OPTIONS, _parses_or_data_error, damaged
+from tests.test_fuzz_readers import FUZZ, OPTIONS, _parses_or_data_error, damaged, write_flipped
 
 _spec = importlib.util.spec_from_file_location("make_databento_sample", SAMPLES / "make_databento_sample.py")
 sample = importlib.util.module_from_spec(_spec)
@@ -226,9 +226,5 @@ def test_fuzz(tmp_path_factory, data, zstd, options):
 @given(flips=st.lists(st.tuples(st.integers(0, len(DBN_BASE) - 1), st.integers(1, 255)), min_size=1, max_size=4))
 def test_fuzz_byte_flips(tmp_path_factory, flips):
     """Flips anywhere: the metadata, record lengths and types, actions, sides, prices, times."""
-    data = bytearray(DBN_BASE)
-    for at, mask in flips:
-        data[at] ^= mask
-    path = tmp_path_factory.getbasetemp() / "flipped.mbo.dbn"
-    path.write_bytes(bytes(data))
+    path = write_flipped(tmp_path_factory.getbasetemp() / "flipped.mbo.dbn", DBN_BASE, flips)
     _parses_or_data_error([path], "databento", ReadOptions(tick_size=0.25))

@@ -283,14 +283,9 @@ def _trade_rows(buf, pos, line, row, skip, ncol, ts_col, ts_kind, side_col, qty_
     n = buf.shape[0]
     while pos < n:
         line += 1
-        eol = pos
-        while eol < n and buf[eol] != 10:
-            eol += 1
-        end = eol
-        if end > pos and buf[end - 1] == 13:
-            end -= 1
+        end, eol = csvparse.line_at(buf, pos)
         if line <= skip or end == pos:
-            pos = eol + 1
+            pos = eol
             continue
         col = 0
         start = pos
@@ -301,7 +296,7 @@ def _trade_rows(buf, pos, line, row, skip, ncol, ts_col, ts_kind, side_col, qty_
                     kind = ts_kind if col == ts_col else csvparse.FLOAT
                     e, fv, iv = csvparse._parse_field(buf, start, k, kind, pow10)
                     if e != 0:
-                        return row, e, line, col, eol + 1
+                        return row, e, line, col, eol
                     if col == ts_col:
                         ts[row] = iv
                     elif col == qty_col:
@@ -312,7 +307,7 @@ def _trade_rows(buf, pos, line, row, skip, ncol, ts_col, ts_kind, side_col, qty_
                     a, b = _trim(buf, start, k)
                     c = _match(buf, a, b, side_table, side_len, side_code)
                     if c < 0:
-                        return row, E_SIDE, line, col, eol + 1
+                        return row, E_SIDE, line, col, eol
                     side[row] = c
                 col += 1
                 if k == end:
@@ -320,10 +315,10 @@ def _trade_rows(buf, pos, line, row, skip, ncol, ts_col, ts_kind, side_col, qty_
                 start = k + 1
             k += 1
         if col < ncol:
-            return row, E_COLUMNS, line, col, eol + 1
+            return row, E_COLUMNS, line, col, eol
         lines[row] = line
         row += 1
-        pos = eol + 1
+        pos = eol
     return row, 0, 0, 0, n
 
 
