@@ -228,3 +228,37 @@ def test_fuzz_byte_flips(tmp_path_factory, flips):
     """Flips anywhere: the metadata, record lengths and types, actions, sides, prices, times."""
     path = write_flipped(tmp_path_factory.getbasetemp() / "flipped.mbo.dbn", DBN_BASE, flips)
     _parses_or_data_error([path], "databento", ReadOptions(tick_size=0.25))
+
+
+_V12_DEFAULTS = {**dict.fromkeys(
+    ["expiration", "activation", "high_limit_price", "low_limit_price", "max_price_variation", "trading_reference_price",
+     "min_price_increment_amount", "price_ratio", "strike_price", "inst_attrib_value", "underlying_id", "raw_instrument_id",
+     "market_depth_implied", "market_depth", "market_segment_id", "max_trade_vol", "min_lot_size", "min_lot_size_block",
+     "min_lot_size_round_lot", "min_trade_vol", "contract_multiplier", "decay_quantity", "original_contract_size",
+     "trading_reference_date", "appl_id", "maturity_year", "decay_start_date", "channel_id", "md_security_trading_status",
+     "main_fraction", "price_display_format", "settl_price_type", "sub_fraction", "underlying_product", "maturity_month",
+     "maturity_day", "maturity_week", "contract_multiplier_unit", "flow_schedule_type", "tick_rule"], 0),
+    **dict.fromkeys(["currency", "settl_currency", "secsubtype", "group", "exchange", "cfi", "unit_of_measure",
+                     "underlying", "strike_price_currency"], "")}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_dbn_versions_in_one_live_style_stream(tmp_path, version):
+    """A mixed-schema stream of DBN v1 or v2: its definition (an older layout) is upgraded and gives the tick."""
+    dbn = sample.dbn
+    old = getattr(dbn, f"v{version}").InstrumentDefMsg(
+        publisher_id=1, instrument_id=sample.INSTRUMENT, ts_event=T0, ts_recv=T0, min_price_increment=TICK,
+        display_factor=10**9, raw_symbol="ESM4", asset="ES", security_type="FUT",
+        instrument_class=dbn.InstrumentClass.FUTURE, security_update_action=dbn.SecurityUpdateAction.ADD,
+        unit_of_measure_qty=50 * 10**9, match_algorithm=dbn.MatchAlgorithm.FIFO,
+        user_defined_instrument=dbn.UserDefinedInstrument.NO, **_V12_DEFAULTS)
+    records = sample.session(events=50)
+    meta = dbn.Metadata(dataset=sample.DATASET, start=T0, end=T0 + 10**12, stype_in=dbn.SType.RAW_SYMBOL,
+                        stype_out=dbn.SType.INSTRUMENT_ID, schema=None, symbols=["ESM4"], version=version)
+    path = tmp_path / f"live_v{version}.dbn"
+    path.write_bytes(meta.encode() + bytes(old) + b"".join(bytes(r) for r in records))
+    conv = feeds.read([path])
+    assert (conv.instrument.tick_size, conv.instrument.contract_multiplier) == (0.25, 50.0)
+    assert conv.meta.source_rows == len(records) + 1
+    assert np.array_equal(conv.events, feeds.read([_write(tmp_path, records)], "databento",
+                                                  ReadOptions(tick_size=0.25, contract_multiplier=50)).events)
