@@ -176,7 +176,7 @@ def tiled_samples(out_dir: str, copies: int = 100) -> tuple[str, str]:
 
 JOBS = {"ours": job_ours, "loadtxt_lobster": job_loadtxt_lobster,
         "hftbacktest_binance": job_hftbacktest_binance, "dbn_decoder": job_dbn_decoder,
-        "polars_bybit": job_polars_bybit}
+        "polars_bybit": job_polars_bybit, "tiles": tiled_samples}
 
 
 def run_job(name: str, path: str) -> dict | None:
@@ -214,7 +214,9 @@ def main() -> int:
         print(json.dumps(JOBS[args.job[0]](args.job[1])))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        dbn_inputs, bybit_inputs = tiled_samples(tmp)
+        # Built in a process of its own: Linux keeps a process's peak RSS across exec, so a driver that
+        # grew while tiling would hand its peak to every job it starts.
+        dbn_inputs, bybit_inputs = run_job("tiles", tmp)
         report("Databento MBO (synthetic ES, tiled)", run_job("ours", dbn_inputs), run_job("dbn_decoder", dbn_inputs),
                "databento_dbn")
         report("Bybit ob500 + trades (synthetic ETHUSDT, tiled)", run_job("ours", bybit_inputs),
