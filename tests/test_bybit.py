@@ -132,6 +132,7 @@ def test_deltas_before_the_first_snapshot_are_left_out_and_said(tmp_path):
     ("json", ":2: json: expected an orderbook message as JSON"),
     ("columns", ":3: fields: expected 10 comma-separated fields"),
     ("two_symbols", "inputs hold several symbols (BTCUSDT, ETHUSDT)"),
+    ("no_snapshot", "type: no snapshot among 3 deltas: deltas alone do not make a book"),
 ])
 def test_bad_input_is_one_line(tmp_path, case, needle):
     rows = TRADE_ROWS[:3]
@@ -147,6 +148,8 @@ def test_bad_input_is_one_line(tmp_path, case, needle):
         paths = [_book_file(tmp_path, [LINES[0], LINES[1][:40]])]
     elif case == "columns":
         paths = [_trades_file(tmp_path, [rows[0], rows[1].rsplit(",", 2)[0]])]
+    elif case == "no_snapshot":
+        paths = [_book_file(tmp_path, LINES[1:4])]
     else:
         paths = [_trades_file(tmp_path, [rows[0].replace("ETHUSDT", "BTCUSDT")]), _book_file(tmp_path, LINES[:2])]
     with pytest.raises(DataError) as e:

@@ -258,6 +258,9 @@ def read_book(src: Source, counter: SkipCounter, options: ReadOptions) -> BookRe
                 cols.add(DEPTH | SELL, exch, local, m.data.a)
                 prev_u, prev_seq = m.data.u, m.data.seq if m.data.seq is not None else prev_seq
             bar.update(len(block))
+    if by_kind["delta"] and not by_kind["snapshot"]:
+        raise DataError(f"no snapshot among {by_kind['delta']:,} deltas: deltas alone do not make a book (Bybit's "
+                        f"archives open with one)", path=src.where, field="type")
     if gap_line is not None:
         notes.append(f"{src.where}: gap at line {gap_line}: {dropped:,} deltas dropped to the end, no snapshot "
                      f"followed")
