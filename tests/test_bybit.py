@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import io
 import subprocess
 import sys
 import zipfile
@@ -133,6 +132,7 @@ def test_deltas_before_the_first_snapshot_are_left_out_and_said(tmp_path):
     ("columns", ":3: fields: expected 10 comma-separated fields"),
     ("two_symbols", "inputs hold several symbols (BTCUSDT, ETHUSDT)"),
     ("no_snapshot", "type: no snapshot among 3 deltas: deltas alone do not make a book"),
+    ("depth", ":1: data: a snapshot of 500 levels on a side in topic 'orderbook.50.ETHUSDT', which carries 50"),
 ])
 def test_bad_input_is_one_line(tmp_path, case, needle):
     rows = TRADE_ROWS[:3]
@@ -148,6 +148,8 @@ def test_bad_input_is_one_line(tmp_path, case, needle):
         paths = [_book_file(tmp_path, [LINES[0], LINES[1][:40]])]
     elif case == "columns":
         paths = [_trades_file(tmp_path, [rows[0], rows[1].rsplit(",", 2)[0]])]
+    elif case == "depth":
+        paths = [_book_file(tmp_path, [LINES[0].replace("orderbook.500.", "orderbook.50.")])]
     elif case == "no_snapshot":
         paths = [_book_file(tmp_path, LINES[1:4])]
     else:

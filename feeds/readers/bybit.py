@@ -219,6 +219,11 @@ def read_book(src: Source, counter: SkipCounter, options: ReadOptions) -> BookRe
                 if opened is None:
                     opened = m.type == "snapshot"
                 if m.type == "snapshot":
+                    if max(len(m.data.b), len(m.data.a)) > int(parts[1]):
+                        counter.bad(DataError(f"a snapshot of {max(len(m.data.b), len(m.data.a))} levels on a side "
+                                              f"in topic {m.topic!r}, which carries {parts[1]}", path=src.where,
+                                              line=line, field="data"))
+                        continue
                     by_kind["snapshot"] += 1
                     if gap_line is not None:
                         notes.append(f"{src.where}: gap at line {gap_line}: {dropped:,} deltas dropped, book "
