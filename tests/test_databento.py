@@ -263,17 +263,3 @@ def test_older_dbn_versions_in_one_live_style_stream(tmp_path, version):
     assert np.array_equal(conv.events, feeds.read([_write(tmp_path, records)], "databento",
                                                   ReadOptions(tick_size=0.25, contract_multiplier=50)).events)
 
-
-def test_the_engines_l3_book_agrees_with_the_l2_book_at_every_level(converted):
-    """Replayed by the engine with the l3 queue, the orders it holds add up to the DEPTH book at the end:
-    no fill was taken off twice (a C after an F) and no clear left an order behind."""
-    from engine import kernel as K
-    from engine.models.config import QueueConfig
-    from engine.state import EngineConfig, I_LB, make_sim
-    S = make_sim(converted.events, EngineConfig(tick_size=0.25, lot_size=1.0, queue=QueueConfig(model="l3")))
-    K.goto(S, int(converted.events["exch_ts"].max()) + 1)
-    lb = S.ints[I_LB]
-    for l3_side, l2 in ((0, S.xbid), (1, S.xask)):
-        l3 = S.l3_lv[l3_side, :len(l2)]
-        assert np.array_equal(l3, l2[:len(l3)]), np.flatnonzero(l3 != l2[:len(l3)])[:5] + lb
-    assert S.l3_lv.sum() == sum(size for _, size, _ in RESTING.values())
