@@ -164,6 +164,19 @@ def _col(lines, name):
     return lines[0].split(",").index(name)
 
 
+def test_symbol_picks_one_instrument_of_several_by_the_files_symbology(tmp_path):
+    m = sample.mbo
+    t = T0 + 10**9
+    records = [m(t, t + 20, "A", "B", PX, 3, 1), m(t + 5, t + 30, "A", "A", PX + TICK, 2, 2, instrument=99),
+               m(t + 9, t + 40, "A", "A", PX + TICK, 4, 3)]
+    path = _write(tmp_path, records, instruments={"ESM4": sample.INSTRUMENT, "ESU4": 99})
+    conv = feeds.read([path], "databento", ReadOptions(tick_size=0.25, symbol="ESU4"))
+    assert conv.instrument.symbol == "ESU4"
+    assert _rows(conv.events) == [(ADD_ORDER, SELL, (PX + TICK) * 1e-9, 2.0, 2), (DEPTH, SELL, (PX + TICK) * 1e-9, 2.0, 0)]
+    with pytest.raises(DataError, match=r"the MBO records hold 2 instruments \(99 \(ESU4\), 4916 \(ESM4\)\)"):
+        feeds.read([path], "databento", ReadOptions(tick_size=0.25))
+
+
 @pytest.mark.parametrize("case,needle", [
     ("truncated", "truncated or corrupt record header"),
     ("micros", "ts_recv 1718582401000020 is a time in µs, not ns as DBN specifies"),

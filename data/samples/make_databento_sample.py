@@ -24,9 +24,11 @@ use to build their own small DBN files.
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import sys
+from typing import NamedTuple
 
 import databento_dbn as dbn
 import numpy as np
@@ -40,9 +42,28 @@ SNAPSHOT_NS = 1_718_582_400_000_000_000     # 2024-06-17 00:00:00 UTC
 STEM = "synthetic-glbx-esm4-20240617"
 
 
-def metadata(schema, start: int, end: int) -> "dbn.Metadata":
+class _Mapping(NamedTuple):
+    """databento-dbn takes symbology as objects with these fields (its SymbolMapping protocol)."""
+
+    raw_symbol: str
+    intervals: list
+
+
+class _Interval(NamedTuple):
+    start_date: dt.date
+    end_date: dt.date
+    symbol: str
+
+
+def metadata(schema, start: int, end: int, instruments: dict[str, int] | None = None) -> "dbn.Metadata":
+    """The header, with the raw-symbol -> instrument id symbology a historical request carries."""
+    instruments = instruments or {SYMBOL: INSTRUMENT}
+    day = dt.datetime.fromtimestamp(start // 10**9, dt.timezone.utc).date()
+    mappings = [_Mapping(raw, [_Interval(day, day + dt.timedelta(days=1), str(ident))])
+                for raw, ident in instruments.items()]
     return dbn.Metadata(dataset=DATASET, start=start, end=end, stype_in=dbn.SType.RAW_SYMBOL,
-                        stype_out=dbn.SType.INSTRUMENT_ID, schema=schema, symbols=[SYMBOL])
+                        stype_out=dbn.SType.INSTRUMENT_ID, schema=schema, symbols=list(instruments),
+                        mappings=mappings)
 
 
 def mbo(ts_event, ts_recv, action, side, price, size, order_id=0, flags=dbn.F_LAST, sequence=0,
@@ -60,10 +81,10 @@ def definition(ts: int, instrument=INSTRUMENT, symbol=SYMBOL, tick=TICK, multipl
                                 unit_of_measure_qty=multiplier, currency="USD", exchange="XCME")
 
 
-def encode(records, schema=dbn.Schema.MBO, zstd: bool = False) -> bytes:
+def encode(records, schema=dbn.Schema.MBO, zstd: bool = False, instruments: dict[str, int] | None = None) -> bytes:
     """A DBN stream: metadata, then the records, encoded by databento-dbn (zstd through its Transcoder)."""
     ts = [r.ts_recv for r in records] or [SNAPSHOT_NS]
-    raw = metadata(schema, min(ts), max(ts) + 1).encode() + b"".join(bytes(r) for r in records)
+    raw = metadata(schema, min(ts), max(ts) + 1, instruments).encode() + b"".join(bytes(r) for r in records)
     if not zstd:
         return raw
     out = io.BytesIO()

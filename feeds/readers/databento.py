@@ -229,32 +229,34 @@ def picked(f: DbnFile, pick: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (f.mbo, f.record_no) if pick.all() else (f.mbo[pick], f.record_no[pick])
 
 
+def _instrument_ids(files: list[DbnFile]) -> np.ndarray:
+    """The distinct instrument ids of the MBO records (a file of one instrument costs one comparison)."""
+    parts = [ids[:1] if (ids == ids[0]).all() else np.unique(ids)
+             for ids in (f.mbo["instrument_id"] for f in files) if len(ids)]
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint32)
+
+
 def _symbols(files: list[DbnFile]) -> dict[int, str]:
     """instrument_id -> symbol, from definitions, else from the metadata's symbology."""
     names: dict[int, str] = {}
     for f in files:
-        try:
-            mappings = f.metadata.mappings
-        except (AttributeError, ValueError):
-            mappings = {}
-        for symbol, intervals in dict(mappings or {}).items():
+        for symbol, intervals in (f.metadata.mappings or {}).items():     # raw symbol -> [{..., "symbol": id}]
             for interval in intervals:
-                ident = str(interval.get("symbol", "") if isinstance(interval, dict) else getattr(interval, "symbol", ""))
+                ident = str(interval.get("symbol", ""))
                 if ident.isdigit():
                     names.setdefault(int(ident), symbol)
     for f in files:
         for d in f.definitions:
             names[int(d.instrument_id)] = d.raw_symbol
     requested = {s for f in files for s in (f.metadata.symbols or [])}
-    ids = {int(i) for f in files for i in np.unique(f.mbo["instrument_id"])}
+    ids = set(_instrument_ids(files).tolist())
     if len(requested) == 1 and len(ids) == 1 and not names.get(next(iter(ids))):
         names[next(iter(ids))] = requested.pop()       # one symbol asked for, one instrument found
     return names
 
 
 def _pick_instrument(files: list[DbnFile], names: dict[int, str], options: ReadOptions) -> int:
-    ids = np.unique(np.concatenate([f.mbo["instrument_id"][[0]] if (f.mbo["instrument_id"] == f.mbo["instrument_id"][0]).all()
-                                    else f.mbo["instrument_id"] for f in files if len(f.mbo)] or [np.zeros(0, np.uint32)]))
+    ids = _instrument_ids(files)
     if len(ids) == 1:
         return int(ids[0])
     if len(ids) == 0:
