@@ -147,7 +147,8 @@ def test_backtest_of_the_sample_with_the_l3_queue(tmp_path):
     text = text.replace('files = ["../data/samples/GOOG_2012-06-21_10_head.zip"]',
                         f'files = ["{MBO}", "{DEFINITION}"]')
     text = text.replace('model = "risk_averse"', 'model = "l3"').replace("qty = 100 ", "qty = 1 ")
-    text = text.replace("max_position = 500", "max_position = 5").replace("half_spread_ticks = 2", "half_spread_ticks = 1")
+    text = text.replace("max_position = 500", "max_position = 5")
+    text = text.replace("half_spread_ticks = 2", "half_spread_ticks = 1")
     text = text.replace("episode_s = 60", "episode_s = 30")
     config = tmp_path / "dbn_l3.toml"
     config.write_text(text)
@@ -172,7 +173,8 @@ def test_symbol_picks_one_instrument_of_several_by_the_files_symbology(tmp_path)
     path = _write(tmp_path, records, instruments={"ESM4": sample.INSTRUMENT, "ESU4": 99})
     conv = feeds.read([path], "databento", ReadOptions(tick_size=0.25, symbol="ESU4"))
     assert conv.instrument.symbol == "ESU4"
-    assert _rows(conv.events) == [(ADD_ORDER, SELL, (PX + TICK) * 1e-9, 2.0, 2), (DEPTH, SELL, (PX + TICK) * 1e-9, 2.0, 0)]
+    ask = (PX + TICK) * 1e-9
+    assert _rows(conv.events) == [(ADD_ORDER, SELL, ask, 2.0, 2), (DEPTH, SELL, ask, 2.0, 0)]
     with pytest.raises(DataError, match=r"the MBO records hold 2 instruments \(99 \(ESU4\), 4916 \(ESM4\)\)"):
         feeds.read([path], "databento", ReadOptions(tick_size=0.25))
 
@@ -243,16 +245,21 @@ def test_fuzz_byte_flips(tmp_path_factory, flips):
     _parses_or_data_error([path], "databento", ReadOptions(tick_size=0.25))
 
 
-_V12_DEFAULTS = {**dict.fromkeys(
-    ["expiration", "activation", "high_limit_price", "low_limit_price", "max_price_variation", "trading_reference_price",
-     "min_price_increment_amount", "price_ratio", "strike_price", "inst_attrib_value", "underlying_id", "raw_instrument_id",
-     "market_depth_implied", "market_depth", "market_segment_id", "max_trade_vol", "min_lot_size", "min_lot_size_block",
-     "min_lot_size_round_lot", "min_trade_vol", "contract_multiplier", "decay_quantity", "original_contract_size",
-     "trading_reference_date", "appl_id", "maturity_year", "decay_start_date", "channel_id", "md_security_trading_status",
-     "main_fraction", "price_display_format", "settl_price_type", "sub_fraction", "underlying_product", "maturity_month",
-     "maturity_day", "maturity_week", "contract_multiplier_unit", "flow_schedule_type", "tick_rule"], 0),
+# The fields databento-dbn's v1 and v2 definition constructors require and these tests do not use.
+_V12_DEFAULTS = {
+    **dict.fromkeys(
+        ["expiration", "activation", "high_limit_price", "low_limit_price", "max_price_variation",
+         "trading_reference_price", "min_price_increment_amount", "price_ratio", "strike_price",
+         "inst_attrib_value", "underlying_id", "raw_instrument_id", "market_depth_implied", "market_depth",
+         "market_segment_id", "max_trade_vol", "min_lot_size", "min_lot_size_block", "min_lot_size_round_lot",
+         "min_trade_vol", "contract_multiplier", "decay_quantity", "original_contract_size",
+         "trading_reference_date", "appl_id", "maturity_year", "decay_start_date", "channel_id",
+         "md_security_trading_status", "main_fraction", "price_display_format", "settl_price_type",
+         "sub_fraction", "underlying_product", "maturity_month", "maturity_day", "maturity_week",
+         "contract_multiplier_unit", "flow_schedule_type", "tick_rule"], 0),
     **dict.fromkeys(["currency", "settl_currency", "secsubtype", "group", "exchange", "cfi", "unit_of_measure",
-                     "underlying", "strike_price_currency"], "")}
+                     "underlying", "strike_price_currency"], ""),
+}
 
 
 @pytest.mark.parametrize("version", [1, 2])
