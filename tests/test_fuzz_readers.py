@@ -79,6 +79,15 @@ def damaged(draw, base: bytes) -> bytes:
     return bytes(data)
 
 
+def write_flipped(path: Path, base: bytes, flips) -> Path:
+    """``base`` with each (offset, xor mask) of ``flips`` applied, written to ``path``."""
+    data = bytearray(base)
+    for at, mask in flips:
+        data[at] ^= mask
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _parses_or_data_error(paths, fmt: str, options: ReadOptions) -> None:
     try:
         feeds.read([str(p) for p in paths], fmt, options)
@@ -126,11 +135,7 @@ def test_hftbacktest(workdir, data, options):
 @given(flips=st.lists(st.tuples(st.integers(0, len(NPZ) - 1), st.integers(1, 255)), min_size=1, max_size=4))
 def test_hftbacktest_npz_payload_flips(workdir, flips):
     """Flips anywhere in an uncompressed npz: headers, JSON members, event fields, the zip directory."""
-    data = bytearray(NPZ)
-    for at, mask in flips:
-        data[at] ^= mask
-    path = workdir / "flipped.npz"
-    path.write_bytes(bytes(data))
+    path = write_flipped(workdir / "flipped.npz", NPZ, flips)
     _parses_or_data_error([path], "hftbacktest", ReadOptions(tick_size=0.1))
 
 

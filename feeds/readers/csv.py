@@ -197,12 +197,7 @@ def _parse(buf, line0, first_line, ncol, tables, side_rule, needs_price, needs_q
     nbad = 0
     while pos < n:
         line += 1
-        eol = pos
-        while eol < n and buf[eol] != 10:
-            eol += 1
-        end = eol
-        if end > pos and buf[end - 1] == 13:
-            end -= 1
+        end, eol = csvparse.line_at(buf, pos)
         a, b = _trim(buf, pos, end)
         if line > first_line and a < b and buf[a] != 35:
             err, col = _row(buf, pos, end, ncol, tables, side_rule, needs_price, needs_qty, needs_oid,
@@ -219,7 +214,7 @@ def _parse(buf, line0, first_line, ncol, tables, side_rule, needs_price, needs_q
                 nbad += 1
                 if not skip_bad:
                     return k, nbad
-        pos = eol + 1
+        pos = eol
     return k, nbad
 
 

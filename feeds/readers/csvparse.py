@@ -194,6 +194,19 @@ def _parse_field(buf, start, end, kind, pow10):
     return OK, -v if neg else v, 0
 
 
+@nb.njit(cache=True, inline="always")
+def line_at(buf, pos):
+    """(end of the line's content without ``\\r``, start of the next line) for the line starting at ``pos``."""
+    n = buf.shape[0]
+    eol = pos
+    while eol < n and buf[eol] != 10:
+        eol += 1
+    end = eol
+    if end > pos and buf[end - 1] == 13:
+        end -= 1
+    return end, eol + 1
+
+
 @nb.njit(cache=True)
 def _parse(buf, kinds, delim, line0, skip_lines, comments, skip_bad, out_f, out_i, out_line, bad, pow10,
            words, word_len, word_code):
