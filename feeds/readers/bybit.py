@@ -50,7 +50,7 @@ from feeds.instrument import INVERSE, Instrument
 from feeds.readers import csvparse
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
 from feeds.readers.binance import Columns, decimal_step, finish_clears, ODD_SIZES_SHARE
-from feeds.readers.csv import _SIDE_TABLE, _match, _trim
+from feeds.readers.csv import _SIDE_TABLE, _trim
 from feeds.readers.textio import iter_blocks
 from feeds.store import DatasetMeta
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
@@ -313,7 +313,7 @@ def _trade_rows(buf, pos, line, row, skip, ncol, ts_col, ts_kind, side_col, qty_
                         px[row] = fv
                 elif col == side_col:
                     a, b = _trim(buf, start, k)
-                    c = _match(buf, a, b, side_table, side_len, side_code)
+                    c = csvparse.match_name(buf, a, b, side_table, side_len, side_code)
                     if c < 0:
                         return row, E_SIDE, line, col, eol
                     side[row] = c
