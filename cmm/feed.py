@@ -1,4 +1,5 @@
-"""``cmm feed``: replay event files as a live ZeroMQ feed, and watch a feed arrive."""
+"""``cmm feed``: replay event files as a live ZeroMQ feed, watch a feed arrive; ``cmm feed binance`` is in
+:mod:`cmm.live`."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,9 @@ def register(groups) -> None:
     tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
     add_client_curve_options(tail)
     tail.set_defaults(handler=run_tail)
+
+    from cmm import live
+    live.add_feed_command(commands)
 
 
 def add_client_curve_options(parser) -> None:
