@@ -90,6 +90,7 @@ def run_feed(args) -> int:
         warning = plaintext_warning("--bind", pub.endpoint)
         if warning:
             print(f"cmm: {warning}", file=sys.stderr, flush=True)
+        connector.load_instruments()      # the topics, with their instruments, before anyone subscribes
         if args.wait_subscribers:
             print(f"waiting for {args.wait_subscribers} subscription(s)", flush=True)
             try:

@@ -98,7 +98,10 @@ class CaptureServer:
 
         async def stop():
             self._ws.close()
-            await self._ws.wait_closed()
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), 5)
+            except asyncio.TimeoutError:      # a client that never answered the close: nothing to wait for
+                pass
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)

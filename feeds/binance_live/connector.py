@@ -101,6 +101,7 @@ class Connector:
         self.error: BaseException | None = None
         self._conn_id = 0
         self._tasks: set[asyncio.Task] = set()
+        self._sockets: set = set()           # open websocket connections, closed with a close frame at the end
         if recorder is not None:
             recorder.on_rotate = self._rotated
 
@@ -110,10 +111,8 @@ class Connector:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._interrupt)
         try:
-            self.instruments = await self.rest.instruments(self.symbols)
-            if self.pub is not None:
-                for inst in self.instruments.values():
-                    self.pub.add_topic(inst.symbol, inst)
+            if not self.instruments:
+                await self._load_instruments()
             self._spawn(self._supervise())
             self._spawn(self._tick())
             try:
@@ -124,9 +123,21 @@ class Connector:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*(asyncio.wait_for(ws.close(), 2.0) for ws in self._sockets), return_exceptions=True)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self._finish()
+
+    def load_instruments(self) -> None:
+        """Ask Binance for each symbol's tick and lot size and announce the topics, before any subscriber asks
+        for a snapshot (which carries the instrument); run() does it itself when not done before."""
+        asyncio.run(self._load_instruments())
+
+    async def _load_instruments(self) -> None:
+        self.instruments = await self.rest.instruments(self.symbols)
+        if self.pub is not None:
+            for inst in self.instruments.values():
+                self.pub.add_topic(inst.symbol, inst)
 
     def _interrupt(self) -> None:
         self.stopped_by = "interrupt"
@@ -164,6 +175,7 @@ class Connector:
                 ws = await asyncio.wait_for(connect(url, max_size=2**24, open_timeout=self.options.open_timeout_s,
                                                     close_timeout=1.0), self.options.open_timeout_s + 1)
                 self._conn_id += 1
+                self._sockets.add(ws)
                 return self._conn_id, ws
             except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake,
                     websockets.exceptions.InvalidURI) as e:
@@ -221,6 +233,7 @@ class Connector:
         self.stats.rollovers += 1
         reader.cancel()
         await ws.close()
+        self._sockets.discard(ws)
         self.notice(f"rolled over from connection {conn} to {new}")
         return new, new_ws, new_reader
 
@@ -231,6 +244,7 @@ class Connector:
                 raw = await ws.recv(decode=False)
                 self.on_raw(conn, raw, self.clock())
         except websockets.exceptions.ConnectionClosed as e:
+            self._sockets.discard(ws)
             return f"closed: {e}"
         except OSError as e:
             return f"{type(e).__name__}: {e}"

@@ -13,6 +13,8 @@ depth diff that continues the book (``pu`` = the last ``u`` taken; spot:
 ``U`` = it + 1); from there it takes the new one's, skipping what it has
 already (diffs up to the last ``u``, trades up to the last trade id,
 bookTickers up to the last update id), and the book goes on without a gap.
+The new connection may start behind or ahead of the old: it joins once one of
+its diffs continues any recent diff taken, or one taken continues one of its.
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ import msgspec
 import numpy as np
 
 from common.errors import DataError
-from feeds.readers.binance_book import BUFFER, NO_DEPTH, BookSequencer, continues, exchange_time, finish_clears
+from feeds.readers.binance_book import BUFFER, NO_DEPTH, BookSequencer, exchange_time, finish_clears
 from feeds.readers.binance_messages import Message, decode_line
 
 LATENCY_WINDOW = 1001          # the recent feed latencies a message without an exchange time is stamped by
 MAX_HELD = 100_000             # a new connection's messages held at most before taking it anyway
+RECENT_IDS = 4096              # depth update ids remembered to join a new connection's stream to ours
 
 
 class LiveSequencer(BookSequencer):
@@ -77,6 +80,10 @@ class SymbolStream:
         self.source = 0                          # the connection taken from
         self.candidate: int | None = None        # a newer connection, held until it continues the book
         self.held: list[tuple[bytes, int]] = []
+        self.held_after: set[int] = set()        # the u each held depth diff continues from
+        self.joined = False                      # a held diff continues one we took: the new stream joins ours
+        self.recent_order: deque[int] = deque(maxlen=RECENT_IDS)
+        self.recent_u: set[int] = set()
         self.duplicates = 0
         self.malformed = 0
         self.lag_ns = 0                          # local_ts - exchange time of the last message that has one
@@ -97,17 +104,21 @@ class SymbolStream:
             return out + self._switch() if self.candidate is not None else out
         if conn == self.candidate:
             self.held.append((raw, ts))
+            after = self._follows(raw)
+            if after is not None:
+                self.held_after.add(after)
+                self.joined |= after in self.recent_u
             return self._switch(force=len(self.held) >= MAX_HELD)
         return []                                # a connection we have left: its messages are old news
 
     def overlap(self, conn: int) -> None:
         """Connection ``conn`` now overlaps ours: hold its messages until it continues the book."""
-        self.candidate, self.held = conn, []
+        self.candidate, self.held, self.held_after, self.joined = conn, [], set(), False
 
     def switch_now(self, conn: int) -> list[tuple[bytes, np.ndarray]]:
         """Take from ``conn`` from here on, whether or not it continues the book (a gap resyncs it)."""
         if self.candidate != conn:
-            self.candidate, self.held = conn, []
+            self.overlap(conn)
         return self._switch(force=True)
 
     def snapshot(self, raw: bytes, ts: int) -> list[tuple[bytes, np.ndarray]]:
@@ -115,21 +126,34 @@ class SymbolStream:
         return self._take(raw.replace(b"\n", b"").replace(b"\r", b""), ts)
 
     def _switch(self, force: bool = False) -> list[tuple[bytes, np.ndarray]]:
-        if not force and self.last_u is not None and not any(self._continues(raw) for raw, _ in self.held):
+        if not force and self.last_u is not None and not self.joined:
             return []
-        held, self.held = self.held, []
+        held, self.held, self.held_after, self.joined = self.held, [], set(), False
         self.source, self.candidate = self.candidate, None
         out = []
         for raw, ts in held:
             out += self._take(raw, ts)
         return out
 
-    def _continues(self, raw: bytes) -> bool:
+    def _remember(self, u: int) -> None:
+        """Keep the recent update ids taken; a held diff that continues one of them joins the new connection's
+        stream to ours (it may lag ours: the diffs it repeats are skipped when it takes over)."""
+        if len(self.recent_order) == self.recent_order.maxlen:
+            self.recent_u.discard(self.recent_order[0])
+        self.recent_order.append(u)
+        self.recent_u.add(u)
+        self.joined |= self.candidate is not None and u in self.held_after
+
+    @staticmethod
+    def _follows(raw: bytes) -> int | None:
+        """The update id a depth diff continues from (the ``u`` it must follow), None for other messages."""
         try:
             m = decode_line(b"0 " + raw, 0, 0)
         except DataError:
-            return False
-        return m.kind == "depth" and continues(m.body, self.last_u)
+            return None
+        if m.kind != "depth":
+            return None
+        return m.body.pu if m.body.pu is not None else m.body.U - 1
 
     def _fresh(self, m: Message) -> bool:
         """Not a message taken already (from the connection before)."""
@@ -138,6 +162,7 @@ class SymbolStream:
             fresh = self.last_u is None or body.u > self.last_u
             if fresh:
                 self.last_u = body.u
+                self._remember(body.u)
         elif m.kind == "trade":
             fresh = body.t > self.last_trade
             self.last_trade = max(self.last_trade, body.t)
