@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import glob
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -49,7 +51,6 @@ def local_rows(events: np.ndarray) -> np.ndarray:
 
 def depth_line_after(path: Path, line: int) -> int:
     """The number of the first depth-diff line after ``line``: dropping it is a sequence gap."""
-    import gzip
     with gzip.open(path, "rt") as f:
         for k, text in enumerate(f, 1):
             if k > line and "@depth" in text[:80]:
@@ -169,11 +170,13 @@ def test_paper_trades_through_a_disconnect_and_a_gap(tmp_path):
 def test_rollover_hands_over_without_a_gap_and_429_is_waited_out(tmp_path):
     """A connection replaced on schedule (every 1 s here, 23 h live) overlaps the old one until the new one
     continues the book: no resync, and the recording converts with gaps refused. The first snapshot request
-    is answered 429 with Retry-After: 1, and the next comes no sooner."""
-    with CaptureServer(str(SAMPLE), speed=1.0, end_line=1000, rest_429=1) as server:
+    is answered 429 with Retry-After: 1, and the next comes no sooner. The recorder, rotating every 2 s here,
+    heads each new file with a REST snapshot, so each converts alone and all convert together."""
+    with CaptureServer(str(SAMPLE), speed=1.0, end_line=1250, rest_429=1) as server:
         recorder = Recorder(str(tmp_path / "rec"), "usdm", "hour")
+        recorder.period = 2 * 10**9          # a new file every 2 s of receive time, not every hour
         connector = Connector(market("usdm", server.ws_url, server.rest_url), ["ethusdt"], None, recorder,
-                              LiveOptions(max_connection_s=1.0, duration_s=4.0))
+                              LiveOptions(max_connection_s=1.0, duration_s=5.0))
         started = time.monotonic()
         asyncio.run(connector.run())
         connections = server.connections
@@ -182,11 +185,23 @@ def test_rollover_hands_over_without_a_gap_and_429_is_waited_out(tmp_path):
     assert connector.stats.rollovers >= 1 and connections - connector.stats.rollovers in (1, 2)
     assert connector.resyncs == 0 and connector.stats.reconnects == 0
     assert connector.rest.rate_limited == 1 and server.rest_refused == 1
-    assert time.monotonic() - started >= 4.0
+    assert time.monotonic() - started >= 5.0
     stream = connector.streams["ethusdt"]
     assert stream.duplicates > 0          # the overlaps delivered messages twice; each was taken once
-    events = read(recorded(tmp_path / "rec")).events     # on_error="raise": a sequence gap would raise
+    files = recorded(tmp_path / "rec")
+    assert len(files) >= 2
+    events = read(files).events        # on_error="raise": a sequence gap would raise
     assert len(local_rows(events)) == connector.stats.events
+    # A file started once the book is in sync is headed by a REST snapshot of its own (the server's book, not
+    # the capture's first snapshot, which the book waited for at the start) and converts alone with a whole
+    # book; a file started while that first snapshot was awaited holds only part of the diffs held for it.
+    first = b'"lastUpdateId":%d,' % json.loads(gzip.open(SAMPLE).read().splitlines()[40].split(b" ", 1)[1])["lastUpdateId"]
+    snapshots = {path: [line for line in gzip.open(path).read().splitlines() if b'"lastUpdateId"' in line]
+                 for path in files[1:]}
+    alone = [path for path, lines in snapshots.items() if lines and first not in lines[0]]
+    assert alone, ({p: [l[:40] for l in v] for p, v in snapshots.items()}, connector.rest.requests, connector.summary(0))
+    for path in alone:
+        assert read([path]).meta.book_partial_until_ts is None
 
 
 def test_recorder_rotates_and_renames_into_place(tmp_path):
@@ -203,7 +218,6 @@ def test_recorder_rotates_and_renames_into_place(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ethusdt_spot_20240808T23.gz", "ethusdt_spot_20240809T00.gz.part"]
     rec.write("ETHUSDT", b"%d {\"a\":3}" % (t0 + hour))
     rec.close()
-    import gzip
     assert gzip.open(tmp_path / "ethusdt_spot_20240808T23.gz").read() == b"%d {\"a\":1}\n" % t0
     assert gzip.open(tmp_path / "ethusdt_spot_20240809T00.gz").read() == \
         b"%d {\"a\":2}\n%d {\"a\":3}\n" % (t0 + 1, t0 + hour)

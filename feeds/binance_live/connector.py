@@ -38,7 +38,7 @@ from common.errors import DataError
 from feeds.binance_live.markets import Market, stream_url
 from feeds.binance_live.recorder import Recorder
 from feeds.binance_live.rest import Rest, backoff_s
-from feeds.binance_live.stream import SymbolStream, stream_symbol
+from feeds.binance_live.stream import SymbolStream, snapshot_id, stream_symbol
 from feeds.events import LOCAL
 from feeds.zmqfeed.messages import MAX_BATCH_EVENTS
 from feeds.zmqfeed.publisher import Publisher
@@ -289,7 +289,22 @@ class Connector:
         stream = self.streams[symbol.lower()]
         if not stream.fetching:
             stream.fetching = True
-            self._spawn(self._snapshot(stream))
+            self._spawn(self._rotation_snapshot(stream, stream.last_u))
+
+    async def _rotation_snapshot(self, stream: SymbolStream, last_u: int | None, tries: int = 3) -> None:
+        """A snapshot newer than every diff of the previous file (REST may lag the stream): only then does the
+        new file hold the diff that straddles it. Asked again a second later, a few times at most."""
+        try:
+            for attempt in range(tries):
+                body = await self.rest.depth(stream.symbol)
+                if last_u is None or snapshot_id(body) > last_u:
+                    break
+                body = None
+                await asyncio.sleep(1.0)
+        finally:
+            stream.fetching = False
+        if body is not None:
+            self._publish(stream, stream.snapshot(body, self.clock()))
 
     # ---- periodic
     async def _tick(self) -> None:

@@ -11,7 +11,7 @@ SIGTERM): a file with its final name is always whole. :meth:`Recorder.sync`
 the ``.part`` file holds every synced line, readable with ``zcat`` up to its
 truncated end. Files are named ``<symbol>_<market>_<YYYYMMDD>.gz`` (per day)
 or ``..._<YYYYMMDD>T<HH>.gz`` (per hour), by the UTC time of their first line;
-a name taken already (a restart within the period) gets ``-1``, ``-2``, ...
+a name taken already (a restart within the period) gets ``_01``, ``_02``, ...
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class Recorder:
         name, k = base + ".gz", 0
         while os.path.exists(name) or os.path.exists(name + PART):
             k += 1
-            name = f"{base}-{k}.gz"
+            name = f"{base}_{k:02d}.gz"      # sorts after the first name, so a glob lists them in time order
         return name
 
     def write(self, symbol: str, line: bytes) -> None:

@@ -67,6 +67,21 @@ def stream_symbol(raw: bytes) -> str | None:
     return name.partition("@")[0] if name else None
 
 
+class _SnapshotId(msgspec.Struct):
+    lastUpdateId: int = -1
+
+
+_SNAPSHOT_ID = msgspec.json.Decoder(_SnapshotId)
+
+
+def snapshot_id(raw: bytes) -> int:
+    """A REST depth snapshot's ``lastUpdateId`` (-1 when it has none or is not JSON)."""
+    try:
+        return _SNAPSHOT_ID.decode(raw).lastUpdateId
+    except msgspec.DecodeError:
+        return -1
+
+
 class SymbolStream:
     def __init__(self, symbol: str):
         self.symbol = symbol.upper()
