@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import sys
 
-from common.errors import DataError
+from cmm.feed import _heartbeat_s, _positive_float, _socket_errors
+from feeds.binance_live.markets import MARKETS
 
 ROTATE = ("hour", "day")
 
 
 def _add_source_options(p) -> None:
-    p.add_argument("--market", required=True, choices=("usdm", "spot"), help="USD-M futures or spot")
+    p.add_argument("--market", required=True, choices=tuple(MARKETS), help="USD-M futures or spot")
     p.add_argument("--symbols", required=True, help="comma-separated, e.g. ethusdt,btcusdt")
     p.add_argument("--ws-url", help="websocket base URL (default Binance's; a testnet or a local server)")
     p.add_argument("--rest-url", help="REST base URL (default Binance's)")
     p.add_argument("--rotate", choices=ROTATE, default="hour", help="start a new capture file every hour or day")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C or SIGTERM)")
-    p.add_argument("--max-connection-s", type=float, default=23 * 3600.0, metavar="S",
+    p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C or SIGTERM)")
+    p.add_argument("--max-connection-s", type=_positive_float, default=23 * 3600.0, metavar="S",
                    help="open a new connection and hand over to it this long after connecting "
                         "(Binance cuts every connection at 24 h; default 23 h)")
     p.add_argument("--quiet", action="store_true", help="no status line")
@@ -28,7 +29,7 @@ def add_feed_command(commands) -> None:
     _add_source_options(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"feed address; snapshots on port + 1 (default {DEFAULT_BIND})")
     p.add_argument("--snapshot-bind", help="snapshot service address (default: the feed's port + 1)")
-    p.add_argument("--heartbeat-s", type=float, default=0.25, help="heartbeat period of an idle topic")
+    p.add_argument("--heartbeat-s", type=_heartbeat_s, default=0.25, help="heartbeat period of an idle topic")
     p.add_argument("--record", metavar="DIR", help="also record the raw capture into DIR (as cmm record does)")
     p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                    help="connect to Binance once N subscriptions to the feed are live")
@@ -48,11 +49,6 @@ def _connector(args, publisher, record_dir):
     from feeds.binance_live.recorder import Recorder
     m = market(args.market, args.ws_url, args.rest_url)
     symbols = parse_symbols(args.symbols)
-    for option in ("duration", "max_connection_s"):
-        value = getattr(args, option)
-        if value is not None and not value > 0:
-            raise DataError(f"expected a positive number of seconds, got {value}",
-                            field="--" + option.replace("_", "-"))
     recorder = Recorder(record_dir, m.name, args.rotate) if record_dir else None
     options = LiveOptions(max_connection_s=args.max_connection_s, duration_s=args.duration)
     return Connector(m, symbols, publisher, recorder, options, status=None if args.quiet else _status)
@@ -77,11 +73,8 @@ def run_record(args) -> int:
 
 
 def run_feed(args) -> int:
-    from cmm.feed import _socket_errors
     from feeds.binance_live.connector import run
     from feeds.zmqfeed import Publisher, plaintext_warning, wait_for_subscribers
-    if not args.heartbeat_s >= 0.01:
-        raise DataError(f"expected at least 0.01 seconds, got {args.heartbeat_s}", field="--heartbeat-s")
     with _socket_errors("--bind", args.bind), \
             Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
         connector = _connector(args, pub, args.record)

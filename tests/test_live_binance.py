@@ -27,7 +27,7 @@ from cmm.cli import main
 from feeds.binance_live.connector import Connector, LiveOptions
 from feeds.binance_live.markets import market
 from feeds.binance_live.recorder import Recorder
-from feeds.events import DEPTH_CLEAR, EXCH, KIND_MASK, LOCAL
+from feeds.events import DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, KIND_MASK, LOCAL
 from feeds.formats import read
 from feeds.readers.base import ReadOptions
 from feeds.zmqfeed import FeedHandlers, Subscriber, SubscriberOptions
@@ -239,3 +239,23 @@ def test_bad_arguments_are_one_line(capsys, tmp_path):
         assert main(["record", "--market", "usdm", "--symbols", "ethusdt", "--out", out,
                      "--ws-url", "http://x"]) == 2
         assert "--ws-url: expected a URL starting ws:// or wss://" in capsys.readouterr().err
+
+
+def test_spot_recording_converts_to_the_capture(tmp_path):
+    """Spot (depth@100ms, U/u only, bookTicker without exchange time): the connector's recording converts to
+    the sample's events row for row; exch_ts differs by the server's shift except on the rows whose time
+    is estimated (bookTicker, the snapshot and its clears: each file's own median feed latency)."""
+    spot = REPO / "data" / "samples" / "ethusdt_spot_20240808_head.gz"
+    with CaptureServer(str(spot), market="spot", speed=None, lot="0.0001") as server:
+        connector = Connector(market("spot", server.ws_url, server.rest_url), ["ethusdt"], None,
+                              Recorder(str(tmp_path), "spot", "day"), LiveOptions(duration_s=3.0))
+        asyncio.run(connector.run())
+    expected = local_rows(read([spot]).events)
+    got = local_rows(read(recorded(tmp_path)).events)
+    assert len(got) == len(expected) == connector.stats.events
+    for field in ("ev", "px", "qty", "ival", "order_id"):
+        assert np.array_equal(got[field], expected[field]), field
+    kind = expected["ev"] & np.uint64(KIND_MASK)
+    own_time = ~np.isin(kind, [DEPTH_BBO, DEPTH_SNAPSHOT, DEPTH_CLEAR])
+    assert own_time.sum() > 0.1 * len(expected)
+    assert np.array_equal(got["exch_ts"][own_time], expected["exch_ts"][own_time] + server.shift_ms * 1_000_000)
