@@ -192,7 +192,7 @@ class Connector:
     async def _supervise(self) -> None:
         conn, ws = await self._open()
         for s in self.streams.values():
-            s.switch_now(conn)
+            s.switch_now(conn, self.clock())
         reader = self._spawn(self._read(conn, ws))
         opened = time.monotonic()
         while True:
@@ -207,7 +207,7 @@ class Connector:
                                                   self.options.backoff_cap_s, self.rng))
                 conn, ws = await self._open()
                 for s in self.streams.values():
-                    self._publish(s, s.switch_now(conn))
+                    self._publish(s, s.switch_now(conn, self.clock()))
                 reader = self._spawn(self._read(conn, ws))
                 opened = time.monotonic()
                 continue
@@ -229,7 +229,7 @@ class Connector:
         if late:
             self.notice(f"rollover: {', '.join(s.symbol for s in late)} taken over without continuing the book")
             for s in late:
-                self._publish(s, s.switch_now(new))
+                self._publish(s, s.switch_now(new, self.clock()))
         self.stats.rollovers += 1
         reader.cancel()
         await ws.close()

@@ -4,8 +4,9 @@ Every message taken becomes a capture line ``<local_ts_ns> <json>`` (the JSON
 as Binance sent it) and goes through :func:`~feeds.readers.binance_messages.decode_line`
 and :class:`~feeds.readers.binance_book.BookSequencer`, the reader's own code:
 the events published are the ones ``cmm data convert`` makes of the lines
-recorded. ``local_ts`` is when the message was taken, never before the one
-taken last, so each symbol's lines are in time order.
+recorded. ``local_ts`` is when the message was taken (received, or for what a
+new connection held, handed over), never before the one taken last, so each
+symbol's lines are in time order and none is older than the feed clock said.
 
 While two connections overlap (the 24-hour rollover) the symbol takes from
 the old one and holds the new one's messages, until the new one sends the
@@ -94,7 +95,7 @@ class SymbolStream:
         self.last_ticker = -1
         self.source = 0                          # the connection taken from
         self.candidate: int | None = None        # a newer connection, held until it continues the book
-        self.held: list[tuple[bytes, int]] = []
+        self.held: list[tuple[bytes, int]] = []  # the candidate's messages, with their receive times
         self.held_after: set[int] = set()        # the u each held depth diff continues from
         self.joined = False                      # a held diff continues one we took: the new stream joins ours
         self.recent_order: deque[int] = deque(maxlen=RECENT_IDS)
@@ -116,38 +117,40 @@ class SymbolStream:
         """A message from connection ``conn`` received at ``ts``: the (line, events) of what it lets us take."""
         if conn == self.source:
             out = self._take(raw, ts)
-            return out + self._switch() if self.candidate is not None else out
+            return out + self._switch(ts) if self.candidate is not None else out
         if conn == self.candidate:
             self.held.append((raw, ts))
             after = self._follows(raw)
             if after is not None:
                 self.held_after.add(after)
                 self.joined |= after in self.recent_u
-            return self._switch(force=len(self.held) >= MAX_HELD)
+            return self._switch(ts, force=len(self.held) >= MAX_HELD)
         return []                                # a connection we have left: its messages are old news
 
     def overlap(self, conn: int) -> None:
         """Connection ``conn`` now overlaps ours: hold its messages until it continues the book."""
         self.candidate, self.held, self.held_after, self.joined = conn, [], set(), False
 
-    def switch_now(self, conn: int) -> list[tuple[bytes, np.ndarray]]:
-        """Take from ``conn`` from here on, whether or not it continues the book (a gap resyncs it)."""
+    def switch_now(self, conn: int, ts: int) -> list[tuple[bytes, np.ndarray]]:
+        """Take from ``conn`` from ``ts`` on, whether or not it continues the book (a gap resyncs it)."""
         if self.candidate != conn:
             self.overlap(conn)
-        return self._switch(force=True)
+        return self._switch(ts, force=True)
 
     def snapshot(self, raw: bytes, ts: int) -> list[tuple[bytes, np.ndarray]]:
         """A REST depth snapshot, received at ``ts``."""
         return self._take(raw.replace(b"\n", b"").replace(b"\r", b""), ts)
 
-    def _switch(self, force: bool = False) -> list[tuple[bytes, np.ndarray]]:
+    def _switch(self, now: int, force: bool = False) -> list[tuple[bytes, np.ndarray]]:
+        """Take over to the candidate if it joins our stream (or ``force``). What it held is taken ``now``:
+        the feed's clock has told subscribers that everything before now is published."""
         if not force and self.last_u is not None and not self.joined:
             return []
         held, self.held, self.held_after, self.joined = self.held, [], set(), False
         self.source, self.candidate = self.candidate, None
         out = []
-        for raw, ts in held:
-            out += self._take(raw, ts)
+        for raw, _ in held:
+            out += self._take(raw, now)
         return out
 
     def _remember(self, u: int) -> None:
