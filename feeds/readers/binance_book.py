@@ -105,6 +105,10 @@ def finish_clears(events: np.ndarray, deepest: tuple[float, float] = NO_DEPTH) -
     book = (kind == DEPTH) | (kind == DEPTH_SNAPSHOT)
     is_bid = (events["ev"] & np.uint64(BUY)) != 0
     px = events["px"]
+    if len(events) and not (kind == DEPTH_CLEAR).any():     # a live message's events, most often: no clear
+        bids, asks = px[book & is_bid], px[book & ~is_bid]
+        return (min(deepest[0], float(bids.min())) if len(bids) else deepest[0],
+                max(deepest[1], float(asks.max())) if len(asks) else deepest[1])
     after = []
     for side, extreme, empty, start in ((is_bid, np.minimum, np.inf, deepest[0]),
                                         (~is_bid, np.maximum, -np.inf, deepest[1])):
