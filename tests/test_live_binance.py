@@ -14,6 +14,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,18 +242,22 @@ def test_bad_arguments_are_one_line(capsys, tmp_path):
         assert "--ws-url: expected a URL starting ws:// or wss://" in capsys.readouterr().err
 
 
-def test_spot_recording_converts_to_the_capture(tmp_path):
-    """Spot (depth@100ms, U/u only, bookTicker without exchange time): the connector's recording converts to
+def test_spot_recording_converts_to_the_capture(tmp_path, capsys):
+    """``cmm record`` on spot (depth@100ms, U/u only, bookTicker without exchange time): its files convert to
     the sample's events row for row; exch_ts differs by the server's shift except on the rows whose time
     is estimated (bookTicker, the snapshot and its clears: each file's own median feed latency)."""
     spot = REPO / "data" / "samples" / "ethusdt_spot_20240808_head.gz"
     with CaptureServer(str(spot), market="spot", speed=None, lot="0.0001") as server:
-        connector = Connector(market("spot", server.ws_url, server.rest_url), ["ethusdt"], None,
-                              Recorder(str(tmp_path), "spot", "day"), LiveOptions(duration_s=3.0))
-        asyncio.run(connector.run())
+        assert main(["record", "--market", "spot", "--symbols", "ethusdt", "--ws-url", server.ws_url,
+                     "--rest-url", server.rest_url, "--out", str(tmp_path), "--rotate", "day",
+                     "--duration", "3"]) == 0
+    out, err = capsys.readouterr()
     expected = local_rows(read([spot]).events)
     got = local_rows(read(recorded(tmp_path)).events)
-    assert len(got) == len(expected) == connector.stats.events
+    assert f"binance spot: 2,999 messages, {len(expected):,} events in" in out
+    assert re.search(r"^binance spot: [\d,]+ msg/s  lag [\d,.]+ ms  resyncs 0  reconnects 0  rollovers 0  \| "
+                     r"ETHUSDT synced$", err, re.M), err       # the status line
+    assert len(got) == len(expected)
     for field in ("ev", "px", "qty", "ival", "order_id"):
         assert np.array_equal(got[field], expected[field]), field
     kind = expected["ev"] & np.uint64(KIND_MASK)

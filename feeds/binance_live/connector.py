@@ -195,6 +195,7 @@ class Connector:
             s.switch_now(conn, self.clock())
         reader = self._spawn(self._read(conn, ws))
         opened = time.monotonic()
+        quick = 0
         while True:
             due = opened + self.options.max_connection_s - time.monotonic()
             done, _ = await asyncio.wait({reader}, timeout=max(due, 0.0))
@@ -202,9 +203,9 @@ class Connector:
                 lived = time.monotonic() - opened
                 self.stats.reconnects += 1
                 self.notice(f"connection {conn} lost after {lived:.1f} s ({reader.result()}); reconnecting")
-                if lived < self.options.stable_s:
-                    await asyncio.sleep(backoff_s(min(self.stats.reconnects, 8), self.options.backoff_base_s,
-                                                  self.options.backoff_cap_s, self.rng))
+                quick = quick + 1 if lived < self.options.stable_s else 0   # losses in a row, each soon after connecting
+                await asyncio.sleep(backoff_s(quick, self.options.backoff_base_s, self.options.backoff_cap_s,
+                                              self.rng))
                 conn, ws = await self._open()
                 for s in self.streams.values():
                     self._publish(s, s.switch_now(conn, self.clock()))
