@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from cmm.feed import _heartbeat_s, _positive_float, _socket_errors
+from cmm.feed import _heartbeat_s, _positive_float, _socket_errors, add_server_curve_options, announce, server_curve_keys
 from feeds.binance_live.markets import MARKETS
 
 ROTATE = ("hour", "day")
@@ -33,6 +33,7 @@ def add_feed_command(commands) -> None:
     p.add_argument("--record", metavar="DIR", help="also record the raw capture into DIR (as cmm record does)")
     p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                    help="connect to Binance once N subscriptions to the feed are live")
+    add_server_curve_options(p)
     p.set_defaults(handler=run_feed)
 
 
@@ -74,15 +75,12 @@ def run_record(args) -> int:
 
 def run_feed(args) -> int:
     from feeds.binance_live.connector import run
-    from feeds.zmqfeed import Publisher, plaintext_warning, wait_for_subscribers
+    from feeds.zmqfeed import Publisher, wait_for_subscribers
+    curve = server_curve_keys(args)
     with _socket_errors("--bind", args.bind), \
-            Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s) as pub:
+            Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s, curve=curve) as pub:
         connector = _connector(args, pub, args.record)
-        print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
-              f"binance {args.market} {','.join(connector.symbols)}", flush=True)
-        warning = plaintext_warning("--bind", pub.endpoint)
-        if warning:
-            print(f"cmm: {warning}", file=sys.stderr, flush=True)
+        announce(pub, curve, args, f"binance {args.market} {','.join(connector.symbols)}")
         connector.load_instruments()      # the topics, with their instruments, before anyone subscribes
         if args.wait_subscribers:
             print(f"waiting for {args.wait_subscribers} subscription(s)", flush=True)
