@@ -43,7 +43,6 @@ from feeds.events import LOCAL
 from feeds.zmqfeed.messages import MAX_BATCH_EVENTS
 from feeds.zmqfeed.publisher import Publisher
 
-DAY_S = 24 * 3600.0
 ROLLOVER_S = 23 * 3600.0          # reconnect this long after connecting: well before Binance's 24-hour cut
 OVERLAP_TIMEOUT_S = 60.0          # a new connection that has not continued a book by then takes over anyway
 
