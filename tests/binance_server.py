@@ -23,8 +23,8 @@ any diff it was told to drop) and answers with its top ``limit`` levels and
 Faults, each a set of line numbers (1-based, the capture's): ``disconnect_at``
 closes every connection before sending that line; ``drop_at`` does not send
 that depth diff (a sequence gap, as a lost message would make); ``ping_at``
-pings every client and counts the pongs (``pongs``). ``rest_429`` answers that
-many depth requests with HTTP 429 and ``Retry-After: 1`` first.
+pings every client and counts the pongs (``pongs``). ``rest_faults`` are the HTTP
+statuses the next REST requests get instead of an answer (429 and 418 with ``Retry-After: 1``).
 """
 from __future__ import annotations
 
@@ -64,12 +64,12 @@ def _exchange_ms(obj: dict) -> int | None:
 class CaptureServer:
     def __init__(self, capture: str, *, market: str = "usdm", symbol: str = "ETHUSDT", tick: str = "0.01",
                  lot: str = "0.001", speed: float | None = 1.0, end_line: int | None = None,
-                 disconnect_at=(), drop_at=(), ping_at=(), rest_429: int = 0):
+                 disconnect_at=(), drop_at=(), ping_at=(), rest_faults=()):
         self.market, self.symbol, self.tick, self.lot = market, symbol, tick, lot
         self.speed = speed
         self.lines = _lines(capture, end_line)
         self.disconnect_at, self.drop_at, self.ping_at = set(disconnect_at), set(drop_at), set(ping_at)
-        self.rest_429 = rest_429
+        self.rest_faults = list(rest_faults)
         self.pongs = self.sent = self.disconnects = self.rest_requests = self.rest_refused = 0
         self.connections = 0
         self.done = threading.Event()            # every line served
@@ -255,6 +255,11 @@ class CaptureServer:
             def do_GET(self):
                 url = urllib.parse.urlparse(self.path)
                 params = urllib.parse.parse_qs(url.query)
+                if server.rest_faults:
+                    status = server.rest_faults.pop(0)
+                    server.rest_refused += 1
+                    return self._send(status, b'{"code":-1003,"msg":"Way too many requests."}',
+                                      [("Retry-After", "1")] if status in (418, 429) else [])
                 if url.path == info_path:
                     return self._send(200, server._info(), [("X-MBX-USED-WEIGHT-1M", "1")])
                 if url.path != depth_path:
@@ -262,10 +267,6 @@ class CaptureServer:
                 if params.get("symbol", [""])[0] != server.symbol:
                     return self._send(400, b'{"code":-1121,"msg":"Invalid symbol."}')
                 server.rest_requests += 1
-                if server.rest_429 > 0:
-                    server.rest_429 -= 1
-                    server.rest_refused += 1
-                    return self._send(429, b'{"code":-1003,"msg":"Too many requests."}', [("Retry-After", "1")])
                 body = server._depth(int(params.get("limit", ["1000"])[0]))
                 if body is None:
                     return self._send(503, b'{"code":-1,"msg":"no snapshot yet"}')

@@ -25,9 +25,11 @@ import numpy as np
 import pytest
 
 from cmm.cli import main
+from common.errors import DataError
 from feeds.binance_live.connector import Connector, LiveOptions
 from feeds.binance_live.markets import market
 from feeds.binance_live.recorder import Recorder
+from feeds.binance_live.rest import Rest
 from feeds.events import DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, KIND_MASK, LOCAL
 from feeds.formats import read
 from feeds.readers.base import ReadOptions
@@ -170,10 +172,10 @@ def test_paper_trades_through_a_disconnect_and_a_gap(tmp_path):
 
 def test_rollover_hands_over_without_a_gap_and_429_is_waited_out(tmp_path):
     """A connection replaced on schedule (every 1 s here, 23 h live) overlaps the old one until the new one
-    continues the book: no resync, and the recording converts with gaps refused. The first snapshot request
+    continues the book: no resync, and the recording converts with gaps refused. The first REST request
     is answered 429 with Retry-After: 1, and the next comes no sooner. The recorder, rotating every 2 s here,
     heads each new file with a REST snapshot, so each converts alone and all convert together."""
-    with CaptureServer(str(SAMPLE), speed=1.0, end_line=1250, rest_429=1) as server:
+    with CaptureServer(str(SAMPLE), speed=1.0, end_line=1250, rest_faults=[429]) as server:
         recorder = Recorder(str(tmp_path / "rec"), "usdm", "hour")
         recorder.period = 2 * 10**9          # a new file every 2 s of receive time, not every hour
         connector = Connector(market("usdm", server.ws_url, server.rest_url), ["ethusdt"], None, recorder,
@@ -264,3 +266,18 @@ def test_spot_recording_converts_to_the_capture(tmp_path, capsys):
     own_time = ~np.isin(kind, [DEPTH_BBO, DEPTH_SNAPSHOT, DEPTH_CLEAR])
     assert own_time.sum() > 0.1 * len(expected)
     assert np.array_equal(got["exch_ts"][own_time], expected["exch_ts"][own_time] + server.shift_ms * 1_000_000)
+
+
+def test_rest_backs_off_on_418_and_retries_a_5xx():
+    """An IP ban (418, Retry-After: 1) stops every request for that long; a 500 is retried after the backoff;
+    an unknown symbol is a 4xx of ours: one DataError, no retry."""
+    with CaptureServer(str(SAMPLE), rest_faults=[418, 500]) as server:
+        rest = Rest(market("usdm", server.ws_url, server.rest_url), backoff_base_s=0.05)
+        started = time.monotonic()
+        instruments = asyncio.run(rest.instruments(["ethusdt"]))
+        elapsed = time.monotonic() - started
+        with pytest.raises(DataError, match="HTTP 400"):
+            asyncio.run(rest.get("/fapi/v1/depth", {"symbol": "NOPE"}, 1))
+    assert instruments["ETHUSDT"].tick_size == 0.01 and instruments["ETHUSDT"].lot_size == 0.001
+    assert (rest.banned, rest.retries, rest.requests) == (1, 1, 4)
+    assert elapsed >= 1.0
