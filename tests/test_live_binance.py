@@ -252,7 +252,7 @@ def test_spot_recording_converts_to_the_capture(tmp_path, capsys):
     with CaptureServer(str(spot), market="spot", speed=None, lot="0.0001") as server:
         assert main(["record", "--market", "spot", "--symbols", "ethusdt", "--ws-url", server.ws_url,
                      "--rest-url", server.rest_url, "--out", str(tmp_path), "--rotate", "day",
-                     "--duration", "3"]) == 0
+                     "--duration", "5"]) == 0
     out, err = capsys.readouterr()
     expected = local_rows(read([spot]).events)
     got = local_rows(read(recorded(tmp_path)).events)
