@@ -348,7 +348,8 @@ class Connector:
                 f"resyncs {self.resyncs}, reconnects {s.reconnects}, rollovers {s.rollovers}, "
                 f"connect failures {s.connect_failures}; REST: {rest.requests} requests, {rest.rate_limited} "
                 f"rate-limited, {rest.banned} banned; duplicates {sum(x.duplicates for x in self.streams.values())}"
-                f", malformed {sum(x.malformed for x in self.streams.values())}{files}")
+                f", malformed {sum(x.malformed for x in self.streams.values())}{files}; "
+                f"stopped by {self.stopped_by or 'request'}")
 
 
 def run(connector: Connector) -> float:
