@@ -5,6 +5,7 @@ aligned, so an array written by either project loads in the other unchanged.
 The low byte of ``ev`` is the event kind; the high bits are flags saying which
 timeline sees the event (exchange, local) and which side it is on.
 """
+import numba as nb
 import numpy as np
 
 EVENT_DTYPE = np.dtype(
@@ -70,3 +71,18 @@ def empty(n: int) -> np.ndarray:
 def kinds(events: np.ndarray) -> np.ndarray:
     """The kind of each event, as uint8."""
     return (events["ev"] & KIND_MASK).astype(np.uint8)
+
+
+@nb.njit(cache=True, inline="always")
+def put_event(out, k, ev, exch_ts, local_ts, px, qty, order_id, ival, fval):
+    """Write row ``k`` of a jitted reader's event array, every field; returns ``k + 1``."""
+    r = out[k]
+    r.ev = ev
+    r.exch_ts = exch_ts
+    r.local_ts = local_ts
+    r.px = px
+    r.qty = qty
+    r.order_id = order_id
+    r.ival = ival
+    r.fval = fval
+    return k + 1

@@ -37,7 +37,8 @@ from feeds.events import BUY, EVENT_DTYPE, SELL, TRADE
 from feeds.ordering import merge_received
 from feeds.readers import csvparse
 from feeds.readers.base import Conversion, ReadOptions, typed_meta
-from feeds.readers.binance import finish_clears, inferred_instrument
+from feeds.readers.binance import inferred_instrument
+from feeds.readers.binance_book import finish_clears
 from feeds.readers.snapshot_diff import diff_snapshots
 from feeds.readers.textio import iter_blocks
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of

@@ -49,7 +49,8 @@ from feeds.events import BUY, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, S
 from feeds.instrument import INVERSE, Instrument
 from feeds.readers import csvparse
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
-from feeds.readers.binance import Columns, decimal_step, finish_clears, ODD_SIZES_SHARE
+from feeds.readers.binance import decimal_step, ODD_SIZES_SHARE
+from feeds.readers.binance_book import Columns, finish_clears
 from feeds.readers.csv import _SIDE_TABLE, _trim
 from feeds.readers.textio import iter_blocks
 from feeds.store import DatasetMeta

@@ -34,7 +34,7 @@ from feeds.readers import csvparse
 from common.errors import DataError, SkipCounter
 from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT,
                      EVENT_DTYPE, FILL, KIND_NAMES, KINDS_BY_NAME, MODIFY_ORDER, SELL, TRADE,
-                     TRADING_STATUS)
+                     TRADING_STATUS, put_event)
 from feeds.instrument import Instrument
 from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
@@ -98,15 +98,7 @@ def _trim(buf, start, end):
 def _row(buf, start, end, ncol, tables, side_rule, needs_price, needs_qty, needs_oid, pow10, out, k):
     """Parse one row into out[k]; return (error code, 0-based column of the error)."""
     ev_table, ev_len, ev_code, side_table, side_len, side_code = tables
-    r = out[k]          # a row left half-written by an earlier bad line is reset first
-    r.ev = 0
-    r.exch_ts = 0
-    r.local_ts = 0
-    r.px = 0.0
-    r.qty = 0.0
-    r.order_id = 0
-    r.ival = 0
-    r.fval = 0.0
+    put_event(out, k, 0, 0, 0, 0.0, 0.0, 0, 0, 0.0)    # a row left half-written by an earlier bad line
     col = 0
     fstart = start
     kind = 0

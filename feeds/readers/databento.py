@@ -32,7 +32,7 @@ from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.readers import databento_book as book
 from feeds.readers.base import Conversion, ReadOptions, instrument_with_overrides
-from feeds.readers.binance import finish_clears
+from feeds.readers.binance_book import finish_clears
 from feeds.store import DatasetMeta
 from feeds.timeunits import plausible_range, unit_of
 

@@ -36,7 +36,7 @@ from numba import types
 from numba.typed import Dict
 
 from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, FILL, MODIFY_ORDER,
-                          SELL, TRADE)
+                          SELL, TRADE, put_event)
 
 PRICE_SCALE = 1e-9          # DBN prices are fixed-point int64, 1 unit = 1e-9
 F_LAST, F_SNAPSHOT, F_BAD_TS_RECV, F_MAYBE_BAD_BOOK = 128, 32, 8, 4
@@ -79,16 +79,7 @@ def new_state():
 
 @nb.njit(cache=True, inline="always")
 def _put(out, k, ev, exch_ts, local_ts, px, qty, order_id, ival):
-    r = out[k]
-    r.ev = ev
-    r.exch_ts = exch_ts
-    r.local_ts = local_ts
-    r.px = px
-    r.qty = qty
-    r.order_id = order_id
-    r.ival = ival
-    r.fval = 0.0
-    return k + 1
+    return put_event(out, k, ev, exch_ts, local_ts, px, qty, order_id, ival, 0.0)
 
 
 @nb.njit(cache=True, inline="always")

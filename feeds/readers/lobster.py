@@ -37,7 +37,7 @@ import numpy as np
 from feeds.readers import csvparse
 from common.errors import DataError, SkipCounter
 from feeds.events import (ADD_ORDER, BUY, CANCEL_ORDER, DEPTH, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE,
-                     FILL, SELL, TRADE, TRADING_STATUS)
+                     FILL, SELL, TRADE, TRADING_STATUS, put_event)
 from feeds.instrument import Instrument
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
 from feeds.store import DatasetMeta
@@ -348,15 +348,7 @@ def load_day(pair: Pair, counter: SkipCounter, progress: Steps | None = None) ->
 @nb.njit(cache=True, inline="always")
 def _put(out, k, write, ev, ts, px, qty, order_id, ival, fval):
     if write:
-        r = out[k]
-        r.ev = ev
-        r.exch_ts = ts
-        r.local_ts = ts
-        r.px = px
-        r.qty = qty
-        r.order_id = order_id
-        r.ival = ival
-        r.fval = fval
+        put_event(out, k, ev, ts, ts, px, qty, order_id, ival, fval)
     return k + 1
 
 
