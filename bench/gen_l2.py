@@ -169,6 +169,20 @@ def generate(n_events: int = 5_000_000, seed: int = 7, gap_ns: float = 600_000.0
     return order_timelines(raw)
 
 
+def split_days(events: np.ndarray, days: int, gap_ns: int) -> list[np.ndarray]:
+    """One stream cut into ``days`` files of equal rows, day ``d`` moved ``d * gap_ns`` later on both clocks:
+    a multi-day history whose book, orders and queues carry from one day into the next across a gap
+    (each timeline stays ordered: a cut anywhere keeps both orders, and a shift moves a whole day)."""
+    edges = np.linspace(0, len(events), days + 1).astype(np.int64)
+    out = []
+    for d in range(days):
+        day = events[edges[d]:edges[d + 1]].copy()
+        day["exch_ts"] += d * gap_ns
+        day["local_ts"] += d * gap_ns
+        out.append(day)
+    return out
+
+
 def instrument() -> Instrument:
     return Instrument(symbol="SYNTH", tick_size=TICK_SIZE, lot_size=LOT_SIZE, contract_multiplier=1.0)
 

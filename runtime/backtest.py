@@ -16,7 +16,7 @@ from common.progress import bar
 from feeds.readers.base import no_progress
 from engine import views as engine
 from engine.views import latency_table, make_sim
-from analysis.metrics import Summary, summarize
+from analysis.metrics import Gap, Summary, summarize
 from analysis.output import write_results
 from analysis.results import RunResult, collect
 from common.errors import DataError
@@ -25,7 +25,7 @@ from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.readers.binance_coinm import contradiction
 from feeds.store import is_event_file
-from feeds.validate import check_price_span, load_replayable
+from feeds.validate import check_price_span, find_gaps, load_replayable
 
 from runtime import session as backtest
 from strategies.api import MeasuresDecisionLatency
@@ -42,6 +42,7 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     # Absent for a linear contract whose data names no currency, so such runs keep their bytes.
     contract_kind: str = "linear"          # "inverse": EPnL, fees and notional are in the settlement coin
     settlement: str | None = None          # the currency EPnL, fees and notional are in
+    gaps: list[Gap] | None = None          # jumps of local time longer than data.gap_s the run went across
 
 
 class Backtest(msgspec.Struct):
@@ -223,16 +224,34 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = collect(sim)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
-                                                             instrument=instrument),
+                                                      instrument=instrument,
+                                                      gaps=gaps_in(events, cfg.data.gap_s)[0] or None),
                     instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
 
+def gaps_in(events: np.ndarray, gap_s: float, last_local: int | None = None) -> tuple[list[Gap], int | None]:
+    """The jumps of local time longer than ``gap_s`` in ``events`` (after ``last_local``, where an earlier
+    chunk ended), for the summary; and where this chunk ends."""
+    found, last = find_gaps(events, last_local, int(round(gap_s * 1e9)))
+    return [Gap(start_ts=a, end_ts=b, seconds=(b - a) / 1e9) for a, b in found], last
+
+
 def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
-                  timeout_s: float | None = None, curve: bool = False) -> Backtest:
+                  timeout_s: float | None = None, curve: bool = False, chunk_events: int | None = None) -> Backtest:
+    """``cmm backtest``: one run, its results directory written. ``chunk_events`` (or the config's
+    ``data.chunk_events``) streams the data through the engine (:mod:`runtime.stream`)."""
     from runtime.config import load
     cfg = load(config_path)
     check_replaceable(out_dir)          # before the run, not after it: a refusal should cost nothing
-    bt = run(cfg, config_path, progress, transport, timeout_s, curve)
+    chunk_events = chunk_events or cfg.data.chunk_events
+    if chunk_events is not None:
+        if transport != "inproc":
+            raise ConfigError("a streamed backtest runs the strategy in this process (--transport inproc)",
+                              path=config_path, field="data.chunk_events")
+        from runtime import stream
+        bt = stream.run(cfg, config_path, chunk_events, progress)
+    else:
+        bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
     write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
@@ -263,6 +282,9 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    if s.gaps:
+        rows.append(("gaps in the data", f"{len(s.gaps)}, {sum(g.seconds for g in s.gaps) / 3600:,.1f} h in all: "
+                                         "the run went on across them with its book, orders and position"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     width = max(len(k) for k, _ in rows)
