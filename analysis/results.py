@@ -47,3 +47,14 @@ def _ticks(view: SimView, fills: np.ndarray, spilled: np.ndarray | None) -> dict
     np.divide(epnl, done, out=rpt, where=done > 0)
     return {"ts": log["ts"], "mid": log["mid"], "position": position, "epnl": epnl,
             "map": np.cumsum(np.abs(position)) / np.arange(1, n + 1), "rpt": rpt, "quoted": view.tick_quotes(spilled)}
+
+
+def after_warmup(result: RunResult, warm_ticks: int) -> RunResult:
+    """The run without its first ``warm_ticks`` tick rows: the warm-up before a window's start, when no
+    order was live, so EPnL there is 0 and the rows left keep their EPnL. MAP restarts at the window."""
+    if warm_ticks <= 0:
+        return result
+    ticks = {k: v[warm_ticks:] for k, v in result.ticks.items()}
+    n = len(ticks["ts"])
+    ticks["map"] = np.cumsum(np.abs(ticks["position"])) / np.arange(1, n + 1)
+    return msgspec.structs.replace(result, ticks=ticks)

@@ -51,10 +51,18 @@ class VenueConfig(Table, kw_only=True):
     metrics: MetricsConfig = MetricsConfig()
 
 
+class BacktestData(DataConfig, kw_only=True):
+    """``[data]`` of a backtest: the files, and the window replayed (:mod:`runtime.window`)."""
+
+    start: str | int | None = None     # "10:30" (the exchange day), "+2h" (after the first event) or ns
+    end: str | int | None = None       # the same forms; "-30m": before the last event
+    timezone: str = "auto"             # the exchange day's zone; auto: America/New_York for LOBSTER, else UTC
+
+
 class BacktestConfig(VenueConfig, kw_only=True):
     """``cmm backtest``: a venue replayed from tick files."""
 
-    data: DataConfig
+    data: BacktestData
 
 
 class PaperFeedConfig(Table):
