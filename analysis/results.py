@@ -108,3 +108,14 @@ def collect_streamed(S: Sim, spilled: Spill) -> RunResult:
     fills = view.fills(0, view.n_fills)
     return RunResult(ticks=TickStream(spilled, view.tick_log(), view.tick_quotes(), fills), fills=fills,
                      orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped)
+
+
+def after_warmup(result: RunResult, warm_ticks: int) -> RunResult:
+    """The run without its first ``warm_ticks`` tick rows: the warm-up before a window's start, when no
+    order was live, so EPnL there is 0 and the rows left keep their EPnL. MAP restarts at the window."""
+    if warm_ticks <= 0:
+        return result
+    ticks = {k: v[warm_ticks:] for k, v in result.ticks.items()}
+    n = len(ticks["ts"])
+    ticks["map"] = np.cumsum(np.abs(ticks["position"])) / np.arange(1, n + 1)
+    return msgspec.structs.replace(result, ticks=ticks)

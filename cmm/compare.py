@@ -7,6 +7,8 @@ def register(groups) -> None:
     p.add_argument("--configs", required=True, nargs="+", metavar="FILE.toml")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="each run's results in DIR/<strategy>/, the table and report.html in DIR")
+    p.add_argument("--jobs", type=int, metavar="N", default=None,
+                   help="backtests run at once, each in its own process (default: the number of cores)")
     p.set_defaults(handler=run)
 
 
@@ -14,6 +16,6 @@ def run(args) -> int:
     import os
 
     from runtime.compare import compare
-    print(compare(args.configs, args.out))
+    print(compare(args.configs, args.out, jobs=args.jobs))
     print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
     return 0

@@ -51,10 +51,6 @@ class DataConfig(Table):
 
     files: Annotated[list[str], msgspec.Meta(min_length=1)]
     format: Literal["auto", "npz", "lobster", "binance", "hftbacktest", "csv"] = "auto"
-    # Stream the files through the engine this many events at a time (event files only), in memory that
-    # does not grow with the number of days; absent: the whole data in one array. Same results either way.
-    chunk_events: Annotated[int, msgspec.Meta(ge=1024)] | None = None
-    gap_s: Seconds = 600.0      # a jump of local time longer than this is reported as a gap in the results
 
 
 class ConfigError(DataError):

@@ -18,7 +18,7 @@ from engine import views as engine
 from engine.views import latency_table, make_sim
 from analysis.metrics import Gap, Summary, summarize
 from analysis.output import write_results
-from analysis.results import RunResult, collect
+from analysis.results import RunResult, after_warmup, collect
 from common.errors import DataError
 from common.outdir import check_replaceable
 from feeds.events import EVENT_DTYPE
@@ -28,6 +28,7 @@ from feeds.store import is_event_file
 from feeds.validate import check_price_span, find_gaps, load_replayable
 
 from runtime import session as backtest
+from runtime import window
 from strategies.api import MeasuresDecisionLatency
 from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
@@ -67,6 +68,15 @@ def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray
     instrument = instrument_for(cfg, instrument)
     check_price_span(events, instrument.tick_size, ", ".join(files))
     return events, instrument
+
+
+def data_window(cfg: BacktestConfig, events: np.ndarray) -> window.Window:
+    """The config's ``[data] start`` / ``end`` over ``events`` (:mod:`runtime.window`)."""
+    d = cfg.data
+    if d.start is None and d.end is None:
+        return window.Window()
+    zone = window.zone_for(d.timezone, feeds.resolve_format(d.files, d.format))
+    return window.resolve(d.start, d.end, events["exch_ts"], zone)
 
 
 LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
@@ -187,6 +197,14 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
+        span = data_window(cfg, events)
+    except ConfigError as e:
+        raise e.located(config_path) from None
+    if span.start_ns is not None and transport == "zmq":
+        raise ConfigError("a window's warm-up replays in the engine's process: data.start runs with "
+                          "--transport inproc", path=config_path, field="data.start")
+    events = window.cut(events, span)
+    try:
         sim = make_sim(events, *sim_config(cfg, instrument))
     except ConfigError as e:
         raise e.located(config_path) from None
@@ -202,7 +220,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
                 result, latency_ns, decisions, dropped = remote.result, remote.latency_ns, remote.record, \
                     remote.dropped
             else:
-                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress,
+                                      warm_until=span.start_ns)
                 decisions = decision_record(strategy)
         except ConfigError as e:      # a strategy refusing its settings at start: name the config
             raise e.located(config_path) from None
@@ -221,8 +240,9 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")
         engine.set_compute_ns(sim, compute_ns)
+        warm = 0 if span.start_ns is None else backtest.warm_up(sim, span.start_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
-        result = collect(sim)
+        result = after_warmup(collect(sim), warm)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
                                                       instrument=instrument,
                                                       gaps=gaps_in(events, cfg.data.gap_s)[0] or None),

@@ -84,6 +84,9 @@ def run(cfg: BacktestConfig, config_path: str, chunk_events: int, progress: bool
     if cfg.strategy.mode != "python":
         raise ConfigError("a streamed backtest runs mode = \"python\" strategies: a kernel runs to the end of "
                           "the data in one call", path=config_path, field="strategy.mode")
+    if cfg.data.start is not None or cfg.data.end is not None:
+        raise ConfigError("a streamed backtest replays its files whole: give the days a window would cut "
+                          "as files, or drop data.chunk_events", path=config_path, field="data.start")
     files = _files(cfg)
     instrument, total = _instrument(cfg, files)
     if total == 0:
