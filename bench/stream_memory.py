@@ -1,7 +1,7 @@
 """Peak memory of a multi-day backtest, streamed and whole-array, at 1, 5 and 20 days.
 
 The days are one seeded stream of bench/gen_l2.py (``--events-per-day`` rows a day, its clock spanning
-about 0.6 ms a row), cut into day files with ``--night-s`` of silence between them
+about 0.6 ms a row, around a price of 10,000.00 in ticks of 0.01), cut into day files with ``--night-s`` of silence between them
 (:func:`bench.gen_l2.split_days`): the book, our orders and queues carry over each night, as over a real
 one, and every night is reported as a gap. FixedSpread (Python, waking every second) runs over the first
 1, 5 and 20 files, each run in a fresh child process whose peak resident set (``ru_maxrss``) is read at
@@ -9,7 +9,7 @@ its end: streamed (``data.chunk_events``) and, as the peer, the whole-array run.
 20-day / 1-day ratio of each, and whether the 20-day streamed results (metrics.json, fills.csv,
 orders.csv, ticks.npz) equal the whole-array run's byte for byte.
 
-    PYTHONPATH=. python bench/stream_memory.py [--events-per-day 500000] [--days 1 5 20]
+    PYTHONPATH=. python bench/stream_memory.py [--events-per-day 250000] [--days 1 5 20]
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ import sys; sys.path.insert(0, {REPO!r})
 from bench.gen_l2 import generate, instrument, split_days
 from common.atomic import atomic_write
 from feeds.store import write
-for f, day in zip({files!r}, split_days(generate({days * per_day}, seed=7), {days}, {int(night_s * 1e9)})):
+for f, day in zip({files!r}, split_days(generate({days * per_day}, seed=7, start_tick=1_000_000), {days}, {int(night_s * 1e9)})):
     with atomic_write(f) as out:
         write(out, day, instrument(), compress=False)
 """
@@ -82,7 +82,7 @@ def digest(out: str) -> dict[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events-per-day", type=int, default=500_000)
+    ap.add_argument("--events-per-day", type=int, default=250_000)
     ap.add_argument("--days", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--night-s", type=float, default=3600.0)
     ap.add_argument("--chunk-events", type=int, default=1 << 18)

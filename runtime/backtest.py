@@ -256,22 +256,27 @@ def gaps_in(events: np.ndarray, gap_s: float, last_local: int | None = None) -> 
     return [Gap(start_ts=a, end_ts=b, seconds=(b - a) / 1e9) for a, b in found], last
 
 
+def run_config(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
+               timeout_s: float | None = None, curve: bool = False, chunk_events: int | None = None) -> Backtest:
+    """:func:`run`, or with ``chunk_events`` (or the config's ``data.chunk_events``) the data streamed
+    through the engine (:mod:`runtime.stream`): the same results in memory that does not grow with the days."""
+    chunk_events = chunk_events or cfg.data.chunk_events
+    if chunk_events is None:
+        return run(cfg, config_path, progress, transport, timeout_s, curve)
+    if transport != "inproc":
+        raise ConfigError("a streamed backtest runs the strategy in this process (--transport inproc)",
+                          path=config_path, field="data.chunk_events")
+    from runtime import stream
+    return stream.run(cfg, config_path, chunk_events, progress)
+
+
 def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
                   timeout_s: float | None = None, curve: bool = False, chunk_events: int | None = None) -> Backtest:
-    """``cmm backtest``: one run, its results directory written. ``chunk_events`` (or the config's
-    ``data.chunk_events``) streams the data through the engine (:mod:`runtime.stream`)."""
+    """``cmm backtest``: one run (:func:`run_config`), its results directory written."""
     from runtime.config import load
     cfg = load(config_path)
     check_replaceable(out_dir)          # before the run, not after it: a refusal should cost nothing
-    chunk_events = chunk_events or cfg.data.chunk_events
-    if chunk_events is not None:
-        if transport != "inproc":
-            raise ConfigError("a streamed backtest runs the strategy in this process (--transport inproc)",
-                              path=config_path, field="data.chunk_events")
-        from runtime import stream
-        bt = stream.run(cfg, config_path, chunk_events, progress)
-    else:
-        bt = run(cfg, config_path, progress, transport, timeout_s, curve)
+    bt = run_config(cfg, config_path, progress, transport, timeout_s, curve, chunk_events)
     with open(config_path, "rb") as f:
         config_text = f.read()
     write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",

@@ -85,9 +85,12 @@ class PaperConfig(VenueConfig, kw_only=True):
     paper: PaperFeedConfig = PaperFeedConfig()
 
 
-def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
-    """Parse and check a config file; every problem is a ConfigError naming the key."""
-    cfg = tomlconfig.load(path, type_)
+def load(path: str, type_: type[VenueConfig] = BacktestConfig, text: bytes | None = None,
+         where: str | None = None) -> VenueConfig:
+    """Parse and check a config file; every problem is a ConfigError naming the key. ``text``: the config's
+    TOML given here instead of read from ``path`` (paths in it are still relative to ``path``; a sweep's
+    job), with errors naming ``where``."""
+    cfg = tomlconfig.load(path, type_) if text is None else tomlconfig.decode(text, type_, where or path)
     model_class(QUEUE_MODELS, "queue.model", cfg.queue.model, path)
     model_class(FEE_MODELS, "fees.mode", cfg.fees.mode, path)
     latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)

@@ -22,12 +22,20 @@ which process finished first.
 - **Backends.** Where jobs run is an executor (:class:`concurrent.futures.Executor`)
   from :data:`BACKENDS`: ``"process"`` (a spawn-started process pool: no fork of
   a parent that holds torch's or Numba's threads) and ``"inline"`` (this process,
-  one at a time; what ``jobs = 1`` uses). Another backend (a Ray cluster) is one
-  more module that registers a factory ``(workers) -> Executor`` here.
+  one at a time; what ``jobs = 1`` uses); or any factory ``(workers) -> Executor``
+  passed as ``backend`` (:mod:`runtime.jobs_ray`: a Ray cluster). Each pool worker
+  imports the engine and loads its jitted functions once, before its first job
+  (:func:`warm_worker`), so the Numba cache is read once per worker, not per job.
+- **Dead workers.** A worker process that dies (killed, out of memory) takes its
+  job with it, and a process pool with it all its jobs in flight: those jobs run
+  again, up to ``retries`` times each, on a fresh pool. A job's result is only
+  ever its completion marker and its return value, both keyed by its id, so a
+  job run twice is counted once.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 import os
 import time
@@ -133,8 +141,34 @@ class InlineExecutor(cf.Executor):
         return future
 
 
+def warm_worker() -> None:
+    """A new worker's first act: import the engine and run a tiny replay, so the jitted functions are
+    loaded from the Numba cache (or compiled into it) once per worker rather than inside its first job."""
+    import numpy as np
+
+    from engine.views import EngineConfig, make_sim, run_to_end
+    from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
+
+    rows = np.zeros(2, dtype=EVENT_DTYPE)
+    rows["ev"] = DEPTH | EXCH | LOCAL | np.array([1 << 29, 1 << 28], dtype=np.uint64)
+    rows["px"], rows["qty"] = [99.0, 101.0], 1.0
+    rows["exch_ts"] = rows["local_ts"] = [1, 2]
+    run_to_end(make_sim(rows, EngineConfig(tick_size=1.0, lot_size=1.0)))
+
+
 def _process_pool(workers: int) -> cf.Executor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=warm_worker)
+
+
+class WorkerDied(RuntimeError):
+    """A backend's word that the worker running a job died (:mod:`runtime.jobs_ray`)."""
+
+
+def worker_died(error: BaseException) -> bool:
+    """Whether a job's future failed because its worker process died, not because the job raised
+    (:func:`execute` never raises): a broken process pool, or a backend's :class:`WorkerDied`."""
+    return isinstance(error, (BrokenProcessPool, WorkerDied))
 
 
 BACKENDS: dict[str, Callable[[int], cf.Executor]] = {
@@ -172,12 +206,13 @@ def check_jobs(jobs: list[Job]) -> None:
             del waiting[i]
 
 
-def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | None = None,
-             progress: bool | None = None, label: str = "jobs",
+def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | Callable[[int], cf.Executor] | None = None,
+             progress: bool | None = None, label: str = "jobs", retries: int = 2,
              on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
     """Run ``jobs`` (``workers`` at a time, default :func:`default_jobs`); one result per job, in input order.
 
-    ``backend``: a key of :data:`BACKENDS`; by default ``"inline"`` for one worker, else ``"process"``.
+    ``backend``: a key of :data:`BACKENDS` or a factory ``(workers) -> Executor``; by default ``"inline"``
+    for one worker, else ``"process"``. A job whose worker died runs again, at most ``retries`` times.
     ``on_result`` is called in this process as each job ends (a log line); ``progress`` draws a bar
     (None: on a terminal).
     """
@@ -186,8 +221,9 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | None
     if workers < 1:
         raise ConfigError(f"expected at least one worker, got {workers}", field="--jobs")
     backend = backend or ("inline" if workers == 1 else "process")
-    if backend not in BACKENDS:
+    if isinstance(backend, str) and backend not in BACKENDS:
         raise ConfigError(f"unknown job backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="backend")
+    factory = BACKENDS[backend] if isinstance(backend, str) else backend
     results: dict[str, JobResult] = {}
     pending = list(jobs)
     with Progress(len(jobs), label, enabled=progress) as bar:
@@ -203,7 +239,11 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | None
                 finish(stored)
         pending = [j for j in pending if j.id not in results]
         running: dict[cf.Future, str] = {}
-        executor = BACKENDS[backend](min(workers, max(len(pending), 1)))
+        by_id = {j.id: j for j in jobs}
+        order = {j.id: k for k, j in enumerate(jobs)}
+        attempts = {j.id: 0 for j in jobs}
+        width = min(workers, max(len(pending), 1))
+        executor = factory(width)
         try:
             while pending or running:
                 still = []
@@ -212,6 +252,7 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | None
                     if failed:
                         finish(JobResult(id=j.id, status="failed", error=f"not run: {failed[0]} failed"))
                     elif all(a in results for a in j.after) and len(running) < workers:
+                        attempts[j.id] += 1
                         running[executor.submit(execute, j)] = j.id
                     else:
                         still.append(j)
@@ -221,12 +262,29 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | None
                         raise RuntimeError(f"jobs stuck: {[j.id for j in pending]}")
                     break
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                broken = False
                 for future in done:
                     job_id = running.pop(future)
                     try:
                         finish(future.result())
                     except Exception as e:  # noqa: BLE001 - the worker process itself died
-                        finish(JobResult(id=job_id, status="failed", error=one_line(e)))
+                        if worker_died(e) and attempts[job_id] <= retries:
+                            pending.append(by_id[job_id])       # runs again; its marker is written once
+                            broken |= isinstance(e, BrokenProcessPool)
+                        else:
+                            tries = f" (its worker died {attempts[job_id]} times)" if worker_died(e) else ""
+                            finish(JobResult(id=job_id, status="failed", error=one_line(e) + tries))
+                if broken:
+                    # A broken pool fails every job still in it: they go again, on a fresh pool.
+                    for future in cf.wait(running).done:
+                        job_id = running.pop(future)
+                        if future.exception() is None:
+                            finish(future.result())
+                        else:
+                            pending.append(by_id[job_id])
+                    executor.shutdown(wait=True, cancel_futures=True)
+                    executor = factory(width)
+                pending.sort(key=lambda j: order[j.id])
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     return [results[j.id] for j in jobs]
