@@ -60,23 +60,24 @@ class TickStream:
     held at the end; :meth:`chunks` gives them as ``TICK_FIELDS`` arrays, ``chunk`` rows at a time."""
 
     def __init__(self, spilled: Spill, held_log: dict[str, np.ndarray], held_quotes: np.ndarray,
-                 fills: np.ndarray):
+                 fills: np.ndarray, chunk: int = TICK_CHUNK):
         self.spilled = spilled
         self.held_log = held_log
         self.held_quotes = held_quotes
         self.fills = fills
         self.n = spilled.rows + len(held_quotes)
+        self.chunk = chunk
 
-    def chunks(self, chunk: int = TICK_CHUNK) -> Iterator[dict[str, np.ndarray]]:
+    def chunks(self, chunk: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         cols = TickColumns(self.fills)
-        for rows in self.spilled.chunks(chunk):
+        for rows in self.spilled.chunks(chunk or self.chunk):
             yield cols.columns(spilled_tick_log(rows), quotes_of(rows["nq"]))
         yield cols.columns(self.held_log, self.held_quotes)
 
 
-def tick_chunks(ticks: dict[str, np.ndarray] | TickStream, chunk: int = TICK_CHUNK) -> Iterator[dict[str, np.ndarray]]:
+def tick_chunks(ticks: dict[str, np.ndarray] | TickStream) -> Iterator[dict[str, np.ndarray]]:
     """A run's per-tick arrays a chunk at a time: a whole run's in one, a streamed run's as it reads them."""
-    return iter([ticks]) if isinstance(ticks, dict) else ticks.chunks(chunk)
+    return iter([ticks]) if isinstance(ticks, dict) else ticks.chunks()
 
 
 def tick_count(ticks: dict[str, np.ndarray] | TickStream) -> int:
@@ -101,12 +102,12 @@ def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
                      orders_dropped=view.orders_dropped)
 
 
-def collect_streamed(S: Sim, spilled: Spill) -> RunResult:
+def collect_streamed(S: Sim, spilled: Spill, chunk: int = TICK_CHUNK) -> RunResult:
     """:func:`collect` for a streamed run: the per-tick results stay in ``spilled`` (the live engine's
-    spill file) and are read a chunk at a time (:class:`TickStream`)."""
+    spill file) and are read ``chunk`` rows at a time (:class:`TickStream`)."""
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
-    return RunResult(ticks=TickStream(spilled, view.tick_log(), view.tick_quotes(), fills), fills=fills,
+    return RunResult(ticks=TickStream(spilled, view.tick_log(), view.tick_quotes(), fills, chunk), fills=fills,
                      orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped)
 
 

@@ -85,7 +85,7 @@ def main() -> int:
     ap.add_argument("--events-per-day", type=int, default=250_000)
     ap.add_argument("--days", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--night-s", type=float, default=3600.0)
-    ap.add_argument("--chunk-events", type=int, default=1 << 18)
+    ap.add_argument("--chunk-events", type=int, default=1 << 16)
     ap.add_argument("--root", default=os.path.join(REPO, "build", "bench", "stream_memory"))
     args = ap.parse_args()
     data = os.path.join(args.root, f"days_{args.events_per_day}")

@@ -9,6 +9,8 @@ def register(groups) -> None:
                    help="each run's results in DIR/<strategy>/, the table and report.html in DIR")
     p.add_argument("--jobs", type=int, metavar="N", default=None,
                    help="backtests run at once, each in its own process (default: the number of cores)")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run the backtests on a Ray cluster instead (docs/scale.md); needs the [ray] extra")
     p.set_defaults(handler=run)
 
 
@@ -16,6 +18,10 @@ def run(args) -> int:
     import os
 
     from runtime.compare import compare
-    print(compare(args.configs, args.out, jobs=args.jobs))
+    backend = None
+    if args.ray is not None:
+        from runtime.jobs_ray import backend as ray_backend
+        backend = ray_backend(args.ray, args.jobs)
+    print(compare(args.configs, args.out, jobs=args.jobs, backend=backend))
     print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
     return 0

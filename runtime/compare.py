@@ -60,7 +60,7 @@ def read_run(label: str, config: str, directory: str) -> Run:
 
 
 def run_all(configs: list[str], out: str, log=print, into: str | None = None, jobs: int | None = None,
-            progress: bool | None = None) -> list[Run]:
+            progress: bool | None = None, backend=None) -> list[Run]:
     """Run each config into ``OUT/<label>/``, ``jobs`` at a time in their own processes (:mod:`runtime.jobs`);
     ``into``: the directory that will become ``out``, written now. The first failure is raised as one line
     once every run has ended."""
@@ -76,7 +76,8 @@ def run_all(configs: list[str], out: str, log=print, into: str | None = None, jo
 
     ids = [name for _, _, name, _ in named]
     results = run_jobs([Job(id=name, fn=backtest_job, out=directory, args=(config,))
-                        for _, config, name, directory in named], jobs, progress=progress, label="compare",
+                        for _, config, name, directory in named], jobs, backend=backend, progress=progress,
+                       label="compare",
                        on_result=report)
     for (label, *_), r in zip(named, results):
         if not r.ok:
@@ -84,9 +85,9 @@ def run_all(configs: list[str], out: str, log=print, into: str | None = None, jo
     return [read_run(label, config, directory) for label, config, _, directory in named]
 
 
-def compare(configs: list[str], out: str, log=print, jobs: int | None = None) -> str:
+def compare(configs: list[str], out: str, log=print, jobs: int | None = None, backend=None) -> str:
     """Run every config (``jobs`` at a time; default: one per core), write the comparison into ``out``;
     returns the table."""
     labels(configs)                     # checks every config: a bad one is refused before anything runs
     with replacing(out) as tmp:
-        return write_report(tmp, run_all(configs, out, log=log, into=tmp, jobs=jobs))
+        return write_report(tmp, run_all(configs, out, log=log, into=tmp, jobs=jobs, backend=backend))

@@ -123,7 +123,7 @@ def run(cfg: BacktestConfig, config_path: str, chunk_events: int, progress: bool
         live.finish()
         session.run(int(END) - 1)
         session.stop()
-    result = collect_streamed(live.sim, live.ticks_spilled)
+    result = collect_streamed(live.sim, live.ticks_spilled, chunk_events)
     return backtest.Backtest(result=result, summary=backtest.summary_of(cfg, result, strategy, instrument=instrument,
                                                                         gaps=gaps or None),
                              instrument=instrument, events=total, decisions=backtest.decision_record(strategy))
