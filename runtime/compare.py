@@ -24,7 +24,7 @@ from common.outdir import replacing
 
 from runtime.config import load
 from runtime.backtest import RunSummary, run_and_write, strategy_entry
-from runtime.jobs import Job, JobResult, run_jobs
+from runtime.jobs import Job, JobResult, run_jobs, warm_worker
 
 
 def labels(configs: list[str]) -> list[str]:
@@ -77,7 +77,7 @@ def run_all(configs: list[str], out: str, log=print, into: str | None = None, jo
     ids = [name for _, _, name, _ in named]
     results = run_jobs([Job(id=name, fn=backtest_job, out=directory, args=(config,))
                         for _, config, name, directory in named], jobs, backend=backend, progress=progress,
-                       label="compare",
+                       label="compare", warm=warm_worker,
                        on_result=report)
     for (label, *_), r in zip(named, results):
         if not r.ok:

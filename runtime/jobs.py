@@ -23,9 +23,10 @@ which process finished first.
   from :data:`BACKENDS`: ``"process"`` (a spawn-started process pool: no fork of
   a parent that holds torch's or Numba's threads) and ``"inline"`` (this process,
   one at a time; what ``jobs = 1`` uses); or any factory ``(workers) -> Executor``
-  passed as ``backend`` (:mod:`runtime.jobs_ray`: a Ray cluster). Each pool worker
-  imports the engine and loads its jitted functions once, before its first job
-  (:func:`warm_worker`), so the Numba cache is read once per worker, not per job.
+  passed as ``backend`` (:mod:`runtime.jobs_ray`: a Ray cluster). With
+  ``warm = warm_worker`` (backtests: compare, sweep) each worker imports the engine
+  and loads its jitted functions once, before its first job, so the Numba cache is
+  read once per worker, not inside a job.
 - **Dead workers.** A worker process that dies (killed, out of memory) takes its
   job with it, and a process pool with it all its jobs in flight: those jobs run
   again, up to ``retries`` times each, on a fresh pool. A job's result is only
@@ -156,9 +157,9 @@ def warm_worker() -> None:
     run_to_end(make_sim(rows, EngineConfig(tick_size=1.0, lot_size=1.0)))
 
 
-def _process_pool(workers: int) -> cf.Executor:
+def _process_pool(workers: int, warm: Callable[[], None] | None = None) -> cf.Executor:
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=warm_worker)
+                                  initializer=warm)
 
 
 class WorkerDied(RuntimeError):
@@ -171,9 +172,10 @@ def worker_died(error: BaseException) -> bool:
     return isinstance(error, (BrokenProcessPool, WorkerDied))
 
 
-BACKENDS: dict[str, Callable[[int], cf.Executor]] = {
+# A backend: (workers, warm) -> Executor, where ``warm`` (or None) is what each new worker runs first.
+BACKENDS: dict[str, Callable[..., cf.Executor]] = {
     "process": _process_pool,
-    "inline": lambda workers: InlineExecutor(),
+    "inline": lambda workers, warm=None: InlineExecutor(),
 }
 
 
@@ -206,13 +208,15 @@ def check_jobs(jobs: list[Job]) -> None:
             del waiting[i]
 
 
-def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | Callable[[int], cf.Executor] | None = None,
+def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | Callable[..., cf.Executor] | None = None,
              progress: bool | None = None, label: str = "jobs", retries: int = 2,
+             warm: Callable[[], None] | None = None,
              on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
     """Run ``jobs`` (``workers`` at a time, default :func:`default_jobs`); one result per job, in input order.
 
     ``backend``: a key of :data:`BACKENDS` or a factory ``(workers) -> Executor``; by default ``"inline"``
     for one worker, else ``"process"``. A job whose worker died runs again, at most ``retries`` times.
+    ``warm`` runs once in each new worker before its first job (:func:`warm_worker` for backtests).
     ``on_result`` is called in this process as each job ends (a log line); ``progress`` draws a bar
     (None: on a terminal).
     """
@@ -243,7 +247,7 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | Call
         order = {j.id: k for k, j in enumerate(jobs)}
         attempts = {j.id: 0 for j in jobs}
         width = min(workers, max(len(pending), 1))
-        executor = factory(width)
+        executor = factory(width, warm)
         try:
             while pending or running:
                 still = []
@@ -283,7 +287,7 @@ def run_jobs(jobs: list[Job], workers: int | None = None, *, backend: str | Call
                         else:
                             pending.append(by_id[job_id])
                     executor.shutdown(wait=True, cancel_futures=True)
-                    executor = factory(width)
+                    executor = factory(width, warm)
                 pending.sort(key=lambda j: order[j.id])
         finally:
             executor.shutdown(wait=True, cancel_futures=True)

@@ -9,8 +9,8 @@ the completion markers and the results directories are the same bytes whichever 
   node must see them at the same path (a shared filesystem: NFS, a mounted bucket), and the code must be
   importable on every node (the same checkout, or the package installed). docs/scale.md has the plan
   for a cluster of many machines.
-- **Workers.** Ray keeps its worker processes between tasks; each warms the engine's jitted functions
-  once, before its first job (:func:`runtime.jobs.warm_worker`).
+- **Workers.** Ray keeps its worker processes between tasks; each runs the runner's ``warm`` (the
+  engine's jitted functions: :func:`runtime.jobs.warm_worker`) once, before its first job.
 - **Dead workers.** Ray's own retries are off: a task whose worker died comes back as
   :class:`runtime.jobs.WorkerDied`, and the runner retries it as it does a local one, so one rule
   (``retries``) holds on every backend and a job is counted once.
@@ -24,17 +24,16 @@ import sys
 from typing import Callable
 
 from common.config import ConfigError
-from runtime.jobs import WorkerDied, warm_worker
+from runtime.jobs import WorkerDied
 
-_warm = False
+_warmed: set = set()
 
 
-def _call(fn, *args, **kwargs):
-    """A job inside a Ray worker: the worker is warmed before its first one."""
-    global _warm
-    if not _warm:
-        warm_worker()
-        _warm = True
+def _call(warm, fn, *args, **kwargs):
+    """A job inside a Ray worker: the worker runs ``warm`` before its first job (once per worker process)."""
+    if warm is not None and warm not in _warmed:
+        warm()
+        _warmed.add(warm)
     return fn(*args, **kwargs)
 
 
@@ -72,8 +71,9 @@ def connect(address: str, workers: int | None = None, log=print) -> None:
 class RayExecutor(cf.Executor):
     """Submitted calls become Ray tasks of one CPU; their futures are ordinary ``concurrent.futures`` ones."""
 
-    def __init__(self):
+    def __init__(self, warm=None):
         ray = _ray()
+        self._warm = warm
         self._ray = ray
         self._task = ray.remote(num_cpus=1, max_retries=0)(_call)
         self._refs = []
@@ -85,7 +85,7 @@ class RayExecutor(cf.Executor):
             if t is not None)
 
     def submit(self, fn, /, *args, **kwargs):
-        ref = self._task.remote(fn, *args, **kwargs)
+        ref = self._task.remote(self._warm, fn, *args, **kwargs)
         self._refs.append(ref)
         inner = ref.future()
         outer = cf.Future()
@@ -111,7 +111,7 @@ class RayExecutor(cf.Executor):
         self._refs = []
 
 
-def backend(address: str, workers: int | None = None, log=print) -> Callable[[int], cf.Executor]:
+def backend(address: str, workers: int | None = None, log=print) -> Callable[..., cf.Executor]:
     """A :func:`runtime.jobs.run_jobs` backend on the Ray cluster at ``address``."""
     connect(address, workers, log=lambda line: print(line, file=sys.stderr) if log is print else log(line))
-    return lambda width: RayExecutor()
+    return lambda width, warm=None: RayExecutor(warm)

@@ -43,7 +43,7 @@ from common.atomic import atomic_write
 from common.config import ConfigError, PositiveInt, Table
 from common.errors import DataError
 from runtime import config as backtest_config
-from runtime.jobs import Job, JobResult, failures, run_jobs
+from runtime.jobs import Job, JobResult, failures, run_jobs, warm_worker
 
 METRICS = ("epnl", "map", "rpt", "pnlmap", "n_fills", "volume", "fees", "final_position", "sharpe", "max_drawdown",
            "quoted_bid_share", "quoted_ask_share", "ticks")
@@ -265,7 +265,7 @@ def run(sweep: Sweep, out: str, jobs: int | None = None, backend=None, progress:
             if r.status == "failed":
                 log(f"{r.id}: failed: {r.error}")
         return run_jobs(jobs_for(sweep, param_sets, out), jobs, backend=backend, progress=progress, label="sweep",
-                        on_result=report)
+                        warm=warm_worker, on_result=report)
 
     if s.method == "grid":
         param_sets = grid(sweep.cfg.params)
@@ -289,20 +289,31 @@ def _optuna(sweep: Sweep, execute) -> tuple[list[dict[str, Any]], list[JobResult
     s, cfg = sweep.cfg.search, sweep.cfg
     study = optuna.create_study(direction="maximize" if cfg.maximize else "minimize",
                                 sampler=optuna.samplers.TPESampler(seed=s.seed))
-    param_sets, results = [], []
-    while len(param_sets) < s.samples:
+    param_sets, results, asked = [], [], 0
+    n_sets = len(sweep.sets)
+
+    def score(k: int):
+        values = [r.value[cfg.metric] for r in results[k * n_sets:(k + 1) * n_sets]
+                  if r.ok and r.value.get(cfg.metric) is not None]
+        return sum(values) / len(values) if values else None
+
+    # A small space makes the sampler propose a set again: it is told the known score, and not run twice.
+    while len(param_sets) < s.samples and asked < 20 * s.samples:
         trials = [study.ask() for _ in range(min(s.batch, s.samples - len(param_sets)))]
-        batch = [{k: _suggest(t, k, space) for k, space in cfg.params.items()} for t in trials]
-        got = execute(param_sets + batch)          # the sets before are complete: skipped, not rerun
-        for t, k in zip(trials, range(len(param_sets), len(param_sets) + len(batch))):
-            values = [r.value[cfg.metric] for r in got[k * len(sweep.sets):(k + 1) * len(sweep.sets)]
-                      if r.ok and r.value.get(cfg.metric) is not None]
-            if values:
-                study.tell(t, sum(values) / len(values))
-            else:
+        asked += len(trials)
+        sets = [{k: _suggest(t, k, space) for k, space in cfg.params.items()} for t in trials]
+        where = []
+        for p in sets:
+            if p not in param_sets:
+                param_sets.append(p)
+            where.append(param_sets.index(p))
+        results = execute(param_sets)          # the sets before are complete: skipped, not rerun
+        for t, k in zip(trials, where):
+            value = score(k)
+            if value is None:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-        param_sets += batch
-        results = got
+            else:
+                study.tell(t, value)
     return param_sets, results
 
 

@@ -148,3 +148,40 @@ def test_a_killed_worker_is_retried_and_counted_once(ray_cluster, local, sweep_d
     outcome = sweeps.Outcome(params=params, rows=sweeps._rows(s, params, results), results=results)
     sweeps.write(s, outcome, out)
     assert (sweep_dir / "killed" / "results.csv").read_bytes() == (local / "results.csv").read_bytes()
+
+
+def test_random_and_optuna_draw_the_same_sets_every_time(sweep_dir, tmp_path):
+    space = {"a": sweeps.Range(low=1, high=9, int=True), "b": [10, 20], "c": sweeps.Range(low=0.1, high=10.0, log=True)}
+    first = sweeps.random_sets(space, 5, seed=3)
+    assert first == sweeps.random_sets(space, 5, seed=3) != sweeps.random_sets(space, 5, seed=4)
+    assert len(first) == 5 and all(1 <= p["a"] <= 9 and p["b"] in (10, 20) and 0.1 <= p["c"] <= 10 for p in first)
+    pytest.importorskip("optuna", reason="search.method = optuna needs the [optuna] extra")
+    text = SWEEP.replace('walk_forward = true', '').replace(
+        '[1, 2]', '{low = 1, high = 3, int = true}').replace('["day0.npz"], ["day1.npz"]', '["day0.npz"]')
+    (sweep_dir / "optuna.toml").write_text(text + '[search]\nmethod = "optuna"\nsamples = 3\nbatch = 2\nseed = 1\n')
+    tables = []
+    for k in (1, 2):
+        outcome, _ = sweeps.sweep(str(sweep_dir / "optuna.toml"), str(tmp_path / f"o{k}"), jobs=1, progress=False,
+                                  log=lambda line: None)
+        assert all(r.ok for r in outcome.results) and len(outcome.results) == len(outcome.params) <= 3
+        spreads = [p["strategy.params.half_spread_ticks"] for p in outcome.params]
+        assert len(set(spreads)) == len(spreads) and all(1 <= x <= 3 for x in spreads)     # no set twice
+        tables.append((tmp_path / f"o{k}" / "results.csv").read_bytes())
+    assert tables[0] == tables[1]
+
+
+def dies_once(out: str) -> int:
+    """A job whose first attempt kills its own worker process."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "attempts"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if len(open(os.path.join(out, "attempts")).read().splitlines()) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 7
+
+
+def test_a_killed_pool_worker_is_retried_on_a_fresh_pool(tmp_path):
+    from runtime.jobs import Job
+    results = run_jobs([Job(id="dies", fn=dies_once, out=str(tmp_path / "d"))], 1, backend="process", progress=False)
+    assert [(r.status, r.value) for r in results] == [("done", 7)]
+    assert len(set((tmp_path / "d" / "attempts").read_text().split())) == 2
