@@ -42,7 +42,7 @@ def main() -> int:
         import ray
         t0 = time.perf_counter()
         os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else "")
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         start_s = time.perf_counter() - t0
         from runtime.jobs_ray import backend
         ray_s, _ = timed_sweep(args.config, os.path.join(root, "ray"), args.workers, backend("auto"))

@@ -41,7 +41,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--ray needs Ray, an optional extra: pip install 'cmm-engine[ray]'", field="--ray") \
+        raise ConfigError("needs Ray, an optional extra: pip install 'cmm-engine[ray]'", field="--ray") \
             from None
     return ray
 
@@ -59,7 +59,7 @@ def connect(address: str, workers: int | None = None, log=print) -> None:
         except ConnectionError:
             pass
         log(f"ray: no cluster running here; starting one on this machine ({workers or 'all'} CPUs)")
-        ray.init(num_cpus=workers, **kwargs)
+        ray.init(address="local", num_cpus=workers, **kwargs)
         return
     try:
         ray.init(address=address, **kwargs)

@@ -13,14 +13,18 @@ timelines, so every row still to come lies at or after the last time each
 timeline has reached, and a wake-up due later waits for the next chunk
 (``WOKE_WAIT``), keeping its timer. The answer is therefore the whole-array
 run's, byte for byte, for any chunk size (``tests/test_stream.py`` checks it
-with hypothesis). The results directory is written from the spill files a chunk
-at a time (:func:`analysis.output.write_streamed`).
+with hypothesis). The results (:class:`analysis.results.TickStream`) stay in the
+spill file, and the results directory is written from it a chunk at a time
+(:func:`analysis.output.write_results`).
 
 What memory still grows with the run: our fills and orders (the engine's logs,
 bounded by ``max_fills`` and ``max_order_log``) and the list of gaps. Not
-streamed: order-level (L3) queues, which need the whole file's orders up front,
-and jitted kernels, which run to the end of the data in one call; both are
-refused with one line. The strategy sees an :class:`~runtime.session.EngineContext`,
+streamed, each refused in one line: order-level (L3) queues, which need the whole
+file's orders up front; jitted kernels, which run to the end of the data in one
+call; a ``data.start`` / ``data.end`` window; files that are not event files.
+The live engine's book range starts around the first price and re-centres as
+prices move: an order priced beyond it is refused where a whole-array run (whose
+range is the data's) might have accepted it. The strategy sees an :class:`~runtime.session.EngineContext`,
 without the replay ahead (CMM's batched inference then runs per wake-up).
 """
 from __future__ import annotations

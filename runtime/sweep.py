@@ -43,6 +43,7 @@ from common.atomic import atomic_write
 from common.config import ConfigError, PositiveInt, Table
 from common.errors import DataError
 from runtime import config as backtest_config
+from runtime.backtest import strategy_entry
 from runtime.jobs import Job, JobResult, failures, run_jobs, warm_worker
 
 METRICS = ("epnl", "map", "rpt", "pnlmap", "n_fills", "volume", "fees", "final_position", "sharpe", "max_drawdown",
@@ -189,9 +190,7 @@ def jobs_for(sweep: Sweep, param_sets: list[dict[str, Any]], out: str) -> list[J
         for name, files in sweep.sets:
             text = config_text(sweep, params, files)
             try:
-                cfg = parse(text, sweep.base_path, where=sweep.path)
-                from runtime.backtest import strategy_entry
-                strategy_entry(cfg, sweep.base_path)
+                strategy_entry(parse(text, sweep.base_path, where=sweep.path), sweep.base_path)
             except ConfigError as e:
                 raise ConfigError(f"{e} (with {_describe(params)})", path=sweep.path) from None
             job_id = _id(params, name)
@@ -283,7 +282,7 @@ def _optuna(sweep: Sweep, execute) -> tuple[list[dict[str, Any]], list[JobResult
     try:
         import optuna
     except ImportError:
-        raise ConfigError("search.method = \"optuna\" needs optuna: pip install 'cmm-engine[optuna]'",
+        raise ConfigError("\"optuna\" needs optuna, an optional extra: pip install 'cmm-engine[optuna]'",
                           path=sweep.path, field="search.method") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s, cfg = sweep.cfg.search, sweep.cfg

@@ -105,7 +105,7 @@ def ray_cluster():
     old = os.environ.get("PYTHONPATH")
     # The workers import this module (killed_once) as pytest named it: from the repository or tests/.
     os.environ["PYTHONPATH"] = os.pathsep.join([REPO, os.path.join(REPO, "tests")] + ([old] if old else []))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
     if old is None:
@@ -185,3 +185,13 @@ def test_a_killed_pool_worker_is_retried_on_a_fresh_pool(tmp_path):
     results = run_jobs([Job(id="dies", fn=dies_once, out=str(tmp_path / "d"))], 1, backend="process", progress=False)
     assert [(r.status, r.value) for r in results] == [("done", 7)]
     assert len(set((tmp_path / "d" / "attempts").read_text().split())) == 2
+
+
+def test_without_ray_the_flag_is_one_line(sweep_dir, tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)          # as if the [ray] extra were not installed
+    assert cmm(["sweep", "--config", str(sweep_dir / "sweep.toml"), "--out", str(tmp_path / "o"),
+                "--ray", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "cmm: error: --ray: needs Ray, an optional extra: pip install 'cmm-engine[ray]'"
+    assert not (tmp_path / "o").exists()
