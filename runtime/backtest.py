@@ -33,6 +33,7 @@ from strategies.api import MeasuresDecisionLatency
 from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
 from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
+from strategies.cmm import quote_stats
 from strategies.registry import STRATEGIES
 
 
@@ -43,6 +44,12 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     # Absent for a linear contract whose data names no currency, so such runs keep their bytes.
     contract_kind: str = "linear"          # "inverse": EPnL, fees and notional are in the settlement coin
     settlement: str | None = None          # the currency EPnL, fees and notional are in
+    # A CMM-family strategy's quoting (strategies.cmm.quote_stats): its decisions, those whose normalized
+    # features were beyond the training range and their share, and why decisions quoted nothing.
+    decisions: int | None = None
+    out_of_range_decisions: int | None = None
+    out_of_range_share: float | None = None
+    no_quote: dict[str, int] | None = None
 
 
 class Backtest(msgspec.Struct):
@@ -243,7 +250,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = after_warmup(collect(sim), warm)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
-                                                             instrument=instrument),
+                                                      instrument=instrument, **quote_stats(decisions)),
                     instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
 
@@ -283,6 +290,10 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    if s.decisions is not None:
+        rows.append(("decisions quoted", f"{s.decisions - sum(s.no_quote.values()):,} of {s.decisions:,}"
+                     + "".join(f"; {why} {n:,}" for why, n in s.no_quote.items() if n)
+                     + f"; out of range {s.out_of_range_share:.1%}"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     width = max(len(k) for k, _ in rows)

@@ -43,7 +43,7 @@ def sim_for(events):
 class Fixed(CMMStrategy):
     """CMM with the model's answer fixed (mid change 0, spread 2 ticks, volume 1): the hooks around it run."""
 
-    target = np.array([0.0, 2.0, 1.0])
+    target = np.array([0.0, 2.0, np.log1p(1.0)])      # the model predicts log1p of the volume
 
     def predict(self, x, regime):
         b = self.bundle
