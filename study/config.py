@@ -33,6 +33,7 @@ class Dataset(Table):
     train: str                             # a ``cmm train`` config; its [dataset] fractions split the data
     backtest: Templates
     timezone: str = "auto"                 # the exchange day of [data] start/end (runtime.window)
+    episode_s: Seconds | None = None       # this dataset's episodes (a short capture needs short ones)
 
 
 class StudyConfig(Table):

@@ -99,6 +99,10 @@ def backtest_config(ds: Dataset, method: str, window: list[int], bundle: str | N
         name, _, compute_ns = TRAINED[method]
         cfg["strategy"]["name"] = name
         cfg["strategy"]["params"]["bundle"] = bundle
+        with open(ds.train, "rb") as f:       # the bundle's features are the training config's
+            features = tomllib.load(f).get("features")
+        if features is not None:
+            cfg["strategy"]["params"]["features"] = features
         if compute_ns is not None:
             cfg["strategy"]["compute_ns"] = compute_ns
         if name != "cmm":            # batched inference is CMM's; its variants and the teacher decide per tick
@@ -186,7 +190,7 @@ def plan(cfg: StudyConfig, out: str) -> list[Job]:
             for label, maker, method in rows:
                 job_id = f"run/{ds.name}/seed{seed}/{label}"
                 config = backtest_config(ds, method, [0, 0], os.path.join(run, TRAINED[method][1]), maker,
-                                         cfg.episode_s, files)
+                                         ds.episode_s or cfg.episode_s, files)
                 jobs.append(Job(id=job_id, fn=backtest_job, out=os.path.join(out, "runs", ds.name, f"seed{seed}", label),
                                 args=(os.path.join(out, "configs", job_id.replace("/", "_") + ".toml"), config, run,
                                       label),
@@ -196,7 +200,7 @@ def plan(cfg: StudyConfig, out: str) -> list[Job]:
                 continue
             seed = cfg.seeds[0]              # the window is the data's, the same for every seed
             run = train_dir(out, ds.name, seed)
-            config = backtest_config(ds, method, [0, 0], None, cfg.maker_fee, cfg.episode_s, files)
+            config = backtest_config(ds, method, [0, 0], None, cfg.maker_fee, ds.episode_s or cfg.episode_s, files)
             job_id = f"run/{ds.name}/{method}"
             jobs.append(Job(id=job_id, fn=backtest_job, out=os.path.join(out, "runs", ds.name, method),
                             args=(os.path.join(out, "configs", job_id.replace("/", "_") + ".toml"), config, run,

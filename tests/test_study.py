@@ -47,6 +47,7 @@ def test_study_tiny_runs_every_method_out_of_sample(study):
     # Every run replayed the test window only: no tick before its start or after its end.
     for m in epnl:
         assert window[0] <= m["start_ts"] and m["end_ts"] <= window[1] + 10**9
+        assert m["in_sample"] is False and "out_of_range_share" in m
     # The paired CI, by hand from the episodes: CMM − teacher, averaged over seeds per episode.
     ep = {name: [json.loads((out / "runs" / "goog_sample" / f"seed{s}" / name / "metrics.json").read_text())
                  ["episodes"]["items"] for s in range(3)] for name in ("cmm", "teacher")}
