@@ -36,6 +36,17 @@ class Dataset(Table):
     episode_s: Seconds | None = None       # this dataset's episodes (a short capture needs short ones)
 
 
+class Shock(Table):
+    """The synthetic flash move of the stress table (:mod:`study.shock`), run on the first seed's models."""
+
+    enabled: bool = True
+    at: Share = 0.5                        # where in the test window it starts, as a share of the window
+    move_bp: Annotated[float, msgspec.Meta(gt=0, le=5000)] = 100.0   # how far every price falls, in bp of the mid
+    duration_s: Seconds = 30.0             # how long prices stay down before they come back
+    methods: list[Method] = msgspec.field(default_factory=lambda: ["teacher", "cmm", "single_student", "cmm_mean",
+                                                                   "avellaneda_stoikov", "fixed_spread"])
+
+
 class StudyConfig(Table):
     datasets: Annotated[list[Dataset], msgspec.Meta(min_length=1)]
     seeds: Annotated[list[int], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: [0, 1, 2])
@@ -45,6 +56,7 @@ class StudyConfig(Table):
     rebate: Finite = -0.0002               # the rebate row: CMM and the teacher again with this maker fee
     stress_share: Share = 0.2              # the most volatile episodes (the top quintile) for the stress table
     bootstrap: PositiveInt = 2000          # resamples of the paired episode differences
+    shock: Shock = Shock()
 
 
 def load(path: str) -> StudyConfig:

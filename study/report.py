@@ -38,8 +38,9 @@ def _stat(values) -> dict:
     return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else None, "n": int(len(x))}
 
 
-def collect(results: list[JobResult]) -> tuple[dict, dict]:
-    """(runs, trains): runs[dataset][label] = [value per seed], trains[dataset] = [value per seed]."""
+def collect(results: list[JobResult], kind: str = "run") -> tuple[dict, dict]:
+    """(runs, trains): runs[dataset][label] = [value per seed] of the jobs ``kind/...`` ("run" or "shockrun"),
+    trains[dataset] = [value per seed]."""
     runs: dict[str, dict[str, list]] = {}
     trains: dict[str, list] = {}
     for r in results:
@@ -48,9 +49,29 @@ def collect(results: list[JobResult]) -> tuple[dict, dict]:
         parts = r.id.split("/")
         if parts[0] == "train":
             trains.setdefault(parts[1], []).append(r.value)
-        else:
+        elif parts[0] == kind:
             runs.setdefault(parts[1], {}).setdefault(parts[-1], []).append(r.value)
     return runs, trains
+
+
+def _shock(results: list[JobResult], ds: str, calm: dict) -> dict:
+    """The flash move's table: each method's window EPnL with the shock, without it (same seed), the
+    difference, the EPnL of the episode the shock falls in, and the max drawdown."""
+    shocks = {r.id.split("/")[1]: r.value for r in results if r.ok and r.id.startswith("shock/")}
+    if ds not in shocks:
+        return {}
+    shocked, _ = collect(results, "shockrun")
+    info, out = shocks[ds], {}
+    for method, (v,) in shocked.get(ds, {}).items():
+        base = calm.get(method, [None])[0]
+        starts = v["episodes"]["start_ts"]
+        k = max(0, int(np.searchsorted(starts, info["t"], side="right")) - 1)
+        out[method] = {"epnl": v["epnl"], "calm_epnl": None if base is None else base["epnl"],
+                       "difference": None if base is None else v["epnl"] - base["epnl"],
+                       "shock_episode_epnl": v["episodes"]["epnl"][k] if starts else None,
+                       "max_drawdown": v.get("max_drawdown"), "calm_max_drawdown": None if base is None
+                       else base.get("max_drawdown")}
+    return {"move": info, "methods": out}
 
 
 def summarize(results: list[JobResult], resamples: int, stress_share: float) -> dict:
@@ -81,7 +102,7 @@ def summarize(results: list[JobResult], resamples: int, stress_share: float) -> 
                                                  "episodes": int(len(diff))}
         stress = _stress(labels, stress_share)
         r2 = _r2(trains.get(ds, []))
-        out[ds] = {"methods": table, "paired": pairs, "stress": stress, "r2": r2,
+        out[ds] = {"methods": table, "paired": pairs, "stress": stress, "shock": _shock(results, ds, labels), "r2": r2,
                    "occupancy": [t.get("occupancy") for t in trains.get(ds, [])],
                    "test_window_ns": trains[ds][0]["test"] if trains.get(ds) else None}
     return out
@@ -156,6 +177,22 @@ def markdown(summary: dict, meta: dict) -> str:
                       "realized volatility):", "", "| method | EPnL | MAP |", "|---|--:|--:|"]
             for label, m in st["methods"].items():
                 lines.append(f"| {LABELS.get(label, label)} | {_pm(m['epnl'])} | {_pm(m['map'])} |")
+            lines.append("")
+        sh = s.get("shock")
+        if sh and sh.get("methods"):
+            mv = sh["move"]
+            lines += [f"Synthetic shock (first seed): every price {mv['ticks']} ticks ({mv['move']:,.4g}, "
+                      f"{mv['move'] / mv['price'] * 1e4 if mv['price'] else float('nan'):,.0f} bp) lower for "
+                      f"{mv['duration_ns'] / 1e9:g} s in the middle of the test window, then back:", "",
+                      "| method | EPnL, shocked | EPnL, calm | difference | the shock's episode | max drawdown, "
+                      "shocked / calm |", "|---|--:|--:|--:|--:|--:|"]
+
+            def num(x, spec=",.2f"):
+                return "n/a" if x is None else format(x, spec)
+            for label, m in sh["methods"].items():
+                lines.append(f"| {LABELS.get(label, label)} | {num(m['epnl'])} | {num(m['calm_epnl'])} | "
+                             f"{num(m['difference'])} | {num(m['shock_episode_epnl'])} | "
+                             f"{num(m['max_drawdown'])} / {num(m['calm_max_drawdown'])} |")
             lines.append("")
         if s["r2"]:
             targets = sorted({k for v in s["r2"].values() for k in v})

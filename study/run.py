@@ -131,6 +131,7 @@ def backtest_job(out: str, config_path: str, config: dict, train_run: str | None
     return {
         "method": method,
         "epnl": s.epnl, "map": s.map, "pnlmap": s.pnlmap, "rpt": s.rpt, "n_fills": s.n_fills, "fees": s.fees,
+        "max_drawdown": s.max_drawdown,
         "latency_us": None if s.decision_latency_us is None else [s.decision_latency_us.p50,
                                                                    s.decision_latency_us.p99],
         "episodes": {
@@ -142,6 +143,33 @@ def backtest_job(out: str, config_path: str, config: dict, train_run: str | None
         "out_of_range_share": getattr(s, "out_of_range_share", None),
         "in_sample": getattr(s, "in_sample", None),
     }
+
+
+def shock_job(out: str, files: list[str], train_run: str, at: float, move_bp: float, duration_ns: int) -> dict:
+    """A copy of the dataset with the flash move inside its test window, as an event file ``out/shocked.npz``."""
+    import feeds
+    from feeds.readers.base import no_progress
+    from feeds.store import write
+    from study.shock import inject
+
+    with open(os.path.join(train_run, ".cmm-job.json"), "rb") as f:
+        t0, t1 = json.loads(f.read())["value"]["test"]
+    conv = feeds.read(files, feeds.resolve_format(files, "auto"), feeds.ReadOptions(progress=no_progress))
+    ev, tick = conv.events, conv.instrument.tick_size
+    t = int(t0 + at * (t1 - t0))
+    duration_ns = min(duration_ns, (t1 - t) // 2)     # a short test window (a capture of minutes) keeps it inside
+    i = int(np.searchsorted(ev["exch_ts"], t))
+    mids = ev["px"][max(i - 2000, 0):i]
+    mid = float(np.median(mids[mids > 0])) if (mids > 0).any() else 0.0
+    ticks = max(1, int(round(mid * move_bp / 1e4 / tick)))
+    shocked = inject(ev, t, ticks, duration_ns, tick)
+    os.makedirs(out, exist_ok=True)
+    with atomic_write(os.path.join(out, SHOCKED)) as f:
+        write(f, shocked, conv.instrument, conv.meta)
+    return {"t": t, "ticks": ticks, "move": ticks * tick, "duration_ns": duration_ns, "price": mid}
+
+
+SHOCKED = "shocked.npz"
 
 
 def episode_vol(ts: np.ndarray, mid: np.ndarray, starts: list[int], ends: list[int]) -> list[float]:
@@ -195,6 +223,8 @@ def plan(cfg: StudyConfig, out: str) -> list[Job]:
                                 args=(os.path.join(out, "configs", job_id.replace("/", "_") + ".toml"), config, run,
                                       label),
                                 after=(f"train/{ds.name}/seed{seed}",), key=_key(config)))
+        if cfg.shock.enabled:
+            jobs += shock_jobs(cfg, ds, out, files)
         for method in (m for m in cfg.methods if m in CLASSIC):
             if getattr(ds.backtest, method) is None:
                 continue
@@ -209,7 +239,28 @@ def plan(cfg: StudyConfig, out: str) -> list[Job]:
     return jobs
 
 
-def _key(config: dict) -> str:
+def shock_jobs(cfg: StudyConfig, ds: Dataset, out: str, files: list[str]) -> list[Job]:
+    """The shocked copy of ``ds`` and the first seed's backtests of the shock's methods on it."""
+    sh, seed = cfg.shock, cfg.seeds[0]
+    run = train_dir(out, ds.name, seed)
+    where = os.path.join(out, "shock", ds.name)
+    jobs = [Job(id=f"shock/{ds.name}", fn=shock_job, out=where,
+                args=(files, run, sh.at, sh.move_bp, int(sh.duration_s * 1e9)), after=(f"train/{ds.name}/seed{seed}",),
+                key=_key([files, sh.at, sh.move_bp, sh.duration_s]))]
+    shocked = [os.path.join(where, SHOCKED)]
+    for method in sh.methods:
+        if method in CLASSIC and getattr(ds.backtest, method) is None or method not in cfg.methods:
+            continue
+        bundle = os.path.join(run, TRAINED[method][1]) if method in TRAINED else None
+        config = backtest_config(ds, method, [0, 0], bundle, cfg.maker_fee, ds.episode_s or cfg.episode_s, shocked)
+        job_id = f"shockrun/{ds.name}/seed{seed}/{method}"
+        jobs.append(Job(id=job_id, fn=backtest_job, out=os.path.join(where, method),
+                        args=(os.path.join(out, "configs", job_id.replace("/", "_") + ".toml"), config, run, method),
+                        after=(f"shock/{ds.name}", f"train/{ds.name}/seed{seed}"), key=_key(config)))
+    return jobs
+
+
+def _key(config) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

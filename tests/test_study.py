@@ -60,8 +60,13 @@ def test_study_tiny_runs_every_method_out_of_sample(study):
     assert "maker = 0.0" in config
     assert "maker = -0.0002" in (out / "configs" / "run_goog_sample_seed0_cmm+rebate.toml").read_text()
     assert goog["stress"]["episodes"] >= 1
+    shock = goog["shock"]
+    assert shock["move"]["ticks"] > 0 and set(shock["methods"]) == {"teacher", "cmm", "single_student", "cmm_mean",
+                                                                     "avellaneda_stoikov", "fixed_spread"}
+    assert shock["methods"]["fixed_spread"]["calm_epnl"] == methods["fixed_spread"]["epnl_seeds"]["mean"]
+    assert shock["methods"]["fixed_spread"]["difference"] != 0          # the move reached the quoter
     md = (out / "study.md").read_text()
-    assert "| teacher (no latency) |" in md and "Hájek − mean" in md and "Stress:" in md
+    assert "| teacher (no latency) |" in md and "Hájek − mean" in md and "Stress:" in md and "Synthetic shock" in md
     page = (out / "study.html").read_text()
     for name in ("equity_goog_sample.png", "weights_goog_sample.png", "latency.png"):
         assert f'src="{name}"' in page and (out / name).read_bytes().startswith(b"\x89PNG")
@@ -86,3 +91,35 @@ def test_study_refuses_a_directory_it_did_not_write(tmp_path, capsys):
     assert cli.main(["study", "--config", str(TINY), "--out", str(tmp_path / "mine")]) == 2
     assert "did not write" in capsys.readouterr().err
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_the_shock_shifts_every_price_inside_it_and_resets_the_book_at_both_ends():
+    import feeds
+    from feeds.events import DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, TRADING_STATUS
+    from feeds.readers.base import no_progress
+    from feeds.validate import check_events, check_timelines
+    from study.shock import book_at, inject
+
+    conv = feeds.read([str(REPO / "data" / "samples" / "GOOG_2012-06-21_10_head.zip")], "auto",
+                      feeds.ReadOptions(progress=no_progress))
+    ev, tick = conv.events, conv.instrument.tick_size
+    t, duration = int(ev["exch_ts"][0] + 1_200 * 10**9), 30 * 10**9
+    out = inject(ev, t, 58, duration, tick)
+    a = int(np.searchsorted(ev["exch_ts"], t))
+    b = int(np.searchsorted(ev["exch_ts"], t + duration))
+    down, up = book_at(ev, a), book_at(ev, b)
+    assert len(down) == 20 and len(up) == 20                  # the sample's 10 levels a side
+    assert len(out) == len(ev) + 2 + len(down) + len(up)
+    np.testing.assert_array_equal(out[:a], ev[:a])
+    np.testing.assert_array_equal(out[b + 2 + len(down) + len(up):], ev[b:])
+    reset = out[a:a + 1 + len(down)]
+    kinds = reset["ev"] & np.uint64(KIND_MASK)
+    assert kinds[0] == DEPTH_CLEAR and (kinds[1:] == DEPTH_SNAPSHOT).all()
+    np.testing.assert_allclose(reset["px"][1:], [px - 58 * tick for _, px, _ in down])
+    inside, original = out[a + 1 + len(down):b + 1 + len(down)], ev[a:b]
+    shifted = (original["ev"] & np.uint64(KIND_MASK)) != TRADING_STATUS
+    np.testing.assert_allclose(inside["px"][shifted], original["px"][shifted] - 58 * tick)
+    back = out[b + 1 + len(down):b + 2 + len(down) + len(up)]
+    np.testing.assert_allclose(back["px"][1:], [px for _, px, _ in up])
+    check_events(out, source="shocked")                         # still a replayable file
+    check_timelines(out, "shocked")
