@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -195,3 +196,24 @@ def test_shipped_bundle_verifies_and_loads():
     bundle = load_bundle(REPO / "data" / "bundles" / "goog_sample")
     prediction, weights = bundle.model(torch.zeros(bundle.schema.n_features), -1)
     assert prediction.shape == (3,) and float(weights.sum()) == pytest.approx(1.0)
+
+
+def test_r2_and_the_naive_predictors_by_hand():
+    from cmm_models.report import EWMA_HALFLIFE_HORIZONS, naive_predictions, r2
+
+    y = np.array([[1.0, 2.0, 0.0], [3.0, 2.0, 1.0], [5.0, 4.0, 2.0], [np.nan] * 3])
+    naive = naive_predictions(y, np.array([10.0, 20.0, 30.0]), horizon_steps=1)
+    # persistence: the last value realized by the decision (y[i - 1]); none yet at row 0: the train mean
+    np.testing.assert_array_equal(naive["persistence"][:3], [[10, 20, 30], [1, 2, 0], [3, 2, 1]])
+    alpha = 1 - 0.5 ** (1 / EWMA_HALFLIFE_HORIZONS)
+    np.testing.assert_allclose(naive["ewma"][2], [1 + alpha * 2, 2.0, alpha * 1.0])
+    np.testing.assert_array_equal(naive["ewma"][3], naive["ewma"][3])      # a NaN target is skipped, not spread
+    assert np.isfinite(naive["ewma"]).all()
+    # R² = 1 - MSE / variance of the rows scored: the rows' own mean scores 0, a perfect guess 1
+    rows = y[:3]
+    scored = r2(np.broadcast_to(rows.mean(0), rows.shape), rows)
+    assert scored["mid_change_ticks"] == pytest.approx(0.0) and scored["log1p_volume"] == pytest.approx(0.0)
+    assert scored["avg_spread_ticks"] == pytest.approx(0.0)
+    assert r2(rows, rows)["mid_change_ticks"] == 1.0
+    assert r2(rows + 1.0, rows)["mid_change_ticks"] == pytest.approx(1 - 1 / np.var([1, 3, 5]))
+    assert r2(np.zeros((2, 3)), np.ones((2, 3)))["log1p_volume"] is None     # a constant target has no R²
