@@ -13,7 +13,7 @@ import sys
 
 from common.errors import DataError
 
-from cmm import backtest, compare, data, feed, keys, paper, sweep, train
+from cmm import backtest, compare, data, feed, keys, paper, study, sweep, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper.register(groups)
     keys.register(groups)
     compare.register(groups)
+    study.register(groups)
     sweep.register(groups)
     return parser
 

@@ -33,6 +33,7 @@ from strategies.api import MeasuresDecisionLatency
 from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
 from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
+from strategies.cmm import quote_stats
 from strategies.registry import STRATEGIES
 
 
@@ -40,10 +41,19 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
 
     decision_latency_us: LatencyStats | None = None
+    # A bundle-based strategy's run says whether it replayed data its models were fitted on (absent for others).
+    in_sample: bool | None = None
+    in_sample_splits: list[str] | None = None     # which fitted splits (train, val) the window meets
     # Absent for a linear contract whose data names no currency, so such runs keep their bytes.
     contract_kind: str = "linear"          # "inverse": EPnL, fees and notional are in the settlement coin
     settlement: str | None = None          # the currency EPnL, fees and notional are in
     gaps: list[Gap] | None = None          # jumps of local time longer than data.gap_s the run went across
+    # A CMM-family strategy's quoting (strategies.cmm.quote_stats): its decisions, those whose normalized
+    # features were beyond the training range and their share, and why decisions quoted nothing.
+    decisions: int | None = None
+    out_of_range_decisions: int | None = None
+    out_of_range_share: float | None = None
+    no_quote: dict[str, int] | None = None
 
 
 class Backtest(msgspec.Struct):
@@ -77,6 +87,29 @@ def data_window(cfg: BacktestConfig, events: np.ndarray) -> window.Window:
         return window.Window()
     zone = window.zone_for(d.timezone, feeds.resolve_format(d.files, d.format))
     return window.resolve(d.start, d.end, events["exch_ts"], zone)
+
+
+def training_overlap(params, cfg: BacktestConfig, events: np.ndarray) -> list[str] | None:
+    """The fitted splits of the strategy's bundle that the replayed window meets; None for a strategy with no
+    bundle. The window is the replayed events' exchange-time span after the warm-up (:mod:`runtime.window`)."""
+    bundle = getattr(params, "bundle", None)
+    if not isinstance(bundle, str):
+        return None
+    from bundle.manifest import MANIFEST, Manifest, training_overlap as overlap
+    try:
+        with open(os.path.join(bundle, MANIFEST), "rb") as f:
+            manifest = msgspec.json.decode(f.read(), type=Manifest)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None       # the strategy's own loader refuses such a bundle, naming what is wrong
+    exch = events["exch_ts"]
+    return overlap(manifest, list(cfg.data.files), int(exch.min()), int(exch.max()))
+
+
+def strategy_fields(fitted: list[str] | None, decisions: dict[str, np.ndarray] | None) -> dict:
+    """The summary's fields of a bundle-based strategy: in sample or not (``fitted``: :func:`training_overlap`)
+    and its quoting (:func:`strategies.cmm.quote_stats`); none for other strategies."""
+    extra = {} if fitted is None else dict(in_sample=bool(fitted), in_sample_splits=fitted or None)
+    return {**quote_stats(decisions), **extra}
 
 
 LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
@@ -204,6 +237,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         raise ConfigError("a window's warm-up replays in the engine's process: data.start runs with "
                           "--transport inproc", path=config_path, field="data.start")
     events = window.cut(events, span)
+    replayed = events if span.start_ns is None else events[events["exch_ts"] >= span.start_ns]
+    fitted = training_overlap(params, cfg, replayed) if len(replayed) else None
     try:
         sim = make_sim(events, *sim_config(cfg, instrument))
     except ConfigError as e:
@@ -244,7 +279,7 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = after_warmup(collect(sim), warm)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
-                                                      instrument=instrument,
+                                                      instrument=instrument, **strategy_fields(fitted, decisions),
                                                       gaps=gaps_in(events, cfg.data.gap_s)[0] or None),
                     instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
@@ -304,12 +339,20 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
         (f"episodes ({s.episodes.length_s:g} s)",
          f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean, coin)} ± {num(s.episodes.epnl.std, coin)}"),
     ]
+    if s.in_sample is not None:
+        rows.append(("in sample", f"YES: the window meets the bundle's {' and '.join(s.in_sample_splits)} split"
+                     f"{'s' if len(s.in_sample_splits) > 1 else ''}; these numbers are not out of sample"
+                     if s.in_sample else "no: the bundle was not fitted on this window"))
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
     if s.gaps:
         rows.append(("gaps in the data", f"{len(s.gaps)}, {sum(g.seconds for g in s.gaps) / 3600:,.1f} h in all: "
                                          "the run went on across them with its book, orders and position"))
+    if s.decisions is not None:
+        rows.append(("decisions quoted", f"{s.decisions - sum(s.no_quote.values()):,} of {s.decisions:,}"
+                     + "".join(f"; {why} {n:,}" for why, n in s.no_quote.items() if n)
+                     + f"; out of range {s.out_of_range_share:.1%}"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     width = max(len(k) for k, _ in rows)

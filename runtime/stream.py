@@ -104,6 +104,7 @@ def run(cfg: BacktestConfig, config_path: str, chunk_events: int, progress: bool
     session = Session(strategy, live.sim, instrument.tick_size, instrument.lot_size)
     live.reader = session       # the engine drops the rows passed, and the session shifts with it
     last, seen, gaps, last_local, row = Last(), NO_PRICES, [], None, 0
+    exch_span = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]      # the replayed exchange times
     with Progress(total, "backtest", enabled=progress) as bar:
         for path in files:
             first = row
@@ -113,6 +114,8 @@ def run(cfg: BacktestConfig, config_path: str, chunk_events: int, progress: bool
                 seen = check_price_span(chunk, instrument.tick_size, path, first=row - first, seen=seen)
                 found, last_local = backtest.gaps_in(chunk, cfg.data.gap_s, last_local)
                 gaps += found
+                exch_span = [min(exch_span[0], int(chunk["exch_ts"].min())),
+                             max(exch_span[1], int(chunk["exch_ts"].max()))]
                 live.append(chunk)
                 if live.sim is not session.sim:      # grown or re-centred: a new Sim over new arrays
                     session.use(live.sim)
@@ -128,9 +131,11 @@ def run(cfg: BacktestConfig, config_path: str, chunk_events: int, progress: bool
         session.run(int(END) - 1)
         session.stop()
     result = collect_streamed(live.sim, live.ticks_spilled, chunk_events)
-    return backtest.Backtest(result=result, summary=backtest.summary_of(cfg, result, strategy, instrument=instrument,
-                                                                        gaps=gaps or None),
-                             instrument=instrument, events=total, decisions=backtest.decision_record(strategy))
+    decisions = backtest.decision_record(strategy)
+    fitted = backtest.training_overlap(params, cfg, np.array(exch_span, dtype=[("exch_ts", "i8")]))
+    summary = backtest.summary_of(cfg, result, strategy, instrument=instrument,
+                                  **backtest.strategy_fields(fitted, decisions), gaps=gaps or None)
+    return backtest.Backtest(result=result, summary=summary, instrument=instrument, events=total, decisions=decisions)
 
 
 def _engine(cfg: BacktestConfig, instrument, files: list[str], chunk_events: int):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -85,6 +86,13 @@ def test_features_warm_up_causally_before_the_window(runs):
     assert s.map == pytest.approx(np.abs(position).mean(), rel=1e-12)
     assert s.epnl == pytest.approx(part.result.ticks["epnl"][-1])
     assert 0 < part.summary.n_fills < whole.summary.n_fills
+
+
+def test_a_window_inside_the_training_data_is_flagged_in_sample(runs, tmp_path):
+    # The sample bundle was fitted on the sample's first 85% (train, then val from 09:52): both runs meet train.
+    for run in runs.values():
+        assert run.summary.in_sample is True and run.summary.in_sample_splits == ["train"]
+        assert re.search(r"in sample +YES: the window meets the bundle.s train split", backtest.format_summary(run))
 
 
 def test_a_bad_window_is_one_line(tmp_path, capsys):
