@@ -8,6 +8,9 @@
 - ``equity.png`` and ``inventory.png``;
 - ``decisions.npz``, for a strategy that records its decisions (CMM: quotes, weights, regimes).
 
+A streamed run's per-tick results (:class:`~analysis.results.TickStream`) are written from its spill
+file a chunk at a time, to the same bytes as a whole run's.
+
 Everything is written into a temporary directory beside the target, which
 then replaces it, so a crash never leaves a half-written results directory; a
 ``.cmm-results`` marker says it is ours, and only such a directory is ever
@@ -22,12 +25,12 @@ import msgspec
 import numpy as np
 
 from common.outdir import replacing
-from feeds.store import write_npz
+from feeds.store import Chunked, write_npz
 
 from engine.codes import REASON_NAMES, SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TYPE_NAMES
 from analysis.metrics import Summary
 from analysis.plots import plot_run
-from analysis.results import RunResult
+from analysis.results import TICK_FIELDS, RunResult, TickStream
 
 DECISIONS = "decisions.npz"
 
@@ -65,6 +68,18 @@ def _cell(name: str, value) -> str:
     return repr(value) if isinstance(value, float) else str(int(value)) if isinstance(value, bool) else str(value)
 
 
+def tick_members(ticks: dict[str, np.ndarray] | TickStream) -> dict[str, np.ndarray | Chunked]:
+    """``ticks.npz``'s members: a run's arrays, or a streamed run's columns read back a chunk at a time
+    (one pass over its spill file per column), to the same bytes."""
+    if isinstance(ticks, dict):
+        return ticks
+    dtypes = {name: column.dtype for name, column in next(ticks.chunks(1)).items()}
+
+    def member(name):
+        return Chunked(dtype=dtypes[name], n=ticks.n, chunks=lambda: (c[name] for c in ticks.chunks()))
+    return {name: member(name) for name in TICK_FIELDS}
+
+
 def write_results(out_dir: str, result: RunResult, summary: Summary, config_text: bytes | None,
                   title: str, decisions: dict[str, np.ndarray] | None = None) -> None:
     """Write the whole results directory, replacing a previous one of ours only once complete
@@ -73,7 +88,7 @@ def write_results(out_dir: str, result: RunResult, summary: Summary, config_text
         with open(os.path.join(tmp, "metrics.json"), "wb") as f:
             f.write(msgspec.json.format(msgspec.json.encode(msgspec.to_builtins(summary)), indent=2) + b"\n")
         with open(os.path.join(tmp, "ticks.npz"), "wb") as f:
-            write_npz(f, result.ticks)
+            write_npz(f, tick_members(result.ticks))
         with open(os.path.join(tmp, "fills.csv"), "w") as f:
             f.write(table_csv(result.fills))
         with open(os.path.join(tmp, "orders.csv"), "w") as f:

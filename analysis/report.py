@@ -58,24 +58,30 @@ def rows(runs: list[Run]) -> list[dict]:
     return out
 
 
-def _cell(value) -> str:
+def _cell(value, float_format: str = ",.2f") -> str:
     if value is None or isinstance(value, float) and not np.isfinite(value):
         return "n/a"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return f"{value:,.2f}" if isinstance(value, float) else str(value)
+    return format(value, float_format) if isinstance(value, float) else str(value)
 
 
-def table(table_rows: list[dict]) -> str:
-    """The rows as a Markdown table (aligned, so it also reads on a terminal)."""
-    cells = [list(COLUMNS)] + [[_cell(r[c]) for c in COLUMNS] for r in table_rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+def markdown(table_rows: list[dict], columns, float_format: str = ",.2f") -> str:
+    """The rows' ``columns`` as a Markdown table (aligned, so it also reads on a terminal)."""
+    columns = list(columns)
+    cells = [columns] + [[_cell(r.get(c), float_format) for c in columns] for r in table_rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
 
     def line(row):
         return "| " + " | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))) \
             + " |"
     rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def table(table_rows: list[dict]) -> str:
+    """The comparison's rows as a Markdown table."""
+    return markdown(table_rows, COLUMNS)
 
 
 # -- plots -----------------------------------------------------------------------------------------

@@ -156,10 +156,12 @@ def _simulate(n, seed, depth, gap_ns, latency_ns, jitter_ns, start_tick):
 
 
 def generate(n_events: int = 5_000_000, seed: int = 7, gap_ns: float = 600_000.0,
-             latency_ns: int = 300_000, jitter_ns: float = 200_000.0) -> np.ndarray:
-    """The event array, ordered on both timelines (EXCH/LOCAL flags set)."""
+             latency_ns: int = 300_000, jitter_ns: float = 200_000.0, start_tick: int = START_TICK) -> np.ndarray:
+    """The event array, ordered on both timelines (EXCH/LOCAL flags set). The book's outer levels spread
+    about 4,000 ticks per 300,000 rows: a stream of millions of rows needs a ``start_tick`` far above that
+    to keep every price positive."""
     ev, exch_ts, local_ts, px, qty = _simulate(n_events, seed, DEPTH_LEVELS, gap_ns, latency_ns, jitter_ns,
-                                               START_TICK)
+                                               start_tick)
     raw = np.zeros(len(ev), dtype=EVENT_DTYPE)
     raw["ev"] = ev
     raw["exch_ts"] = exch_ts
@@ -167,6 +169,20 @@ def generate(n_events: int = 5_000_000, seed: int = 7, gap_ns: float = 600_000.0
     raw["px"] = np.round(px / TICK_SIZE) * TICK_SIZE
     raw["qty"] = qty
     return order_timelines(raw)
+
+
+def split_days(events: np.ndarray, days: int, gap_ns: int) -> list[np.ndarray]:
+    """One stream cut into ``days`` files of equal rows, day ``d`` moved ``d * gap_ns`` later on both clocks:
+    a multi-day history whose book, orders and queues carry from one day into the next across a gap
+    (each timeline stays ordered: a cut anywhere keeps both orders, and a shift moves a whole day)."""
+    edges = np.linspace(0, len(events), days + 1).astype(np.int64)
+    out = []
+    for d in range(days):
+        day = events[edges[d]:edges[d + 1]].copy()
+        day["exch_ts"] += d * gap_ns
+        day["local_ts"] += d * gap_ns
+        out.append(day)
+    return out
 
 
 def instrument() -> Instrument:

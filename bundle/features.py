@@ -20,17 +20,24 @@ the trade flow. Every other kind (L3 messages, trading status) is ignored.
 
 Definitions, with ``m(u)`` the mid after the last LOCAL row with
 ``local_ts <= u`` (NaN while either side of the book is empty), ``bb``/``ba``
-the best bid/ask in ticks and ``now`` the decision time. In schema order:
+the best bid/ask in ticks and ``now`` the decision time. No column but ``mid``
+carries a price level or a raw size, so a model trained on one day reads
+another day at another price level, and an instrument of similar
+microstructure, on the same scale: prices enter as ticks and log returns,
+sizes as logs or ratios. In schema order:
 
 - ``mid``: ``(bb + ba) / 2 * tick_size``, in price units; NaN if one-sided.
+  It is carried for the targets and the strategy's quotes, and is **not a
+  model input** (:data:`CONTEXT_COLUMNS`; its normalized input is 0).
 - ``spread_ticks``: ``ba - bb``; NaN if one-sided.
 - ``imbalance_N``: ``(B - A) / (B + A)``, where B (A) is the total quantity on
   the N best non-empty bid (ask) levels; NaN when B + A = 0.
-- ``bid_depth_N``, ``ask_depth_N``: B and A.
-- per flow window T: ``flow_signed_T`` = sum over TRADE rows with
-  ``local_ts`` in ``(now - T, now]`` of qty x side (+1 BUY-flagged aggressor,
-  -1 SELL, 0 unflagged), ``flow_volume_T`` = sum of qty, ``trade_count_T`` =
-  number of TRADE rows.
+- ``log_bid_depth_N``, ``log_ask_depth_N``: ``ln(1 + B)`` and ``ln(1 + A)``.
+- per flow window T, over TRADE rows with ``local_ts`` in ``(now - T, now]``:
+  ``flow_imbalance_T`` = sum of qty x side (+1 BUY-flagged aggressor, -1
+  SELL, 0 unflagged) over the sum of qty (0 without trades), in [-1, 1];
+  ``log_flow_volume_T`` = ``ln(1 + sum of qty)``; ``log_trade_count_T`` =
+  ``ln(1 + number of TRADE rows)``.
 - per return horizon h: ``log_return_h`` = ``ln(m(now) / m(now - h))``.
 - per volatility window V: ``rv_V`` = realized volatility of the mid sampled
   every ``rv_step`` s back from now: ``sqrt(sum_{k=0}^{K-1} (ln m(now - k s) -
@@ -56,9 +63,12 @@ import numpy as np
 
 from feeds.events import BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, SELL, TRADE
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2         # 2: no raw size or price level among the model inputs
 SECOND = 1_000_000_000
 MAX_TICK_RANGE = 1 << 26          # 64M ticks: 1 GiB of book arrays; larger means a bad price
+
+# Columns computed for the targets and the quotes, never fed to a model: a price level does not travel.
+CONTEXT_COLUMNS = ("mid",)
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -138,10 +148,10 @@ class FeatureSchema(FeatureParams, frozen=True, forbid_unknown_fields=True, kw_o
 
     def _derived_names(self) -> tuple[str, ...]:
         n = self.depth_levels
-        names = ["mid", "spread_ticks", f"imbalance_{n}", f"bid_depth_{n}", f"ask_depth_{n}"]
+        names = ["mid", "spread_ticks", f"imbalance_{n}", f"log_bid_depth_{n}", f"log_ask_depth_{n}"]
         for w in self.flow_windows_ns:
             label = duration_name(w)
-            names += [f"flow_signed_{label}", f"flow_volume_{label}", f"trade_count_{label}"]
+            names += [f"flow_imbalance_{label}", f"log_flow_volume_{label}", f"log_trade_count_{label}"]
         names += [f"log_return_{duration_name(h)}" for h in self.return_horizons_ns]
         names += [f"rv_{duration_name(v)}" for v in self.rv_windows_ns]
         return tuple(names)
@@ -149,6 +159,11 @@ class FeatureSchema(FeatureParams, frozen=True, forbid_unknown_fields=True, kw_o
     @property
     def n_features(self) -> int:
         return len(self.names)
+
+    @property
+    def model_inputs(self) -> np.ndarray:
+        """bool [F]: the columns a model reads; the :data:`CONTEXT_COLUMNS` (the price level) are not."""
+        return np.array([name not in CONTEXT_COLUMNS for name in self.names])
 
     def index(self, name: str) -> int:
         """The column of feature ``name``; KeyError naming the columns when absent."""
@@ -453,27 +468,33 @@ def snapshot(s, now, out):
         t = _next_ask_above(s.depth[ASK], t, lb)
     total = bid_depth + ask_depth
     out[2] = (bid_depth - ask_depth) / total if total > 0.0 else np.nan
-    out[3] = bid_depth
-    out[4] = ask_depth
+    out[3] = np.log1p(bid_depth)
+    out[4] = np.log1p(ask_depth)
 
     j = 5
     n = s.ints[N_TRADES]
     cap = s.ring_ts.shape[1]
     slot = WINDOWS
     for w in range(s.ints[N_FLOW]):
-        if n == 0:
-            for c in range(3):
-                out[j + c] = 0.0
-        else:
+        signed = volume = count = 0.0
+        if n > 0:
             i = _last_at_or_before(s.ring_ts[TRADES], n, now - s.ints[slot])
             latest = (n - 1) & (cap - 1)
-            for c in range(3):
-                if i == -2:
-                    out[j + c] = np.nan
-                elif i == -1:
-                    out[j + c] = s.trade_cum[latest, c]
-                else:
-                    out[j + c] = s.trade_cum[latest, c] - s.trade_cum[i & (cap - 1), c]
+            if i == -2:                   # the window reaches past the kept history
+                signed = volume = count = np.nan
+            else:
+                signed, volume, count = (s.trade_cum[latest, CUM_SIGNED], s.trade_cum[latest, CUM_VOLUME],
+                                         s.trade_cum[latest, CUM_COUNT])
+                if i >= 0:
+                    p = i & (cap - 1)
+                    signed -= s.trade_cum[p, CUM_SIGNED]
+                    volume -= s.trade_cum[p, CUM_VOLUME]
+                    count -= s.trade_cum[p, CUM_COUNT]
+                    if count < 0.5:           # no trade in the window: exactly 0, not a rounding residue
+                        signed = volume = 0.0
+        out[j] = signed / volume if volume > 0.0 else (np.nan if np.isnan(volume) else 0.0)
+        out[j + 1] = np.log1p(volume)
+        out[j + 2] = np.log1p(count)
         j += 3
         slot += 1
 

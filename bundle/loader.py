@@ -115,19 +115,37 @@ class Regimes(msgspec.Struct, frozen=True):
 
 
 @numba.njit(cache=True)
-def _normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray) -> bool:
-    """``out = float32((features - mean) / std)``, in float64 first (prices keep their digits); False, and
-    ``out`` untouched, if a feature is not finite. ``features`` [..., F] must have ``out``'s size."""
+def _normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, used: np.ndarray,
+                    out: np.ndarray) -> float:
+    """``out = float32((features - mean) / std)`` on the model's input columns (``used``), 0 on the others,
+    in float64 first (prices keep their digits). Returns the largest |out| (the decision's distance from
+    the training data, in training standard deviations), or -1.0, and ``out`` untouched, if a feature is
+    not finite. ``features`` [..., F] must have ``out``'s size."""
     x, y = features.reshape(features.size), out.reshape(out.size)
     if x.size != y.size:
         raise ValueError("the features do not have the shape of the model's input")
     for i in range(x.size):
         if not np.isfinite(x[i]):
-            return False
+            return -1.0
     n = mean.size
+    largest = 0.0
     for i in range(x.size):
-        y[i] = (x[i] - mean[i % n]) / std[i % n]
-    return True
+        if used[i % n]:
+            y[i] = (x[i] - mean[i % n]) / std[i % n]
+            largest = max(largest, abs(np.float64(y[i])))
+        else:
+            y[i] = 0.0
+    return largest
+
+
+@numba.njit(cache=True)
+def _row_max_abs(rows: np.ndarray) -> np.ndarray:
+    """The largest |value| of each row of a normalized batch [B, F]: what :func:`_normalize_into` returns."""
+    out = np.zeros(rows.shape[0])
+    for b in range(rows.shape[0]):
+        for i in range(rows.shape[1]):
+            out[b] = max(out[b], abs(np.float64(rows[b, i])))
+    return out
 
 
 def aligned_rows(n: int, width: int) -> np.ndarray:
@@ -157,12 +175,16 @@ class Bundle:
     runtime: object = field(repr=False)       # the model frozen, under Static Runtime: what decide() runs
     inputs: np.ndarray = field(repr=False)    # decide()'s normalized input, float32 [F] (teacher: [window, F])
     tensor: object = field(repr=False)        # torch.from_numpy(inputs), made once
+    used: np.ndarray = field(repr=False)      # bool [F]: the model's input columns (the schema's model_inputs)
+    last_z: np.ndarray = field(repr=False)    # f8[1]: the largest |z| of the last decide() (-1: not finite)
 
     def decide(self, features: np.ndarray, *regime: int) -> tuple[np.ndarray, np.ndarray] | None:
         """One decision: raw features (float64, the input's shape) and the regime (a MoE's; the teacher
         takes none) -> (normalized predictions, expert weights); None while a feature is not finite,
-        as no training sample had one."""
-        if not _normalize_into(features, self.feature_mean, self.feature_std, self.inputs):
+        as no training sample had one. :attr:`last_z` then holds the decision's largest |z|."""
+        largest = _normalize_into(features, self.feature_mean, self.feature_std, self.used, self.inputs)
+        self.last_z[0] = largest
+        if largest < 0.0:
             return None
         predictions, weights = self.runtime(self.tensor, *regime)
         return predictions.numpy(), weights.numpy()
@@ -181,15 +203,17 @@ class Bundle:
         rows = np.asarray(features, dtype=np.float64).reshape(-1, features.shape[-1])
         aligned = aligned_rows(*rows.shape)
         normalized = np.empty(rows.shape, dtype=np.float32)
-        if not _normalize_into(rows, self.feature_mean, self.feature_std, normalized):
+        if _normalize_into(rows, self.feature_mean, self.feature_std, self.used, normalized) < 0.0:
             raise ValueError("a feature is not finite")
         aligned[:] = normalized
         return torch.from_numpy(aligned if features.ndim == 2 else aligned[0])
 
-    def decide_batch(self, features: np.ndarray, regime: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`decide` for a batch [B, F] of finite feature rows in one regime, with the same bits."""
-        predictions, weights = self.runtime(self.model_input(features), regime)
-        return predictions.numpy(), weights.numpy()
+    def decide_batch(self, features: np.ndarray, regime: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`decide` for a batch [B, F] of finite feature rows in one regime, with the same bits; the
+        third array is each row's largest |z| (what :attr:`last_z` holds after :meth:`decide`)."""
+        x = self.model_input(features)
+        predictions, weights = self.runtime(x, regime)
+        return predictions.numpy(), weights.numpy(), _row_max_abs(x.numpy().reshape(len(features), -1))
 
     def denormalize(self, predictions: np.ndarray) -> np.ndarray:
         return np.asarray(predictions, dtype=np.float64) * self.target_std + self.target_mean
@@ -261,6 +285,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         target_mean=np.asarray(norm.target_mean), target_std=np.asarray(norm.target_std),
         regimes=_decode(directory, "regimes.json", Regimes), layout=layout,
         teacher_latency=_decode(directory, "teacher_latency.json", dict), variant=variant, kind=kind,
+        used=schema.model_inputs, last_z=np.zeros(1),
     )
     contract.check_outputs(bundle, model_path)
     return bundle

@@ -18,6 +18,9 @@ def register(groups) -> None:
                    help="zmq: the longest the engine waits for one answer of the strategy process (default 60)")
     p.add_argument("--curve", action="store_true",
                    help="zmq: encrypt and authenticate the link with CURVE keys made for this run")
+    p.add_argument("--chunk-events", type=int, default=None, metavar="N",
+                   help="stream event files through the engine N events at a time, in memory that does not "
+                        "grow with the days (the config's data.chunk_events); the same results")
     p.set_defaults(handler=run)
 
 
@@ -27,7 +30,10 @@ def run(args) -> int:
         raise DataError(f"--timeout-s must be positive, got {args.timeout_s}", field="backtest")
     if args.curve and args.transport != "zmq":
         raise DataError("--curve secures the strategy process's link: it needs --transport zmq", field="--curve")
+    if args.chunk_events is not None and args.chunk_events <= 0:
+        raise DataError(f"--chunk-events must be positive, got {args.chunk_events}", field="--chunk-events")
     bt = run_and_write(args.config, args.out, progress=not args.no_progress and sys.stderr.isatty(),
-                       transport=args.transport, timeout_s=args.timeout_s, curve=args.curve)
+                       transport=args.transport, timeout_s=args.timeout_s, curve=args.curve,
+                       chunk_events=args.chunk_events)
     print(format_summary(bt, args.out))
     return 0

@@ -13,7 +13,7 @@ import sys
 
 from common.errors import DataError
 
-from cmm import backtest, compare, data, feed, keys, live, paper, train
+from cmm import backtest, compare, data, feed, keys, live, paper, study, sweep, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.register_record(groups)
     keys.register(groups)
     compare.register(groups)
+    study.register(groups)
+    sweep.register(groups)
     return parser
 
 

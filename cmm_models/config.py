@@ -26,23 +26,33 @@ from cmm_models.moe import MoEConfig
 from cmm_models.regimes import DEFAULT_WINDOW_NS
 
 class RegimeConfig(Table):
-    window_ns: PositiveInt = DEFAULT_WINDOW_NS     # must be one of [features] rv_windows_ns
+    window_ns: PositiveInt = DEFAULT_WINDOW_NS     # tried first; must be one of [features] rv_windows_ns
+    min_rows: PositiveInt = 50                     # samples every regime needs in train, validation and test
 
 
 class TeacherConfig(Table):
     """``model``: "default" (pretrained all-MiniLM-L6-v2), "tiny" (a small BERT built from ``layers`` and
-    ``hidden``, random init), or a local Hugging Face model directory."""
+    ``hidden``, random init), or a local Hugging Face model directory.
+
+    The teacher trains on every train sample. ``steps`` is a ceiling: every ``eval_every`` steps it is
+    scored on ``val_samples`` evenly spaced validation samples (0: all; the curve's cost, not the
+    training's), and training stops after ``patience`` scores without a better one, keeping the best
+    weights. The learning rate warms up linearly over ``warmup_steps`` and then follows a cosine to
+    ``lr * final_lr_fraction`` at ``steps``."""
 
     model: str = "default"
     layers: PositiveInt = 4
     hidden: PositiveInt = 32
-    steps: PositiveInt = 200
+    steps: PositiveInt = 2000
     lr: Positive = 1e-3
+    final_lr_fraction: NonNegative = 0.05
+    warmup_steps: NonNegativeInt = 100
     batch_size: PositiveInt = 64
     weight_decay: NonNegative = 0.01
+    eval_every: PositiveInt = 50
+    patience: PositiveInt = 6
+    val_samples: NonNegativeInt = 2048
     seed: int = 0
-    train_samples: NonNegativeInt = 0      # train rows used by teacher, students and MoE (0: all), evenly spaced
-    eval_samples: NonNegativeInt = 0       # test rows of the report (0: all)
     latency_repeats: PositiveInt = 200     # per-decision timings of the teacher (1 thread)
 
 
@@ -87,6 +97,9 @@ def load(path: str, teacher: str | None = None) -> TrainConfig:
     if model not in ("default", "tiny") and not os.path.isfile(os.path.join(model, "config.json")):
         raise ConfigError(f"{model}: not a Hugging Face model directory (no config.json); use \"default\", "
                                "\"tiny\" or a local model directory", path=path, field="teacher.model")
+    if cfg.teacher.steps <= cfg.teacher.warmup_steps:      # the schedule would never leave its warm-up
+        raise ConfigError(f"steps {cfg.teacher.steps} leave nothing after warmup_steps {cfg.teacher.warmup_steps}",
+                          path=path, field="teacher.steps")
     if cfg.regimes.window_ns not in cfg.features.rv_windows_ns:
         raise ConfigError(f"{cfg.regimes.window_ns} is not one of features.rv_windows_ns "
                                f"{list(cfg.features.rv_windows_ns)}", path=path, field="regimes.window_ns")

@@ -10,8 +10,10 @@ targets at decision ``t_i`` use only what happens in ``(t_i, t_i + H]``:
   local book (the ``mid`` feature column);
 - ``avg_spread_ticks``: the mean of the ``spread_ticks`` column at the k grid
   points ``t_{i+1} .. t_{i+k}`` (sampled on the decision grid, not time-weighted);
-- ``traded_volume``: the total qty of LOCAL TRADE rows with ``local_ts`` in
-  ``(t_i, t_i + H]``.
+- ``log1p_volume``: ``ln(1 + V)``, V the total qty of LOCAL TRADE rows with
+  ``local_ts`` in ``(t_i, t_i + H]``. A log, because volume is heavy-tailed
+  (an MSE on raw volume is the few busiest seconds' error) and its level
+  differs from day to day and instrument to instrument.
 
 The grid is cut chronologically into train / validation / test (no
 shuffling). A decision is a sample of its split when its last ``window``
@@ -34,8 +36,8 @@ import numpy as np
 
 from feeds.events import KIND_MASK, LOCAL, TRADE
 from bundle.features import FeatureSchema, replay_features
+from bundle.manifest import TARGET_NAMES
 
-TARGET_NAMES = ("mid_change_ticks", "avg_spread_ticks", "traded_volume")
 STD_FLOOR = 1e-12          # below this a column is constant; it is scaled by 1 instead
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -86,7 +88,11 @@ class Normalization(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     target_std: list[float]
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        return ((x - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)).astype(np.float32)
+        """The model's input: z-scores of the input columns, 0 in the context columns (the price level),
+        as trading's ``bundle.loader`` computes it."""
+        z = ((x - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)).astype(np.float32)
+        z[..., ~self.schema.model_inputs] = 0.0
+        return z
 
     def targets(self, y: np.ndarray) -> np.ndarray:
         return ((y - np.asarray(self.target_mean)) / np.asarray(self.target_std)).astype(np.float32)
@@ -126,7 +132,7 @@ def compute_targets(events: np.ndarray, schema: FeatureSchema, decision_ts: np.n
     trades = events[((events["ev"] & LOCAL) != 0) & ((events["ev"] & KIND_MASK) == TRADE)]
     cum_volume = np.concatenate(([0.0], np.cumsum(trades["qty"])))
     volume_to = cum_volume[np.searchsorted(trades["local_ts"], decision_ts, side="right")]
-    out[: n - k, 2] = volume_to[k:] - volume_to[: n - k]
+    out[: n - k, 2] = np.log1p(np.maximum(volume_to[k:] - volume_to[: n - k], 0.0))
     return out
 
 

@@ -49,7 +49,7 @@ from torch import nn
 
 from common.atomic import atomic_write
 from common.stats import p50_p99
-from bundle.manifest import FILES, Manifest, Variant, write_manifest
+from bundle.manifest import FILES, Manifest, TrainingWindow, Variant, write_manifest
 
 from cmm_models.dataset import TARGET_NAMES, Normalization
 from cmm_models.experts import N_OUTPUTS
@@ -92,6 +92,9 @@ class FusedMoE(nn.Module):
         super().__init__()
         self.kind = AGGREGATORS.index(moe.config.aggregator)
         self.n_regimes = moe.n_regimes
+        # cosine confidence is blind to z's length, so 1 / tau cannot ride in z: it multiplies C instead
+        self.cosine = moe.config.aggregator == "hajek" and moe.config.confidence == "cosine"
+        self.inv_tau = 1.0 / moe.tau
         with torch.no_grad():
             rows = [self._row(moe, row) for row in range(len(moe.mask))]
         for name in rows[0]:
@@ -132,7 +135,7 @@ class FusedMoE(nn.Module):
             for slot, expert in enumerate(experts):
                 kernel_rows = slice(slot * first.out_features, (slot + 1) * first.out_features)
                 t["phi_w"][kernel_rows, slot * hidden:(slot + 1) * hidden] = on_prediction @ expert.out.weight
-            scale = 1.0 / moe.config.tau
+            scale = 1.0 if moe.config.confidence == "cosine" else 1.0 / moe.tau
             kernel_w, kernel_b = last.weight * scale, last.bias * scale
             t["z_w"] = torch.zeros(2 * n_experts, first.out_features * n_active)
             t["z_b"] = torch.zeros(2 * n_experts)
@@ -161,7 +164,11 @@ class FusedMoE(nn.Module):
             z = torch.addmv(self.z_b[row], self.z_w[row], phi).view(-1, 2)                   # z / tau [E, 2]
             consensus = torch.addmv(self.consensus_b[row], self.consensus_w[row], phi)       # V / tau [2]
             direction = torch.view_as_real(torch.sgn(torch.view_as_complex(consensus)))     # V / |V|
-            weights = torch.softmax(torch.addmv(self.mask_bias[row], z, direction), 0)
+            if self.cosine:
+                unit = z / torch.linalg.vector_norm(z, 2, [1], True).clamp_min(1e-12)
+                weights = torch.softmax(torch.mv(unit, direction) * self.inv_tau + self.mask_bias[row], 0)
+            else:
+                weights = torch.softmax(torch.addmv(self.mask_bias[row], z, direction), 0)
         elif self.kind == 2:
             weights = torch.softmax(torch.addmv(self.gate_b[row], self.gate_w[row], x), 0)
         else:
@@ -216,7 +223,7 @@ def _saved(module: torch.jit.ScriptModule) -> bytes:
 
 
 def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalization: Normalization,
-                  thresholds: RegimeThresholds, teacher_latency: dict) -> Manifest:
+                  thresholds: RegimeThresholds, teacher_latency: dict, training: TrainingWindow | None) -> Manifest:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     contents = {
@@ -231,11 +238,13 @@ def _write_bundle(directory: str | Path, model: bytes, layout: dict, normalizati
     for name, data in contents.items():
         with atomic_write(directory / name) as f:
             f.write(data)
-    return write_manifest(directory, Variant(layout["variant"]).kind, created_by="cmm_models.export")
+    return write_manifest(directory, Variant(layout["variant"]).kind, created_by="cmm_models.export",
+                          training=training)
 
 
 def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: Normalization,
-                  thresholds: RegimeThresholds, teacher_latency: dict, variant: Variant = Variant.HAJEK) -> Manifest:
+                  thresholds: RegimeThresholds, teacher_latency: dict, variant: Variant = Variant.HAJEK,
+                  training: TrainingWindow | None = None) -> Manifest:
     """Write the bundle (the files of :data:`bundle.manifest.FILES`) into ``directory`` and return its manifest.
 
     ``teacher_latency`` is the measured teacher per-decision latency (e.g.
@@ -244,13 +253,15 @@ def export_bundle(moe: MixtureOfExperts, directory: str | Path, normalization: N
     """
     layout = {
         "variant": variant,
-        "aggregator": moe.config.aggregator, "routing": moe.config.routing, "tau": moe.config.tau,
+        "aggregator": moe.config.aggregator, "routing": moe.config.routing, "tau": moe.tau,
+        "confidence": moe.config.confidence if moe.config.aggregator == "hajek" else None,
         "n_features": moe.experts[0].n_inputs, "n_regimes": moe.n_regimes, "target_names": list(TARGET_NAMES),
         "experts": [{"name": n, "regime": r} for n, r in zip(moe.names, moe.regimes)],
         "inputs": "normalized features [F] or [B, F] float32, regime int (-1 unknown)",
         "outputs": "normalized predictions [3] or [B, 3], expert weights [E] or [B, E]",
     }
-    return _write_bundle(directory, _saved(script(moe)), layout, normalization, thresholds, teacher_latency)
+    return _write_bundle(directory, _saved(script(moe)), layout, normalization, thresholds, teacher_latency,
+                         training)
 
 
 class TeacherDecision(nn.Module):
@@ -278,7 +289,7 @@ class TeacherDecision(nn.Module):
 
 def export_teacher_bundle(teacher: nn.Module, directory: str | Path, normalization: Normalization,
                           thresholds: RegimeThresholds, teacher_latency: dict, window: int,
-                          dt_ns: int) -> Manifest:
+                          dt_ns: int, training: TrainingWindow | None = None) -> Manifest:
     """The teacher as a bundle: :class:`TeacherDecision` traced (no ``transformers`` import to run it).
 
     ``model.json`` gives the ``window`` (feature vectors per decision) and
@@ -298,7 +309,7 @@ def export_teacher_bundle(teacher: nn.Module, directory: str | Path, normalizati
         "inputs": "normalized features [window, F] float32, oldest first, spaced dt_ns, the last at the decision",
         "outputs": "normalized predictions [3], weights [1]",
     }
-    return _write_bundle(directory, _saved(traced), layout, normalization, thresholds, teacher_latency)
+    return _write_bundle(directory, _saved(traced), layout, normalization, thresholds, teacher_latency, training)
 
 
 def feature_rows(bundle, n: int = 256, seed: int = 0) -> np.ndarray:

@@ -17,16 +17,20 @@ The dataset itself (features on the decision grid, targets, splits,
 normalization, regimes) is rebuilt on every run: it takes about a second and is
 a pure function of the data and the config, so it is not worth a stage.
 
-Which rows each stage sees:
+Which rows each stage sees (nothing is thinned for training):
 
-- the teacher trains on the train split (evenly thinned to
-  ``teacher.train_samples`` when set), validating on validation rows;
+- the teacher trains on every train sample; it is scored for early stopping
+  on ``teacher.val_samples`` evenly spaced validation samples (the only
+  thinning: of the curve's cost, never of training);
 - the probe runs on ``probe.samples`` evenly spaced validation rows;
-- experts, single student and aggregators train on the same train rows, with
-  the teacher's outputs and hidden states there (computed once, in the teacher
+- experts and single student train on every train sample, with the
+  teacher's outputs and hidden states there (computed once, in the teacher
   stage);
-- the report scores everything on the test split (thinned to
-  ``teacher.eval_samples``), which no stage trains or fits on.
+- the aggregators (φ and τ of the Hájek-MoE, the gate) are fitted on the
+  validation split, out of the experts' training sample, with early stopping
+  on its last part (:func:`cmm_models.moe.train_moe`);
+- the report scores everything on the validation and test splits; the test
+  split is one no stage trains, fits or stops on.
 
 Everything is seeded: on the CPU with the same thread count the same config
 gives the same bytes in every stage but the measured latencies.
@@ -48,9 +52,10 @@ import torch
 
 import feeds
 from common.atomic import atomic_write
-from bundle.manifest import MOE_VARIANTS, Variant
+from bundle.manifest import MOE_VARIANTS, TrainingWindow, Variant, data_digest
 from common.progress import Progress
 from common.stats import p50_p99
+from feeds.events import LOCAL
 from feeds.readers.base import ReadOptions
 
 from cmm_models import dataset as ds_mod
@@ -62,7 +67,7 @@ from cmm_models.distill import (DistillData, Family, ExpertSpec, no_layer_specs,
                       single_student_spec, train_family)
 from cmm_models.experts import Expert
 from cmm_models.export import decision_latency, export_bundle, export_teacher_bundle, feature_rows
-from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
+from cmm_models.moe import CONFIDENCES, MixtureOfExperts, MoEConfig, train_moe
 from cmm_models.probe import ProbeMap, assign_tasks, layer_groups, load_probe, run_probe, save_probe
 from cmm_models.teacher import Teacher, train_teacher
 
@@ -80,12 +85,17 @@ class Prepared:
     data: Dataset
     norm: Normalization
     thresholds: regimes.RegimeThresholds
+    regime_choice: regimes.Choice  # the volatility window and quantiles chosen, each split's occupancy
     regime: np.ndarray          # int8 per grid decision
     train: np.ndarray           # grid indices
     val: np.ndarray
     probe: np.ndarray
     test: np.ndarray
     data_digest: str            # sha256 over the data files' bytes
+    training: TrainingWindow    # what the bundles' manifests record
+
+    def split(self, name: str) -> np.ndarray:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def windows(self, idx: np.ndarray) -> np.ndarray:
         raw = ds_mod.windows(self.data.features, idx, self.data.config.window)
@@ -102,13 +112,17 @@ def thin(idx: np.ndarray, limit: int) -> np.ndarray:
     return idx[np.unique(np.linspace(0, idx.size - 1, limit).round().astype(np.int64))]
 
 
-def _file_digest(files: list[str]) -> str:
-    h = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+def split_spans(events: np.ndarray, data: Dataset) -> dict[str, list[int]]:
+    """Each split's [first, last] exch_ts: of the LOCAL rows from its first decision to its last target's end."""
+    rows = events[(events["ev"] & LOCAL) != 0]
+    local_ts, horizon = rows["local_ts"], data.config.horizon_ns
+    spans = {}
+    for name in ("train", "val", "test"):
+        idx = getattr(data, name)
+        lo, hi = int(data.decision_ts[idx[0]]), int(data.decision_ts[idx[-1]]) + horizon
+        exch = rows["exch_ts"][np.searchsorted(local_ts, lo, "left"):np.searchsorted(local_ts, hi, "right")]
+        spans[name] = [int(exch.min()), int(exch.max())] if exch.size else [lo, hi]
+    return spans
 
 
 def prepare(cfg: TrainConfig, config_path: str = "<config>") -> Prepared:
@@ -121,16 +135,24 @@ def prepare(cfg: TrainConfig, config_path: str = "<config>") -> Prepared:
         norm = ds_mod.fit_normalization(data)
     except ValueError as err:
         raise ConfigError(str(err), path=config_path, field="dataset") from None
-    vol = regimes.trailing_vol(data.features, schema, cfg.regimes.window_ns)
-    thresholds = regimes.fit(vol[data.train], regimes.vol_feature(cfg.regimes.window_ns))
     for name in ("val", "test"):
         if getattr(data, name).size == 0:
             raise ConfigError(f"the {name} split has no samples: the data is too short for the window "
                                    "and horizon", path=config_path, field="dataset")
-    return Prepared(data=data, norm=norm, thresholds=thresholds, regime=regimes.classify(vol, thresholds),
-                    train=thin(data.train, cfg.teacher.train_samples), val=data.val,
-                    probe=thin(data.val, cfg.probe.samples), test=thin(data.test, cfg.teacher.eval_samples),
-                    data_digest=_file_digest(cfg.data.files))
+    windows = [cfg.regimes.window_ns] + [w for w in cfg.features.rv_windows_ns if w != cfg.regimes.window_ns]
+    try:
+        thresholds, choice = regimes.choose(
+            lambda w: regimes.trailing_vol(data.features, schema, w), windows,
+            {"train": data.train, "val": data.val, "test": data.test}, cfg.regimes.min_rows)
+    except ValueError as err:
+        raise ConfigError(str(err), path=config_path, field="regimes") from None
+    vol = regimes.trailing_vol(data.features, schema, choice.window_ns)
+    digest = data_digest(cfg.data.files)
+    training = TrainingWindow(data_sha256=digest, files=[os.path.basename(f) for f in cfg.data.files],
+                              splits=split_spans(conv.events, data))
+    return Prepared(data=data, norm=norm, thresholds=thresholds, regime_choice=choice,
+                    regime=regimes.classify(vol, thresholds), train=data.train, val=data.val,
+                    probe=thin(data.val, cfg.probe.samples), test=data.test, data_digest=digest, training=training)
 
 
 # -- stage bookkeeping -----------------------------------------------------------------------------
@@ -246,14 +268,16 @@ def build_teacher(cfg: TrainConfig, prep: Prepared, progress: bool) -> Callable[
     def build(tmp: Path) -> dict:
         teacher = make_teacher(cfg, prep.data.schema.n_features)
         t = cfg.teacher
-        val = thin(prep.val, 512)          # enough to see the validation loss move, cheap for a big teacher
+        val = thin(prep.val, t.val_samples)    # the curve's rows: its cost, not the training's
         result = train_teacher(teacher, prep.windows(prep.train), prep.data.targets[prep.train],
                                prep.windows(val), prep.data.targets[val],
                                steps=t.steps, lr=t.lr, batch_size=t.batch_size, seed=t.seed,
-                               weight_decay=t.weight_decay, progress=progress)
+                               weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
+                               final_lr_fraction=t.final_lr_fraction, eval_every=t.eval_every,
+                               patience=t.patience, progress=progress)
         teacher.cpu().eval()
         teacher.save(tmp / "model")
-        rows = {"train": prep.train, "test": prep.test}
+        rows = {"train": prep.train, "val": prep.val, "test": prep.test}
         arrays = {}
         for name, idx in rows.items():
             predictions, hidden = teacher_outputs(teacher, prep.windows(idx))
@@ -265,7 +289,8 @@ def build_teacher(cfg: TrainConfig, prep: Prepared, progress: bool) -> Callable[
         (tmp / "latency.json").write_text(json.dumps(latency, indent=2))
         (tmp / "train.json").write_bytes(msgspec.json.format(msgspec.json.encode(result)))
         return {"device": result.device, "train_seconds": round(result.seconds, 3),
-                "backbone": type(teacher.backbone).__name__, "layers": len(teacher.blocks())}
+                "backbone": type(teacher.backbone).__name__, "layers": len(teacher.blocks()),
+                "steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early}
     return build
 
 
@@ -282,7 +307,7 @@ def build_probe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path],
 
         teacher = Teacher.load(out / "teacher" / "model")
         p = cfg.probe
-        result = run_probe(teacher, prep.windows(prep.probe), prep.regime[prep.probe], ("low", "mid", "high"),
+        result = run_probe(teacher, prep.windows(prep.probe), prep.regime[prep.probe], regimes.REGIME_NAMES,
                            eps=p.eps, draws=p.draws, seed=p.seed, device="cpu")
         save_probe(result, tmp / "probe.json")
         plot_probe(result, tmp / "probe.png")
@@ -353,18 +378,30 @@ def load_family(out: Path, name: str, n_features: int, hidden: int) -> tuple[lis
 
 # -- MoE -------------------------------------------------------------------------------------------
 
-def variant_setup(cfg: TrainConfig, variant: Variant) -> tuple[str, MoEConfig]:
+# The Hájek-MoE with the confidence the config does not choose: trained and scored, not exported.
+def other_confidence(cfg: TrainConfig) -> str:
+    return next(c for c in CONFIDENCES if c != cfg.moe.confidence)
+
+
+def fitted_moes(cfg: TrainConfig) -> list[str]:
+    """Every aggregator the moe stage fits: the variants, then ``hajek_<other confidence>``."""
+    return [*MOE_VARIANTS, f"hajek_{other_confidence(cfg)}"]
+
+
+def variant_setup(cfg: TrainConfig, variant: Variant | str) -> tuple[str, MoEConfig]:
     """(family, MoE config) of a MoE variant (the main one, the config's aggregator and routing, or an
-    ablation, which changes one thing of it)."""
+    ablation, which changes one thing of it; or ``hajek_<confidence>``, the main one with that confidence)."""
     main = cfg.moe
     if variant is Variant.HAJEK:
         return "experts", main
+    if isinstance(variant, str) and variant.startswith("hajek_"):
+        return "experts", msgspec.structs.replace(main, aggregator="hajek", confidence=variant[len("hajek_"):])
     if variant in (Variant.MEAN, Variant.GATE):
         return "experts", msgspec.structs.replace(main, aggregator=str(variant))
     return str(variant), main     # no_regime / no_layer: the main aggregator over the ablated family
 
 
-def make_moe(out: Path, cfg: TrainConfig, variant: Variant, n_features: int) -> MixtureOfExperts:
+def make_moe(out: Path, cfg: TrainConfig, variant: Variant | str, n_features: int) -> MixtureOfExperts:
     family, config = variant_setup(cfg, variant)
     experts, specs = load_family(out, family, n_features, cfg.distill.hidden)
     return MixtureOfExperts(experts, [s.regime for s in specs], [s.name for s in specs], config)
@@ -374,19 +411,20 @@ def build_moe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], d
     def build(tmp: Path) -> dict:
         from safetensors.torch import save_file
 
-        rows = load_teacher_outputs(out)["train_rows"]
+        rows = prep.val                    # out of the experts' training sample
         x, y = prep.features(rows), prep.norm.targets(prep.data.targets[rows])
-        final_loss = {}
-        for variant in MOE_VARIANTS:
+        fits = {}
+        for variant in fitted_moes(cfg):
             moe = make_moe(out, cfg, variant, prep.data.schema.n_features)
-            losses = train_moe(moe, x, y, prep.regime[rows].astype(np.int64))
-            final_loss[variant] = float(np.mean(losses[-50:])) if losses else None
+            fits[str(variant)] = msgspec.to_builtins(train_moe(moe, x, y, prep.regime[rows].astype(np.int64)))
             save_file({k: v.contiguous() for k, v in moe.state_dict().items()}, str(tmp / f"{variant}.safetensors"))
-        return {"final_train_loss": final_loss}
+        (tmp / "fits.json").write_text(json.dumps(fits, indent=2))
+        return {"fits": {k: {"steps": f["steps"], "best_step": f["best_step"], "tau": f["tau"]}
+                         for k, f in fits.items()}}
     return build
 
 
-def load_moe(out: Path, cfg: TrainConfig, variant: Variant, n_features: int) -> MixtureOfExperts:
+def load_moe(out: Path, cfg: TrainConfig, variant: Variant | str, n_features: int) -> MixtureOfExperts:
     from safetensors.torch import load_file
 
     moe = make_moe(out, cfg, variant, n_features)
@@ -400,7 +438,7 @@ def build_bundle(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path]
     def build(tmp: Path) -> dict:
         moe = load_moe(out, cfg, Variant.HAJEK, prep.data.schema.n_features)
         latency = json.loads((out / "teacher" / "latency.json").read_text())
-        manifest = export_bundle(moe, tmp, prep.norm, prep.thresholds, latency)
+        manifest = export_bundle(moe, tmp, prep.norm, prep.thresholds, latency, training=prep.training)
         return {"files": manifest.files}
     return build
 
@@ -421,11 +459,12 @@ def build_side_bundles(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[
             if name is Variant.TEACHER:
                 manifest = export_teacher_bundle(Teacher.load(out / "teacher" / "model"), tmp / name, prep.norm,
                                                  prep.thresholds, latency, window=cfg.dataset.window,
-                                                 dt_ns=cfg.dataset.dt_ns)
+                                                 dt_ns=cfg.dataset.dt_ns, training=prep.training)
             else:
                 moe = single_student_moe(out, cfg, n_features) if name is Variant.SINGLE_STUDENT \
                     else load_moe(out, cfg, name, n_features)
-                manifest = export_bundle(moe, tmp / name, prep.norm, prep.thresholds, latency, variant=name)
+                manifest = export_bundle(moe, tmp / name, prep.norm, prep.thresholds, latency, variant=name,
+                                         training=prep.training)
             files[name] = manifest.files["model.pt"]
         return {"model_sha256": files}
     return build
@@ -456,6 +495,10 @@ def train(cfg: TrainConfig, out: str | Path, *, force: bool = False, progress: b
     prep = prepare(cfg, config_path)
     log(f"data: {prep.data.decision_ts.size:,} decisions; {prep.train.size:,} train, {prep.val.size:,} val, "
         f"{prep.test.size:,} test rows used ({time.perf_counter() - start:.1f} s)")
+    choice = prep.regime_choice
+    log(f"regimes: {prep.thresholds.feature}, train quantiles {choice.quantiles[0]:.2f}/{choice.quantiles[1]:.2f}; "
+        + "; ".join(f"{split} " + "/".join(str(n) for n in row.values()) for split, row in choice.occupancy.items())
+        + " rows low/mid/high")
     keys = stage_keys(cfg, prep.data_digest)
     builders = {
         "teacher": lambda: build_teacher(cfg, prep, progress),

@@ -181,14 +181,28 @@ def predict(model: nn.Module, windows: np.ndarray | torch.Tensor, batch_size: in
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, len(TASKS)), np.float32)
 
 
+class CurvePoint(msgspec.Struct):
+    """One validation score: after ``step`` steps, at learning rate ``lr``; MSE in normalized units."""
+    step: int
+    lr: float
+    train_loss: float              # mean minibatch loss since the previous point
+    val_mse: list[float]           # per target
+    val_loss: float                # their mean: what early stopping watches
+
+
 class TrainResult(msgspec.Struct):
-    """What a training run did: per-step loss, held-out per-task MSE before and after (normalized units)."""
+    """What a training run did: per-step loss, the validation curve, the step whose weights were kept."""
     device: str
-    steps: int
+    steps: int                     # steps run (early stopping may end before the ceiling)
     seconds: float
     train_loss: list[float]
     val_mse_before: list[float] | None = None
     val_mse_after: list[float] | None = None
+    curve: list[CurvePoint] = []
+    best_step: int | None = None   # the kept weights' step (None without validation: the last)
+    stopped_early: bool = False
+    train_rows: int = 0
+    val_rows: int = 0
 
 
 def _val_mse(model: Teacher, windows, targets, device) -> list[float]:
@@ -197,11 +211,21 @@ def _val_mse(model: Teacher, windows, targets, device) -> list[float]:
     return ((predictions - normalized) ** 2).mean(0).tolist()
 
 
+def lr_factor(step: int, warmup: int, total: int, final: float) -> float:
+    """The learning-rate multiplier at ``step``: linear warm-up over ``warmup`` steps, then a cosine from 1
+    down to ``final`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def train_teacher(model: Teacher, train_windows: np.ndarray, train_targets: np.ndarray,
                   val_windows: np.ndarray | None = None, val_targets: np.ndarray | None = None, *,
                   steps: int = 200, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
-                  weight_decay: float = 0.01, device: str | torch.device | None = None,
-                  progress: bool = False) -> TrainResult:
+                  weight_decay: float = 0.01, warmup_steps: int = 0, final_lr_fraction: float = 1.0,
+                  eval_every: int = 50, patience: int | None = None,
+                  device: str | torch.device | None = None, progress: bool = False) -> TrainResult:
     """Fit the teacher by MSE on normalized targets with AdamW; the GPU is used when there is one.
 
     Target scaling is fitted on ``train_targets`` first. Minibatches are drawn by
@@ -210,6 +234,11 @@ def train_teacher(model: Teacher, train_windows: np.ndarray, train_targets: np.n
     caller's RNG state is untouched): on the CPU the same seed gives the same
     weights byte for byte. Deterministic algorithms are switched on for the run
     (warn-only, since some CUDA kernels have no deterministic variant).
+
+    The learning rate follows :func:`lr_factor`. With validation windows the
+    model is scored every ``eval_every`` steps (the curve); the best-scoring
+    weights are kept, and with ``patience`` training stops after that many
+    scores without improvement.
     """
     device = pick_device(device)
     model.set_target_scaling(train_targets)
@@ -221,8 +250,13 @@ def train_teacher(model: Teacher, train_windows: np.ndarray, train_targets: np.n
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup_steps, steps, final_lr_fraction))
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    curve: list[CurvePoint] = []
+    best_loss, best_step, best_state, stale = math.inf, None, None, 0
+    stopped = False
     start = time.perf_counter()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -238,14 +272,35 @@ def train_teacher(model: Teacher, train_windows: np.ndarray, train_targets: np.n
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
+                schedule.step()
                 losses.append(loss.item())
                 bar.update()
+                step = len(losses)
+                if has_val and (step % eval_every == 0 or step == steps):
+                    mse = _val_mse(model, val_windows, val_targets, device)
+                    model.train()
+                    recent = losses[-eval_every:]
+                    point = CurvePoint(step=step, lr=optimizer.param_groups[0]["lr"],
+                                       train_loss=float(np.mean(recent)), val_mse=mse, val_loss=float(np.mean(mse)))
+                    curve.append(point)
+                    if point.val_loss < best_loss:
+                        best_loss, best_step, stale = point.val_loss, step, 0
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    else:
+                        stale += 1
+                        if patience is not None and stale >= patience:
+                            stopped = True
+                            break
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     after = _val_mse(model, val_windows, val_targets, device) if has_val else None
-    return TrainResult(device=str(device), steps=steps, seconds=time.perf_counter() - start,
-                       train_loss=losses, val_mse_before=before, val_mse_after=after)
+    return TrainResult(device=str(device), steps=len(losses), seconds=time.perf_counter() - start,
+                       train_loss=losses, val_mse_before=before, val_mse_after=after, curve=curve,
+                       best_step=best_step, stopped_early=stopped, train_rows=len(x),
+                       val_rows=len(val_windows) if has_val else 0)
 
 
 def _cuda_ids(device: torch.device) -> list[int]:

@@ -96,6 +96,11 @@ def load(path: str, type_: type[T]) -> T:
             raw = f.read()
     except OSError as e:
         raise ConfigError(f"cannot read config: {e.strerror}", path=path) from None
+    return decode(raw, type_, path)
+
+
+def decode(raw: bytes, type_: type[T], path: str) -> T:
+    """TOML text into ``type_``; a ConfigError names ``path`` (where the text came from) and the key."""
     try:
         return msgspec.toml.decode(raw, type=type_)
     except msgspec.ValidationError as e:

@@ -40,6 +40,19 @@ class Spill:
                 raise OSError("a spill file came back short")
         return out
 
+    def chunks(self, rows: int):
+        """Every row appended so far, in order, at most ``rows`` at a time (each a new array): how a
+        file too big for memory is read back."""
+        done = 0
+        while done < self.rows:
+            take = min(rows, self.rows - done)
+            out = np.empty(take, dtype=self.dtype)
+            self._file.seek(done * self.dtype.itemsize)
+            if self._file.readinto(out.view(np.uint8)) != out.nbytes:
+                raise OSError("a spill file came back short")
+            done += take
+            yield out
+
     def take(self) -> np.ndarray:
         """Every row appended so far, which are then forgotten (the file starts again empty)."""
         out = self.read()

@@ -29,3 +29,13 @@ def latency_us(ns) -> LatencyStats | None:
         return None
     p50, p99 = p50_p99(ns)
     return LatencyStats(p50=p50 / 1e3, p99=p99 / 1e3)
+
+
+def bootstrap_mean_ci(values, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap confidence interval of the mean of ``values`` (non-empty): resample them with
+    replacement ``resamples`` times from a fixed seed, so the same values give the same interval."""
+    x = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)

@@ -52,7 +52,7 @@ __all__ = [
     "ConfigError", "EngineConfig", "Sim", "make_sim", "count_ticks", "tick_range", "latency_table",
     # the models a run names, and their settings
     "QueueConfig", "LatencyConfig", "FeeConfig", "QUEUE_MODELS", "FEE_MODELS", "model_class",
-    "LiveOptions", "LiveSim", "StreamOrdering",
+    "LiveOptions", "LiveSim", "StreamOrdering", "spilled_tick_log", "quotes_of",
     # the clock (jitted strategies and the Python session)
     "start", "elapse", "advance", "advance_until", "run_to_end", "now", "progress_rows", "window",
     "set_compute_ns", "requests_sent", "charge_compute",
@@ -378,8 +378,7 @@ class SimView:
                "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
         if spilled is None or len(spilled) == 0:
             return log
-        before = {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"],
-                  "fills": spilled["nq"] >> TQ_SHIFT}
+        before = spilled_tick_log(spilled)
         return {name: np.concatenate([before[name], log[name]]) for name in log}
 
     def tick_quotes(self, spilled: np.ndarray | None = None) -> np.ndarray:
@@ -388,7 +387,18 @@ class SimView:
         nq = self._tk_nq[:self._ints.item(I_NTICKS)]
         if spilled is not None and len(spilled):
             nq = np.concatenate([spilled["nq"], nq])
-        return (nq & (TQ_BID | TQ_ASK)).astype(np.int8)
+        return quotes_of(nq)
+
+
+def spilled_tick_log(spilled: np.ndarray) -> dict[str, np.ndarray]:
+    """Tick-log rows a live engine spilled (``LiveSim.spilled_ticks``, or a chunk of them) as
+    :meth:`SimView.tick_log`'s columns."""
+    return {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"], "fills": spilled["nq"] >> TQ_SHIFT}
+
+
+def quotes_of(nq: np.ndarray) -> np.ndarray:
+    """The QUOTED_* bits of tick-log words (:meth:`SimView.tick_quotes`)."""
+    return (nq & (TQ_BID | TQ_ASK)).astype(np.int8)
 
 
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):

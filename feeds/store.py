@@ -100,15 +100,43 @@ def _name(f) -> str | None:
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def write_npz(f, members: dict[str, np.ndarray], compress: bool = True) -> None:
-    """Write arrays as an .npz (numpy's layout) whose bytes depend only on the arrays."""
+class Chunked(msgspec.Struct):
+    """An array written to an .npz without being held: ``n`` rows of ``dtype``, which ``chunks()`` yields in
+    order (a new iterator each call)."""
+
+    dtype: np.dtype
+    n: int
+    chunks: object
+
+
+def write_npz(f, members: dict[str, np.ndarray | Chunked], compress: bool = True) -> None:
+    """Write arrays as an .npz (numpy's layout) whose bytes depend only on the arrays.
+
+    A :class:`Chunked` member is streamed in: the same bytes as its whole array, since a member's
+    bytes are its header and its rows, and deflate's output does not depend on how its input was cut."""
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(f, "w", compression=method, allowZip64=True) as zf:
         for name, array in members.items():
             info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)
             info.compress_type = method
             with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+                if isinstance(array, Chunked):
+                    _write_chunked(member, array)
+                else:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def _write_chunked(member, array: Chunked) -> None:
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(0, dtype=array.dtype))
+    header["shape"] = (array.n,)
+    np.lib.format._write_array_header(member, header, None)
+    written = 0
+    for chunk in array.chunks():
+        chunk = np.ascontiguousarray(chunk, dtype=array.dtype)
+        member.write(chunk.tobytes())
+        written += len(chunk)
+    if written != array.n:
+        raise AssertionError(f"a streamed array promised {array.n} rows and gave {written}")
 
 
 def _open_zip(path: str) -> zipfile.ZipFile:

@@ -155,3 +155,16 @@ def load_replayable(paths: Sequence[str | os.PathLike]) -> EventFile:
         loaded.append(f)
     events = np.concatenate([f.events for f in loaded]) if len(loaded) > 1 else loaded[0].events
     return EventFile(events=events, instrument=loaded[0].instrument, meta=loaded[0].meta)
+
+
+def find_gaps(events: np.ndarray, last_local: int | None, gap_ns: int) -> tuple[list[tuple[int, int]], int | None]:
+    """Jumps of local time longer than ``gap_ns`` between consecutive LOCAL rows (a night between two
+    days' files, a feed outage), as ``(from_ts, to_ts)``; ``last_local`` is where the stream stood before
+    this chunk. Returns the gaps and where the stream stands after it."""
+    ts = events["local_ts"][(events["ev"] & np.uint64(LOCAL)) != 0]
+    if len(ts) == 0:
+        return [], last_local
+    if last_local is not None:
+        ts = np.concatenate([[last_local], ts])
+    jumps = np.flatnonzero(np.diff(ts) > gap_ns)
+    return [(int(ts[k]), int(ts[k + 1])) for k in jumps], int(ts[-1])

@@ -16,33 +16,45 @@ from common.progress import bar
 from feeds.readers.base import no_progress
 from engine import views as engine
 from engine.views import latency_table, make_sim
-from analysis.metrics import Summary, summarize
+from analysis.metrics import Gap, Summary, summarize
 from analysis.output import write_results
-from analysis.results import RunResult, collect
+from analysis.results import RunResult, after_warmup, collect
 from common.errors import DataError
 from common.outdir import check_replaceable
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
 from feeds.readers.binance_coinm import contradiction
 from feeds.store import is_event_file
-from feeds.validate import check_price_span, load_replayable
+from feeds.validate import check_price_span, find_gaps, load_replayable
 
 from runtime import session as backtest
+from runtime import window
 from strategies.api import MeasuresDecisionLatency
 from strategies.base import Strategy
 from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
 from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
 from strategies import registry
+from strategies.cmm import quote_stats
 
 
 class RunSummary(Summary, frozen=True, omit_defaults=True):
     """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
 
     decision_latency_us: LatencyStats | None = None
+    # A bundle-based strategy's run says whether it replayed data its models were fitted on (absent for others).
+    in_sample: bool | None = None
+    in_sample_splits: list[str] | None = None     # which fitted splits (train, val) the window meets
     # Absent for a linear contract whose data names no currency, so such runs keep their bytes.
     contract_kind: str = "linear"          # "inverse": EPnL, fees and notional are in the settlement coin
     settlement: str | None = None          # the currency EPnL, fees and notional are in
+    gaps: list[Gap] | None = None          # jumps of local time longer than data.gap_s the run went across
+    # A CMM-family strategy's quoting (strategies.cmm.quote_stats): its decisions, those whose normalized
+    # features were beyond the training range and their share, and why decisions quoted nothing.
+    decisions: int | None = None
+    out_of_range_decisions: int | None = None
+    out_of_range_share: float | None = None
+    no_quote: dict[str, int] | None = None
 
 
 class Backtest(msgspec.Struct):
@@ -67,6 +79,38 @@ def load_events(cfg: BacktestConfig, progress: bool = False) -> tuple[np.ndarray
     instrument = instrument_for(cfg, instrument)
     check_price_span(events, instrument.tick_size, ", ".join(files))
     return events, instrument
+
+
+def data_window(cfg: BacktestConfig, events: np.ndarray) -> window.Window:
+    """The config's ``[data] start`` / ``end`` over ``events`` (:mod:`runtime.window`)."""
+    d = cfg.data
+    if d.start is None and d.end is None:
+        return window.Window()
+    zone = window.zone_for(d.timezone, feeds.resolve_format(d.files, d.format))
+    return window.resolve(d.start, d.end, events["exch_ts"], zone)
+
+
+def training_overlap(params, cfg: BacktestConfig, events: np.ndarray) -> list[str] | None:
+    """The fitted splits of the strategy's bundle that the replayed window meets; None for a strategy with no
+    bundle. The window is the replayed events' exchange-time span after the warm-up (:mod:`runtime.window`)."""
+    bundle = getattr(params, "bundle", None)
+    if not isinstance(bundle, str):
+        return None
+    from bundle.manifest import MANIFEST, Manifest, training_overlap as overlap
+    try:
+        with open(os.path.join(bundle, MANIFEST), "rb") as f:
+            manifest = msgspec.json.decode(f.read(), type=Manifest)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None       # the strategy's own loader refuses such a bundle, naming what is wrong
+    exch = events["exch_ts"]
+    return overlap(manifest, list(cfg.data.files), int(exch.min()), int(exch.max()))
+
+
+def strategy_fields(fitted: list[str] | None, decisions: dict[str, np.ndarray] | None) -> dict:
+    """The summary's fields of a bundle-based strategy: in sample or not (``fitted``: :func:`training_overlap`)
+    and its quoting (:func:`strategies.cmm.quote_stats`); none for other strategies."""
+    extra = {} if fitted is None else dict(in_sample=bool(fitted), in_sample_splits=fitted or None)
+    return {**quote_stats(decisions), **extra}
 
 
 LATENCY_HEADER = "request_ts,exchange_ts,response_ts"
@@ -187,6 +231,16 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
+        span = data_window(cfg, events)
+    except ConfigError as e:
+        raise e.located(config_path) from None
+    if span.start_ns is not None and transport == "zmq":
+        raise ConfigError("a window's warm-up replays in the engine's process: data.start runs with "
+                          "--transport inproc", path=config_path, field="data.start")
+    events = window.cut(events, span)
+    replayed = events if span.start_ns is None else events[events["exch_ts"] >= span.start_ns]
+    fitted = training_overlap(params, cfg, replayed) if len(replayed) else None
+    try:
         sim = make_sim(events, *sim_config(cfg, instrument))
     except ConfigError as e:
         raise e.located(config_path) from None
@@ -203,7 +257,8 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
                 result, latency_ns, decisions, dropped = remote.result, remote.latency_ns, remote.record, \
                     remote.dropped
             else:
-                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress)
+                result = backtest.run(strategy, sim, instrument.tick_size, instrument.lot_size, progress=progress,
+                                      warm_until=span.start_ns)
                 decisions = decision_record(strategy)
         except ConfigError as e:      # a strategy refusing its settings at start: name the config
             raise e.located(config_path) from None
@@ -222,19 +277,43 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
             raise ConfigError("a kernel's decision time cannot be measured; declare compute_ns in ns",
                               path=config_path, field="strategy.compute_ns")
         engine.set_compute_ns(sim, compute_ns)
+        warm = 0 if span.start_ns is None else backtest.warm_up(sim, span.start_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
-        result = collect(sim)
+        result = after_warmup(collect(sim), warm)
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
-                                                             instrument=instrument),
+                                                      instrument=instrument, **strategy_fields(fitted, decisions),
+                                                      gaps=gaps_in(events, cfg.data.gap_s)[0] or None),
                     instrument=instrument, events=len(events), decisions=decisions, dropped=dropped)
 
 
+def gaps_in(events: np.ndarray, gap_s: float, last_local: int | None = None) -> tuple[list[Gap], int | None]:
+    """The jumps of local time longer than ``gap_s`` in ``events`` (after ``last_local``, where an earlier
+    chunk ended), for the summary; and where this chunk ends."""
+    found, last = find_gaps(events, last_local, int(round(gap_s * 1e9)))
+    return [Gap(start_ts=a, end_ts=b, seconds=(b - a) / 1e9) for a, b in found], last
+
+
+def run_config(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
+               timeout_s: float | None = None, curve: bool = False, chunk_events: int | None = None) -> Backtest:
+    """:func:`run`, or with ``chunk_events`` (or the config's ``data.chunk_events``) the data streamed
+    through the engine (:mod:`runtime.stream`): the same results in memory that does not grow with the days."""
+    chunk_events = chunk_events or cfg.data.chunk_events
+    if chunk_events is None:
+        return run(cfg, config_path, progress, transport, timeout_s, curve)
+    if transport != "inproc":
+        raise ConfigError("a streamed backtest runs the strategy in this process (--transport inproc)",
+                          path=config_path, field="data.chunk_events")
+    from runtime import stream
+    return stream.run(cfg, config_path, chunk_events, progress)
+
+
 def run_and_write(config_path: str, out_dir: str, progress: bool = False, transport: str = "inproc",
-                  timeout_s: float | None = None, curve: bool = False) -> Backtest:
+                  timeout_s: float | None = None, curve: bool = False, chunk_events: int | None = None) -> Backtest:
+    """``cmm backtest``: one run (:func:`run_config`), its results directory written."""
     from runtime.config import load
     cfg = load(config_path)
     check_replaceable(out_dir)          # before the run, not after it: a refusal should cost nothing
-    bt = run(cfg, config_path, progress, transport, timeout_s, curve)
+    bt = run_config(cfg, config_path, progress, transport, timeout_s, curve, chunk_events)
     with open(config_path, "rb") as f:
         config_text = f.read()
     write_results(out_dir, bt.result, bt.summary, config_text,
@@ -272,9 +351,20 @@ def summary_rows(bt: Backtest) -> list[tuple[str, str]]:
         (f"episodes ({s.episodes.length_s:g} s)",
          f"{s.episodes.count}: EPnL {num(s.episodes.epnl.mean, coin)} ± {num(s.episodes.epnl.std, coin)}"),
     ]
+    if s.in_sample is not None:
+        rows.append(("in sample", f"YES: the window meets the bundle's {' and '.join(s.in_sample_splits)} split"
+                     f"{'s' if len(s.in_sample_splits) > 1 else ''}; these numbers are not out of sample"
+                     if s.in_sample else "no: the bundle was not fitted on this window"))
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    if s.gaps:
+        rows.append(("gaps in the data", f"{len(s.gaps)}, {sum(g.seconds for g in s.gaps) / 3600:,.1f} h in all: "
+                                         "the run went on across them with its book, orders and position"))
+    if s.decisions is not None:
+        rows.append(("decisions quoted", f"{s.decisions - sum(s.no_quote.values()):,} of {s.decisions:,}"
+                     + "".join(f"; {why} {n:,}" for why, n in s.no_quote.items() if n)
+                     + f"; out of range {s.out_of_range_share:.1%}"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     return rows

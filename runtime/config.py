@@ -6,7 +6,7 @@ setting. Paths in ``[data]`` and ``[latency]`` are relative to the config file.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -51,10 +51,22 @@ class VenueConfig(Table, kw_only=True):
     metrics: MetricsConfig = MetricsConfig()
 
 
+class BacktestData(DataConfig, kw_only=True):
+    """``[data]`` of a backtest: the files, and the window replayed (:mod:`runtime.window`)."""
+
+    start: str | int | None = None     # "10:30" (the exchange day), "+2h" (after the first event) or ns
+    end: str | int | None = None       # the same forms; "-30m": before the last event
+    timezone: str = "auto"             # the exchange day's zone; auto: America/New_York for LOBSTER, else UTC
+    # Stream the files through the engine this many events at a time (event files only), in memory that
+    # does not grow with the number of days; absent: the whole data in one array. Same results either way.
+    chunk_events: Annotated[int, msgspec.Meta(ge=1024)] | None = None
+    gap_s: Seconds = 600.0      # a jump of local time longer than this is reported as a gap in the results
+
+
 class BacktestConfig(VenueConfig, kw_only=True):
     """``cmm backtest``: a venue replayed from tick files."""
 
-    data: DataConfig
+    data: BacktestData
 
 
 class PaperFeedConfig(Table):
@@ -73,9 +85,13 @@ class PaperConfig(VenueConfig, kw_only=True):
     paper: PaperFeedConfig = PaperFeedConfig()
 
 
-def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
-    """Parse and check a config file; every problem is a ConfigError naming the key."""
-    return checked(tomlconfig.load(path, type_), path)
+def load(path: str, type_: type[VenueConfig] = BacktestConfig, text: bytes | None = None,
+         where: str | None = None) -> VenueConfig:
+    """Parse and check a config file; every problem is a ConfigError naming the key. ``text``: the config's
+    TOML given here instead of read from ``path`` (paths in it are still relative to ``path``; a sweep's
+    job), with errors naming ``where``."""
+    cfg = tomlconfig.load(path, type_) if text is None else tomlconfig.decode(text, type_, where or path)
+    return checked(cfg, path)
 
 
 def checked(cfg: VenueConfig, path: str) -> VenueConfig:

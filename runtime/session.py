@@ -29,7 +29,7 @@ from engine import views as engine
 from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_NAMES, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.views import Sim, SimView
-from analysis.results import RunResult, collect
+from analysis.results import RunResult, after_warmup, collect
 from common.spill import Spill
 from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
@@ -310,6 +310,7 @@ class Session:
         self.charges: list[int] | None = None       # measured decision times, appended as charged (a journal)
         self.replay_charges: deque[int] | None = None   # decision times to charge instead of measuring (resume)
         self._prev = 0
+        self.warm_ticks = 0         # tick rows of the warm-up before a window's start (start(warm_until))
 
     @property
     def sim(self) -> Sim:
@@ -333,10 +334,15 @@ class Session:
         self._prev -= k
         self.ctx.drop_rows(k)
 
-    def start(self) -> None:
+    def start(self, warm_until: int | None = None) -> None:
+        """Start the engine and the strategy; with ``warm_until`` (exchange ns), replay the events up to it
+        first, with no strategy awake: the books fill, and the strategy's first :meth:`~EngineContext.new_events`
+        returns them all, so features warm up causally on the data before a window (:mod:`runtime.window`)."""
         sim = self.sim
         engine.set_compute_ns(sim, 0 if self.measured else int(self.strategy.compute_ns))
         engine.start(sim)
+        if warm_until is not None:
+            self.warm_ticks = warm_up(sim, warm_until)
         self._prev = self.ctx.view.next_local_row
         self._decide(self.decisions.start)
 
@@ -371,11 +377,20 @@ class Session:
         self.decisions.stop()
 
 
+def warm_up(sim: Sim, until: int) -> int:
+    """Replay ``sim`` up to ``until`` (ns, inclusive) with no strategy awake; the tick rows it logged."""
+    engine.start(sim)
+    if until > engine.now(sim):
+        engine.elapse(sim, until - engine.now(sim))
+    return SimView(sim).so_far().n_ticks
+
+
 def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, progress: bool = False,
-        decisions=LocalDecisions) -> RunResult:
+        decisions=LocalDecisions, warm_until: int | None = None) -> RunResult:
     """Replay ``sim``'s events with ``strategy`` waking per its policy; returns the run's results.
 
-    ``decisions``: who runs the callbacks (see :class:`Session`)."""
+    ``decisions``: who runs the callbacks (see :class:`Session`). ``warm_until``: a window's start; the
+    events up to it only warm up, and the results leave out their tick rows (:func:`after_warmup`)."""
     session = Session(strategy, sim, tick_size, lot_size, decisions, BacktestContext)
     # What exists now (modules, the model, the events) lives for the whole run: kept out of the
     # collector's full passes, which would otherwise walk it all (~0.1 s with torch loaded) inside
@@ -385,9 +400,9 @@ def run(strategy: Strategy, sim: Sim, tick_size: float, lot_size: float, *, prog
         with Progress(len(sim.ev), "backtest", enabled=progress) as bar:
             if bar.enabled:
                 session.on_wake = lambda: bar.set(engine.progress_rows(sim))
-            session.start()
+            session.start(warm_until)
             session.run()
             session.stop()
     finally:
         gc.unfreeze()
-    return collect(sim)
+    return after_warmup(collect(sim), session.warm_ticks)

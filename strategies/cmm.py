@@ -15,7 +15,8 @@ the next decision) it runs six hooks, each a method a variant may override:
 4. :meth:`~CMMStrategy.aggregate`: the model's normalized output in market
    units: predicted mid ``m = mid + mid_change_ticks * tick``, spread ``s``
    (ticks, clipped to ``[min_spread_ticks, max_spread_ticks]``) and traded
-   volume ``V`` (at least 0) over the model's horizon;
+   volume ``V = exp(log1p_volume) - 1`` (at least 0) over the model's horizon
+   (the model predicts the log, so ``V`` is nearer the median than the mean);
 5. :meth:`~CMMStrategy.build_ladder`: the trapezoidal ladder of
    :func:`strategies.ladder.build` (levels, sizes ``rho * V`` per side,
    inventory skew, post-only);
@@ -46,12 +47,26 @@ mid, prediction, regime, inner quotes, expert weights) after its time is
 taken, so recording costs the simulation nothing; the runner writes it to
 ``decisions.npz`` for the comparison report's plots.
 
+Every decision's normalized features are checked against the training data:
+its largest |z| (in training standard deviations, over the model's input
+columns) above ``max_abs_z`` makes it *out of range*. Such decisions are
+counted, the first one is logged on stderr with the feature that is furthest
+out, and ``out_of_range = "withdraw"`` pulls the quotes on them (the default,
+``"quote"``, keeps quoting and only counts). A decision that quotes nothing
+has one reason (:data:`NO_QUOTE_REASONS`): no finite features yet (warm-up), out
+of range (withdrawn), or an empty ladder (a predicted volume under one lot,
+or the position limit). The decision record carries both per decision, the
+backtest's ``metrics.json`` their counts (:func:`quote_stats`), and the run
+ends with one line on stderr when any decision quoted nothing.
+
 The bundle is loaded and verified at start and refused, with one line, when
 its ``variant`` (``model.json``) is not one the strategy runs (the named
 variants of :mod:`strategies.cmm_variants` each take their own; ``cmm``
-takes any MoE bundle), or when its feature schema is not the one this
-strategy computes (``features`` in the
-params, with the instrument's tick size). The feature book covers the first
+takes any MoE bundle), when its targets are not :data:`bundle.manifest.TARGET_NAMES`,
+or when its feature definitions are not the ones this strategy computes
+(``features`` in the params). The tick size may differ: every model input is
+in ticks, logs or ratios, so a bundle trained on one instrument runs on
+another of similar microstructure. The feature book covers the first
 price seen (the local mid, else the first priced event) +- ``book_band`` of
 it; levels outside are ignored, so a live session must choose a band wide
 enough for its day.
@@ -59,6 +74,7 @@ enough for its day.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Literal, NamedTuple
 
@@ -66,7 +82,7 @@ import msgspec
 import numpy as np
 
 from bundle.loader import Bundle, load_bundle
-from bundle.manifest import Variant
+from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, TRADE
 from bundle.features import SECOND, FeatureParams, FeatureSchema, apply_rows, new_state, snapshot
@@ -76,9 +92,14 @@ from strategies import ladder
 from strategies.api import Context, WakePolicy
 from strategies.base import Strategy
 from strategies.cmm_batch import Ahead
-from strategies.params import ConfigPath, Fraction, NonNegative, Positive, PositiveInt
+from strategies.params import ConfigPath, Fraction, NonNegative, NonNegativeInt, Positive, PositiveInt
 
 _PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
+
+# Why a decision quoted nothing, by its code in the decision record's ``no_quote`` (0: it quoted).
+QUOTED = 0
+NO_QUOTE_REASONS = {1: "warm_up", 2: "out_of_range", 3: "empty_ladder"}
+WARM_UP, OUT_OF_RANGE, EMPTY_LADDER = 1, 2, 3
 
 
 class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -88,6 +109,7 @@ class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level_spacing_ticks: PositiveInt = 1   # between consecutive levels
     size_slope: float = 0.0                # level k gets a share ~ 1 + slope * k (k = 0 innermost)
     rho: NonNegative = 0.5                 # each side quotes rho * V_hat in total
+    min_lots: NonNegativeInt = 0           # ... but at least this many lots (0: V_hat alone may empty the ladder)
     min_spread_ticks: Positive = 1.0       # the predicted spread is clipped to [min, max]
     max_spread_ticks: Positive = 500.0
     skew_ticks: NonNegative = 0.0          # price shift at |position| = max_position, against the position
@@ -97,6 +119,8 @@ class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     torch_threads: PositiveInt = 1         # threads for the model (latency measured as the bundle's teacher)
     inference: Literal["auto", "per_tick", "batched"] = "auto"   # auto: batched where it applies
     batch: PositiveInt = 1024              # decisions whose features and model outputs are computed at once
+    max_abs_z: Positive = 8.0              # a decision with a normalized input beyond this is out of range
+    out_of_range: Literal["quote", "withdraw"] = "quote"   # what an out-of-range decision does (it is counted)
 
     def __post_init__(self):
         if 1.0 + self.size_slope * (self.levels - 1) <= 0:
@@ -117,14 +141,35 @@ class Prediction(NamedTuple):
 
 def check_schema(bundle: Bundle, schema: FeatureSchema, path: str) -> None:
     """DataError, one line naming the first differing definition, unless the bundle's features are ``schema``."""
-    if bundle.schema == schema:
+    if msgspec.structs.replace(bundle.schema, tick_size=schema.tick_size) == schema:
         return
-    for field in ("tick_size", *FeatureParams.__struct_fields__):
+    for field in FeatureParams.__struct_fields__:       # the tick size may differ: inputs are in ticks
         ours, theirs = getattr(schema, field), getattr(bundle.schema, field)
         if ours != theirs:
             raise DataError(f"the bundle's model was trained on {field} = {theirs}, the strategy computes "
                             f"{ours}: the feature schemas differ", path=f"{path}/feature_schema.json",
                             field=field)
+
+
+def check_targets(bundle: Bundle, path: str) -> None:
+    """DataError, one line, unless the bundle predicts :data:`TARGET_NAMES` (in that order)."""
+    found = tuple(bundle.layout.get("target_names", ()))
+    if found != TARGET_NAMES:
+        raise DataError(f"the bundle predicts {list(found)}; this strategy reads {list(TARGET_NAMES)}: retrain it",
+                        path=f"{path}/model.json", field="target_names")
+
+
+def quote_stats(record: dict[str, np.ndarray] | None) -> dict:
+    """From a CMM decision record: the decisions, how many were out of range and their share, and the
+    count of each reason a decision quoted nothing (:data:`NO_QUOTE_REASONS`); {} for another record."""
+    if not record or "no_quote" not in record:
+        return {}
+    reasons = np.asarray(record["no_quote"])
+    n = int(reasons.size)
+    out_of_range = int(np.count_nonzero(np.asarray(record["out_of_range"])))
+    return {"decisions": n, "out_of_range_decisions": out_of_range,
+            "out_of_range_share": out_of_range / n if n else 0.0,
+            "no_quote": {name: int(np.count_nonzero(reasons == code)) for code, name in NO_QUOTE_REASONS.items()}}
 
 
 def check_variant(bundle: Bundle, accepted: tuple[Variant, ...] | None, path: str) -> None:
@@ -152,6 +197,7 @@ class CMMStrategy(Strategy):
         torch.set_num_threads(p.torch_threads)
         self.bundle = load_bundle(p.bundle)
         check_variant(self.bundle, self.variants, p.bundle)
+        check_targets(self.bundle, p.bundle)
         self.schema = p.features.schema(ctx.tick_size)
         check_schema(self.bundle, self.schema, p.bundle)
         self.regime_column = self.schema.index(self.bundle.regimes.feature)
@@ -161,6 +207,8 @@ class CMMStrategy(Strategy):
         self._latency: list[int] = []
         self._records: list[tuple] = []
         self._weights: list[np.ndarray | None] = []
+        self._z: float = -1.0        # this decision's largest |z| (-1: no model input was formed)
+        self._first_out_of_range = True
         self.batched = self._batching(ctx)
         self._ahead: Ahead | None = None
         self._adjust = (0, 0)        # this wake-up's ns spent on a batch, and its decision's share of one
@@ -191,12 +239,38 @@ class CMMStrategy(Strategy):
         x, regime, out = self._inputs(ctx)
         quotes = ladder.Ladder()
         prediction = None
-        if out is not None:
+        out_of_range = self._z > self.params.max_abs_z
+        if out is not None and not (out_of_range and self.params.out_of_range == "withdraw"):
             prediction = self.aggregate(ctx, x, regime, *out)
             quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
         self.requote(ctx, quotes)
         self._latency.append(self._own_ns(time.perf_counter_ns() - t0))
-        self._record(ctx, regime, prediction, quotes)
+        reason = QUOTED if quotes.bid_ticks or quotes.ask_ticks else \
+            WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
+        if out_of_range and self._first_out_of_range:
+            self._log_out_of_range(ctx, x)
+        self._record(ctx, regime, prediction, quotes, out_of_range, reason)
+
+    def _log_out_of_range(self, ctx: Context, x: np.ndarray) -> None:
+        """One line, once a run: the first out-of-range decision and its feature furthest from training."""
+        self._first_out_of_range = False
+        b = self.bundle
+        z = np.where(b.used, (np.asarray(x, dtype=np.float64).reshape(-1, len(b.feature_mean))[-1] - b.feature_mean)
+                     / b.feature_std, 0.0)
+        worst = int(np.argmax(np.abs(z)))
+        print(f"{type(self).__name__}: decision at {ctx.now} ns is out of the training range: "
+              f"{b.schema.names[worst]} is {z[worst]:+.1f} training std from its mean (|z| > "
+              f"{self.params.max_abs_z:g}); counted in metrics.json (out_of_range_share), logged once",
+              file=sys.stderr)
+
+    def on_stop(self, ctx: Context) -> None:
+        stats = quote_stats(self.decision_record())
+        silent = {k: v for k, v in stats.get("no_quote", {}).items() if v}
+        if silent:
+            n = stats["decisions"]
+            print(f"{type(self).__name__}: quoted on {n - sum(silent.values()):,} of {n:,} decisions; no quote: "
+                  + ", ".join(f"{why} {count:,}" for why, count in silent.items())
+                  + f"; out of range: {stats['out_of_range_decisions']:,}", file=sys.stderr)
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
         """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""
@@ -204,12 +278,15 @@ class CMMStrategy(Strategy):
             if self._ahead is None:
                 self._ahead = Ahead(self.state, self.bundle, self.regime_column, self.wake.every_ns,
                                     self.params.batch, ctx.market_ahead())
-            x, regime, out, spent = self._ahead.take(ctx.now)
+            x, regime, out, spent, self._z = self._ahead.take(ctx.now)
             self._adjust = (spent, self._ahead.share_ns)
             return x, regime, out
         x = self.features(ctx)
         regime = self.classify_regime(x)
-        return x, regime, self.predict(x, regime)
+        self.bundle.last_z[0] = -1.0
+        out = self.predict(x, regime)
+        self._z = float(self.bundle.last_z[0])
+        return x, regime, out
 
     def _own_ns(self, wall_ns: int) -> int:
         """This decision's time: the wall time less the batch it computed for later ones, plus its share."""
@@ -225,27 +302,31 @@ class CMMStrategy(Strategy):
     def decision_latency_ns(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.int64)
 
-    def _record(self, ctx: Context, regime: int, prediction: Prediction | None, quotes: ladder.Ladder) -> None:
+    def _record(self, ctx: Context, regime: int, prediction: Prediction | None, quotes: ladder.Ladder,
+                out_of_range: bool, reason: int) -> None:
         tick, nan = ctx.tick_size, math.nan
         bid = quotes.bid_ticks[0] * tick if quotes.bid_ticks else nan
         ask = quotes.ask_ticks[0] * tick if quotes.ask_ticks else nan
         if prediction is None:
-            self._records.append((ctx.now, ctx.mid, nan, nan, nan, regime, bid, ask))
+            self._records.append((ctx.now, ctx.mid, nan, nan, nan, regime, bid, ask, self._z, out_of_range, reason))
             self._weights.append(None)
         else:
             self._records.append((ctx.now, ctx.mid, prediction.mid, prediction.spread_ticks, prediction.volume,
-                                  regime, bid, ask))
+                                  regime, bid, ask, self._z, out_of_range, reason))
             self._weights.append(prediction.weights)
 
     def decision_record(self) -> dict[str, np.ndarray]:
         """One row per decision: ``ts, mid, pred_mid, pred_spread_ticks, pred_volume, regime, bid, ask``
-        (inner quote prices, NaN when none) and ``weights`` [n, experts] (NaN without a prediction),
-        plus ``expert_names``."""
+        (inner quote prices, NaN when none), ``max_abs_z`` (-1 without a model input), ``out_of_range``
+        (bool), ``no_quote`` (0 quoted, else a code of :data:`NO_QUOTE_REASONS`), and ``weights``
+        [n, experts] (NaN without a prediction), plus ``expert_names`` and ``no_quote_reasons``."""
         names = [e["name"] for e in self.bundle.layout.get("experts", [])]
-        columns = list(zip(*self._records)) or [()] * 8
-        out = {name: np.array(col, dtype=np.int64 if name in ("ts", "regime") else np.float64)
-               for name, col in zip(("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime",
-                                     "bid", "ask"), columns)}
+        fields = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
+                  "out_of_range", "no_quote")
+        types = {"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}
+        columns = list(zip(*self._records)) or [()] * len(fields)
+        out = {name: np.array(col, dtype=types.get(name, np.float64)) for name, col in zip(fields, columns)}
+        out["no_quote_reasons"] = np.array([NO_QUOTE_REASONS.get(i, "quoted") for i in range(4)], dtype=str)
         weights = np.full((len(self._weights), len(names)), np.nan)
         for i, w in enumerate(self._weights):
             if w is not None:
@@ -284,16 +365,17 @@ class CMMStrategy(Strategy):
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
         """The aggregated normalized output in market units (the bundle weighs its experts itself)."""
         p = self.params
-        mid_change, spread, volume = self.bundle.denormalize(y)
+        mid_change, spread, log_volume = self.bundle.denormalize(y)
         return Prediction(mid=float(x[self.mid_column] + mid_change * ctx.tick_size),
                           spread_ticks=min(max(float(spread), p.min_spread_ticks), p.max_spread_ticks),
-                          volume=max(float(volume), 0.0), regime=regime, weights=weights)
+                          volume=math.expm1(max(float(log_volume), 0.0)), regime=regime, weights=weights)
 
     def build_ladder(self, ctx: Context, prediction: Prediction) -> ladder.Ladder:
         p = self.params
         tick = ctx.tick_size
+        volume = max(prediction.volume, p.min_lots * ctx.lot_size / p.rho) if p.rho > 0 else prediction.volume
         return ladder.build(
-            prediction.mid / tick, prediction.spread_ticks, prediction.volume, ctx.position,
+            prediction.mid / tick, prediction.spread_ticks, volume, ctx.position,
             _tick_or_none(ctx.best_bid, tick), _tick_or_none(ctx.best_ask, tick), levels=p.levels,
             spacing=p.level_spacing_ticks, slope=p.size_slope, rho=p.rho, lot=ctx.lot_size,
             skew_ticks=p.skew_ticks, max_position=p.max_position)

@@ -45,8 +45,9 @@ class Ahead:
         self.next = 0
         self.share_ns = 0            # each decision's share of the batch that computed it
 
-    def take(self, now: int) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None, int]:
-        """The features, regime and model output for the wake-up at ``now``, and the ns spent on a new batch."""
+    def take(self, now: int) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None, int, float]:
+        """The features, regime and model output for the wake-up at ``now``, the ns spent on a new batch, and
+        the decision's largest |z| (-1 without finite features), as :meth:`bundle.loader.Bundle.decide` gives."""
         spent = 0
         if self.next == len(self.times):
             t0 = time.perf_counter_ns()
@@ -59,7 +60,7 @@ class Ahead:
                                f"the engine woke at {now} ns")
         self.next += 1
         out = (self.y[i], self.w[i].copy()) if self.finite[i] else None
-        return self.x[i], int(self.regimes[i]), out, spent
+        return self.x[i], int(self.regimes[i]), out, spent, float(self.z[i])
 
     def _compute(self, now: int) -> None:
         self.times = now + self.every_ns * np.arange(self.size, dtype=np.int64)
@@ -69,9 +70,10 @@ class Ahead:
         self.regimes = self.bundle.regimes.classify_all(self.x[:, self.regime_column])
         self.finite = np.isfinite(self.x).all(axis=1)
         self.y = self.w = None
+        self.z = np.full(self.size, -1.0)
         for regime in np.unique(self.regimes[self.finite]):
             rows = np.flatnonzero(self.finite & (self.regimes == regime))
-            y, w = self.bundle.decide_batch(self.x[rows], int(regime))
+            y, w, self.z[rows] = self.bundle.decide_batch(self.x[rows], int(regime))
             if self.y is None:
                 self.y = np.empty((self.size, y.shape[1]), dtype=y.dtype)
                 self.w = np.empty((self.size, w.shape[1]), dtype=w.dtype)

@@ -4,17 +4,19 @@ from __future__ import annotations
 import hashlib
 import shutil
 
+import msgspec
 import numpy as np
 import pytest
 import torch
 
-from cmm_models.dataset import TARGET_NAMES, Normalization
+from bundle.manifest import TARGET_NAMES
+from cmm_models.dataset import Normalization
 from cmm_models.experts import Expert
 from cmm_models.export import export_bundle
 from cmm_models.moe import MixtureOfExperts, MoEConfig, train_moe
 from cmm_models.regimes import RegimeThresholds
 from bundle.loader import load_bundle, verify
-from bundle.manifest import FILES, MANIFEST, Variant, write_manifest
+from bundle.manifest import FILES, MANIFEST, Variant, canonical, digest_of, write_manifest
 from common.errors import DataError
 from bundle.features import FeatureSchema
 
@@ -70,7 +72,9 @@ def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):
     for row, regime in zip(rows, (0, 1, 2, -1)):
         prediction, weights = bundle.decide(row, regime)
         normalized = ((row - 0.5) / 2.0).astype(np.float32)
+        normalized[0] = 0.0                          # the mid: carried, never a model input
         np.testing.assert_array_equal(bundle.inputs, normalized)
+        assert bundle.last_z[0] == np.abs(normalized).max()      # the decision's distance from training
         eager_prediction, eager_weights = moe(torch.from_numpy(normalized)[None], torch.tensor([regime]))
         np.testing.assert_allclose(prediction, eager_prediction[0].detach().numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(weights, eager_weights[0].detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -82,12 +86,14 @@ def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):
     before = bundle.inputs.copy()
     row = rows[0].copy()
     row[5] = np.inf
-    assert bundle.decide(row, 1) is None
+    assert bundle.decide(row, 1) is None and bundle.last_z[0] == -1.0
     row[5] = np.nan
     assert bundle.decide(row, 1) is None
     np.testing.assert_array_equal(bundle.inputs, before)
     with pytest.raises(ValueError, match="shape of the model's input"):
         bundle.decide(rows[:2], 1)
+    _, _, z = bundle.decide_batch(rows, 2)                  # the batch gives each row's |z| as decide() does
+    assert z.tolist() == [np.abs(((r - 0.5) / 2.0).astype(np.float32)[1:]).max() for r in rows]
     batch = torch.from_numpy(((rows - 0.5) / 2.0).astype(np.float32))    # the runtime keeps the batch semantics
     for ours, scripted in zip(bundle.runtime(batch, 2), bundle.model(batch, 2)):
         assert ours.shape == scripted.shape and torch.equal(ours, scripted)
@@ -128,9 +134,11 @@ def test_the_manifest_names_the_kind_and_model_json_the_variant(bundle_dir, tmp_
     assert bundle.manifest.kind == bundle.kind == "moe" and bundle.variant is Variant.HAJEK
     assert b'"kind": "moe"' in (bundle_dir / MANIFEST).read_bytes()
     # A manifest from before the field has no kind: model.json's variant gives it, and its bytes still verify.
-    shipped = REPO / "data" / "bundles" / "goog_sample_variants" / "teacher"
-    assert b'"kind"' not in (shipped / MANIFEST).read_bytes()
-    teacher = load_bundle(shipped)
+    legacy = copy(REPO / "data" / "bundles" / "goog_sample_variants" / "teacher", tmp_path / "legacy")
+    old = msgspec.structs.replace(verify(legacy), kind=None, training=None, digest="")
+    (legacy / MANIFEST).write_bytes(canonical(msgspec.structs.replace(old, digest=digest_of(old))))
+    assert b'"kind"' not in (legacy / MANIFEST).read_bytes()
+    teacher = load_bundle(legacy)
     assert teacher.manifest.kind is None and teacher.kind == "teacher" and teacher.variant is Variant.TEACHER
     directory = copy(bundle_dir, tmp_path / "contradicts")
     write_manifest(directory, "teacher")

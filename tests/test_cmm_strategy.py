@@ -20,7 +20,7 @@ from bundle.features import FeatureParams
 from strategies.cmm import CMMParams, CMMStrategy
 from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
-from runtime.backtest import load_events
+from runtime.backtest import load_events, run_and_write
 from tests import engine_events
 from tests.conftest import REPO
 from tests.test_backtest_cli import assert_fills_reconcile, backtest as run_cli, cmm
@@ -43,7 +43,7 @@ def sim_for(events):
 class Fixed(CMMStrategy):
     """CMM with the model's answer fixed (mid change 0, spread 2 ticks, volume 1): the hooks around it run."""
 
-    target = np.array([0.0, 2.0, 1.0])
+    target = np.array([0.0, 2.0, np.log1p(1.0)])      # the model predicts log1p of the volume
 
     def predict(self, x, regime):
         b = self.bundle
@@ -194,3 +194,29 @@ def test_cmm_config_end_to_end(tmp_path):
     assert metrics["n_fills"] > 0
     assert_fills_reconcile(out, metrics)
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_out_of_range_decisions_are_counted_logged_once_and_withdrawn(tmp_path, capsys):
+    """A strict range (|z| > 2) on the sample: every decision beyond it is counted, the first logged once, and
+    with out_of_range = "withdraw" it quotes nothing; metrics.json's counts are the decision record's."""
+    from tests.test_cmm_batched import config
+
+    path = config(tmp_path, "cmm", "auto", extra='max_abs_z = 2.0\nout_of_range = "withdraw"\n')
+    bt = run_and_write(path, str(tmp_path / "out"))
+    d = np.load(tmp_path / "out" / "decisions.npz")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    beyond = d["max_abs_z"] > 2.0
+    assert 100 < beyond.sum() < len(beyond) - 100              # the check bites, and not everywhere
+    assert (d["out_of_range"] == beyond).all()
+    assert metrics["out_of_range_decisions"] == int(beyond.sum()) == bt.summary.out_of_range_decisions
+    assert metrics["out_of_range_share"] == pytest.approx(beyond.mean())
+    assert metrics["decisions"] == len(beyond)
+    reasons = dict(enumerate(d["no_quote_reasons"]))
+    assert metrics["no_quote"]["out_of_range"] == int(beyond.sum())            # each withdrawn, none quoted
+    assert all(reasons[code] == "out_of_range" for code in d["no_quote"][beyond])
+    assert np.isnan(d["bid"][beyond]).all() and np.isnan(d["ask"][beyond]).all()
+    warm = d["max_abs_z"] < 0
+    assert metrics["no_quote"]["warm_up"] == int(warm.sum()) > 0
+    err = capsys.readouterr().err
+    assert err.count("out of the training range") == 1 and "counted in metrics.json" in err
+    assert "CMMStrategy: quoted on" in err and f"out_of_range {int(beyond.sum()):,}" in err

@@ -34,7 +34,7 @@ def test_targets_by_hand():
     np.testing.assert_allclose(y[:4, 0], [0.5, 0.5, 1.0, 1.0], rtol=1e-9)
     np.testing.assert_array_equal(y[:4, 1], [2.5, 3.0, 2.0, 1.0])
     # volume in (t, t + 1 s]: the 0.5 s trades count for t = 0 only, the 2.5 s trade for t = 1.5
-    np.testing.assert_array_equal(y[:4, 2], [6, 0, 0, 5])
+    np.testing.assert_allclose(y[:4, 2], np.log1p([6, 0, 0, 5]), rtol=1e-15)     # log1p_volume
     assert np.isnan(y[4:]).all()
 
 
@@ -138,3 +138,24 @@ def test_classify_boundaries():
 def test_config_refuses_a_horizon_off_the_grid():
     with pytest.raises(ValueError, match="not a multiple of dt_ns"):
         DatasetConfig(dt_ns=300_000_000, horizon_ns=SEC)
+
+
+def test_regimes_are_chosen_so_every_split_has_each_regime():
+    """On the 60 s column validation holds calm (5) and wild (250) rows only, so no thresholds give it a mid
+    row; on the 300 s column the terciles leave validation and test ten high rows, short of 11, so a pair
+    further from the terciles is taken. Too strict a minimum is refused with one line."""
+    calm = np.r_[np.arange(300.0), np.full(85, 5.0), np.full(15, 250.0), np.full(100, 150.0)]
+    later = np.r_[np.arange(0.0, 200.0, 2.0)]
+    vols = {60 * SEC: calm, 300 * SEC: np.r_[np.arange(300.0), later, later]}
+    splits = {"train": np.arange(300), "val": np.arange(300, 400), "test": np.arange(400, 500)}
+    thresholds, choice = regimes.choose(vols.__getitem__, [60 * SEC, 300 * SEC], splits, min_rows=11)
+    assert choice.window_ns == 300 * SEC and thresholds.feature == "rv_300s"
+    assert choice.quantiles != (0.35, 0.65)
+    assert all(n >= 11 for row in choice.occupancy.values() for n in row.values())
+    for split, idx in splits.items():
+        assert regimes.occupancy(regimes.classify(vols[300 * SEC][idx], thresholds)) == choice.occupancy[split]
+    terciles = regimes.RegimeThresholds("rv_300s", *np.quantile(vols[300 * SEC][:300], [0.35, 0.65]))
+    assert regimes.occupancy(regimes.classify(vols[300 * SEC][300:400], terciles))["high"] < 11
+    with pytest.raises(ValueError, match=r"^no volatility window .* the (low|mid|high) regime has \d+ in (val|test); "
+                                         r"lower regimes.min_rows or use more data$"):
+        regimes.choose(vols.__getitem__, [60 * SEC], splits, min_rows=11)

@@ -40,7 +40,7 @@ def configs(tmp_path_factory):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_compare_prints_one_table_and_writes_the_report(configs, tmp_path, capsys):
     out = tmp_path / "compare"
-    assert cli.main(["compare", "--configs", *configs, "--out", str(out)]) == 0
+    assert cli.main(["compare", "--jobs", "1", "--configs", *configs, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table) == 4 and all(c in table[0] for c in ("EPnL", "MAP", "RPT", "PnLMAP", "fills", "p50", "p99"))

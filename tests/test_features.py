@@ -55,15 +55,22 @@ def at(seconds: float) -> int:
 
 
 def hand_features(*seconds: float) -> dict[str, np.ndarray]:
-    f = replay_features(hand_events(), HAND_SCHEMA, np.array([at(s) for s in seconds]))
-    return dict(zip(HAND_SCHEMA.names, f.T))
+    """The features by name; sizes back from their logs (``bid_depth_2`` = exp(log_bid_depth_2) - 1, ...), so
+    the hand values below read as quantities."""
+    f = dict(zip(HAND_SCHEMA.names, replay_features(hand_events(), HAND_SCHEMA, np.array([at(s) for s in seconds])).T))
+    for name in list(f):
+        if name.startswith("log_") and not name.startswith("log_return"):
+            f[name[4:]] = np.round(np.expm1(f[name]), 9)
+    return f
 
 
 def test_schema_names_and_json_round_trip():
     assert HAND_SCHEMA.names == (
-        "mid", "spread_ticks", "imbalance_2", "bid_depth_2", "ask_depth_2",
-        "flow_signed_1s", "flow_volume_1s", "trade_count_1s", "flow_signed_3s", "flow_volume_3s",
-        "trade_count_3s", "log_return_1s", "log_return_2s", "rv_2s")
+        "mid", "spread_ticks", "imbalance_2", "log_bid_depth_2", "log_ask_depth_2",
+        "flow_imbalance_1s", "log_flow_volume_1s", "log_trade_count_1s", "flow_imbalance_3s", "log_flow_volume_3s",
+        "log_trade_count_3s", "log_return_1s", "log_return_2s", "rv_2s")
+    # the price level is carried for targets and quotes, never a model input
+    assert HAND_SCHEMA.model_inputs.tolist() == [False] + [True] * 13
     assert FeatureSchema.from_json(HAND_SCHEMA.to_json()) == HAND_SCHEMA
 
 
@@ -104,10 +111,12 @@ def test_a_decision_sees_rows_at_its_own_time_and_not_after():
 def test_trade_flow_by_hand():
     f = hand_features(0.5, 1.4, 2.0, 3.0, 3.5)
     # windows are (now - T, now]
-    assert [f["flow_signed_1s"][i] for i in range(5)] == [1, 1, 0, 5, 0]
+    # signed volume 1, 1, 0, 5, 0 over volume 6, 6, 0, 5, 0 (no trade: 0)
+    assert [f["flow_imbalance_1s"][i] for i in range(5)] == pytest.approx([1 / 6, 1 / 6, 0, 1, 0])
     assert [f["flow_volume_1s"][i] for i in range(5)] == [6, 6, 0, 5, 0]
     assert [f["trade_count_1s"][i] for i in range(5)] == [3, 3, 0, 1, 0]
-    assert [f["flow_signed_3s"][i] for i in range(5)] == [1, 1, 1, 6, 5]
+    assert f["log_flow_volume_1s"][0] == pytest.approx(math.log(7))
+    assert [f["flow_imbalance_3s"][i] for i in range(5)] == pytest.approx([1 / 6, 1 / 6, 1 / 6, 6 / 11, 1])
     assert [f["flow_volume_3s"][i] for i in range(5)] == [6, 6, 6, 11, 5]
     assert [f["trade_count_3s"][i] for i in range(5)] == [3, 3, 3, 4, 1]
 
@@ -143,10 +152,11 @@ def test_clear_bbo_and_crossing():
     f = replay_features(ev, schema, T0 + np.arange(5) * SEC)
     best = np.round(np.c_[f[:, 0] / TICK - f[:, 1] / 2, f[:, 0] / TICK + f[:, 1] / 2]).tolist()
     assert best[:3] == [[1000, 1002], [1002, 1003], [1000, 1001]]
-    assert f[1, 3:5].tolist() == [5 + 1 + 2, 4]
-    assert f[2, 3:5].tolist() == [1 + 2, 6 + 3 + 4]       # the hidden 10.02 ask is behind the BBO again
-    assert (f[3, 1], f[3, 3], f[3, 4]) == (2, 2, 13)     # bids: 9.99 only; spread 10.01 - 9.99
-    assert np.isnan(f[4, 0]) and np.isnan(f[4, 2]) and (f[4, 3], f[4, 4]) == (0, 0)
+    depth = np.round(np.expm1(f[:, 3:5]), 9)              # the log depths back as quantities
+    assert depth[1].tolist() == [5 + 1 + 2, 4]
+    assert depth[2].tolist() == [1 + 2, 6 + 3 + 4]       # the hidden 10.02 ask is behind the BBO again
+    assert (f[3, 1], depth[3, 0], depth[3, 1]) == (2, 2, 13)     # bids: 9.99 only; spread 10.01 - 9.99
+    assert np.isnan(f[4, 0]) and np.isnan(f[4, 2]) and depth[4].tolist() == [0, 0]
 
 
 def test_history_past_the_ring_is_nan_not_truncated():
@@ -158,7 +168,7 @@ def test_history_past_the_ring_is_nan_not_truncated():
     assert np.isnan(f[0, names.index("log_return_2s")]) and np.isnan(f[0, names.index("rv_2s")])
     assert f[1, names.index("log_return_2s")] == pytest.approx(math.log(100.025 / 100.015), rel=1e-9)
     # trades ring holds 0.5 s and 2.5 s (one entry per timestamp): the 3 s window from 3 s is (0, 3]
-    assert f[1, names.index("flow_volume_3s")] == 11
+    assert f[1, names.index("log_flow_volume_3s")] == pytest.approx(math.log(12))
 
 
 def _live(events: np.ndarray, schema: FeatureSchema, decision_ts: np.ndarray, batched: bool) -> np.ndarray:
@@ -236,8 +246,26 @@ def test_book_matches_lobsters_own_orderbook_file(goog):
     ask, bid = book[last, 0] / 10_000, book[last, 2] / 10_000
     np.testing.assert_allclose(f[:, 0], (ask + bid) / 2, rtol=1e-12)
     np.testing.assert_array_equal(f[:, 1], np.round((ask - bid) * 100))
-    np.testing.assert_array_equal(f[:, 3], book[last][:, 3:20:4].sum(axis=1))
-    np.testing.assert_array_equal(f[:, 4], book[last][:, 1:20:4].sum(axis=1))
+    np.testing.assert_allclose(f[:, 3], np.log1p(book[last][:, 3:20:4].sum(axis=1)), rtol=1e-14)
+    np.testing.assert_allclose(f[:, 4], np.log1p(book[last][:, 1:20:4].sum(axis=1)), rtol=1e-14)
+
+
+def test_the_model_inputs_do_not_see_the_price_level(goog):
+    """The same market 1,000 ticks higher: every model input but the returns and the volatility is the same
+    number, and those move by the ratio of the levels only (the mid itself is no model input)."""
+    schema = FeatureSchema(tick_size=0.01)
+    decisions = _grid(goog, 1_000_000_000)
+    higher = goog.copy()
+    priced = higher["px"] > 0
+    higher["px"][priced] = np.round(higher["px"][priced] / 0.01 + 1000) * 0.01
+    before, after = replay_features(goog, schema, decisions), replay_features(higher, schema, decisions)
+    returns = np.array([n.startswith(("log_return", "rv_")) for n in schema.names])
+    same = schema.model_inputs & ~returns
+    np.testing.assert_array_equal(before[:, same], after[:, same])
+    finite = np.isfinite(before[:, returns])
+    ratio = np.abs(after[:, returns][finite]) / np.maximum(np.abs(before[:, returns][finite]), 1e-300)
+    assert ratio.max() < 1.0 and np.median(ratio[ratio > 0]) > 0.9     # 10 dollars on ~580: a few % smaller
+    assert not schema.model_inputs[schema.index("mid")]
 
 
 def test_goog_features_are_finite_after_warm_up(goog):

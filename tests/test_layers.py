@@ -1,6 +1,7 @@
 """The project's layers, checked on every module's imports (read with ``ast``, nothing is imported).
 
-Dependencies point one way: cmm -> runtime -> {strategies, analysis} -> bundle -> engine -> feeds -> common.
+Dependencies point one way: cmm -> study -> runtime -> {strategies, analysis} -> bundle -> engine -> feeds ->
+common.
 The engine's memory layout is its own: outside ``engine/`` (and the engine's own tests) code reads and
 drives a run through ``engine.views``, with ``engine.codes`` for the codes' names; market data never
 pulls in torch, the strategy link or the command line's helpers; trading never imports training code.
@@ -14,10 +15,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RANK = {"common": 0, "feeds": 1, "engine": 2, "bundle": 3, "strategies": 4, "analysis": 4, "runtime": 5, "cmm": 6}
+RANK = {"common": 0, "feeds": 1, "engine": 2, "bundle": 3, "strategies": 4, "analysis": 4, "runtime": 5, "study": 6,
+        "cmm": 7}
 TRAINING_MAY_IMPORT = {"cmm_models", "bundle", "feeds", "common"}
-# Outside the layers: the training command, benchmarks and tests may run training code.
-MAY_IMPORT_TRAINING = {"cmm_models", "cmm", "bench", "tests"}
+# Outside the layers: the training command, the study (which trains, then trades), benchmarks and tests may run
+# training code.
+MAY_IMPORT_TRAINING = {"cmm_models", "cmm", "study", "bench", "tests"}
 ENGINE_API = {"engine.views", "engine.codes"}
 ENGINE_OWN_TESTS = re.compile(r"tests/(test_engine_\w+|engine_\w+|test_live)\.py$")
 INDEX_CONSTANT = re.compile(r"(I|F|O|Q|RQ|RS|RSF|FL|FLF|OL|OLF|TQ|L)_[A-Z0-9_]+$")
@@ -111,6 +114,8 @@ LAYOUT = "the engine's layout is its own (use engine.views)"
     ("runtime/x.py", "from engine.views import SimView, submit", []),
     ("runtime/x.py", "from engine import codes, views", []),
     ("cmm/train.py", "from cmm_models import pipeline", []),
+    ("study/run.py", "from cmm_models import pipeline", []),
+    ("runtime/x.py", "from study import run", ["runtime is below study"]),
 ])
 def test_a_module_breaking_a_rule_is_named(tmp_path, rel, source, expected):
     path = tmp_path / rel

@@ -201,7 +201,8 @@ def test_compare_with_a_bad_second_config_writes_nothing(tmp_path):
     absent = config(tmp_path, tmp_path / "absent.npz", name="absent.toml")     # fails only when it runs
     unknown = tmp_path / "unknown.toml"                                         # fails when it is checked
     unknown.write_text(good.read_text().replace("[strategy.params]", "[strategy.params]\nno_such_param = 1"))
-    assert_one_line(cmm("compare", "--configs", good, absent, "--out", tmp_path / "cmp"), "absent.npz")
+    assert_one_line(cmm("compare", "--jobs", "1", "--configs", good, absent, "--out", tmp_path / "cmp"),
+                    "absent.npz")
     assert_nothing_left(tmp_path, "good.toml", "absent.toml", "unknown.toml")
     proc = cmm("compare", "--configs", good, unknown, "--out", tmp_path / "cmp")
     assert_one_line(proc, "unknown.toml", "no_such_param")

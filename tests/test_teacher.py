@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import feeds
-from cmm_models.teacher import Teacher, block_output_std, perturbed, predict, train_teacher
+from cmm_models.teacher import Teacher, block_output_std, lr_factor, perturbed, predict, train_teacher
 from feeds import events as E
 
 from tests.conftest import SAMPLES
@@ -68,6 +68,30 @@ def test_training_reduces_the_loss_and_repeats_byte_for_byte():
     other = Teacher.tiny(n_features=4, layers=2, hidden=32, seed=5)
     train_teacher(other, x, y, steps=150, lr=3e-3, batch_size=32, seed=12, device="cpu")
     assert weight_bytes(other) != weight_bytes(first)
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    # warm-up 10 of 110 steps to 1, then a cosine from 1 down to 0.1
+    assert lr_factor(0, 10, 110, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 110, 0.1) == pytest.approx(1.0)
+    assert lr_factor(60, 10, 110, 0.1) == pytest.approx(0.55)
+    assert lr_factor(110, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+def test_early_stopping_keeps_the_best_validation_weights():
+    """A learning rate far too high makes the validation loss climb: training stops after `patience` worse
+    scores and the model left is the one of the best score on the curve."""
+    x, y = learnable(256)
+    vx, vy = learnable(96, seed=1)
+    teacher = Teacher.tiny(n_features=4, layers=2, hidden=16, seed=3)
+    result = train_teacher(teacher, x, y, vx, vy, steps=400, lr=0.2, batch_size=32, seed=2, device="cpu",
+                           eval_every=10, patience=3, warmup_steps=0, final_lr_fraction=1.0)
+    losses = [p.val_loss for p in result.curve]
+    best = int(np.argmin(losses))
+    assert result.stopped_early and result.steps == result.curve[-1].step < 400
+    assert len(losses) - 1 - best == 3 and result.best_step == result.curve[best].step
+    assert result.val_mse_after == pytest.approx(result.curve[best].val_mse, rel=1e-5)
+    assert all(p.lr == pytest.approx(0.2) for p in result.curve)
 
 
 def test_save_and_load_give_the_same_predictions(tmp_path):

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from cmm import cli
 from cmm_models import config
 from bundle.loader import load_bundle, verify
-from bundle.manifest import FILES, MOE_VARIANTS, Variant
+from bundle.manifest import FILES, MOE_VARIANTS, TARGET_NAMES, Variant, data_digest, training_overlap
 
 from tests.conftest import REPO, SAMPLES
 
 torch.set_num_threads(1)
 
+SMALL_FILES = [(SAMPLES / "GOOG_2012-06-21_10_head.zip").as_posix()]
 SMALL = f"""
 [data]
-files = ["{(SAMPLES / 'GOOG_2012-06-21_10_head.zip').as_posix()}"]
+files = ["{SMALL_FILES[0]}"]
 
 [dataset]
 dt_ns = 200_000_000
@@ -31,8 +33,9 @@ model = "tiny"
 layers = 3
 hidden = 16
 steps = 20
-train_samples = 600
-eval_samples = 300
+warmup_steps = 2
+eval_every = 10
+val_samples = 300
 latency_repeats = 5
 
 [probe]
@@ -85,9 +88,43 @@ def test_train_writes_a_verified_bundle_and_a_report(run_dir):
     assert float(weights.sum()) == pytest.approx(1.0) and (weights[:3] == 0).all() and (weights[6:] == 0).all()
     report = json.loads((run_dir / "report.json").read_text())
     models = report["errors"]
+    test_rows = report["rows"]["test"]
     for name in ("teacher", "single_student", "moe", "moe_mean", "moe_gate", "moe_no_regime", "moe_no_layer"):
-        assert models[name]["rows"] == 300 and len(models[name]["mse_normalized"]) == 3
+        assert models[name]["rows"] == test_rows > 1000 and len(models[name]["mse_normalized"]) == 3
     assert sum(name.startswith("expert_") for name in models) == 9
+    # the interface the study reads: R² per split, model and target, naive predictors beside the models
+    for split in ("val", "test"):
+        table = report["r2"][split]
+        for name in ("teacher", "single_student", "moe", "moe_projection", "moe_cosine", "moe_mean", "moe_gate",
+                     "train_mean", "persistence", "ewma", "expert_r1_deep"):
+            assert set(table[name]) == set(TARGET_NAMES), name
+        # R² = 1 - MSE / the split's variance, so the split's own mean would score 0 and the train mean less
+        assert all(v <= 1e-12 for v in table["train_mean"].values())
+    test = report["r2"]["test"]
+    var = [mse / (1 - r) for mse, r in zip(models["persistence"]["mse"], test["persistence"].values())]
+    assert [mse / v for mse, v in zip(models["train_mean"]["mse"], var)] == \
+        pytest.approx([1 - r for r in test["train_mean"].values()])
+    occupancy = report["occupancy"]
+    assert set(occupancy) == {"train", "val", "test"}
+    assert all(n >= 50 for row in occupancy.values() for n in row.values())
+    assert sum(occupancy["test"].values()) == test_rows
+    for confidence in ("projection", "cosine"):
+        d = report["moe_diagnostics"][confidence]
+        assert 0 < d["entropy_share"] <= 1 and 0 <= d["top_is_best"] <= 1 and d["tau"] > 0
+    curve = report["validation_curve"]
+    assert [p["step"] for p in curve["points"]] == [10, 20] and curve["best_step"] in (10, 20)
+    assert curve["train_rows"] == report["rows"]["train"]      # nothing thinned for training
+    assert (run_dir / "validation_curve.png").stat().st_size > 0
+    # the manifest records what the model was fitted on; a backtest can ask whether it overlaps
+    training = manifest.training
+    assert training.data_sha256 == data_digest(SMALL_FILES) and training.fitted == ("train", "val")
+    train, val, test_span = (training.splits[k] for k in ("train", "val", "test"))
+    assert train[0] < train[1] < val[0] < val[1] < test_span[0] < test_span[1]
+    assert training_overlap(manifest, SMALL_FILES, train[0], train[0]) == ["train"]
+    assert training_overlap(manifest, SMALL_FILES, train[1], test_span[1]) == ["train", "val"]
+    assert training_overlap(manifest, SMALL_FILES, test_span[0], test_span[1]) == []
+    other = str(SAMPLES / "ethusdt_usdm_20240808_head.gz")
+    assert training_overlap(manifest, [other], train[0], test_span[1]) == []
     assert report["latency"]["bundle"]["p50_us"] > 0 and report["latency"]["teacher_over_cmm"] > 0
     assert len(report["probe"]["attribution"]) == 3
     for name in ("report.md", "probe_heatmap.png", "expert_weights.png", "probe/probe.json"):
@@ -159,3 +196,24 @@ def test_shipped_bundle_verifies_and_loads():
     bundle = load_bundle(REPO / "data" / "bundles" / "goog_sample")
     prediction, weights = bundle.model(torch.zeros(bundle.schema.n_features), -1)
     assert prediction.shape == (3,) and float(weights.sum()) == pytest.approx(1.0)
+
+
+def test_r2_and_the_naive_predictors_by_hand():
+    from cmm_models.report import EWMA_HALFLIFE_HORIZONS, naive_predictions, r2
+
+    y = np.array([[1.0, 2.0, 0.0], [3.0, 2.0, 1.0], [5.0, 4.0, 2.0], [np.nan] * 3])
+    naive = naive_predictions(y, np.array([10.0, 20.0, 30.0]), horizon_steps=1)
+    # persistence: the last value realized by the decision (y[i - 1]); none yet at row 0: the train mean
+    np.testing.assert_array_equal(naive["persistence"][:3], [[10, 20, 30], [1, 2, 0], [3, 2, 1]])
+    alpha = 1 - 0.5 ** (1 / EWMA_HALFLIFE_HORIZONS)
+    np.testing.assert_allclose(naive["ewma"][2], [1 + alpha * 2, 2.0, alpha * 1.0])
+    np.testing.assert_array_equal(naive["ewma"][3], naive["ewma"][3])      # a NaN target is skipped, not spread
+    assert np.isfinite(naive["ewma"]).all()
+    # R² = 1 - MSE / variance of the rows scored: the rows' own mean scores 0, a perfect guess 1
+    rows = y[:3]
+    scored = r2(np.broadcast_to(rows.mean(0), rows.shape), rows)
+    assert scored["mid_change_ticks"] == pytest.approx(0.0) and scored["log1p_volume"] == pytest.approx(0.0)
+    assert scored["avg_spread_ticks"] == pytest.approx(0.0)
+    assert r2(rows, rows)["mid_change_ticks"] == 1.0
+    assert r2(rows + 1.0, rows)["mid_change_ticks"] == pytest.approx(1 - 1 / np.var([1, 3, 5]))
+    assert r2(np.zeros((2, 3)), np.ones((2, 3)))["log1p_volume"] is None     # a constant target has no R²
