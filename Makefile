@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/cmm compare --out $(OUT)/compare --configs $(DEMO_CONFIGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py

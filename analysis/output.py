@@ -32,24 +32,37 @@ from analysis.results import RunResult
 DECISIONS = "decisions.npz"
 
 
-def fills_csv(fills: np.ndarray) -> str:
+# Each table's code columns and the names they are written as, in fills.csv, orders.csv and data frames.
+CODE_NAMES = {"side": SIDE_NAMES, "tif": TIF_NAMES, "type": TYPE_NAMES, "status": STATUS_NAMES, "reason": REASON_NAMES}
+
+
+def named_columns(table: np.ndarray) -> dict[str, np.ndarray]:
+    """A fills or orders table (FILL_DTYPE, ORDER_DTYPE) as columns, each code column as its names."""
+    return {name: _names(CODE_NAMES[name], table[name]) if name in CODE_NAMES else table[name]
+            for name in table.dtype.names}
+
+
+def _names(names: dict[int, str], codes: np.ndarray) -> np.ndarray:
+    """Each code's name, looked up once per distinct code (a run has millions of rows and a few codes)."""
+    distinct, where = np.unique(codes, return_inverse=True)
+    return np.array([names[int(c)] for c in distinct], dtype=object)[where.reshape(-1)]
+
+
+def table_csv(table: np.ndarray) -> str:
+    """A fills or orders table as CSV: the header, then a row per record (``fills.csv``, ``orders.csv``)."""
+    columns = named_columns(table)
     out = io.StringIO()
-    out.write("order_id,side,exch_ts,local_ts,maker,price,qty,fee\n")
-    for f in fills:
-        out.write(f"{f['order_id']},{SIDE_NAMES[int(f['side'])]},{f['exch_ts']},{f['local_ts']},"
-                  f"{int(f['maker'])},{float(f['price'])!r},{float(f['qty'])!r},{float(f['fee'])!r}\n")
+    out.write(",".join(columns) + "\n")
+    for row in zip(*(c.tolist() for c in columns.values())):
+        out.write(",".join(_cell(name, value) for name, value in zip(columns, row)) + "\n")
     return out.getvalue()
 
 
-def orders_csv(orders: np.ndarray) -> str:
-    out = io.StringIO()
-    out.write("order_id,side,price,qty,executed,tif,type,status,reason,submit_ts,done_ts\n")
-    for o in orders:
-        out.write(f"{o['order_id']},{SIDE_NAMES[int(o['side'])]},{float(o['price'])!r},{float(o['qty'])!r},"
-                  f"{float(o['executed'])!r},"
-                  f"{TIF_NAMES[int(o['tif'])]},{TYPE_NAMES[int(o['type'])]},{STATUS_NAMES[int(o['status'])]},"
-                  f"{REASON_NAMES[int(o['reason'])]},{o['submit_ts']},{o['done_ts'] if o['done_ts'] >= 0 else ''}\n")
-    return out.getvalue()
+def _cell(name: str, value) -> str:
+    """Floats in full (repr), booleans as 0/1, an order's ``done_ts`` empty while it is live."""
+    if name == "done_ts" and value < 0:
+        return ""
+    return repr(value) if isinstance(value, float) else str(int(value)) if isinstance(value, bool) else str(value)
 
 
 def write_results(out_dir: str, result: RunResult, summary: Summary, config_text: bytes | None,
@@ -62,9 +75,9 @@ def write_results(out_dir: str, result: RunResult, summary: Summary, config_text
         with open(os.path.join(tmp, "ticks.npz"), "wb") as f:
             write_npz(f, result.ticks)
         with open(os.path.join(tmp, "fills.csv"), "w") as f:
-            f.write(fills_csv(result.fills))
+            f.write(table_csv(result.fills))
         with open(os.path.join(tmp, "orders.csv"), "w") as f:
-            f.write(orders_csv(result.orders))
+            f.write(table_csv(result.orders))
         if config_text is not None:
             with open(os.path.join(tmp, "config.toml"), "wb") as f:
                 f.write(config_text)

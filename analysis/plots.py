@@ -36,34 +36,72 @@ def thin(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np
     return x[keep], y[keep]
 
 
+# The two panels of a run: the file each is written to, its tick column, its axis label.
+PANELS = (("equity.png", "epnl", "EPnL (net of fees)"), ("inventory.png", "position", "position"))
+
+
 def _save(fig, path: str) -> None:
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=110)
 
 
-def plot_run(ticks: dict[str, np.ndarray], out_dir: str, title: str) -> list[str]:
-    """Write equity.png and inventory.png into ``out_dir``; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_panel(ax, runs: list[tuple[str | None, dict[str, np.ndarray]]], column: str, ylabel: str,
+               origin: int) -> None:
+    """One panel: ``column`` of each run's ticks against minutes from ``origin`` (ns), thinned, labelled."""
+    for label, ticks in runs:
+        x, y = thin((ticks["ts"] - origin) / 60e9, ticks[column])
+        ax.plot(x, y, lw=0.8, label=label, drawstyle="steps-post" if column == "position" else "default",
+                color=None if label is not None else "tab:blue" if column == "epnl" else "tab:orange")
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if any(label is not None for label, _ in runs):
+        ax.legend(fontsize=8)
 
-    ts = ticks["ts"]
-    t = (ts - ts[0]) / 1e9 / 60 if len(ts) else ts.astype(float)
+
+def first_ts(runs) -> int:
+    """The earliest first tick of ``(label, ticks)`` runs: where their common time axis starts (ns)."""
+    starts = [int(ticks["ts"][0]) for _, ticks in runs if len(ticks["ts"])]
+    return min(starts) if starts else 0
+
+
+def plot_run(ticks: dict[str, np.ndarray], out_dir: str, title: str) -> list[str]:
+    """Write equity.png and inventory.png into ``out_dir``; returns their paths.
+
+    Drawn on matplotlib Figures of their own, not pyplot's: writing files never changes the backend of the
+    process (a notebook's inline plots keep working after a run wrote its results)."""
+    from matplotlib.figure import Figure
+
+    runs = [(None, ticks)]
     written = []
-    for name, column, ylabel in (("equity.png", "epnl", "EPnL (net of fees)"),
-                                 ("inventory.png", "position", "position")):
-        fig, ax = plt.subplots(figsize=(9, 3.6))
-        x, y = thin(t, ticks[column])
-        ax.plot(x, y, lw=0.8, color="tab:blue" if column == "epnl" else "tab:orange",
-                drawstyle="steps-post" if column == "position" else "default")
-        ax.axhline(0.0, color="0.6", lw=0.6)
+    for name, column, ylabel in PANELS:
+        fig = Figure(figsize=(9, 3.6))
+        ax = fig.subplots()
+        draw_panel(ax, runs, column, ylabel, first_ts(runs))
         ax.set_xlabel("minutes from the first tick")
-        ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(out_dir, name)
         _save(fig, path)
-        plt.close(fig)
         written.append(path)
     return written
+
+
+def figure(runs: list[tuple[str | None, dict[str, np.ndarray]]], title: str = ""):
+    """Equity above inventory, one line per ``(label, ticks)`` run, on a shared time axis: a matplotlib Figure.
+
+    Made through pyplot (so a notebook's inline backend is set up to show it) and closed there at once, so it
+    is shown once, where it is returned or displayed, and never left open in pyplot."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(9, 5.4))
+    plt.close(fig)
+    axes = fig.subplots(2, 1, sharex=True)
+    origin = first_ts(runs)
+    for ax, (_, column, ylabel) in zip(axes, PANELS):
+        draw_panel(ax, runs, column, ylabel, origin)
+    axes[-1].set_xlabel("minutes from the first tick")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    return fig

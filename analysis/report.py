@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from analysis.metrics import Summary
-from analysis.plots import thin
+from analysis.plots import PANELS, draw_panel, first_ts
 from common.atomic import atomic_write
 from common.stats import LatencyStats
 
@@ -95,7 +95,7 @@ def plots(runs: list[Run], out: str) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    origin = min(int(r.ticks["ts"][0]) for r in runs if len(r.ticks["ts"]))
+    origin = first_ts([(run.label, run.ticks) for run in runs])
     written = []
 
     def save(fig, name, caption):
@@ -105,17 +105,12 @@ def plots(runs: list[Run], out: str) -> list[tuple[str, str]]:
         plt.close(fig)
         written.append((name, caption))
 
-    for name, column, caption in (("equity.png", "epnl", "EPnL (net of fees) over time"),
-                                  ("inventory.png", "position", "Inventory (position) over time")):
+    labelled = [(run.label, run.ticks) for run in runs]
+    for (name, column, ylabel), caption in zip(PANELS, ("EPnL (net of fees) over time",
+                                                        "Inventory (position) over time")):
         fig, ax = plt.subplots(figsize=(10, 4))
-        for run in runs:
-            ticks = run.ticks
-            x, y = thin(_minutes(ticks["ts"], origin), ticks[column])
-            ax.plot(x, y, lw=0.9, label=run.label, drawstyle="steps-post" if column == "position" else "default")
-        ax.axhline(0.0, color="0.6", lw=0.6)
+        draw_panel(ax, labelled, column, ylabel, origin)
         ax.set_xlabel("minutes")
-        ax.set_ylabel(column)
-        ax.legend(fontsize=8, ncol=3)
         save(fig, name, caption)
 
     recorded = [(run, d) for run in runs if (d := _decisions(run)) is not None]

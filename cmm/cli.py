@@ -13,7 +13,7 @@ import sys
 
 from common.errors import DataError
 
-from cmm import backtest, compare, data, feed, keys, paper, train
+from cmm import backtest, compare, data, feed, keys, live, paper, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(groups)
     feed.register(groups)
     paper.register(groups)
+    live.register_record(groups)
     keys.register(groups)
     compare.register(groups)
     return parser

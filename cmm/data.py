@@ -60,7 +60,9 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
                    help="raise: stop at the first bad line; skip: skip bad lines where safe and count them")
     p.add_argument("--base-latency-ns", type=int, default=0,
-                   help="smallest feed latency after correcting a local clock that ran behind the exchange")
+                   help="smallest feed latency after correcting a local clock that ran behind the exchange; "
+                        "for files with no receive time (Binance Vision) the feed latency itself: "
+                        "local_ts = exch_ts + this, noted in the file")
     p.add_argument("--fresh-book-per-input", action="store_true",
                    help="read Binance captures that do not join as separate ones, each with a fresh book "
                         "and its own clock-skew shift (default: refuse inputs that do not join)")

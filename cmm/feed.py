@@ -1,4 +1,5 @@
-"""``cmm feed``: replay event files as a live ZeroMQ feed, and watch a feed arrive."""
+"""``cmm feed``: replay event files as a live ZeroMQ feed, watch a feed arrive; ``cmm feed binance`` is in
+:mod:`cmm.live`."""
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,7 @@ def register(groups) -> None:
                      help="fault drill: number but do not send every N-th batch (subscribers must resync)")
     rep.add_argument("--exit-at-end", action="store_true",
                      help="exit when the files are replayed (default: keep serving snapshots and heartbeats)")
-    rep.add_argument("--curve-server-key", metavar="FILE_OR_DIR", dest="server_secret",
-                     help="CURVE: encrypt both sockets with this .key_secret (or the one in DIR); "
-                          "needs --curve-clients")
-    rep.add_argument("--curve-clients", metavar="DIR", dest="authorized_clients",
-                     help="CURVE: admit only the clients whose .key files are in DIR")
+    add_server_curve_options(rep)
     rep.set_defaults(handler=run_replay)
 
     tail = commands.add_parser("tail", help="print what a feed sends: one line per batch, gaps, staleness")
@@ -55,6 +52,39 @@ def register(groups) -> None:
     tail.add_argument("--quiet", action="store_true", help="print notices and the summary only")
     add_client_curve_options(tail)
     tail.set_defaults(handler=run_tail)
+
+    from cmm import live
+    live.add_feed_command(commands)
+
+
+def add_server_curve_options(parser) -> None:
+    """The options of a feed publisher (``cmm feed replay``, ``cmm feed binance``) that encrypts with CURVE."""
+    parser.add_argument("--curve-server-key", metavar="FILE_OR_DIR", dest="server_secret",
+                        help="CURVE: encrypt both sockets with this .key_secret (or the one in DIR); "
+                             "needs --curve-clients")
+    parser.add_argument("--curve-clients", metavar="DIR", dest="authorized_clients",
+                        help="CURVE: admit only the clients whose .key files are in DIR")
+
+
+def server_curve_keys(args):
+    """The publisher keys the options name, None for plaintext; a bad key is one line naming its option."""
+    with _curve_errors():
+        return load_server_keys(_curve_config(args, "server_secret", "authorized_clients"))
+
+
+def announce(pub: Publisher, curve, args, what: str) -> None:
+    """The feed's first line (addresses, session, what it serves, its security) and the plaintext warnings."""
+    security = f"CURVE, {len(curve.clients)} client key(s) admitted" if curve else "plaintext"
+    print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
+          f"{what}, {security}", flush=True)
+    if curve is None:
+        binds = [("--bind", pub.endpoint)]
+        if args.snapshot_bind:          # else it is on the feed's host, and that warning covers it
+            binds.append(("--snapshot-bind", pub.snapshot_endpoint))
+        for option, endpoint in binds:
+            warning = plaintext_warning(option, endpoint)
+            if warning:
+                print(f"cmm: {warning}", file=sys.stderr, flush=True)
 
 
 def add_client_curve_options(parser) -> None:
@@ -134,23 +164,11 @@ def _curve_errors():
 
 def run_replay(args) -> int:
     check_files(args.files)          # every input must be a sound event file before any socket opens
-    with _curve_errors():
-        curve = load_server_keys(_curve_config(args, "server_secret", "authorized_clients"))
+    curve = server_curve_keys(args)
     start = time.monotonic()
     with _socket_errors("--bind", args.bind), \
             Publisher(args.bind, args.snapshot_bind, heartbeat_s=args.heartbeat_s, curve=curve) as pub:
-        speed = "max" if args.speed is None else f"{args.speed:g}x"
-        security = f"CURVE, {len(curve.clients)} client key(s) admitted" if curve else "plaintext"
-        print(f"feed on {pub.endpoint}, snapshots on {pub.snapshot_endpoint}, session {pub.session:x}, "
-              f"speed {speed}, {security}", flush=True)
-        if curve is None:
-            binds = [("--bind", pub.endpoint)]
-            if args.snapshot_bind:          # else it is on the feed's host, and that warning covers it
-                binds.append(("--snapshot-bind", pub.snapshot_endpoint))
-            for option, endpoint in binds:
-                warning = plaintext_warning(option, endpoint)
-                if warning:
-                    print(f"cmm: {warning}", file=sys.stderr, flush=True)
+        announce(pub, curve, args, f"speed {'max' if args.speed is None else f'{args.speed:g}x'}")
         try:
             if args.wait_subscribers:
                 add_file_topics(pub, args.files)      # so that only subscriptions to them count

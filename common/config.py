@@ -111,8 +111,8 @@ def convert(value, type_: type[T], path: str, prefix: str) -> T:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as e:
         key, message = split_location(e)
-        raise ConfigError(_explained(message, type_, key), path=path, field=prefix + (f".{key}" if key else "")) \
-            from None
+        raise ConfigError(_explained(message, type_, key), path=path,
+                          field=".".join(part for part in (prefix, key) if part) or None) from None
 
 
 def resolve(config_path: str, path: str) -> str:

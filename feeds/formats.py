@@ -21,9 +21,13 @@ from feeds.validate import check_events, check_price_span
 # Checked in this order by ``detect``; the first reader whose sniff says yes wins.
 READERS = {
     "hftbacktest": "feeds.readers.hftbacktest_npz",
+    "databento": "feeds.readers.databento",
     "lobster": "feeds.readers.lobster",
     "binance": "feeds.readers.binance",
+    "bybit": "feeds.readers.bybit",
     "csv": "feeds.readers.csv",
+    "tardis": "feeds.readers.tardis",
+    "binance-vision": "feeds.readers.binance_vision",
 }
 FORMATS = ("auto", *READERS)
 

@@ -29,11 +29,12 @@ from feeds.validate import check_price_span, load_replayable
 
 from runtime import session as backtest
 from strategies.api import MeasuresDecisionLatency
+from strategies.base import Strategy
 from common.config import ConfigError, resolve
 from common.stats import LatencyStats, latency_us
 from runtime.config import BacktestConfig, VenueConfig, engine_config, strategy_params
+from strategies import registry
 from strategies.cmm import quote_stats
-from strategies.registry import STRATEGIES
 
 
 class RunSummary(Summary, frozen=True, omit_defaults=True):
@@ -140,10 +141,7 @@ def decision_record(strategy) -> dict[str, np.ndarray] | None:
 
 def strategy_entry(cfg: VenueConfig, config_path: str):
     """The config's strategy: its registry entry and its checked Params (paths made relative to the config)."""
-    entry = STRATEGIES.get(cfg.strategy.name)
-    if entry is None:
-        raise ConfigError(f"unknown strategy {cfg.strategy.name!r}; expected one of {', '.join(STRATEGIES)}",
-                          path=config_path, field="strategy.name")
+    entry = registry.entry(cfg.strategy.name, config_path)
     return entry, resolve_paths(strategy_params(cfg, entry.python.Params, config_path), config_path)
 
 
@@ -185,11 +183,14 @@ def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None
 
 
 def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport: str = "inproc",
-        timeout_s: float | None = None, curve: bool = False) -> Backtest:
+        timeout_s: float | None = None, curve: bool = False, *, strategy: Strategy | None = None,
+        data: tuple[np.ndarray, Instrument] | None = None) -> Backtest:
     """One backtest; ``transport`` "zmq" runs the strategy in its own process (:mod:`runtime.link.engine_side`),
-    waiting at most ``timeout_s`` for each of its answers, over a CURVE-secured link with ``curve``."""
-    entry, params = strategy_entry(cfg, config_path)
-    events, instrument = load_events(cfg, progress)
+    waiting at most ``timeout_s`` for each of its answers, over a CURVE-secured link with ``curve``.
+    :mod:`runtime.api` may pass a ``strategy`` object (in process, mode "python") and ``data`` (checked events
+    and their instrument) in place of the config's."""
+    entry, params = strategy_entry(cfg, config_path) if strategy is None else (None, None)
+    events, instrument = load_events(cfg, progress) if data is None else data
     if events.dtype != EVENT_DTYPE or len(events) == 0:
         raise DataError("no events to replay", path=cfg.data.files[0], field="data.files")
     try:
@@ -197,9 +198,10 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
     except ConfigError as e:
         raise e.located(config_path) from None
     s = cfg.strategy
-    strategy = decisions = dropped = latency_ns = None
+    decisions = dropped = latency_ns = None
     if s.mode == "python":
-        strategy = entry.python(params, wake=s.wake, compute_ns=s.compute_ns)
+        if strategy is None:
+            strategy = entry.python(params, wake=s.wake, compute_ns=s.compute_ns)
         try:
             if transport == "zmq":
                 from runtime.link.engine_side import StrategyProcess, run_remote, strategy_command
@@ -242,12 +244,22 @@ def run_and_write(config_path: str, out_dir: str, progress: bool = False, transp
     bt = run(cfg, config_path, progress, transport, timeout_s, curve)
     with open(config_path, "rb") as f:
         config_text = f.read()
-    write_results(out_dir, bt.result, bt.summary, config_text, f"{cfg.strategy.name} on {bt.instrument.symbol}",
-                  bt.decisions)
+    write_results(out_dir, bt.result, bt.summary, config_text,
+                  f"{registry.label(cfg.strategy.name)} on {bt.instrument.symbol}", bt.decisions)
     return bt
 
 
 def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
+    rows = summary_rows(bt)
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if out_dir:
+        lines.append(f"results in {os.path.abspath(out_dir)}")
+    return "\n".join(lines)
+
+
+def summary_rows(bt: Backtest) -> list[tuple[str, str]]:
+    """The summary a person reads, as (what, value) rows: the command line's and a notebook's."""
     s = bt.summary
 
     def num(x, spec=",.4f"):
@@ -276,8 +288,4 @@ def format_summary(bt: Backtest, out_dir: str | None = None) -> str:
                      + f"; out of range {s.out_of_range_share:.1%}"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
-    width = max(len(k) for k, _ in rows)
-    lines = [f"{k:<{width}}  {v}" for k, v in rows]
-    if out_dir:
-        lines.append(f"results in {os.path.abspath(out_dir)}")
-    return "\n".join(lines)
+    return rows

@@ -19,6 +19,7 @@ from common.outdir import replacing
 
 from runtime.config import load
 from runtime.backtest import run_and_write, strategy_entry
+from strategies import registry
 
 
 def labels(configs: list[str]) -> list[str]:
@@ -29,7 +30,7 @@ def labels(configs: list[str]) -> list[str]:
     loaded = [(load(c), c) for c in configs]
     for cfg, path in loaded:
         strategy_entry(cfg, path)
-    names = [cfg.strategy.name for cfg, _ in loaded]
+    names = [registry.label(cfg.strategy.name) for cfg, _ in loaded]
     return [f"{n} ({Path(c).stem})" if names.count(n) > 1 else n for n, c in zip(names, configs)]
 
 

@@ -75,7 +75,11 @@ class PaperConfig(VenueConfig, kw_only=True):
 
 def load(path: str, type_: type[VenueConfig] = BacktestConfig) -> VenueConfig:
     """Parse and check a config file; every problem is a ConfigError naming the key."""
-    cfg = tomlconfig.load(path, type_)
+    return checked(tomlconfig.load(path, type_), path)
+
+
+def checked(cfg: VenueConfig, path: str) -> VenueConfig:
+    """A decoded config with its model names checked and its paths made relative to ``path``'s directory."""
     model_class(QUEUE_MODELS, "queue.model", cfg.queue.model, path)
     model_class(FEE_MODELS, "fees.mode", cfg.fees.mode, path)
     latency_file = cfg.latency.file and tomlconfig.resolve(path, cfg.latency.file)

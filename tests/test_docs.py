@@ -1,7 +1,7 @@
 """Every fenced block in README.md and docs/ runs, so the documentation cannot drift from the code.
 
 A page is one session, as a reader would type it: its blocks run in order in
-one scratch directory (``configs`` and ``data`` link back into the repo,
+one scratch directory (``configs``, ``data`` and ``examples`` link back into the repo,
 ``../shared/data`` to the public data), so a later block
 may use what an earlier one wrote, and nothing lands in the repo. ``bash``
 blocks run in ``bash -euo pipefail`` with ``cmm`` and ``python`` on the PATH
@@ -32,7 +32,7 @@ from tests.conftest import REPO, SHARED_DATA, shared_path
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LANGUAGES = {"bash", "python", "toml", "text"}
-LINKED = ("configs", "data")      # what the blocks read from the repo, by relative path
+LINKED = ("configs", "data", "examples")      # what the blocks read from the repo, by relative path
 BLOCK_TIMEOUT_S = 120
 
 

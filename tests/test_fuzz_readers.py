@@ -79,6 +79,15 @@ def damaged(draw, base: bytes) -> bytes:
     return bytes(data)
 
 
+def write_flipped(path: Path, base: bytes, flips) -> Path:
+    """``base`` with each (offset, xor mask) of ``flips`` applied, written to ``path``."""
+    data = bytearray(base)
+    for at, mask in flips:
+        data[at] ^= mask
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _parses_or_data_error(paths, fmt: str, options: ReadOptions) -> None:
     try:
         feeds.read([str(p) for p in paths], fmt, options)
@@ -126,11 +135,7 @@ def test_hftbacktest(workdir, data, options):
 @given(flips=st.lists(st.tuples(st.integers(0, len(NPZ) - 1), st.integers(1, 255)), min_size=1, max_size=4))
 def test_hftbacktest_npz_payload_flips(workdir, flips):
     """Flips anywhere in an uncompressed npz: headers, JSON members, event fields, the zip directory."""
-    data = bytearray(NPZ)
-    for at, mask in flips:
-        data[at] ^= mask
-    path = workdir / "flipped.npz"
-    path.write_bytes(bytes(data))
+    path = write_flipped(workdir / "flipped.npz", NPZ, flips)
     _parses_or_data_error([path], "hftbacktest", ReadOptions(tick_size=0.1))
 
 
@@ -142,3 +147,53 @@ def test_the_undamaged_bases_parse(workdir):
     (workdir / "base.npz").write_bytes(NPZ)
     assert np.array_equal(feeds.read([str(workdir / "base.npz")], "hftbacktest").events,
                           feeds.read([str(SAMPLES / "sample_events.csv")], "csv").events)
+
+
+TARDIS_L2 = gzip.decompress((SAMPLES / "tardis" / "binance-futures_incremental_book_L2_2024-08-08_ETHUSDT.csv.gz")
+                            .read_bytes()).split(b"\n")
+TARDIS = {   # the header, the last snapshot rows and the first updates: every path of the reader
+    "l2": b"\n".join(TARDIS_L2[:1] + TARDIS_L2[1995:2010]) + b"\n",
+    "snap": b"\n".join(gzip.decompress((SAMPLES / "tardis" / "binance-futures_book_snapshot_5_2024-08-08_ETHUSDT"
+                                        ".csv.gz").read_bytes()).split(b"\n")[:8]) + b"\n",
+}
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(TARDIS)), data=st.data(), options=OPTIONS)
+def test_tardis(workdir, kind, data, options):
+    text = data.draw(st.one_of(damaged(TARDIS[kind]), st.binary(max_size=300)))
+    path = workdir / f"binance-futures_{kind}.csv"
+    path.write_bytes(text)
+    _parses_or_data_error([path], "tardis", options)
+
+
+def _vision(name: str, rows: int) -> bytes:
+    with zipfile.ZipFile(SAMPLES / "binance_vision" / name) as zf:
+        return b"\n".join(zf.read(zf.namelist()[0]).split(b"\n")[:rows]) + b"\n"
+
+
+VISION = {"ETHUSDT-trades-2024-08-08.csv": _vision("spot/ETHUSDT-trades-2024-08-08.zip", 10),
+          "ETHUSDT-bookTicker-2024-08-08.csv": _vision("um/ETHUSDT-bookTicker-2024-08-08.zip", 10),
+          "ETHUSDT-aggTrades-2024-08-08.csv": _vision("um/ETHUSDT-aggTrades-2024-08-08.zip", 10)}
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(VISION)), data=st.data(), zipped=st.booleans(), options=OPTIONS)
+def test_binance_vision(workdir, name, data, zipped, options):
+    text = data.draw(st.one_of(damaged(VISION[name]), st.binary(max_size=300)))
+    path = workdir / (name[:-4] + ".zip" if zipped else name)
+    if zipped:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(name, text)
+    else:
+        path.write_bytes(text)
+    _parses_or_data_error([path], "binance-vision", options)
+
+
+def test_the_vendor_bases_parse(workdir):
+    for kind, text in TARDIS.items():
+        (workdir / f"base_{kind}.csv").write_bytes(text)
+        assert len(feeds.read([str(workdir / f"base_{kind}.csv")], "tardis").events) > 5
+    for name, text in VISION.items():
+        (workdir / name).write_bytes(text)
+        assert len(feeds.read([str(workdir / name)], "binance-vision").events) >= 9

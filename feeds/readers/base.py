@@ -9,11 +9,12 @@ which does them once for every format.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Protocol
+from typing import Callable, Literal, Protocol, Sequence
 
 import msgspec
 import numpy as np
 
+from common.errors import SkipCounter
 from feeds.instrument import Instrument
 from feeds.store import DatasetMeta
 
@@ -76,3 +77,14 @@ def instrument_with_overrides(default: Instrument, options: ReadOptions) -> Inst
         "contract_multiplier": options.contract_multiplier,
     }
     return msgspec.structs.replace(default, **{k: v for k, v in fields.items() if v is not None})
+
+
+def typed_meta(source_format: str, paths: Sequence[str], typed_rows: Sequence[tuple[str, int]],
+               counter: SkipCounter, notes: list[str]) -> DatasetMeta:
+    """Provenance of inputs that each hold one data type (a vendor's trades, book, quotes files)."""
+    by_type: dict[str, int] = {}
+    for data_type, rows in typed_rows:
+        by_type[data_type] = by_type.get(data_type, 0) + rows
+    return DatasetMeta(source_format=source_format, sources=list(paths),
+                       source_rows=sum(by_type.values()) + counter.count, source_rows_by_kind=by_type,
+                       skipped=counter.count, skipped_examples=list(counter.first), notes=notes)

@@ -30,7 +30,9 @@ as hftbacktest stamps them, else the event time ``E``, ms -> ns. Messages with
 neither (spot bookTicker and REST snapshots) get ``local_ts`` minus the median
 feed latency of their file's other messages.
 
-Sequencing follows Binance's "how to manage a local order book correctly".
+Sequencing follows Binance's "how to manage a local order book correctly"; the
+state machine is :mod:`feeds.readers.binance_book`'s, which the live connector
+runs too, message by message.
 Diffs received before a snapshot are held; after it, diffs older than
 ``lastUpdateId`` are dropped and the first one applied must straddle it
 (USD-M: ``U <= lastUpdateId <= u``; spot: ``U <= lastUpdateId + 1 <= u``).
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import bisect
 import gzip
-import itertools
 import os
 import re
 import zlib
@@ -56,10 +57,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from feeds.readers.binance_messages import BookTicker, DepthDiff, Message, Snapshot, Trade, decode_line
+from feeds.readers.binance_book import BUFFER, PARTIAL, BookSequencer, continues, exchange_time, finish_clears
+from feeds.readers.binance_messages import Message, decode_line
 from common.errors import DataError, SkipCounter
-from feeds.events import (BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, KIND_MASK, SELL,
-                     TRADE)
+from feeds.events import DEPTH_CLEAR, KIND_MASK
 from feeds.instrument import Instrument
 from feeds.ordering import early_outlier_reason, early_outliers
 from feeds.readers.base import Conversion, ReadOptions, Steps, instrument_with_overrides
@@ -69,7 +70,6 @@ from feeds.readers.textio import iter_lines
 from feeds.timeunits import NS_PER_UNIT, plausible_range, unit_of
 
 FORMAT = "binance"
-MS = 1_000_000
 MAX_JOIN_GAP_NS = 60 * 10**9      # inputs further apart are not one capture cut into files
 MAX_DECIMALS = 12
 # A lot is not made finer by this few of the distinct sizes: old orders far from the mid keep
@@ -107,19 +107,6 @@ class Decoded:
 
     def where(self, m: Message) -> str:
         return self.paths[m.source]
-
-
-def exchange_time(m: Message) -> int | None:
-    """The message's own exchange time in ns (``T``, else ``E``), None when Binance sent none."""
-    body = m.body
-    if isinstance(body, Trade):
-        return body.T * MS
-    if isinstance(body, (DepthDiff, BookTicker, Snapshot)):
-        if body.T is not None:
-            return body.T * MS
-        if body.E is not None:
-            return body.E * MS
-    return None
 
 
 class ReceiveTimes:
@@ -203,11 +190,6 @@ def drop_bad_clock_readings(out: Decoded, latencies: np.ndarray, timed: list[int
     return latencies[~bad]
 
 
-def continues(d: DepthDiff, prev_u: int) -> bool:
-    """Whether diff ``d`` is the next after update id ``prev_u`` (USD-M: by ``pu``; spot: by ``U``)."""
-    return d.pu == prev_u if d.pu is not None else d.U == prev_u + 1
-
-
 def join_breaks(decoded: Decoded) -> list[tuple[int, int, str]]:
     """``(input, line, why)`` for each input that does not continue the one before it."""
     msgs, breaks = decoded.messages, []
@@ -250,56 +232,14 @@ def symbol_of(decoded: Decoded) -> str:
 # ---------------------------------------------------------------- pass 2: events
 
 
-class Columns:
-    """Events as segments ``(ev, n, exch_ts, local_ts, order_id, ival)`` plus a flat (px, qty) list.
-
-    A message adds a segment per side and extends the level list with the
-    list msgspec decoded, so no Python runs per price level.
-    """
-
-    def __init__(self):
-        self.segments: list[tuple[int, int, int, int, int, int]] = []
-        self.levels: list[tuple[float, float]] = []
-
-    def __len__(self) -> int:
-        """Events so far."""
-        return len(self.levels)
-
-    def add(self, ev: int, exch_ts: int, local_ts: int, levels: list, ival: int = 0, order_id: int = 0):
-        if levels:
-            self.segments.append((ev, len(levels), exch_ts, local_ts, order_id, ival))
-            self.levels.extend(levels)
-
-    def one(self, ev: int, exch_ts: int, local_ts: int, px: float, qty: float, ival: int = 0,
-            order_id: int = 0):
-        self.segments.append((ev, 1, exch_ts, local_ts, order_id, ival))
-        self.levels.append((px, qty))
-
-    def events(self) -> np.ndarray:
-        flat = itertools.chain.from_iterable
-        seg = np.fromiter(flat(self.segments), np.int64, 6 * len(self.segments)).reshape(-1, 6)
-        counts = seg[:, 1]
-        out = np.zeros(int(counts.sum()), dtype=EVENT_DTYPE)
-        out["ev"] = np.repeat(seg[:, 0], counts).astype(np.uint64)
-        out["exch_ts"] = np.repeat(seg[:, 2], counts)
-        out["local_ts"] = np.repeat(seg[:, 3], counts)
-        out["order_id"] = np.repeat(seg[:, 4], counts).astype(np.uint64)
-        out["ival"] = np.repeat(seg[:, 5], counts)
-        levels = np.fromiter(flat(self.levels), np.float64, 2 * len(self.levels)).reshape(-1, 2)
-        out["px"], out["qty"] = levels[:, 0], levels[:, 1]
-        return out
-
-
-BUFFER, ALIGN, SYNCED, PARTIAL = "buffer", "align", "synced", "partial"
-
-
-class Builder:
-    """Runs the order-book sequencing state machine over the decoded messages."""
+class Builder(BookSequencer):
+    """Runs the order-book sequencing state machine over a file's decoded messages, with the lookahead
+    only a whole file has: where snapshots are, the file's median feed latency."""
 
     def __init__(self, decoded: Decoded, options: ReadOptions):
+        super().__init__(options.on_error)
         self.decoded = decoded
         self.options = options
-        self.cols = Columns()
         self.snapshot_at = [i for i, m in enumerate(decoded.messages) if m.kind == "snapshot"]
         # Where a fresh book starts: at each input's first message, or only at the first.
         fresh = decoded.ranges if options.fresh_book_per_input else [(0, len(decoded.messages))]
@@ -308,38 +248,19 @@ class Builder:
         self.first_end = min(self.fresh_at.values(), default=0)
         self.input_starts: list[int] = []           # event index where each fresh book starts
         self.dropped_unsynced = 0
-        self.mode = PARTIAL
         self.pos = 0
-        self.prev_u: int | None = None
-        self.snapshot_id = 0
-        self.held: list[Message] = []
-        self.bids: dict[float, float] = {}   # only while PARTIAL: which levels exist
-        self.asks: dict[float, float] = {}
-        self.open_window: tuple[int, str] | None = None     # partial since (local_ts, path:line)
-        self.windows: list[tuple[int, str, int | None]] = []  # closed: until local_ts, None = never
-        self.gaps: list[str] = []
-        self.dropped_old = self.restamped = self.non_market = self.estimated = 0
-        self.unused_snapshots: list[str] = []
 
-    # ------------------------------------------------ helpers
+    # ------------------------------------------------ what a whole file knows
 
-    def exch_ts(self, m: Message) -> int:
-        """The message's exchange time, or its estimate (counted for the notes) when it has none."""
-        self.estimated += exchange_time(m) is None
-        return self.exch_ts_or_estimate(m)
-
-    def exch_ts_or_estimate(self, m: Message) -> int:
-        exch = exchange_time(m)
-        if exch is not None:
-            return exch
+    def estimate_exch_ts(self, m: Message) -> int:
         latency = self.decoded.latency_by_file[m.source]
         if latency is None:
             known = [x for x in self.decoded.latency_by_file if x is not None]
             latency = int(np.median(known)) if known else 0
         return m.local_ts - latency
 
-    def where(self, m: Message) -> str:
-        return f"{self.decoded.where(m)}:{m.line}"
+    def path(self, m: Message) -> str:
+        return self.decoded.where(m)
 
     def snapshot_follows(self) -> bool:
         """A snapshot after the current message, in the stretch of the current book."""
@@ -362,124 +283,12 @@ class Builder:
         self.held, self.prev_u, self.bids, self.asks = [], None, {}, {}
         self.mode = BUFFER if self.has_snapshot(self.pos, self.fresh_end) else PARTIAL
 
-    def open_partial(self, local_ts: int, m: Message) -> None:
-        if self.open_window is None:
-            self.open_window = (local_ts, self.where(m))
-
-    def close_window(self, until: int | None) -> None:
-        if self.open_window is not None:
-            self.windows.append((*self.open_window, until))
-            self.open_window = None
-
-    def clear(self, exch_ts: int, local_ts: int, bid_px: float, ask_px: float, ival: int):
-        """Both sides; px is provisional (the side's deepest known level), finished in ``events``."""
-        self.cols.one(DEPTH_CLEAR | BUY, exch_ts, local_ts, bid_px, 0.0, ival)
-        self.cols.one(DEPTH_CLEAR | SELL, exch_ts, local_ts, ask_px, 0.0, ival)
-
-    # ------------------------------------------------ messages
-
     def run(self) -> None:
         for self.pos, m in enumerate(self.decoded.messages):
             if self.pos in self.fresh_at:
                 self.start_fresh(m)
-            if m.kind == "depth":
-                self.on_diff(m, m.local_ts)
-            elif m.kind == "trade":
-                self.on_trade(m)
-            elif m.kind == "bookTicker":
-                b = m.body
-                exch = self.exch_ts(m)
-                self.cols.one(DEPTH_BBO | BUY, exch, m.local_ts, b.b, b.B, b.u)
-                self.cols.one(DEPTH_BBO | SELL, exch, m.local_ts, b.a, b.A, b.u)
-            elif m.kind == "snapshot":
-                self.on_snapshot(m)
+            self.on_message(m)
         self.close_window(None)
-
-    def on_trade(self, m: Message) -> None:
-        t = m.body
-        if t.X != "MARKET":
-            self.non_market += 1
-            return
-        self.cols.one(TRADE | (SELL if t.m else BUY), t.T * MS, m.local_ts, t.p, t.q, 0, t.t)
-
-    def on_snapshot(self, m: Message) -> None:
-        if self.mode not in (BUFFER, ALIGN):
-            self.unused_snapshots.append(self.where(m))
-            return
-        s = m.body
-        exch = self.exch_ts(m)
-        self.clear(exch, m.local_ts, min((p for p, _ in s.bids), default=np.inf),
-                   max((p for p, _ in s.asks), default=-np.inf), s.lastUpdateId)
-        self.cols.add(DEPTH_SNAPSHOT | BUY, exch, m.local_ts, s.bids, s.lastUpdateId)
-        self.cols.add(DEPTH_SNAPSHOT | SELL, exch, m.local_ts, s.asks, s.lastUpdateId)
-        self.mode, self.snapshot_id = ALIGN, s.lastUpdateId
-        self.close_window(m.local_ts)
-        held, self.held = self.held, []
-        for d in held:
-            if self.on_diff(d, m.local_ts):
-                self.restamped += 1
-
-    def on_diff(self, m: Message, local_ts: int) -> bool:
-        """Apply, hold or drop one diff; True when applied."""
-        d: DepthDiff = m.body
-        if self.mode == BUFFER:
-            self.held.append(m)
-            return False
-        if self.mode == ALIGN:
-            need = self.snapshot_id if d.pu is not None else self.snapshot_id + 1
-            if d.u < need:
-                self.dropped_old += 1
-                return False
-            if d.U > need:
-                return self.gap(m, local_ts, "U", f"snapshot lastUpdateId {self.snapshot_id}: expected "
-                                f"the first diff to have U <= {need} <= u, got U={d.U} u={d.u}")
-            self.mode = SYNCED
-        elif self.prev_u is not None:
-            if d.pu is not None and d.pu != self.prev_u:
-                return self.gap(m, local_ts, "pu",
-                                f"expected pu={self.prev_u} (previous u), got pu={d.pu}")
-            if d.pu is None and d.U != self.prev_u + 1:
-                return self.gap(m, local_ts, "U",
-                                f"expected U={self.prev_u + 1} (previous u + 1), got U={d.U}")
-        self.apply(m, local_ts)
-        return True
-
-    def apply(self, m: Message, local_ts: int) -> None:
-        d: DepthDiff = m.body
-        exch = exchange_time(m)
-        self.cols.add(DEPTH | BUY, exch, local_ts, d.b, d.u)
-        self.cols.add(DEPTH | SELL, exch, local_ts, d.a, d.u)
-        self.prev_u = d.u
-        if self.mode == PARTIAL:
-            self.open_partial(local_ts, m)
-            for side, levels in ((self.bids, d.b), (self.asks, d.a)):
-                for px, qty in levels:
-                    if qty > 0:
-                        side[px] = qty
-                    else:
-                        side.pop(px, None)
-            if self.bids and self.asks:
-                self.close_window(local_ts)
-                self.mode = SYNCED
-                self.bids, self.asks = {}, {}
-
-    def gap(self, m: Message, local_ts: int, field: str, reason: str) -> bool:
-        """A break in the update ids: raise, or clear the book and rebuild it."""
-        error = DataError(f"sequence gap: {reason}", path=self.decoded.where(m), line=m.line, field=field)
-        if self.options.on_error == "raise":
-            raise error
-        self.gaps.append(str(error))
-        self.clear(exchange_time(m), local_ts, np.inf, -np.inf, 0)
-        self.prev_u = None
-        self.open_partial(local_ts, m)
-        if self.snapshot_follows():
-            self.mode = BUFFER
-            self.held.append(m)
-            return False
-        self.mode = PARTIAL
-        self.bids, self.asks = {}, {}
-        self.apply(m, local_ts)
-        return True
 
     # ------------------------------------------------ results
 
@@ -527,20 +336,6 @@ class Builder:
         return self.decoded.messages[-1].local_ts + 1 if until is None else until
 
 
-def finish_clears(events: np.ndarray) -> None:
-    """Each DEPTH_CLEAR reaches the deepest level its side has held so far (0 when it held none)."""
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    book = (kind == DEPTH) | (kind == DEPTH_SNAPSHOT)
-    is_bid = (events["ev"] & np.uint64(BUY)) != 0
-    px = events["px"]
-    for side, extreme, empty in ((is_bid, np.minimum, np.inf), (~is_bid, np.maximum, -np.inf)):
-        seen = extreme.accumulate(np.where(book & side, px, empty))
-        before = np.concatenate(([empty], seen[:-1]))
-        clears = np.flatnonzero((kind == DEPTH_CLEAR) & side)
-        deepest = extreme(px[clears], before[clears])
-        px[clears] = np.where(np.isfinite(deepest), deepest, 0.0)
-
-
 def off_step(values: np.ndarray, step: float) -> np.ndarray:
     """The distinct positive values that are not multiples of the power-of-ten ``step``."""
     values = np.unique(values[np.isfinite(values) & (values > 0)])
@@ -560,6 +355,36 @@ def decimal_step(values: np.ndarray, odd_share: float = 0.0) -> float:
     return 10.0 ** -MAX_DECIMALS
 
 
+def inferred_instrument(events: np.ndarray, symbol: str, options: ReadOptions,
+                        paths: Sequence[str]) -> tuple[Instrument, list[str]]:
+    """The instrument a file that does not state one implies, and the notes saying how.
+
+    Tick and lot are the finest decimal steps of the prices and sizes seen (sizes finer than the
+    rest, if rare, do not set the lot: :data:`ODD_SIZES_SHARE`); a COIN-M symbol makes it inverse.
+    Options override; a spec that contradicts the symbol is a DataError.
+    """
+    kind = events["ev"] & np.uint64(KIND_MASK)
+    priced = kind != DEPTH_CLEAR
+    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
+                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
+    instrument = instrument_with_overrides(default, options)
+    why = contradiction(instrument)
+    if why:
+        raise DataError(why, path=", ".join(paths), field="instrument")
+    notes = [f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
+             f"({default.tick_size:g}, {default.lot_size:g})"]
+    odd = off_step(events["qty"][priced], default.lot_size)
+    if len(odd):
+        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
+        notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
+                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
+                     f"exchange's step is finer")
+    if default.inverse:
+        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
+                     f"{default.settlement}")
+    return instrument, notes
+
+
 def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversion:
     counter = SkipCounter(options.on_error)
     decoded = decode(paths, counter, options.progress)
@@ -573,14 +398,7 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
     builder = Builder(decoded, options)
     builder.run()
     events = builder.events()
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    priced = kind != DEPTH_CLEAR
-    default = implied(Instrument(symbol=symbol, tick_size=decimal_step(events["px"][priced]),
-                                 lot_size=decimal_step(events["qty"][priced], ODD_SIZES_SHARE)))
-    instrument = instrument_with_overrides(default, options)
-    why = contradiction(instrument)
-    if why:
-        raise DataError(why, path=", ".join(paths), field="instrument")
+    instrument, instrument_notes = inferred_instrument(events, symbol, options, paths)
     ignored = {k: n for k, n in decoded.by_kind.items() if k not in ("depth", "trade", "bookTicker",
                                                                        "snapshot", "blank")}
     notes = builder.notes()
@@ -592,17 +410,7 @@ def read(paths: Sequence[str], options: ReadOptions = ReadOptions()) -> Conversi
               for path, unit in zip(decoded.paths, decoded.unit_by_file) if unit not in (None, "ns")]
     if ignored:
         notes.append(f"streams ignored: {ignored}")
-    notes.append(f"tick and lot sizes inferred as the finest decimal step of the prices and sizes seen "
-                 f"({default.tick_size:g}, {default.lot_size:g})")
-    odd = off_step(events["qty"][priced], default.lot_size)
-    if len(odd):
-        examples = ", ".join(f"{q:.12g}" for q in odd[:5])
-        notes.append(f"{len(odd)} of {len(np.unique(events['qty'][priced])):,} distinct sizes are finer than "
-                     f"the lot {default.lot_size:g} and did not set it: {examples}; give --lot-size if the "
-                     f"exchange's step is finer")
-    if default.inverse:
-        notes.append(f"COIN-M symbol: inverse contracts of {default.contract_multiplier:g} USD, settled in "
-                     f"{default.settlement}")
+    notes += instrument_notes
     meta = DatasetMeta(
         source_format=FORMAT,
         sources=list(paths),

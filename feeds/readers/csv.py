@@ -81,17 +81,8 @@ _NEEDS_ORDER_ID[[ADD_ORDER, CANCEL_ORDER, MODIFY_ORDER, FILL]] = True
 SIDE_WORDS = {"buy": BUY, "bid": BUY, "sell": SELL, "ask": SELL}
 
 
-def _name_table(names: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Names as a padded byte matrix, their lengths and codes, for matching inside jitted code."""
-    width = max(len(n) for n in names)
-    table = np.zeros((len(names), width), dtype=np.uint8)
-    for i, name in enumerate(names):
-        table[i, :len(name)] = np.frombuffer(name.encode(), dtype=np.uint8)
-    return table, np.array([len(n) for n in names]), np.array(list(names.values()), dtype=np.int64)
-
-
-_EVENT_TABLE = _name_table(KINDS_BY_NAME)
-_SIDE_TABLE = _name_table(SIDE_WORDS)
+_EVENT_TABLE = csvparse.name_table(KINDS_BY_NAME)
+_SIDE_TABLE = csvparse.name_table(SIDE_WORDS)
 
 
 @nb.njit(cache=True)
@@ -101,26 +92,6 @@ def _trim(buf, start, end):
     while end > start and (buf[end - 1] == 32 or buf[end - 1] == 9):
         end -= 1
     return start, end
-
-
-@nb.njit(cache=True)
-def _match(buf, start, end, table, lengths, codes):
-    """The code of the name buf[start:end] equals (ASCII case ignored), or -1."""
-    n = end - start
-    for i in range(table.shape[0]):
-        if lengths[i] != n:
-            continue
-        same = True
-        for j in range(n):
-            c = buf[start + j]
-            if 65 <= c <= 90:
-                c += 32
-            if c != table[i, j]:
-                same = False
-                break
-        if same:
-            return codes[i]
-    return -1
 
 
 @nb.njit(cache=True)
@@ -165,7 +136,7 @@ def _row(buf, start, end, ncol, tables, side_rule, needs_price, needs_qty, needs
                     else:
                         out[k].local_ts = iv
             elif col == 2:
-                kind = _match(buf, a, b, ev_table, ev_len, ev_code)
+                kind = csvparse.match_name(buf, a, b, ev_table, ev_len, ev_code)
                 if kind < 0:
                     return E_EVENT, col
             elif col == 3:
@@ -173,7 +144,7 @@ def _row(buf, start, end, ncol, tables, side_rule, needs_price, needs_qty, needs
                     if side_rule[kind] == SIDE_REQUIRED:
                         return E_SIDE_NEEDED, col
                 else:
-                    side = _match(buf, a, b, side_table, side_len, side_code)
+                    side = csvparse.match_name(buf, a, b, side_table, side_len, side_code)
                     if side < 0:
                         return E_SIDE, col
                     if side_rule[kind] == NO_SIDE:
@@ -226,12 +197,7 @@ def _parse(buf, line0, first_line, ncol, tables, side_rule, needs_price, needs_q
     nbad = 0
     while pos < n:
         line += 1
-        eol = pos
-        while eol < n and buf[eol] != 10:
-            eol += 1
-        end = eol
-        if end > pos and buf[end - 1] == 13:
-            end -= 1
+        end, eol = csvparse.line_at(buf, pos)
         a, b = _trim(buf, pos, end)
         if line > first_line and a < b and buf[a] != 35:
             err, col = _row(buf, pos, end, ncol, tables, side_rule, needs_price, needs_qty, needs_oid,
@@ -248,7 +214,7 @@ def _parse(buf, line0, first_line, ncol, tables, side_rule, needs_price, needs_q
                 nbad += 1
                 if not skip_bad:
                     return k, nbad
-        pos = eol + 1
+        pos = eol
     return k, nbad
 
 

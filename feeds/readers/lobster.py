@@ -180,26 +180,9 @@ def sniff(path: str) -> bool:
 # ---------------------------------------------------------------- parsing and validation
 
 
-def _parse_error(code: int, line: int, col: int, kinds, names, where: str) -> DataError:
-    if code in (csvparse.E_FEW_FIELDS, csvparse.E_MANY_FIELDS):
-        got = col if code == csvparse.E_FEW_FIELDS else "more"
-        return DataError(f"expected {len(names)} comma-separated fields, got {got}",
-                         path=where, line=line, field="fields")
-    return DataError(csvparse.describe_error(code, kinds[col]), path=where, line=line, field=names[col])
-
-
 def _parse(blocks, kinds, names, where: str, counter: SkipCounter) -> csvparse.ParsedColumns:
     """Parse a whole file; every bad line raises or, under skip, is counted with its reason."""
-    parsed = csvparse.parse_blocks(blocks, kinds, skip_bad=counter.policy == "skip")
-    if parsed.first_error is not None and counter.policy == "raise":
-        raise _parse_error(*parsed.first_error, kinds, names, where)
-    for i in range(parsed.n_bad):
-        if i < len(parsed.bad):
-            line, code, col = (int(v) for v in parsed.bad[i])
-            counter.bad(_parse_error(code, line, col, kinds, names, where))
-        else:
-            counter.bad(DataError("bad line (beyond the first 64, not located)", path=where))
-    return parsed
+    return csvparse.parse_located(blocks, kinds, names, where, counter)
 
 
 def _book_field(col: int) -> str:

@@ -5,7 +5,9 @@ The engine (:mod:`runtime.link.engine_side`) starts it as::
     python -m runtime.link.strategy_process --config FILE.toml --connect ADDR --token T
 
 It builds the strategy from the config exactly as the in-process backtest does
-(another program can serve any strategy with :func:`run`),
+(a user's ``package.module:Class`` is imported from the working directory it
+inherits from the engine, a ``file.py:Class`` relative to the config; another
+program can serve any strategy with :func:`run`),
 connects a DEALER socket, says :class:`~runtime.link.protocol.Ready`, then answers every
 :class:`~runtime.link.protocol.WakeUp` with a :class:`~runtime.link.protocol.Decision`. The callbacks
 run through the in-process backtest's own :class:`~runtime.session.LocalDecisions`

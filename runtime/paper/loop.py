@@ -33,6 +33,7 @@ from common.config import ConfigError
 from engine.views import QUEUE_MODELS
 from runtime.config import PaperConfig, load
 from runtime.paper.trader import PaperTrader
+from strategies import registry
 from common.stats import LatencyStats, latency_us
 from runtime.backtest import RunSummary, decision_record, instrument_for, summary_of
 
@@ -119,7 +120,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
                          feed=loop.feed_stats(), stopped_by=stopped_by,
                          tick_to_order_us=latency_us(loop.reactions[0]),
                          send_to_order_us=latency_us(loop.reactions[1]))
-    title = f"paper: {cfg.strategy.name} on {loop.trader.instrument.symbol}"
+    title = f"paper: {registry.label(cfg.strategy.name)} on {loop.trader.instrument.symbol}"
     write_results(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
         loop.journal.close()
