@@ -94,9 +94,6 @@ class Prepared:
     data_digest: str            # sha256 over the data files' bytes
     training: TrainingWindow    # what the bundles' manifests record
 
-    def split(self, name: str) -> np.ndarray:
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
-
     def windows(self, idx: np.ndarray) -> np.ndarray:
         raw = ds_mod.windows(self.data.features, idx, self.data.config.window)
         return self.norm.features(raw)

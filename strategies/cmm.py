@@ -319,14 +319,13 @@ class CMMStrategy(Strategy):
         """One row per decision: ``ts, mid, pred_mid, pred_spread_ticks, pred_volume, regime, bid, ask``
         (inner quote prices, NaN when none), ``max_abs_z`` (-1 without a model input), ``out_of_range``
         (bool), ``no_quote`` (0 quoted, else a code of :data:`NO_QUOTE_REASONS`), and ``weights``
-        [n, experts] (NaN without a prediction), plus ``expert_names`` and ``no_quote_reasons``."""
+        [n, experts] (NaN without a prediction), plus ``expert_names``."""
         names = [e["name"] for e in self.bundle.layout.get("experts", [])]
         fields = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
                   "out_of_range", "no_quote")
         types = {"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}
         columns = list(zip(*self._records)) or [()] * len(fields)
         out = {name: np.array(col, dtype=types.get(name, np.float64)) for name, col in zip(fields, columns)}
-        out["no_quote_reasons"] = np.array([NO_QUOTE_REASONS.get(i, "quoted") for i in range(4)], dtype=str)
         weights = np.full((len(self._weights), len(names)), np.nan)
         for i, w in enumerate(self._weights):
             if w is not None:

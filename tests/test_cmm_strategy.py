@@ -17,7 +17,7 @@ from runtime import session as backtest
 from strategies.api import WakePolicy
 from strategies.base import Strategy
 from bundle.features import FeatureParams
-from strategies.cmm import CMMParams, CMMStrategy
+from strategies.cmm import NO_QUOTE_REASONS, CMMParams, CMMStrategy
 from runtime.config import load
 from strategies.examples.reduce_only import ReduceOnlyCMM, ReduceOnlyParams
 from runtime.backtest import load_events, run_and_write
@@ -211,7 +211,7 @@ def test_out_of_range_decisions_are_counted_logged_once_and_withdrawn(tmp_path, 
     assert metrics["out_of_range_decisions"] == int(beyond.sum()) == bt.summary.out_of_range_decisions
     assert metrics["out_of_range_share"] == pytest.approx(beyond.mean())
     assert metrics["decisions"] == len(beyond)
-    reasons = dict(enumerate(d["no_quote_reasons"]))
+    reasons = NO_QUOTE_REASONS
     assert metrics["no_quote"]["out_of_range"] == int(beyond.sum())            # each withdrawn, none quoted
     assert all(reasons[code] == "out_of_range" for code in d["no_quote"][beyond])
     assert np.isnan(d["bid"][beyond]).all() and np.isnan(d["ask"][beyond]).all()

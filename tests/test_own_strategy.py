@@ -75,7 +75,7 @@ def test_its_own_hook_widens_the_spread_in_the_high_regime_only(both, tmp_path):
                                **{"high_vol_widen_ticks = 6": "high_vol_widen_ticks = 0"}), progress=False).decisions
     assert np.array_equal(widened["ts"], plain["ts"]) and np.array_equal(widened["regime"], plain["regime"])
     high = widened["regime"] == 2
-    assert high.sum() > 100 and (~high & (widened["regime"] >= 0)).sum() > 10
+    assert high.sum() > 100 and (~high & (widened["regime"] >= 0)).sum() > 0    # both branches run
     expected = np.where(high, np.minimum(plain["pred_spread_ticks"] + 6, 200), plain["pred_spread_ticks"])
     np.testing.assert_array_equal(widened["pred_spread_ticks"], expected)
 
