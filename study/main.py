@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-import msgspec
 
 from common.errors import DataError
 from runtime.jobs import failures, run_jobs
