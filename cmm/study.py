@@ -1,8 +1,10 @@
-"""``cmm study --config FILE.toml --out DIR [--jobs N]``: the paper's experiment end to end on public data."""
+"""``cmm study --config FILE.toml --out DIR [--jobs N] [--ray auto|ADDRESS]``: the paper's experiment end to end on public data."""
 from __future__ import annotations
 
 import os
 import sys
+
+from cmm.jobs import add_job_options, backend_of
 
 
 def register(groups) -> None:
@@ -10,8 +12,7 @@ def register(groups) -> None:
                                         "window, and report the paper's tables (resumable, parallel)")
     p.add_argument("--config", required=True, metavar="FILE.toml")
     p.add_argument("--out", required=True, metavar="DIR", help="the study directory; a second run resumes it")
-    p.add_argument("--jobs", type=int, metavar="N", default=None,
-                   help="jobs at once, each in its own process (default: the number of cores)")
+    add_job_options(p, "jobs")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     p.set_defaults(handler=run)
 
@@ -19,7 +20,7 @@ def register(groups) -> None:
 def run(args) -> int:
     from study.main import study
 
-    text, failed = study(args.config, args.out, jobs=args.jobs,
+    text, failed = study(args.config, args.out, jobs=args.jobs, backend=backend_of(args),
                          progress=False if args.no_progress else None)
     print(text)
     print(f"report: {os.path.abspath(os.path.join(args.out, 'study.html'))}")

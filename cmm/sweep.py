@@ -6,6 +6,7 @@ import os
 import sys
 
 from common.errors import DataError
+from cmm.jobs import add_job_options
 
 
 def register(groups) -> None:
@@ -15,11 +16,7 @@ def register(groups) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="results.csv, best.csv, heatmap.png, and a results directory per job in DIR/jobs/; "
                         "jobs complete there already are not run again")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="jobs run at once in local processes (default: the number of cores)")
-    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                   help="run the jobs on a Ray cluster instead: 'auto' joins this machine's (or starts one here), "
-                        "ADDRESS joins that one; needs the [ray] extra")
+    add_job_options(p, "jobs")
     p.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
     p.set_defaults(handler=run)
 

@@ -27,8 +27,10 @@ def check_out(out: str) -> None:
 
 
 def study(config_path: str, out: str, jobs: int | None = None, progress: bool | None = None,
-          log=print) -> tuple[str, list]:
-    """Run the study of ``config_path`` into ``out``; (the Markdown tables, the failed jobs' lines)."""
+          log=print, backend=None) -> tuple[str, list]:
+    """Run the study of ``config_path`` into ``out``; (the Markdown tables, the failed jobs' lines).
+    ``backend``: where the jobs run (:func:`runtime.jobs.run_jobs`; local processes by default, or
+    :func:`runtime.jobs_ray.backend`)."""
     cfg = study_config.load(config_path)
     check_out(out)
     os.makedirs(out, exist_ok=True)
@@ -39,7 +41,7 @@ def study(config_path: str, out: str, jobs: int | None = None, progress: bool | 
     def note(r) -> None:
         if not r.ok:
             log(f"failed: {r.id}: {r.error}")
-    results = run_jobs(todo, jobs, progress=progress, label="study", on_result=note)
+    results = run_jobs(todo, jobs, backend=backend, progress=progress, label="study", on_result=note)
     failed = failures(results).splitlines()
     meta = {"config": os.path.abspath(config_path), "seeds": cfg.seeds, "episode_s": cfg.episode_s,
             "maker_fee": cfg.maker_fee, "rebate": cfg.rebate, "jobs": len(results),
