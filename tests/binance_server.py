@@ -20,6 +20,18 @@ book the capture's diffs build on that snapshot (Binance's truth, including
 any diff it was told to drop) and answers with its top ``limit`` levels and
 ``lastUpdateId`` = the last diff's ``u``.
 
+Where the capture's snapshot falls among the client's stream messages is a
+race between two connections: live, a snapshot taken a few trades or
+bookTickers earlier or later is as valid, but its events come in another
+order. By default the server pauses ``SNAPSHOT_PAUSE_S`` either side of it,
+which a loaded machine can outrun. A test that needs the capture's order
+passes ``snapshot_gate``: two callables, true once the client has taken every
+line before the snapshot and once it has taken the snapshot. The server then
+answers the snapshot request only after the first holds, and sends the next
+line only after the second holds (Binance's procedure allows this: the stream
+is buffered until the snapshot is in), each waited on for at most
+``GATE_WAIT_S`` (a wait that ran out is counted in ``gate_timeouts``).
+
 Faults, each a set of line numbers (1-based, the capture's): ``disconnect_at``
 closes every connection before sending that line; ``drop_at`` does not send
 that depth diff (a sequence gap, as a lost message would make); ``ping_at``
@@ -40,6 +52,7 @@ from websockets.asyncio.server import serve
 
 REST_WAIT_S = 10.0
 SNAPSHOT_PAUSE_S = 0.2         # around a capture snapshot: the client has taken the lines before it
+GATE_WAIT_S = 30.0             # the most a gated capture snapshot waits on the client (then ``gate_timeouts``)
 
 
 def _lines(path: str, end: int | None) -> list[tuple[int, dict]]:
@@ -64,12 +77,14 @@ def _exchange_ms(obj: dict) -> int | None:
 class CaptureServer:
     def __init__(self, capture: str, *, market: str = "usdm", symbol: str = "ETHUSDT", tick: str = "0.01",
                  lot: str = "0.001", speed: float | None = 1.0, end_line: int | None = None,
-                 disconnect_at=(), drop_at=(), ping_at=(), rest_faults=()):
+                 disconnect_at=(), drop_at=(), ping_at=(), rest_faults=(), snapshot_gate=None):
         self.market, self.symbol, self.tick, self.lot = market, symbol, tick, lot
         self.speed = speed
         self.lines = _lines(capture, end_line)
         self.disconnect_at, self.drop_at, self.ping_at = set(disconnect_at), set(drop_at), set(ping_at)
         self.rest_faults = list(rest_faults)
+        self.snapshot_gate = snapshot_gate
+        self.gate_timeouts = 0
         self.pongs = self.sent = self.disconnects = self.rest_requests = self.rest_refused = 0
         self.connections = 0
         self.done = threading.Event()            # every line served
@@ -199,10 +214,14 @@ class CaptureServer:
 
     async def _capture_snapshot(self, snap: dict) -> None:
         """The capture's REST snapshot: the book from here on, and the answer to the requests waiting for it."""
-        deadline = time.monotonic() + 5.0
-        while not self._waiting and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(SNAPSHOT_PAUSE_S)
+        if self.snapshot_gate is not None:
+            before, after = self.snapshot_gate
+            await self._until(lambda: self._waiting and before())
+        else:
+            deadline = time.monotonic() + 5.0
+            while not self._waiting and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(SNAPSHOT_PAUSE_S)
         with self._lock:
             waiting, self._waiting = self._waiting, []
             self._bids = {px: q for px, q in snap["bids"]}
@@ -211,7 +230,19 @@ class CaptureServer:
         for event, slot in waiting:
             slot["body"] = json.dumps(snap, separators=(",", ":")).encode()
             event.set()
-        await asyncio.sleep(SNAPSHOT_PAUSE_S)
+        if self.snapshot_gate is not None:
+            await self._until(after)
+        else:
+            await asyncio.sleep(SNAPSHOT_PAUSE_S)
+
+    async def _until(self, ready) -> None:
+        """Wait until ``ready()`` (polled), at most ``GATE_WAIT_S``."""
+        deadline = time.monotonic() + GATE_WAIT_S
+        while not ready():
+            if time.monotonic() >= deadline:
+                self.gate_timeouts += 1
+                return
+            await asyncio.sleep(0.005)
 
     # ---- REST
     def _depth(self, limit: int) -> bytes | None:

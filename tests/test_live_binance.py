@@ -30,6 +30,7 @@ from feeds.binance_live.connector import Connector, LiveOptions
 from feeds.binance_live.markets import market
 from feeds.binance_live.recorder import Recorder
 from feeds.binance_live.rest import Rest
+from feeds.binance_live.stream import SymbolStream
 from feeds.events import DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, KIND_MASK, LOCAL
 from feeds.formats import read
 from feeds.readers.base import ReadOptions
@@ -66,10 +67,15 @@ class Collector:
 
     def __init__(self, feed: str):
         self.chunks: list[np.ndarray] = []
+        self.count = 0                      # events received so far (read by the server's gate)
         self.ended = False
         self.sub = Subscriber(feed, ["ETHUSDT"], SubscriberOptions(keep_book=False),
-                              FeedHandlers(on_events=lambda t, ev, b: self.chunks.append(ev.copy()),
+                              FeedHandlers(on_events=lambda t, ev, b: self._take(ev),
                                            on_end=lambda t: setattr(self, "ended", True)))
+
+    def _take(self, events: np.ndarray) -> None:
+        self.chunks.append(events.copy())
+        self.count += len(events)
 
     def until(self, proc: subprocess.Popen, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -105,12 +111,22 @@ def capture():
 def test_published_events_are_the_converted_capture_and_the_recording(tmp_path, capture):
     """Full speed, no faults: what the connector publishes is, row for row, what convert makes of the capture
     (times aside: the exchange's are shifted by the server, the receive times are ours), and exactly what
-    convert makes of its own recording; SIGTERM stops it cleanly with the file renamed into place."""
+    convert makes of its own recording; SIGTERM stops it cleanly with the file renamed into place.
+
+    Row for row needs the REST snapshot taken where the capture has it, after the trades and bookTickers of
+    the 40 lines before it and before those after it: the snapshot and the stream are two connections, and
+    one taken a few messages earlier or later is as valid live but puts its rows elsewhere (a loaded machine
+    did). So the server answers the snapshot request once every row before it has been published, and
+    sends the next line once the snapshot's rows have been."""
     feed = f"tcp://127.0.0.1:{free_port_pair()}"
-    with CaptureServer(str(SAMPLE), speed=None) as server:
-        collector = Collector(feed)
+    expected = local_rows(capture.events)
+    kind = expected["ev"] & np.uint64(KIND_MASK)
+    before = int(np.argmax(np.isin(kind, [DEPTH_CLEAR, DEPTH_SNAPSHOT])))     # the rows the capture has before it
+    assert before > 0 and kind[before] == DEPTH_CLEAR
+    collector = Collector(feed)
+    gate = (lambda: collector.count >= before, lambda: collector.count > before)
+    with CaptureServer(str(SAMPLE), speed=None, snapshot_gate=gate) as server:
         proc = feed_binance(server, feed, tmp_path / "rec", "--wait-subscribers", 1)
-        expected = local_rows(capture.events)
         deadline = time.monotonic() + 60
         while sum(map(len, collector.chunks)) < len(expected) and time.monotonic() < deadline:
             collector.sub.poll(0.05)
@@ -119,6 +135,7 @@ def test_published_events_are_the_converted_capture_and_the_recording(tmp_path, 
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "resyncs 0, reconnects 0" in out
+    assert server.gate_timeouts == 0
     published = collector.events()
     assert len(published) == len(expected)
     for field in ("ev", "px", "qty", "ival", "order_id"):
@@ -244,16 +261,27 @@ def test_bad_arguments_are_one_line(capsys, tmp_path):
         assert "--ws-url: expected a URL starting ws:// or wss://" in capsys.readouterr().err
 
 
-def test_spot_recording_converts_to_the_capture(tmp_path, capsys):
+def test_spot_recording_converts_to_the_capture(tmp_path, capsys, monkeypatch):
     """``cmm record`` on spot (depth@100ms, U/u only, bookTicker without exchange time): its files convert to
     the sample's events row for row; exch_ts differs by the server's shift except on the rows whose time
-    is estimated (bookTicker, the snapshot and its clears: each file's own median feed latency)."""
+    is estimated (bookTicker, the snapshot and its clears: each file's own median feed latency).
+    As in the usdm test, the server gates the capture's snapshot on what the recorder's stream has taken
+    (it runs here, in this process), so the snapshot is taken where the capture has it."""
     spot = REPO / "data" / "samples" / "ethusdt_spot_20240808_head.gz"
-    with CaptureServer(str(spot), market="spot", speed=None, lot="0.0001") as server:
+    with gzip.open(spot, "rb") as f:
+        at = next(k for k, line in enumerate(f, 1) if b'"stream"' not in line[:60])   # the snapshot's line
+    streams: list[SymbolStream] = []
+    init = SymbolStream.__init__
+    monkeypatch.setattr(SymbolStream, "__init__", lambda self, symbol: (init(self, symbol), streams.append(self))[0])
+    taken = lambda: streams[0].lines if streams else 0                       # noqa: E731
+    gate = (lambda: taken() >= at - 1, lambda: taken() >= at)
+    with CaptureServer(str(spot), market="spot", speed=None, lot="0.0001", snapshot_gate=gate) as server:
         assert main(["record", "--market", "spot", "--symbols", "ethusdt", "--ws-url", server.ws_url,
                      "--rest-url", server.rest_url, "--out", str(tmp_path), "--rotate", "day",
                      "--duration", "5"]) == 0
+        gate_timeouts = server.gate_timeouts
     out, err = capsys.readouterr()
+    assert gate_timeouts == 0
     expected = local_rows(read([spot]).events)
     got = local_rows(read(recorded(tmp_path)).events)
     assert f"binance spot: 2,999 messages, {len(expected):,} events in" in out
