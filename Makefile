@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/cmm study --config configs/study_tiny.toml --out $(OUT)/study
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=20
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py

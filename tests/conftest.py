@@ -22,3 +22,13 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES
+
+
+def pytest_collection_modifyitems(config, items):
+    """Spread the suite over pytest-xdist's workers (make test: ``-n auto --dist loadgroup``) a module at a
+    time, so a module's expensive fixtures (a training run, a study) are built once, on one worker; but each
+    page of tests/test_docs.py on its own, since those pages together are the longest module by far."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = item.nodeid if module.endswith("test_docs.py") else module
+        item.add_marker(pytest.mark.xdist_group(group))
