@@ -11,8 +11,8 @@ array / seconds of the run (``make_sim`` setup is reported apart).
 Memory: "peak x" is the run's peak RSS (``make_sim`` and the run; Linux's high-water mark, reset before
 each run) minus the interpreter's baseline (RSS without the events), over the event array's bytes; so
 the events alone are 1.00x. "collect x" is the peak once the results are collected
-(``analysis.results.collect``) and summarised (``analysis.metrics.summarize``, which reads every per-tick
-column): what ``cmm backtest`` holds before it writes. The peer, "whole x", is the peak once every per-tick
+(``analysis.results.collect``), the engine let go (the results keep its tick log and the events), and
+summarised (``analysis.metrics.summarize``, which reads every per-tick column): ``cmm backtest``'s path. The peer, "whole x", is the peak once every per-tick
 column is also built whole (``analysis.results.tick_arrays``), as results were held before they were
 worked out of the tick log a chunk at a time; the last lines give collect x over whole x, per data set.
 
@@ -64,7 +64,7 @@ def run_once(events, cfg, interval):
     S = make_sim(events, cfg)
     t1 = time.perf_counter()
     wakes = 0
-    result = None
+    result = strategy = None
     if interval is None:
         run_to_end(S)
     elif interval is PYTHON:
@@ -78,6 +78,7 @@ def run_once(events, cfg, interval):
     peak_run = peak_rss_bytes()
     if result is None:
         result = collect(S)
+    del S, strategy     # as runtime.backtest.run does: the results keep the tick log and the events, not the rest
     summarize(result, EPISODE_NS)
     peak_collect = peak_rss_bytes()
     whole = tick_arrays(result.ticks)
