@@ -70,13 +70,14 @@ def _cell(name: str, value) -> str:
 
 def tick_members(ticks: dict[str, np.ndarray] | Ticks) -> dict[str, np.ndarray | Chunked]:
     """``ticks.npz``'s members: given arrays as they are, or a run's tick log worked out a chunk at a time
-    (one pass over the log per column, :class:`~analysis.results.Ticks`), to the same bytes and without a
-    second full copy of the per-tick results."""
+    (one pass over the log per column, working out that column only: :class:`~analysis.results.Ticks`), to
+    the same bytes and without a second full copy of the per-tick results."""
     if isinstance(ticks, dict):
         return ticks
 
     def member(name):
-        return Chunked(dtype=TICK_DTYPES[name], n=ticks.n, chunks=lambda: (c[name] for c in ticks.chunks()))
+        return Chunked(dtype=TICK_DTYPES[name], n=ticks.n,
+                       chunks=lambda: (c[name] for c in ticks.chunks(names=(name,))))
     return {name: member(name) for name in TICK_FIELDS}
 
 

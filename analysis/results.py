@@ -46,23 +46,28 @@ class TickColumns:
         self.rows = 0
         self.sum_abs = None
 
-    def columns(self, rows) -> dict[str, np.ndarray]:
-        """``TICK_FIELDS`` of the tick-log rows that follow those already given (:func:`engine.views.decode_ticks`)."""
+    def columns(self, rows, names=TICK_FIELDS) -> dict[str, np.ndarray]:
+        """``names`` (of ``TICK_FIELDS``) of the tick-log rows that follow those already given
+        (:func:`engine.views.decode_ticks`): a pass that wants one column works out only that one."""
         log = decode_ticks(rows)
-        n, done, epnl = len(log["ts"]), log["fills"], log["epnl"]
-        position = self.held[done]
-        rpt = np.zeros(n)
-        np.divide(epnl, done, out=rpt, where=done > 0)
-        running = np.abs(position)
-        if n and self.sum_abs is not None:
-            running[0] += self.sum_abs
-        np.cumsum(running, out=running)
-        if n:
-            self.sum_abs = running[-1]
-        running /= np.arange(self.rows + 1, self.rows + n + 1)
+        n, done, epnl = len(log["epnl"]), log["fills"], log["epnl"]
+        out = {name: log[name] for name in ("ts", "mid", "epnl", "quoted") if name in names}
+        if "position" in names or "map" in names:
+            out["position"] = self.held[done]
+        if "map" in names:
+            running = np.abs(out["position"])
+            if n and self.sum_abs is not None:
+                running[0] += self.sum_abs
+            np.cumsum(running, out=running)
+            if n:
+                self.sum_abs = running[-1]
+            running /= np.arange(self.rows + 1, self.rows + n + 1)
+            out["map"] = running
+        if "rpt" in names:
+            out["rpt"] = np.zeros(n)
+            np.divide(epnl, done, out=out["rpt"], where=done > 0)
         self.rows += n
-        return {"ts": log["ts"], "mid": log["mid"], "position": position, "epnl": epnl, "map": running, "rpt": rpt,
-                "quoted": log["quoted"]}
+        return {name: out[name] for name in names}
 
 
 class Ticks(Mapping):
@@ -80,15 +85,16 @@ class Ticks(Mapping):
     def _rows(self, chunk: int) -> Iterator:
         """The tick-log rows, at most ``chunk`` at a time (each a ``decode_ticks`` input)."""
 
-    def chunks(self, chunk: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    def chunks(self, chunk: int | None = None, names=TICK_FIELDS) -> Iterator[dict[str, np.ndarray]]:
+        """The columns ``names``, ``chunk`` rows at a time, in order."""
         cols = TickColumns(self.fills)
         for rows in self._rows(chunk or self.chunk):
-            yield cols.columns(rows)
+            yield cols.columns(rows, names)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in TICK_DTYPES:
             raise KeyError(name)
-        return _whole(self.chunks(), self.n, (name,))[name]
+        return _whole(self.chunks(names=(name,)), self.n, (name,))[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(TICK_FIELDS)
@@ -102,7 +108,7 @@ def _whole(chunks: Iterator[dict[str, np.ndarray]], n: int, names) -> dict[str, 
     out = {name: np.empty(n, dtype=TICK_DTYPES[name]) for name in names}
     k = 0
     for c in chunks:
-        m = len(c["ts"])
+        m = len(c[names[0]])
         for name in names:
             out[name][k:k + m] = c[name]
         k += m
@@ -181,8 +187,9 @@ class RunResult(msgspec.Struct):
 
 def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
     """A finished run's results out of ``S`` (safe to keep after ``S`` is gone: the tick log and the events
-    are kept by reference, the fills and orders copied). ``spilled_ticks``: the tick-log rows a live engine moved out of ``S``
-    (:meth:`engine.views.LiveSim.spilled_ticks`), which come first. Take it once the run has stopped."""
+    are kept by reference, the fills and orders copied). ``spilled_ticks``: the tick-log rows a live engine
+    moved out of ``S`` (:meth:`engine.views.LiveSim.spilled_ticks`), which come first. Take it once the run
+    has stopped."""
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
     parts = [view.tick_log()] if spilled_ticks is None or len(spilled_ticks) == 0 else [spilled_ticks, view.tick_log()]

@@ -12,9 +12,10 @@ Memory: "peak x" is the run's peak RSS (``make_sim`` and the run; Linux's high-w
 each run) minus the interpreter's baseline (RSS without the events), over the event array's bytes; so
 the events alone are 1.00x. "collect x" is the peak once the results are collected
 (``analysis.results.collect``), the engine let go (the results keep its tick log and the events), and
-summarised (``analysis.metrics.summarize``, which reads every per-tick column): ``cmm backtest``'s path. The peer, "whole x", is the peak once every per-tick
-column is also built whole (``analysis.results.tick_arrays``), as results were held before they were
-worked out of the tick log a chunk at a time; the last lines give collect x over whole x, per data set.
+summarised (``analysis.metrics.summarize``, which reads every per-tick column): ``cmm backtest``'s path.
+The peer, "whole x", is the peak once every per-tick column is also built whole
+(``analysis.results.tick_arrays``), as results were held before they were worked out of the tick log a
+chunk at a time; the last lines give collect x over whole x, per data set.
 
 Usage: python bench/engine_speed.py [--data build/bench/l2_5m.npz] [--lobster PATH]
 """
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
     for name in dict.fromkeys(row[0] for row in rows):
         mine = [row for row in rows if row[0] == name]
         print(f"{name}: collect_over_whole={max(r[8] for r in mine) / max(r[9] for r in mine):.2f} "
-              f"(highest collect x {max(r[8] for r in mine):.2f} against highest whole x {max(r[9] for r in mine):.2f})")
+              f"(highest collect x {max(r[8] for r in mine):.2f} against highest whole x "
+              f"{max(r[9] for r in mine):.2f})")
     return 0
 
 

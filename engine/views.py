@@ -405,8 +405,8 @@ class HeldTicks:
 
 @nb.njit(cache=True)
 def _tick_times_from(ev, local_ts, row, skip, n):
-    """From event row ``row`` on: ``local_ts`` of the ``n`` ticks after the first ``skip`` (as :func:`engine.state.tick_times`),
-    and the row after the last of them."""
+    """From event row ``row`` on: ``local_ts`` of the ``n`` ticks after the first ``skip`` (as
+    :func:`engine.state.tick_times`), and the row after the last of them."""
     out = np.empty(n, dtype=np.int64)
     k = -skip
     i = row
@@ -420,8 +420,9 @@ def _tick_times_from(ev, local_ts, row, skip, n):
 
 
 def decode_ticks(rows) -> dict[str, np.ndarray]:
-    """Tick-log rows (:meth:`HeldTicks.rows`, or a live engine's spilled rows, ``LiveSim.spilled_ticks``) as ``ts``, ``mid``, ``epnl``, ``fills`` (ours
-    so far) and ``quoted`` (the QUOTED_* bits: we had a live order on that side at the exchange)."""
+    """Tick-log rows (:meth:`HeldTicks.rows`, or a live engine's spilled rows, ``LiveSim.spilled_ticks``) as
+    ``ts``, ``mid``, ``epnl``, ``fills`` (ours so far) and ``quoted`` (the QUOTED_* bits: we had a live order
+    on that side at the exchange)."""
     nq = rows["nq"]
     return {"ts": rows["ts"], "mid": rows["mid"], "epnl": rows["epnl"], "fills": nq >> TQ_SHIFT,
             "quoted": (nq & (TQ_BID | TQ_ASK)).astype(np.int8)}

@@ -54,6 +54,8 @@ def test_the_same_columns_however_the_log_is_cut(chunk):
     for name in TICK_FIELDS:
         np.testing.assert_array_equal(whole[name], got[name], err_msg=name)
         np.testing.assert_array_equal(ticks[name], got[name], err_msg=name)
+        alone = np.concatenate([c[name] for c in ticks.chunks(chunk, names=(name,))])   # one column's pass
+        np.testing.assert_array_equal(alone, got[name], err_msg=name)
         assert whole[name].dtype == got[name].dtype
 
 

@@ -69,7 +69,8 @@ def test_the_tick_log_and_the_order_log(run):
     assert log["fills"].tolist() == [0, 0, 0, 0, 0, 1]
     assert log["quoted"].tolist() == [0, 0, 0, 0, QUOTED_BID, 0]
     # Read a piece at a time, in order or not, the rows are the same.
-    assert [held.rows(a, b)["ts"].tolist() for a, b in ((4, 6), (1, 3), (3, 4), (5, 9))] == [[50, 100], [0, 0], [0], [100]]
+    pieces = ((4, 6), (1, 3), (3, 4), (5, 9))
+    assert [held.rows(a, b)["ts"].tolist() for a, b in pieces] == [[50, 100], [0, 0], [0], [100]]
     np.testing.assert_array_equal(held.rows(2, 5)["mid"], log["mid"][2:5])
     assert log["epnl"][-1] == pytest.approx(-0.1)
     so_far = v.so_far()
