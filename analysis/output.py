@@ -8,8 +8,8 @@
 - ``equity.png`` and ``inventory.png``;
 - ``decisions.npz``, for a strategy that records its decisions (CMM: quotes, weights, regimes).
 
-A streamed run's per-tick results (:class:`~analysis.results.TickStream`) are written from its spill
-file a chunk at a time, to the same bytes as a whole run's.
+The per-tick results (:class:`~analysis.results.Ticks`) are written a chunk at a time, straight from the
+run's tick log (in memory, or a streamed run's spill file), to the same bytes as whole arrays would give.
 
 Everything is written into a temporary directory beside the target, which
 then replaces it, so a crash never leaves a half-written results directory; a
@@ -30,7 +30,7 @@ from feeds.store import Chunked, write_npz
 from engine.codes import REASON_NAMES, SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TYPE_NAMES
 from analysis.metrics import Summary
 from analysis.plots import plot_run
-from analysis.results import TICK_FIELDS, RunResult, TickStream
+from analysis.results import TICK_DTYPES, TICK_FIELDS, RunResult, Ticks
 
 DECISIONS = "decisions.npz"
 
@@ -68,15 +68,16 @@ def _cell(name: str, value) -> str:
     return repr(value) if isinstance(value, float) else str(int(value)) if isinstance(value, bool) else str(value)
 
 
-def tick_members(ticks: dict[str, np.ndarray] | TickStream) -> dict[str, np.ndarray | Chunked]:
-    """``ticks.npz``'s members: a run's arrays, or a streamed run's columns read back a chunk at a time
-    (one pass over its spill file per column), to the same bytes."""
+def tick_members(ticks: dict[str, np.ndarray] | Ticks) -> dict[str, np.ndarray | Chunked]:
+    """``ticks.npz``'s members: given arrays as they are, or a run's tick log worked out a chunk at a time
+    (one pass over the log per column, working out that column only: :class:`~analysis.results.Ticks`), to
+    the same bytes and without a second full copy of the per-tick results."""
     if isinstance(ticks, dict):
         return ticks
-    dtypes = {name: column.dtype for name, column in next(ticks.chunks(1)).items()}
 
     def member(name):
-        return Chunked(dtype=dtypes[name], n=ticks.n, chunks=lambda: (c[name] for c in ticks.chunks()))
+        return Chunked(dtype=TICK_DTYPES[name], n=ticks.n,
+                       chunks=lambda: (c[name] for c in ticks.chunks(names=(name,))))
     return {name: member(name) for name in TICK_FIELDS}
 
 

@@ -112,7 +112,7 @@ def first_ts(runs) -> int:
 
 def plot_run(ticks, out_dir: str, title: str) -> list[str]:
     """Write equity.png and inventory.png into ``out_dir``; returns their paths. ``ticks``: a run's
-    per-tick arrays, or a streamed run's :class:`~analysis.results.TickStream` (read once, a chunk at a time).
+    per-tick arrays, or its :class:`~analysis.results.Ticks` (read once, a chunk at a time).
 
     Drawn on matplotlib Figures of their own, not pyplot's: writing files never changes the backend of the
     process (a notebook's inline plots keep working after a run wrote its results)."""

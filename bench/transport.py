@@ -6,7 +6,7 @@ zmq time includes starting the strategy process). Prints the wall time of
 each, the zmq start (the process until its Ready, then its ``on_start``, which
 for CMM imports torch and loads the bundle in the new process), the cost per
 later step (one WakeUp and one Decision over loopback, less the in-process
-step), the ratio, and whether the fills are identical.
+step), whether the fills are identical, and last the ratio, ``zmq_over_inproc``.
 
     .venv/bin/python bench/transport.py [--config configs/backtest_fixed_spread.toml] [--repeats 3]
 """
@@ -69,9 +69,9 @@ def main() -> None:
     print(f"config {args.config}: {len(events):,} events, {steps:,} steps, best of {args.repeats}")
     print(f"inproc  {best['inproc']:.2f} s")
     print(f"zmq     {best['zmq']:.2f} s  (start {startup:.2f} s; {per_step:.0f} us more a step)")
+    print(f"fills identical: {np.array_equal(fills['inproc'], fills['zmq'])} ({len(fills['zmq']):,} fills)")
     print(f"zmq_over_inproc={best['zmq'] / best['inproc']:.2f} "
           f"(without the start {(best['zmq'] - startup) / best['inproc']:.2f})")
-    print(f"fills identical: {np.array_equal(fills['inproc'], fills['zmq'])} ({len(fills['zmq']):,} fills)")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
                           OF_XEXEC, OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, EngineConfig, Sim, count_ticks, make_sim, tick_range, tick_times)
+                          TQ_SHIFT, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
     "ConfigError", "EngineConfig", "Sim", "make_sim", "count_ticks", "tick_range", "latency_table",
     # the models a run names, and their settings
     "QueueConfig", "LatencyConfig", "FeeConfig", "QUEUE_MODELS", "FEE_MODELS", "model_class",
-    "LiveOptions", "LiveSim", "StreamOrdering", "spilled_tick_log", "quotes_of",
+    "LiveOptions", "LiveSim", "StreamOrdering", "HeldTicks", "decode_ticks",
     # the clock (jitted strategies and the Python session)
     "start", "elapse", "advance", "advance_until", "run_to_end", "now", "progress_rows", "window",
     "set_compute_ns", "requests_sent", "charge_compute",
@@ -297,16 +297,16 @@ class SimView:
         tick = self.tick_size
         m = self._ints.item(I_NORDLOG)
         log_i, log_f = self._ol_i[:m], self._ol_f[:m]
-        done = np.zeros(m, dtype=ORDER_DTYPE)
+        S = self._orders_i
+        live_slots = [s for s in range(S.shape[0]) if S[s, O_USED] == 1 and not is_final(S[s, O_LSTATUS])]
+        table = np.zeros(m + len(live_slots), dtype=ORDER_DTYPE)     # filled in place: no second copy
+        done, live = table[:m], table[m:]
         done["order_id"], done["side"] = log_i[:, OL_ID], log_i[:, OL_SIDE]
         done["price"] = log_i[:, OL_TICK] * tick
         done["qty"], done["executed"] = log_f[:, OLF_QTY], log_f[:, OLF_EXEC]
         done["tif"], done["type"], done["status"], done["reason"] = (log_i[:, OL_TIF], log_i[:, OL_TYPE],
                                                                      log_i[:, OL_STATUS], log_i[:, OL_REASON])
         done["submit_ts"], done["done_ts"] = log_i[:, OL_SUBMIT_TS], log_i[:, OL_DONE_TS]
-        S = self._orders_i
-        live_slots = [s for s in range(S.shape[0]) if S[s, O_USED] == 1 and not is_final(S[s, O_LSTATUS])]
-        live = np.zeros(len(live_slots), dtype=ORDER_DTYPE)
         for row, s in zip(live, live_slots):
             o, f = S[s], self._orders_f[s]
             row["order_id"], row["side"], row["price"] = o[O_ID], o[O_SIDE], o[O_LTICK] * tick
@@ -314,7 +314,7 @@ class SimView:
             row["tif"], row["type"], row["status"], row["reason"] = o[O_TIF], o[O_TYPE], o[O_LSTATUS], o[O_REASON]
             row["submit_ts"], row["done_ts"] = o[O_SUBMIT_TS], -1
         live.sort(order="order_id")
-        return np.concatenate([done, live])
+        return table
 
     @property
     def orders_dropped(self) -> int:
@@ -369,36 +369,63 @@ class SimView:
         return out
 
     # ---- the tick log
-    def tick_log(self, spilled: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """One row per local market-data row replayed (copies): ``ts`` its local time, ``mid``, ``epnl``,
-        ``fills`` ours so far. ``spilled``: the rows a live engine moved out of its arrays
-        (:meth:`LiveSim.spilled_ticks`), which come first."""
-        n = self._ints.item(I_NTICKS)
-        log = {"ts": tick_times(self.ev, self.local_ts, n), "mid": self._tk_mid[:n].copy(),
-               "epnl": self._tk_epnl[:n].copy(), "fills": self._tk_nq[:n] >> TQ_SHIFT}
-        if spilled is None or len(spilled) == 0:
-            return log
-        before = spilled_tick_log(spilled)
-        return {name: np.concatenate([before[name], log[name]]) for name in log}
-
-    def tick_quotes(self, spilled: np.ndarray | None = None) -> np.ndarray:
-        """The tick log's QUOTED_* bits, a row per tick (apart from :meth:`tick_log`: a caller deriving
-        more columns from the log can take these last, and hold less at once); ``spilled`` as there."""
-        nq = self._tk_nq[:self._ints.item(I_NTICKS)]
-        if spilled is not None and len(spilled):
-            nq = np.concatenate([spilled["nq"], nq])
-        return quotes_of(nq)
+    def tick_log(self) -> HeldTicks:
+        """The tick log the arrays hold, one row per local market-data row replayed, read in place
+        (:class:`HeldTicks`). A live engine that runs on moves its rows: take them once it has stopped."""
+        return HeldTicks(self.ev, self.local_ts, self._tk_mid, self._tk_epnl, self._tk_nq, self._ints.item(I_NTICKS))
 
 
-def spilled_tick_log(spilled: np.ndarray) -> dict[str, np.ndarray]:
-    """Tick-log rows a live engine spilled (``LiveSim.spilled_ticks``, or a chunk of them) as
-    :meth:`SimView.tick_log`'s columns."""
-    return {"ts": spilled["ts"], "mid": spilled["mid"], "epnl": spilled["epnl"], "fills": spilled["nq"] >> TQ_SHIFT}
+class HeldTicks:
+    """``n`` rows of the tick log as the engine's arrays hold them, without a copy: ``mid``, ``epnl`` and
+    ``nq`` (our fills so far and the quote flags, one word) are views of the arrays, and each row's ``ts``
+    (the local time of its market-data row) is read from the events when the row is. So a finished run's
+    results cost nothing a tick beside the log (:func:`analysis.results.collect`), and keep the run's
+    events (whose local times they read) as long as they are kept."""
+
+    __slots__ = ("ev", "local_ts", "mid", "epnl", "nq", "n", "_next_tick", "_next_row")
+
+    def __init__(self, ev, local_ts, mid, epnl, nq, n: int):
+        self.ev, self.local_ts, self.n = ev, local_ts, n
+        self.mid, self.epnl, self.nq = mid[:n], epnl[:n], nq[:n]
+        self._next_tick = self._next_row = 0   # where the last read ended: reads in order scan each row once
+
+    def __len__(self) -> int:
+        return self.n
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows [start, stop) as ``ts`` (a new array), ``mid``, ``epnl`` and ``nq`` (views): a
+        :func:`decode_ticks` input."""
+        stop = min(stop, self.n)
+        start = min(start, stop)
+        tick, row = (self._next_tick, self._next_row) if start >= self._next_tick else (0, 0)
+        ts, self._next_row = _tick_times_from(self.ev, self.local_ts, row, start - tick, stop - start)
+        self._next_tick = stop
+        return {"ts": ts, "mid": self.mid[start:stop], "epnl": self.epnl[start:stop], "nq": self.nq[start:stop]}
 
 
-def quotes_of(nq: np.ndarray) -> np.ndarray:
-    """The QUOTED_* bits of tick-log words (:meth:`SimView.tick_quotes`)."""
-    return (nq & (TQ_BID | TQ_ASK)).astype(np.int8)
+@nb.njit(cache=True)
+def _tick_times_from(ev, local_ts, row, skip, n):
+    """From event row ``row`` on: ``local_ts`` of the ``n`` ticks after the first ``skip`` (as
+    :func:`engine.state.tick_times`), and the row after the last of them."""
+    out = np.empty(n, dtype=np.int64)
+    k = -skip
+    i = row
+    while k < n:
+        if is_tick(ev[i]):
+            if k >= 0:
+                out[k] = local_ts[i]
+            k += 1
+        i += 1
+    return out, i
+
+
+def decode_ticks(rows) -> dict[str, np.ndarray]:
+    """Tick-log rows (:meth:`HeldTicks.rows`, or a live engine's spilled rows, ``LiveSim.spilled_ticks``) as
+    ``ts``, ``mid``, ``epnl``, ``fills`` (ours so far) and ``quoted`` (the QUOTED_* bits: we had a live order
+    on that side at the exchange)."""
+    nq = rows["nq"]
+    return {"ts": rows["ts"], "mid": rows["mid"], "epnl": rows["epnl"], "fills": nq >> TQ_SHIFT,
+            "quoted": (nq & (TQ_BID | TQ_ASK)).astype(np.int8)}
 
 
 def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int):

@@ -28,13 +28,14 @@ import base64
 import html
 import io
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import msgspec
 import numpy as np
 
 from analysis.output import named_columns, write_results
 from analysis.plots import figure
+from analysis.results import tick_arrays
 from common import config as tomlconfig
 from common.config import ConfigError
 from common.outdir import check_replaceable
@@ -84,8 +85,9 @@ class Result:
         return msgspec.json.decode(msgspec.json.encode(msgspec.to_builtins(self.summary)))
 
     @property
-    def ticks(self) -> dict[str, np.ndarray]:
-        """One row per market event seen locally: ``ts, mid, position, epnl, map, rpt, quoted``."""
+    def ticks(self) -> Mapping[str, np.ndarray]:
+        """One row per market event seen locally: ``ts, mid, position, epnl, map, rpt, quoted``, each column
+        built when asked for (:class:`analysis.results.Ticks`)."""
         return self.backtest.result.ticks
 
     @property
@@ -113,7 +115,7 @@ class Result:
         timestamps stay integer ns, as the engine keeps them."""
         if table not in TABLES:
             raise ValueError(f"table {table!r}: expected one of {', '.join(TABLES)}")
-        columns = {"ticks": lambda: self.ticks, "fills": lambda: named_columns(self.fills),
+        columns = {"ticks": lambda: tick_arrays(self.ticks), "fills": lambda: named_columns(self.fills),
                    "orders": lambda: named_columns(self.orders), "decisions": self._decision_columns}[table]()
         if columns is None:
             raise ValueError(f"{self.label} keeps no per-decision record")

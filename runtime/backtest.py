@@ -280,6 +280,9 @@ def run(cfg: BacktestConfig, config_path: str, progress: bool = False, transport
         warm = 0 if span.start_ns is None else backtest.warm_up(sim, span.start_ns)
         entry.kernel(sim, params, s.wake, instrument.tick_size)
         result = after_warmup(collect(sim), warm)
+    # The results keep the tick log and the events; the rest of the engine (books, fill and order logs) can go
+    # before the summary's pass over the ticks, whose temporaries then fit in what it held.
+    del sim
     return Backtest(result=result, summary=summary_of(cfg, result, strategy, latency_ns=latency_ns,
                                                       instrument=instrument, **strategy_fields(fitted, decisions),
                                                       gaps=gaps_in(events, cfg.data.gap_s)[0] or None),

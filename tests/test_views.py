@@ -12,7 +12,7 @@ import pytest
 
 from engine import views as engine
 from engine.codes import BUY, FILLED, GTC, LIMIT, NONE, REQ_NEW, REQ_NONE
-from engine.views import QUOTED_BID, Account, FeeConfig, LatencyConfig, Request, SimView
+from engine.views import QUOTED_BID, Account, FeeConfig, LatencyConfig, Request, SimView, decode_ticks
 from tests import engine_events as ev
 
 ROWS = ev.book(0, {99: 5, 98: 3}, {101: 4, 102: 2}) + [(50, "depth", "s", 102, 3), (100, "trade", "s", 100, 2)]
@@ -60,12 +60,18 @@ def test_the_tick_log_and_the_order_log(run):
     S, v = run
     engine.submit(S, BUY, 100, 1.0, GTC, LIMIT)
     engine.run_to_end(S)
-    log = v.tick_log()
+    held = v.tick_log()
+    assert len(held) == 6
+    log = decode_ticks(held.rows(0, 6))
     # Six market rows seen locally; mid once both sides exist; the bid quoted at 50 only (filled at 100).
     assert log["ts"].tolist() == [0, 0, 0, 0, 50, 100]
     assert np.isnan(log["mid"][:2]).all() and log["mid"][2:].tolist() == [100.0] * 4
     assert log["fills"].tolist() == [0, 0, 0, 0, 0, 1]
-    assert v.tick_quotes().tolist() == [0, 0, 0, 0, QUOTED_BID, 0]
+    assert log["quoted"].tolist() == [0, 0, 0, 0, QUOTED_BID, 0]
+    # Read a piece at a time, in order or not, the rows are the same.
+    pieces = ((4, 6), (1, 3), (3, 4), (5, 9))
+    assert [held.rows(a, b)["ts"].tolist() for a, b in pieces] == [[50, 100], [0, 0], [0], [100]]
+    np.testing.assert_array_equal(held.rows(2, 5)["mid"], log["mid"][2:5])
     assert log["epnl"][-1] == pytest.approx(-0.1)
     so_far = v.so_far()
     assert (so_far.n_ticks, so_far.tick_fills, so_far.n_fills, so_far.fees) == (6, 1, 1, 0.1)
