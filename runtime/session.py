@@ -35,7 +35,7 @@ from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
-from strategies.api import Book, Fill, Metrics, Order, Trades
+from strategies.api import Book, Fill, Metrics, Order, OrderColumns, Trades
 from strategies.base import Strategy
 
 
@@ -92,6 +92,9 @@ class EngineContext:
     def orders(self) -> list[Order]:
         return [self._order_of(o, q) for o, q in self.view.local_orders(engine.visible_slots(self.sim))]
 
+    def order_columns(self) -> OrderColumns:
+        return OrderColumns(*engine.local_order_columns(self.sim))
+
     def _order_of(self, order: tuple, sizes: tuple) -> Order:
         """One order from the tuples of :meth:`engine.views.SimView.local_orders`."""
         oid, side, tick, status, tif, type_, reason, pending = order
@@ -120,6 +123,18 @@ class EngineContext:
         if self._unread_dropped is not None and self._unread_dropped.rows:
             rows = np.concatenate([self._unread_dropped.take(), rows])
         return rows
+
+    def new_event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`new_events` as the engine's own columns ``ev, local_ts, px, qty`` over the same rows, without
+        building the records: views, no copy. Rows without the LOCAL flag among them are the engine's
+        exchange-timeline copies, which a reader of local rows skips (as :func:`bundle.features.apply_rows`
+        does)."""
+        if self._unread_dropped is not None and self._unread_dropped.rows:
+            rows = self.new_events()
+            return rows["ev"], rows["local_ts"], rows["px"], rows["qty"]
+        start, stop = self._unread, self.view.next_local_row
+        self._unread = stop
+        return self._window(start, stop)
 
     def drop_rows(self, k: int) -> None:
         """A live engine drops its first ``k`` rows: those :meth:`new_events` has not returned yet go to a

@@ -44,6 +44,7 @@ class Ahead:
         self.times = np.empty(0, dtype=np.int64)
         self.next = 0
         self.share_ns = 0            # each decision's share of the batch that computed it
+        self.model_share_ns = 0      # ... and of its model calls
 
     def take(self, now: int) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None, int, float]:
         """The features, regime and model output for the wake-up at ``now``, the ns spent on a new batch, and
@@ -71,10 +72,14 @@ class Ahead:
         self.finite = np.isfinite(self.x).all(axis=1)
         self.y = self.w = None
         self.z = np.full(self.size, -1.0)
+        model_ns = 0
         for regime in np.unique(self.regimes[self.finite]):
             rows = np.flatnonzero(self.finite & (self.regimes == regime))
+            t0 = time.perf_counter_ns()
             y, w, self.z[rows] = self.bundle.decide_batch(self.x[rows], int(regime))
+            model_ns += time.perf_counter_ns() - t0
             if self.y is None:
                 self.y = np.empty((self.size, y.shape[1]), dtype=y.dtype)
                 self.w = np.empty((self.size, w.shape[1]), dtype=w.dtype)
             self.y[rows], self.w[rows] = y, w
+        self.model_share_ns = model_ns // self.size

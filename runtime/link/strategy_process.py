@@ -70,6 +70,10 @@ class RemoteContext(EngineContext):
         rows, self._unread_rows = self._unread_rows, []
         return np.concatenate(rows) if rows else np.zeros(0, dtype=EVENT_DTYPE)
 
+    def new_event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.new_events()
+        return rows["ev"], rows["local_ts"], rows["px"], rows["qty"]
+
     def _new_fills(self, now: int) -> list[Fill]:
         fills, self._fills = self._fills, []
         return fills
