@@ -84,7 +84,6 @@ import numpy as np
 from bundle.loader import Bundle, load_bundle
 from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
-from engine.codes import BUY
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state
 from common.config import ConfigError
@@ -297,7 +296,7 @@ class CMMStrategy(Strategy):
             ctx.position, ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns, self._prediction,
             self._ladder, self._messages, self._qty)
         self.marks[LADDER] = time.perf_counter_ns()
-        send(ctx, self._messages[:m], self._qty[:m])
+        ctx.send_messages(self._messages[:m], self._qty[:m])
         if not quote:
             return n_bid, n_ask, None
         pmid, spread, volume = self._prediction.tolist()
@@ -456,7 +455,7 @@ class CMMStrategy(Strategy):
     def requote(self, ctx: Context, quotes: ladder.Ladder) -> None:
         """Send only the difference between the live orders and ``quotes`` (rule: :mod:`strategies.ladder`)."""
         array, n_bid, n_ask = ladder.array_of(quotes)
-        send(ctx, *ladder.diff_messages(ctx.order_columns(), array, n_bid, n_ask, ctx.lot_size))
+        ctx.send_messages(*ladder.diff_messages(ctx.order_columns(), array, n_bid, n_ask, ctx.lot_size))
 
     @staticmethod
     def _first_price(ctx: Context, ev: np.ndarray, px: np.ndarray) -> float | None:
@@ -464,18 +463,6 @@ class CMMStrategy(Strategy):
             return ctx.mid
         priced = np.flatnonzero(np.isin(ev & np.uint64(KIND_MASK), _PRICED) & (ev & np.uint64(LOCAL) != 0))
         return float(px[priced[0]]) if priced.size else None
-
-
-def send(ctx: Context, messages: np.ndarray, qty: np.ndarray) -> None:
-    """Send the messages of :func:`strategies.ladder.diff_into` through the context, in their order."""
-    tick = ctx.tick_size
-    for (kind, who, t), q in zip(messages.tolist(), qty.tolist()):
-        if kind == ladder.CANCEL:
-            ctx.cancel(who)
-        elif kind == ladder.MODIFY:
-            ctx.modify(who, t * tick, q)
-        else:
-            (ctx.buy if who == BUY else ctx.sell)(t * tick, q)
 
 
 def _tick_or_none(price: float, tick: float) -> int | None:
