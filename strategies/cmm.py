@@ -27,6 +27,15 @@ The orders then change only by the difference (:func:`strategies.ladder.diff`):
 nothing is sent when the ladder is what already rests. With no prediction the
 ladder is empty, so resting quotes are withdrawn.
 
+Steps 4-6 and the order diff run as one jitted call
+(:func:`strategies.cmm_kernel.decide`) and the messages go out in one more
+(the context's ``send_messages``): live, a decision delays its orders by all
+of its work, so only the model call is left to Python. A variant that
+overrides ``aggregate``, ``build_ladder``, ``risk_check`` or ``requote`` runs
+the hooks one by one over the same kernels, with the same results to the bit.
+Each decision's clock after each stage is kept (:data:`MARKS`,
+:meth:`~CMMStrategy.stage_marks`) for paper trading's breakdown of a reaction.
+
 Steps 1-3 read market data only, so with a timer-only wake policy they can run
 ahead of the engine for many decisions at once (``inference``: ``"auto"``, the
 default, batches whenever it can and runs per tick otherwise; ``"batched"``
@@ -40,7 +49,8 @@ holds the wake-up's orders for the wall time the callbacks took, so a slower
 model quotes later (batched: each decision's own work plus its share of its
 batch). Each decision's own wall time (features through the order
 messages) is kept; :meth:`~CMMStrategy.decision_latency_ns` gives it to the
-runner, which reports p50 and p99.
+runner, which reports p50 and p99, and :meth:`~CMMStrategy.decision_latency_parts_ns`
+its split into the model call and the rest.
 
 Each decision is also recorded (:meth:`~CMMStrategy.decision_record`: time,
 mid, prediction, regime, inner quotes, expert weights) after its time is
