@@ -51,9 +51,8 @@ from typing import NamedTuple, Sequence
 import numba as nb
 import numpy as np
 
-from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, NEW, PARTIALLY_FILLED, REQ_CANCEL, REQ_NONE, SELL,
-                          SIDE_NAMES, SIDES_BY_NAME, STATUS_NAMES)
-from engine.codes import REQUEST_NAMES
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, NEW, PARTIALLY_FILLED, REQ_CANCEL, REQ_NONE, REQUEST_NAMES,
+                          SELL, SIDE_NAMES, SIDES_BY_NAME, STATUS_NAMES)
 from engine.views import COL_EXECUTED, COL_ID, COL_LEAVES, COL_PENDING, COL_SIDE, COL_STATUS, COL_TICK
 from strategies.api import Order, OrderColumns
 
