@@ -11,7 +11,7 @@ writing the results directory.
 Each path runs once to warm up (Numba's cache, torch's first call), then ``--repeats`` times in
 alternation; the median wall time counts (a shared machine swings single runs), all runs are printed,
 and the process's CPU time beside it (on a busy machine wall time exceeds it by the time other work
-took the cores). The target is a batched full day in <= 3 s of wall time after warm-up.
+took the cores). The target is a batched full day in <= 1 s of wall time after warm-up.
 
     python bench/cmm_backtest.py [--lobster PATH] [--repeats 3] [--compute-ns 20000]
 
@@ -37,7 +37,7 @@ from runtime.config import load  # noqa: E402
 from runtime.backtest import run  # noqa: E402
 
 LOBSTER = os.path.join(REPO, "..", "shared", "data", "lobster", "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")
-TARGET_S = 3.0
+TARGET_S = 1.0
 PATHS = ("per_tick", "batched")
 
 

@@ -3,7 +3,7 @@
 Training replays an event array through :func:`replay_features`; a live
 strategy keeps a :class:`FeatureState` and calls :func:`update` on every
 LOCAL-flagged event as it arrives (or :func:`apply_rows` on a batch), then
-:func:`snapshot` at each decision; a backtest that knows its decision times
+:func:`snapshot` at each decision (:func:`advance` does both in one call); a backtest that knows its decision times
 in advance replays the engine's own arrays ahead of it with
 :func:`replay_until`, the loop :func:`replay_features` runs. Both paths run the same jitted functions,
 so a model is never trained on features that trading computes differently.
@@ -507,6 +507,13 @@ def snapshot(s, now, out):
         out[j] = _realized_vol(s, now, s.ints[slot], s.ints[RV_STEP])
         j += 1
         slot += 1
+
+
+@nb.njit(cache=True)
+def advance(s, ev, local_ts, px, qty, now, out):
+    """:func:`apply_rows` then :func:`snapshot` at ``now``: a live decision's features in one call."""
+    apply_rows(s, ev, local_ts, px, qty)
+    snapshot(s, now, out)
 
 
 @nb.njit(cache=True)

@@ -67,6 +67,33 @@ class LiveOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 @nb.njit(cache=True)
+def _latest_and_in_order(local_ts, exch_ts):
+    """The latest ``local_ts`` of a batch, and whether its ``exch_ts`` never go back: one pass for the usual
+    batch's test (:meth:`StreamOrdering.push`)."""
+    latest = local_ts[0]
+    for t in local_ts:
+        latest = max(latest, t)
+    for i in range(1, exch_ts.size):
+        if exch_ts[i] < exch_ts[i - 1]:
+            return latest, False
+    return latest, True
+
+
+@nb.njit(cache=True)
+def _tick_span(px, tick):
+    """``(any, lowest, highest)`` tick of the finite positive prices, in one pass: a live batch's prices
+    are checked against the book's range at every step."""
+    low, high = np.inf, -np.inf
+    for p in px:
+        if np.isfinite(p) and p > 0:
+            low = min(low, p)
+            high = max(high, p)
+    if low > high:
+        return False, 0, 0
+    return True, np.int64(np.round(low / tick)), np.int64(np.round(high / tick))
+
+
+@nb.njit(cache=True)
 def _resume(S, n):
     """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
     ints = S.ints
@@ -206,12 +233,9 @@ class LiveSim:
 
     def _fit_prices(self, rows: np.ndarray) -> None:
         """Re-centre the book's tick range if these rows' prices come within a quarter of its edge."""
-        px = rows["px"]
-        px = px[np.isfinite(px) & (px > 0)]
-        if len(px) == 0:
+        priced, lo, hi = _tick_span(rows["px"], self.cfg.tick_size)
+        if not priced:
             return
-        tick = self.cfg.tick_size
-        lo, hi = int(np.round(px.min() / tick)), int(np.round(px.max() / tick))
         ints = self.arrays["ints"]
         lb, ub = int(ints[I_LB]), int(ints[I_UB])
         margin = (ub - lb) // 4
@@ -267,10 +291,11 @@ class StreamOrdering:
         """Take received rows; return the rows to append to the engine now (LOCAL copies, released EXCH ones)."""
         if len(rows) == 0:
             return rows[:0]
-        exch_ts = rows["exch_ts"]
-        last_local = max(self.last_local or int(rows["local_ts"][0]), int(rows["local_ts"].max()))
+        exch_ts, local_ts = rows["exch_ts"], rows["local_ts"]
+        latest, in_order = _latest_and_in_order(local_ts, exch_ts)
+        last_local = max(self.last_local or int(local_ts[0]), latest)
         if (len(self.pending) == 0 and exch_ts[0] >= self.released_exch
-                and exch_ts[-1] <= last_local - self.max_latency and bool(np.all(exch_ts[1:] >= exch_ts[:-1]))):
+                and exch_ts[-1] <= last_local - self.max_latency and in_order):
             # The usual case: nothing held, and the batch is certain and in order on both timelines at
             # once, so each row goes in once with both flags (as a whole file's ordering writes it).
             self.last_local = last_local

@@ -60,6 +60,8 @@ __all__ = [
     # the order API and the reads jitted strategies make
     "submit", "cancel", "modify", "cancel_all", "clear_inactive", "find", "cancellable", "visible",
     "visible_slots", "n_slots", "lot_size", "order_id_at", "order_side_at", "order_tick_at", "is_final",
+    "local_order_columns", "COL_ID", "COL_SIDE", "COL_TICK", "COL_STATUS", "COL_PENDING", "COL_LEAVES",
+    "COL_EXECUTED",
     "best_bid_tick", "best_ask_tick", "bid_qty_at", "ask_qty_at", "position", "balance", "fees",
     "E_NOT_FOUND", "E_REQUEST_PENDING", "E_BAD_QTY", "E_PRICE_OUT_OF_RANGE",
     # named views
@@ -453,6 +455,36 @@ def order_id_at(S, slot):
 @nb.njit(cache=True, inline="always")
 def order_side_at(S, slot):
     return S.orders_i[slot, O_SIDE]
+
+
+# Rows of local_order_columns' two blocks.
+COL_ID, COL_SIDE, COL_TICK, COL_STATUS, COL_PENDING = range(5)
+COL_LEAVES, COL_EXECUTED = range(2)
+
+
+@nb.njit(cache=True)
+def local_order_columns(S):
+    """The strategy's view of its orders (those :func:`visible_slots` gives, in slot order) as two blocks of
+    rows, in one call: int64 ``[5, n]`` (:data:`COL_ID`, side, tick, status, pending request: ``COL_*``)
+    and float64 ``[2, n]`` (leaves, executed), what :meth:`SimView.local_orders` gives as tuples."""
+    n = 0
+    for slot in range(S.ints[I_SLOT_HWM]):
+        if visible(S, slot):
+            n += 1
+    ints = np.empty((5, n), dtype=np.int64)
+    floats = np.empty((2, n), dtype=np.float64)
+    k = 0
+    for slot in range(S.ints[I_SLOT_HWM]):
+        if visible(S, slot):
+            ints[COL_ID, k] = S.orders_i[slot, O_ID]
+            ints[COL_SIDE, k] = S.orders_i[slot, O_SIDE]
+            ints[COL_TICK, k] = S.orders_i[slot, O_LTICK]
+            ints[COL_STATUS, k] = S.orders_i[slot, O_LSTATUS]
+            ints[COL_PENDING, k] = S.orders_i[slot, O_LREQ]
+            floats[COL_LEAVES, k] = S.orders_f[slot, OF_LLEAVES]
+            floats[COL_EXECUTED, k] = S.orders_f[slot, OF_LEXEC]
+            k += 1
+    return ints, floats
 
 
 @nb.njit(cache=True, inline="always")

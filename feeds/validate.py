@@ -17,6 +17,7 @@ import os
 from typing import Sequence
 
 import msgspec
+import numba as nb
 import numpy as np
 
 from common.errors import DataError
@@ -64,6 +65,25 @@ MAX_BOOK_TICKS = 1 << 24
 NO_PRICES = (float("inf"), float("-inf"))
 
 
+@nb.njit(cache=True)
+def _priced_range(ev, px, kinds):
+    """``(count, lowest, highest)`` of the finite positive prices on rows of a priced kind, in one pass
+    (paper trading checks every feed batch: numpy's dozen passes over a few rows cost tens of us)."""
+    n, low, high = 0, np.inf, -np.inf
+    for i in range(ev.size):
+        kind = ev[i] & KIND_MASK
+        priced = False
+        for k in kinds:
+            if kind == k:
+                priced = True
+        p = px[i]
+        if priced and np.isfinite(p) and p > 0:
+            n += 1
+            low = min(low, p)
+            high = max(high, p)
+    return n, low, high
+
+
 def check_price_span(events: np.ndarray, tick_size: float, source: str = "<events>", first: int = 0,
                      seen: tuple[float, float] = NO_PRICES) -> tuple[float, float]:
     """Refuse prices spread over more than ``MAX_BOOK_TICKS`` ticks; return the (lowest, highest) price.
@@ -72,15 +92,16 @@ def check_price_span(events: np.ndarray, tick_size: float, source: str = "<event
     number of this chunk's first event, so a stream is checked a chunk at a time.
     The error names the price furthest from this chunk's median: the outlier.
     """
-    kind = events["ev"] & np.uint64(KIND_MASK)
-    px = events["px"]
-    priced = np.isin(kind, PRICED_KINDS) & np.isfinite(px) & (px > 0)
-    if not priced.any():
+    n, low, high = _priced_range(events["ev"], events["px"], PRICED_KINDS)
+    if n == 0:
         return seen
-    prices = px[priced]
-    lo, hi = min(seen[0], float(prices.min())), max(seen[1], float(prices.max()))
+    lo, hi = min(seen[0], low), max(seen[1], high)
     span = round(hi / tick_size) - round(lo / tick_size)
     if span > MAX_BOOK_TICKS:
+        kind = events["ev"] & np.uint64(KIND_MASK)
+        px = events["px"]
+        priced = np.isin(kind, PRICED_KINDS) & np.isfinite(px) & (px > 0)
+        prices = px[priced]
         median = float(np.median(prices))
         i = int(np.flatnonzero(priced)[np.argmax(np.abs(prices - median))])
         raise DataError(f"event {first + i} ({KIND_NAMES.get(int(kind[i]), 'kind')}): price {float(px[i])!r} is "

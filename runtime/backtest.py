@@ -42,6 +42,9 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     """The engine's summary, plus what the strategy measured of itself (absent when it measures nothing)."""
 
     decision_latency_us: LatencyStats | None = None
+    # The same decisions' time split (a strategy that measures it, CMM): the model call, and the rest.
+    decision_model_us: LatencyStats | None = None
+    decision_rest_us: LatencyStats | None = None
     # A bundle-based strategy's run says whether it replayed data its models were fitted on (absent for others).
     in_sample: bool | None = None
     in_sample_splits: list[str] | None = None     # which fitted splits (train, val) the window meets
@@ -153,6 +156,14 @@ def own_latency_ns(strategy) -> np.ndarray | None:
     return strategy.decision_latency_ns() if isinstance(strategy, MeasuresDecisionLatency) else None
 
 
+def latency_parts_us(strategy) -> dict[str, LatencyStats | None]:
+    """``decision_model_us`` and ``decision_rest_us`` of a strategy that splits its decisions' time, else {}."""
+    parts = strategy.decision_latency_parts_ns() if hasattr(strategy, "decision_latency_parts_ns") else None
+    if not parts:
+        return {}
+    return {"decision_model_us": latency_us(parts["model"]), "decision_rest_us": latency_us(parts["rest"])}
+
+
 def instrument_for(cfg: VenueConfig, instrument: Instrument | None) -> Instrument:
     """The data's instrument with the config's ``[instrument]`` overrides; the config alone if the data has none."""
     over = {k: v for k, v in msgspec.structs.asdict(cfg.instrument).items() if v is not None}
@@ -215,6 +226,7 @@ def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
         decision_latency_us=latency_us(ns) if measured else None,
+        **(latency_parts_us(strategy) if measured and latency_ns is None else {}),
         **({} if instrument is None else dict(contract_kind=instrument.kind, settlement=instrument.settlement)),
         **extra)
 
@@ -361,6 +373,8 @@ def summary_rows(bt: Backtest) -> list[tuple[str, str]]:
     if s.decision_latency_us is not None:
         rows.append(("decision latency p50 / p99",
                      f"{s.decision_latency_us.p50:,.1f} / {s.decision_latency_us.p99:,.1f} us"))
+    if s.decision_model_us is not None and s.decision_rest_us is not None:
+        rows.append(("  model / the rest p50", f"{s.decision_model_us.p50:,.1f} / {s.decision_rest_us.p50:,.1f} us"))
     if s.gaps:
         rows.append(("gaps in the data", f"{len(s.gaps)}, {sum(g.seconds for g in s.gaps) / 3600:,.1f} h in all: "
                                          "the run went on across them with its book, orders and position"))

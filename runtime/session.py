@@ -23,10 +23,11 @@ import gc
 import time
 from collections import deque
 
+import numba as nb
 import numpy as np
 
 from engine import views as engine
-from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_NAMES, SELL,
+from engine.codes import (BUY, GTX, INVALID_MAX, INVALID_MIN, LIMIT, REASON_NAMES, REQUEST_NAMES, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.views import Sim, SimView
 from analysis.results import RunResult, after_warmup, collect
@@ -35,8 +36,9 @@ from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
-from strategies.api import Book, Fill, Metrics, Order, Trades
+from strategies.api import Book, Fill, Metrics, Order, OrderColumns, Trades
 from strategies.base import Strategy
+from strategies.ladder import CANCEL, MODIFY
 
 
 
@@ -92,6 +94,9 @@ class EngineContext:
     def orders(self) -> list[Order]:
         return [self._order_of(o, q) for o, q in self.view.local_orders(engine.visible_slots(self.sim))]
 
+    def order_columns(self) -> OrderColumns:
+        return OrderColumns(*engine.local_order_columns(self.sim))
+
     def _order_of(self, order: tuple, sizes: tuple) -> Order:
         """One order from the tuples of :meth:`engine.views.SimView.local_orders`."""
         oid, side, tick, status, tif, type_, reason, pending = order
@@ -120,6 +125,18 @@ class EngineContext:
         if self._unread_dropped is not None and self._unread_dropped.rows:
             rows = np.concatenate([self._unread_dropped.take(), rows])
         return rows
+
+    def new_event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`new_events` as the engine's own columns ``ev, local_ts, px, qty`` over the same rows, without
+        building the records: views, no copy. Rows without the LOCAL flag among them are the engine's
+        exchange-timeline copies, which a reader of local rows skips (as :func:`bundle.features.apply_rows`
+        does)."""
+        if self._unread_dropped is not None and self._unread_dropped.rows:
+            rows = self.new_events()
+            return rows["ev"], rows["local_ts"], rows["px"], rows["qty"]
+        start, stop = self._unread, self.view.next_local_row
+        self._unread = stop
+        return self._window(start, stop)
 
     def drop_rows(self, k: int) -> None:
         """A live engine drops its first ``k`` rows: those :meth:`new_events` has not returned yet go to a
@@ -177,6 +194,31 @@ class EngineContext:
 
     def cancel_all(self) -> int:
         return int(engine.cancel_all(self.sim))
+
+    def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
+        """Send the messages of :func:`strategies.ladder.diff_into`, in order, in one jitted call: what
+        ``cancel``, ``modify`` and ``buy`` / ``sell`` (post-only limit) would send one by one."""
+        failed, code = _send(self.sim, messages, qty)
+        if failed >= 0:
+            _, side, tick = messages[failed].tolist()
+            raise OrderRejected(f"{SIDE_NAMES[side]} {float(qty[failed])} @ {tick * self.tick_size}: "
+                                f"{REASON_NAMES.get(-code, 'refused')}")
+
+
+@nb.njit(cache=True)
+def _send(S, messages, qty):
+    """:meth:`EngineContext.send_messages`' loop; ``(index, error code)`` of a refused new order, else (-1, 0)."""
+    for i in range(messages.shape[0]):
+        kind, who, tick = messages[i, 0], messages[i, 1], messages[i, 2]
+        if kind == CANCEL:
+            engine.cancel(S, who)
+        elif kind == MODIFY:
+            engine.modify(S, who, tick, qty[i])
+        else:
+            oid = engine.submit(S, who, tick, qty[i], GTX, LIMIT)
+            if oid < 0:
+                return i, oid
+    return -1, 0
 
 
 class BacktestContext(EngineContext):
@@ -347,7 +389,7 @@ class Session:
         self._decide(self.decisions.start)
 
     def _decide(self, step, *args) -> None:
-        mark = engine.requests_sent(self.sim)
+        mark = engine.requests_sent(self.sim) if self.measured else 0
         ns = step(*args)
         if self.measured:
             if self.replay_charges:

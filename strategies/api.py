@@ -11,7 +11,7 @@ quantities are in the instrument's units.
 """
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -66,6 +66,16 @@ class Order(msgspec.Struct, frozen=True):
     @property
     def is_live(self) -> bool:
         return self.status in ("new", "partially_filled")
+
+
+class OrderColumns(NamedTuple):
+    """The orders of :meth:`Context.orders` as two blocks of rows, for jitted code
+    (:func:`strategies.ladder.diff_into`): the same orders in the same order, prices in ticks, status and
+    pending request as the engine's codes (``engine.codes``: ``NEW``..., ``REQ_NONE``, ``REQ_NEW``...), so a
+    decision reads them without building an :class:`Order` each. Rows: ``engine.views.COL_*``."""
+
+    ints: np.ndarray          # int64 [5, n]: id, side (1 buy, -1 sell), tick, status, pending request (0 none)
+    floats: np.ndarray        # float64 [2, n]: leaves, executed
 
 
 class Fill(msgspec.Struct, frozen=True):
@@ -129,6 +139,7 @@ class Context(Protocol):
     def position(self) -> float: ...
     def book(self, depth: int = 5) -> Book: ...
     def orders(self) -> list[Order]: ...
+    def order_columns(self) -> OrderColumns: ...      # orders() as columns
     def metrics(self) -> Metrics: ...
     def new_events(self) -> np.ndarray:
         """The LOCAL-flagged market events seen since the previous call (the first call: since the start),
@@ -136,11 +147,20 @@ class Context(Protocol):
         features with (:mod:`bundle.features`). Each row is returned once."""
         ...
 
+    def new_event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`new_events` as columns ``ev, local_ts, px, qty``, possibly views of the venue's own arrays
+        with rows not flagged LOCAL among them (to skip): a live decision's features without a copy."""
+        ...
+
     def buy(self, price: float, qty: float, tif: TimeInForce = "gtx", type: OrderType = "limit") -> int: ...
     def sell(self, price: float, qty: float, tif: TimeInForce = "gtx", type: OrderType = "limit") -> int: ...
     def cancel(self, order_id: int) -> bool: ...
     def modify(self, order_id: int, price: float, qty: float) -> bool: ...
     def cancel_all(self) -> int: ...
+    def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
+        """The order messages of :func:`strategies.ladder.diff_into` (cancel, modify, a post-only limit
+        order), sent in order as the calls above would send them; a venue may send them in one call."""
+        ...
 
 
 @runtime_checkable

@@ -27,6 +27,15 @@ The orders then change only by the difference (:func:`strategies.ladder.diff`):
 nothing is sent when the ladder is what already rests. With no prediction the
 ladder is empty, so resting quotes are withdrawn.
 
+Steps 4-6 and the order diff run as one jitted call
+(:func:`strategies.cmm_kernel.decide`) and the messages go out in one more
+(the context's ``send_messages``): live, a decision delays its orders by all
+of its work, so only the model call is left to Python. A variant that
+overrides ``aggregate``, ``build_ladder``, ``risk_check`` or ``requote`` runs
+the hooks one by one over the same kernels, with the same results to the bit.
+Each decision's clock after each stage is kept (:data:`MARKS`,
+:meth:`~CMMStrategy.stage_marks`) for paper trading's breakdown of a reaction.
+
 Steps 1-3 read market data only, so with a timer-only wake policy they can run
 ahead of the engine for many decisions at once (``inference``: ``"auto"``, the
 default, batches whenever it can and runs per tick otherwise; ``"batched"``
@@ -40,7 +49,8 @@ holds the wake-up's orders for the wall time the callbacks took, so a slower
 model quotes later (batched: each decision's own work plus its share of its
 batch). Each decision's own wall time (features through the order
 messages) is kept; :meth:`~CMMStrategy.decision_latency_ns` gives it to the
-runner, which reports p50 and p99.
+runner, which reports p50 and p99, and :meth:`~CMMStrategy.decision_latency_parts_ns`
+its split into the model call and the rest.
 
 Each decision is also recorded (:meth:`~CMMStrategy.decision_record`: time,
 mid, prediction, regime, inner quotes, expert weights) after its time is
@@ -84,11 +94,11 @@ import numpy as np
 from bundle.loader import Bundle, load_bundle
 from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
-from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, TRADE
-from bundle.features import SECOND, FeatureParams, FeatureSchema, apply_rows, new_state, snapshot
+from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
+from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state
 from common.config import ConfigError
 
-from strategies import ladder
+from strategies import cmm_kernel, ladder
 from strategies.api import Context, WakePolicy
 from strategies.base import Strategy
 from strategies.cmm_batch import Ahead
@@ -100,6 +110,13 @@ _PRICED = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO], dtype=np.uint64)
 QUOTED = 0
 NO_QUOTE_REASONS = {1: "warm_up", 2: "out_of_range", 3: "empty_ladder"}
 WARM_UP, OUT_OF_RANGE, EMPTY_LADDER = 1, 2, 3
+
+
+# A decision's clock (perf_counter_ns, CMMStrategy.marks): its start, then the end of each stage. Batched,
+# features, regime and model are one stage (taken from the batch); "ladder" is the aggregate, the ladder,
+# the risk cut and the order diff; "send" the messages; "record" the decision record.
+MARKS = ("start", "features", "regime", "model", "ladder", "send", "record")
+START, FEATURES, REGIME, MODEL, LADDER, SEND, RECORD = range(len(MARKS))
 
 
 class CMMParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -212,6 +229,16 @@ class CMMStrategy(Strategy):
         self.batched = self._batching(ctx)
         self._ahead: Ahead | None = None
         self._adjust = (0, 0)        # this wake-up's ns spent on a batch, and its decision's share of one
+        self._model_ns: list[int] = []   # each decision's model time (batched: its share of the batch's calls)
+        self.marks = [0] * len(MARKS)    # the last decision's clock (perf_counter_ns) at each of MARKS
+        # Steps 4-6 and the order diff in one jitted call, unless a variant overrides one of their hooks.
+        self.fused = all(getattr(type(self), hook) is getattr(CMMStrategy, hook)
+                         for hook in ("aggregate", "build_ladder", "risk_check", "requote"))
+        self._floats, self._ints = cmm_kernel.params_vectors(p, ctx.tick_size, ctx.lot_size)
+        self._prediction = np.full(3, np.nan)
+        self._ladder = np.zeros((4, p.levels), dtype=np.int64)
+        self._messages, self._qty = np.empty((0, 3), dtype=np.int64), np.empty(0)
+        self._no_output = np.zeros(len(self.bundle.target_mean), dtype=np.float32)
 
     def _batching(self, ctx: Context) -> bool:
         """Whether decisions run batched (:mod:`strategies.cmm_batch`); ConfigError if insisted on and impossible."""
@@ -235,21 +262,55 @@ class CMMStrategy(Strategy):
         return why is None
 
     def on_timer(self, ctx: Context) -> None:
-        t0 = time.perf_counter_ns()
+        marks = self.marks
+        t0 = marks[START] = time.perf_counter_ns()
         x, regime, out = self._inputs(ctx)
-        quotes = ladder.Ladder()
-        prediction = None
-        out_of_range = self._z > self.params.max_abs_z
-        if out is not None and not (out_of_range and self.params.out_of_range == "withdraw"):
-            prediction = self.aggregate(ctx, x, regime, *out)
-            quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
-        self.requote(ctx, quotes)
-        self._latency.append(self._own_ns(time.perf_counter_ns() - t0))
-        reason = QUOTED if quotes.bid_ticks or quotes.ask_ticks else \
+        p = self.params
+        out_of_range = self._z > p.max_abs_z
+        quote = out is not None and not (out_of_range and p.out_of_range == "withdraw")
+        if self.fused:
+            n_bid, n_ask, prediction = self._decide(ctx, x, regime, out, quote)
+            tick = ctx.tick_size
+            bid = self._ladder[ladder.BID_TICKS, 0] * tick if n_bid else math.nan
+            ask = self._ladder[ladder.ASK_TICKS, 0] * tick if n_ask else math.nan
+        else:
+            quotes = ladder.Ladder()
+            prediction = None
+            if quote:
+                prediction = self.aggregate(ctx, x, regime, *out)
+                quotes = self.risk_check(ctx, self.build_ladder(ctx, prediction))
+            marks[LADDER] = time.perf_counter_ns()
+            self.requote(ctx, quotes)
+            n_bid, n_ask = len(quotes.bid_ticks), len(quotes.ask_ticks)
+            bid = quotes.bid_ticks[0] * ctx.tick_size if n_bid else math.nan
+            ask = quotes.ask_ticks[0] * ctx.tick_size if n_ask else math.nan
+        t1 = marks[SEND] = time.perf_counter_ns()
+        self._latency.append(self._own_ns(t1 - t0))
+        reason = QUOTED if n_bid or n_ask else \
             WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
         if out_of_range and self._first_out_of_range:
             self._log_out_of_range(ctx, x)
-        self._record(ctx, regime, prediction, quotes, out_of_range, reason)
+        self._record(ctx, regime, prediction, bid, ask, out_of_range, reason)
+        marks[RECORD] = time.perf_counter_ns()
+
+    def _decide(self, ctx: Context, x: np.ndarray, regime: int, out, quote: bool):
+        """Steps 4-6 and the order diff in one call (:func:`strategies.cmm_kernel.decide`), then the messages
+        sent; ``(n_bid, n_ask, the Prediction or None)``."""
+        columns = ctx.order_columns()
+        room = 2 * columns.ints.shape[1] + 2 * self.params.levels
+        if len(self._qty) < room:
+            self._messages, self._qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
+        b = self.bundle
+        n_bid, n_ask, m = cmm_kernel.decide(
+            quote, out[0] if quote else self._no_output, b.target_std, b.target_mean, x[self.mid_column],
+            ctx.position, ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns, self._prediction,
+            self._ladder, self._messages, self._qty)
+        self.marks[LADDER] = time.perf_counter_ns()
+        ctx.send_messages(self._messages[:m], self._qty[:m])
+        if not quote:
+            return n_bid, n_ask, None
+        pmid, spread, volume = self._prediction.tolist()
+        return n_bid, n_ask, Prediction(mid=pmid, spread_ticks=spread, volume=volume, regime=regime, weights=out[1])
 
     def _log_out_of_range(self, ctx: Context, x: np.ndarray) -> None:
         """One line, once a run: the first out-of-range decision and its feature furthest from training."""
@@ -274,17 +335,24 @@ class CMMStrategy(Strategy):
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
         """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""
+        marks = self.marks
         if self.batched and self.state is not None:
             if self._ahead is None:
                 self._ahead = Ahead(self.state, self.bundle, self.regime_column, self.wake.every_ns,
                                     self.params.batch, ctx.market_ahead())
             x, regime, out, spent, self._z = self._ahead.take(ctx.now)
             self._adjust = (spent, self._ahead.share_ns)
+            self._model_ns.append(self._ahead.model_share_ns)
+            marks[FEATURES] = marks[REGIME] = marks[MODEL] = time.perf_counter_ns()
             return x, regime, out
         x = self.features(ctx)
+        marks[FEATURES] = time.perf_counter_ns()
         regime = self.classify_regime(x)
         self.bundle.last_z[0] = -1.0
+        t = marks[REGIME] = time.perf_counter_ns()
         out = self.predict(x, regime)
+        marks[MODEL] = time.perf_counter_ns()
+        self._model_ns.append(marks[MODEL] - t)
         self._z = float(self.bundle.last_z[0])
         return x, regime, out
 
@@ -302,12 +370,23 @@ class CMMStrategy(Strategy):
     def decision_latency_ns(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.int64)
 
-    def _record(self, ctx: Context, regime: int, prediction: Prediction | None, quotes: ladder.Ladder,
+    def stage_marks(self) -> list[tuple[str, int]]:
+        """The last decision's clock at its start and after each stage (:data:`MARKS`), for paper trading's
+        breakdown of a reaction (:func:`runtime.paper.loop.reaction_stages`)."""
+        return list(zip(MARKS, self.marks))
+
+    def decision_latency_parts_ns(self) -> dict[str, np.ndarray]:
+        """Each decision's time split: ``model`` (the model call; batched: the decision's share of its
+        batch's calls) and ``rest`` (features, regime, ladder, order diff and sending: the time less the model)."""
+        total = self.decision_latency_ns()
+        model = np.array(self._model_ns[:len(total)], dtype=np.int64)
+        return {"model": model, "rest": total - model}
+
+    def _record(self, ctx: Context, regime: int, prediction: Prediction | None, bid: float, ask: float,
                 out_of_range: bool, reason: int) -> None:
-        tick, nan = ctx.tick_size, math.nan
-        bid = quotes.bid_ticks[0] * tick if quotes.bid_ticks else nan
-        ask = quotes.ask_ticks[0] * tick if quotes.ask_ticks else nan
+        """Keep the decision's row; ``bid`` / ``ask`` are the inner quote prices (NaN: none)."""
         if prediction is None:
+            nan = math.nan
             self._records.append((ctx.now, ctx.mid, nan, nan, nan, regime, bid, ask, self._z, out_of_range, reason))
             self._weights.append(None)
         else:
@@ -337,16 +416,16 @@ class CMMStrategy(Strategy):
     # ---- the hooks
     def features(self, ctx: Context) -> np.ndarray:
         """The feature vector now (float64, schema order), after the events since the last call."""
-        rows = ctx.new_events()
-        if self.start_features(ctx, rows):
-            apply_rows(self.state, rows["ev"], rows["local_ts"], rows["px"], rows["qty"])
-            snapshot(self.state, ctx.now, self.row)
+        ev, local_ts, px, qty = ctx.new_event_columns()
+        if self.start_features(ctx, ev, px):
+            advance(self.state, ev, local_ts, px, qty, ctx.now, self.row)
         return self.row
 
-    def start_features(self, ctx: Context, rows: np.ndarray) -> bool:
-        """Make the incremental feature state once a price is known; False while none is (nothing to apply)."""
+    def start_features(self, ctx: Context, ev: np.ndarray, px: np.ndarray) -> bool:
+        """Make the incremental feature state once a price is known (the local mid, else the first priced
+        LOCAL row of ``ev``, ``px``); False while none is (nothing to apply)."""
         if self.state is None:
-            first = self._first_price(ctx, rows)
+            first = self._first_price(ctx, ev, px)
             if first is None:           # no price yet: nothing in these rows moves a feature
                 return False
             centre = first / ctx.tick_size
@@ -363,11 +442,10 @@ class CMMStrategy(Strategy):
 
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
         """The aggregated normalized output in market units (the bundle weighs its experts itself)."""
-        p = self.params
-        mid_change, spread, log_volume = self.bundle.denormalize(y)
-        return Prediction(mid=float(x[self.mid_column] + mid_change * ctx.tick_size),
-                          spread_ticks=min(max(float(spread), p.min_spread_ticks), p.max_spread_ticks),
-                          volume=math.expm1(max(float(log_volume), 0.0)), regime=regime, weights=weights)
+        p, b = self.params, self.bundle
+        mid, spread, volume = cmm_kernel.aggregate(y, b.target_std, b.target_mean, x[self.mid_column],
+                                                   ctx.tick_size, p.min_spread_ticks, p.max_spread_ticks)
+        return Prediction(mid=mid, spread_ticks=spread, volume=volume, regime=regime, weights=weights)
 
     def build_ladder(self, ctx: Context, prediction: Prediction) -> ladder.Ladder:
         p = self.params
@@ -386,21 +464,15 @@ class CMMStrategy(Strategy):
     # ---- orders
     def requote(self, ctx: Context, quotes: ladder.Ladder) -> None:
         """Send only the difference between the live orders and ``quotes`` (rule: :mod:`strategies.ladder`)."""
-        actions = ladder.diff(ctx.orders(), quotes, ctx.tick_size, ctx.lot_size)
-        tick = ctx.tick_size
-        for order_id in actions.cancel:
-            ctx.cancel(order_id)
-        for order_id, t, qty in actions.modify:
-            ctx.modify(order_id, t * tick, qty)
-        for side, t, qty in actions.place:
-            (ctx.buy if side == "buy" else ctx.sell)(t * tick, qty)
+        array, n_bid, n_ask = ladder.array_of(quotes)
+        ctx.send_messages(*ladder.diff_messages(ctx.order_columns(), array, n_bid, n_ask, ctx.lot_size))
 
     @staticmethod
-    def _first_price(ctx: Context, rows: np.ndarray) -> float | None:
+    def _first_price(ctx: Context, ev: np.ndarray, px: np.ndarray) -> float | None:
         if math.isfinite(ctx.mid):
             return ctx.mid
-        priced = np.flatnonzero(np.isin(rows["ev"] & np.uint64(KIND_MASK), _PRICED))
-        return float(rows["px"][priced[0]]) if priced.size else None
+        priced = np.flatnonzero(np.isin(ev & np.uint64(KIND_MASK), _PRICED) & (ev & np.uint64(LOCAL) != 0))
+        return float(px[priced[0]]) if priced.size else None
 
 
 def _tick_or_none(price: float, tick: float) -> int | None:

@@ -41,9 +41,10 @@ class Ahead:
         self.regime_column, self.every_ns, self.size = regime_column, every_ns, size
         self.ev, self.local_ts, self.px, self.qty, self.row = market
         self.x = np.empty((size, len(bundle.feature_mean)))
-        self.times = np.empty(0, dtype=np.int64)
+        self.times: list[int] = []
         self.next = 0
         self.share_ns = 0            # each decision's share of the batch that computed it
+        self.model_share_ns = 0      # ... and of its model calls
 
     def take(self, now: int) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None, int, float]:
         """The features, regime and model output for the wake-up at ``now``, the ns spent on a new batch, and
@@ -59,22 +60,28 @@ class Ahead:
             raise RuntimeError(f"batched inference computed the wake-up at {self.times[i]} ns, "
                                f"the engine woke at {now} ns")
         self.next += 1
-        out = (self.y[i], self.w[i].copy()) if self.finite[i] else None
-        return self.x[i], int(self.regimes[i]), out, spent, float(self.z[i])
+        # The batch's arrays are new at each batch, so its rows may be kept (a decision record keeps the weights).
+        out = (self.y[i], self.w[i]) if self.finite[i] else None
+        return self.x[i], self.regimes[i], out, spent, self.z[i]
 
     def _compute(self, now: int) -> None:
-        self.times = now + self.every_ns * np.arange(self.size, dtype=np.int64)
+        times = now + self.every_ns * np.arange(self.size, dtype=np.int64)
         self.next = 0
-        self.row = replay_until(self.state, self.ev, self.local_ts, self.px, self.qty, self.row, self.times,
-                                self.x)
-        self.regimes = self.bundle.regimes.classify_all(self.x[:, self.regime_column])
-        self.finite = np.isfinite(self.x).all(axis=1)
+        self.row = replay_until(self.state, self.ev, self.local_ts, self.px, self.qty, self.row, times, self.x)
+        regimes = self.bundle.regimes.classify_all(self.x[:, self.regime_column])
+        finite = np.isfinite(self.x).all(axis=1)
         self.y = self.w = None
-        self.z = np.full(self.size, -1.0)
-        for regime in np.unique(self.regimes[self.finite]):
-            rows = np.flatnonzero(self.finite & (self.regimes == regime))
-            y, w, self.z[rows] = self.bundle.decide_batch(self.x[rows], int(regime))
+        z = np.full(self.size, -1.0)
+        model_ns = 0
+        for regime in np.unique(regimes[finite]):
+            rows = np.flatnonzero(finite & (regimes == regime))
+            t0 = time.perf_counter_ns()
+            y, w, z[rows] = self.bundle.decide_batch(self.x[rows], int(regime))
+            model_ns += time.perf_counter_ns() - t0
             if self.y is None:
                 self.y = np.empty((self.size, y.shape[1]), dtype=y.dtype)
                 self.w = np.empty((self.size, w.shape[1]), dtype=w.dtype)
             self.y[rows], self.w[rows] = y, w
+        self.model_share_ns = model_ns // self.size
+        # Python numbers, read once per decision: the loop that applies them is Python.
+        self.times, self.regimes, self.finite, self.z = times.tolist(), regimes.tolist(), finite.tolist(), z.tolist()

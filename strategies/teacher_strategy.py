@@ -40,7 +40,7 @@ class TeacherStrategy(CMMStrategy):
 
     def features(self, ctx: Context) -> np.ndarray:
         rows = ctx.new_events()
-        if not self.start_features(ctx, rows):
+        if not self.start_features(ctx, rows["ev"], rows["px"]):
             return self.row
         ts = rows["local_ts"]
         if self.next_grid is None:       # the training grid: multiples of dt_ns from the first event on

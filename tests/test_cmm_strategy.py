@@ -3,6 +3,7 @@ check, the worked example and the shipped config end to end."""
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 
 import numpy as np
@@ -191,6 +192,11 @@ def test_cmm_config_end_to_end(tmp_path):
     assert {"epnl", "map", "rpt", "pnlmap"} <= metrics.keys()
     latency = metrics["decision_latency_us"]
     assert 0 < latency["p50"] <= latency["p99"]
+    # The split: the model call and the rest of each decision, both measured, the model the smaller part
+    # at the median (features, ladder, order diff and sending are jitted; the model is TorchScript).
+    model, rest = metrics["decision_model_us"], metrics["decision_rest_us"]
+    assert 0 < model["p50"] <= model["p99"] and 0 < rest["p50"] <= rest["p99"]
+    assert model["p50"] < latency["p50"] and rest["p50"] < latency["p50"]
     assert metrics["n_fills"] > 0
     assert_fills_reconcile(out, metrics)
     assert json.loads((out / "metrics.json").read_text()) == metrics
@@ -220,3 +226,57 @@ def test_out_of_range_decisions_are_counted_logged_once_and_withdrawn(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("out of the training range") == 1 and "counted in metrics.json" in err
     assert "CMMStrategy: quoted on" in err and f"out_of_range {int(beyond.sum()):,}" in err
+
+
+class Collector2(Collector):
+    """Collector reading the same rows as the engine's columns."""
+
+    def on_timer(self, ctx):
+        ev, local_ts, px, qty = ctx.new_event_columns()
+        local = (ev & np.uint64(E.LOCAL)) != 0
+        self.rows.append((ev[local] & ~np.uint64(E.EXCH), local_ts[local], px[local], qty[local]))
+        self.again.append(len(ctx.new_event_columns()[0]))
+
+    on_stop = on_timer
+
+
+def test_new_event_columns_are_the_new_events_without_a_copy():
+    events = stream(*BOOK, (E.TRADE, -1, 15 * MS, 100.00, 1.0), (E.DEPTH, 1, 15 * MS, 100.00, 4.0),
+                    (E.DEPTH, -1, 30 * MS, 100.03, 2.0))
+    s = Collector2()
+    backtest.run(s, sim_for(events), TICK, 1.0)
+    local = events[(events["ev"] & E.LOCAL) != 0]
+    local["ev"] &= ~np.uint64(E.EXCH)
+    for k, name in enumerate(("ev", "local_ts", "px", "qty")):
+        np.testing.assert_array_equal(np.concatenate([r[k] for r in s.rows]), local[name])
+    assert [len(r[0]) for r in s.rows] == [2, 0, 2, 0, 1] and set(s.again) == {0}
+
+
+class HookByHook(CMMStrategy):
+    """CMM with requote overridden (by its own code): the hooks run one by one instead of the fused kernel."""
+
+    requotes = 0
+
+    def requote(self, ctx, quotes):
+        HookByHook.requotes += 1
+        super().requote(ctx, quotes)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("inference", ["per_tick", "batched"])
+def test_the_fused_decision_writes_the_bytes_of_the_hooks_one_by_one(tmp_path, inference):
+    """strategies/cmm_kernel.decide against aggregate -> build_ladder -> risk_check -> requote, each the
+    Python hook over its own kernel: the sample's backtest, every output file, byte for byte."""
+    from tests.test_cmm_batched import config
+
+    path = config(tmp_path, "cmm", inference)
+    fused = run_and_write(path, str(tmp_path / "fused"))
+    hooked = tmp_path / "hooks.toml"
+    hooked.write_text(open(path).read().replace('name = "cmm"', 'name = "tests.test_cmm_strategy:HookByHook"'))
+    named = importlib.import_module("tests.test_cmm_strategy").HookByHook    # the class the config names
+    named.requotes = 0
+    hooks = run_and_write(str(hooked), str(tmp_path / "hooks"))
+    assert named.requotes == len(hooks.decisions["ts"]) > 2000
+    for name in ("fills.csv", "orders.csv", "ticks.npz", "decisions.npz"):
+        assert (tmp_path / "fused" / name).read_bytes() == (tmp_path / "hooks" / name).read_bytes(), name
+    assert fused.summary == hooks.summary and hooks.summary.n_fills > 50

@@ -292,3 +292,24 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_results(goog, tmp_path):
     assert m["stopped_by"] == "interrupt" and 0 < m["feed"]["events"] < 55_130
     steps = jr.read(str(out) + ".journal")[1]
     assert m["n_fills"] == sum(len(s.fills) for s in steps)      # the results are the journal's, no more
+
+
+class _Marked:
+    """A strategy's last decision clock as CMM gives it (strategies.cmm.MARKS)."""
+
+    def stage_marks(self):
+        return [("start", 1_300), ("features", 1_310), ("model", 1_340), ("send", 1_360)]
+
+
+def test_a_reaction_is_split_into_its_stages():
+    from runtime.paper.loop import reaction_stages
+
+    # arrival 1,000; the trader's step starts at 1,100, checks by 1,120, orders by 1,150, appends by 1,200;
+    # the decision starts at 1,300 and ends at 1,360; the orders are in at 1,400.
+    trader = [1_100, 1_120, 1_150, 1_200]
+    assert reaction_stages(1_000, trader, _Marked(), 1_400) == [
+        ("queue", 100), ("check", 20), ("ordering", 30), ("append", 50), ("engine", 100), ("features", 10),
+        ("model", 30), ("send", 20), ("after", 40)]
+    # A strategy without marks (FixedSpread), or marks of an earlier step: one stage for the engine and it.
+    assert reaction_stages(1_000, trader, object(), 1_400)[-1] == ("engine and decision", 200)
+    assert reaction_stages(1_000, [1_500, 1_520, 1_550, 1_600], _Marked(), 1_700)[-1] == ("engine and decision", 100)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import views as engine
-from engine.codes import BUY, FILLED, GTC, LIMIT, NONE, REQ_NEW, REQ_NONE
+from engine.codes import BUY, FILLED, GTC, LIMIT, NEW, NONE, REQ_MODIFY, REQ_NEW, REQ_NONE, SELL
 from engine.views import QUOTED_BID, Account, FeeConfig, LatencyConfig, Request, SimView, decode_ticks
 from tests import engine_events as ev
 
@@ -54,6 +54,24 @@ def test_a_fill_decoded_once_for_every_reader(run):
     assert v.fills_known(0, 110) == 1 and v.position == 1.0 and v.balance == -100.0
     slots = engine.visible_slots(S)
     assert list(v.local_orders(slots)) == [((1, BUY, 100, FILLED, GTC, LIMIT, 0, REQ_NONE), (1.0, 0.0, 1.0))]
+
+
+def test_order_columns_are_the_local_orders_in_one_call(run):
+    S, v = run
+    assert engine.submit(S, BUY, 100, 1.0, GTC, LIMIT) == 1
+    assert engine.submit(S, SELL, 103, 2.0, GTC, LIMIT) == 2
+    engine.elapse(S, 105)                # the bid fills at 100, the ask rests; both acknowledged by 110
+    engine.elapse(S, 5)
+    assert engine.modify(S, 2, 104, 3.0) == 0
+    ints, floats = engine.local_order_columns(S)
+    # rows: id, side, tick, status, pending request; leaves, executed
+    assert ints.tolist() == [[1, 2], [BUY, SELL], [100, 103], [FILLED, NEW], [REQ_NONE, REQ_MODIFY]]
+    assert floats.tolist() == [[0.0, 2.0], [1.0, 0.0]]
+    slots = engine.visible_slots(S)
+    by_tuples = [(o[0], o[1], o[2], o[3], o[7]) for o, _ in v.local_orders(slots)]
+    assert by_tuples == list(zip(*ints.tolist()))
+    engine.clear_inactive(S)             # the filled order leaves the view, and the columns
+    assert engine.local_order_columns(S)[0][0].tolist() == [2]
 
 
 def test_the_tick_log_and_the_order_log(run):

@@ -36,6 +36,7 @@ from runtime.link.protocol import (Command, Decision, Failed, Finished, Ready, T
 from runtime.link import mirror
 from runtime.link.mirror import CURVE_ENV, LINK_MAX_BYTES
 from strategies.api import Fill, Metrics
+from strategies.ladder import CANCEL, MODIFY
 from runtime.session import EngineContext, LocalDecisions
 
 POLL_MS = 500                       # how often a wait checks that the engine is still there
@@ -70,6 +71,10 @@ class RemoteContext(EngineContext):
         rows, self._unread_rows = self._unread_rows, []
         return np.concatenate(rows) if rows else np.zeros(0, dtype=EVENT_DTYPE)
 
+    def new_event_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.new_events()
+        return rows["ev"], rows["local_ts"], rows["px"], rows["qty"]
+
     def _new_fills(self, now: int) -> list[Fill]:
         fills, self._fills = self._fills, []
         return fills
@@ -95,6 +100,17 @@ class RemoteContext(EngineContext):
         if ok:
             self.commands.append(Command("modify", id=int(order_id), tick=self._tick(price), qty=float(qty)))
         return ok
+
+    def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
+        """One by one, so that each is kept as a command for the engine."""
+        tick = self.tick_size
+        for (kind, who, t), q in zip(messages.tolist(), qty.tolist()):
+            if kind == CANCEL:
+                self.cancel(who)
+            elif kind == MODIFY:
+                self.modify(who, t * tick, q)
+            else:
+                self._submit(who, t * tick, q, "gtx", "limit")
 
     def cancel_all(self) -> int:
         n = super().cancel_all()

@@ -73,6 +73,30 @@ class Paper(msgspec.Struct):
     journal: str
     tick_to_order_ns: list[int] = []    # every reaction measured (bench/tick_to_order.py reads them)
     send_to_order_ns: list[int] = []
+    stages_ns: dict[str, list[int]] = {}    # each reaction's time by stage (REACTION_STAGES), in the same order
+
+
+# A reaction's stages, from the batch's arrival to its wake-up's orders: waiting behind the steps received
+# before it, the trader's step (PaperTrader.marks: decoding and checking the rows, ordering them for the
+# two timelines, appending them to the engine), then the engine up to the wake-up, and the strategy's
+# own stages where it marks them (CMM: strategies.cmm.MARKS), else one "decision" stage; "after" is the
+# charge of the decision time to the orders.
+TRADER_STAGES = ("queue", "check", "ordering", "append")
+
+
+def reaction_stages(arrived: int, trader_marks: list[int], strategy, now: int) -> list[tuple[str, int]]:
+    """One reaction's (stage, ns) in order; ``strategy.stage_marks()`` (name, clock) pairs, when it has them,
+    give its stages (the first, its start, ends the engine's)."""
+    stages = list(zip(TRADER_STAGES, (t - s for s, t in zip([arrived, *trader_marks], trader_marks))))
+    marks = strategy.stage_marks() if hasattr(strategy, "stage_marks") else []
+    last = trader_marks[-1]
+    if marks and marks[0][1] >= last:
+        stages.append(("engine", marks[0][1] - last))
+        stages += [(name, t - s) for (_, s), (name, t) in zip(marks, marks[1:])]
+        stages.append(("after", now - marks[-1][1]))
+    else:
+        stages.append(("engine and decision", now - last))
+    return stages
 
 
 def journal_path(out_dir: str) -> str:
@@ -125,7 +149,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     if loop.journal is not None:
         loop.journal.close()
     return Paper(summary=summary, topic=loop.topic, journal=journal, tick_to_order_ns=loop.reactions[0],
-                 send_to_order_ns=loop.reactions[1])
+                 send_to_order_ns=loop.reactions[1], stages_ns=loop.stages)
 
 
 class _Loop:
@@ -142,6 +166,7 @@ class _Loop:
         self.journaled = 0
         self.replayed = 0
         self.reactions: tuple[list[int], list[int]] = ([], [])   # ns: arrival -> orders, publisher send -> orders
+        self.stages: dict[str, list[int]] = {}                    # ns: each reaction's stages (reaction_stages)
         self._arrived = self._sent = None                         # the step being handled: its arrival, its send
         self._requests = 0
         self._clock = 0                                           # the feed's clock, as last queued
@@ -248,9 +273,12 @@ class _Loop:
         """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
         sent = self.trader.requests_sent
         if sent != self._requests and self._arrived is not None:
-            self.reactions[0].append(time.perf_counter_ns() - self._arrived)
+            now = time.perf_counter_ns()
+            self.reactions[0].append(now - self._arrived)
             if self._sent:
                 self.reactions[1].append(time.time_ns() - self._sent)
+            for stage, ns in reaction_stages(self._arrived, self.trader.marks, self.trader.strategy, now):
+                self.stages.setdefault(stage, []).append(ns)
         self._requests = sent
 
     # ---- subscriber callbacks: each becomes a step

@@ -11,6 +11,7 @@ the same outcomes, which is what lets a killed trader resume from its journal
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import msgspec
@@ -30,6 +31,11 @@ from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
 from runtime.backtest import build_strategy, sim_config
 
 NO_EXCH_YET = int(np.iinfo(np.int64).min)
+# A step's clock (PaperTrader.marks): its start, its rows decoded and their prices checked, put in order
+# for the two timelines, and appended to the engine (a clock, stale or end step marks only its start
+# and the last); the strategy's wake-ups follow (bench/tick_to_order.py prints the stages).
+MARKS = ("step", "checked", "ordered", "appended")
+STEP, CHECKED, ORDERED, APPENDED = range(len(MARKS))
 
 
 class PaperTrader:
@@ -57,19 +63,25 @@ class PaperTrader:
         self.quotes_pulled = 0
         self.rewound = 0                      # rows dropped for lying before the engine's clock
         self.prices = NO_PRICES               # the lowest and highest price the feed has sent
+        self.marks = [0] * len(MARKS)         # this step's clock (perf_counter_ns) at each of MARKS
 
     # ---- steps
     def step(self, step: Step, charges: list[int] | None = None) -> Step:
         """Apply one step; returns it with its outcome. ``charges``: decision times to charge (a replay)."""
         if self.ended:
             raise JournalError(f"a {step.kind} step after the end of the stream")
+        marks = self.marks
+        marks[STEP] = marks[CHECKED] = marks[ORDERED] = time.perf_counter_ns()
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
             rows = unpack(step.events)
             # A price the book's range cannot hold is refused before the engine allocates for it.
             self.prices = check_price_span(rows, self.instrument.tick_size, f"feed {step.kind} {step.seq}",
                                            seen=self.prices)
-            self._take(self.ordering.push(self._in_time(rows, step.kind == "snapshot")))
+            marks[CHECKED] = time.perf_counter_ns()
+            rows = self.ordering.push(self._in_time(rows, step.kind == "snapshot"))
+            marks[ORDERED] = time.perf_counter_ns()
+            self._take(rows)
         elif step.kind == "clock":
             self._take(self.ordering.advance(step.clock_ns))
         elif step.kind == "end":
@@ -78,6 +90,7 @@ class PaperTrader:
                 self._open(self.instrument.tick_size * self.options.tick_range * 2)
             self.live.finish()
             self.ended = True
+        marks[APPENDED] = time.perf_counter_ns()
         if self.session is not None:
             self.session.charges = []
             self.session.replay_charges = deque(charges) if charges is not None else None
