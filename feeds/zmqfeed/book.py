@@ -112,12 +112,18 @@ class L2Book:
         """The book as records stamped ``ts`` on both timelines: DEPTH_CLEAR, then one row per level."""
         bid_px, bid_qty, ask_px, ask_qty = self.levels()
         nb_, na = len(bid_px), len(ask_px)
-        out = empty(1 + nb_ + na)
-        out["exch_ts"] = ts
-        out["local_ts"] = ts
-        out["ev"][0] = DEPTH_CLEAR | EXCH | LOCAL
+        out = empty_book_events(ts, nb_ + na)
         out["ev"][1:1 + nb_] = DEPTH_SNAPSHOT | EXCH | LOCAL | BUY
         out["ev"][1 + nb_:] = DEPTH_SNAPSHOT | EXCH | LOCAL | SELL
         out["px"][1:] = np.concatenate([bid_px, ask_px])
         out["qty"][1:] = np.concatenate([bid_qty, ask_qty])
         return out
+
+
+def empty_book_events(ts: int, levels: int = 0) -> np.ndarray:
+    """An empty book's snapshot stamped ``ts`` (one DEPTH_CLEAR of both sides), with room for ``levels`` rows."""
+    out = empty(1 + levels)
+    out["exch_ts"] = ts
+    out["local_ts"] = ts
+    out["ev"][0] = DEPTH_CLEAR | EXCH | LOCAL
+    return out
