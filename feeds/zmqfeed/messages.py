@@ -163,8 +163,9 @@ def encode(msg: Message) -> bytes:
     return _encoder.encode(msg)
 
 
-def batch_frames(batch: EventBatch) -> tuple[bytes, bytes]:
-    """``(header, records)``: the two frames a batch travels as (after its topic on the feed socket)."""
+def batch_frames(batch: EventBatch) -> tuple[bytes, bytes | memoryview]:
+    """``(header, records)``: the two frames a batch travels as (after its topic on the feed socket);
+    ``records`` is ``batch.events`` itself, any buffer of packed records."""
     return _encoder.encode(msgspec.structs.replace(batch, events=b"")), batch.events
 
 

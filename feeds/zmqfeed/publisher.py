@@ -100,10 +100,10 @@ class _Stream:
         self.book_seq = 0         # the last batch applied to the book
         self.last_send = time.monotonic()
         self.final = False
-        self.history: deque[tuple[int, int, bytes, bytes]] = deque()   # (seq, events, header, records), oldest first
+        self.history: deque[tuple[int, int, bytes, memoryview]] = deque()   # (seq, events, header, records), oldest first
         self.history_events = 0
 
-    def keep(self, seq: int, n: int, header: bytes, records: bytes, limit: int) -> None:
+    def keep(self, seq: int, n: int, header: bytes, records: memoryview, limit: int) -> None:
         self.history.append((seq, n, header, records))
         self.history_events += n
         while self.history_events > limit and len(self.history) > 1:
@@ -122,7 +122,7 @@ class _Stream:
     def book_behind(self) -> bool:
         return self.book_seq < self.seq
 
-    def _apply(self, kept: tuple[int, int, bytes, bytes]) -> None:
+    def _apply(self, kept: tuple[int, int, bytes, memoryview]) -> None:
         self._book.apply(unpack(kept[3]))
         self.book_seq = kept[0]
 
@@ -201,9 +201,20 @@ class Publisher:
         return self._streams[topic].seq
 
     def publish(self, topic: str, events: np.ndarray, drop: bool = False) -> int:
-        """Number, apply and send one batch (``drop``: number and apply it but send nothing, a fault drill)."""
+        """Number, keep and send one batch (``drop``: number and keep it but send nothing, a fault drill).
+
+        The batch is kept for resends and the book as the array it is when
+        that array is read-only and contiguous: its owner has said it will not
+        change (:func:`replay` does), so it is not copied. A writeable one is
+        copied first.
+        """
         if not 1 <= len(events) <= MAX_BATCH_EVENTS:
             raise ValueError(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}")
+        if events.dtype != EVENT_DTYPE:
+            raise TypeError(f"expected EVENT_DTYPE records, got {events.dtype}")
+        if events.flags.writeable or not events.flags.c_contiguous:
+            events = events.copy()
+            events.flags.writeable = False
         self.add_topic(topic)
         stream = self._streams[topic]
         stream.seq += 1
@@ -211,7 +222,7 @@ class Publisher:
         self.stats.batches += 1
         self.stats.events += len(events)
         header, records = batch_frames(EventBatch(topic=topic, seq=stream.seq, session=self.session,
-                                                  sent_ns=time.time_ns(), n=len(events), events=pack(events)))
+                                                  sent_ns=time.time_ns(), n=len(events), events=events.data))
         stream.keep(stream.seq, len(events), header, records, self.history_events)
         if drop:
             self.stats.drill_dropped += 1
@@ -433,6 +444,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
         t0 = w0 = None
         for chunk in iter_chunks([path]):
             local = chunk[(chunk["ev"] & np.uint64(LOCAL)) != 0]
+            local.flags.writeable = False            # ours alone: the publisher keeps its batches uncopied
             ts = local["local_ts"]
             if t0 is None and len(local):
                 t0, w0 = int(ts[0]), time.perf_counter_ns()
