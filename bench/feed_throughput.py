@@ -11,7 +11,14 @@ in the same batches, each a msgspec header frame and a raw records frame,
 received in place. The two alternate ``--repeats`` times; the best of each
 counts. The last line is the ratio.
 
+``--hop`` measures latency instead, the feed hop a trader rides on: one small
+batch every ``--interval-ms``, heartbeats every 10 ms as ``bench/tick_to_order.py``
+has them, and each batch timed from the publisher's send stamp to its
+hand-over to the subscriber's handler, against the same hop over raw pyzmq
+(send stamp to ``recv``). The last line is the ratio of the p99s.
+
     .venv/bin/python bench/feed_throughput.py [--events 5000000] [--repeats 3] [--book]
+    .venv/bin/python bench/feed_throughput.py --hop [--batches 3000] [--interval-ms 2] [--batch 3]
 """
 from __future__ import annotations
 
@@ -146,13 +153,107 @@ def bench_raw(n: int, batch: int) -> tuple[float, int]:
     return got / ((last - first_sent) / 1e9), got
 
 
+def _hop_publish(addr: str, batches: int, batch: int, interval_s: float) -> None:
+    events = synthetic(batches * batch)
+    events.flags.writeable = False
+    with Publisher(addr, heartbeat_s=0.01) as pub:
+        pub.add_topic("BENCH")
+        wait_for_subscribers(pub, 1, timeout_s=30)
+        pub.service(0.5)
+        for i in range(0, len(events), batch):
+            pub.publish("BENCH", events[i:i + batch])
+            pub.service(interval_s)
+        pub.end("BENCH")
+        pub.service(0.5)
+
+
+def hop_feed(batches: int, batch: int, interval_s: float) -> np.ndarray:
+    """Publisher send stamp to handler, of each batch after the first tenth (µs)."""
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    proc = mp.get_context("spawn").Process(target=_hop_publish, args=(addr, batches, batch, interval_s))
+    proc.start()
+    hops = []
+    ended = []
+    handlers = FeedHandlers(on_events=lambda topic, ev, b: hops.append(time.time_ns() - b.sent_ns),
+                            on_end=ended.append)
+    with Subscriber(addr, ["BENCH"], SubscriberOptions(keep_book=False), handlers) as sub:
+        deadline = time.monotonic() + 60 + batches * interval_s * 2
+        while not ended and time.monotonic() < deadline:
+            sub.poll(0.05, early=True)
+    proc.join(30)
+    return np.array(hops[batches // 10:]) / 1e3
+
+
+def _hop_raw_publish(addr: str, batches: int, batch: int, interval_s: float) -> None:
+    events = synthetic(batches * batch)
+    encoder = msgspec.msgpack.Encoder()
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    pub.bind(addr)
+    pub.recv()
+    time.sleep(0.5)
+    for seq, i in enumerate(range(0, len(events), batch), 1):
+        records = events[i:i + batch]
+        pub.send_multipart([b"BENCH", encoder.encode(RawHeader(seq, time.time_ns(), len(records))), records.data])
+        time.sleep(interval_s)
+    pub.send_multipart([b"BENCH", encoder.encode(RawHeader(0, time.time_ns(), 0)), b""])
+    time.sleep(0.5)
+    pub.close(0)
+    ctx.term()
+
+
+def hop_raw(batches: int, batch: int, interval_s: float) -> np.ndarray:
+    """The same hop over pyzmq + msgspec alone: send stamp to ``recv`` returning (µs)."""
+    addr = f"tcp://127.0.0.1:{free_port()}"
+    decoder = msgspec.msgpack.Decoder(RawHeader)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"BENCH")
+    sub.setsockopt(zmq.RCVTIMEO, 60_000)
+    proc = mp.get_context("spawn").Process(target=_hop_raw_publish, args=(addr, batches, batch, interval_s))
+    proc.start()
+    sub.connect(addr)
+    hops = []
+    try:
+        while True:
+            _, head, records = sub.recv_multipart(copy=False)
+            header = decoder.decode(head.buffer)
+            if not header.n:
+                break
+            np.frombuffer(records.buffer, dtype=EVENT_DTYPE)
+            hops.append(time.time_ns() - header.sent_ns)
+    finally:
+        sub.close(0)
+        ctx.term()
+        proc.join(30)
+    return np.array(hops[batches // 10:]) / 1e3
+
+
+def main_hop(args) -> None:
+    p99 = {}
+    for name, run in (("feed", hop_feed), ("raw pyzmq + msgspec", hop_raw)):
+        us = run(args.batches, args.batch, args.interval_ms / 1e3)
+        p50, p99[name] = np.percentile(us, [50, 99])
+        print(f"{name:<20} hop p50 {p50:7.1f} us  p99 {p99[name]:7.1f} us  max {us.max():8.1f} us  "
+              f"({len(us)} batches of {args.batch}, one every {args.interval_ms:g} ms)", flush=True)
+    print(f"hop_p99_feed_over_raw={p99['feed'] / p99['raw pyzmq + msgspec']:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=5_000_000)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=None, help="events a batch (default 1,024; --hop: 3)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--book", action="store_true", help="the subscriber also keeps the L2 book")
+    p.add_argument("--hop", action="store_true", help="the feed hop's latency at a trader's pace instead")
+    p.add_argument("--batches", type=int, default=3000, help="--hop: batches sent")
+    p.add_argument("--interval-ms", type=float, default=2.0, help="--hop: between batches")
     args = p.parse_args()
+    if args.hop:
+        args.batch = args.batch or 3
+        main_hop(args)
+        return
+    args.batch = args.batch or 1024
     feed = raw = 0.0
     for _ in range(args.repeats):
         rate, dropped, stats = bench_feed(args.events, args.batch, args.book)

@@ -432,9 +432,13 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
     ``speed`` None replays as fast as the sockets go. Otherwise an event is sent
     when the wall clock reaches its scheduled time, each file starting at once
     after the previous one; events due together share a batch (at most
-    ``batch_events``) and the publisher sleeps at least ``batch_ms`` (whole
-    milliseconds: ZeroMQ's poll resolution) when nothing is due, so an event
-    waits about that long at most for its companions.
+    ``batch_events``) and after a batch that is not full the publisher sleeps
+    ``batch_ms`` (whole milliseconds: ZeroMQ's poll resolution; longer if
+    nothing is due yet), so an event waits about that long at most for its
+    companions. Without that sleep a dense stretch went out as a batch of a few
+    events every pass of the loop, back to back, and on a busy machine the
+    ZeroMQ I/O thread got no CPU until the burst was over: the first batch of
+    it reached subscribers milliseconds after its send stamp.
     ``drop_every`` > 0 numbers but does not send every n-th batch (a fault drill).
     Each topic is ended (:meth:`Publisher.end`) once every file is replayed.
     """
@@ -461,7 +465,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
                         continue
                 drop = drop_every > 0 and (pub.stats.batches + 1) % drop_every == 0
                 pub.publish(topic, local[i:j], drop=drop)
-                pub.service(0.0)
+                pub.service(min_wait if speed is not None and j - i < batch_events else 0.0)
                 i = j
     for topic in dict.fromkeys(topics):
         pub.end(topic)
