@@ -9,7 +9,10 @@ to the last batch's receipt. The peer, in the same run, is the transport
 underneath with nothing of ours: pyzmq PUB/SUB moving the same 64-byte records
 in the same batches, each a msgspec header frame and a raw records frame,
 received in place. The two alternate ``--repeats`` times; the best of each
-counts. The last line is the ratio.
+counts. Each also prints the CPU time a batch costs the publisher's and the
+subscriber's process (their ZeroMQ I/O threads included): on a shared machine
+the wall-clock rates move with the load, the CPU a batch much less. The last
+line is the ratio of the rates.
 
 ``--hop`` measures latency instead, the feed hop a trader rides on: one small
 batch every ``--interval-ms``, heartbeats every 10 ms as ``bench/tick_to_order.py``
@@ -65,37 +68,47 @@ def free_port() -> int:
                 continue
 
 
-def _publish(addr: str, n: int, batch: int) -> None:
+def _publish(addr: str, n: int, batch: int, cpu) -> None:
     events = synthetic(n)
     events.flags.writeable = False                         # as replay's: kept for resends without a copy
     with Publisher(addr, heartbeat_s=0.1) as pub:
         wait_for_subscribers(pub, 1, timeout_s=30)
         pub.service(0.2)                                   # the subscriber's join completes
+        start = time.process_time()
         for i in range(0, n, batch):
             pub.publish("BENCH", events[i:i + batch])
             pub.service(0.0)
-        pub.service(3.0)                                   # heartbeats and snapshots for stragglers
+        pub.service(1.0)                                   # the I/O thread sends what is queued
+        cpu.put(time.process_time() - start)
+        pub.service(2.0)                                   # heartbeats and snapshots for stragglers
 
 
-def bench_feed(n: int, batch: int, keep_book: bool) -> tuple[float, int, object]:
+def bench_feed(n: int, batch: int, keep_book: bool) -> tuple[float, tuple[float, float], int, object]:
+    """Events a second, CPU µs a batch of (publisher, subscriber) process, messages dropped, the stats."""
     addr = f"tcp://127.0.0.1:{free_port()}"
-    proc = mp.get_context("spawn").Process(target=_publish, args=(addr, n, batch))
+    cpu = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_publish, args=(addr, n, batch, cpu))
     proc.start()
     span = {}
 
     def on_events(topic, events, b):
         span.setdefault("first_sent_ns", b.sent_ns)     # the publisher's clock: same machine
+        span.setdefault("first_cpu", time.process_time())
         span["last_received_ns"] = time.time_ns()
+        span["last_cpu"] = time.process_time()
 
     with Subscriber(addr, ["BENCH"], SubscriberOptions(keep_book=keep_book), FeedHandlers(on_events=on_events)) as sub:
         deadline = time.monotonic() + 120
         while sub.stats.events + sub.stats.lost_batches * batch < n - batch and time.monotonic() < deadline:
             sub.poll(0.05)
         sub.poll(0.2)
+        pub_cpu = cpu.get(timeout=60)
         proc.join(30)
         stats = sub.stats
     seconds = (span["last_received_ns"] - span["first_sent_ns"]) / 1e9
-    return stats.events / seconds, sub.decoder.total_dropped, stats
+    batches = -(-n // batch)
+    cpu_us = (pub_cpu / batches * 1e6, (span["last_cpu"] - span["first_cpu"]) / batches * 1e6)
+    return stats.events / seconds, cpu_us, sub.decoder.total_dropped, stats
 
 
 class RawHeader(msgspec.Struct, array_like=True):
@@ -104,7 +117,7 @@ class RawHeader(msgspec.Struct, array_like=True):
     n: int
 
 
-def _raw_publish(addr: str, n: int, batch: int) -> None:
+def _raw_publish(addr: str, n: int, batch: int, cpu) -> None:
     events = synthetic(n)
     encoder = msgspec.msgpack.Encoder()
     ctx = zmq.Context()
@@ -113,16 +126,18 @@ def _raw_publish(addr: str, n: int, batch: int) -> None:
     pub.bind(addr)
     pub.recv()                                             # a subscription arrived
     time.sleep(0.2)
+    start = time.process_time()
     for seq, i in enumerate(range(0, n, batch), 1):
         records = events[i:i + batch]
         pub.send_multipart([b"BENCH", encoder.encode(RawHeader(seq, time.time_ns(), len(records))), records.data])
     pub.send_multipart([b"BENCH", encoder.encode(RawHeader(0, time.time_ns(), 0)), b""])
     time.sleep(1.0)
+    cpu.put(time.process_time() - start)
     pub.close(0)
     ctx.term()
 
 
-def bench_raw(n: int, batch: int) -> tuple[float, int]:
+def bench_raw(n: int, batch: int) -> tuple[float, tuple[float, float], int]:
     """pyzmq + msgspec alone: the same records, the same batches, no checks, no history, no book."""
     addr = f"tcp://127.0.0.1:{free_port()}"
     decoder = msgspec.msgpack.Decoder(RawHeader)
@@ -131,11 +146,13 @@ def bench_raw(n: int, batch: int) -> tuple[float, int]:
     sub.setsockopt(zmq.RCVHWM, DEFAULT_RCVHWM)
     sub.setsockopt(zmq.SUBSCRIBE, b"BENCH")
     sub.setsockopt(zmq.RCVTIMEO, 30_000)
-    proc = mp.get_context("spawn").Process(target=_raw_publish, args=(addr, n, batch))
+    cpu = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_raw_publish, args=(addr, n, batch, cpu))
     proc.start()
     sub.connect(addr)
     got = 0
     first_sent = last = 0
+    first_cpu = last_cpu = 0.0
     try:
         while True:
             _, head, records = sub.recv_multipart(copy=False)
@@ -145,12 +162,16 @@ def bench_raw(n: int, batch: int) -> tuple[float, int]:
             events = np.frombuffer(records.buffer, dtype=EVENT_DTYPE)
             got += len(events)
             first_sent = first_sent or header.sent_ns
+            first_cpu = first_cpu or time.process_time()
             last = time.time_ns()
+            last_cpu = time.process_time()
+        pub_cpu = cpu.get(timeout=60)
     finally:
         sub.close(0)
         ctx.term()
         proc.join(30)
-    return got / ((last - first_sent) / 1e9), got
+    batches = -(-n // batch)
+    return got / ((last - first_sent) / 1e9), (pub_cpu / batches * 1e6, (last_cpu - first_cpu) / batches * 1e6), got
 
 
 def _hop_publish(addr: str, batches: int, batch: int, interval_s: float) -> None:
@@ -255,18 +276,25 @@ def main() -> None:
         return
     args.batch = args.batch or 1024
     feed = raw = 0.0
+    cpu = {"feed": (np.inf, np.inf), "raw": (np.inf, np.inf)}
     for _ in range(args.repeats):
-        rate, dropped, stats = bench_feed(args.events, args.batch, args.book)
+        rate, cpu_us, dropped, stats = bench_feed(args.events, args.batch, args.book)
         whole = stats.events == args.events and not (stats.gaps or stats.lost_batches or dropped)
         print(f"feed (batches of {args.batch}, book {'on' if args.book else 'off'}): {rate:,.0f} events/s  "
               f"[{stats.events:,} events, {stats.batches:,} batches, {stats.gaps} gaps, {stats.lost_batches} lost, "
-              f"{dropped} dropped{'' if whole else '; NOT the whole stream'}]", flush=True)
+              f"{dropped} dropped{'' if whole else '; NOT the whole stream'}; CPU a batch: publisher "
+              f"{cpu_us[0]:.0f} us, subscriber {cpu_us[1]:.0f} us]", flush=True)
         feed = max(feed, rate if whole else 0.0)
-        rate, got = bench_raw(args.events, args.batch)
-        print(f"raw pyzmq + msgspec, same records and batches: {rate:,.0f} events/s  [{got:,} events]", flush=True)
+        cpu["feed"] = min(cpu["feed"], cpu_us, key=sum)
+        rate, cpu_us, got = bench_raw(args.events, args.batch)
+        print(f"raw pyzmq + msgspec, same records and batches: {rate:,.0f} events/s  [{got:,} events; CPU a batch: "
+              f"publisher {cpu_us[0]:.0f} us, subscriber {cpu_us[1]:.0f} us]", flush=True)
         raw = max(raw, rate)
+        cpu["raw"] = min(cpu["raw"], cpu_us, key=sum)
     print(f"best of {args.repeats}: feed {feed:,.0f} events/s, raw {raw:,.0f} events/s "
-          f"(target feed >= 10,000,000: {'met' if feed >= 10e6 else 'NOT met'})")
+          f"(target feed >= 10,000,000: {'met' if feed >= 10e6 else 'NOT met'}); CPU a batch, both processes "
+          f"with their I/O threads: feed {sum(cpu['feed']):.0f} us, raw {sum(cpu['raw']):.0f} us "
+          f"(feed_cpu_over_raw={sum(cpu['feed']) / sum(cpu['raw']):.2f})")
     print(f"feed_over_raw={feed / raw:.2f}")
 
 
