@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 
-from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
+from feeds.events import BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, LOCAL, SELL, TRADE, empty
 from feeds.zmqfeed.messages import WIRE_VERSION, Heartbeat, encode
 from feeds.zmqfeed import FeedHandlers, L2Book, Publisher, Subscriber, SubscriberOptions
 
@@ -230,3 +230,58 @@ def test_the_lazy_book_is_the_book_of_every_batch_sent(addr):
             assert sub.stats.joins == 1 and sub.streams["X"].seq == 40
             assert all(np.array_equal(a, b) for a, b in zip(sub.book("X").levels(), reference.levels()))
             assert same_book(pub, sub)
+
+
+def _dict_book(events: np.ndarray) -> tuple[dict, dict]:
+    """The book's rules, one event at a time on two dicts: what the hash tables must agree with."""
+    bids, asks = {}, {}
+    for e, p, q in zip(events["ev"].tolist(), events["px"].tolist(), events["qty"].tolist()):
+        kind, is_bid, is_ask = e & 0xFF, bool(e & BUY), bool(e & SELL)
+        if kind == DEPTH_CLEAR:
+            if is_bid:
+                for k in [k for k in bids if not np.isfinite(p) or k >= p]:
+                    del bids[k]
+            elif is_ask:
+                for k in [k for k in asks if not np.isfinite(p) or k <= p]:
+                    del asks[k]
+            else:
+                bids.clear()
+                asks.clear()
+        elif kind in (DEPTH, DEPTH_SNAPSHOT, DEPTH_BBO) and (is_bid or is_ask) and p == p:
+            side = bids if is_bid else asks
+            if kind == DEPTH_BBO:
+                for k in [k for k in side if (k > p if is_bid else k < p)]:
+                    del side[k]
+            if q > 0:
+                side[p] = q
+            else:
+                side.pop(p, None)
+    return bids, asks
+
+
+def test_the_book_keeps_the_rules_through_clears_bbos_and_growth():
+    book = L2Book()
+    ev = empty(4)
+    ev["ev"] = [DEPTH | BUY, DEPTH | SELL, DEPTH_BBO | BUY, DEPTH_CLEAR | SELL]
+    ev["px"] = [99.0, 101.0, 98.5, 101.0]
+    ev["qty"] = [2.0, 3.0, 1.0, 0.0]
+    book.apply(ev[:2])
+    assert [a.tolist() for a in book.levels()] == [[99.0], [2.0], [101.0], [3.0]]
+    book.apply(ev[2:])                                  # the BBO at 98.5 removes the better 99; asks cleared
+    assert [a.tolist() for a in book.levels()] == [[98.5], [1.0], [], []]
+    rng = np.random.default_rng(5)
+    n = 60_000                                          # up to 1,200 prices a side: the tables grow from 512 slots
+    ev = empty(n)
+    kinds = rng.choice([DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE], n, p=[.88, .04, .005, .06, .015])
+    ev["ev"] = kinds | rng.choice([BUY, SELL, 0, BUY | SELL], n, p=[.48, .48, .02, .02])
+    ev["px"] = 100 + rng.integers(-600, 600, n) * 0.01
+    ev["px"][rng.random(n) < 0.001] = np.inf
+    ev["px"][rng.random(n) < 0.0005] = np.nan
+    ev["qty"] = rng.integers(0, 4, n)
+    book = L2Book()
+    for i in range(0, n, 997):
+        book.apply(ev[i:i + 997])
+        bids, asks = _dict_book(ev[:i + 997])
+        bid_px, bid_qty, ask_px, ask_qty = book.levels()
+        assert bid_px.tolist() == sorted(bids, reverse=True) and bid_qty.tolist() == [bids[p] for p in bid_px]
+        assert ask_px.tolist() == sorted(asks) and ask_qty.tolist() == [asks[p] for p in ask_px]
