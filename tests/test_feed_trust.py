@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from feeds.zmqfeed import FeedHandlers, Publisher, Subscriber, SubscriberOptions, wait_for_subscribers
-from feeds.zmqfeed.messages import Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, encode, pack
+from feeds.zmqfeed.messages import Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, batch_frames, encode, pack
 from feeds.zmqfeed.publisher import snapshot_address
 from tests.test_zmq_feed import depth, free_port_pair, pump
 
@@ -65,7 +65,7 @@ def test_a_resend_short_of_its_end_is_a_gap_said_exactly(addr):
             assert isinstance(request, ReplayRequest) and request.from_seq == 3
             for seq in (3, 4):
                 batch = EventBatch(topic="X", seq=seq, session=77, sent_ns=0, n=20, events=pack(depth(seq, 20)))
-                router.send_multipart([identity, encode(batch)])
+                router.send_multipart([identity, *batch_frames(batch)])
             router.send_multipart([identity, encode(ReplayEnd(topic="X", req_id=request.req_id, session=77,
                                                               seq=10, ok=True))])
             pump(None, sub, lambda: sub.stats.gaps == 1)

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from feeds.events import BUY, DEPTH, EXCH, LOCAL, TRADE, empty
 from feeds.instrument import Instrument
-from feeds.zmqfeed.messages import (WIRE_VERSION, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, encode, pack,
-                                    unpack)
+from feeds.zmqfeed.messages import (WIRE_VERSION, Decoder, EventBatch, Heartbeat, Snapshot, SnapshotRequest, batch_frames,
+                                    encode, pack, unpack)
 
 
 def records(n: int, t0: int = 1_000) -> np.ndarray:
@@ -28,18 +28,21 @@ def batch(n: int = 3, seq: int = 1, **kw) -> EventBatch:
 
 def test_every_message_type_round_trips():
     ev = records(4)
+    d = Decoder()
+    header, raw = batch_frames(batch(4))
+    assert raw == pack(ev) and b"events\xc4\x00" in header          # the header's records are empty
+    got = d.decode_batch(header, memoryview(raw), topic=b"GOOG")        # a received frame, viewed in place
+    assert got.seq == 1 and got.n == 4 and np.array_equal(unpack(got.events), ev)
+    assert bytes(got.events) == raw and msgspec.structs.replace(got, events=raw) == batch(4)
     msgs = [
-        batch(4),
         Heartbeat(topic="GOOG", seq=9, session=7, sent_ns=1, feed_ts=2),
         SnapshotRequest(topic="GOOG", req_id=3),
         Snapshot(topic="GOOG", req_id=3, seq=9, session=7, sent_ns=1, feed_ts=2, n=4, events=pack(ev),
                  instrument=Instrument("GOOG", 0.01, 1.0)),
     ]
-    d = Decoder()
     for msg in msgs:
         assert d.decode(encode(msg), topic=b"GOOG") == msg
     assert d.total_dropped == 0
-    assert np.array_equal(unpack(d.decode(encode(msgs[0])).events), ev)
 
 
 def _with(msg, **fields) -> bytes:
@@ -53,31 +56,55 @@ def _version(msg, v: int) -> bytes:
     return _with(msg, v=v)
 
 
+def _header(msg, **fields) -> bytes:
+    """A batch header with some fields replaced or added, bypassing the Struct's types."""
+    raw = msgspec.msgpack.decode(batch_frames(msg)[0])
+    raw.update(fields)
+    return msgspec.msgpack.encode(raw)
+
+
 def test_bad_messages_are_dropped_and_counted_by_reason():
     d = Decoder(max_bytes=10_000)
     good = batch()
-    cases = {
-        "oversized": [b"\x00" * 10_001, encode(batch(200))],
-        "wrong_version": [_version(good, WIRE_VERSION + 1), _version(good, 0)],
-        "malformed": [b"", b"\xc1", b"not msgpack", msgspec.msgpack.encode([1, 2]),
-                      msgspec.msgpack.encode({"type": "batch", "topic": "GOOG"}),          # no version
-                      msgspec.msgpack.encode({"v": WIRE_VERSION, "type": "nope"}),
-                      encode(batch(seq=-1)), encode(batch(topic="")), encode(batch(session=0)),
-                      _with(good, n="3"), _with(good, surprise=1)],
-        "bad_records": [encode(batch(events=pack(records(3))[:-1])),                       # not a multiple of 64
-                        _with(good, n=2),                                                  # count disagrees
-                        encode(batch(seq=0)),
-                        encode(batch(n=0, events=b"")),
-                        encode(batch(events=pack(records(3)[::-1])))],                     # time goes backwards
+    ok = pack(records(3))
+    cases = {       # (header, records frame): records None is a batch sent as one frame
+        "oversized": [(b"\x00" * 10_001, None), batch_frames(batch(200))],
+        "wrong_version": [(_header(good, v=WIRE_VERSION + 1), ok), (_header(good, v=0), ok),
+                          (_with(good, v=1), None)],                                      # version 1: records inline
+        "malformed": [(b"", None), (b"\xc1", None), (b"not msgpack", None), (msgspec.msgpack.encode([1, 2]), ok),
+                      (msgspec.msgpack.encode({"type": "batch", "topic": "GOOG"}), ok),   # no version
+                      (msgspec.msgpack.encode({"v": WIRE_VERSION, "type": "nope"}), ok),
+                      batch_frames(batch(seq=-1)), batch_frames(batch(topic="")), batch_frames(batch(session=0)),
+                      (_header(good, n="3"), ok), (_header(good, surprise=1), ok),
+                      (encode(good), None),                                               # records inline
+                      (encode(good), b""),                                                # ... and a frame
+                      (batch_frames(good)[0], None),                                      # no records frame
+                      (encode(Heartbeat(topic="GOOG", seq=1, session=7, sent_ns=1, feed_ts=2)), ok)],
+        "bad_records": [(batch_frames(good)[0], ok[:-1]),                                # not a multiple of 64
+                        (_header(good, n=2), ok),                                         # count disagrees
+                        batch_frames(batch(seq=0)),
+                        batch_frames(batch(n=0, events=b"")),
+                        batch_frames(batch(events=pack(records(3)[::-1])))],              # time goes backwards
     }
-    for reason, payloads in cases.items():
-        for payload in payloads:
-            assert d.decode(payload) is None, (reason, payload[:40])
-        assert d.dropped[reason] == len(payloads), reason
-    assert d.decode(encode(good), topic=b"AAPL") is None
+    for reason, frames in cases.items():
+        for header, raw in frames:
+            got = d.decode(header) if raw is None else d.decode_batch(header, raw)
+            assert got is None, (reason, header[:40])
+        assert d.dropped[reason] == len(frames), reason
+    assert d.decode_batch(*batch_frames(good), topic=b"AAPL") is None
     assert d.dropped["topic_mismatch"] == 1
-    assert d.decode(encode(good), topic=b"GOOG") == good
+    assert d.decode_batch(*batch_frames(good), topic=b"GOOG") == good
     assert len(d.examples) == d.log_first
+
+
+def test_a_bad_value_is_named_by_the_full_check():
+    """The jitted pass only says yes or no; a refused batch is logged with the event and the rule it broke."""
+    d = Decoder()
+    ev = records(3)
+    ev["qty"][2] = -1.0
+    assert d.decode_batch(*batch_frames(batch(events=pack(ev)))) is None
+    assert d.dropped["bad_records"] == 1
+    assert d.examples == ["bad_records: EventBatch: GOOG: qty: event 2 (depth): expected a size >= 0, got -1.0"]
 
 
 def test_snapshot_may_be_empty_but_its_records_are_checked():
@@ -88,10 +115,12 @@ def test_snapshot_may_be_empty_but_its_records_are_checked():
     assert d.decode(encode(bad)) is None and d.dropped["bad_records"] == 1
 
 
-def _check(d: Decoder, payload: bytes) -> None:
+def _check(d: Decoder, payload: bytes, records: bytes | None = None) -> None:
+    """Decoded or dropped and counted, never raised; a batch only with its records frame, of the size it says."""
     before = d.total_dropped
-    msg = d.decode(payload)
+    msg = d.decode(payload) if records is None else d.decode_batch(payload, records)
     assert (msg is None) == (d.total_dropped == before + 1)
+    assert records is not None or not isinstance(msg, EventBatch)
     if isinstance(msg, (EventBatch, Snapshot)):
         assert len(unpack(msg.events)) == msg.n
 
@@ -112,7 +141,8 @@ def test_fuzz_mutated_valid_messages_never_raise(data):
         Heartbeat(topic="GOOG", seq=1, session=7, sent_ns=1, feed_ts=2),
         Snapshot(topic="GOOG", req_id=1, seq=1, session=7, sent_ns=1, feed_ts=2, n=3, events=pack(ev)),
     ]))
-    raw = bytearray(encode(msg))
+    frames = [bytearray(f) for f in (batch_frames(msg) if isinstance(msg, EventBatch) else (encode(msg),))]
+    raw = frames[data.draw(st.integers(0, len(frames) - 1))]      # a batch: its header or its records
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
         pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
@@ -122,4 +152,4 @@ def test_fuzz_mutated_valid_messages_never_raise(data):
             del raw[pos:]
         else:
             raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
-    _check(Decoder(), bytes(raw))
+    _check(Decoder(), *map(bytes, frames))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-from feeds.events import BUY, DEPTH, EXCH, LOCAL, SELL, empty
+from feeds.events import BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, LOCAL, SELL, TRADE, empty
 from feeds.zmqfeed.messages import WIRE_VERSION, Heartbeat, encode
-from feeds.zmqfeed import FeedHandlers, Publisher, Subscriber, SubscriberOptions
+from feeds.zmqfeed import FeedHandlers, L2Book, Publisher, Subscriber, SubscriberOptions
 
 
 def free_port_pair() -> int:
@@ -172,3 +172,116 @@ def test_slow_consumer_sees_gaps_and_recovers(addr):
         pump(pub, sub, lambda: sub.synced("X") and sub.streams["X"].seq == 300, timeout=10)
         assert sub.stats.gaps >= 1 and sub.stats.lost_batches >= 1 and sub.stats.recoveries >= 1
         assert same_book(pub, sub)
+
+
+def test_full_speed_batches_of_1024_arrive_whole_in_order_and_resend_byte_for_byte(addr):
+    """Wire v2 at full speed: 300 batches of 1,024 events sent back to back reach the handler every one, in
+    seq order, with the records sent (viewed in the received frame); a subscriber resuming after batch 100
+    gets batches 101..300 resent from the publisher's history, the same bytes again."""
+    sent = [depth(k, 1024) for k in range(1, 301)]
+    for ev in sent:
+        ev.flags.writeable = False                   # kept for resends as they are
+    got, resent = [], []
+    with Publisher(addr, heartbeat_s=0.05) as pub, \
+            Subscriber(addr, ["X"], SubscriberOptions(keep_book=False),
+                       FeedHandlers(on_events=lambda t, ev, b: got.append((b.seq, ev.copy())))) as sub:
+        pub.add_topic("X")
+        pump(pub, sub, lambda: pub.stats.subscriptions == 1)
+        for ev in sent:
+            pub.publish("X", ev)
+        pump(pub, sub, lambda: sub.stats.batches == 300, timeout=20)
+        assert [seq for seq, _ in got] == list(range(1, 301))
+        assert all(np.array_equal(ev, want) for (_, ev), want in zip(got, sent))
+        s = sub.stats
+        assert (s.events, s.gaps, s.lost_batches, s.duplicates, sub.dropped) == (300 * 1024, 0, 0, 0, 0)
+        opts = SubscriberOptions(keep_book=False, resume={"X": (pub.session, 100)}, snapshot_timeout=60.0)
+        with Subscriber(addr, ["X"], opts, FeedHandlers(on_events=lambda t, ev, b: resent.append(ev.copy()))) as late:
+            pump(pub, late, lambda: late.synced("X"), timeout=20)
+            assert (late.stats.resent_batches, late.stats.resumes, late.stats.gaps) == (200, 1, 0)
+        assert all(np.array_equal(ev, want) for ev, want in zip(resent, sent[100:])) and len(resent) == 200
+
+
+def test_a_writeable_batch_is_copied_so_changing_it_later_changes_no_resend(addr):
+    """The publisher keeps a read-only array as it is but copies a writeable one: the caller may reuse it."""
+    buf = depth(1, 20)
+    want = buf.copy()
+    resent = []
+    with Publisher(addr, heartbeat_s=0.05) as pub:
+        pub.publish("X", buf)
+        buf["qty"] = 99.0                            # the caller reuses its buffer
+        pub.publish("X", depth(2, 20))
+        opts = SubscriberOptions(keep_book=False, resume={"X": (pub.session, 0)}, snapshot_timeout=60.0)
+        with Subscriber(addr, ["X"], opts, FeedHandlers(on_events=lambda t, ev, b: resent.append(ev.copy()))) as sub:
+            pump(pub, sub, lambda: sub.synced("X"))
+    assert np.array_equal(resent[0], want)
+
+
+def test_the_lazy_book_is_the_book_of_every_batch_sent(addr):
+    """The publisher's book is brought up to date only when needed: before a snapshot, and before a batch
+    leaves a short history. Either way a late joiner's snapshot is the book after every batch."""
+    reference = L2Book()
+    for k in range(1, 41):
+        reference.apply(depth(k))
+    with Publisher(addr, heartbeat_s=0.05, history_events=120) as pub:   # 120 events: the last 2 batches
+        for k in range(1, 41):
+            pub.publish("X", depth(k))
+        with Subscriber(addr, ["X"]) as sub:
+            pump(pub, sub, lambda: sub.synced("X"))
+            assert sub.stats.joins == 1 and sub.streams["X"].seq == 40
+            assert all(np.array_equal(a, b) for a, b in zip(sub.book("X").levels(), reference.levels()))
+            assert same_book(pub, sub)
+
+
+def _dict_book(events: np.ndarray) -> tuple[dict, dict]:
+    """The book's rules, one event at a time on two dicts: what the hash tables must agree with."""
+    bids, asks = {}, {}
+    for e, p, q in zip(events["ev"].tolist(), events["px"].tolist(), events["qty"].tolist()):
+        kind, is_bid, is_ask = e & 0xFF, bool(e & BUY), bool(e & SELL)
+        if kind == DEPTH_CLEAR:
+            if is_bid:
+                for k in [k for k in bids if not np.isfinite(p) or k >= p]:
+                    del bids[k]
+            elif is_ask:
+                for k in [k for k in asks if not np.isfinite(p) or k <= p]:
+                    del asks[k]
+            else:
+                bids.clear()
+                asks.clear()
+        elif kind in (DEPTH, DEPTH_SNAPSHOT, DEPTH_BBO) and (is_bid or is_ask) and p == p:
+            side = bids if is_bid else asks
+            if kind == DEPTH_BBO:
+                for k in [k for k in side if (k > p if is_bid else k < p)]:
+                    del side[k]
+            if q > 0:
+                side[p] = q
+            else:
+                side.pop(p, None)
+    return bids, asks
+
+
+def test_the_book_keeps_the_rules_through_clears_bbos_and_growth():
+    book = L2Book()
+    ev = empty(4)
+    ev["ev"] = [DEPTH | BUY, DEPTH | SELL, DEPTH_BBO | BUY, DEPTH_CLEAR | SELL]
+    ev["px"] = [99.0, 101.0, 98.5, 101.0]
+    ev["qty"] = [2.0, 3.0, 1.0, 0.0]
+    book.apply(ev[:2])
+    assert [a.tolist() for a in book.levels()] == [[99.0], [2.0], [101.0], [3.0]]
+    book.apply(ev[2:])                                  # the BBO at 98.5 removes the better 99; asks cleared
+    assert [a.tolist() for a in book.levels()] == [[98.5], [1.0], [], []]
+    rng = np.random.default_rng(5)
+    n = 60_000                                          # up to 1,200 prices a side: the tables grow from 512 slots
+    ev = empty(n)
+    kinds = rng.choice([DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, TRADE], n, p=[.88, .04, .005, .06, .015])
+    ev["ev"] = kinds | rng.choice([BUY, SELL, 0, BUY | SELL], n, p=[.48, .48, .02, .02])
+    ev["px"] = 100 + rng.integers(-600, 600, n) * 0.01
+    ev["px"][rng.random(n) < 0.001] = np.inf
+    ev["px"][rng.random(n) < 0.0005] = np.nan
+    ev["qty"] = rng.integers(0, 4, n)
+    book = L2Book()
+    for i in range(0, n, 997):
+        book.apply(ev[i:i + 997])
+        bids, asks = _dict_book(ev[:i + 997])
+        bid_px, bid_qty, ask_px, ask_qty = book.levels()
+        assert bid_px.tolist() == sorted(bids, reverse=True) and bid_qty.tolist() == [bids[p] for p in bid_px]
+        assert ask_px.tolist() == sorted(asks) and ask_qty.tolist() == [asks[p] for p in ask_px]

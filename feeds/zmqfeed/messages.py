@@ -1,17 +1,24 @@
 """The feed's messages: versioned msgpack, decoded without trusting the sender.
 
 Every message is a tagged msgspec Struct (``type`` names it) carrying ``v``, the
-protocol version. On a ZeroMQ socket a market-data message travels as two
-frames, ``[topic, payload]``: the topic (the instrument symbol) is a frame of
-its own so SUB sockets filter on it, and it is repeated inside the payload so
-a frame swapped in transit is caught.
+protocol version. On the feed socket a message travels as ``[topic, payload]``:
+the topic (the instrument symbol) is a frame of its own so SUB sockets filter
+on it, and it is repeated inside the payload so a frame swapped in transit is
+caught.
 
-Event batches carry the 64-byte records of :data:`feeds.events.EVENT_DTYPE`
-packed as raw bytes: no per-event encoding, so a batch costs one copy.
+An event batch is the exception, the feed's hot path: its payload is a small
+msgpack header (an :class:`EventBatch` whose ``events`` is empty) and its
+64-byte records of :data:`feeds.events.EVENT_DTYPE` follow as a raw frame of
+their own, ``[topic, header, records]`` (``[header, records]`` when the
+snapshot service resends one). Nothing is encoded per event and nothing is
+copied to frame or unframe them: the publisher keeps the two frames it sent for
+resends, and the subscriber views the received records frame in place
+(:func:`unpack`). Version 1 carried the records inside the msgpack payload,
+which cost an encode and a decode copy of every batch.
 
 :class:`Decoder` is the only way in. It checks the size before parsing, the
 version before the layout, then types, ranges, counts and the events' values; anything wrong is
-dropped, counted by reason and logged (the first few), and ``decode`` returns
+dropped, counted by reason and logged (the first few), and ``decode`` / ``decode_batch`` return
 ``None``: a bad message never raises into the caller.
 """
 from __future__ import annotations
@@ -20,14 +27,15 @@ import logging
 from typing import Annotated, Union
 
 import msgspec
+import numba as nb
 import numpy as np
 
 from common.errors import DataError
 from feeds.events import EVENT_DTYPE
 from feeds.instrument import Instrument
-from feeds.validate import check_events
+from feeds.validate import check_events, events_ok
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2                                  # 2: a batch's records in a frame of their own
 RECORD_BYTES = EVENT_DTYPE.itemsize
 MAX_MESSAGE_BYTES = 16 << 20                      # a message larger than this is dropped unread
 MAX_BATCH_EVENTS = 65_536                         # 4 MiB of records
@@ -55,14 +63,18 @@ class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
 
 
 class EventBatch(Message, tag="batch"):
-    """Consecutive events of one instrument; ``seq`` counts batches per topic from 1."""
+    """Consecutive events of one instrument; ``seq`` counts batches per topic from 1.
+
+    On the wire ``events`` is empty and the records are the next frame
+    (:func:`batch_frames`); a decoded batch's ``events`` views that frame.
+    """
 
     topic: Topic
     seq: Seq
     session: Session            # the publisher's run; a new one means it restarted
     sent_ns: Nanos              # publisher's wall clock at send (feed lag)
     n: Count
-    events: Records             # n packed EVENT_DTYPE records, local_ts non-decreasing
+    events: Records = b""       # n packed EVENT_DTYPE records, local_ts non-decreasing
 
     def problem(self) -> str:
         problem = _records_problem(self)
@@ -72,8 +84,7 @@ class EventBatch(Message, tag="batch"):
             return f"n = {self.n} outside 1..{MAX_BATCH_EVENTS}"
         if self.seq < 1:
             return "batch seq starts at 1"
-        ts = unpack(self.events)["local_ts"]
-        if self.n > 1 and bool(np.any(ts[1:] < ts[:-1])):
+        if not _time_ordered(unpack(self.events)["local_ts"]):
             return "local_ts goes backwards"
         return ""
 
@@ -152,6 +163,12 @@ def encode(msg: Message) -> bytes:
     return _encoder.encode(msg)
 
 
+def batch_frames(batch: EventBatch) -> tuple[bytes, bytes | memoryview]:
+    """``(header, records)``: the two frames a batch travels as (after its topic on the feed socket);
+    ``records`` is ``batch.events`` itself, any buffer of packed records."""
+    return _encoder.encode(msgspec.structs.replace(batch, events=b"")), batch.events
+
+
 def pack(events: np.ndarray) -> bytes:
     """The raw bytes of an event array, for ``EventBatch.events`` and ``Snapshot.events``."""
     if events.dtype != EVENT_DTYPE:
@@ -159,7 +176,7 @@ def pack(events: np.ndarray) -> bytes:
     return np.ascontiguousarray(events).tobytes()
 
 
-def unpack(raw: bytes) -> np.ndarray:
+def unpack(raw) -> np.ndarray:
     """A read-only event array viewing ``raw`` (no copy); the length was checked by the decoder."""
     return np.frombuffer(raw, dtype=EVENT_DTYPE)
 
@@ -194,12 +211,22 @@ class Decoder:
             log.warning("dropped a message (%s): %s", reason, detail)
 
     def decode(self, payload, topic: bytes | None = None) -> AnyMessage | None:
-        """The message in ``payload``, or None (dropped and counted).
+        """The message in ``payload``, or None (dropped and counted); a batch comes through :meth:`decode_batch`.
 
         ``topic`` is the message's topic frame, when it came with one; it must
         name the topic inside the payload.
         """
-        size = len(payload)
+        return self._decode(payload, len(payload), topic)
+
+    def decode_batch(self, header, records, topic: bytes | None = None) -> EventBatch | None:
+        """The batch whose header and records frames these are, or None (dropped and counted).
+
+        ``records`` may be any buffer (a received frame's, viewed in place); the
+        batch's ``events`` is it, once its length and values are checked.
+        """
+        return self._decode(header, len(header) + len(records), topic, records)
+
+    def _decode(self, payload, size: int, topic: bytes | None, records=None) -> AnyMessage | None:
         if size > self.max_bytes:
             self.drop("oversized", f"{size:,} bytes > {self.max_bytes:,}")
             return None
@@ -215,6 +242,14 @@ class Decoder:
             msg = self._message.decode(payload)
         except (msgspec.MsgspecError, ValueError) as e:   # ValueError: bad UTF-8 in a str
             self.drop("malformed", str(e))
+            return None
+        if isinstance(msg, EventBatch):
+            if records is None or len(msg.events):
+                self.drop("malformed", "a batch's records travel in a frame of their own, after its header")
+                return None
+            msg.events = records
+        elif records is not None:
+            self.drop("malformed", f"{type(msg).__name__} with a records frame")
             return None
         problem = msg.problem()
         if problem:
@@ -232,8 +267,20 @@ def _records_problem(msg: EventBatch | Snapshot) -> str:
         return f"{len(msg.events)} bytes of records is not a multiple of {RECORD_BYTES}"
     if len(msg.events) // RECORD_BYTES != msg.n:
         return f"n = {msg.n} but {len(msg.events) // RECORD_BYTES} records"
+    events = unpack(msg.events)
+    if events_ok(events):
+        return ""
     try:
-        check_events(unpack(msg.events), source=msg.topic)
+        check_events(events, source=msg.topic)    # says which event breaks which rule
     except DataError as e:
         return str(e)
     return ""
+
+
+@nb.njit(cache=True)
+def _time_ordered(ts) -> bool:
+    """``ts`` never goes backwards (one jitted pass: numpy's would allocate two temporaries a batch)."""
+    for i in range(1, ts.shape[0]):
+        if ts[i] < ts[i - 1]:
+            return False
+    return True

@@ -16,6 +16,14 @@ The snapshot service also resends recent batches (the last ``history_events``
 events of each topic) on a :class:`~feeds.zmqfeed.messages.ReplayRequest`: a trader that
 crashed resumes from the batch after the last one it journaled instead of
 from a snapshot, and so sees exactly the stream an uninterrupted run saw.
+A batch is kept as the frames it was sent as, so a resend re-encodes nothing.
+
+The book is the one thing a batch needs that publishing does not: it is
+brought up to date lazily, from the kept batches, before a snapshot is
+served, before a batch leaves the history, and whenever :meth:`Publisher.service`
+has time to wait. A burst is sent at the sockets' pace, and the book's work
+is done in the gaps after it (or as it ages out of the history, if the burst
+goes on longer than the history holds).
 A resend may be thousands of batches, more than the requester's queue holds:
 the ROUTER is ``ROUTER_MANDATORY``, so a full queue is EAGAIN rather than a
 silent drop, and the resend goes on from where it stopped at each
@@ -36,12 +44,12 @@ import msgspec
 import numpy as np
 import zmq
 
-from feeds.events import LOCAL
+from feeds.events import EVENT_DTYPE, LOCAL
 from feeds.instrument import Instrument
 from feeds.store import iter_chunks, load_header
 from feeds.validate import NO_PRICES, Last, check_events, check_price_span, check_timelines
 from feeds.zmqfeed.messages import (MAX_BATCH_EVENTS, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
-                                    SnapshotRequest, encode, pack)
+                                    SnapshotRequest, batch_frames, encode, pack, unpack)
 
 from feeds.zmqfeed.book import L2Book
 from feeds.zmqfeed.security import CurveServer, ServerKeys
@@ -73,31 +81,50 @@ class PublisherStats(msgspec.Struct):
 
 
 class _Resend:
-    """What is left to send of one answer to a ReplayRequest: batches, then the encoded ReplayEnd."""
+    """What is left to send of one answer to a ReplayRequest: batches' frames, then the encoded ReplayEnd."""
 
-    def __init__(self, frames: list[bytes], end: bytes, ok: bool):
-        self.frames = deque(frames)
-        self.frames.append(end)
+    def __init__(self, messages: list[tuple[bytes, ...]], end: bytes, ok: bool):
+        self.messages = deque(messages)
+        self.messages.append((end,))
         self.ok = ok
 
 
 class _Stream:
-    def __init__(self, instrument: Instrument | None):
+    def __init__(self, topic: str, instrument: Instrument | None):
+        self.topic_frame = topic.encode()
         self.instrument = instrument
         self.seq = 0
         self.feed_ts = 0
         self.clock = 0            # every event up to this local_ts is published (the replay's clock)
-        self.book = L2Book()
+        self._book = L2Book()
+        self.book_seq = 0         # the last batch applied to the book
         self.last_send = time.monotonic()
         self.final = False
-        self.history: deque[tuple[int, int, bytes]] = deque()   # (seq, events, encoded batch), oldest first
+        self.history: deque[tuple[int, int, bytes, memoryview]] = deque()   # (seq, events, header, records), oldest first
         self.history_events = 0
 
-    def keep(self, seq: int, n: int, payload: bytes, limit: int) -> None:
-        self.history.append((seq, n, payload))
+    def keep(self, seq: int, n: int, header: bytes, records: memoryview, limit: int) -> None:
+        self.history.append((seq, n, header, records))
         self.history_events += n
         while self.history_events > limit and len(self.history) > 1:
+            if self.history[0][0] > self.book_seq:
+                self._apply(self.history[0])             # it must reach the book before it is gone
             self.history_events -= self.history.popleft()[1]
+
+    def book(self) -> L2Book:
+        """The book after the last batch numbered: the kept batches it lacks are the last ones."""
+        behind = self.seq - self.book_seq
+        for k in range(len(self.history) - behind, len(self.history)):
+            self._apply(self.history[k])
+        return self._book
+
+    @property
+    def book_behind(self) -> bool:
+        return self.book_seq < self.seq
+
+    def _apply(self, kept: tuple[int, int, bytes, memoryview]) -> None:
+        self._book.apply(unpack(kept[3]))
+        self.book_seq = kept[0]
 
 
 class Publisher:
@@ -138,6 +165,7 @@ class Publisher:
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a full or gone requester raises, never drops
             self._pub.bind(bind)
             self._router.bind(snapshot_bind or snapshot_address(bind))
+            L2Book().apply(np.zeros(0, EVENT_DTYPE))     # load the jitted book now, not at the first snapshot
         except (zmq.ZMQError, ValueError):
             self.close()
             raise
@@ -163,34 +191,43 @@ class Publisher:
     def add_topic(self, topic: str, instrument: Instrument | None = None) -> None:
         """Announce a topic: it gets heartbeats (seq 0) and snapshots before its first batch."""
         if topic not in self._streams:
-            self._streams[topic] = _Stream(instrument)
+            self._streams[topic] = _Stream(topic, instrument)
             self._count_matching()
 
     def book(self, topic: str) -> L2Book:
-        return self._streams[topic].book
+        return self._streams[topic].book()
 
     def seq(self, topic: str) -> int:
         return self._streams[topic].seq
 
     def publish(self, topic: str, events: np.ndarray, drop: bool = False) -> int:
-        """Number, apply and send one batch (``drop``: number and apply it but send nothing, a fault drill)."""
+        """Number, keep and send one batch (``drop``: number and keep it but send nothing, a fault drill).
+
+        The batch is kept for resends and the book as the array it is when
+        that array is read-only and contiguous: its owner has said it will not
+        change (:func:`replay` does), so it is not copied. A writeable one is
+        copied first.
+        """
         if not 1 <= len(events) <= MAX_BATCH_EVENTS:
             raise ValueError(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}")
+        if events.dtype != EVENT_DTYPE:
+            raise TypeError(f"expected EVENT_DTYPE records, got {events.dtype}")
+        if events.flags.writeable or not events.flags.c_contiguous:
+            events = events.copy()
+            events.flags.writeable = False
         self.add_topic(topic)
         stream = self._streams[topic]
         stream.seq += 1
-        stream.book.apply(events)
         stream.feed_ts = int(events["local_ts"][-1])
         self.stats.batches += 1
         self.stats.events += len(events)
-        batch = EventBatch(topic=topic, seq=stream.seq, session=self.session, sent_ns=time.time_ns(),
-                           n=len(events), events=pack(events))
-        payload = encode(batch)
-        stream.keep(stream.seq, len(events), payload, self.history_events)
+        header, records = batch_frames(EventBatch(topic=topic, seq=stream.seq, session=self.session,
+                                                  sent_ns=time.time_ns(), n=len(events), events=events.data))
+        stream.keep(stream.seq, len(events), header, records, self.history_events)
         if drop:
             self.stats.drill_dropped += 1
             return stream.seq
-        self._pub.send_multipart([topic.encode(), payload], copy=False)
+        self._pub.send_multipart([stream.topic_frame, header, records])
         stream.last_send = time.monotonic()
         return stream.seq
 
@@ -212,10 +249,9 @@ class Publisher:
         while True:
             self._heartbeats()
             self._send_resends()
-            now = time.monotonic()
-            wait = min(deadline - now, self._next_heartbeat() - now)
-            if self._resends:
-                wait = min(wait, RESEND_RETRY_S)      # a requester's queue is full: try again soon
+            if self._wait(deadline) > 0:
+                self._catch_up_books()                # time to spare
+            wait = self._wait(deadline)
             ready = dict(self._poller.poll(math.ceil(wait * 1000) if wait > 0 else 0))
             if self._router in ready:
                 self._answer_requests()
@@ -223,6 +259,20 @@ class Publisher:
                 self._count_subscriptions()
             if time.monotonic() >= deadline:
                 return
+
+    def _wait(self, deadline: float) -> float:
+        """Seconds the next poll may wait: until the deadline or the next heartbeat, whichever is first."""
+        now = time.monotonic()
+        wait = min(deadline - now, self._next_heartbeat() - now)
+        if self._resends:
+            wait = min(wait, RESEND_RETRY_S)          # a requester's queue is full: try again soon
+        return wait
+
+    def _catch_up_books(self) -> None:
+        """Time to spare: bring every book up to its last batch, so a snapshot is served at once."""
+        for stream in self._streams.values():
+            if stream.book_behind:
+                stream.book()
 
     def _next_heartbeat(self) -> float:
         if not self._streams:
@@ -261,8 +311,8 @@ class Publisher:
             if not isinstance(req, SnapshotRequest):
                 self.decoder.drop("malformed", f"{type(req).__name__} sent to the snapshot service")
                 continue
-            stream = self._streams.get(req.topic) or _Stream(None)
-            events = stream.book.snapshot_events(stream.feed_ts)
+            stream = self._streams.get(req.topic) or _Stream(req.topic, None)
+            events = stream.book().snapshot_events(stream.feed_ts)
             snap = Snapshot(topic=req.topic, req_id=req.req_id, seq=stream.seq, session=self.session,
                             sent_ns=time.time_ns(), feed_ts=stream.feed_ts, n=len(events), events=pack(events),
                             instrument=stream.instrument)
@@ -280,7 +330,7 @@ class Publisher:
         first = kept[0][0] if kept else None
         ok = (stream is not None and req.session == self.session
               and (req.from_seq > stream.seq or (first is not None and first <= req.from_seq)))
-        frames = [payload for seq, _, payload in kept if seq >= req.from_seq] if ok else []
+        frames = [(header, records) for seq, _, header, records in kept if seq >= req.from_seq] if ok else []
         end = ReplayEnd(topic=req.topic, req_id=req.req_id, session=self.session,
                         seq=stream.seq if stream is not None else 0, ok=ok)
         self._resends[(identity, req.topic)] = _Resend(frames, encode(end), ok)
@@ -291,9 +341,9 @@ class Publisher:
         for key, resend in list(self._resends.items()):
             identity = key[0]
             try:
-                while resend.frames:
-                    self._router.send_multipart([identity, resend.frames[0]], zmq.NOBLOCK)
-                    resend.frames.popleft()
+                while resend.messages:
+                    self._router.send_multipart([identity, *resend.messages[0]], zmq.NOBLOCK)
+                    resend.messages.popleft()
             except zmq.Again:
                 continue                  # its queue is full: it is reading, go on next pass
             except zmq.ZMQError:
@@ -382,9 +432,13 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
     ``speed`` None replays as fast as the sockets go. Otherwise an event is sent
     when the wall clock reaches its scheduled time, each file starting at once
     after the previous one; events due together share a batch (at most
-    ``batch_events``) and the publisher sleeps at least ``batch_ms`` (whole
-    milliseconds: ZeroMQ's poll resolution) when nothing is due, so an event
-    waits about that long at most for its companions.
+    ``batch_events``) and after a batch that is not full the publisher sleeps
+    ``batch_ms`` (whole milliseconds: ZeroMQ's poll resolution; longer if
+    nothing is due yet), so an event waits about that long at most for its
+    companions. Without that sleep a dense stretch went out as a batch of a few
+    events every pass of the loop, back to back, and on a busy machine the
+    ZeroMQ I/O thread got no CPU until the burst was over: the first batch of
+    it reached subscribers milliseconds after its send stamp.
     ``drop_every`` > 0 numbers but does not send every n-th batch (a fault drill).
     Each topic is ended (:meth:`Publisher.end`) once every file is replayed.
     """
@@ -394,6 +448,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
         t0 = w0 = None
         for chunk in iter_chunks([path]):
             local = chunk[(chunk["ev"] & np.uint64(LOCAL)) != 0]
+            local.flags.writeable = False            # ours alone: the publisher keeps its batches uncopied
             ts = local["local_ts"]
             if t0 is None and len(local):
                 t0, w0 = int(ts[0]), time.perf_counter_ns()
@@ -410,7 +465,7 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
                         continue
                 drop = drop_every > 0 and (pub.stats.batches + 1) % drop_every == 0
                 pub.publish(topic, local[i:j], drop=drop)
-                pub.service(0.0)
+                pub.service(min_wait if speed is not None and j - i < batch_events else 0.0)
                 i = j
     for topic in dict.fromkeys(topics):
         pub.end(topic)

@@ -42,12 +42,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import msgspec
+import numpy as np
 import zmq
 
+from feeds.events import EVENT_DTYPE
 from feeds.zmqfeed.messages import (MAX_MESSAGE_BYTES, Decoder, EventBatch, Heartbeat, ReplayEnd, ReplayRequest, Snapshot,
-                                    SnapshotRequest, encode, pack, unpack)
+                                    SnapshotRequest, batch_frames, encode, pack, unpack)
 
-from feeds.zmqfeed.book import L2Book
+from feeds.zmqfeed.book import L2Book, empty_book_events
 from feeds.zmqfeed.publisher import snapshot_address
 from feeds.zmqfeed.security import ClientKeys, HandshakeWatch, secure_client
 
@@ -113,7 +115,7 @@ class FeedHandlers:
 
 def _empty_snapshot(first: EventBatch) -> Snapshot:
     """The snapshot before a session's first batch: an empty book at seq 0, no request needed."""
-    events = L2Book().snapshot_events(int(unpack(first.events)["local_ts"][0]))
+    events = empty_book_events(int(unpack(first.events)["local_ts"][0]))
     return Snapshot(topic=first.topic, req_id=0, seq=0, session=first.session, sent_ns=first.sent_ns,
                     feed_ts=int(events["local_ts"][0]), n=1, events=pack(events))
 
@@ -184,6 +186,12 @@ class Subscriber:
         self._poller.register(self._dealer, zmq.POLLIN)
         for monitor in self._handshakes.monitors:
             self._poller.register(monitor, zmq.POLLIN)
+        # Load the jitted checks (and book) now: the first batch is handed on as fast as the rest.
+        warm = np.zeros(1, EVENT_DTYPE).tobytes()
+        self.decoder.decode_batch(*batch_frames(EventBatch(topic="-", seq=1, session=1, sent_ns=0, n=1,
+                                                             events=warm)))
+        if options.keep_book:
+            L2Book().apply(unpack(warm))
 
     def close(self) -> None:
         if self._handshakes is not None:
@@ -238,7 +246,7 @@ class Subscriber:
     def _drain(self, sock: zmq.Socket, handle: Callable) -> None:
         for _ in range(DRAIN):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)   # zmq.Frame: a batch's records in place
             except zmq.Again:
                 return
             self._last_msg = time.monotonic()
@@ -249,11 +257,14 @@ class Subscriber:
                     self.handlers.on_stale(False)
             handle(frames)
 
-    def _on_feed(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            self.decoder.drop("malformed", f"feed message of {len(frames)} frames, expected 2")
+    def _on_feed(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) == 3:
+            msg = self.decoder.decode_batch(frames[1].bytes, frames[2].buffer, topic=frames[0].bytes)
+        elif len(frames) == 2:
+            msg = self.decoder.decode(frames[1].bytes, topic=frames[0].bytes)
+        else:
+            self.decoder.drop("malformed", f"feed message of {len(frames)} frames, expected 2 or 3 (a batch)")
             return
-        msg = self.decoder.decode(frames[1], topic=frames[0])
         if msg is None:
             return
         if not isinstance(msg, (EventBatch, Heartbeat)):
@@ -346,11 +357,14 @@ class Subscriber:
         for batch in pending:
             self._on_batch(topic, stream, batch)
 
-    def _on_snapshot_reply(self, frames: list[bytes]) -> None:
-        if len(frames) != 1:
-            self.decoder.drop("malformed", f"snapshot reply of {len(frames)} frames, expected 1")
+    def _on_snapshot_reply(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) == 2:
+            snap = self.decoder.decode_batch(frames[0].bytes, frames[1].buffer)      # a resent batch
+        elif len(frames) == 1:
+            snap = self.decoder.decode(frames[0].bytes)
+        else:
+            self.decoder.drop("malformed", f"snapshot reply of {len(frames)} frames, expected 1 or 2 (a batch)")
             return
-        snap = self.decoder.decode(frames[0])
         if snap is None:
             return
         if isinstance(snap, (EventBatch, ReplayEnd)):
