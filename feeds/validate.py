@@ -90,18 +90,13 @@ NO_PRICES = (float("inf"), float("-inf"))
 
 
 @nb.njit(cache=True)
-def _priced_range(ev, px, kinds):
+def _priced_range(ev, px, priced):
     """``(count, lowest, highest)`` of the finite positive prices on rows of a priced kind, in one pass
     (paper trading checks every feed batch: numpy's dozen passes over a few rows cost tens of us)."""
     n, low, high = 0, np.inf, -np.inf
     for i in range(ev.size):
-        kind = ev[i] & KIND_MASK
-        priced = False
-        for k in kinds:
-            if kind == k:
-                priced = True
         p = px[i]
-        if priced and np.isfinite(p) and p > 0:
+        if priced[ev[i] & KIND_MASK] and np.isfinite(p) and p > 0:
             n += 1
             low = min(low, p)
             high = max(high, p)
@@ -116,7 +111,7 @@ def check_price_span(events: np.ndarray, tick_size: float, source: str = "<event
     number of this chunk's first event, so a stream is checked a chunk at a time.
     The error names the price furthest from this chunk's median: the outlier.
     """
-    n, low, high = _priced_range(events["ev"], events["px"], PRICED_KINDS)
+    n, low, high = _priced_range(events["ev"], events["px"], _PRICED)
     if n == 0:
         return seen
     lo, hi = min(seen[0], low), max(seen[1], high)
