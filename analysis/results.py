@@ -90,6 +90,7 @@ class RunResult(msgspec.Struct):
     orders: np.ndarray             # ORDER_DTYPE: finished orders in completion order, then live ones
     account: Account
     orders_dropped: int = 0        # finished orders beyond the order log's capacity
+    refused_orders: dict[str, int] = {}    # orders the engine refused before sending, by reason (SimView's)
 
 
 def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
@@ -99,7 +100,7 @@ def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
     fills = view.fills(0, view.n_fills)
     ticks = TickColumns(fills).columns(view.tick_log(spilled_ticks), view.tick_quotes(spilled_ticks))
     return RunResult(ticks=ticks, fills=fills, orders=view.order_table(), account=view.account(),
-                     orders_dropped=view.orders_dropped)
+                     orders_dropped=view.orders_dropped, refused_orders=view.refused_orders)
 
 
 def collect_streamed(S: Sim, spilled: Spill, chunk: int = TICK_CHUNK) -> RunResult:
@@ -108,7 +109,8 @@ def collect_streamed(S: Sim, spilled: Spill, chunk: int = TICK_CHUNK) -> RunResu
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
     return RunResult(ticks=TickStream(spilled, view.tick_log(), view.tick_quotes(), fills, chunk), fills=fills,
-                     orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped)
+                     orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped,
+                     refused_orders=view.refused_orders)
 
 
 def after_warmup(result: RunResult, warm_ticks: int) -> RunResult:

@@ -35,13 +35,9 @@ from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
-from strategies.api import Book, Fill, Metrics, Order, Trades
+from strategies.api import Book, Fill, Metrics, Order, OrderRejected, Trades
 from strategies.base import Strategy
 
-
-
-class OrderRejected(ValueError):
-    """An order call the engine refused before sending (bad size, price out of range)."""
 
 
 class EngineContext:

@@ -89,7 +89,7 @@ from bundle.features import SECOND, FeatureParams, FeatureSchema, apply_rows, ne
 from common.config import ConfigError
 
 from strategies import ladder
-from strategies.api import Context, WakePolicy
+from strategies.api import Context, WakePolicy, place
 from strategies.base import Strategy
 from strategies.cmm_batch import Ahead
 from strategies.params import ConfigPath, Fraction, NonNegative, NonNegativeInt, Positive, PositiveInt
@@ -364,7 +364,7 @@ class CMMStrategy(Strategy):
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
         """The aggregated normalized output in market units (the bundle weighs its experts itself)."""
         p = self.params
-        mid_change, spread, log_volume = self.bundle.denormalize(y)
+        mid_change, spread, log_volume = self.bundle.denormalize(y, x)
         return Prediction(mid=float(x[self.mid_column] + mid_change * ctx.tick_size),
                           spread_ticks=min(max(float(spread), p.min_spread_ticks), p.max_spread_ticks),
                           volume=math.expm1(max(float(log_volume), 0.0)), regime=regime, weights=weights)
@@ -393,7 +393,7 @@ class CMMStrategy(Strategy):
         for order_id, t, qty in actions.modify:
             ctx.modify(order_id, t * tick, qty)
         for side, t, qty in actions.place:
-            (ctx.buy if side == "buy" else ctx.sell)(t * tick, qty)
+            place(ctx, side, t * tick, qty)
 
     @staticmethod
     def _first_price(ctx: Context, rows: np.ndarray) -> float | None:

@@ -276,3 +276,21 @@ def test_goog_features_are_finite_after_warm_up(goog):
     warm = decisions >= decisions[0] + max(schema.rv_windows_ns) + SEC
     assert np.isfinite(f[warm]).all()
     assert (f[:, schema.index("spread_ticks")] >= 1).all()
+
+
+def test_mean_spread_by_hand():
+    """Spreads 2 ticks from 0 s, 3 from 1 s, 1 from 2 s; sampled every second back from now, two samples."""
+    schema = msgspec.structs.replace(HAND_SCHEMA, spread_windows_ns=(2 * SEC,), names=())
+    assert schema.names[-2:] == ("mean_spread_2s", "log_spread_ratio_2s")
+    # the spread reaches a model only as its ratio to its recent level
+    assert schema.model_inputs.tolist() == [False, False] + [True] * 12 + [False, True]
+    out = replay_features(hand_events(), schema, np.array([at(s) for s in (0.5, 1.0, 2.0, 3.0)]))
+    assert np.isnan(out[0, -2]) and np.isnan(out[0, -1])    # the sample at -0.5 s is before the first book
+    assert out[1:, -2].tolist() == [2.5, 2.0, 1.0]
+    np.testing.assert_allclose(out[1:, -1], np.log([3 / 2.5, 1 / 2.0, 1 / 1.0]))
+    np.testing.assert_array_equal(out[:, :-2], replay_features(hand_events(), HAND_SCHEMA, np.array(
+        [at(s) for s in (0.5, 1.0, 2.0, 3.0)])))      # the other columns do not move
+    # a schema written before spread windows existed reads as one without them
+    raw = msgspec.json.decode(HAND_SCHEMA.to_json())
+    del raw["spread_windows_ns"]
+    assert FeatureSchema.from_json(msgspec.json.encode(raw)) == HAND_SCHEMA
