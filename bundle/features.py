@@ -129,9 +129,10 @@ class FeatureParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self):
         if self.ring_capacity & (self.ring_capacity - 1):
             raise ValueError(f"ring_capacity {self.ring_capacity} is not a power of two")
-        for window in (*self.rv_windows_ns, *self.spread_windows_ns):
-            if window % self.rv_step_ns:
-                raise ValueError(f"rv or spread window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
+        for kind, windows in (("rv", self.rv_windows_ns), ("spread", self.spread_windows_ns)):
+            for window in windows:
+                if window % self.rv_step_ns:
+                    raise ValueError(f"{kind} window {window} ns is not a multiple of rv_step_ns {self.rv_step_ns}")
 
     def schema(self, tick_size: float) -> "FeatureSchema":
         """The schema these parameters define for an instrument of ``tick_size``."""

@@ -80,8 +80,10 @@ def test_schema_refuses_other_versions_and_wrong_names():
         FeatureSchema.from_json(msgspec.json.encode({**raw, "version": FEATURE_VERSION + 1}))
     with pytest.raises(msgspec.ValidationError, match="do not match the parameters"):
         FeatureSchema.from_json(msgspec.json.encode({**raw, "names": raw["names"][::-1]}))
-    with pytest.raises(ValueError, match="not a multiple of rv_step_ns"):
+    with pytest.raises(ValueError, match="rv window 1500000000 ns is not a multiple of rv_step_ns"):
         FeatureSchema(tick_size=TICK, rv_windows_ns=(1500 * 1_000_000,), rv_step_ns=SEC)
+    with pytest.raises(ValueError, match="spread window 1500000000 ns is not a multiple of rv_step_ns"):
+        FeatureSchema(tick_size=TICK, spread_windows_ns=(1500 * 1_000_000,), rv_step_ns=SEC)
 
 
 def test_book_features_by_hand():
