@@ -2,9 +2,11 @@
 
 What :func:`write_report` writes into the output directory:
 
-- ``comparison.md`` / ``comparison.json``: EPnL, MAP, RPT, PnLMAP, fills and
+- ``comparison.md`` / ``comparison.json``: EPnL, MAP, RPT, PnLMAP, fills,
   the decision latency p50 / p99 (us; "n/a" for a strategy that declares its
-  decision time instead of measuring it) per run;
+  decision time instead of measuring it) and whether the run replayed data its
+  models were fitted on ("in sample": "yes (train, val)", "no", or "n/a" for a
+  strategy without a model bundle) per run;
 - ``report.html``: the table and the PNGs beside it, a self-contained page
   (no scripts, no remote assets): ``equity.png`` and ``inventory.png`` (all
   runs over time), ``quotes.png`` (each recording run's inner bid and ask
@@ -31,7 +33,7 @@ from analysis.plots import PANELS, draw_panel, first_ts
 from common.atomic import atomic_write
 from common.stats import LatencyStats
 
-COLUMNS = ("strategy", "EPnL", "MAP", "RPT", "PnLMAP", "fills", "latency p50 us", "latency p99 us")
+COLUMNS = ("strategy", "EPnL", "MAP", "RPT", "PnLMAP", "fills", "latency p50 us", "latency p99 us", "in sample")
 REGIME_COLOURS = {0: "#d8ecd8", 1: "#f6ecc8", 2: "#f3d0d0"}
 REGIME_NAMES = {0: "low", 1: "mid", 2: "high"}
 
@@ -48,13 +50,22 @@ class Run(NamedTuple):
     decisions: dict[str, np.ndarray] | None   # the strategy's per-decision record, if it keeps one
 
 
+def in_sample(summary: Summary) -> str | None:
+    """A run's in-sample flag as the table shows it: "yes (the fitted splits it meets)", "no", or None (no
+    model bundle, so no flag in its metrics.json)."""
+    flag = getattr(summary, "in_sample", None)
+    if flag is None:
+        return None
+    return f"yes ({', '.join(summary.in_sample_splits)})" if flag else "no"
+
+
 def rows(runs: list[Run]) -> list[dict]:
     out = []
     for run in runs:
         s, latency = run.summary, run.latency
         out.append({"strategy": run.label, "EPnL": s.epnl, "MAP": s.map, "RPT": s.rpt, "PnLMAP": s.pnlmap,
                     "fills": s.n_fills, "latency p50 us": latency.p50 if latency else None,
-                    "latency p99 us": latency.p99 if latency else None})
+                    "latency p99 us": latency.p99 if latency else None, "in sample": in_sample(s)})
     return out
 
 

@@ -183,6 +183,7 @@ class RunResult(msgspec.Struct):
     orders: np.ndarray             # ORDER_DTYPE: finished orders in completion order, then live ones
     account: Account
     orders_dropped: int = 0        # finished orders beyond the order log's capacity
+    refused_orders: dict[str, int] = {}    # orders the engine refused before sending, by reason (SimView's)
 
 
 def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
@@ -194,7 +195,7 @@ def collect(S: Sim, spilled_ticks: np.ndarray | None = None) -> RunResult:
     fills = view.fills(0, view.n_fills)
     parts = [view.tick_log()] if spilled_ticks is None or len(spilled_ticks) == 0 else [spilled_ticks, view.tick_log()]
     return RunResult(ticks=TickLog(parts, fills), fills=fills, orders=view.order_table(), account=view.account(),
-                     orders_dropped=view.orders_dropped)
+                     orders_dropped=view.orders_dropped, refused_orders=view.refused_orders)
 
 
 def collect_streamed(S: Sim, spilled: Spill, chunk: int = TICK_CHUNK) -> RunResult:
@@ -203,7 +204,8 @@ def collect_streamed(S: Sim, spilled: Spill, chunk: int = TICK_CHUNK) -> RunResu
     view = SimView(S)
     fills = view.fills(0, view.n_fills)
     return RunResult(ticks=TickStream(spilled, view.tick_log(), fills, chunk), fills=fills,
-                     orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped)
+                     orders=view.order_table(), account=view.account(), orders_dropped=view.orders_dropped,
+                     refused_orders=view.refused_orders)
 
 
 def after_warmup(result: RunResult, warm_ticks: int) -> RunResult:

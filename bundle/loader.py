@@ -92,6 +92,9 @@ class _Normalization(msgspec.Struct):
     feature_std: list[float]
     target_mean: list[float]
     target_std: list[float]
+    # Per target, the feature column its prediction is a log ratio to ("": none). Absent (written before
+    # targets had bases): every target is a level, as those bundles were trained.
+    target_base: list[str] = []
 
 
 class Regimes(msgspec.Struct, frozen=True):
@@ -167,6 +170,7 @@ class Bundle:
     feature_std: np.ndarray
     target_mean: np.ndarray
     target_std: np.ndarray
+    target_base: np.ndarray       # i8 per target: the feature column denormalize() multiplies back, -1 for none
     regimes: Regimes
     layout: dict
     teacher_latency: dict
@@ -215,8 +219,24 @@ class Bundle:
         predictions, weights = self.runtime(x, regime)
         return predictions.numpy(), weights.numpy(), _row_max_abs(x.numpy().reshape(len(features), -1))
 
-    def denormalize(self, predictions: np.ndarray) -> np.ndarray:
-        return np.asarray(predictions, dtype=np.float64) * self.target_std + self.target_mean
+    def denormalize(self, predictions: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Normalized predictions [3] back to target units, at the decision whose raw features [F] are
+        ``features`` (:func:`denormalized`, target by target)."""
+        features = np.asarray(features)
+        return np.array([denormalized(predictions, self.target_std, self.target_mean, self.target_base, features, k)
+                         for k in range(len(self.target_mean))])
+
+
+@numba.njit(cache=True)
+def denormalized(predictions, target_std, target_mean, target_base, features, k):
+    """Target ``k`` of a normalized prediction in its units, at the decision whose raw features are
+    ``features``: a target learned as its log ratio to a feature column is that column's value times the
+    exponential (``cmm_models.dataset.Normalization``). Jitted, so that the CMM strategy's decision
+    (:func:`strategies.cmm_kernel.aggregate`) and :meth:`Bundle.denormalize` are one definition."""
+    value = np.float64(predictions[k]) * target_std[k] + target_mean[k]
+    if target_base[k] >= 0:
+        value = math.exp(value) * features[target_base[k]]
+    return value
 
 
 def _decode(directory: Path, name: str, type_):
@@ -253,6 +273,15 @@ def load_bundle(directory: str | Path) -> Bundle:
     if len(norm.feature_mean) != schema.n_features:
         raise DataError(f"expected {schema.n_features} feature means, found {len(norm.feature_mean)}",
                         path=str(directory / "normalization.json"), field="feature_mean")
+    if norm.target_base and len(norm.target_base) != len(norm.target_mean):
+        raise DataError(f"expected {len(norm.target_mean)} target bases, found {len(norm.target_base)}",
+                        path=str(directory / "normalization.json"), field="target_base")
+    for column in norm.target_base:
+        if column and column not in schema.names:
+            raise DataError(f"expected a feature column or \"\", found {column!r}",
+                            path=str(directory / "normalization.json"), field="target_base")
+    target_base = np.array([schema.index(c) if c else -1 for c in norm.target_base or [""] * len(norm.target_mean)],
+                           dtype=np.int64)
     layout = _decode(directory, "model.json", dict)
     if layout.get("n_features") != schema.n_features:
         raise DataError(f"expected {schema.n_features} model inputs, found {layout.get('n_features')}",
@@ -283,6 +312,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         manifest=manifest, model=model, runtime=runtime, inputs=inputs, tensor=torch.from_numpy(inputs),
         schema=schema, feature_mean=np.asarray(norm.feature_mean), feature_std=np.asarray(norm.feature_std),
         target_mean=np.asarray(norm.target_mean), target_std=np.asarray(norm.target_std),
+        target_base=target_base,
         regimes=_decode(directory, "regimes.json", Regimes), layout=layout,
         teacher_latency=_decode(directory, "teacher_latency.json", dict), variant=variant, kind=kind,
         used=schema.model_inputs, last_z=np.zeros(1),

@@ -5,7 +5,7 @@ A bundle is a flat directory::
     model.pt               TorchScript: (normalized features, regime) -> (normalized predictions, expert weights)
     model.json             the ``variant`` (a :class:`Variant`), expert layout, aggregator, routing, what the
                            inputs and outputs mean
-    normalization.json     feature and target mean/std (fitted on the train split)
+    normalization.json     feature and target mean/std (fitted on the train split), each target's base column
     regimes.json           the frozen volatility thresholds
     feature_schema.json    the feature definitions the model was trained on
     teacher_latency.json   the teacher's measured per-decision latency

@@ -22,10 +22,11 @@ def register(groups) -> None:
 
 
 def run(args) -> int:
-    from runtime.sweep import check_out, sweep
+    from common.outdir import check_resumable
+    from runtime.sweep import sweep
     if args.jobs is not None and args.jobs < 1:
         raise DataError(f"--jobs must be at least 1, got {args.jobs}", field="--jobs")
-    check_out(args.out)
+    check_resumable(args.out, "sweep")
     outcome, tables = sweep(args.config, args.out, args.jobs, args.ray,
                             progress=False if args.no_progress else None,
                             log=lambda line: print(line, file=sys.stderr))

@@ -23,6 +23,15 @@ overlaps the next split. A window may reach back across a split boundary;
 that is past information, available at the decision. Normalization
 statistics come from the train split only.
 
+Where the features include a recent mean spread (``[features]
+spread_windows_ns``), the models learn the spread as its log ratio to the
+shortest one (:func:`target_bases`): the spread's level drifts within a session
+(on the AAPL day the train mean's test-split R² is -2.06), so a model of the
+level learns the train split's level and carries it into the test split, while
+the ratio to the recent level travels. :class:`Normalization` takes the log
+ratio before scaling and multiplies the base back after, so every prediction
+and every score is in the target's own units.
+
 One event array should hold one session: a grid across an overnight gap would
 sample a stale book.
 """
@@ -35,7 +44,7 @@ import msgspec
 import numpy as np
 
 from feeds.events import KIND_MASK, LOCAL, TRADE
-from bundle.features import FeatureSchema, replay_features
+from bundle.features import FeatureSchema, duration_name, replay_features
 from bundle.manifest import TARGET_NAMES
 
 STD_FLOOR = 1e-12          # below this a column is constant; it is scaled by 1 instead
@@ -78,10 +87,15 @@ class Dataset:
 
 
 class Normalization(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Per-column mean and std of features and targets, fitted on the train split only."""
+    """Per-column mean and std of features and of the targets the models learn, fitted on the train split only.
+
+    ``target_base`` names, per target, the feature column whose value at the decision the model's target is
+    relative to ("" for none): the model learns ``ln(target / base)``, and trading's ``bundle.loader``
+    multiplies the base back."""
 
     schema: FeatureSchema
     target_names: tuple[str, ...]
+    target_base: tuple[str, ...]
     feature_mean: list[float]
     feature_std: list[float]
     target_mean: list[float]
@@ -94,12 +108,32 @@ class Normalization(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         z[..., ~self.schema.model_inputs] = 0.0
         return z
 
-    def targets(self, y: np.ndarray) -> np.ndarray:
-        return ((y - np.asarray(self.target_mean)) / np.asarray(self.target_std)).astype(np.float32)
+    def residual(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Targets [N, 3] at the decisions of raw feature rows ``x`` [N, F] as the models learn them: ``ln(y / base)``
+        where the target has a base, else ``y``."""
+        out = np.array(y, dtype=np.float64)
+        for k, column in enumerate(self.target_base):
+            if column:
+                out[..., k] = np.log(out[..., k] / np.asarray(x, dtype=np.float64)[..., self.schema.index(column)])
+        return out
 
-    def targets_raw(self, y: np.ndarray) -> np.ndarray:
-        """Undo :meth:`targets`: normalized predictions back to ticks and quantities."""
-        return np.asarray(y, dtype=np.float64) * np.asarray(self.target_std) + np.asarray(self.target_mean)
+    def from_residual(self, r: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Undo :meth:`residual`: what the models learn back to target units."""
+        out = np.array(r, dtype=np.float64)
+        for k, column in enumerate(self.target_base):
+            if column:
+                out[..., k] = np.exp(out[..., k]) * np.asarray(x, dtype=np.float64)[..., self.schema.index(column)]
+        return out
+
+    def targets(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Targets in target units at the decisions of raw feature rows ``x``, as the models' normalized outputs."""
+        return ((self.residual(y, x) - np.asarray(self.target_mean)) / np.asarray(self.target_std)).astype(np.float32)
+
+    def targets_raw(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Undo :meth:`targets`: normalized predictions at the decisions of raw feature rows ``x`` back to
+        ticks and quantities."""
+        return self.from_residual(np.asarray(y, dtype=np.float64) * np.asarray(self.target_std)
+                                  + np.asarray(self.target_mean), x)
 
     def to_json(self) -> bytes:
         return msgspec.json.encode(self)
@@ -163,22 +197,31 @@ def build(events: np.ndarray, schema: FeatureSchema, config: DatasetConfig) -> D
     )
 
 
+def target_bases(schema: FeatureSchema) -> tuple[str, ...]:
+    """Per target, the feature column the models predict a log ratio to ("" for none): the spread's to the
+    shortest ``mean_spread_*`` column when the schema has one; the mid change and the volume are their own."""
+    spread = f"mean_spread_{duration_name(min(schema.spread_windows_ns))}" if schema.spread_windows_ns else ""
+    return ("", spread, "")
+
+
 def _std(x: np.ndarray) -> np.ndarray:
     std = x.std(axis=0)
     return np.where(std < STD_FLOOR, 1.0, std)
 
 
 def fit_normalization(ds: Dataset) -> Normalization:
-    """Feature stats over the finite feature rows before validation starts; target stats over
-    the train samples. Nothing from validation or test enters."""
+    """Feature stats over the finite feature rows before validation starts; target stats (as the models
+    learn them, :meth:`Normalization.residual`) over the train samples. Nothing from validation or test enters."""
     if ds.train.size == 0:
         raise ValueError("the train split has no samples: the session is shorter than the warm-up "
                          "(longest return or volatility window), the window and the horizon")
     rows = ds.features[: ds.bounds[0]]
     rows = rows[np.isfinite(rows).all(axis=1)]
-    y = ds.targets[ds.train]
-    return Normalization(
-        schema=ds.schema, target_names=TARGET_NAMES,
+    norm = Normalization(schema=ds.schema, target_names=TARGET_NAMES, target_base=target_bases(ds.schema),
+                         feature_mean=[], feature_std=[], target_mean=[], target_std=[])
+    y = norm.residual(ds.targets[ds.train], ds.features[ds.train])
+    return msgspec.structs.replace(
+        norm,
         feature_mean=rows.mean(axis=0).tolist(), feature_std=_std(rows).tolist(),
         target_mean=y.mean(axis=0).tolist(), target_std=_std(y).tolist(),
     )

@@ -62,7 +62,7 @@ from cmm_models import dataset as ds_mod
 from cmm_models import regimes
 from common.config import ConfigError
 from cmm_models.config import TrainConfig
-from cmm_models.dataset import Dataset, Normalization
+from cmm_models.dataset import Dataset, Normalization, target_bases
 from cmm_models.distill import (DistillData, Family, ExpertSpec, no_layer_specs, no_regime_specs, odd_specs,
                       single_student_spec, train_family)
 from cmm_models.experts import Expert
@@ -100,6 +100,10 @@ class Prepared:
 
     def features(self, idx: np.ndarray) -> np.ndarray:
         return self.norm.features(self.data.features[idx])
+
+    def residual(self, idx: np.ndarray) -> np.ndarray:
+        """The targets of decisions ``idx`` as the teacher learns them (:meth:`Normalization.residual`)."""
+        return self.norm.residual(self.data.targets[idx], self.data.features[idx])
 
 
 def thin(idx: np.ndarray, limit: int) -> np.ndarray:
@@ -159,9 +163,10 @@ def _key(*parts) -> str:
 
 
 def stage_keys(cfg: TrainConfig, data_digest: str) -> dict[str, str]:
-    """Each stage's key: its own config, chained to the keys of the stages it reads."""
+    """Each stage's key: its own config, chained to the keys of the stages it reads (and the targets' bases,
+    which set what every model learns)."""
     asdict = msgspec.to_builtins
-    teacher = _key("teacher", data_digest, asdict(cfg.features), asdict(cfg.dataset), asdict(cfg.regimes),
+    teacher = _key("teacher", data_digest, target_bases(cfg.features.schema(1.0)), asdict(cfg.features), asdict(cfg.dataset), asdict(cfg.regimes),
                    asdict(cfg.teacher))
     probe = _key("probe", teacher, asdict(cfg.probe))
     students = _key("students", probe, asdict(cfg.distill))
@@ -225,7 +230,8 @@ def make_teacher(cfg: TrainConfig, n_features: int) -> Teacher:
 
 
 def teacher_outputs(teacher: Teacher, windows: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Raw-unit predictions [N, 3] and each layer group's mean hidden state at the last position [N, 3, H]."""
+    """Predictions [N, 3] in the units the teacher learned (:meth:`Normalization.residual`) and each layer group's
+    mean hidden state at the last position [N, 3, H]."""
     groups = layer_groups(len(teacher.blocks()))
     predictions, hidden = [], []
     teacher.cpu().eval()
@@ -266,8 +272,8 @@ def build_teacher(cfg: TrainConfig, prep: Prepared, progress: bool) -> Callable[
         teacher = make_teacher(cfg, prep.data.schema.n_features)
         t = cfg.teacher
         val = thin(prep.val, t.val_samples)    # the curve's rows: its cost, not the training's
-        result = train_teacher(teacher, prep.windows(prep.train), prep.data.targets[prep.train],
-                               prep.windows(val), prep.data.targets[val],
+        result = train_teacher(teacher, prep.windows(prep.train), prep.residual(prep.train),
+                               prep.windows(val), prep.residual(val),
                                steps=t.steps, lr=t.lr, batch_size=t.batch_size, seed=t.seed,
                                weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
                                final_lr_fraction=t.final_lr_fraction, eval_every=t.eval_every,
@@ -278,6 +284,7 @@ def build_teacher(cfg: TrainConfig, prep: Prepared, progress: bool) -> Callable[
         arrays = {}
         for name, idx in rows.items():
             predictions, hidden = teacher_outputs(teacher, prep.windows(idx))
+            predictions = prep.norm.from_residual(predictions, prep.data.features[idx])
             arrays[f"{name}_rows"], arrays[f"{name}_predictions"] = idx, predictions
             if name == "train":
                 arrays["train_hidden"] = hidden.astype(np.float32)
@@ -325,9 +332,10 @@ def family_specs(assignment: dict[str, str], cfg: TrainConfig) -> dict[str, list
 
 def distill_data(prep: Prepared, outputs: dict[str, np.ndarray]) -> DistillData:
     rows = outputs["train_rows"]
-    return DistillData(features=prep.features(rows), targets=prep.norm.targets(prep.data.targets[rows]),
+    raw = prep.data.features[rows]
+    return DistillData(features=prep.features(rows), targets=prep.norm.targets(prep.data.targets[rows], raw),
                        regime=prep.regime[rows].astype(np.int64),
-                       teacher_predictions=prep.norm.targets(outputs["train_predictions"]),
+                       teacher_predictions=prep.norm.targets(outputs["train_predictions"], raw),
                        teacher_hidden=outputs["train_hidden"])
 
 
@@ -409,7 +417,7 @@ def build_moe(cfg: TrainConfig, prep: Prepared, out: Path) -> Callable[[Path], d
         from safetensors.torch import save_file
 
         rows = prep.val                    # out of the experts' training sample
-        x, y = prep.features(rows), prep.norm.targets(prep.data.targets[rows])
+        x, y = prep.features(rows), prep.norm.targets(prep.data.targets[rows], prep.data.features[rows])
         fits = {}
         for variant in fitted_moes(cfg):
             moe = make_moe(out, cfg, variant, prep.data.schema.n_features)

@@ -139,10 +139,11 @@ def evaluate_all(out: Path, cfg, prep) -> dict:
     from cmm_models.pipeline import fitted_moes, load_family, load_moe, load_teacher_outputs
 
     norm = prep.norm
-    target_std = np.asarray(norm.target_std)
+    target_std = prep.data.targets[prep.train].std(axis=0)   # the targets' own, as errors() documents
     outputs = load_teacher_outputs(out)
     n_features = prep.data.schema.n_features
-    naive = naive_predictions(prep.data.targets, np.asarray(norm.target_mean), prep.data.config.horizon_steps)
+    train_mean = prep.data.targets[prep.train].mean(axis=0)      # of the targets themselves, not of the residuals
+    naive = naive_predictions(prep.data.targets, train_mean, prep.data.config.horizon_steps)
     experts, specs = load_family(out, "experts", n_features, cfg.distill.hidden)
     (student,), _ = load_family(out, "single_student", n_features, cfg.distill.hidden)
     moes = {name: load_moe(out, cfg, name, n_features) for name in fitted_moes(cfg)}
@@ -150,15 +151,15 @@ def evaluate_all(out: Path, cfg, prep) -> dict:
     for split in SPLITS:
         rows = outputs[f"{split}_rows"]
         y = prep.data.targets[rows]
-        x = prep.features(rows)
+        x, raw = prep.features(rows), prep.data.features[rows]
         regime = prep.regime[rows].astype(np.int64)
         predictions = {name: naive[name][rows] for name in NAIVE}
         predictions["teacher"] = outputs[f"{split}_predictions"]
         with torch.no_grad():
-            predictions["single_student"] = norm.targets_raw(student(torch.as_tensor(x))[0].double().numpy())
+            predictions["single_student"] = norm.targets_raw(student(torch.as_tensor(x))[0].double().numpy(), raw)
         for name, moe in moes.items():
             prediction, weights = _model_predictions(moe, x, regime)
-            prediction = norm.targets_raw(prediction)
+            prediction = norm.targets_raw(prediction, raw)
             if name in MOE_ROWS:
                 predictions[MOE_ROWS[name]] = prediction
             if moe.config.aggregator == "hajek" and name in (Variant.HAJEK, f"hajek_{moe.config.confidence}"):
@@ -168,7 +169,7 @@ def evaluate_all(out: Path, cfg, prep) -> dict:
                     with torch.no_grad():
                         each = torch.stack([e(torch.as_tensor(x))[0] for e in moe.experts], dim=1).double().numpy()
                     result["moe_diagnostics"][moe.config.confidence] = weight_diagnostics(
-                        weights, each, norm.targets(y).astype(np.float64), active, moe.tau)
+                        weights, each, norm.targets(y, raw).astype(np.float64), active, moe.tau)
                     if name is Variant.HAJEK:
                         result["weights"], result["names"] = weights, list(moe.names)
         table = {name: r2(p, y) for name, p in predictions.items()}
@@ -176,7 +177,7 @@ def evaluate_all(out: Path, cfg, prep) -> dict:
         for expert, spec in zip(experts, specs):
             own = regime == spec.regime
             with torch.no_grad():
-                prediction = norm.targets_raw(expert(torch.as_tensor(x[own]))[0].double().numpy())
+                prediction = norm.targets_raw(expert(torch.as_tensor(x[own]))[0].double().numpy(), raw[own])
             table[f"expert_{spec.name}"] = r2(prediction, y[own])
             errs[f"expert_{spec.name}"] = errors(prediction, y[own], target_std)
         result["r2"][split] = table

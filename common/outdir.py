@@ -1,4 +1,4 @@
-"""A results directory that a run replaces whole, and only when it is one of ours.
+"""Output directories: one a run replaces whole, or one a run resumes, and only when it is one of ours.
 
 ``cmm backtest``, ``cmm paper`` and ``cmm compare`` write into a temporary
 directory beside ``--out`` and rename it into place when complete, so a
@@ -7,6 +7,12 @@ there, so only what we wrote is replaced: a directory holding :data:`MARKER`
 (or an empty one: nothing to lose). A file, a directory of the user's, the input
 data or the working directory at ``--out`` is refused, with one line, before the
 run starts, and again just before the swap in case it appeared meanwhile.
+
+``cmm study`` and ``cmm sweep`` instead keep ``--out`` between runs, so a second
+run skips the jobs the first finished (:func:`claim_resumable`): it must be
+absent, empty, or a directory the same tool wrote (it holds that tool's marker,
+``.cmm-study`` or ``.cmm-sweep``); anything else is refused, with one line,
+before any job runs.
 """
 from __future__ import annotations
 
@@ -20,6 +26,47 @@ from common.errors import DataError, cannot_write
 
 MARKER = ".cmm-results"
 _MARKER_TEXT = "cmm wrote this results directory; a run given it as --out replaces it whole.\n"
+
+
+def _resumable_marker(tool: str) -> str:
+    return f".cmm-{tool}"
+
+
+def check_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out") -> None:
+    """Raise :class:`DataError` unless ``out_dir`` is absent, an empty directory, or one ``tool`` ("study",
+    "sweep") wrote: what a run of ``tool`` may resume in."""
+    path = os.path.abspath(out_dir)
+    marker = _resumable_marker(tool)
+    refuse = None
+    try:
+        if os.path.islink(out_dir):
+            refuse = f"is a symbolic link, not a {tool} directory"
+        elif not os.path.lexists(path):
+            return
+        elif not os.path.isdir(path):
+            refuse = f"exists and is not a {tool} directory"
+        elif path == os.getcwd():
+            refuse = "is the working directory"
+        elif os.path.exists(os.path.join(path, marker)):
+            return
+        elif os.listdir(path):
+            refuse = f"is a directory cmm {tool} did not write (no {marker} marker)"
+    except OSError as e:
+        raise DataError(f"cannot check what is there: {e.strerror or e}", path=str(out_dir), field=field) from None
+    if refuse is not None:
+        raise DataError(f"{refuse}: refusing to write into it; choose another {field}", path=str(out_dir),
+                        field=field)
+
+
+def claim_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out") -> None:
+    """:func:`check_resumable`, then create ``out_dir`` if needed and mark it as ``tool``'s."""
+    check_resumable(out_dir, tool, field)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, _resumable_marker(tool)), "w") as f:
+            f.write(f"cmm {tool} wrote this directory; a {tool} given it as {field} resumes it.\n")
+    except OSError as e:
+        raise cannot_write(out_dir, e, field) from None
 
 
 def check_replaceable(out_dir: str | os.PathLike, field: str = "--out") -> None:

@@ -32,7 +32,7 @@ from engine.local import is_final, process_data as local_data, process_response,
 from engine.state import (F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
                           F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
                           F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
-                          I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
+                          I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_REFUSED_PRICE, I_REFUSED_QTY, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
                           I_XMINSELL, I_N, I_NEXT_ID, I_NFILLS, I_NUSED, I_RQ_HEAD, I_RQ_TAIL, I_RS_HEAD, I_RS_TAIL,
                           I_SLOT_HWM, I_STARTED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK,
                           O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED, O_XSTATUS, OF_LLEAVES, OF_LQTY, OF_QTY,
@@ -511,10 +511,12 @@ def submit(S, side, tick, qty, tif, order_type):
     """
     ints = S.ints
     if not np.round(qty / S.floats[F_LOT]) > 0.0:
+        ints[I_REFUSED_QTY] += 1
         return np.int64(E_BAD_QTY)
     if order_type == MARKET:
         tick = ints[I_LB]
     elif tick < ints[I_LB] or tick > ints[I_UB]:
+        ints[I_REFUSED_PRICE] += 1
         return np.int64(E_PRICE_OUT_OF_RANGE)
     slot = _free_slot(S)
     orders_i = S.orders_i
@@ -578,8 +580,10 @@ def modify(S, order_id, tick, qty):
     if S.orders_i[slot, O_LREQ] != REQ_NONE:
         return np.int64(E_REQUEST_PENDING)
     if tick < ints[I_LB] or tick > ints[I_UB]:
+        ints[I_REFUSED_PRICE] += 1
         return np.int64(E_PRICE_OUT_OF_RANGE)
     if not np.round(qty / S.floats[F_LOT]) > 0.0:
+        ints[I_REFUSED_QTY] += 1
         return np.int64(E_BAD_QTY)
     S.orders_i[slot, O_LREQ] = REQ_MODIFY
     send = ints[I_CUR] + ints[I_COMPUTE]

@@ -65,7 +65,9 @@ I_LIVE = 45         # 1: rows are still arriving (paper trading): running out of
 I_WAKE_OPEN = 46    # 1: a wake-up is pending across horizon stops (its event count and timer persist)
 I_WAKE_AT = 47      # local time the pending wake-up's timer fires (END - 1: no timer)
 I_TICKS_SPILLED = 48  # tick-log rows a live engine moved out of its arrays (engine/live.py): I_NTICKS counts the rest
-I_SIZE = 49
+I_REFUSED_QTY = 49    # orders and modifies refused before sending: a size under one lot ...
+I_REFUSED_PRICE = 50  # ... and a price outside the book's tick range (kernel.E_BAD_QTY, E_PRICE_OUT_OF_RANGE)
+I_SIZE = 51
 
 # ---- floats: float scalars ----
 F_TICK = 0

@@ -22,7 +22,7 @@ import numba as nb
 import numpy as np
 
 from engine.book import BEST_ASK, BEST_BID, apply_events
-from engine.codes import INVALID_MAX, INVALID_MIN, REQUEST_NAMES
+from engine.codes import INVALID_MAX, INVALID_MIN, R_BAD_QTY, R_PRICE_OUT_OF_RANGE, REASON_NAMES, REQUEST_NAMES
 from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_REQUEST_PENDING, WOKE_END,
                            WOKE_EVENTS, WOKE_TIMER, WOKE_TOP, WOKE_WAIT, advance, advance_until, ask_qty_at,
                            balance, best_ask_tick, best_bid_tick, bid_qty_at, cancel, cancel_all, cancellable,
@@ -39,7 +39,7 @@ from common.config import ConfigError
 from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F_SUM_ABS_Q, F_TICK, F_VALUE,
                           F_VOLUME, FL_ID, FL_LTS, FL_MAKER, FL_SIDE, FL_TICK, FL_XTS, FLF_FEE, FLF_PRICE, FLF_QTY,
                           I_CUR, I_IL, I_LB, I_NEXT_ID, I_NFILLS, I_NLOG_DROPPED, I_NORDLOG, I_NTICKS, I_NTRADES,
-                          I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_TICKS_SPILLED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ,
+                          I_REFUSED_PRICE, I_REFUSED_QTY, I_RQ_HEAD, I_RQ_TAIL, I_SLOT_HWM, I_TICKS_SPILLED, I_UB, O_ID, O_INFLIGHT, O_LCLEARED, O_LREQ,
                           O_LSTATUS, O_LTICK, O_LTS, O_NCOLS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TICK, O_TIF, O_TYPE, O_USED,
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
@@ -317,6 +317,14 @@ class SimView:
             row["submit_ts"], row["done_ts"] = o[O_SUBMIT_TS], -1
         live.sort(order="order_id")
         return table
+
+    @property
+    def refused_orders(self) -> dict[str, int]:
+        """Orders and modifies the engine refused before sending, by reason (only reasons that occurred): a
+        strategy quotes on without them, in a kernel or in Python, and the run's summary reports them."""
+        counts = {REASON_NAMES[R_PRICE_OUT_OF_RANGE]: self._ints.item(I_REFUSED_PRICE),
+                  REASON_NAMES[R_BAD_QTY]: self._ints.item(I_REFUSED_QTY)}
+        return {reason: n for reason, n in counts.items() if n}
 
     @property
     def orders_dropped(self) -> int:

@@ -58,6 +58,9 @@ class RunSummary(Summary, frozen=True, omit_defaults=True):
     out_of_range_decisions: int | None = None
     out_of_range_share: float | None = None
     no_quote: dict[str, int] | None = None
+    # Orders the engine refused before sending (a price outside the book's range, a size under one lot), by
+    # reason: the strategy quoted on without them (strategies.api.place). Absent when there were none.
+    refused_orders: dict[str, int] | None = None
 
 
 class Backtest(msgspec.Struct):
@@ -225,7 +228,7 @@ def summary_of(cfg: VenueConfig, result: RunResult, strategy, type_: type = None
     ns = latency_ns if latency_ns is not None else own_latency_ns(strategy) if measured else None
     return (type_ or RunSummary)(
         **msgspec.structs.asdict(summarize(result, int(round(cfg.metrics.episode_s * 1e9)))),
-        decision_latency_us=latency_us(ns) if measured else None,
+        decision_latency_us=latency_us(ns) if measured else None, refused_orders=result.refused_orders or None,
         **(latency_parts_us(strategy) if measured and latency_ns is None else {}),
         **({} if instrument is None else dict(contract_kind=instrument.kind, settlement=instrument.settlement)),
         **extra)
@@ -382,6 +385,9 @@ def summary_rows(bt: Backtest) -> list[tuple[str, str]]:
         rows.append(("decisions quoted", f"{s.decisions - sum(s.no_quote.values()):,} of {s.decisions:,}"
                      + "".join(f"; {why} {n:,}" for why, n in s.no_quote.items() if n)
                      + f"; out of range {s.out_of_range_share:.1%}"))
+    if s.refused_orders:
+        rows.append(("orders refused before sending", ", ".join(f"{n:,} {why}" for why, n in s.refused_orders.items())
+                     + ": the strategy quoted on without them"))
     for side, reasons in (bt.dropped or {}).items():
         rows.append((f"messages dropped ({side})", ", ".join(f"{n:,} {why}" for why, n in reasons.items())))
     return rows

@@ -36,14 +36,10 @@ from feeds.events import EVENT_DTYPE, KIND_MASK, LOCAL, TRADE
 from feeds.events import BUY as BUY_FLAG, SELL as SELL_FLAG
 from common.progress import Progress
 
-from strategies.api import Book, Fill, Metrics, Order, OrderColumns, Trades
+from strategies.api import Book, Fill, Metrics, Order, OrderColumns, OrderRejected, Trades
 from strategies.base import Strategy
 from strategies.ladder import CANCEL, MODIFY
 
-
-
-class OrderRejected(ValueError):
-    """An order call the engine refused before sending (bad size, price out of range)."""
 
 
 class EngineContext:
@@ -197,17 +193,14 @@ class EngineContext:
 
     def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
         """Send the messages of :func:`strategies.ladder.diff_into`, in order, in one jitted call: what
-        ``cancel``, ``modify`` and ``buy`` / ``sell`` (post-only limit) would send one by one."""
-        failed, code = _send(self.sim, messages, qty)
-        if failed >= 0:
-            _, side, tick = messages[failed].tolist()
-            raise OrderRejected(f"{SIDE_NAMES[side]} {float(qty[failed])} @ {tick * self.tick_size}: "
-                                f"{REASON_NAMES.get(-code, 'refused')}")
+        ``cancel``, ``modify`` and :func:`strategies.api.place` would send one by one (a new order the
+        engine refuses is skipped, and counted in ``refused_orders``)."""
+        _send(self.sim, messages, qty)
 
 
 @nb.njit(cache=True)
 def _send(S, messages, qty):
-    """:meth:`EngineContext.send_messages`' loop; ``(index, error code)`` of a refused new order, else (-1, 0)."""
+    """:meth:`EngineContext.send_messages`' loop."""
     for i in range(messages.shape[0]):
         kind, who, tick = messages[i, 0], messages[i, 1], messages[i, 2]
         if kind == CANCEL:
@@ -215,10 +208,7 @@ def _send(S, messages, qty):
         elif kind == MODIFY:
             engine.modify(S, who, tick, qty[i])
         else:
-            oid = engine.submit(S, who, tick, qty[i], GTX, LIMIT)
-            if oid < 0:
-                return i, oid
-    return -1, 0
+            engine.submit(S, who, tick, qty[i], GTX, LIMIT)
 
 
 class BacktestContext(EngineContext):

@@ -23,7 +23,8 @@ with its spread: std, min and max across them, so a choice is not one lucky day)
 two parameters vary on a grid, and ``walk_forward.csv`` with ``walk_forward = true``: the set best on
 data set d scored on data set d + 1, out of sample. The same sweep gives the same files whoever runs
 the jobs, and a job already complete (its marker in its directory, with the same inputs) is not run
-again: delete one job's directory and only that job reruns.
+again: delete one job's directory and only that job reruns. ``OUT`` is one the sweep may resume in
+(:func:`common.outdir.claim_resumable`): absent, empty, or a sweep's own; anything else is refused.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import msgspec
 from common import config as tomlconfig
 from common.atomic import atomic_write
 from common.config import ConfigError, PositiveInt, Table
-from common.errors import DataError
+from common.outdir import claim_resumable
 from runtime import config as backtest_config
 from runtime.backtest import strategy_entry
 from runtime.jobs import Job, JobResult, failures, run_jobs, warm_worker
@@ -263,8 +264,10 @@ def run(sweep: Sweep, out: str, jobs: int | None = None, backend=None, progress:
         def report(r: JobResult):
             if r.status == "failed":
                 log(f"{r.id}: failed: {r.error}")
-        return run_jobs(jobs_for(sweep, param_sets, out), jobs, backend=backend, progress=progress, label="sweep",
-                        warm=warm_worker, on_result=report)
+        todo = jobs_for(sweep, param_sets, out)       # every job's config checked before the directory is made
+        claim_resumable(out, "sweep")
+        return run_jobs(todo, jobs, backend=backend, progress=progress, label="sweep", warm=warm_worker,
+                        on_result=report)
 
     if s.method == "grid":
         param_sets = grid(sweep.cfg.params)
@@ -442,8 +445,3 @@ def sweep(path: str, out: str, jobs: int | None = None, ray: str | None = None, 
     if any(not r.ok for r in outcome.results):
         log(failures(outcome.results))
     return outcome, tables
-
-
-def check_out(out: str) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DataError("not a directory", path=out, field="--out")

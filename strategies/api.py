@@ -121,8 +121,13 @@ class Metrics(msgspec.Struct, frozen=True):
     fees: float
 
 
+class OrderRejected(ValueError):
+    """An order call the engine refused before sending (bad size, price out of range)."""
+
+
 class Context(Protocol):
-    """The strategy's window on a venue: a backtest or paper trading."""
+    """The strategy's window on a venue: a backtest or paper trading. ``buy`` and ``sell`` raise
+    :class:`OrderRejected` for an order the engine refuses before sending (:func:`place` quotes on)."""
 
     tick_size: float
     lot_size: float
@@ -159,8 +164,22 @@ class Context(Protocol):
     def cancel_all(self) -> int: ...
     def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
         """The order messages of :func:`strategies.ladder.diff_into` (cancel, modify, a post-only limit
-        order), sent in order as the calls above would send them; a venue may send them in one call."""
+        order), sent in order as ``cancel``, ``modify`` and :func:`place` would send them (a new order the
+        engine refuses is skipped and counted); a venue may send them in one call."""
         ...
+
+
+def place(ctx: Context, side: str, price: float, qty: float) -> int | None:
+    """A post-only limit order (``side`` "buy" or "sell"); None when the engine refuses it before sending.
+
+    A quoting strategy's price can leave the venue's tick range in a flash move; the order is then not
+    placed and the strategy quotes on, as a kernel does. The engine counts every refusal by reason, and
+    the run's summary reports them (``refused_orders`` in ``metrics.json``), so none passes silently.
+    """
+    try:
+        return (ctx.buy if side == "buy" else ctx.sell)(price, qty)
+    except OrderRejected:
+        return None
 
 
 @runtime_checkable

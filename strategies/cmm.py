@@ -302,9 +302,9 @@ class CMMStrategy(Strategy):
             self._messages, self._qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
         b = self.bundle
         n_bid, n_ask, m = cmm_kernel.decide(
-            quote, out[0] if quote else self._no_output, b.target_std, b.target_mean, x[self.mid_column],
-            ctx.position, ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns, self._prediction,
-            self._ladder, self._messages, self._qty)
+            quote, out[0] if quote else self._no_output, b.target_std, b.target_mean, b.target_base, x,
+            x[self.mid_column], ctx.position, ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns,
+            self._prediction, self._ladder, self._messages, self._qty)
         self.marks[LADDER] = time.perf_counter_ns()
         ctx.send_messages(self._messages[:m], self._qty[:m])
         if not quote:
@@ -443,8 +443,9 @@ class CMMStrategy(Strategy):
     def aggregate(self, ctx: Context, x: np.ndarray, regime: int, y: np.ndarray, weights: np.ndarray) -> Prediction:
         """The aggregated normalized output in market units (the bundle weighs its experts itself)."""
         p, b = self.params, self.bundle
-        mid, spread, volume = cmm_kernel.aggregate(y, b.target_std, b.target_mean, x[self.mid_column],
-                                                   ctx.tick_size, p.min_spread_ticks, p.max_spread_ticks)
+        mid, spread, volume = cmm_kernel.aggregate(y, b.target_std, b.target_mean, b.target_base, x,
+                                                   x[self.mid_column], ctx.tick_size, p.min_spread_ticks,
+                                                   p.max_spread_ticks)
         return Prediction(mid=mid, spread_ticks=spread, volume=volume, regime=regime, weights=weights)
 
     def build_ladder(self, ctx: Context, prediction: Prediction) -> ladder.Ladder:

@@ -20,6 +20,7 @@ import math
 import numba as nb
 import numpy as np
 
+from bundle.loader import denormalized
 from strategies.ladder import NO_ASK, NO_BID, build_into, diff_into, limit_into
 
 # Slots of the float parameter vector (params_vector).
@@ -50,19 +51,20 @@ def _min(a, b):
 
 
 @nb.njit(cache=True)
-def aggregate(y, target_std, target_mean, mid, tick, min_spread, max_spread):
-    """``(mid, spread ticks, volume)`` from the model's normalized output ``y`` (float32) and the mid now:
-    ``mid + mid_change * tick``, the spread clipped to ``[min_spread, max_spread]``, ``expm1`` of the log
-    volume (at least 0)."""
-    mid_change = np.float64(y[0]) * target_std[0] + target_mean[0]
-    spread = np.float64(y[1]) * target_std[1] + target_mean[1]
-    log_volume = np.float64(y[2]) * target_std[2] + target_mean[2]
+def aggregate(y, target_std, target_mean, target_base, x, mid, tick, min_spread, max_spread):
+    """``(mid, spread ticks, volume)`` from the model's normalized output ``y`` (float32) at the decision
+    whose raw features are ``x``, and the mid now: ``mid + mid_change * tick``, the spread clipped to
+    ``[min_spread, max_spread]``, ``expm1`` of the log volume (at least 0); each target back in its units
+    as :meth:`bundle.loader.Bundle.denormalize` puts it."""
+    mid_change = denormalized(y, target_std, target_mean, target_base, x, 0)
+    spread = denormalized(y, target_std, target_mean, target_base, x, 1)
+    log_volume = denormalized(y, target_std, target_mean, target_base, x, 2)
     return (mid + mid_change * tick, _min(_max(spread, min_spread), max_spread),
             math.expm1(_max(log_volume, 0.0)))
 
 
 @nb.njit(cache=True)
-def decide(quote, y, target_std, target_mean, mid, position, best_bid, best_ask, floats, ints, order_ints,
+def decide(quote, y, target_std, target_mean, target_base, x, mid, position, best_bid, best_ask, floats, ints, order_ints,
            order_floats, prediction, ladder, out, out_qty):
     """One decision after the model: with ``quote``, the prediction (into ``prediction``), the ladder
     within the limits (into ``ladder``, ``[4, levels]``); without, an empty ladder. Then the messages
@@ -72,7 +74,7 @@ def decide(quote, y, target_std, target_mean, mid, position, best_bid, best_ask,
     tick, lot = floats[TICK], floats[LOT]
     n_bid = n_ask = 0
     if quote:
-        pmid, spread, volume = aggregate(y, target_std, target_mean, mid, tick, floats[MIN_SPREAD],
+        pmid, spread, volume = aggregate(y, target_std, target_mean, target_base, x, mid, tick, floats[MIN_SPREAD],
                                          floats[MAX_SPREAD])
         prediction[PRED_MID], prediction[PRED_SPREAD], prediction[PRED_VOLUME] = pmid, spread, volume
         rho = floats[RHO]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import msgspec
 
-from strategies.api import Context
+from strategies.api import Context, place
 from strategies.base import Strategy
 from strategies.kernels.fixed_spread import quote_ticks
 from strategies.kernels.limits import sides_within_limit
@@ -53,6 +53,6 @@ def requote(ctx: Context, bid: float, ask: float, qty: float, want_bid: bool, wa
         elif order.is_live and not order.pending:
             ctx.cancel(order.id)
     if want_bid and not has_bid:
-        ctx.buy(bid, qty)
+        place(ctx, "buy", bid, qty)
     if want_ask and not has_ask:
-        ctx.sell(ask, qty)
+        place(ctx, "sell", ask, qty)

@@ -1,30 +1,18 @@
 """``cmm study``: plan the jobs, run them (parallel, resumable), write the report.
 
 ``OUT`` is kept between runs so that a second run skips what the first finished: it must be absent,
-empty, or a study directory of ours (it holds :data:`MARKER`); anything else is refused before any
-job runs.
+empty, or a study directory of ours (:func:`common.outdir.claim_resumable`); anything else is refused
+before any job runs.
 """
 from __future__ import annotations
 
 import os
 
-
-from common.errors import DataError
+from common.outdir import claim_resumable
 from runtime.jobs import failures, run_jobs
 from study import config as study_config
 from study import report
 from study.run import plan
-
-MARKER = ".cmm-study"
-
-
-def check_out(out: str) -> None:
-    if os.path.lexists(out) and (not os.path.isdir(out) or os.path.islink(out)):
-        raise DataError("exists and is not a study directory; choose another --out", path=out, field="--out")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MARKER)):
-        raise DataError(f"is a directory cmm study did not write (no {MARKER} marker); choose another --out",
-                        path=out, field="--out")
-
 
 def study(config_path: str, out: str, jobs: int | None = None, progress: bool | None = None,
           log=print, backend=None) -> tuple[str, list]:
@@ -32,10 +20,7 @@ def study(config_path: str, out: str, jobs: int | None = None, progress: bool | 
     ``backend``: where the jobs run (:func:`runtime.jobs.run_jobs`; local processes by default, or
     :func:`runtime.jobs_ray.backend`)."""
     cfg = study_config.load(config_path)
-    check_out(out)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, MARKER), "w") as f:
-        f.write("cmm study wrote this directory; a study given it as --out resumes it.\n")
+    claim_resumable(out, "study")
     todo = plan(cfg, os.path.abspath(out))
 
     def note(r) -> None:

@@ -35,7 +35,8 @@ def make_bundle(directory, seed: int = 0):
     moe = MixtureOfExperts([Expert(F, seed=seed + i) for i in range(9)], [i // 3 for i in range(9)],
                            [f"e{i}" for i in range(9)], MoEConfig(steps=20, seed=seed))
     train_moe(moe, x, y, regime, device="cpu")
-    norm = Normalization(schema=SCHEMA, target_names=TARGET_NAMES, feature_mean=[0.5] * F, feature_std=[2.0] * F,
+    norm = Normalization(schema=SCHEMA, target_names=TARGET_NAMES, target_base=("", "spread_ticks", ""),
+                         feature_mean=[0.5] * F, feature_std=[2.0] * F,
                          target_mean=[0.0, 1.0, 10.0], target_std=[1.0, 0.5, 3.0])
     export_bundle(moe, directory, norm, RegimeThresholds("rv_300s", 1e-4, 3e-4), {"p50_us": 2500.0, "threads": 1})
     return moe
@@ -61,6 +62,26 @@ def test_bundle_loads_and_runs(bundle_dir):
     prediction, weights = bundle.model(torch.zeros(F), 1)
     assert prediction.shape == (3,) and weights.shape == (9,)
     assert (weights[:3] == 0).all() and (weights[6:] == 0).all()
+
+
+def test_denormalize_multiplies_the_base_back(bundle_dir):
+    """The spread is learned as ln(spread / base): 0.4 normalized is 1.0 + 0.4 * 0.5 = 1.2, so e^1.2 times a
+    base of 3 ticks; the other targets are levels (mean + z * std)."""
+    bundle = load_bundle(bundle_dir)
+    x = np.zeros(F)
+    x[SCHEMA.index("spread_ticks")] = 3.0
+    np.testing.assert_allclose(bundle.denormalize(np.array([0.5, 0.4, -1.0]), x),
+                               [0.5, 3.0 * np.exp(1.2), 10.0 - 3.0])
+
+
+def test_a_target_base_that_is_no_feature_column_is_refused(bundle_dir, tmp_path):
+    directory = copy(bundle_dir, tmp_path)
+    path = directory / "normalization.json"
+    path.write_text(path.read_text().replace('"spread_ticks"', '"spread"'))
+    write_manifest(directory, "moe")
+    with pytest.raises(DataError, match=r"normalization\.json: target_base: expected a feature column or \"\", "
+                                        r"found 'spread'"):
+        load_bundle(directory)
 
 
 def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):

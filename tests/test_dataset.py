@@ -83,6 +83,8 @@ def test_normalization_is_fitted_on_train_only(goog_dataset):
     rows = ds.features[: ds.bounds[0]]
     rows = rows[np.isfinite(rows).all(axis=1)]
     np.testing.assert_allclose(norm.feature_mean, rows.mean(axis=0))
+    # without a mean-spread feature every target is learned as it is
+    assert norm.target_base == ("", "", "")
     np.testing.assert_allclose(norm.target_std, ds.targets[ds.train].std(axis=0))
     # scrambling everything from validation on changes nothing
     later = np.arange(ds.bounds[0], ds.decision_ts.size)
@@ -91,10 +93,11 @@ def test_normalization_is_fitted_on_train_only(goog_dataset):
     targets[later] += 100.0
     assert dataset.fit_normalization(dataclasses.replace(ds, features=features, targets=targets)) == norm
     assert Normalization.from_json(norm.to_json()) == norm
-    z = norm.targets(ds.targets[ds.train]).astype(np.float64)
+    x = ds.features[ds.train]
+    z = norm.targets(ds.targets[ds.train], x).astype(np.float64)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-4)
-    np.testing.assert_allclose(norm.targets_raw(z), ds.targets[ds.train], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(norm.targets_raw(z, x), ds.targets[ds.train], rtol=1e-5, atol=1e-3)
 
 
 def test_goog_dataset_shapes_and_values(goog_dataset):
@@ -159,3 +162,9 @@ def test_regimes_are_chosen_so_every_split_has_each_regime():
     with pytest.raises(ValueError, match=r"^no volatility window .* the (low|mid|high) regime has \d+ in (val|test); "
                                          r"lower regimes.min_rows or use more data$"):
         regimes.choose(vols.__getitem__, [60 * SEC], splits, min_rows=11)
+
+
+def test_the_spread_is_learned_from_the_shortest_mean_spread():
+    with_means = FeatureSchema(tick_size=0.01, spread_windows_ns=(300 * 10**9, 60 * 10**9))
+    assert dataset.target_bases(with_means) == ("", "mean_spread_60s", "")
+    assert dataset.target_bases(FeatureSchema(tick_size=0.01)) == ("", "", "")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
 import pytest
 
 import feeds
 from common.atomic import atomic_write
 from cmm import cli
 from runtime.config import load
-from runtime.backtest import load_events
+from analysis.report import in_sample
+from runtime.backtest import RunSummary, load_events
 from tests.conftest import REPO
 
 MINUTE = 60_000_000_000
@@ -45,9 +47,15 @@ def test_compare_prints_one_table_and_writes_the_report(configs, tmp_path, capsy
     table = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table) == 4 and all(c in table[0] for c in ("EPnL", "MAP", "RPT", "PnLMAP", "fills", "p50", "p99"))
     assert table[2].startswith("| cmm ") and table[3].startswith("| fixed_spread ")
-    assert table[3].rstrip(" |").endswith("n/a")              # fixed_spread declares its decision time
+    cells = [[c.strip() for c in row.strip(" |").split("|")] for row in table]
+    assert cells[0][-1] == "in sample" and cells[2][-1] == "no"         # a slice the bundle never saw
+    assert cells[3][-3:] == ["n/a"] * 3       # fixed_spread declares its decision time, and has no bundle
     rows = json.loads((out / "comparison.json").read_text())
     cmm_metrics = json.loads((out / "cmm" / "metrics.json").read_text())
+    assert cmm_metrics["in_sample"] is False and rows[0]["in sample"] == "no" and rows[1]["in sample"] is None
+    fitted = msgspec.json.decode(json.dumps({**cmm_metrics, "in_sample": True, "in_sample_splits": ["train", "val"]}),
+                                 type=RunSummary)
+    assert in_sample(fitted) == "yes (train, val)"
     assert rows[0]["EPnL"] == cmm_metrics["epnl"] and rows[0]["fills"] == cmm_metrics["n_fills"]
     assert rows[0]["latency p50 us"] == cmm_metrics["decision_latency_us"]["p50"] > 0
     assert (out / "cmm" / "decisions.npz").is_file() and not (out / "fixed_spread" / "decisions.npz").exists()

@@ -80,8 +80,10 @@ def test_schema_refuses_other_versions_and_wrong_names():
         FeatureSchema.from_json(msgspec.json.encode({**raw, "version": FEATURE_VERSION + 1}))
     with pytest.raises(msgspec.ValidationError, match="do not match the parameters"):
         FeatureSchema.from_json(msgspec.json.encode({**raw, "names": raw["names"][::-1]}))
-    with pytest.raises(ValueError, match="not a multiple of rv_step_ns"):
+    with pytest.raises(ValueError, match="rv window 1500000000 ns is not a multiple of rv_step_ns"):
         FeatureSchema(tick_size=TICK, rv_windows_ns=(1500 * 1_000_000,), rv_step_ns=SEC)
+    with pytest.raises(ValueError, match="spread window 1500000000 ns is not a multiple of rv_step_ns"):
+        FeatureSchema(tick_size=TICK, spread_windows_ns=(1500 * 1_000_000,), rv_step_ns=SEC)
 
 
 def test_book_features_by_hand():
@@ -276,3 +278,21 @@ def test_goog_features_are_finite_after_warm_up(goog):
     warm = decisions >= decisions[0] + max(schema.rv_windows_ns) + SEC
     assert np.isfinite(f[warm]).all()
     assert (f[:, schema.index("spread_ticks")] >= 1).all()
+
+
+def test_mean_spread_by_hand():
+    """Spreads 2 ticks from 0 s, 3 from 1 s, 1 from 2 s; sampled every second back from now, two samples."""
+    schema = msgspec.structs.replace(HAND_SCHEMA, spread_windows_ns=(2 * SEC,), names=())
+    assert schema.names[-2:] == ("mean_spread_2s", "log_spread_ratio_2s")
+    # the spread reaches a model only as its ratio to its recent level
+    assert schema.model_inputs.tolist() == [False, False] + [True] * 12 + [False, True]
+    out = replay_features(hand_events(), schema, np.array([at(s) for s in (0.5, 1.0, 2.0, 3.0)]))
+    assert np.isnan(out[0, -2]) and np.isnan(out[0, -1])    # the sample at -0.5 s is before the first book
+    assert out[1:, -2].tolist() == [2.5, 2.0, 1.0]
+    np.testing.assert_allclose(out[1:, -1], np.log([3 / 2.5, 1 / 2.0, 1 / 1.0]))
+    np.testing.assert_array_equal(out[:, :-2], replay_features(hand_events(), HAND_SCHEMA, np.array(
+        [at(s) for s in (0.5, 1.0, 2.0, 3.0)])))      # the other columns do not move
+    # a schema written before spread windows existed reads as one without them
+    raw = msgspec.json.decode(HAND_SCHEMA.to_json())
+    del raw["spread_windows_ns"]
+    assert FeatureSchema.from_json(msgspec.json.encode(raw)) == HAND_SCHEMA

@@ -89,8 +89,14 @@ def test_study_refuses_a_directory_it_did_not_write(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert cli.main(["study", "--config", str(TINY), "--out", str(tmp_path / "mine")]) == 2
-    assert "did not write" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"cmm: error: {tmp_path / 'mine'}: --out: is a directory cmm study did not write (no .cmm-study marker): "
+        "refusing to write into it; choose another --out"]
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    (tmp_path / "a_sweep").mkdir()                  # another tool's directory is not the study's either
+    (tmp_path / "a_sweep" / ".cmm-sweep").write_text("")
+    assert cli.main(["study", "--config", str(TINY), "--out", str(tmp_path / "a_sweep")]) == 2
+    assert "cmm study did not write" in capsys.readouterr().err
 
 
 def test_the_shock_shifts_every_price_inside_it_and_resets_the_book_at_both_ends():

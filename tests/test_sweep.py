@@ -195,3 +195,21 @@ def test_without_ray_the_flag_is_one_line(sweep_dir, tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip()
     assert err == "cmm: error: --ray: needs Ray, an optional extra: pip install 'cmm-engine[ray]'"
     assert not (tmp_path / "o").exists()
+
+
+def test_sweep_refuses_a_directory_it_did_not_write_and_one_of_a_study(sweep_dir, tmp_path, capsys):
+    for name, marker in (("mine", None), ("a_study", ".cmm-study")):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "notes.txt").write_text("keep")
+        if marker:
+            (out / marker).write_text("")
+        assert cmm(["sweep", "--config", str(sweep_dir / "sweep.toml"), "--out", str(out), "--jobs", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.splitlines() == [f"cmm: error: {out}: --out: is a directory cmm sweep did not write (no .cmm-sweep marker): "
+                                    "refusing to write into it; choose another --out"]
+        assert sorted(os.listdir(out)) == sorted(["notes.txt"] + ([marker] if marker else []))
+    (tmp_path / "file").write_text("x")
+    assert cmm(["sweep", "--config", str(sweep_dir / "sweep.toml"), "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a sweep directory" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "x"

@@ -35,7 +35,8 @@ from runtime.link.protocol import (Command, Decision, Failed, Finished, Ready, T
 
 from runtime.link import mirror
 from runtime.link.mirror import CURVE_ENV, LINK_MAX_BYTES
-from strategies.api import Fill, Metrics
+from engine.codes import BUY
+from strategies.api import Fill, Metrics, place
 from strategies.ladder import CANCEL, MODIFY
 from runtime.session import EngineContext, LocalDecisions
 
@@ -102,7 +103,8 @@ class RemoteContext(EngineContext):
         return ok
 
     def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
-        """One by one, so that each is kept as a command for the engine."""
+        """One by one, so that each is kept as a command for the engine; a refused new order is skipped, as
+        :func:`strategies.api.place` skips it."""
         tick = self.tick_size
         for (kind, who, t), q in zip(messages.tolist(), qty.tolist()):
             if kind == CANCEL:
@@ -110,7 +112,7 @@ class RemoteContext(EngineContext):
             elif kind == MODIFY:
                 self.modify(who, t * tick, q)
             else:
-                self._submit(who, t * tick, q, "gtx", "limit")
+                place(self, "buy" if who == BUY else "sell", t * tick, q)
 
     def cancel_all(self) -> int:
         n = super().cancel_all()
