@@ -257,7 +257,8 @@ def test_a_publisher_restart_is_survived(goog, tmp_path):
             time.sleep(0.05)
         first.terminate()
         first.wait()
-        second = subprocess.Popen([*CMM, "feed", "replay", str(goog), "--bind", feed, "--speed", "max"],
+        second = subprocess.Popen([*CMM, "feed", "replay", str(goog), "--bind", feed, "--speed", "max",
+                                   "--wait-subscribers", "1"],
                                   cwd=REPO, stdout=subprocess.DEVNULL)
         try:
             trader.wait(90)
