@@ -29,7 +29,7 @@ from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
 from engine.local import is_final, process_data as local_data, process_response, tick_flags, tick_row, try_free
-from engine.state import (F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
+from engine.state import (field, F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
                           F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
                           F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
                           I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
@@ -88,7 +88,7 @@ def _our_orders(ints, floats, rs_i):
             tick_flags(ints), tr)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _replay(S, ie, il, target):
     """The four streams merged by time up to ``target`` (see the module docstring): market data
     on both timelines, our requests reaching the exchange and responses reaching us.
@@ -115,35 +115,35 @@ def _replay(S, ie, il, target):
     values derived from our orders change only with a fill or a request, and are
     taken in again right after either; responses change only the strategy's view.
     """
-    ints = S.ints
+    ints = field(S, "ints")
     n = ints[I_N]
-    exch_ts = S.exch_ts
-    local_ts = S.local_ts
+    exch_ts = field(S, "exch_ts")
+    local_ts = field(S, "local_ts")
     te = exch_ts[_u(ie)] if ie < n else END
     tl = local_ts[_u(il)] if il < n else END
-    rs_i = S.rs_i
+    rs_i = field(S, "rs_i")
     rs_mask = rs_i.shape[0] - 1
-    rq_i = S.rq_i
+    rq_i = field(S, "rq_i")
     rq_mask = rq_i.shape[0] - 1
     tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
     if te > target and tl > target and tq > target and (
             ints[I_RS_TAIL] == ints[I_RS_HEAD] or rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] > target):
         return ie, il
-    ev = S.ev
-    px = S.px
-    qty = S.qty
-    floats = S.floats
-    xbid = S.xbid
-    xask = S.xask
-    xbook_ends = S.xbook_ends
-    lbid = S.lbid
-    lask = S.lask
-    lbook_ends = S.lbook_ends
-    nbuy_at = S.nbuy_at
-    nsell_at = S.nsell_at
-    tk_mid = S.tk_mid
-    tk_epnl = S.tk_epnl
-    tk_nq = S.tk_nq
+    ev = field(S, "ev")
+    px = field(S, "px")
+    qty = field(S, "qty")
+    floats = field(S, "floats")
+    xbid = field(S, "xbid")
+    xask = field(S, "xask")
+    xbook_ends = field(S, "xbook_ends")
+    lbid = field(S, "lbid")
+    lask = field(S, "lask")
+    lbook_ends = field(S, "lbook_ends")
+    nbuy_at = field(S, "nbuy_at")
+    nsell_at = field(S, "nsell_at")
+    tk_mid = field(S, "tk_mid")
+    tk_epnl = field(S, "tk_epnl")
+    tk_nq = field(S, "tk_nq")
     lb = ints[I_LB]
     ub = ints[I_UB]
     tick_size = floats[F_TICK]
@@ -152,7 +152,7 @@ def _replay(S, ie, il, target):
     mult = floats[F_MULT]
     inverse = floats[F_INVERSE] != 0.0
     record = ints[I_RECORD_TICKS] == 1
-    order_level = S.queue.order_level
+    order_level = field(S, "queue").order_level
     watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
     fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
     x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
