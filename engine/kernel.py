@@ -61,14 +61,14 @@ def _next_flagged(ev, i, n, flag):
     return i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _start(S):
-    ints = S.ints
+    ints = field(S, "ints")
     n = ints[I_N]
-    ints[I_IE] = _next_flagged(S.ev, 0, n, EXCH)
-    ints[I_IL] = _next_flagged(S.ev, 0, n, LOCAL)
-    te = S.exch_ts[ints[I_IE]] if ints[I_IE] < n else END
-    tl = S.local_ts[ints[I_IL]] if ints[I_IL] < n else END
+    ints[I_IE] = _next_flagged(field(S, "ev"), 0, n, EXCH)
+    ints[I_IL] = _next_flagged(field(S, "ev"), 0, n, LOCAL)
+    te = field(S, "exch_ts")[ints[I_IE]] if ints[I_IE] < n else END
+    tl = field(S, "local_ts")[ints[I_IL]] if ints[I_IL] < n else END
     ints[I_CUR] = min(te, tl)
     ints[I_STARTED] = 1
 
@@ -346,20 +346,20 @@ def _woke(ints, floats, lbook_ends, lbid, lask, ts):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def goto(S, target):
     """Process every event up to and including ``target``; False at end of data."""
-    ints = S.ints
+    ints = field(S, "ints")
     if ints[I_STARTED] == 0:
         _start(S)
     n = ints[I_N]
-    ev = S.ev
-    exch_ts = S.exch_ts
-    local_ts = S.local_ts
+    ev = field(S, "ev")
+    exch_ts = field(S, "exch_ts")
+    local_ts = field(S, "local_ts")
     ie = ints[I_IE]
     il = ints[I_IL]
-    rq_mask = S.rq_i.shape[0] - 1
-    rs_mask = S.rs_i.shape[0] - 1
+    rq_mask = field(S, "rq_i").shape[0] - 1
+    rs_mask = field(S, "rs_i").shape[0] - 1
     more = True
     while True:
         # The merged streams up to the target; after a rare row kind, one merged step here.
@@ -368,7 +368,7 @@ def goto(S, target):
             break
         t = exch_ts[ie] if ie < n else END
         which = 0
-        tq = S.rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
+        tq = field(S, "rq_i")[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
         if tq < t:
             t = tq
             which = 1
@@ -378,7 +378,7 @@ def goto(S, target):
                 t = tl
                 which = 2
         if ints[I_RS_TAIL] > ints[I_RS_HEAD]:
-            tr = S.rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS]
+            tr = field(S, "rs_i")[ints[I_RS_HEAD] & rs_mask, RS_TS]
             if tr < t:
                 t = tr
                 which = 3
@@ -397,8 +397,8 @@ def goto(S, target):
         elif which == 2:
             local_data(S, il)
             il = _next_flagged(ev, il + 1, n, LOCAL)
-            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(ints, S.floats, S.lbook_ends, S.lbid,
-                                                                              S.lask, t):
+            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(
+                    ints, field(S, "floats"), field(S, "lbook_ends"), field(S, "lbid"), field(S, "lask"), t):
                 break
         else:
             h = ints[I_RS_HEAD]
@@ -414,14 +414,14 @@ def goto(S, target):
     return more
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def elapse(S, duration):
     """Advance the strategy clock by ``duration`` ns; False once the data is exhausted."""
-    if S.ints[I_STARTED] == 0:
+    if field(S, "ints")[I_STARTED] == 0:
         _start(S)
-    if S.ints[I_ENDED] == 1:
+    if field(S, "ints")[I_ENDED] == 1:
         return False
-    return goto(S, S.ints[I_CUR] + duration)
+    return goto(S, field(S, "ints")[I_CUR] + duration)
 
 
 @nb.njit(cache=True)
