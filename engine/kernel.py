@@ -117,10 +117,9 @@ def _replay(S, ie, il, target):
     """
     ints = field(S, "ints")
     n = ints[I_N]
-    exch_ts = field(S, "exch_ts")
-    local_ts = field(S, "local_ts")
-    te = exch_ts[_u(ie)] if ie < n else END
-    tl = local_ts[_u(il)] if il < n else END
+    events = field(S, "events")
+    te = events[_u(ie)].exch_ts if ie < n else END
+    tl = events[_u(il)].local_ts if il < n else END
     rs_i = field(S, "rs_i")
     rs_mask = rs_i.shape[0] - 1
     rq_i = field(S, "rq_i")
@@ -128,10 +127,7 @@ def _replay(S, ie, il, target):
     tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
     if te > target and tl > target and tq > target and (
             ints[I_RS_TAIL] == ints[I_RS_HEAD] or rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] > target):
-        return ie, il
-    ev = field(S, "ev")
-    px = field(S, "px")
-    qty = field(S, "qty")
+        return ie, il, False
     floats = field(S, "floats")
     xbid = field(S, "xbid")
     xask = field(S, "xask")
@@ -162,6 +158,7 @@ def _replay(S, ie, il, target):
     mid0 = floats[F_MID0]
     sum_abs_q = floats[F_SUM_ABS_Q]
     stop = False
+    rare = False
     while not stop:
         # Market data up to our next message (exchange data before a request at the
         # same time, local data before a response), then that message.
@@ -174,14 +171,15 @@ def _replay(S, ie, il, target):
                 i = ie
                 ts = te
                 ie += 1
-                while ie < n and (ev[_u(ie)] & EXCH) == 0:
+                while ie < n and (events[_u(ie)].ev & EXCH) == 0:
                     ie += 1
-                te = exch_ts[_u(ie)] if ie < n else END
-                e = ev[_u(i)]
+                te = events[_u(ie)].exch_ts if ie < n else END
+                row = events[_u(i)]
+                e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
-                    q = qty[_u(i)]
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
+                    q = row.qty
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         # One path for both sides, on values picked by side: the side of a row is a coin
@@ -211,17 +209,17 @@ def _replay(S, ie, il, target):
                             exch_lim = min(tq, tr, target)
                             local_lim = min(tq - 1, tr, target)
                 elif kind == TRADE:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
                     if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
                         if tick >= min_sell:
-                            _trade(S, SELL, tick, qty[_u(i)], ts)
+                            _trade(S, SELL, tick, row.qty, ts)
                             if ints[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                     elif e & SELL_FLAG:
                         if tick <= max_buy:
-                            _trade(S, BUY, tick, qty[_u(i)], ts)
+                            _trade(S, BUY, tick, row.qty, ts)
                             if ints[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
@@ -232,6 +230,7 @@ def _replay(S, ie, il, target):
                     store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                     exch_data(S, i)
                     x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+                    rare = True
                     stop = True
                     break
             else:
@@ -240,14 +239,15 @@ def _replay(S, ie, il, target):
                 i = il
                 ts = tl
                 il += 1
-                while il < n and (ev[_u(il)] & LOCAL) == 0:
+                while il < n and (events[_u(il)].ev & LOCAL) == 0:
                     il += 1
-                tl = local_ts[_u(il)] if il < n else END
-                e = ev[_u(i)]
+                tl = events[_u(il)].local_ts if il < n else END
+                row = events[_u(i)]
+                e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
-                    q = qty[_u(i)]
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
+                    q = row.qty
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
@@ -314,7 +314,7 @@ def _replay(S, ie, il, target):
     floats[F_LAST_MID] = last_mid
     floats[F_MID0] = mid0
     floats[F_SUM_ABS_Q] = sum_abs_q
-    return ie, il
+    return ie, il, rare
 
 
 @nb.njit(cache=True)
@@ -352,58 +352,17 @@ def goto(S, target):
     ints = field(S, "ints")
     if ints[I_STARTED] == 0:
         _start(S)
-    n = ints[I_N]
-    ev = field(S, "ev")
-    exch_ts = field(S, "exch_ts")
-    local_ts = field(S, "local_ts")
     ie = ints[I_IE]
     il = ints[I_IL]
-    rq_mask = field(S, "rq_i").shape[0] - 1
-    rs_mask = field(S, "rs_i").shape[0] - 1
-    more = True
     while True:
-        # The merged streams up to the target; after a rare row kind, one merged step here.
-        ie, il = _replay(S, ie, il, target)
-        if ints[I_WOKE] != 0:
+        # The merged streams up to the target; a rare row kind returns right after it, to go on afresh.
+        ie, il, rare = _replay(S, ie, il, target)
+        if ints[I_WOKE] != 0 or not rare:
             break
-        t = exch_ts[ie] if ie < n else END
-        which = 0
-        tq = field(S, "rq_i")[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
-        if tq < t:
-            t = tq
-            which = 1
-        if il < n:
-            tl = local_ts[il]
-            if tl < t:
-                t = tl
-                which = 2
-        if ints[I_RS_TAIL] > ints[I_RS_HEAD]:
-            tr = field(S, "rs_i")[ints[I_RS_HEAD] & rs_mask, RS_TS]
-            if tr < t:
-                t = tr
-                which = 3
-        if t == END:
-            more = ints[I_LIVE] == 1      # live: no row yet is a wait; offline: the end
-            break
-        if t > target:
-            break
-        if which == 0:
-            exch_data(S, ie)
-            ie = _next_flagged(ev, ie + 1, n, EXCH)
-        elif which == 1:
-            h = ints[I_RQ_HEAD]
-            ints[I_RQ_HEAD] = h + 1
-            process_request(S, h & rq_mask)
-        elif which == 2:
-            local_data(S, il)
-            il = _next_flagged(ev, il + 1, n, LOCAL)
-            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(
-                    ints, field(S, "floats"), field(S, "lbook_ends"), field(S, "lbid"), field(S, "lask"), t):
-                break
-        else:
-            h = ints[I_RS_HEAD]
-            ints[I_RS_HEAD] = h + 1
-            process_response(S, h & rs_mask)
+    n = ints[I_N]
+    # Live, no row yet is a wait; offline, nothing left on any stream is the end.
+    more = ints[I_WOKE] != 0 or ints[I_LIVE] == 1 or ie < n or il < n or (
+        ints[I_RQ_TAIL] > ints[I_RQ_HEAD] or ints[I_RS_TAIL] > ints[I_RS_HEAD])
     ints[I_IE] = ie
     ints[I_IL] = il
     # The clock moves to the target also at the end of data: orders sent now must not be stamped

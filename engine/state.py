@@ -143,7 +143,7 @@ TQ_SHIFT = 2
 MAX_FILLS = 1 << 29   # fills so far must fit tk_nq
 
 SIM_FIELDS = (
-    "ev", "exch_ts", "local_ts", "px", "qty",
+    "events", "ev", "exch_ts", "local_ts", "px", "qty",
     "xbid", "xask", "xbook_ends", "lbid", "lask", "lbook_ends",
     "ints", "floats", "orders_i", "orders_f", "xlive", "nbuy_at", "nsell_at",
     "rq_i", "rq_f", "rs_i", "rs_f",
@@ -392,6 +392,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     """Allocate the state for one run over ``events`` (ordered on both timelines)."""
     if events.dtype != EVENT_DTYPE:
         raise ConfigError("events must use feeds.events.EVENT_DTYPE")
+    events = np.ascontiguousarray(events)    # the replay loop reads whole records at a fixed stride (kernel._replay)
     _check(cfg)
     models = _models(cfg, latency_table is not None)
     lb, ub = tick_range(events, cfg.tick_size, cfg.tick_range_pad)
@@ -423,7 +424,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         ints[I_NLAT] = len(lat_ts)
     r = cfg.ring_size
     return Sim(
-        ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
+        events=events, ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
         px=events["px"], qty=events["qty"],
         xbid=np.zeros(width), xask=np.zeros(width), xbook_ends=empty_bk(),
         lbid=np.zeros(width), lask=np.zeros(width), lbook_ends=empty_bk(),
