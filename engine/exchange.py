@@ -163,7 +163,7 @@ def fill(S, slot, ts, exec_tick, exec_qty, maker):
 # ---------------------------------------------------------------- market data
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=True)
 def level_changed(S, buy, tick, prev_qty, new_qty):
     """A depth row changed the exchange's level at ``tick``: the queue model hears it for each order of ours there."""
     side = BUY if buy else SELL
@@ -181,7 +181,7 @@ def crossed(buy, best_bid, best_ask, prev_best, max_buy, min_sell):
     return best_ask < prev_best and best_ask <= max_buy
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=True)
 def _fill_crossed(S, side, limit_tick, ts):
     """The opposite best moved through our price: fill those orders in full (maker)."""
     k = 0
@@ -196,7 +196,7 @@ def _fill_crossed(S, side, limit_tick, ts):
             k += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=True)
 def _trade(S, side, tick, qty, ts):
     """A trade printed at ``tick``; ``side`` is the side of our orders it can hit."""
     ints = S.ints
@@ -226,7 +226,7 @@ def _trade(S, side, tick, qty, ts):
             k += 1
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=True)
 def process_data(S, i):
     """Apply event row ``i`` on the exchange timeline: the book first, then what it does to our orders."""
     ints = S.ints
@@ -428,7 +428,7 @@ def _modify(S, slot, ts, new_tick, new_qty):
     respond(S, slot, ts, REQ_MODIFY, RESP_UPDATE, orders_i[slot, O_XSTATUS], R_NONE)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=True)
 def process_request(S, r):
     """Handle request ring entry ``r`` as it reaches the exchange."""
     slot = S.rq_i[r, RQ_SLOT]

@@ -29,7 +29,7 @@ from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
 from engine.rings import reserve
 from engine.local import is_final, process_data as local_data, process_response, tick_flags, tick_row, try_free
-from engine.state import (F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
+from engine.state import (field, F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, F_SUM_ABS_Q, I_NTICKS, is_book_kind,
                           F_TOP_ASKQ, F_TOP_BIDQ, I_TOP_ASK, I_TOP_BID, I_WAKE_LEFT, I_WAKE_TOP, I_WOKE, I_WOKE_TS,
                           F_LBAL, F_LFEE, F_LOT, F_LPOS, F_PER_TICK, F_POS, F_TICK, I_COMPUTE, I_CUR, I_ENDED, I_IE,
                           I_IL, I_LB, I_LIVE, I_NXLIVE, I_RECORD_TICKS, I_REFUSED_PRICE, I_REFUSED_QTY, I_WAKE_AT, I_WAKE_OPEN, I_XMAXBUY,
@@ -61,14 +61,14 @@ def _next_flagged(ev, i, n, flag):
     return i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _start(S):
-    ints = S.ints
+    ints = field(S, "ints")
     n = ints[I_N]
-    ints[I_IE] = _next_flagged(S.ev, 0, n, EXCH)
-    ints[I_IL] = _next_flagged(S.ev, 0, n, LOCAL)
-    te = S.exch_ts[ints[I_IE]] if ints[I_IE] < n else END
-    tl = S.local_ts[ints[I_IL]] if ints[I_IL] < n else END
+    ints[I_IE] = _next_flagged(field(S, "ev"), 0, n, EXCH)
+    ints[I_IL] = _next_flagged(field(S, "ev"), 0, n, LOCAL)
+    te = field(S, "exch_ts")[ints[I_IE]] if ints[I_IE] < n else END
+    tl = field(S, "local_ts")[ints[I_IL]] if ints[I_IL] < n else END
     ints[I_CUR] = min(te, tl)
     ints[I_STARTED] = 1
 
@@ -88,7 +88,7 @@ def _our_orders(ints, floats, rs_i):
             tick_flags(ints), tr)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _replay(S, ie, il, target):
     """The four streams merged by time up to ``target`` (see the module docstring): market data
     on both timelines, our requests reaching the exchange and responses reaching us.
@@ -115,35 +115,31 @@ def _replay(S, ie, il, target):
     values derived from our orders change only with a fill or a request, and are
     taken in again right after either; responses change only the strategy's view.
     """
-    ints = S.ints
+    ints = field(S, "ints")
     n = ints[I_N]
-    exch_ts = S.exch_ts
-    local_ts = S.local_ts
-    te = exch_ts[_u(ie)] if ie < n else END
-    tl = local_ts[_u(il)] if il < n else END
-    rs_i = S.rs_i
+    events = field(S, "events")
+    te = events[_u(ie)].exch_ts if ie < n else END
+    tl = events[_u(il)].local_ts if il < n else END
+    rs_i = field(S, "rs_i")
     rs_mask = rs_i.shape[0] - 1
-    rq_i = S.rq_i
+    rq_i = field(S, "rq_i")
     rq_mask = rq_i.shape[0] - 1
     tq = rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
     if te > target and tl > target and tq > target and (
             ints[I_RS_TAIL] == ints[I_RS_HEAD] or rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS] > target):
-        return ie, il
-    ev = S.ev
-    px = S.px
-    qty = S.qty
-    floats = S.floats
-    xbid = S.xbid
-    xask = S.xask
-    xbook_ends = S.xbook_ends
-    lbid = S.lbid
-    lask = S.lask
-    lbook_ends = S.lbook_ends
-    nbuy_at = S.nbuy_at
-    nsell_at = S.nsell_at
-    tk_mid = S.tk_mid
-    tk_epnl = S.tk_epnl
-    tk_nq = S.tk_nq
+        return ie, il, False
+    floats = field(S, "floats")
+    xbid = field(S, "xbid")
+    xask = field(S, "xask")
+    xbook_ends = field(S, "xbook_ends")
+    lbid = field(S, "lbid")
+    lask = field(S, "lask")
+    lbook_ends = field(S, "lbook_ends")
+    nbuy_at = field(S, "nbuy_at")
+    nsell_at = field(S, "nsell_at")
+    tk_mid = field(S, "tk_mid")
+    tk_epnl = field(S, "tk_epnl")
+    tk_nq = field(S, "tk_nq")
     lb = ints[I_LB]
     ub = ints[I_UB]
     tick_size = floats[F_TICK]
@@ -152,7 +148,7 @@ def _replay(S, ie, il, target):
     mult = floats[F_MULT]
     inverse = floats[F_INVERSE] != 0.0
     record = ints[I_RECORD_TICKS] == 1
-    order_level = S.queue.order_level
+    order_level = field(S, "queue").order_level
     watch = ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1
     fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
     x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
@@ -162,6 +158,7 @@ def _replay(S, ie, il, target):
     mid0 = floats[F_MID0]
     sum_abs_q = floats[F_SUM_ABS_Q]
     stop = False
+    rare = False
     while not stop:
         # Market data up to our next message (exchange data before a request at the
         # same time, local data before a response), then that message.
@@ -174,14 +171,15 @@ def _replay(S, ie, il, target):
                 i = ie
                 ts = te
                 ie += 1
-                while ie < n and (ev[_u(ie)] & EXCH) == 0:
+                while ie < n and (events[_u(ie)].ev & EXCH) == 0:
                     ie += 1
-                te = exch_ts[_u(ie)] if ie < n else END
-                e = ev[_u(i)]
+                te = events[_u(ie)].exch_ts if ie < n else END
+                row = events[_u(i)]
+                e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
-                    q = qty[_u(i)]
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
+                    q = row.qty
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         # One path for both sides, on values picked by side: the side of a row is a coin
@@ -211,17 +209,17 @@ def _replay(S, ie, il, target):
                             exch_lim = min(tq, tr, target)
                             local_lim = min(tq - 1, tr, target)
                 elif kind == TRADE:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
                     if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
                         if tick >= min_sell:
-                            _trade(S, SELL, tick, qty[_u(i)], ts)
+                            _trade(S, SELL, tick, row.qty, ts)
                             if ints[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
                                 local_lim = min(tq - 1, tr, target)
                     elif e & SELL_FLAG:
                         if tick <= max_buy:
-                            _trade(S, BUY, tick, qty[_u(i)], ts)
+                            _trade(S, BUY, tick, row.qty, ts)
                             if ints[I_NFILLS] != fills:
                                 fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
                                 exch_lim = min(tq, tr, target)
@@ -232,6 +230,7 @@ def _replay(S, ie, il, target):
                     store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
                     exch_data(S, i)
                     x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+                    rare = True
                     stop = True
                     break
             else:
@@ -240,14 +239,15 @@ def _replay(S, ie, il, target):
                 i = il
                 ts = tl
                 il += 1
-                while il < n and (ev[_u(il)] & LOCAL) == 0:
+                while il < n and (events[_u(il)].ev & LOCAL) == 0:
                     il += 1
-                tl = local_ts[_u(il)] if il < n else END
-                e = ev[_u(i)]
+                tl = events[_u(il)].local_ts if il < n else END
+                row = events[_u(i)]
+                e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(px[_u(i)], tick_size, per_tick)
-                    q = qty[_u(i)]
+                    tick = price_tick_fast(row.px, tick_size, per_tick)
+                    q = row.qty
                     buy = (e & BUY_FLAG) != 0
                     if buy or (e & SELL_FLAG) != 0:
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
@@ -314,7 +314,7 @@ def _replay(S, ie, il, target):
     floats[F_LAST_MID] = last_mid
     floats[F_MID0] = mid0
     floats[F_SUM_ABS_Q] = sum_abs_q
-    return ie, il
+    return ie, il, rare
 
 
 @nb.njit(cache=True)
@@ -346,64 +346,23 @@ def _woke(ints, floats, lbook_ends, lbid, lask, ts):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def goto(S, target):
     """Process every event up to and including ``target``; False at end of data."""
-    ints = S.ints
+    ints = field(S, "ints")
     if ints[I_STARTED] == 0:
         _start(S)
-    n = ints[I_N]
-    ev = S.ev
-    exch_ts = S.exch_ts
-    local_ts = S.local_ts
     ie = ints[I_IE]
     il = ints[I_IL]
-    rq_mask = S.rq_i.shape[0] - 1
-    rs_mask = S.rs_i.shape[0] - 1
-    more = True
     while True:
-        # The merged streams up to the target; after a rare row kind, one merged step here.
-        ie, il = _replay(S, ie, il, target)
-        if ints[I_WOKE] != 0:
+        # The merged streams up to the target; a rare row kind returns right after it, to go on afresh.
+        ie, il, rare = _replay(S, ie, il, target)
+        if ints[I_WOKE] != 0 or not rare:
             break
-        t = exch_ts[ie] if ie < n else END
-        which = 0
-        tq = S.rq_i[ints[I_RQ_HEAD] & rq_mask, RQ_TS] if ints[I_RQ_TAIL] > ints[I_RQ_HEAD] else END
-        if tq < t:
-            t = tq
-            which = 1
-        if il < n:
-            tl = local_ts[il]
-            if tl < t:
-                t = tl
-                which = 2
-        if ints[I_RS_TAIL] > ints[I_RS_HEAD]:
-            tr = S.rs_i[ints[I_RS_HEAD] & rs_mask, RS_TS]
-            if tr < t:
-                t = tr
-                which = 3
-        if t == END:
-            more = ints[I_LIVE] == 1      # live: no row yet is a wait; offline: the end
-            break
-        if t > target:
-            break
-        if which == 0:
-            exch_data(S, ie)
-            ie = _next_flagged(ev, ie + 1, n, EXCH)
-        elif which == 1:
-            h = ints[I_RQ_HEAD]
-            ints[I_RQ_HEAD] = h + 1
-            process_request(S, h & rq_mask)
-        elif which == 2:
-            local_data(S, il)
-            il = _next_flagged(ev, il + 1, n, LOCAL)
-            if (ints[I_WAKE_LEFT] > 0 or ints[I_WAKE_TOP] == 1) and _woke(ints, S.floats, S.lbook_ends, S.lbid,
-                                                                              S.lask, t):
-                break
-        else:
-            h = ints[I_RS_HEAD]
-            ints[I_RS_HEAD] = h + 1
-            process_response(S, h & rs_mask)
+    n = ints[I_N]
+    # Live, no row yet is a wait; offline, nothing left on any stream is the end.
+    more = ints[I_WOKE] != 0 or ints[I_LIVE] == 1 or ie < n or il < n or (
+        ints[I_RQ_TAIL] > ints[I_RQ_HEAD] or ints[I_RS_TAIL] > ints[I_RS_HEAD])
     ints[I_IE] = ie
     ints[I_IL] = il
     # The clock moves to the target also at the end of data: orders sent now must not be stamped
@@ -414,14 +373,14 @@ def goto(S, target):
     return more
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def elapse(S, duration):
     """Advance the strategy clock by ``duration`` ns; False once the data is exhausted."""
-    if S.ints[I_STARTED] == 0:
+    if field(S, "ints")[I_STARTED] == 0:
         _start(S)
-    if S.ints[I_ENDED] == 1:
+    if field(S, "ints")[I_ENDED] == 1:
         return False
-    return goto(S, S.ints[I_CUR] + duration)
+    return goto(S, field(S, "ints")[I_CUR] + duration)
 
 
 @nb.njit(cache=True)

@@ -263,7 +263,7 @@ class LiveSim:
                 new[:len(a[name])] = a[name]
                 a[name] = new
         e = self.events
-        a.update(ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
+        a.update(events=e, ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
                  order_id=e["order_id"].view(np.int64))
         self.sim = Sim(**a, **self.models)
 

@@ -69,7 +69,7 @@ def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, 
     return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=True)
 def process_data(S, i):
     """Apply event row ``i`` to the local book and record a tick."""
     ints = S.ints
@@ -123,7 +123,7 @@ def try_free(S, slot):
         S.ints[I_NUSED] -= 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=True)
 def process_response(S, r):
     """Apply response ring entry ``r`` as it reaches the strategy."""
     ints = S.ints

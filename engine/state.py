@@ -11,6 +11,7 @@ import numba as nb
 import numpy as np
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+from numba.core.runtime.nrtdynmod import _meminfo_struct_type
 from numba.experimental import structref
 
 from feeds.events import (ADD_ORDER, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EVENT_DTYPE, FILL, KIND_MASK,
@@ -144,7 +145,7 @@ TQ_SHIFT = 2
 MAX_FILLS = 1 << 29   # fills so far must fit tk_nq
 
 SIM_FIELDS = (
-    "ev", "exch_ts", "local_ts", "px", "qty",
+    "events", "ev", "exch_ts", "local_ts", "px", "qty",
     "xbid", "xask", "xbook_ends", "lbid", "lask", "lbook_ends",
     "ints", "floats", "orders_i", "orders_f", "xlive", "nbuy_at", "nsell_at",
     "rq_i", "rq_f", "rs_i", "rs_f",
@@ -205,6 +206,32 @@ def _borrow_fields(typingctx, sim):
             setattr(data, name, ary._getvalue())
         return context.get_dummy_value()
     return types.none(sim), codegen
+
+
+@intrinsic
+def field(typingctx, sim, name):
+    """``sim.<name>`` read with no NRT call, for kernels compiled with ``_nrt=False``.
+
+    A structref's getattr needs the NRT to find its payload, and in a kernel
+    with the NRT on every array read costs an incref and a decref call (no-ops
+    on the borrowed arrays, but calls, and the registers they clobber): about a
+    third of what :func:`engine.kernel._replay` spent per 1 ms wake-up. Reading
+    the payload pointer straight from the MemInfo (what NRT_MemInfo_data_fast
+    does) lets the replay loop run without the NRT at all.
+    """
+    if not isinstance(name, types.StringLiteral) or name.literal_value not in sim.field_dict:
+        return None
+    fieldname = name.literal_value
+
+    def codegen(context, builder, signature, args):
+        simty = signature.args[0]
+        meminfo = cgutils.create_struct_proxy(simty)(context, builder, value=args[0]).meminfo
+        info = builder.bitcast(meminfo, _meminfo_struct_type.as_pointer())
+        payload = builder.load(cgutils.gep(builder, info, 0, 3))
+        datatype = simty.get_data_type()
+        payload = builder.bitcast(payload, context.data_model_manager[datatype].get_value_type().as_pointer())
+        return getattr(cgutils.create_struct_proxy(datatype)(context, builder, ref=payload), fieldname)
+    return sim.field_dict[fieldname](sim, name), codegen
 
 
 @nb.njit(cache=True)
@@ -367,6 +394,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
     """Allocate the state for one run over ``events`` (ordered on both timelines)."""
     if events.dtype != EVENT_DTYPE:
         raise ConfigError("events must use feeds.events.EVENT_DTYPE")
+    events = np.ascontiguousarray(events)    # the replay loop reads whole records at a fixed stride (kernel._replay)
     _check(cfg)
     models = _models(cfg, latency_table is not None)
     lb, ub = tick_range(events, cfg.tick_size, cfg.tick_range_pad)
@@ -398,7 +426,7 @@ def make_sim(events: np.ndarray, cfg: EngineConfig, latency_table: np.ndarray | 
         ints[I_NLAT] = len(lat_ts)
     r = cfg.ring_size
     return Sim(
-        ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
+        events=events, ev=events["ev"], exch_ts=events["exch_ts"], local_ts=events["local_ts"],
         px=events["px"], qty=events["qty"],
         xbid=np.zeros(width), xask=np.zeros(width), xbook_ends=empty_bk(),
         lbid=np.zeros(width), lask=np.zeros(width), lbook_ends=empty_bk(),
