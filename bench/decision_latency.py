@@ -69,7 +69,7 @@ def main() -> None:
 
     strategy = CMMStrategy(CMMParams(bundle=args.bundle, torch_threads=1))
     try:           # on_start needs only the instrument's tick size from its context: the bundle's own
-        strategy.on_start(SimpleNamespace(tick_size=load_bundle(args.bundle).schema.tick_size))
+        strategy.on_start(SimpleNamespace(tick_size=load_bundle(args.bundle).schema.tick_size, lot_size=1.0))
     except DataError as err:
         sys.exit(f"decision_latency: {err}")
     bundle = strategy.bundle
