@@ -32,30 +32,35 @@ def _resumable_marker(tool: str) -> str:
     return f".cmm-{tool}"
 
 
-def check_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out") -> None:
-    """Raise :class:`DataError` unless ``out_dir`` is absent, an empty directory, or one ``tool`` ("study",
-    "sweep") wrote: what a run of ``tool`` may resume in."""
+def _refuse_unless_ours(out_dir: str | os.PathLike, marker: str, kind: str, writer: str, verb: str,
+                        field: str) -> None:
+    """Raise :class:`DataError` unless ``out_dir`` is absent, an empty directory, or one holding ``marker``:
+    the one check behind :func:`check_resumable` and :func:`check_replaceable`."""
     path = os.path.abspath(out_dir)
-    marker = _resumable_marker(tool)
     refuse = None
     try:
         if os.path.islink(out_dir):
-            refuse = f"is a symbolic link, not a {tool} directory"
+            refuse = f"is a symbolic link, not a {kind}"
         elif not os.path.lexists(path):
             return
         elif not os.path.isdir(path):
-            refuse = f"exists and is not a {tool} directory"
+            refuse = f"exists and is not a {kind}"
         elif path == os.getcwd():
             refuse = "is the working directory"
         elif os.path.exists(os.path.join(path, marker)):
             return
         elif os.listdir(path):
-            refuse = f"is a directory cmm {tool} did not write (no {marker} marker)"
+            refuse = f"is a directory {writer} did not write (no {marker} marker)"
     except OSError as e:
         raise DataError(f"cannot check what is there: {e.strerror or e}", path=str(out_dir), field=field) from None
     if refuse is not None:
-        raise DataError(f"{refuse}: refusing to write into it; choose another {field}", path=str(out_dir),
-                        field=field)
+        raise DataError(f"{refuse}: refusing to {verb} it; choose another {field}", path=str(out_dir), field=field)
+
+
+def check_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out") -> None:
+    """Raise :class:`DataError` unless ``out_dir`` is absent, an empty directory, or one ``tool`` ("study",
+    "sweep") wrote: what a run of ``tool`` may resume in."""
+    _refuse_unless_ours(out_dir, _resumable_marker(tool), f"{tool} directory", f"cmm {tool}", "write into", field)
 
 
 def claim_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out") -> None:
@@ -71,25 +76,7 @@ def claim_resumable(out_dir: str | os.PathLike, tool: str, field: str = "--out")
 
 def check_replaceable(out_dir: str | os.PathLike, field: str = "--out") -> None:
     """Raise :class:`DataError` unless ``out_dir`` is absent, an empty directory, or a results directory of ours."""
-    path = os.path.abspath(out_dir)
-    refuse = None
-    try:
-        if os.path.islink(out_dir):
-            refuse = "is a symbolic link, not a results directory"
-        elif not os.path.lexists(path):
-            return
-        elif not os.path.isdir(path):
-            refuse = "exists and is not a results directory"
-        elif path == os.getcwd():
-            refuse = "is the working directory"
-        elif os.path.exists(os.path.join(path, MARKER)):
-            return
-        elif os.listdir(path):
-            refuse = f"is a directory cmm did not write (no {MARKER} marker)"
-    except OSError as e:
-        raise DataError(f"cannot check what is there: {e.strerror or e}", path=str(out_dir), field=field) from None
-    if refuse is not None:
-        raise DataError(f"{refuse}: refusing to replace it; choose another {field}", path=str(out_dir), field=field)
+    _refuse_unless_ours(out_dir, MARKER, "results directory", "cmm", "replace", field)
 
 
 @contextlib.contextmanager
