@@ -9,10 +9,8 @@ import pytest
 
 from analysis.metrics import summarize
 from analysis.results import TICK_FIELDS, after_warmup, collect, tick_arrays
-from engine import kernel as K
 from engine.codes import BUY, GTC, LIMIT
-from engine.models.config import FeeConfig
-from engine.views import QUOTED_BID, EngineConfig, make_sim, run_to_end
+from engine.views import QUOTED_BID, EngineConfig, FeeConfig, elapse, make_sim, run_to_end, submit
 from feeds import events as E
 from feeds.ordering import order_timelines
 from tests.engine_events import book, sim
@@ -26,9 +24,9 @@ ROWS = (book(0, {100: 10}, {102: 5}) + [(7, "depth", "b", 99, 3), (10, "trade", 
 
 def _run():
     S = sim(ROWS, fees=FeeConfig(maker=0.0002))
-    K.goto(S, 5)
-    K.submit(S, BUY, 100, 2.0, GTC, LIMIT)
-    K.goto(S, 100)
+    elapse(S, 5)                     # the clock starts at the first row, 0
+    submit(S, BUY, 100, 2.0, GTC, LIMIT)
+    elapse(S, 95)
     return S
 
 
