@@ -270,6 +270,10 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=3000, help="--hop: batches sent")
     p.add_argument("--interval-ms", type=float, default=2.0, help="--hop: between batches")
     args = p.parse_args()
+    for name in ("events", "batch", "repeats", "batches", "interval_ms"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            p.error(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
     if args.hop:
         args.batch = args.batch or 3
         main_hop(args)
