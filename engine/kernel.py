@@ -97,13 +97,14 @@ def _replay(S, ie, il, target):
     ``S`` once, and only rows that touch our orders (or rarer kinds) call out.
     Its rules are the exchange's and the local side's own, on its locals: a
     depth row that ``book.stores_only`` says leaves the book's ends as they are
-    is one store, any other goes through ``update_bid``/``update_ask`` (whose
-    array arguments cost reference-count calls once inlined, so they stay off
-    the common path); what a row does to our orders is ``exchange.level_changed``
-    (called only with an order of ours at that price) and ``exchange.crossed``; a
-    tick's values are ``local.tick_row``. A call with nothing due by ``target``
-    (most wake-ups of a fast timer on sparse data) returns before any set-up. It returns ``(ie, il)`` at ``target``,
-    at a wake-up, or right after a rare row kind (:func:`goto` goes on from there).
+    is one store, any other goes through ``update_bid``/``update_ask``; what a
+    row does to our orders is ``exchange.level_changed`` (called only with an
+    order of ours at that price) and ``exchange.crossed``; a tick's values are
+    ``local.tick_row``. A call with nothing due by ``target`` (most wake-ups of a
+    fast timer on sparse data) returns before any set-up. It returns
+    ``(ie, il, rare)``: at ``target`` or at a wake-up with ``rare`` False, or with
+    ``rare`` True right after a rare row kind, whose handling may have changed
+    our orders (:func:`goto` calls it again from there).
     Fills, requests and responses stay in the loop: one call per message made the
     loop's set-up a large part of a quoting strategy's run.
 
