@@ -94,6 +94,7 @@ import numpy as np
 from bundle.loader import Bundle, load_bundle
 from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
+from engine.views import WOKE_END
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state
 from common.config import ConfigError
@@ -289,7 +290,7 @@ class CMMStrategy(Strategy):
         reason = QUOTED if n_bid or n_ask else \
             WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
         if out_of_range and self._first_out_of_range:
-            self._log_out_of_range(ctx, x)
+            self._log_out_of_range(ctx.now, x)
         self._record(ctx, regime, prediction, bid, ask, out_of_range, reason)
         marks[RECORD] = time.perf_counter_ns()
 
@@ -312,14 +313,14 @@ class CMMStrategy(Strategy):
         pmid, spread, volume = self._prediction.tolist()
         return n_bid, n_ask, Prediction(mid=pmid, spread_ticks=spread, volume=volume, regime=regime, weights=out[1])
 
-    def _log_out_of_range(self, ctx: Context, x: np.ndarray) -> None:
+    def _log_out_of_range(self, now: int, x: np.ndarray) -> None:
         """One line, once a run: the first out-of-range decision and its feature furthest from training."""
         self._first_out_of_range = False
         b = self.bundle
         z = np.where(b.used, (np.asarray(x, dtype=np.float64).reshape(-1, len(b.feature_mean))[-1] - b.feature_mean)
                      / b.feature_std, 0.0)
         worst = int(np.argmax(np.abs(z)))
-        print(f"{type(self).__name__}: decision at {ctx.now} ns is out of the training range: "
+        print(f"{type(self).__name__}: decision at {now} ns is out of the training range: "
               f"{b.schema.names[worst]} is {z[worst]:+.1f} training std from its mean (|z| > "
               f"{self.params.max_abs_z:g}); counted in metrics.json (out_of_range_share), logged once",
               file=sys.stderr)
@@ -332,6 +333,62 @@ class CMMStrategy(Strategy):
             print(f"{type(self).__name__}: quoted on {n - sum(silent.values()):,} of {n:,} decisions; no quote: "
                   + ", ".join(f"{why} {count:,}" for why, count in silent.items())
                   + f"; out of range: {stats['out_of_range_decisions']:,}", file=sys.stderr)
+
+    def run_timer_wakeups(self, ctx: Context, horizon: int) -> tuple[int, int] | None:
+        """Batched and fused, once the features have started: the rest of the current batch's decisions (a new
+        batch's, from the next wake-up, when it is used up) in one jitted call that steps the engine from
+        one wake-up to the next (:func:`strategies.cmm_kernel.run_timer`), with what :meth:`on_timer` gives
+        to the bit: the same orders, records, counts and log line. A decision's own time
+        (:meth:`decision_latency_ns`) is then the call's time less the batch's, shared equally, plus its
+        share of the batch. None where it does not apply: per tick, a variant that overrides a hook of
+        steps 4-6 or ``on_timer``, or before the first price (:meth:`start_features`)."""
+        if not (self.batched and self.fused and self.state is not None) or "on_timer" in vars(self) or \
+                type(self).on_timer is not CMMStrategy.on_timer:
+            return None
+        t0 = time.perf_counter_ns()
+        if self._ahead is None:
+            self._ahead = Ahead(self.state, self.bundle, self.regime_column, self.wake.every_ns, self.params.batch,
+                                ctx.market_ahead())
+        a, p, b = self._ahead, self.params, self.bundle
+        spent = a.compute(ctx.now + self.wake.every_ns) if a.used_up else 0
+        first = a.next
+        out_of_range = a.z > p.max_abs_z
+        quote = a.finite & ~out_of_range if p.out_of_range == "withdraw" else a.finite
+        predictions = np.full((len(a.times), 3), np.nan)
+        record = np.empty((len(a.times), 4))
+        k, reason = cmm_kernel.run_timer(ctx.sim, self.wake.every_ns, horizon, a.times, first, quote, a.y, a.x,
+                                         self.mid_column, b.target_std, b.target_mean, b.target_base, self._floats,
+                                         self._ints, self._prediction, self._ladder, predictions, record)
+        a.next = k
+        if reason == cmm_kernel.WOKE_ELSEWHERE:
+            raise RuntimeError(f"batched inference computed the wake-up at {a.times[k]} ns, "
+                               f"the engine woke at {ctx.now} ns")
+        n = k - first
+        if n:
+            own = (time.perf_counter_ns() - t0 - spent) // n + a.share_ns
+            self._latency.extend([own] * n)
+            self._model_ns.extend([a.model_share_ns] * n)
+            self._record_batch(a, slice(first, k), quote, out_of_range, predictions, record)
+        return n + (reason == WOKE_END), reason
+
+    def _record_batch(self, a: Ahead, rows: slice, quote: np.ndarray, out_of_range: np.ndarray,
+                      predictions: np.ndarray, record: np.ndarray) -> None:
+        """:meth:`_record` (and the out-of-range line) for the decisions ``rows`` of batch ``a``, run by
+        :func:`strategies.cmm_kernel.run_timer` (``quote``, ``predictions``, ``record`` as it took them)."""
+        quote, out_of_range, record = quote[rows], out_of_range[rows], record[rows]
+        if self._first_out_of_range and out_of_range.any():
+            first = rows.start + int(np.argmax(out_of_range))
+            self._log_out_of_range(int(a.times[first]), a.x[first])
+        reason = np.where(record[:, cmm_kernel.REC_QUOTES] > 0, QUOTED,
+                          np.where(~a.finite[rows], WARM_UP, np.where(~quote, OUT_OF_RANGE, EMPTY_LADDER)))
+        pred = predictions[rows]
+        self._records.extend(zip(a.times[rows].tolist(), record[:, cmm_kernel.REC_MID].tolist(),
+                                 pred[:, cmm_kernel.PRED_MID].tolist(), pred[:, cmm_kernel.PRED_SPREAD].tolist(),
+                                 pred[:, cmm_kernel.PRED_VOLUME].tolist(), a.regimes[rows].tolist(),
+                                 record[:, cmm_kernel.REC_BID].tolist(), record[:, cmm_kernel.REC_ASK].tolist(),
+                                 a.z[rows].tolist(), out_of_range.tolist(), reason.tolist()))
+        self._weights.extend(w if q else None for w, q in zip(a.w[rows], quote.tolist()))
+        self._z = float(a.z[rows.stop - 1])
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
         """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""

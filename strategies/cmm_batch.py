@@ -33,55 +33,66 @@ from bundle.features import FeatureState, replay_until
 
 
 class Ahead:
-    """The inputs of the next ``size`` decisions, computed when the previous batch is used up."""
+    """The inputs of the next ``size`` decisions, computed when the previous batch is used up.
+
+    A batch's arrays are new at each batch, so a decision may keep its rows (a decision record keeps the
+    weights): ``times`` [size] (the wake-ups, ns), ``x`` [size, F] (raw features), ``regimes``,
+    ``finite`` (bool: the features are finite, so the model ran), ``y`` / ``w`` (the model's normalized
+    output and expert weights; rows without finite features are not set) and ``z`` (the largest |z|,
+    -1 without finite features). Decisions ``[next, size)`` are still to be taken."""
 
     def __init__(self, state: FeatureState, bundle: Bundle, regime_column: int, every_ns: int, size: int,
                  market: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]):
         self.state, self.bundle = state, bundle
         self.regime_column, self.every_ns, self.size = regime_column, every_ns, size
         self.ev, self.local_ts, self.px, self.qty, self.row = market
-        self.x = np.empty((size, len(bundle.feature_mean)))
-        self.times: list[int] = []
+        self.times = np.empty(0, dtype=np.int64)
         self.next = 0
         self.share_ns = 0            # each decision's share of the batch that computed it
         self.model_share_ns = 0      # ... and of its model calls
 
+    @property
+    def used_up(self) -> bool:
+        return self.next == len(self.times)
+
     def take(self, now: int) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None, int, float]:
         """The features, regime and model output for the wake-up at ``now``, the ns spent on a new batch, and
         the decision's largest |z| (-1 without finite features), as :meth:`bundle.loader.Bundle.decide` gives."""
-        spent = 0
-        if self.next == len(self.times):
-            t0 = time.perf_counter_ns()
-            self._compute(now)
-            spent = time.perf_counter_ns() - t0
-            self.share_ns = spent // self.size
+        spent = self.compute(now) if self.used_up else 0
         i = self.next
         if self.times[i] != now:
             raise RuntimeError(f"batched inference computed the wake-up at {self.times[i]} ns, "
                                f"the engine woke at {now} ns")
         self.next += 1
-        # The batch's arrays are new at each batch, so its rows may be kept (a decision record keeps the weights).
         out = (self.y[i], self.w[i]) if self.finite[i] else None
-        return self.x[i], self.regimes[i], out, spent, self.z[i]
+        return self.x[i], self.regimes.item(i), out, spent, self.z.item(i)
 
-    def _compute(self, now: int) -> None:
-        times = now + self.every_ns * np.arange(self.size, dtype=np.int64)
+    def compute(self, first: int) -> int:
+        """Compute the batch of wake-ups ``first``, ``first + every_ns``, ...; the ns it took."""
+        t0 = time.perf_counter_ns()
+        times = first + self.every_ns * np.arange(self.size, dtype=np.int64)
         self.next = 0
-        self.row = replay_until(self.state, self.ev, self.local_ts, self.px, self.qty, self.row, times, self.x)
-        regimes = self.bundle.regimes.classify_all(self.x[:, self.regime_column])
-        finite = np.isfinite(self.x).all(axis=1)
-        self.y = self.w = None
+        x = np.empty((self.size, len(self.bundle.feature_mean)))
+        self.row = replay_until(self.state, self.ev, self.local_ts, self.px, self.qty, self.row, times, x)
+        regimes = self.bundle.regimes.classify_all(x[:, self.regime_column])
+        finite = np.isfinite(x).all(axis=1)
+        y = w = None
         z = np.full(self.size, -1.0)
         model_ns = 0
         for regime in np.unique(regimes[finite]):
             rows = np.flatnonzero(finite & (regimes == regime))
-            t0 = time.perf_counter_ns()
-            y, w, z[rows] = self.bundle.decide_batch(self.x[rows], int(regime))
-            model_ns += time.perf_counter_ns() - t0
-            if self.y is None:
-                self.y = np.empty((self.size, y.shape[1]), dtype=y.dtype)
-                self.w = np.empty((self.size, w.shape[1]), dtype=w.dtype)
-            self.y[rows], self.w[rows] = y, w
+            t1 = time.perf_counter_ns()
+            y_rows, w_rows, z[rows] = self.bundle.decide_batch(x[rows], int(regime))
+            model_ns += time.perf_counter_ns() - t1
+            if y is None:
+                y = np.zeros((self.size, y_rows.shape[1]), dtype=y_rows.dtype)
+                w = np.zeros((self.size, w_rows.shape[1]), dtype=w_rows.dtype)
+            y[rows], w[rows] = y_rows, w_rows
+        if y is None:            # no finite row: the outputs are never read, but a jitted loop takes arrays
+            y = np.zeros((self.size, len(self.bundle.target_mean)), dtype=np.float32)
+            w = np.zeros((self.size, len(self.bundle.layout.get("experts", ()))), dtype=np.float32)
         self.model_share_ns = model_ns // self.size
-        # Python numbers, read once per decision: the loop that applies them is Python.
-        self.times, self.regimes, self.finite, self.z = times.tolist(), regimes.tolist(), finite.tolist(), z.tolist()
+        self.times, self.x, self.regimes, self.finite, self.y, self.w, self.z = times, x, regimes, finite, y, w, z
+        spent = time.perf_counter_ns() - t0
+        self.share_ns = spent // self.size
+        return spent
