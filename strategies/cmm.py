@@ -113,6 +113,12 @@ NO_QUOTE_REASONS = {1: "warm_up", 2: "out_of_range", 3: "empty_ladder"}
 WARM_UP, OUT_OF_RANGE, EMPTY_LADDER = 1, 2, 3
 
 
+# The decision record's columns (CMMStrategy.decision_record) and their types, beside the expert weights.
+RECORD_FIELDS = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
+                 "out_of_range", "no_quote")
+RECORD_TYPES = tuple({"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}.get(
+    name, np.float64) for name in RECORD_FIELDS)
+
 # A decision's clock (perf_counter_ns, CMMStrategy.marks): its start, then the end of each stage. Batched,
 # features, regime and model are one stage (taken from the batch); "ladder" is the aggregate, the ladder,
 # the risk cut and the order diff; "send" the messages; "record" the decision record.
@@ -223,8 +229,12 @@ class CMMStrategy(Strategy):
         self.state = None
         self.row = np.full(self.schema.n_features, np.nan)
         self._latency: list[int] = []
+        # The decision record: blocks of columns (RECORD_FIELDS) and weights, then the rows of per-tick
+        # decisions not in a block yet, as tuples and each one's weights (None without a prediction).
+        self._blocks: list[tuple[list[np.ndarray], np.ndarray]] = []
         self._records: list[tuple] = []
         self._weights: list[np.ndarray | None] = []
+        self._n_experts = len(self.bundle.layout.get("experts", []))
         self._z: float = -1.0        # this decision's largest |z| (-1: no model input was formed)
         self._first_out_of_range = True
         self.batched = self._batching(ctx)
@@ -382,12 +392,13 @@ class CMMStrategy(Strategy):
         reason = np.where(record[:, cmm_kernel.REC_QUOTES] > 0, QUOTED,
                           np.where(~a.finite[rows], WARM_UP, np.where(~quote, OUT_OF_RANGE, EMPTY_LADDER)))
         pred = predictions[rows]
-        self._records.extend(zip(a.times[rows].tolist(), record[:, cmm_kernel.REC_MID].tolist(),
-                                 pred[:, cmm_kernel.PRED_MID].tolist(), pred[:, cmm_kernel.PRED_SPREAD].tolist(),
-                                 pred[:, cmm_kernel.PRED_VOLUME].tolist(), a.regimes[rows].tolist(),
-                                 record[:, cmm_kernel.REC_BID].tolist(), record[:, cmm_kernel.REC_ASK].tolist(),
-                                 a.z[rows].tolist(), out_of_range.tolist(), reason.tolist()))
-        self._weights.extend(w if q else None for w, q in zip(a.w[rows], quote.tolist()))
+        weights = a.w[rows].astype(np.float64)
+        weights[~quote] = np.nan
+        self._flush_records()
+        self._blocks.append(([a.times[rows], record[:, cmm_kernel.REC_MID], pred[:, cmm_kernel.PRED_MID],
+                              pred[:, cmm_kernel.PRED_SPREAD], pred[:, cmm_kernel.PRED_VOLUME], a.regimes[rows],
+                              record[:, cmm_kernel.REC_BID], record[:, cmm_kernel.REC_ASK], a.z[rows], out_of_range,
+                              reason.astype(np.int8)], weights))
         self._z = float(a.z[rows.stop - 1])
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
@@ -451,23 +462,29 @@ class CMMStrategy(Strategy):
                                   regime, bid, ask, self._z, out_of_range, reason))
             self._weights.append(prediction.weights)
 
+    def _flush_records(self) -> None:
+        """The per-tick rows kept since the last block (:meth:`_record`) as one more block of columns."""
+        if self._records:
+            columns = [np.array(col, dtype=dtype) for col, dtype in zip(zip(*self._records), RECORD_TYPES)]
+            weights = np.full((len(self._weights), self._n_experts), np.nan)
+            for i, w in enumerate(self._weights):
+                if w is not None:
+                    weights[i] = w
+            self._blocks.append((columns, weights))
+            self._records, self._weights = [], []
+
     def decision_record(self) -> dict[str, np.ndarray]:
         """One row per decision: ``ts, mid, pred_mid, pred_spread_ticks, pred_volume, regime, bid, ask``
         (inner quote prices, NaN when none), ``max_abs_z`` (-1 without a model input), ``out_of_range``
         (bool), ``no_quote`` (0 quoted, else a code of :data:`NO_QUOTE_REASONS`), and ``weights``
         [n, experts] (NaN without a prediction), plus ``expert_names``."""
-        names = [e["name"] for e in self.bundle.layout.get("experts", [])]
-        fields = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
-                  "out_of_range", "no_quote")
-        types = {"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}
-        columns = list(zip(*self._records)) or [()] * len(fields)
-        out = {name: np.array(col, dtype=types.get(name, np.float64)) for name, col in zip(fields, columns)}
-        weights = np.full((len(self._weights), len(names)), np.nan)
-        for i, w in enumerate(self._weights):
-            if w is not None:
-                weights[i] = w
-        out["weights"] = weights
-        out["expert_names"] = np.array(names, dtype=str)
+        self._flush_records()
+        blocks = self._blocks or [([np.empty(0, dtype=dtype) for dtype in RECORD_TYPES],
+                                   np.empty((0, self._n_experts)))]
+        out = {name: np.concatenate([columns[i] for columns, _ in blocks])
+               for i, name in enumerate(RECORD_FIELDS)}
+        out["weights"] = np.concatenate([weights for _, weights in blocks])
+        out["expert_names"] = np.array([e["name"] for e in self.bundle.layout.get("experts", [])], dtype=str)
         return out
 
     # ---- the hooks
