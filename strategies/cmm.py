@@ -43,6 +43,10 @@ insists, and a run where it cannot apply is refused with one line; see
 :mod:`strategies.cmm_batch`, which gives the per-tick path's results to the
 bit). A variant that overrides ``features``, ``classify_regime`` or
 ``predict`` runs per tick, since its hooks may read more than the market.
+Batched and fused, with a declared decision time, a backtest runs each batch's
+wake-ups in one jitted call that steps the engine itself
+(:meth:`~CMMStrategy.run_timer_wakeups`), which leaves no Python between
+two decisions; a variant that overrides ``on_timer`` is woken one by one.
 
 The decision time is measured by default (``compute_ns = None``): the engine
 holds the wake-up's orders for the wall time the callbacks took, so a slower

@@ -8,9 +8,15 @@ features, regime and model call read market data only, so for the next
 ``size`` wake-ups they can be computed ahead of the engine, with the one
 feature implementation (:func:`bundle.features.replay_until`, which stops at
 that same row), and the model run over all of them: one call per regime, as
-the TorchScript module takes one regime per call. The strategy's loop then
-applies them at each wake-up as the per-tick path would (aggregate, ladder,
-risk check, order diff), against the live position and book.
+the TorchScript module takes one regime per call. They are then applied at
+each wake-up as the per-tick path would (aggregate, ladder, risk check, order
+diff), against the live position and book: with a declared decision time, a
+whole batch in one jitted call that also steps the engine from one wake-up to
+the next (:func:`strategies.cmm_kernel.run_timer`, which the session lets the
+strategy run: :meth:`strategies.base.Strategy.run_timer_wakeups`), so no
+Python runs between two decisions; otherwise (a measured decision time, whose
+clock is Python's, or a variant that overrides a hook of steps 4-6) ``on_timer``
+applies them one wake-up at a time.
 
 The results are the per-tick path's to the bit: the features are the same
 function on the same rows, normalization is elementwise, and the bundle's
