@@ -198,7 +198,8 @@ class EngineContext:
 
 
 class BacktestContext(EngineContext):
-    """A backtest's context: the engine's, plus the whole replay ahead of it."""
+    """A backtest's context: the engine's, plus the whole replay ahead of it (and its ``sim``, which a
+    strategy's :meth:`~strategies.base.Strategy.run_timer_wakeups` may step itself)."""
 
     def market_ahead(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """The whole replay's ``ev, local_ts, px, qty`` and the first row :meth:`new_events` has not returned.
@@ -313,7 +314,11 @@ class Session:
     passes one that asks a strategy process (:mod:`runtime.link.engine_side`).
     ``context`` is the strategy's view: the engine's (:class:`EngineContext`),
     or a backtest's, which also sees the replay ahead (:class:`BacktestContext`).
-    The loop, the clock and the charge are this class's either way.
+    The loop, the clock and the charge are this class's either way. In a backtest
+    whose wake-ups run nothing but ``on_timer`` and whose decision time is
+    declared, the strategy may run a stretch of timer wake-ups on the engine
+    itself (:meth:`~strategies.base.Strategy.run_timer_wakeups`); the loop then
+    counts them and goes on from where the stretch stopped.
     """
 
     def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
@@ -329,9 +334,11 @@ class Session:
         self.replay_charges: deque[int] | None = None   # decision times to charge instead of measuring (resume)
         self._prev = 0
         self.warm_ticks = 0         # tick rows of the warm-up before a window's start (start(warm_until))
-        # Where nothing but on_timer and the clearing of finished orders runs at a wake-up, and nothing is
-        # measured, the strategy may run a stretch of timer wake-ups itself (Strategy.run_timer_wakeups).
-        self.stretches = (not self.measured and isinstance(self.decisions, LocalDecisions)
+        # In a backtest where nothing but on_timer and the clearing of finished orders runs at a wake-up, and
+        # nothing is measured, the strategy may run a stretch of timer wake-ups itself
+        # (Strategy.run_timer_wakeups); paper trading never asks, so its reactions pay nothing for it.
+        self.stretches = (not self.measured and isinstance(self.ctx, BacktestContext)
+                          and isinstance(self.decisions, LocalDecisions)
                           and not any(self.decisions.calls.wants.values()))
 
     @property
