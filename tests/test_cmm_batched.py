@@ -213,3 +213,27 @@ def test_variants_that_take_more_callbacks_are_woken_one_by_one_with_the_same_re
     assert [oid for _, oid, _ in seen] == result.fills["order_id"].tolist()
     # each fill is reported at the first wake-up at or after its response reached the strategy
     assert all(now in wakes and now - SECOND < local_ts <= now for now, _, local_ts in seen)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_repeated_decision_gets_what_the_model_gives_it_alone():
+    # Quiet seconds repeat the previous decision's model inputs; the batch then copies its outputs instead of
+    # calling the model. One batch covers the whole sample, so the strategy's last batch holds every decision.
+    events, instrument = load_events(load(str(CONFIGS / "backtest_cmm.toml")))
+    s = CMMStrategy(CMMParams(bundle=str(BUNDLES / "goog_sample"), batch=4096), wake=WakePolicy(every_ns=SECOND),
+                    compute_ns=0)
+    backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size)),
+                 instrument.tick_size, instrument.lot_size)
+    a = s._ahead
+    repeats = np.flatnonzero(a._repeats(a.x, a.regimes, a.finite))
+    assert len(repeats) > 20
+    for i in repeats:
+        y, w = s.bundle.decide(a.x[i], int(a.regimes[i]))
+        assert np.array_equal(y, a.y[i]) and np.array_equal(w, a.w[i]) and s.bundle.last_z[0] == a.z[i], i
+    # bit for bit: a zero's sign is an input the model sees
+    x = np.repeat(a.x[repeats[:1]], 2, axis=0)
+    column = int(np.flatnonzero(s.bundle.used)[0])
+    x[0, column], x[1, column] = 0.0, -0.0
+    assert not a._repeats(x, a.regimes[:2] * 0, np.ones(2, dtype=bool))[1]
+    x[1, column] = 0.0
+    assert a._repeats(x, a.regimes[:2] * 0, np.ones(2, dtype=bool))[1]
