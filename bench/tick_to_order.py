@@ -12,7 +12,7 @@ turn, each for ``--duration`` seconds of wall time:
    every decision) under ``cmm paper``'s loop (:func:`runtime.paper.loop.run_paper`).
 
 For the traders, *tick to order* is the wall time from the arrival of the feed
-batch that made a wake-up due to the moment that wake-up's orders are in the
+batch that made a wake-up due to the moment the last of that wake-up's orders is in the
 paper exchange, over the wake-ups that sent orders; *send to order* adds the
 hop from the publisher. The first ``--warmup`` reactions (numba's cache loads,
 the first inference), and the peer's first 2 s, are reported apart. Targets: tick to order p99 <= 500 us,
@@ -21,8 +21,10 @@ and CMM's p50 <= 150 us.
 Under each trader, its reactions stage by stage (:func:`runtime.paper.loop.reaction_stages`): the hop from
 the publisher, waiting behind the steps received before, the trader's step (check, ordering, append), the
 engine up to the wake-up, then CMM's own stages (features, regime, model, the ladder with its aggregate,
-risk cut and order diff in one jitted call, sending, the decision record), and the decision time
-``metrics.json`` charged, split into the model and the rest.
+risk cut and order diff in one jitted call, sending; its decision record follows its orders), and the
+decision time ``metrics.json`` charged, split into the model and the rest. CMM's config spins on the
+feed and rehearses its last decision every 100 us between ticks (``[paper] busy_poll``,
+``rehearse_every_us``; docs/paper-trading.md); ``bench/cold_decision.py`` shows why.
 
     python bench/tick_to_order.py [--speed 10] [--cmm-speed 60] [--duration 30] [--warmup 10]
 

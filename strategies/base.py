@@ -67,6 +67,17 @@ class Strategy:
     def on_stop(self, ctx: Context) -> None:
         pass
 
+    def rehearse(self, ctx: Context) -> None:
+        """Run the decision path on the state as it is, changing nothing: no order, no record, no state.
+
+        Paper trading calls it while the feed is quiet (``[paper]
+        rehearse_every_us``) so that the code and data of the next decision are
+        still in the core's caches when its tick comes: on a virtual machine
+        they go cold within a millisecond of other work or idling, and a
+        decision then takes several times as long (``docs/paper-trading.md``).
+        A backtest never calls it. The default rehearses nothing.
+        """
+
     def charged_ns(self, wall_ns: int) -> int:
         """The measured decision time to charge for a wake-up whose callbacks took ``wall_ns``.
 
