@@ -28,7 +28,8 @@ feed and rehearses its last decision every 100 us between ticks (``[paper] busy_
 
     python bench/tick_to_order.py [--speed 10] [--cmm-speed 60] [--duration 30] [--warmup 10]
 
-The last line is ``tick_to_order_p99_us=<FixedSpread> cmm=<CMM p99> cmm_p50_us=<CMM p50> feed_hop_p99_us=<peer>``.
+The last line is ``tick_to_order_p99_us=<FixedSpread> cmm=<CMM p99> cmm_p50_us=<CMM p50> feed_hop_p99_us=<peer>
+cmm_p99_over_feed_hop_p99=<CMM p99 / the peer's>``.
 """
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ def main() -> None:
           f"{'met' if cmm50 <= 150 else 'NOT met'}; FixedSpread / feed hop p99: "
           f"{results['FixedSpread'][1] / hop99:.2f}x")
     print(f"tick_to_order_p99_us={results['FixedSpread'][1]:.1f} cmm={cmm99:.1f} cmm_p50_us={cmm50:.1f} "
-          f"feed_hop_p99_us={hop99:.1f}")
+          f"feed_hop_p99_us={hop99:.1f} cmm_p99_over_feed_hop_p99={cmm99 / hop99:.2f}")
 
 
 if __name__ == "__main__":
