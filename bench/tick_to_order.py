@@ -12,7 +12,7 @@ turn, each for ``--duration`` seconds of wall time:
    every decision) under ``cmm paper``'s loop (:func:`runtime.paper.loop.run_paper`).
 
 For the traders, *tick to order* is the wall time from the arrival of the feed
-batch that made a wake-up due to the moment that wake-up's orders are in the
+batch that made a wake-up due to the moment the last of that wake-up's orders is in the
 paper exchange, over the wake-ups that sent orders; *send to order* adds the
 hop from the publisher. The first ``--warmup`` reactions (numba's cache loads,
 the first inference), and the peer's first 2 s, are reported apart. Targets: tick to order p99 <= 500 us,
@@ -21,12 +21,15 @@ and CMM's p50 <= 150 us.
 Under each trader, its reactions stage by stage (:func:`runtime.paper.loop.reaction_stages`): the hop from
 the publisher, waiting behind the steps received before, the trader's step (check, ordering, append), the
 engine up to the wake-up, then CMM's own stages (features, regime, model, the ladder with its aggregate,
-risk cut and order diff in one jitted call, sending, the decision record), and the decision time
-``metrics.json`` charged, split into the model and the rest.
+risk cut and order diff in one jitted call, sending; its decision record follows its orders), and the
+decision time ``metrics.json`` charged, split into the model and the rest. CMM's config spins on the
+feed and rehearses its last decision every 100 us between ticks (``[paper] busy_poll``,
+``rehearse_every_us``; docs/paper-trading.md); ``bench/cold_decision.py`` shows why.
 
     python bench/tick_to_order.py [--speed 10] [--cmm-speed 60] [--duration 30] [--warmup 10]
 
-The last line is ``tick_to_order_p99_us=<FixedSpread> cmm=<CMM p99> cmm_p50_us=<CMM p50> feed_hop_p99_us=<peer>``.
+The last line is ``tick_to_order_p99_us=<FixedSpread> cmm=<CMM p99> cmm_p50_us=<CMM p50> feed_hop_p99_us=<peer>
+cmm_p99_over_feed_hop_p99=<CMM p99 / the peer's>``.
 """
 from __future__ import annotations
 
@@ -159,7 +162,7 @@ def main() -> None:
           f"{'met' if cmm50 <= 150 else 'NOT met'}; FixedSpread / feed hop p99: "
           f"{results['FixedSpread'][1] / hop99:.2f}x")
     print(f"tick_to_order_p99_us={results['FixedSpread'][1]:.1f} cmm={cmm99:.1f} cmm_p50_us={cmm50:.1f} "
-          f"feed_hop_p99_us={hop99:.1f}")
+          f"feed_hop_p99_us={hop99:.1f} cmm_p99_over_feed_hop_p99={cmm99 / hop99:.2f}")
 
 
 if __name__ == "__main__":

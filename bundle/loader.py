@@ -181,6 +181,7 @@ class Bundle:
     tensor: object = field(repr=False)        # torch.from_numpy(inputs), made once
     used: np.ndarray = field(repr=False)      # bool [F]: the model's input columns (the schema's model_inputs)
     last_z: np.ndarray = field(repr=False)    # f8[1]: the largest |z| of the last decide() (-1: not finite)
+    last_regime: list = field(repr=False, default_factory=list)   # the last decide()'s regime argument, if any
 
     def decide(self, features: np.ndarray, *regime: int) -> tuple[np.ndarray, np.ndarray] | None:
         """One decision: raw features (float64, the input's shape) and the regime (a MoE's; the teacher
@@ -190,8 +191,17 @@ class Bundle:
         self.last_z[0] = largest
         if largest < 0.0:
             return None
+        self.last_regime[:] = regime
         predictions, weights = self.runtime(self.tensor, *regime)
         return predictions.numpy(), weights.numpy()
+
+    def rehearse(self) -> np.ndarray:
+        """The model on the last :meth:`decide`'s input again (there must have been one): its normalized
+        predictions, the same bits; the input buffer and the last decision's outputs are left as they were,
+        so a trader can keep the model's code and weights in cache between decisions
+        (:meth:`strategies.base.Strategy.rehearse`)."""
+        predictions, _ = self.runtime(self.tensor, *self.last_regime)
+        return predictions.numpy()
 
     def model_input(self, features: np.ndarray):
         """Raw features, one decision [F] or a batch [B, F], as the model's input tensor: normalized, and each

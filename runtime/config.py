@@ -77,6 +77,9 @@ class PaperFeedConfig(Table):
     max_feed_latency_ns: LatencyNs = 1_000_000_000   # bound on local_ts - exch_ts (engine/live.py)
     status_every_s: Seconds = 1.0         # the live status line's period
     busy_poll: bool = False                # spin on the feed instead of sleeping: a core for lower latency
+    # While the feed is quiet, rehearse the strategy's decision (Strategy.rehearse) every this many us, so
+    # its code and data are still in the core's caches when a tick comes; 0: never.
+    rehearse_every_us: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class PaperConfig(VenueConfig, kw_only=True):

@@ -52,6 +52,7 @@ class EngineContext:
         self._unread = 0            # the first row new_events() has not returned yet
         self._fills_seen = 0        # the first fill-log row not reported to the strategy yet
         self._unread_dropped: Spill | None = None   # unread rows a live engine dropped (drop_rows)
+        self.requested_ns = 0       # perf_counter_ns when the last order request was handed to the engine
 
     def use(self, sim: Sim) -> None:
         """Read ``sim`` from now on (a live engine's grown copy of the same state)."""
@@ -169,7 +170,8 @@ class EngineContext:
 
     def _submit(self, side: int, price: float, qty: float, tif: str, type: str) -> int:
         tick = 0 if type == "market" else self._tick(price)
-        oid = int(engine.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif], TYPES_BY_NAME[type]))
+        oid = self._requested(int(engine.submit(self.sim, side, tick, float(qty), TIFS_BY_NAME[tif],
+                                                TYPES_BY_NAME[type])))
         if oid < 0:
             raise OrderRejected(f"{SIDE_NAMES[side]} {qty} @ {price}: "
                                 f"{REASON_NAMES.get(-oid, 'refused')}")
@@ -182,19 +184,24 @@ class EngineContext:
         return self._submit(SELL, price, qty, tif, type)
 
     def cancel(self, order_id: int) -> bool:
-        return engine.cancel(self.sim, order_id) == 0
+        return self._requested(engine.cancel(self.sim, order_id) == 0)
 
     def modify(self, order_id: int, price: float, qty: float) -> bool:
-        return engine.modify(self.sim, order_id, self._tick(price), float(qty)) == 0
+        return self._requested(engine.modify(self.sim, order_id, self._tick(price), float(qty)) == 0)
 
     def cancel_all(self) -> int:
-        return int(engine.cancel_all(self.sim))
+        return self._requested(int(engine.cancel_all(self.sim)))
+
+    def _requested(self, result):
+        """``result``, after noting the clock: the request is in the engine (paper trading's tick to order)."""
+        self.requested_ns = time.perf_counter_ns()
+        return result
 
     def send_messages(self, messages: np.ndarray, qty: np.ndarray) -> None:
         """Send the messages of :func:`strategies.ladder.diff_into`, in order, in one jitted call: what
         ``cancel``, ``modify`` and :func:`strategies.api.place` would send one by one (a new order the
         engine refuses is skipped, and counted in ``refused_orders``)."""
-        send_messages(self.sim, messages, qty)
+        self._requested(send_messages(self.sim, messages, qty))
 
 
 class BacktestContext(EngineContext):

@@ -67,6 +67,17 @@ class Strategy:
     def on_stop(self, ctx: Context) -> None:
         pass
 
+    def rehearse(self, ctx: Context) -> None:
+        """Run the decision path on the state as it is, changing nothing: no order, no record, no state.
+
+        Paper trading calls it while the feed is quiet (``[paper]
+        rehearse_every_us``) so that the code and data of the next decision are
+        still in the core's caches when its tick comes: on a virtual machine
+        they go cold within a millisecond of other work or idling, and a
+        decision then takes several times as long (``docs/paper-trading.md``).
+        A backtest never calls it. The default rehearses nothing.
+        """
+
     def run_timer_wakeups(self, ctx: Context, horizon: int) -> tuple[int, int] | None:
         """Optional, for a backtest: run the next timer wake-ups in one jitted call that steps the engine
         itself, instead of being woken for each; None (the default) to be woken one by one.

@@ -100,7 +100,7 @@ from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
 from engine.views import WOKE_END
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
-from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state
+from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state, snapshot
 from common.config import ConfigError
 
 from strategies import cmm_kernel, ladder
@@ -254,6 +254,8 @@ class CMMStrategy(Strategy):
         self._ladder = np.zeros((4, p.levels), dtype=np.int64)
         self._messages, self._qty = np.empty((0, 3), dtype=np.int64), np.empty(0)
         self._no_output = np.zeros(len(self.bundle.target_mean), dtype=np.float32)
+        self._rehearsed_ts: int | None = None    # the time of the last decision the model made: rehearse()'s
+        self._rehearsal_row = np.full(self.schema.n_features, np.nan)
 
     def _batching(self, ctx: Context) -> bool:
         """Whether decisions run batched (:mod:`strategies.cmm_batch`); ConfigError if insisted on and impossible."""
@@ -311,21 +313,40 @@ class CMMStrategy(Strategy):
     def _decide(self, ctx: Context, x: np.ndarray, regime: int, out, quote: bool):
         """Steps 4-6 and the order diff in one call (:func:`strategies.cmm_kernel.decide`), then the messages
         sent; ``(n_bid, n_ask, the Prediction or None)``."""
-        columns = ctx.order_columns()
-        room = 2 * columns.ints.shape[1] + 2 * self.params.levels
-        if len(self._qty) < room:
-            self._messages, self._qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
-        b = self.bundle
-        n_bid, n_ask, m = cmm_kernel.decide(
-            quote, out[0] if quote else self._no_output, b.target_std, b.target_mean, b.target_base, x,
-            x[self.mid_column], ctx.position, ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns,
-            self._prediction, self._ladder, self._messages, self._qty)
+        n_bid, n_ask, m = self._ladder_and_diff(ctx, x, out[0] if quote else self._no_output, quote)
         self.marks[LADDER] = time.perf_counter_ns()
         ctx.send_messages(self._messages[:m], self._qty[:m])
         if not quote:
             return n_bid, n_ask, None
         pmid, spread, volume = self._prediction.tolist()
         return n_bid, n_ask, Prediction(mid=pmid, spread_ticks=spread, volume=volume, regime=regime, weights=out[1])
+
+    def _ladder_and_diff(self, ctx: Context, x: np.ndarray, y: np.ndarray, quote: bool) -> tuple[int, int, int]:
+        """:func:`strategies.cmm_kernel.decide` on model output ``y`` against the orders live now, into the
+        strategy's scratch arrays (the prediction, the ladder, the messages): ``(n_bid, n_ask, messages)``."""
+        columns = ctx.order_columns()
+        room = 2 * columns.ints.shape[1] + 2 * self.params.levels
+        if len(self._qty) < room:
+            self._messages, self._qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
+        b = self.bundle
+        return cmm_kernel.decide(
+            quote, y, b.target_std, b.target_mean, b.target_base, x, x[self.mid_column], ctx.position,
+            ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns, self._prediction, self._ladder,
+            self._messages, self._qty)
+
+    def rehearse(self, ctx: Context) -> None:
+        """The last per-tick decision again, kept nowhere: the features' snapshot at its time, its regime,
+        the model on its input, and (unless a variant replaced them) the ladder and the order diff
+        against the orders live now, into the same scratch arrays a decision writes before it sends
+        (so the very cache lines it will use are the ones warmed). Nothing is sent; no state moves."""
+        if self._rehearsed_ts is None:
+            return
+        x = self._rehearsal_row
+        snapshot(self.state, self._rehearsed_ts, x)
+        self.classify_regime(x)
+        y = self.bundle.rehearse()
+        if self.fused:
+            self._ladder_and_diff(ctx, x, y, True)
 
     def _log_out_of_range(self, now: int, x: np.ndarray) -> None:
         """One line, once a run: the first out-of-range decision and its feature furthest from training."""
@@ -426,6 +447,8 @@ class CMMStrategy(Strategy):
         marks[MODEL] = time.perf_counter_ns()
         self._model_ns.append(marks[MODEL] - t)
         self._z = float(self.bundle.last_z[0])
+        if out is not None:
+            self._rehearsed_ts = ctx.now
         return x, regime, out
 
     def _own_ns(self, wall_ns: int) -> int:

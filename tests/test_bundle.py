@@ -100,6 +100,9 @@ def test_decide_is_the_eager_model_on_features_normalized_in_float64(tmp_path):
         np.testing.assert_allclose(prediction, eager_prediction[0].detach().numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(weights, eager_weights[0].detach().numpy(), rtol=1e-5, atol=1e-6)
         assert weights.sum() == pytest.approx(1.0, abs=1e-6)
+        # A rehearsal (paper trading, between ticks) is the same call again: the same bits, the input kept.
+        np.testing.assert_array_equal(bundle.rehearse(), prediction)
+        np.testing.assert_array_equal(bundle.inputs, normalized)
         kept.append((prediction, prediction.copy(), weights, weights.copy()))
     for prediction, copied_prediction, weights, copied_weights in kept:     # later calls wrote none of them
         np.testing.assert_array_equal(prediction, copied_prediction)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 
 import pytest
@@ -143,3 +144,21 @@ def test_what_cannot_be_resumed_is_one_clear_error(tmp_path):
     (tmp_path / "old").write_bytes(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
     with pytest.raises(jr.JournalError, match="version 0"):
         jr.read(str(tmp_path / "old"))
+
+
+def test_a_failed_background_fsync_is_raised_at_the_next_sync():
+    """The fsync runs in a thread (the loop never waits on the disk), so its failure must surface later,
+    at the next sync or at close, never be dropped: here a real one, fsync on a pipe (EINVAL)."""
+    read_end, write_end = os.pipe()
+    try:
+        syncer = jr._Syncer(write_end, "j")
+        syncer.request()
+        deadline = time.monotonic() + 10
+        while syncer.failed is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(jr.JournalError, match="j: cannot make the journal durable: fsync failed"):
+            syncer.request()
+        syncer.stop()
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -246,6 +246,39 @@ def test_the_cmm_strategy_paper_trades_as_it_backtests(goog, tmp_path):
     assert metrics(tmp_path / "paper")["n_fills"] > 50
 
 
+def test_rehearsing_between_steps_changes_no_outcome(goog, tmp_path):
+    """CMM's rehearsal (Strategy.rehearse: features, model, ladder and order diff into scratch) between
+    every two steps of a paper trader, in process: every step's orders, fills, position and cash, and every
+    decision, as without it."""
+    from feeds.zmqfeed.messages import pack
+    from runtime.config import PaperConfig, load as load_config
+    from runtime.paper.trader import PaperTrader
+    from strategies.cmm import CMMStrategy
+
+    config = tmp_path / "paper_cmm.toml"
+    config.write_text((REPO / "configs" / "paper_cmm.toml").read_text()
+                      .replace('compute_ns = "measured"', 'compute_ns = 150000').replace('"../data/', f'"{REPO}/data/'))
+    cfg = load_config(str(config), PaperConfig)
+    data = load(goog)
+    steps = [jr.Step(kind="batch", seq=i + 1, session=1, events=pack(data.events[start:start + 1024]))
+             for i, start in enumerate(range(0, len(data.events), 1024))] + [jr.Step(kind="end", seq=0, session=1)]
+    outcomes, rehearsed = {}, 0
+    for rehearse in (False, True):
+        trader = PaperTrader(cfg, str(config), data.instrument)
+        out = []
+        for step in steps:
+            out.append(trader.step(step))
+            if rehearse:
+                rehearsed += trader.rehearse()
+        outcomes[rehearse] = out, trader.strategy.decision_record()
+        assert isinstance(trader.strategy, CMMStrategy) and trader.strategy._rehearsed_ts is not None
+    assert rehearsed > 40
+    assert outcomes[True][0] == outcomes[False][0]
+    assert sum(len(s.orders) for s in outcomes[True][0]) > 100
+    for name, column in outcomes[False][1].items():
+        np.testing.assert_array_equal(outcomes[True][1][name], column)
+
+
 def test_a_publisher_restart_is_survived(goog, tmp_path):
     feed = addr()
     out = tmp_path / "paper"
@@ -299,18 +332,19 @@ class _Marked:
     """A strategy's last decision clock as CMM gives it (strategies.cmm.MARKS)."""
 
     def stage_marks(self):
-        return [("start", 1_300), ("features", 1_310), ("model", 1_340), ("send", 1_360)]
+        return [("start", 1_300), ("features", 1_310), ("model", 1_340), ("send", 1_360), ("record", 1_380)]
 
 
 def test_a_reaction_is_split_into_its_stages():
     from runtime.paper.loop import reaction_stages
 
     # arrival 1,000; the trader's step starts at 1,100, checks by 1,120, orders by 1,150, appends by 1,200;
-    # the decision starts at 1,300 and ends at 1,360; the orders are in at 1,400.
+    # the decision starts at 1,300, its model is done at 1,340 and its orders are in at 1,355, within the
+    # stage that ends at 1,360; what follows (the record, to 1,380) is after the reaction.
     trader = [1_100, 1_120, 1_150, 1_200]
-    assert reaction_stages(1_000, trader, _Marked(), 1_400) == [
+    assert reaction_stages(1_000, trader, _Marked(), 1_355) == [
         ("queue", 100), ("check", 20), ("ordering", 30), ("append", 50), ("engine", 100), ("features", 10),
-        ("model", 30), ("send", 20), ("after", 40)]
+        ("model", 30), ("send", 15)]
     # A strategy without marks (FixedSpread), or marks of an earlier step: one stage for the engine and it.
     assert reaction_stages(1_000, trader, object(), 1_400)[-1] == ("engine and decision", 200)
     assert reaction_stages(1_000, [1_500, 1_520, 1_550, 1_600], _Marked(), 1_700)[-1] == ("engine and decision", 100)

@@ -64,6 +64,7 @@ class PaperSummary(RunSummary, frozen=True, omit_defaults=True):
     # publisher's send of that batch (same-host clocks); over the wake-ups that sent orders.
     tick_to_order_us: LatencyStats | None = None
     send_to_order_us: LatencyStats | None = None
+    rehearsals: int = 0         # decisions rehearsed while the feed was quiet ([paper] rehearse_every_us)
     stopped_by: str = ""        # "end of stream", "duration" or "interrupt"
 
 
@@ -84,18 +85,21 @@ class Paper(msgspec.Struct):
 TRADER_STAGES = ("queue", "check", "ordering", "append")
 
 
-def reaction_stages(arrived: int, trader_marks: list[int], strategy, now: int) -> list[tuple[str, int]]:
-    """One reaction's (stage, ns) in order; ``strategy.stage_marks()`` (name, clock) pairs, when it has them,
-    give its stages (the first, its start, ends the engine's)."""
+def reaction_stages(arrived: int, trader_marks: list[int], strategy, ordered: int) -> list[tuple[str, int]]:
+    """One reaction's (stage, ns) in order, up to ``ordered``, the clock when its last order request was in
+    the engine; ``strategy.stage_marks()`` (name, clock) pairs, when it has them, give its stages (the
+    first, its start, ends the engine's; the one the orders went out in ends at ``ordered``, and what the
+    strategy does after its orders, such as keeping its records, is no part of the reaction)."""
     stages = list(zip(TRADER_STAGES, (t - s for s, t in zip([arrived, *trader_marks], trader_marks))))
     marks = strategy.stage_marks() if hasattr(strategy, "stage_marks") else []
     last = trader_marks[-1]
-    if marks and marks[0][1] >= last:
-        stages.append(("engine", marks[0][1] - last))
-        stages += [(name, t - s) for (_, s), (name, t) in zip(marks, marks[1:])]
-        stages.append(("after", now - marks[-1][1]))
-    else:
-        stages.append(("engine and decision", now - last))
+    if not marks or marks[0][1] < last:
+        return stages + [("engine and decision", ordered - last)]
+    stages.append(("engine", marks[0][1] - last))
+    for (_, s), (name, t) in zip(marks, marks[1:]):
+        stages.append((name, min(t, ordered) - s))
+        if t >= ordered:
+            break
     return stages
 
 
@@ -143,7 +147,7 @@ def run_paper(feed: str, config_path: str, out_dir: str, *, duration: float | No
     summary = summary_of(cfg, result, strategy, PaperSummary, instrument=loop.trader.instrument,
                          feed=loop.feed_stats(), stopped_by=stopped_by,
                          tick_to_order_us=latency_us(loop.reactions[0]),
-                         send_to_order_us=latency_us(loop.reactions[1]))
+                         send_to_order_us=latency_us(loop.reactions[1]), rehearsals=loop.rehearsals)
     title = f"paper: {registry.label(cfg.strategy.name)} on {loop.trader.instrument.symbol}"
     write_results(out_dir, result, summary, config_text, title, decision_record(strategy))
     if loop.journal is not None:
@@ -170,6 +174,7 @@ class _Loop:
         self._arrived = self._sent = None                         # the step being handled: its arrival, its send
         self._requests = 0
         self._clock = 0                                           # the feed's clock, as last queued
+        self.rehearsals = 0
 
     # ---- resuming
     def resume(self, path: str, digest: str) -> None:
@@ -202,6 +207,10 @@ class _Loop:
         previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         start = last_status = time.monotonic()
         events_at_status = 0
+        rehearse_s = self.cfg.paper.rehearse_every_us / 1e6
+        # ZeroMQ's poll sleeps in whole milliseconds: a shorter rehearsal period polls without sleeping.
+        wait_s = 0.0 if self.cfg.paper.busy_poll or 0 < rehearse_s < 1e-3 else min(0.05, rehearse_s or 0.05)
+        next_rehearsal = start + rehearse_s
         try:
             self.sub = Subscriber(
                 feed, [self.topic] if self.topic else None,
@@ -213,11 +222,17 @@ class _Loop:
             raise DataError(f"{feed}: {e}", field="--feed") from None
         try:
             while not stop["by"]:
-                self.sub.poll(0.0 if self.cfg.paper.busy_poll else 0.05, early=True)
+                self.sub.poll(wait_s, early=True)
                 if self.trader is None and self.topic is not None:
                     self._open(snapshot_addr, journal, digest)
-                self._drain()
+                acted = self._drain()
                 now = time.monotonic()
+                if rehearse_s and self.trader is not None:
+                    if acted:                    # the step just ran warmed the path: the next rehearsal waits
+                        next_rehearsal = now + rehearse_s
+                    elif now >= next_rehearsal:
+                        self.rehearsals += self.trader.rehearse()
+                        next_rehearsal = time.monotonic() + rehearse_s
                 if self.trader is not None and self.trader.ended:
                     stop["by"] = "end of stream"
                 elif duration is not None and now - start >= duration:
@@ -256,9 +271,10 @@ class _Loop:
                                   instrument=instrument, started_ns=time.time_ns())
         self.journal = jr.Journal(journal, header)
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Run the queued steps; whether there were any."""
         if self.trader is None or not self.queue:
-            return
+            return False
         for step, arrived, sent in self.queue:
             if self.trader.ended:
                 break
@@ -268,16 +284,18 @@ class _Loop:
         self._arrived = self._sent = None
         self.queue.clear()
         self.journal.sync()
+        return True
 
     def _reacted(self) -> None:
-        """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent)."""
+        """After a wake-up: if it sent orders, how long after its step's batch arrived (and was sent) the
+        last of them was in the paper exchange."""
         sent = self.trader.requests_sent
         if sent != self._requests and self._arrived is not None:
-            now = time.perf_counter_ns()
-            self.reactions[0].append(now - self._arrived)
+            ordered = self.trader.session.ctx.requested_ns      # the last order request, in the engine
+            self.reactions[0].append(ordered - self._arrived)
             if self._sent:
-                self.reactions[1].append(time.time_ns() - self._sent)
-            for stage, ns in reaction_stages(self._arrived, self.trader.marks, self.trader.strategy, now):
+                self.reactions[1].append(time.time_ns() - (time.perf_counter_ns() - ordered) - self._sent)
+            for stage, ns in reaction_stages(self._arrived, self.trader.marks, self.trader.strategy, ordered):
                 self.stages.setdefault(stage, []).append(ns)
         self._requests = sent
 
@@ -371,6 +389,8 @@ def _reaction(s: PaperSummary) -> str:
     line = f"tick to order: p50 {a.p50:,.1f} us, p99 {a.p99:,.1f} us"
     if b is not None:
         line += f" (from the publisher's send: p50 {b.p50:,.1f} us, p99 {b.p99:,.1f} us)"
+    if s.rehearsals:
+        line += f"; {s.rehearsals:,} decisions rehearsed between ticks"
     return line + "\n"
 
 

@@ -100,6 +100,14 @@ class PaperTrader:
         self.seq, self.feed_session = step.seq, step.session
         return self._outcome(step, fills0, req0)
 
+    def rehearse(self) -> bool:
+        """Between steps, while the feed is quiet: the strategy's rehearsal (:meth:`Strategy.rehearse`) on
+        the engine as it is, which changes nothing a step or the journal sees; whether it ran."""
+        if not self.started or self.ended:
+            return False
+        self.strategy.rehearse(self.session.ctx)
+        return True
+
     def replay(self, step: Step) -> None:
         """Re-run a journaled step; its outcome must be the one journaled, else the journal cannot resume."""
         again = self.step(msgspec.structs.replace(step, charges_ns=[], orders=[], fills=[]),
