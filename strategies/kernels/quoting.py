@@ -11,7 +11,7 @@ from strategies.ladder import CANCEL, MODIFY
 def send_messages(S, messages, qty):
     """Send the messages of :func:`strategies.ladder.diff_into` to the engine, in order: what ``cancel``,
     ``modify`` and a post-only ``submit`` would send one by one (a new order the engine refuses is skipped,
-    and counted in its refused orders). The backtest context's ``send_messages`` and CMM's jitted run of
+    and counted in its refused orders). The engine context's ``send_messages`` and CMM's jitted run of
     timer wake-ups (:func:`strategies.cmm_kernel.run_timer`) both send through it."""
     for i in range(messages.shape[0]):
         kind, who, tick = messages[i, 0], messages[i, 1], messages[i, 2]
