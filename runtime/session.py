@@ -23,11 +23,10 @@ import gc
 import time
 from collections import deque
 
-import numba as nb
 import numpy as np
 
 from engine import views as engine
-from engine.codes import (BUY, GTX, INVALID_MAX, INVALID_MIN, LIMIT, REASON_NAMES, REQUEST_NAMES, SELL,
+from engine.codes import (BUY, INVALID_MAX, INVALID_MIN, REASON_NAMES, REQUEST_NAMES, SELL,
                           SIDE_NAMES, STATUS_NAMES, TIF_NAMES, TIFS_BY_NAME, TYPE_NAMES, TYPES_BY_NAME)
 from engine.views import Sim, SimView
 from analysis.results import RunResult, after_warmup, collect
@@ -38,7 +37,7 @@ from common.progress import Progress
 
 from strategies.api import Book, Fill, Metrics, Order, OrderColumns, OrderRejected, Trades
 from strategies.base import Strategy
-from strategies.ladder import CANCEL, MODIFY
+from strategies.kernels.quoting import send_messages
 
 
 
@@ -202,24 +201,12 @@ class EngineContext:
         """Send the messages of :func:`strategies.ladder.diff_into`, in order, in one jitted call: what
         ``cancel``, ``modify`` and :func:`strategies.api.place` would send one by one (a new order the
         engine refuses is skipped, and counted in ``refused_orders``)."""
-        self._requested(_send(self.sim, messages, qty))
-
-
-@nb.njit(cache=True)
-def _send(S, messages, qty):
-    """:meth:`EngineContext.send_messages`' loop."""
-    for i in range(messages.shape[0]):
-        kind, who, tick = messages[i, 0], messages[i, 1], messages[i, 2]
-        if kind == CANCEL:
-            engine.cancel(S, who)
-        elif kind == MODIFY:
-            engine.modify(S, who, tick, qty[i])
-        else:
-            engine.submit(S, who, tick, qty[i], GTX, LIMIT)
+        self._requested(send_messages(self.sim, messages, qty))
 
 
 class BacktestContext(EngineContext):
-    """A backtest's context: the engine's, plus the whole replay ahead of it."""
+    """A backtest's context: the engine's, plus the whole replay ahead of it (and its ``sim``, which a
+    strategy's :meth:`~strategies.base.Strategy.run_timer_wakeups` may step itself)."""
 
     def market_ahead(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """The whole replay's ``ev, local_ts, px, qty`` and the first row :meth:`new_events` has not returned.
@@ -334,7 +321,11 @@ class Session:
     passes one that asks a strategy process (:mod:`runtime.link.engine_side`).
     ``context`` is the strategy's view: the engine's (:class:`EngineContext`),
     or a backtest's, which also sees the replay ahead (:class:`BacktestContext`).
-    The loop, the clock and the charge are this class's either way.
+    The loop, the clock and the charge are this class's either way. In a backtest
+    whose wake-ups run nothing but ``on_timer`` and whose decision time is
+    declared, the strategy may run a stretch of timer wake-ups on the engine
+    itself (:meth:`~strategies.base.Strategy.run_timer_wakeups`); the loop then
+    counts them and goes on from where the stretch stopped.
     """
 
     def __init__(self, strategy: Strategy, sim: Sim, tick_size: float, lot_size: float,
@@ -350,6 +341,12 @@ class Session:
         self.replay_charges: deque[int] | None = None   # decision times to charge instead of measuring (resume)
         self._prev = 0
         self.warm_ticks = 0         # tick rows of the warm-up before a window's start (start(warm_until))
+        # In a backtest where nothing but on_timer and the clearing of finished orders runs at a wake-up, and
+        # nothing is measured, the strategy may run a stretch of timer wake-ups itself
+        # (Strategy.run_timer_wakeups); paper trading never asks, so its reactions pay nothing for it.
+        self.stretches = (not self.measured and isinstance(self.ctx, BacktestContext)
+                          and isinstance(self.decisions, LocalDecisions)
+                          and not any(self.decisions.calls.wants.values()))
 
     @property
     def sim(self) -> Sim:
@@ -400,6 +397,18 @@ class Session:
         wake = self.strategy.wake
         every_ns, every_events, on_top = wake.every_ns or 0, wake.every_events or 0, wake.on_top_change
         while not self.ended:
+            if self.stretches:
+                ran = self.strategy.run_timer_wakeups(self.ctx, horizon)
+                if ran is not None:
+                    wakeups, reason = ran
+                    self._prev = self.ctx.view.next_local_row
+                    self.wakeups += wakeups
+                    self.ended = reason == engine.WOKE_END
+                    if self.on_wake is not None:
+                        self.on_wake()
+                    if reason == engine.WOKE_WAIT:
+                        return True
+                    continue
             reason = engine.advance_until(self.sim, every_ns, every_events, on_top, horizon)
             if reason == engine.WOKE_WAIT:
                 return True

@@ -78,6 +78,20 @@ class Strategy:
         A backtest never calls it. The default rehearses nothing.
         """
 
+    def run_timer_wakeups(self, ctx: Context, horizon: int) -> tuple[int, int] | None:
+        """Optional, for a backtest: run the next timer wake-ups in one jitted call that steps the engine
+        itself, instead of being woken for each; None (the default) to be woken one by one.
+
+        The session offers it only where nothing runs between two timer wake-ups but ``on_timer`` and the
+        dropping of finished orders from the view: the strategy runs in the process, its decision time is
+        declared, and it takes no ``on_fill``, ``on_order_update``, ``on_trade`` or ``on_depth``. The call
+        must do exactly what those wake-ups would (CMM's batched backtest:
+        :meth:`strategies.cmm.CMMStrategy.run_timer_wakeups`) and return ``(wake-ups run, the last one's
+        reason)``, the reason an ``engine.views.WOKE_*`` code of ``advance_until`` with a timer of
+        ``wake.every_ns`` and nothing later than ``horizon``.
+        """
+        return None
+
     def charged_ns(self, wall_ns: int) -> int:
         """The measured decision time to charge for a wake-up whose callbacks took ``wall_ns``.
 

@@ -43,6 +43,10 @@ insists, and a run where it cannot apply is refused with one line; see
 :mod:`strategies.cmm_batch`, which gives the per-tick path's results to the
 bit). A variant that overrides ``features``, ``classify_regime`` or
 ``predict`` runs per tick, since its hooks may read more than the market.
+Batched and fused, with a declared decision time, a backtest runs each batch's
+wake-ups in one jitted call that steps the engine itself
+(:meth:`~CMMStrategy.run_timer_wakeups`), which leaves no Python between
+two decisions; a variant that overrides ``on_timer`` is woken one by one.
 
 The decision time is measured by default (``compute_ns = None``): the engine
 holds the wake-up's orders for the wall time the callbacks took, so a slower
@@ -94,6 +98,7 @@ import numpy as np
 from bundle.loader import Bundle, load_bundle
 from bundle.manifest import TARGET_NAMES, Variant
 from common.errors import DataError
+from engine.views import WOKE_END
 from feeds.events import DEPTH, DEPTH_BBO, DEPTH_SNAPSHOT, KIND_MASK, LOCAL, TRADE
 from bundle.features import SECOND, FeatureParams, FeatureSchema, advance, new_state, snapshot
 from common.config import ConfigError
@@ -111,6 +116,12 @@ QUOTED = 0
 NO_QUOTE_REASONS = {1: "warm_up", 2: "out_of_range", 3: "empty_ladder"}
 WARM_UP, OUT_OF_RANGE, EMPTY_LADDER = 1, 2, 3
 
+
+# The decision record's columns (CMMStrategy.decision_record) and their types, beside the expert weights.
+RECORD_FIELDS = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
+                 "out_of_range", "no_quote")
+RECORD_TYPES = tuple({"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}.get(
+    name, np.float64) for name in RECORD_FIELDS)
 
 # A decision's clock (perf_counter_ns, CMMStrategy.marks): its start, then the end of each stage. Batched,
 # features, regime and model are one stage (taken from the batch); "ladder" is the aggregate, the ladder,
@@ -222,8 +233,12 @@ class CMMStrategy(Strategy):
         self.state = None
         self.row = np.full(self.schema.n_features, np.nan)
         self._latency: list[int] = []
+        # The decision record: blocks of columns (RECORD_FIELDS) and weights, then the rows of per-tick
+        # decisions not in a block yet, as tuples and each one's weights (None without a prediction).
+        self._blocks: list[tuple[list[np.ndarray], np.ndarray]] = []
         self._records: list[tuple] = []
         self._weights: list[np.ndarray | None] = []
+        self._n_experts = len(self.bundle.layout.get("experts", []))
         self._z: float = -1.0        # this decision's largest |z| (-1: no model input was formed)
         self._first_out_of_range = True
         self.batched = self._batching(ctx)
@@ -291,7 +306,7 @@ class CMMStrategy(Strategy):
         reason = QUOTED if n_bid or n_ask else \
             WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
         if out_of_range and self._first_out_of_range:
-            self._log_out_of_range(ctx, x)
+            self._log_out_of_range(ctx.now, x)
         self._record(ctx, regime, prediction, bid, ask, out_of_range, reason)
         marks[RECORD] = time.perf_counter_ns()
 
@@ -333,14 +348,14 @@ class CMMStrategy(Strategy):
         if self.fused:
             self._ladder_and_diff(ctx, x, y, True)
 
-    def _log_out_of_range(self, ctx: Context, x: np.ndarray) -> None:
+    def _log_out_of_range(self, now: int, x: np.ndarray) -> None:
         """One line, once a run: the first out-of-range decision and its feature furthest from training."""
         self._first_out_of_range = False
         b = self.bundle
         z = np.where(b.used, (np.asarray(x, dtype=np.float64).reshape(-1, len(b.feature_mean))[-1] - b.feature_mean)
                      / b.feature_std, 0.0)
         worst = int(np.argmax(np.abs(z)))
-        print(f"{type(self).__name__}: decision at {ctx.now} ns is out of the training range: "
+        print(f"{type(self).__name__}: decision at {now} ns is out of the training range: "
               f"{b.schema.names[worst]} is {z[worst]:+.1f} training std from its mean (|z| > "
               f"{self.params.max_abs_z:g}); counted in metrics.json (out_of_range_share), logged once",
               file=sys.stderr)
@@ -353,6 +368,63 @@ class CMMStrategy(Strategy):
             print(f"{type(self).__name__}: quoted on {n - sum(silent.values()):,} of {n:,} decisions; no quote: "
                   + ", ".join(f"{why} {count:,}" for why, count in silent.items())
                   + f"; out of range: {stats['out_of_range_decisions']:,}", file=sys.stderr)
+
+    def run_timer_wakeups(self, ctx: Context, horizon: int) -> tuple[int, int] | None:
+        """Batched and fused, once the features have started: the rest of the current batch's decisions (a new
+        batch's, from the next wake-up, when it is used up) in one jitted call that steps the engine from
+        one wake-up to the next (:func:`strategies.cmm_kernel.run_timer`), with what :meth:`on_timer` gives
+        to the bit: the same orders, records, counts and log line. A decision's own time
+        (:meth:`decision_latency_ns`) is then the call's time less the batch's, shared equally, plus its
+        share of the batch. None where it does not apply: per tick, a variant that overrides a hook of
+        steps 4-6 or ``on_timer``, or before the first price (:meth:`start_features`)."""
+        if not (self.batched and self.fused and self.state is not None) or "on_timer" in vars(self) or \
+                type(self).on_timer is not CMMStrategy.on_timer:
+            return None
+        t0 = time.perf_counter_ns()
+        if self._ahead is None:
+            self._ahead = Ahead(self.state, self.bundle, self.regime_column, self.wake.every_ns, self.params.batch,
+                                ctx.market_ahead())
+        a, p, b = self._ahead, self.params, self.bundle
+        spent = a.compute(ctx.now + self.wake.every_ns) if a.used_up else 0
+        first = a.next
+        out_of_range = a.z > p.max_abs_z
+        quote = a.finite & ~out_of_range if p.out_of_range == "withdraw" else a.finite
+        predictions = np.full((len(a.times), 3), np.nan)
+        record = np.empty((len(a.times), 4))
+        k, reason = cmm_kernel.run_timer(ctx.sim, self.wake.every_ns, horizon, a.times, first, quote, a.y, a.x,
+                                         self.mid_column, b.target_std, b.target_mean, b.target_base, self._floats,
+                                         self._ints, self._prediction, self._ladder, predictions, record)
+        a.next = k
+        if reason == cmm_kernel.WOKE_ELSEWHERE:
+            raise RuntimeError(f"batched inference computed the wake-up at {a.times[k]} ns, "
+                               f"the engine woke at {ctx.now} ns")
+        n = k - first
+        if n:
+            own = (time.perf_counter_ns() - t0 - spent) // n + a.share_ns
+            self._latency.extend([own] * n)
+            self._model_ns.extend([a.model_share_ns] * n)
+            self._record_batch(a, slice(first, k), quote, out_of_range, predictions, record)
+        return n + (reason == WOKE_END), reason
+
+    def _record_batch(self, a: Ahead, rows: slice, quote: np.ndarray, out_of_range: np.ndarray,
+                      predictions: np.ndarray, record: np.ndarray) -> None:
+        """:meth:`_record` (and the out-of-range line) for the decisions ``rows`` of batch ``a``, run by
+        :func:`strategies.cmm_kernel.run_timer` (``quote``, ``predictions``, ``record`` as it took them)."""
+        quote, out_of_range, record = quote[rows], out_of_range[rows], record[rows]
+        if self._first_out_of_range and out_of_range.any():
+            first = rows.start + int(np.argmax(out_of_range))
+            self._log_out_of_range(int(a.times[first]), a.x[first])
+        reason = np.where(record[:, cmm_kernel.REC_QUOTES] > 0, QUOTED,
+                          np.where(~a.finite[rows], WARM_UP, np.where(~quote, OUT_OF_RANGE, EMPTY_LADDER)))
+        pred = predictions[rows]
+        weights = a.w[rows].astype(np.float64)
+        weights[~quote] = np.nan
+        self._flush_records()
+        self._blocks.append(([a.times[rows], record[:, cmm_kernel.REC_MID], pred[:, cmm_kernel.PRED_MID],
+                              pred[:, cmm_kernel.PRED_SPREAD], pred[:, cmm_kernel.PRED_VOLUME], a.regimes[rows],
+                              record[:, cmm_kernel.REC_BID], record[:, cmm_kernel.REC_ASK], a.z[rows], out_of_range,
+                              reason.astype(np.int8)], weights))
+        self._z = float(a.z[rows.stop - 1])
 
     def _inputs(self, ctx: Context) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
         """Steps 1-3: the features, regime and model output now, from a batch once the features have started."""
@@ -417,23 +489,29 @@ class CMMStrategy(Strategy):
                                   regime, bid, ask, self._z, out_of_range, reason))
             self._weights.append(prediction.weights)
 
+    def _flush_records(self) -> None:
+        """The per-tick rows kept since the last block (:meth:`_record`) as one more block of columns."""
+        if self._records:
+            columns = [np.array(col, dtype=dtype) for col, dtype in zip(zip(*self._records), RECORD_TYPES)]
+            weights = np.full((len(self._weights), self._n_experts), np.nan)
+            for i, w in enumerate(self._weights):
+                if w is not None:
+                    weights[i] = w
+            self._blocks.append((columns, weights))
+            self._records, self._weights = [], []
+
     def decision_record(self) -> dict[str, np.ndarray]:
         """One row per decision: ``ts, mid, pred_mid, pred_spread_ticks, pred_volume, regime, bid, ask``
         (inner quote prices, NaN when none), ``max_abs_z`` (-1 without a model input), ``out_of_range``
         (bool), ``no_quote`` (0 quoted, else a code of :data:`NO_QUOTE_REASONS`), and ``weights``
         [n, experts] (NaN without a prediction), plus ``expert_names``."""
-        names = [e["name"] for e in self.bundle.layout.get("experts", [])]
-        fields = ("ts", "mid", "pred_mid", "pred_spread_ticks", "pred_volume", "regime", "bid", "ask", "max_abs_z",
-                  "out_of_range", "no_quote")
-        types = {"ts": np.int64, "regime": np.int64, "out_of_range": bool, "no_quote": np.int8}
-        columns = list(zip(*self._records)) or [()] * len(fields)
-        out = {name: np.array(col, dtype=types.get(name, np.float64)) for name, col in zip(fields, columns)}
-        weights = np.full((len(self._weights), len(names)), np.nan)
-        for i, w in enumerate(self._weights):
-            if w is not None:
-                weights[i] = w
-        out["weights"] = weights
-        out["expert_names"] = np.array(names, dtype=str)
+        self._flush_records()
+        blocks = self._blocks or [([np.empty(0, dtype=dtype) for dtype in RECORD_TYPES],
+                                   np.empty((0, self._n_experts)))]
+        out = {name: np.concatenate([columns[i] for columns, _ in blocks])
+               for i, name in enumerate(RECORD_FIELDS)}
+        out["weights"] = np.concatenate([weights for _, weights in blocks])
+        out["expert_names"] = np.array([e["name"] for e in self.bundle.layout.get("experts", [])], dtype=str)
         return out
 
     # ---- the hooks

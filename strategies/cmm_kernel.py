@@ -11,7 +11,11 @@ overrides one of these hooks runs them one by one on the same kernels
 (:mod:`strategies.cmm`), so both give the same quotes to the bit.
 
 Only the sending stays in Python, through the context (the venue may be a
-backtest, paper trading or the strategy process of ``--transport zmq``).
+backtest, paper trading or the strategy process of ``--transport zmq``), except
+in :func:`run_timer`: a batched backtest knows the model's outputs of many
+decisions ahead (:mod:`strategies.cmm_batch`), so that loop steps the engine
+from one timer wake-up to the next itself and decides and sends at each, with
+no Python between decisions.
 """
 from __future__ import annotations
 
@@ -21,7 +25,11 @@ import numba as nb
 import numpy as np
 
 from bundle.loader import denormalized
-from strategies.ladder import NO_ASK, NO_BID, build_into, diff_into, limit_into
+from engine.codes import INVALID_MAX, INVALID_MIN
+from engine.views import (WOKE_END, WOKE_TIMER, WOKE_WAIT, advance_until, best_ask_tick, best_bid_tick, clear_inactive,
+                          local_order_columns, now, position)
+from strategies.kernels.quoting import send_messages
+from strategies.ladder import ASK_TICKS, BID_TICKS, NO_ASK, NO_BID, build_into, diff_into, limit_into
 
 # Slots of the float parameter vector (params_vector).
 MIN_SPREAD, MAX_SPREAD, RHO, MIN_VOLUME, SLOPE, SKEW, MAX_POSITION, TICK, LOT = range(9)
@@ -29,6 +37,11 @@ MIN_SPREAD, MAX_SPREAD, RHO, MIN_VOLUME, SLOPE, SKEW, MAX_POSITION, TICK, LOT = 
 SPACING, MAX_ORDERS = range(2)
 # Slots of the prediction out-vector: predicted mid (price), spread (ticks), volume.
 PRED_MID, PRED_SPREAD, PRED_VOLUME = range(3)
+# Columns of run_timer's per-decision record: the mid, the inner bid and ask quoted (prices, NaN: none),
+# and the quotes placed in all.
+REC_MID, REC_BID, REC_ASK, REC_QUOTES = range(4)
+# run_timer's reason when the engine woke at another time than the batch's next decision.
+WOKE_ELSEWHERE = -1
 
 
 def params_vectors(p, tick_size: float, lot_size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -87,3 +100,55 @@ def decide(quote, y, target_std, target_mean, target_base, x, mid, position, bes
         n_bid, n_ask = limit_into(ladder, n_bid, n_ask, position, floats[MAX_POSITION], ints[MAX_ORDERS], lot)
     m = diff_into(ladder, n_bid, n_ask, order_ints, order_floats, lot, out, out_qty)
     return n_bid, n_ask, m
+
+
+@nb.njit(cache=True)
+def run_timer(S, every_ns, horizon, times, first, quote, y, x, mid_column, target_std, target_mean, target_base,
+              floats, ints, prediction, ladder, predictions, record):
+    """CMM's timer wake-ups ``times[first:]`` in one call, on the engine ``S`` itself: at each, what the
+    session and :meth:`strategies.cmm.CMMStrategy.on_timer` do on the per-tick path, in their order.
+    The engine runs to the wake-up (:func:`engine.views.advance_until`, a timer of ``every_ns`` alone,
+    nothing later than ``horizon``), the finished orders leave the view (the session's dispatch), and
+    decision ``k`` (``quote[k]``: whether it quotes, with the model's output ``y[k]`` at features
+    ``x[k]``) is :func:`decide` against the live orders, position and book, its messages sent. Each
+    decision's prediction goes into ``predictions[k]`` (left as it is when it does not quote) and its
+    :data:`REC_MID`... columns into ``record[k]``.
+
+    Returns ``(the next decision, the last wake-up's reason)``: it stops after the last decision, or at
+    the end of the data (WOKE_END, with the view cleared as the session's dispatch does), a wait past
+    ``horizon`` (WOKE_WAIT), or a wake-up at another time than the next decision's (:data:`WOKE_ELSEWHERE`,
+    before deciding: the caller refuses the run)."""
+    tick = floats[TICK]
+    messages = np.empty((0, 3), dtype=np.int64)
+    qty = np.empty(0)
+    k = first
+    reason = WOKE_TIMER
+    while k < times.shape[0]:
+        reason = advance_until(S, every_ns, 0, False, horizon)
+        if reason == WOKE_WAIT:
+            break
+        clear_inactive(S)
+        if reason == WOKE_END:
+            break
+        if now(S) != times[k]:
+            reason = WOKE_ELSEWHERE
+            break
+        order_ints, order_floats = local_order_columns(S)
+        room = 2 * order_ints.shape[1] + 2 * ladder.shape[1]
+        if qty.shape[0] < room:
+            messages, qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
+        bid_tick, ask_tick = best_bid_tick(S), best_ask_tick(S)
+        best_bid = np.nan if bid_tick == INVALID_MIN else bid_tick * tick
+        best_ask = np.nan if ask_tick == INVALID_MAX else ask_tick * tick
+        n_bid, n_ask, m = decide(quote[k], y[k], target_std, target_mean, target_base, x[k], x[k, mid_column],
+                                 position(S), best_bid, best_ask, floats, ints, order_ints, order_floats,
+                                 prediction, ladder, messages, qty)
+        send_messages(S, messages[:m], qty[:m])
+        if quote[k]:
+            predictions[k, :] = prediction
+        record[k, REC_MID] = (best_bid + best_ask) / 2
+        record[k, REC_BID] = ladder[BID_TICKS, 0] * tick if n_bid else np.nan
+        record[k, REC_ASK] = ladder[ASK_TICKS, 0] * tick if n_ask else np.nan
+        record[k, REC_QUOTES] = n_bid + n_ask
+        k += 1
+    return k, reason

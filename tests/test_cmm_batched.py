@@ -1,6 +1,7 @@
 """CMM's batched inference: the per-tick path's bytes for every MoE variant, across batch boundaries and with
 market rows exactly at wake-up times; where ``auto`` batches; ``batched`` refused with one line where it cannot
-apply; and the bundles answering a decision with the same bits alone or in a batch."""
+apply; the bundles answering a decision with the same bits alone or in a batch; and variants that take
+``on_timer`` or ``on_fill`` woken at every wake-up, with the results of the jitted run of a batch."""
 from __future__ import annotations
 
 import json
@@ -164,3 +165,75 @@ def test_a_measured_batched_decision_is_charged_its_share_of_the_batch():
     last = s._ahead.next                     # the decisions taken from the last batch
     assert s.batched and s._ahead.share_ns > 0 and last > 0
     assert (latency[-last:] > s._ahead.share_ns).all()
+
+
+class CountsTimers(CMMStrategy):
+    """A variant that overrides on_timer: it must be woken at every decision, not skipped by a jitted run."""
+
+    timers = 0
+
+    def on_timer(self, ctx):
+        self.timers += 1
+        super().on_timer(ctx)
+
+
+class SeesFills(CMMStrategy):
+    """A variant that takes on_fill: every fill must reach it at the wake-up after its response arrives."""
+
+    def on_start(self, ctx):
+        self.fills = []
+        super().on_start(ctx)
+
+    def on_fill(self, ctx, fill):
+        self.fills.append((ctx.now, fill.order_id, fill.local_ts))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("compute_ns", [0, 20_000])
+def test_variants_that_take_more_callbacks_are_woken_one_by_one_with_the_same_results(compute_ns):
+    events, instrument = load_events(load(str(CONFIGS / "backtest_cmm.toml")))
+    runs = {}
+    for strategy in (CMMStrategy, CountsTimers, SeesFills):
+        s = strategy(CMMParams(bundle=str(BUNDLES / "goog_sample"), batch=50), wake=WakePolicy(every_ns=SECOND),
+                     compute_ns=compute_ns)
+        sim = make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size))
+        runs[strategy] = s, backtest.run(s, sim, instrument.tick_size, instrument.lot_size)
+    plain, result = runs[CMMStrategy]
+    record = plain.decision_record()
+    assert plain.batched and len(record["ts"]) > 2000 and len(result.fills) > 50
+    for strategy in (CountsTimers, SeesFills):
+        s, other = runs[strategy]
+        assert np.array_equal(other.fills, result.fills)
+        theirs = s.decision_record()
+        for name, column in record.items():
+            assert np.array_equal(theirs[name], column, equal_nan=column.dtype.kind == "f"), (strategy, name)
+    assert runs[CountsTimers][0].timers == len(record["ts"])
+    seen = runs[SeesFills][0].fills
+    wakes = set(record["ts"].tolist())
+    assert [oid for _, oid, _ in seen] == result.fills["order_id"].tolist()
+    # each fill is reported at the first wake-up at or after its response reached the strategy
+    assert all(now in wakes and now - SECOND < local_ts <= now for now, _, local_ts in seen)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_repeated_decision_gets_what_the_model_gives_it_alone():
+    # Quiet seconds repeat the previous decision's model inputs; the batch then copies its outputs instead of
+    # calling the model. One batch covers the whole sample, so the strategy's last batch holds every decision.
+    events, instrument = load_events(load(str(CONFIGS / "backtest_cmm.toml")))
+    s = CMMStrategy(CMMParams(bundle=str(BUNDLES / "goog_sample"), batch=4096), wake=WakePolicy(every_ns=SECOND),
+                    compute_ns=0)
+    backtest.run(s, make_sim(events, EngineConfig(tick_size=instrument.tick_size, lot_size=instrument.lot_size)),
+                 instrument.tick_size, instrument.lot_size)
+    a = s._ahead
+    repeats = np.flatnonzero(a._repeats(a.x, a.regimes, a.finite))
+    assert len(repeats) > 20
+    for i in repeats:
+        y, w = s.bundle.decide(a.x[i], int(a.regimes[i]))
+        assert np.array_equal(y, a.y[i]) and np.array_equal(w, a.w[i]) and s.bundle.last_z[0] == a.z[i], i
+    # bit for bit: a zero's sign is an input the model sees
+    x = np.repeat(a.x[repeats[:1]], 2, axis=0)
+    column = int(np.flatnonzero(s.bundle.used)[0])
+    x[0, column], x[1, column] = 0.0, -0.0
+    assert not a._repeats(x, a.regimes[:2] * 0, np.ones(2, dtype=bool))[1]
+    x[1, column] = 0.0
+    assert a._repeats(x, a.regimes[:2] * 0, np.ones(2, dtype=bool))[1]

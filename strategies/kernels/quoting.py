@@ -2,8 +2,25 @@
 import numba as nb
 
 from engine.codes import BUY, GTX, INVALID_MAX, INVALID_MIN, LIMIT, SELL
-from engine.views import (best_ask_tick, best_bid_tick, cancel, cancellable, clear_inactive, elapse, n_slots,
+from engine.views import (best_ask_tick, best_bid_tick, cancel, cancellable, clear_inactive, elapse, modify, n_slots,
                           order_id_at, order_side_at, order_tick_at, submit, visible)
+from strategies.ladder import CANCEL, MODIFY
+
+
+@nb.njit(cache=True)
+def send_messages(S, messages, qty):
+    """Send the messages of :func:`strategies.ladder.diff_into` to the engine, in order: what ``cancel``,
+    ``modify`` and a post-only ``submit`` would send one by one (a new order the engine refuses is skipped,
+    and counted in its refused orders). The engine context's ``send_messages`` and CMM's jitted run of
+    timer wake-ups (:func:`strategies.cmm_kernel.run_timer`) both send through it."""
+    for i in range(messages.shape[0]):
+        kind, who, tick = messages[i, 0], messages[i, 1], messages[i, 2]
+        if kind == CANCEL:
+            cancel(S, who)
+        elif kind == MODIFY:
+            modify(S, who, tick, qty[i])
+        else:
+            submit(S, who, tick, qty[i], GTX, LIMIT)
 
 
 @nb.njit(cache=True)
