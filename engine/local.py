@@ -28,7 +28,7 @@ from engine.book import BEST_ASK, BEST_BID, apply_event
 from engine.contracts import position_value, trade_value
 from engine.codes import (CANCELED, EXPIRED, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW, REQ_NONE, RESP_FILL,
                           RESP_REQ_REJECTED)
-from engine.state import (F_INVERSE, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
+from engine.state import (field, F_INVERSE, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
                     O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
@@ -113,14 +113,16 @@ def _log_order(S, slot, ts):
     ints[I_NORDLOG] = k + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def try_free(S, slot):
-    """Release a slot once the strategy dropped it and nothing refers to it any more."""
-    orders_i = S.orders_i
+    """Release a slot once the strategy dropped it and nothing refers to it any more.
+
+    NRT-free (``field``) as the order API that calls it at every wake-up (engine/kernel.py)."""
+    orders_i = field(S, "orders_i")
     if (orders_i[slot, O_LCLEARED] == 1 and orders_i[slot, O_INFLIGHT] == 0 and is_final(orders_i[slot, O_XSTATUS])
             and orders_i[slot, O_USED] == 1):
         orders_i[slot, O_USED] = 0
-        S.ints[I_NUSED] -= 1
+        field(S, "ints")[I_NUSED] -= 1
 
 
 @nb.njit(cache=True, _nrt=True)
