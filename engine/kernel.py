@@ -158,6 +158,13 @@ def _replay(S, ie, il, target):
     last_mid = floats[F_LAST_MID]
     mid0 = floats[F_MID0]
     sum_abs_q = floats[F_SUM_ABS_Q]
+    # A tick's mid and EPnL follow from the local best bid and ask and from our fills (cash, position)
+    # only, so a row that changed none of them (most rows: a level behind the best) repeats the last
+    # row's; ``seen_fills = -1`` makes the next row compute them.
+    seen_bb = l_bb
+    seen_ba = l_ba
+    seen_fills = -1
+    epnl = 0.0
     stop = False
     rare = False
     while not stop:
@@ -275,13 +282,19 @@ def _replay(S, ie, il, target):
                     last_mid = floats[F_LAST_MID]
                     mid0 = floats[F_MID0]
                     sum_abs_q = floats[F_SUM_ABS_Q]
+                    seen_fills = -1
                     if watch and _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
                     continue
                 if record:
-                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, inverse, cash, pos,
-                                                               last_mid, mid0, sum_abs_q)
+                    if l_bb != seen_bb or l_ba != seen_ba or fills != seen_fills:
+                        last_mid, epnl, mid0 = tick_row(l_bb, l_ba, tick_size, mult, inverse, cash, pos, last_mid,
+                                                        mid0)
+                        seen_bb = l_bb
+                        seen_ba = l_ba
+                        seen_fills = fills
+                    sum_abs_q += abs(pos)
                     tk_mid[_u(k)] = last_mid
                     tk_epnl[_u(k)] = epnl
                     tk_nq[_u(k)] = nq

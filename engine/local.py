@@ -52,21 +52,22 @@ def tick_flags(ints):
 
 
 @nb.njit(cache=True, inline="always")
-def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, mid0, sum_abs_q):
-    """One row of the tick log: ``(mid, epnl, mid0, sum_abs_q)``, the mid (carried forward while a side is empty)
-    and EPnL to store with the running values after the row.
+def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, mid0):
+    """One row of the tick log: ``(mid, epnl, mid0)``, the mid (carried forward while a side is empty)
+    and EPnL to store with the equity at the first valid mid after the row.
 
     Scalars only, so the replay loop keeps them in registers. Only mid, EPnL and
     the fill/quote word (:func:`tick_flags`) are stored; ``analysis.results.collect``
-    derives the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up
-    reads MAP so far from it); ``mid0`` is the equity at the first valid mid.
+    derives the rest. The caller adds |position| to the running sum ``F_SUM_ABS_Q``
+    (a wake-up reads MAP so far from it). The same inputs give the same row, which
+    lets the replay loop repeat the last row's values while they stay the same.
     """
     if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
         last_mid = (best_bid + best_ask) * 0.5 * tick_size
     equity = cash + position_value(pos, last_mid, mult, inverse)
     if np.isnan(mid0) and not np.isnan(last_mid):
         mid0 = equity
-    return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
+    return last_mid, equity - mid0, mid0
 
 
 @nb.njit(cache=True, _nrt=True)
@@ -79,9 +80,10 @@ def process_data(S, i):
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and ints[I_RECORD_TICKS] == 1:
         k = ints[I_NTICKS]
-        mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
+        mid, epnl, floats[F_MID0] = tick_row(
             S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_INVERSE] != 0.0,
-            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0])
+        floats[F_SUM_ABS_Q] += abs(floats[F_POS])
         floats[F_LAST_MID] = mid
         S.tk_mid[k] = mid
         S.tk_epnl[k] = epnl
