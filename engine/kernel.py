@@ -39,6 +39,7 @@ from engine.state import (field, F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, 
                           OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
+SIDE_FLAGS = BUY_FLAG | SELL_FLAG   # a depth row with neither flag changes no book
 
 # Why a wake-up happened (bits of :func:`advance`'s result).
 WOKE_END = 0        # the data is exhausted
@@ -189,17 +190,14 @@ def _replay(S, ie, il, target):
                     tick = price_tick_fast(row.px, tick_size, per_tick)
                     q = row.qty
                     buy = (e & BUY_FLAG) != 0
-                    if buy or (e & SELL_FLAG) != 0:
-                        # One path for both sides, on values picked by side: the side of a row is a coin
-                        # flip the branch predictor cannot learn.
+                    if (e & SIDE_FLAGS) != 0:
+                        # One path for both sides, on values and arrays picked by side (conditional moves,
+                        # not branches): the side of a row is a coin flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
                         if stores_only(buy, tick, q, lot, x_bb, x_ba, x_low, x_high):
-                            if buy:
-                                prev = xbid[_u(tick - lb)]
-                                xbid[_u(tick - lb)] = q
-                            else:
-                                prev = xask[_u(tick - lb)]
-                                xask[_u(tick - lb)] = q
+                            side_levels = xbid if buy else xask
+                            prev = side_levels[_u(tick - lb)]
+                            side_levels[_u(tick - lb)] = q
                             cross = False         # the ends stayed: nothing moved through our orders
                         else:
                             store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
@@ -257,12 +255,9 @@ def _replay(S, ie, il, target):
                     tick = price_tick_fast(row.px, tick_size, per_tick)
                     q = row.qty
                     buy = (e & BUY_FLAG) != 0
-                    if buy or (e & SELL_FLAG) != 0:
+                    if (e & SIDE_FLAGS) != 0:
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
-                            if buy:
-                                lbid[_u(tick - lb)] = q
-                            else:
-                                lask[_u(tick - lb)] = q
+                            (lbid if buy else lask)[_u(tick - lb)] = q
                         else:
                             store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                             if buy:
