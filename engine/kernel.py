@@ -39,6 +39,7 @@ from engine.state import (field, F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, 
                           OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_SLOT, RQ_TICK, RQ_TS, RS_TS)
 
 END = np.int64(INVALID_MAX)
+SIDE_FLAGS = BUY_FLAG | SELL_FLAG   # a depth row with neither flag changes no book
 
 # Why a wake-up happened (bits of :func:`advance`'s result).
 WOKE_END = 0        # the data is exhausted
@@ -158,6 +159,13 @@ def _replay(S, ie, il, target):
     last_mid = floats[F_LAST_MID]
     mid0 = floats[F_MID0]
     sum_abs_q = floats[F_SUM_ABS_Q]
+    # A tick's mid and EPnL follow from the local best bid and ask and from our fills (cash, position)
+    # only, so a row that changed none of them (most rows: a level behind the best) repeats the last
+    # row's; ``seen_fills = -1`` makes the next row compute them.
+    seen_bb = l_bb
+    seen_ba = l_ba
+    seen_fills = -1
+    epnl = 0.0
     stop = False
     rare = False
     while not stop:
@@ -182,17 +190,14 @@ def _replay(S, ie, il, target):
                     tick = price_tick_fast(row.px, tick_size, per_tick)
                     q = row.qty
                     buy = (e & BUY_FLAG) != 0
-                    if buy or (e & SELL_FLAG) != 0:
-                        # One path for both sides, on values picked by side: the side of a row is a coin
-                        # flip the branch predictor cannot learn.
+                    if (e & SIDE_FLAGS) != 0:
+                        # One path for both sides, on values and arrays picked by side (conditional moves,
+                        # not branches): the side of a row is a coin flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
                         if stores_only(buy, tick, q, lot, x_bb, x_ba, x_low, x_high):
-                            if buy:
-                                prev = xbid[_u(tick - lb)]
-                                xbid[_u(tick - lb)] = q
-                            else:
-                                prev = xask[_u(tick - lb)]
-                                xask[_u(tick - lb)] = q
+                            side_levels = xbid if buy else xask
+                            prev = side_levels[_u(tick - lb)]
+                            side_levels[_u(tick - lb)] = q
                             cross = False         # the ends stayed: nothing moved through our orders
                         else:
                             store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
@@ -250,12 +255,9 @@ def _replay(S, ie, il, target):
                     tick = price_tick_fast(row.px, tick_size, per_tick)
                     q = row.qty
                     buy = (e & BUY_FLAG) != 0
-                    if buy or (e & SELL_FLAG) != 0:
+                    if (e & SIDE_FLAGS) != 0:
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
-                            if buy:
-                                lbid[_u(tick - lb)] = q
-                            else:
-                                lask[_u(tick - lb)] = q
+                            (lbid if buy else lask)[_u(tick - lb)] = q
                         else:
                             store_ends(lbook_ends, l_bb, l_ba, l_low, l_high)
                             if buy:
@@ -275,13 +277,19 @@ def _replay(S, ie, il, target):
                     last_mid = floats[F_LAST_MID]
                     mid0 = floats[F_MID0]
                     sum_abs_q = floats[F_SUM_ABS_Q]
+                    seen_fills = -1
                     if watch and _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
                     continue
                 if record:
-                    last_mid, epnl, mid0, sum_abs_q = tick_row(l_bb, l_ba, tick_size, mult, inverse, cash, pos,
-                                                               last_mid, mid0, sum_abs_q)
+                    if l_bb != seen_bb or l_ba != seen_ba or fills != seen_fills:
+                        last_mid, epnl, mid0 = tick_row(l_bb, l_ba, tick_size, mult, inverse, cash, pos, last_mid,
+                                                        mid0)
+                        seen_bb = l_bb
+                        seen_ba = l_ba
+                        seen_fills = fills
+                    sum_abs_q += abs(pos)
                     tk_mid[_u(k)] = last_mid
                     tk_epnl[_u(k)] = epnl
                     tk_nq[_u(k)] = nq
@@ -391,18 +399,25 @@ def run_to_end(S):
 
 
 # ---------------------------------------------------------------- order API
+#
+# A jitted strategy calls these and the reads below at every wake-up, so they read the Sim through
+# ``field`` and are compiled with ``_nrt=False``: with the NRT on, each call that takes ``S`` and each
+# ``S.<array>`` read increfs and decrefs the Sim around it, an atomic instruction each time, about a
+# tenth of a 1 ms wake-up of a quoting kernel. The latency model is the one exception: a model reads
+# the Sim as ``S.ints`` (engine/models/unit.py), so :func:`_reaches_exchange` runs it with the NRT on,
+# once per request sent.
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def set_compute_ns(S, ns):
     """The strategy's decision time: orders sent from now on leave ``ns`` after the wake-up."""
-    S.ints[I_COMPUTE] = ns
+    field(S, "ints")[I_COMPUTE] = ns
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def requests_sent(S):
     """A mark in the request stream: pass it to :func:`charge_compute` after the decision."""
-    return S.ints[I_RQ_TAIL]
+    return field(S, "ints")[I_RQ_TAIL]
 
 
 @nb.njit(cache=True)
@@ -426,51 +441,62 @@ def charge_compute(S, mark, ns):
         last = ts
 
 
-@nb.njit(cache=True)
-def _push_request(S, slot, ts, kind, tick, qty):
-    ints = S.ints
+@nb.njit(cache=True, _nrt=True)
+def _reaches_exchange(S, kind):
+    """When a request of ``kind`` sent at this wake-up reaches the exchange: the decision time, then the
+    latency model's entry latency. The NRT is on here for the model, which reads ``S.ints``."""
+    send = S.ints[I_CUR] + S.ints[I_COMPUTE]
+    return send + S.latency.entry(S, kind, send)
+
+
+@nb.njit(cache=True, _nrt=False)
+def _push_request(S, slot, kind, tick, qty):
+    ints = field(S, "ints")
+    rq_i = field(S, "rq_i")
+    orders_i = field(S, "orders_i")
     tail = ints[I_RQ_TAIL]
-    r, ts = reserve(S.rq_i, ints[I_RQ_HEAD], tail, ts)
+    r, ts = reserve(rq_i, ints[I_RQ_HEAD], tail, _reaches_exchange(S, kind))
     if r < 0:
         raise RuntimeError("request ring full: raise EngineConfig.ring_size")
-    S.rq_i[r, RQ_TS] = ts
-    S.rq_i[r, RQ_SLOT] = slot
-    S.rq_i[r, RQ_ID] = S.orders_i[slot, O_ID]
-    S.rq_i[r, RQ_SIDE] = S.orders_i[slot, O_SIDE]
-    S.rq_i[r, RQ_KIND] = kind
-    S.rq_i[r, RQ_TICK] = tick
-    S.rq_f[r] = qty
+    rq_i[r, RQ_TS] = ts
+    rq_i[r, RQ_SLOT] = slot
+    rq_i[r, RQ_ID] = orders_i[slot, O_ID]
+    rq_i[r, RQ_SIDE] = orders_i[slot, O_SIDE]
+    rq_i[r, RQ_KIND] = kind
+    rq_i[r, RQ_TICK] = tick
+    field(S, "rq_f")[r] = qty
     ints[I_RQ_TAIL] = tail + 1
-    S.orders_i[slot, O_INFLIGHT] += 1
+    orders_i[slot, O_INFLIGHT] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _free_slot(S):
     """Lowest free slot, so live orders stay packed below the high-water mark."""
-    ints = S.ints
-    for slot in range(S.orders_i.shape[0]):
-        if S.orders_i[slot, O_USED] == 0:
+    ints = field(S, "ints")
+    orders_i = field(S, "orders_i")
+    for slot in range(orders_i.shape[0]):
+        if orders_i[slot, O_USED] == 0:
             if slot >= ints[I_SLOT_HWM]:
                 ints[I_SLOT_HWM] = slot + 1
             return slot
     raise RuntimeError("too many live orders: raise EngineConfig.max_orders (call clear_inactive to free done ones)")
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def n_slots(S):
     """Slots to scan when iterating orders: every order lives below this index."""
-    return S.ints[I_SLOT_HWM]
+    return field(S, "ints")[I_SLOT_HWM]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def submit(S, side, tick, qty, tif, order_type):
     """Send a new order; returns its id (> 0) or a negative error code.
 
     ``side`` is BUY (1) or SELL (-1); ``tick`` the limit price in ticks (ignored
     for market orders); ``tif`` GTC/GTX/IOC/FOK; ``order_type`` LIMIT/MARKET.
     """
-    ints = S.ints
-    if not np.round(qty / S.floats[F_LOT]) > 0.0:
+    ints = field(S, "ints")
+    if not np.round(qty / field(S, "floats")[F_LOT]) > 0.0:
         ints[I_REFUSED_QTY] += 1
         return np.int64(E_BAD_QTY)
     if order_type == MARKET:
@@ -479,8 +505,8 @@ def submit(S, side, tick, qty, tif, order_type):
         ints[I_REFUSED_PRICE] += 1
         return np.int64(E_PRICE_OUT_OF_RANGE)
     slot = _free_slot(S)
-    orders_i = S.orders_i
-    orders_f = S.orders_f
+    orders_i = field(S, "orders_i")
+    orders_f = field(S, "orders_f")
     oid = ints[I_NEXT_ID]
     ints[I_NEXT_ID] = oid + 1
     orders_i[slot, :] = 0
@@ -501,87 +527,89 @@ def submit(S, side, tick, qty, tif, order_type):
     orders_f[slot, OF_LQTY] = qty
     orders_f[slot, OF_LLEAVES] = qty
     ints[I_NUSED] += 1
-    send = ints[I_CUR] + ints[I_COMPUTE]
-    _push_request(S, slot, send + S.latency.entry(S, REQ_NEW, send), REQ_NEW, tick, qty)
+    _push_request(S, slot, REQ_NEW, tick, qty)
     return oid
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def find(S, order_id):
     """Slot of an order in the strategy's view, or -1."""
-    for slot in range(S.ints[I_SLOT_HWM]):
-        if S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_ID] == order_id and S.orders_i[slot, O_LCLEARED] == 0:
+    orders_i = field(S, "orders_i")
+    for slot in range(field(S, "ints")[I_SLOT_HWM]):
+        if orders_i[slot, O_USED] == 1 and orders_i[slot, O_ID] == order_id and orders_i[slot, O_LCLEARED] == 0:
             return slot
     return -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def cancel(S, order_id):
     """Ask the exchange to cancel; 0 when sent, else a negative error code."""
     slot = find(S, order_id)
     if slot < 0:
         return np.int64(E_NOT_FOUND)
-    if S.orders_i[slot, O_LREQ] != REQ_NONE:
+    orders_i = field(S, "orders_i")
+    if orders_i[slot, O_LREQ] != REQ_NONE:
         return np.int64(E_REQUEST_PENDING)
-    S.orders_i[slot, O_LREQ] = REQ_CANCEL
-    ints = S.ints
-    send = ints[I_CUR] + ints[I_COMPUTE]
-    _push_request(S, slot, send + S.latency.entry(S, REQ_CANCEL, send), REQ_CANCEL, 0, 0.0)
+    orders_i[slot, O_LREQ] = REQ_CANCEL
+    _push_request(S, slot, REQ_CANCEL, 0, 0.0)
     return np.int64(0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def modify(S, order_id, tick, qty):
     """Ask for a new price and/or total size; 0 when sent, else a negative error code."""
     slot = find(S, order_id)
     if slot < 0:
         return np.int64(E_NOT_FOUND)
-    ints = S.ints
-    if S.orders_i[slot, O_LREQ] != REQ_NONE:
+    ints = field(S, "ints")
+    orders_i = field(S, "orders_i")
+    if orders_i[slot, O_LREQ] != REQ_NONE:
         return np.int64(E_REQUEST_PENDING)
     if tick < ints[I_LB] or tick > ints[I_UB]:
         ints[I_REFUSED_PRICE] += 1
         return np.int64(E_PRICE_OUT_OF_RANGE)
-    if not np.round(qty / S.floats[F_LOT]) > 0.0:
+    if not np.round(qty / field(S, "floats")[F_LOT]) > 0.0:
         ints[I_REFUSED_QTY] += 1
         return np.int64(E_BAD_QTY)
-    S.orders_i[slot, O_LREQ] = REQ_MODIFY
-    send = ints[I_CUR] + ints[I_COMPUTE]
-    _push_request(S, slot, send + S.latency.entry(S, REQ_MODIFY, send), REQ_MODIFY, tick, qty)
+    orders_i[slot, O_LREQ] = REQ_MODIFY
+    _push_request(S, slot, REQ_MODIFY, tick, qty)
     return np.int64(0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def cancel_all(S):
     """Cancel every live order with no request in flight; returns how many were sent."""
+    orders_i = field(S, "orders_i")
     sent = 0
-    for slot in range(S.ints[I_SLOT_HWM]):
-        if S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0 and cancellable(S, slot):
-            if cancel(S, S.orders_i[slot, O_ID]) == 0:
+    for slot in range(field(S, "ints")[I_SLOT_HWM]):
+        if visible(S, slot) and cancellable(S, slot):
+            if cancel(S, orders_i[slot, O_ID]) == 0:
                 sent += 1
     return sent
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def clear_inactive(S):
     """Drop filled, cancelled, expired and rejected orders from the strategy's view."""
-    for slot in range(S.ints[I_SLOT_HWM]):
-        if (S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0
-                and is_final(S.orders_i[slot, O_LSTATUS])):
-            S.orders_i[slot, O_LCLEARED] = 1
+    orders_i = field(S, "orders_i")
+    for slot in range(field(S, "ints")[I_SLOT_HWM]):
+        if visible(S, slot) and is_final(orders_i[slot, O_LSTATUS]):
+            orders_i[slot, O_LCLEARED] = 1
             try_free(S, slot)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def cancellable(S, slot):
-    st = S.orders_i[slot, O_LSTATUS]
-    return (st == NEW or st == PARTIALLY_FILLED) and S.orders_i[slot, O_LREQ] == REQ_NONE
+    orders_i = field(S, "orders_i")
+    st = orders_i[slot, O_LSTATUS]
+    return (st == NEW or st == PARTIALLY_FILLED) and orders_i[slot, O_LREQ] == REQ_NONE
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def visible(S, slot):
     """Whether ``slot`` holds an order in the strategy's view (iterate 0..n_slots(S))."""
-    return S.orders_i[slot, O_USED] == 1 and S.orders_i[slot, O_LCLEARED] == 0
+    orders_i = field(S, "orders_i")
+    return orders_i[slot, O_USED] == 1 and orders_i[slot, O_LCLEARED] == 0
 
 
 @nb.njit(cache=True)
@@ -597,31 +625,34 @@ def visible_slots(S):
 
 
 # ---------------------------------------------------------------- read-only views
+# NRT-free as the order API is, for the same reason.
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def now(S):
-    return S.ints[I_CUR]
+    return field(S, "ints")[I_CUR]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def best_bid_tick(S):
-    return S.lbook_ends[BEST_BID]
+    return field(S, "lbook_ends")[BEST_BID]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def best_ask_tick(S):
-    return S.lbook_ends[BEST_ASK]
+    return field(S, "lbook_ends")[BEST_ASK]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def bid_qty_at(S, tick):
-    return qty_at(S.lbid, tick, S.ints[I_LB], S.ints[I_UB])
+    ints = field(S, "ints")
+    return qty_at(field(S, "lbid"), tick, ints[I_LB], ints[I_UB])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def ask_qty_at(S, tick):
-    return qty_at(S.lask, tick, S.ints[I_LB], S.ints[I_UB])
+    ints = field(S, "ints")
+    return qty_at(field(S, "lask"), tick, ints[I_LB], ints[I_UB])
 
 
 @nb.njit(cache=True)
@@ -640,21 +671,21 @@ def window(ev):
     return trades, book
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def position(S):
     """Position as the strategy knows it (fills applied when their response arrives)."""
-    return S.floats[F_LPOS]
+    return field(S, "floats")[F_LPOS]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def balance(S):
     """Cash as the strategy knows it, before fees (hftbacktest's ``balance``)."""
-    return S.floats[F_LBAL]
+    return field(S, "floats")[F_LBAL]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def fees(S):
-    return S.floats[F_LFEE]
+    return field(S, "floats")[F_LFEE]
 
 
 # ---------------------------------------------------------------- wake-ups for the Python path

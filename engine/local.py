@@ -28,7 +28,7 @@ from engine.book import BEST_ASK, BEST_BID, apply_event
 from engine.contracts import position_value, trade_value
 from engine.codes import (CANCELED, EXPIRED, FILLED, INVALID_MAX, INVALID_MIN, REJECTED, REQ_NEW, REQ_NONE, RESP_FILL,
                           RESP_REQ_REJECTED)
-from engine.state import (F_INVERSE, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
+from engine.state import (field, F_INVERSE, F_LBAL, F_LFEE, F_LOT, F_LPOS, F_LVALUE, F_LVOLUME, F_MID0, F_MULT, F_POS, F_CASH,
                     F_SUM_ABS_Q, F_TICK, F_LAST_MID, I_LB, I_LNTRADES, I_NORDLOG, I_NTICKS, I_NTRADES,
                     I_NUSED, I_RECORD_ORDERS, I_RECORD_TICKS, I_NLOG_DROPPED, I_UB, O_ID, O_INFLIGHT,
                     O_LCLEARED, O_LREQ, O_LSTATUS, O_LTICK, O_LTS, O_REASON, O_SIDE, O_SUBMIT_TS, O_TIF,
@@ -52,21 +52,22 @@ def tick_flags(ints):
 
 
 @nb.njit(cache=True, inline="always")
-def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, mid0, sum_abs_q):
-    """One row of the tick log: ``(mid, epnl, mid0, sum_abs_q)``, the mid (carried forward while a side is empty)
-    and EPnL to store with the running values after the row.
+def tick_row(best_bid, best_ask, tick_size, mult, inverse, cash, pos, last_mid, mid0):
+    """One row of the tick log: ``(mid, epnl, mid0)``, the mid (carried forward while a side is empty)
+    and EPnL to store with the equity at the first valid mid after the row.
 
     Scalars only, so the replay loop keeps them in registers. Only mid, EPnL and
     the fill/quote word (:func:`tick_flags`) are stored; ``analysis.results.collect``
-    derives the rest. ``sum_abs_q`` is the running sum of |position| (a wake-up
-    reads MAP so far from it); ``mid0`` is the equity at the first valid mid.
+    derives the rest. The caller adds |position| to the running sum ``F_SUM_ABS_Q``
+    (a wake-up reads MAP so far from it). The same inputs give the same row, which
+    lets the replay loop repeat the last row's values while they stay the same.
     """
     if best_bid != INVALID_MIN and best_ask != INVALID_MAX:
         last_mid = (best_bid + best_ask) * 0.5 * tick_size
     equity = cash + position_value(pos, last_mid, mult, inverse)
     if np.isnan(mid0) and not np.isnan(last_mid):
         mid0 = equity
-    return last_mid, equity - mid0, mid0, sum_abs_q + abs(pos)
+    return last_mid, equity - mid0, mid0
 
 
 @nb.njit(cache=True, _nrt=True)
@@ -79,9 +80,10 @@ def process_data(S, i):
     market = kind == DEPTH or kind == DEPTH_SNAPSHOT or kind == DEPTH_BBO or kind == DEPTH_CLEAR or kind == TRADE
     if market and ints[I_RECORD_TICKS] == 1:
         k = ints[I_NTICKS]
-        mid, epnl, floats[F_MID0], floats[F_SUM_ABS_Q] = tick_row(
+        mid, epnl, floats[F_MID0] = tick_row(
             S.lbook_ends[BEST_BID], S.lbook_ends[BEST_ASK], floats[F_TICK], floats[F_MULT], floats[F_INVERSE] != 0.0,
-            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0], floats[F_SUM_ABS_Q])
+            floats[F_CASH], floats[F_POS], floats[F_LAST_MID], floats[F_MID0])
+        floats[F_SUM_ABS_Q] += abs(floats[F_POS])
         floats[F_LAST_MID] = mid
         S.tk_mid[k] = mid
         S.tk_epnl[k] = epnl
@@ -113,14 +115,16 @@ def _log_order(S, slot, ts):
     ints[I_NORDLOG] = k + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def try_free(S, slot):
-    """Release a slot once the strategy dropped it and nothing refers to it any more."""
-    orders_i = S.orders_i
+    """Release a slot once the strategy dropped it and nothing refers to it any more.
+
+    NRT-free (``field``) as the order API that calls it at every wake-up (engine/kernel.py)."""
+    orders_i = field(S, "orders_i")
     if (orders_i[slot, O_LCLEARED] == 1 and orders_i[slot, O_INFLIGHT] == 0 and is_final(orders_i[slot, O_XSTATUS])
             and orders_i[slot, O_USED] == 1):
         orders_i[slot, O_USED] = 0
-        S.ints[I_NUSED] -= 1
+        field(S, "ints")[I_NUSED] -= 1
 
 
 @nb.njit(cache=True, _nrt=True)

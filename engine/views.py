@@ -44,7 +44,7 @@ from engine.state import (F_CASH, F_FEE, F_LBAL, F_LOT, F_LPOS, F_MULT, F_POS, F
                           O_XSTATUS, O_XTS, OL_DONE_TS, OL_ID, OL_REASON, OL_SIDE, OL_STATUS, OL_SUBMIT_TS,
                           OL_TICK, OL_TIF, OL_TYPE, OLF_EXEC, OLF_QTY, OF_LEXEC, OF_LLEAVES, OF_LQTY, OF_NCOLS, OF_QTY,
                           OF_XEXEC, OF_XLEAVES, RQ_ID, RQ_KIND, RQ_SIDE, RQ_TICK, RQ_TS, TQ_ASK, TQ_BID,
-                          TQ_SHIFT, EngineConfig, Sim, count_ticks, is_tick, make_sim, tick_range)
+                          TQ_SHIFT, EngineConfig, Sim, count_ticks, field, is_tick, make_sim, tick_range)
 from feeds.events import EVENT_DTYPE, EXCH, LOCAL
 
 __all__ = [
@@ -448,21 +448,22 @@ def _levels(depth: np.ndarray, best: int, empty: int, lb: int, step: int, n: int
     return (best + step * idx).astype(np.float64), window[idx].copy()
 
 
-# ---- order-slot reads for jitted strategies (iterate slots 0..n_slots(S) with visible(S, slot))
-@nb.njit(cache=True, inline="always")
+# ---- order-slot reads for jitted strategies (iterate slots 0..n_slots(S) with visible(S, slot)); NRT-free
+# (``field``, ``_nrt=False``) like the order API in engine/kernel.py, for the same reason
+@nb.njit(cache=True, _nrt=False)
 def lot_size(S):
     """The instrument's lot: a jitted strategy counts sizes in whole lots of it (strategies/kernels/limits.py)."""
-    return S.floats[F_LOT]
+    return field(S, "floats")[F_LOT]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=False)
 def order_id_at(S, slot):
-    return S.orders_i[slot, O_ID]
+    return field(S, "orders_i")[slot, O_ID]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=False)
 def order_side_at(S, slot):
-    return S.orders_i[slot, O_SIDE]
+    return field(S, "orders_i")[slot, O_SIDE]
 
 
 # Rows of local_order_columns' two blocks.
@@ -495,7 +496,7 @@ def local_order_columns(S):
     return ints, floats
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, _nrt=False)
 def order_tick_at(S, slot):
     """The order's price in ticks as the strategy sees it."""
-    return S.orders_i[slot, O_LTICK]
+    return field(S, "orders_i")[slot, O_LTICK]

@@ -1,4 +1,10 @@
-"""The wake-up and quote-keeping steps shared by the jitted market-making kernels."""
+"""The wake-up and quote-keeping steps shared by the jitted market-making kernels.
+
+Both run at every wake-up and only call the engine's order API, which is NRT-free, so they are
+compiled with ``_nrt=False`` too: with the NRT on, each call would incref and decref the Sim on
+entry and exit (atomic instructions). They allocate nothing; a kernel that does keeps the NRT on
+and calls them as any function.
+"""
 import numba as nb
 
 from engine.codes import BUY, GTX, INVALID_MAX, INVALID_MIN, LIMIT, SELL
@@ -23,7 +29,7 @@ def send_messages(S, messages, qty):
             submit(S, who, tick, qty[i], GTX, LIMIT)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def requote(S, bid, ask, qty, want_bid, want_ask):
     """Keep one post-only quote at tick ``bid`` and one at ``ask``; cancel every other live quote."""
     has_bid = False
@@ -48,7 +54,7 @@ def requote(S, bid, ask, qty, want_bid, want_ask):
         submit(S, SELL, ask, qty, GTX, LIMIT)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def next_wake(S, interval):
     """Advance ``interval`` ns and drop finished orders from the view.
 
