@@ -96,17 +96,17 @@ def _tick_span(px, tick):
 
 
 @nb.njit(cache=True)
-def _resume(S, n):
-    """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
-    ints = S.ints
+def _resume(ints, ev, n):
+    """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out.
+    Takes the ``Sim``'s arrays, not the ``Sim``: passing a structref from Python costs a microsecond more."""
     ints[I_N] = n
     if ints[I_STARTED] == 1:
         ie = ints[I_IE]
-        while ie < n and (S.ev[ie] & EXCH) == 0:
+        while ie < n and (ev[ie] & EXCH) == 0:
             ie += 1
         ints[I_IE] = ie
         il = ints[I_IL]
-        while il < n and (S.ev[il] & LOCAL) == 0:
+        while il < n and (ev[il] & LOCAL) == 0:
             il += 1
         ints[I_IL] = il
 
@@ -141,7 +141,7 @@ _SPAN_SPARE = 2          # ticks the usual batch's span check leaves for roundin
 
 
 @nb.njit(cache=True)
-def _append_in_order(S, events, rows_f, n, last_local, released_exch, max_latency, check_tick, book_tick,
+def _append_in_order(ints, events, rows_f, n, last_local, released_exch, max_latency, check_tick, book_tick,
                      seen_lo, seen_hi):
     """Append a received batch in one pass when it is the usual one; else change nothing. Returns
     ``(appended, lowest, highest checked price, latest local_ts, last exch_ts)``.
@@ -152,8 +152,9 @@ def _append_in_order(S, events, rows_f, n, last_local, released_exch, max_latenc
     it goes back on neither timeline (``local_ts[0] >= last_local``, ``exch_ts[0] >= released_exch``, its
     ``exch_ts`` never decrease), is certain on both at once (its last ``exch_ts`` at or below the
     watermark) and the arrays have room. Its rows then go in once with both flags, as
-    :meth:`StreamOrdering.push` writes them, and become visible (:func:`_resume`). ``rows_f`` and
-    ``events`` are the records as 8-byte words (float64, int64: one view in Python costs a microsecond).
+    :meth:`StreamOrdering.push` writes them, and become visible (:func:`_resume`). ``ints`` is the
+    ``Sim``'s; ``rows_f`` and ``events`` are the records as 8-byte words (float64, int64: a view made
+    in Python costs a microsecond, in here nothing).
     """
     rows = rows_f.view(np.int64)
     m = rows.size // _WORDS
@@ -178,7 +179,6 @@ def _append_in_order(S, events, rows_f, n, last_local, released_exch, max_latenc
             return False, seen_lo, seen_hi, last_local, released_exch
         last_x = rows[w + _XTS]
     latest = max(latest, last_local)
-    ints = S.ints
     margin = (ints[I_UB] - ints[I_LB]) // 4
     if (last_x > latest - max_latency
             or (lo <= hi and np.round(hi / check_tick) - np.round(lo / check_tick) > MAX_BOOK_TICKS - _SPAN_SPARE)
@@ -190,26 +190,28 @@ def _append_in_order(S, events, rows_f, n, last_local, released_exch, max_latenc
         events[base + k] = rows[k]
     for i in range(m):
         events[base + i * _WORDS + _EV] |= TIMELINES_WORD
-    _resume(S, n + m)
+    _resume(ints, events[_EV::_WORDS], n + m)
     return True, lo, hi, latest, last_x
 
 
-def append_in_order(live: LiveSim, ordering: StreamOrdering, rows: np.ndarray, check_tick: float,
+def append_in_order(live: LiveSim, ordering: StreamOrdering, records, check_tick: float,
                     seen: tuple[float, float]) -> tuple[float, float] | None:
     """The usual received batch, checked, ordered and appended in one jitted call: what
     :func:`feeds.validate.check_price_span`, :meth:`StreamOrdering.push` and :meth:`LiveSim.append` do to
-    it, without their numpy temporaries (paper trading's tick to order). Returns the prices' range so far
-    (``check_price_span``'s), or None, having changed nothing, for any other batch: those take the
+    it, without their numpy temporaries (paper trading's tick to order). ``records``: the batch's
+    ``EVENT_DTYPE`` rows, or their bytes as the feed sent them (read in place). Returns the prices' range
+    so far (``check_price_span``'s), or None, having changed nothing, for any other batch: those take the
     general path, which refuses, holds back, re-centres or grows as it must.
     """
     if len(ordering.pending) or ordering.last_local is None:
         return None
+    words = np.frombuffer(records, np.float64)
     ok, lo, hi, latest, last_x = _append_in_order(
-        live.sim, live.words, rows.view(np.float64), live.n, ordering.last_local,
+        live.arrays["ints"], live.words, words, live.n, ordering.last_local,
         ordering.released_exch, ordering.max_latency, check_tick, live.cfg.tick_size, seen[0], seen[1])
     if not ok:
         return None
-    live.n += len(rows)
+    live.n += words.size // _WORDS
     ordering.last_local, ordering.released_exch = latest, last_x
     return lo, hi
 
@@ -260,7 +262,7 @@ class LiveSim:
         self._fit_prices(rows)
         self.events[self.n:self.n + len(rows)] = rows
         self.n += len(rows)
-        _resume(self.sim, self.n)
+        _resume(self.arrays["ints"], self.arrays["ev"], self.n)
 
     def finish(self) -> None:
         """No more rows: running out of them is now the end of the data."""

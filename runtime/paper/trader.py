@@ -76,13 +76,12 @@ class PaperTrader:
         marks[STEP] = marks[CHECKED] = marks[ORDERED] = time.perf_counter_ns()
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
-            rows = unpack(step.events)
-            prices = None if self.live is None else append_in_order(self.live, self.ordering, rows,
+            prices = None if self.live is None else append_in_order(self.live, self.ordering, step.events,
                                                                     self.instrument.tick_size, self.prices)
             if prices is not None:
                 self.prices = prices
             else:
-                self._general_batch(step, rows)
+                self._general_batch(step, unpack(step.events))
         elif step.kind == "clock":
             self._take(self.ordering.advance(step.clock_ns))
         elif step.kind == "end":
