@@ -21,6 +21,14 @@ cut into batches:
   to it; a pending wake-up waits (``WOKE_WAIT``) for more rows, or for the
   feed's word that nothing came up to a later time (:meth:`StreamOrdering.advance`).
 
+The usual batch of a feed with one clock (or whose rows are certain when they
+arrive) is in order on both timelines, holds nothing back, stays inside the
+book's range and fits the arrays: :func:`append_in_order` checks, orders and
+appends it in one jitted call, from the feed's bytes, and leaves every other
+batch, unchanged, to the general path (``feeds.validate.check_price_span``,
+:meth:`StreamOrdering.push`, :meth:`LiveSim.append`); ``bench/paper_step.py``
+times the two.
+
 The engine's arrays are sized by the data in a backtest. Here they start at a
 capacity, and the book's tick range is re-centred when prices come near its
 edge. A paper session may run for days, so when the rows fill the arrays the
