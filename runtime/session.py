@@ -242,7 +242,8 @@ class Dispatcher:
     A wake-up's market rows are given as columns (``ev``, ``local_ts``, ``px``,
     ``qty``): the engine's arrays between two replay positions, or the rows a
     wake-up message brought. Positions, not timestamps, delimit them, because a
-    wake-up on events can fall between two events with the same timestamp.
+    wake-up on events can fall between two events with the same timestamp. A strategy that reads no rows
+    (``reads_rows`` false: no ``on_trade``, no ``on_depth``) may be woken with ``None`` for each column.
     """
 
     def __init__(self, ctx: EngineContext, strategy: Strategy):
@@ -253,7 +254,8 @@ class Dispatcher:
                                                                    "on_depth")}
         self.reads_rows = self.wants["on_trade"] or self.wants["on_depth"]    # the only readers of a wake-up's rows
 
-    def wake(self, reason: int, ev: np.ndarray, local_ts: np.ndarray, px: np.ndarray, qty: np.ndarray) -> None:
+    def wake(self, reason: int, ev: np.ndarray | None, local_ts: np.ndarray | None, px: np.ndarray | None,
+             qty: np.ndarray | None) -> None:
         ctx, strategy, wants = self.ctx, self.strategy, self.wants
         if wants["on_fill"]:
             for fill in ctx._new_fills(ctx.now):
