@@ -289,10 +289,11 @@ class Dispatcher:
 NO_ROWS = (None, None, None, None)
 
 
-def timed(callbacks) -> int:
-    """Run ``callbacks``; their wall time in ns (a measured decision time)."""
+def timed(callbacks, *args) -> int:
+    """Run ``callbacks(*args)``; their wall time in ns (a measured decision time). The arguments, not a
+    closure: one Python call fewer on paper trading's tick to order."""
     t0 = time.perf_counter_ns()
-    callbacks()
+    callbacks(*args)
     return time.perf_counter_ns() - t0
 
 
@@ -305,13 +306,13 @@ class LocalDecisions:
         self.calls = Dispatcher(ctx, strategy)
 
     def start(self) -> int:
-        return self.strategy.charged_ns(timed(lambda: self.strategy.on_start(self.ctx)))
+        return self.strategy.charged_ns(timed(self.strategy.on_start, self.ctx))
 
     def wake(self, reason: int, start: int, stop: int) -> int:
         # The rows' columns only for a strategy that reads them (on_trade, on_depth): four slices are
         # microseconds on paper trading's tick to order.
         rows = self.ctx._window(start, stop) if self.calls.reads_rows else NO_ROWS
-        return self.strategy.charged_ns(timed(lambda: self.calls.wake(reason, *rows)))
+        return self.strategy.charged_ns(timed(self.calls.wake, reason, *rows))
 
     def stop(self) -> None:
         self.strategy.on_stop(self.ctx)
