@@ -21,6 +21,14 @@ cut into batches:
   to it; a pending wake-up waits (``WOKE_WAIT``) for more rows, or for the
   feed's word that nothing came up to a later time (:meth:`StreamOrdering.advance`).
 
+The usual batch of a feed with one clock (or whose rows are certain when they
+arrive) is in order on both timelines, holds nothing back, stays inside the
+book's range and fits the arrays: :func:`append_in_order` checks, orders and
+appends it in one jitted call, from the feed's bytes, and leaves every other
+batch, unchanged, to the general path (``feeds.validate.check_price_span``,
+:meth:`StreamOrdering.push`, :meth:`LiveSim.append`); ``bench/paper_step.py``
+times the two.
+
 The engine's arrays are sized by the data in a backtest. Here they start at a
 capacity, and the book's tick range is re-centred when prices come near its
 edge. A paper session may run for days, so when the rows fill the arrays the
@@ -41,7 +49,8 @@ import msgspec
 import numba as nb
 import numpy as np
 
-from feeds.events import DEPTH, EVENT_DTYPE, EXCH, LOCAL
+from feeds.events import DEPTH, EVENT_DTYPE, EXCH, KIND_MASK, LOCAL
+from feeds.validate import MAX_BOOK_TICKS, PRICED_BY_KIND
 
 from common.config import ConfigError
 from common.spill import Spill
@@ -50,6 +59,7 @@ from engine.state import (I_IE, I_IL, I_LB, I_LIVE, I_N, I_NTICKS, I_RECORD_TICK
                           tick_times)
 
 TIMELINES = np.uint64(EXCH | LOCAL)
+TIMELINES_WORD = np.int64(EXCH | LOCAL)       # the same flags on an event row seen as 8-byte words
 
 # The book arrays indexed by ``tick - lb``: re-centring moves their contents.
 BOOK_ARRAYS = ("xbid", "xask", "lbid", "lask", "nbuy_at", "nsell_at")
@@ -94,17 +104,17 @@ def _tick_span(px, tick):
 
 
 @nb.njit(cache=True)
-def _resume(S, n):
-    """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out."""
-    ints = S.ints
+def _resume(ints, ev, n):
+    """Make rows ``[old n, n)`` visible: each timeline's cursor moves to its next row if it had run out.
+    Takes the ``Sim``'s arrays, not the ``Sim``: passing a structref from Python costs a microsecond more."""
     ints[I_N] = n
     if ints[I_STARTED] == 1:
         ie = ints[I_IE]
-        while ie < n and (S.ev[ie] & EXCH) == 0:
+        while ie < n and (ev[ie] & EXCH) == 0:
             ie += 1
         ints[I_IE] = ie
         il = ints[I_IL]
-        while il < n and (S.ev[il] & LOCAL) == 0:
+        while il < n and (ev[il] & LOCAL) == 0:
             il += 1
         ints[I_IL] = il
 
@@ -130,6 +140,88 @@ def _passed_rows(S, keep):
             j -= 1
         cut = min(cut, max(j, 0))
     return cut
+
+
+# A received row as 8-byte words, in ``EVENT_DTYPE``'s order: the usual batch's kernel copies whole rows.
+_WORDS = EVENT_DTYPE.itemsize // 8
+_EV, _XTS, _LTS, _PX = (EVENT_DTYPE.names.index(f) for f in ("ev", "exch_ts", "local_ts", "px"))
+_SPAN_SPARE = 2          # ticks the usual batch's span check leaves for rounding (it never refuses; the general path does)
+
+
+@nb.njit(cache=True)
+def _append_in_order(ints, events, rows_f, n, last_local, released_exch, max_latency, check_tick, book_tick,
+                     seen_lo, seen_hi):
+    """Append a received batch in one pass when it is the usual one; else change nothing. Returns
+    ``(appended, lowest, highest checked price, latest local_ts, last exch_ts)``.
+
+    The usual batch: its prices stay within the span a book may hold (counted from ``seen_lo .. seen_hi``,
+    the range seen so far, as :func:`feeds.validate.check_price_span` counts it, with ``_SPAN_SPARE`` ticks
+    to spare) and inside the book's range less its margin (``LiveSim._fit_prices`` would not re-centre);
+    it goes back on neither timeline (``local_ts[0] >= last_local``, ``exch_ts[0] >= released_exch``, its
+    ``exch_ts`` never decrease), is certain on both at once (its last ``exch_ts`` at or below the
+    watermark) and the arrays have room. Its rows then go in once with both flags, as
+    :meth:`StreamOrdering.push` writes them, and become visible (:func:`_resume`). ``ints`` is the
+    ``Sim``'s; ``rows_f`` and ``events`` are the records as 8-byte words (float64, int64: a view made
+    in Python costs a microsecond, in here nothing).
+    """
+    rows = rows_f.view(np.int64)
+    m = rows.size // _WORDS
+    if m == 0 or (n + m) * _WORDS > events.size:
+        return False, seen_lo, seen_hi, last_local, released_exch
+    lo, hi = seen_lo, seen_hi                       # the checked range: priced kinds (check_price_span)
+    low, high = np.inf, -np.inf                     # the book's: every finite positive price (_tick_span)
+    latest, last_x = rows[_LTS], rows[_XTS]
+    if latest < last_local or last_x < released_exch:
+        return False, seen_lo, seen_hi, last_local, released_exch
+    for i in range(m):
+        w = i * _WORDS
+        p = rows_f[w + _PX]
+        if np.isfinite(p) and p > 0:
+            low = min(low, p)
+            high = max(high, p)
+            if PRICED_BY_KIND[rows[w + _EV] & KIND_MASK]:
+                lo = min(lo, p)
+                hi = max(hi, p)
+        latest = max(latest, rows[w + _LTS])
+        if rows[w + _XTS] < last_x:
+            return False, seen_lo, seen_hi, last_local, released_exch
+        last_x = rows[w + _XTS]
+    latest = max(latest, last_local)
+    margin = (ints[I_UB] - ints[I_LB]) // 4
+    if (last_x > latest - max_latency
+            or (lo <= hi and np.round(hi / check_tick) - np.round(lo / check_tick) > MAX_BOOK_TICKS - _SPAN_SPARE)
+            or (low <= high and (np.int64(np.round(low / book_tick)) < ints[I_LB] + margin
+                                 or np.int64(np.round(high / book_tick)) > ints[I_UB] - margin))):
+        return False, seen_lo, seen_hi, last_local, released_exch
+    base = n * _WORDS
+    for k in range(m * _WORDS):
+        events[base + k] = rows[k]
+    for i in range(m):
+        events[base + i * _WORDS + _EV] |= TIMELINES_WORD
+    _resume(ints, events[_EV::_WORDS], n + m)
+    return True, lo, hi, latest, last_x
+
+
+def append_in_order(live: LiveSim, ordering: StreamOrdering, records, check_tick: float,
+                    seen: tuple[float, float]) -> tuple[float, float] | None:
+    """The usual received batch, checked, ordered and appended in one jitted call: what
+    :func:`feeds.validate.check_price_span`, :meth:`StreamOrdering.push` and :meth:`LiveSim.append` do to
+    it, without their numpy temporaries (paper trading's tick to order). ``records``: the batch's
+    ``EVENT_DTYPE`` rows, or their bytes as the feed sent them (read in place). Returns the prices' range
+    so far (``check_price_span``'s), or None, having changed nothing, for any other batch: those take the
+    general path, which refuses, holds back, re-centres or grows as it must.
+    """
+    if len(ordering.pending) or ordering.last_local is None:
+        return None
+    words = np.frombuffer(records, np.float64)
+    ok, lo, hi, latest, last_x = _append_in_order(
+        live.arrays["ints"], live.words, words, live.n, ordering.last_local,
+        ordering.released_exch, ordering.max_latency, check_tick, live.cfg.tick_size, seen[0], seen[1])
+    if not ok:
+        return None
+    live.n += words.size // _WORDS
+    ordering.last_local, ordering.released_exch = latest, last_x
+    return lo, hi
 
 
 class LiveSim:
@@ -178,7 +270,7 @@ class LiveSim:
         self._fit_prices(rows)
         self.events[self.n:self.n + len(rows)] = rows
         self.n += len(rows)
-        _resume(self.sim, self.n)
+        _resume(self.arrays["ints"], self.arrays["ev"], self.n)
 
     def finish(self) -> None:
         """No more rows: running out of them is now the end of the data."""
@@ -263,6 +355,7 @@ class LiveSim:
                 new[:len(a[name])] = a[name]
                 a[name] = new
         e = self.events
+        self.words = e.view(np.int64)               # the rows as 8-byte words (append_in_order writes them)
         a.update(events=e, ev=e["ev"], exch_ts=e["exch_ts"], local_ts=e["local_ts"], px=e["px"], qty=e["qty"],
                  order_id=e["order_id"].view(np.int64))
         self.sim = Sim(**a, **self.models)

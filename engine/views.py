@@ -29,7 +29,7 @@ from engine.kernel import (END, E_BAD_QTY, E_NOT_FOUND, E_PRICE_OUT_OF_RANGE, E_
                            charge_compute, clear_inactive, elapse, fees, find, modify, n_slots, now, position,
                            progress_rows, requests_sent, run_to_end, set_compute_ns, start, submit, visible,
                            visible_slots, window)
-from engine.live import LiveOptions, LiveSim, StreamOrdering
+from engine.live import LiveOptions, LiveSim, StreamOrdering, append_in_order
 from engine.local import is_final
 from engine.models.config import FeeConfig, LatencyConfig, QueueConfig, model_class
 from engine.models.fees.registry import FEE_MODELS
@@ -52,7 +52,7 @@ __all__ = [
     "ConfigError", "EngineConfig", "Sim", "make_sim", "count_ticks", "tick_range", "latency_table",
     # the models a run names, and their settings
     "QueueConfig", "LatencyConfig", "FeeConfig", "QUEUE_MODELS", "FEE_MODELS", "model_class",
-    "LiveOptions", "LiveSim", "StreamOrdering", "HeldTicks", "decode_ticks",
+    "LiveOptions", "LiveSim", "StreamOrdering", "append_in_order", "HeldTicks", "decode_ticks",
     # the clock (jitted strategies and the Python session)
     "start", "elapse", "advance", "advance_until", "run_to_end", "now", "progress_rows", "window",
     "set_compute_ns", "requests_sent", "charge_compute",

@@ -31,7 +31,7 @@ SIZED_KINDS = np.array([DEPTH, TRADE, DEPTH_SNAPSHOT, DEPTH_BBO, ADD_ORDER, CANC
                         MODIFY_ORDER, FILL], dtype=np.uint64)
 
 
-_PRICED = np.isin(np.arange(KIND_MASK + 1, dtype=np.uint64), PRICED_KINDS)   # kind -> has a price
+PRICED_BY_KIND = np.isin(np.arange(KIND_MASK + 1, dtype=np.uint64), PRICED_KINDS)   # kind -> has a price
 _SIZED = np.isin(np.arange(KIND_MASK + 1, dtype=np.uint64), SIZED_KINDS)
 
 
@@ -52,7 +52,7 @@ def events_ok(events: np.ndarray) -> bool:
     The feed checks every batch it receives with this (its hot path), and
     :func:`check_events` only for a batch that fails, to say what is wrong.
     """
-    return _all_ok(events["ev"], events["px"], events["qty"], _PRICED, _SIZED)
+    return _all_ok(events["ev"], events["px"], events["qty"], PRICED_BY_KIND, _SIZED)
 
 
 def _first(mask: np.ndarray) -> int:
@@ -111,7 +111,7 @@ def check_price_span(events: np.ndarray, tick_size: float, source: str = "<event
     number of this chunk's first event, so a stream is checked a chunk at a time.
     The error names the price furthest from this chunk's median: the outlier.
     """
-    n, low, high = _priced_range(events["ev"], events["px"], _PRICED)
+    n, low, high = _priced_range(events["ev"], events["px"], PRICED_BY_KIND)
     if n == 0:
         return seen
     lo, hi = min(seen[0], low), max(seen[1], high)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from engine.live import LiveOptions, StreamOrdering
+from common.errors import DataError
+from engine.live import LiveOptions, LiveSim, StreamOrdering, append_in_order
 from feeds.events import DEPTH, DEPTH_CLEAR, EVENT_DTYPE, EXCH, LOCAL
 from feeds.ordering import order_timelines
+from feeds.validate import NO_PRICES, check_price_span
 from feeds.zmqfeed.messages import pack
 from runtime import backtest as runner
 from runtime.config import PaperConfig, load
@@ -214,3 +217,85 @@ def test_a_long_session_keeps_bounded_arrays_and_trades_as_an_unbounded_one():
         assert column.dtype == got.ticks[name].dtype
         np.testing.assert_array_equal(got.ticks[name], column, err_msg=name)
     assert got.account == expected.account and np.array_equal(got.orders, expected.orders)
+
+
+def _general_path(live, ordering, batch, tick, seen):
+    """What a batch goes through when it is not the usual one: checked, ordered, appended."""
+    seen = check_price_span(batch, tick, "feed batch", seen=seen)
+    live.append(ordering.push(batch))
+    return seen
+
+
+def _usual_and_general(steps, cuts, max_latency: int = 5) -> tuple[int, int]:
+    """Feed the same batches to two live engines, one taking append_in_order where it applies, the other
+    the general path always; after every batch both must be equal. Returns (batches taken, refused)."""
+    instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))[1]
+    engine_cfg, latency = runner.sim_config(load(str(REPO / "configs" / "paper_fixed_spread.toml"), PaperConfig),
+                                            instrument)
+    tick = instrument.tick_size
+    one, other = [(LiveSim(engine_cfg, 100.0, LiveOptions(initial_rows=16, tick_range=30), latency),
+                   StreamOrdering(max_feed_latency_ns=max_latency)) for _ in range(2)]
+    local = np.cumsum([gap for gap, _, _ in steps]) + 1000
+    r = rows(local - np.array([lat for _, lat, _ in steps]), local)
+    r["px"] = 100.0 + tick * np.cumsum([move - 20 for _, _, move in steps])
+    seen_one = seen_other = NO_PRICES
+    taken = refused = 0
+    i, k = 0, 0
+    while i < len(r):
+        batch = r[i:i + cuts[k % len(cuts)]]
+        i, k = i + len(batch), k + 1
+        before = (one[0].events.tobytes(), one[0].n, one[1].last_local, one[1].released_exch)
+        got = append_in_order(*one, batch, tick, seen_one)
+        if got is None:
+            refused += k > 1                            # the first batch has no clock to follow yet
+            assert (one[0].events.tobytes(), one[0].n, one[1].last_local, one[1].released_exch) == before
+            got = _general_path(*one, batch, tick, seen_one)
+        else:
+            taken += 1
+        seen_one = got
+        seen_other = _general_path(*other, batch, tick, seen_other)
+        assert seen_one == seen_other
+        (a, oa), (b, ob) = one, other
+        assert a.n == b.n and a.events[:a.n].tobytes() == b.events[:b.n].tobytes()
+        assert np.array_equal(a.arrays["ints"], b.arrays["ints"])
+        assert (oa.last_local, oa.released_exch, oa.late, oa.pending.tobytes()) == \
+            (ob.last_local, ob.released_exch, ob.late, ob.pending.tobytes())
+    return taken, refused
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(0, 6), st.integers(0, 40)), min_size=20, max_size=120),
+       st.lists(st.integers(1, 7), min_size=1, max_size=10), st.sampled_from([0, 5]))
+def test_the_usual_batch_in_one_call_leaves_the_engine_as_the_general_path(steps, cuts, max_latency):
+    """Batches with random feed latencies (some late, some beyond the watermark) and prices that walk
+    off a 30-tick book (re-centring) into 16 rows (growing): where append_in_order takes a batch, the
+    engine's rows and cursors, the ordering's state and the prices seen equal those of check_price_span,
+    StreamOrdering.push and LiveSim.append; where it refuses one it has changed nothing."""
+    _usual_and_general(steps, cuts, max_latency)
+
+
+def test_most_batches_of_a_one_clock_feed_take_the_one_call():
+    """A feed with one clock (LOBSTER's: exch_ts = local_ts, a latency bound of 0) whose prices wander a
+    few ticks: after the first batch, every batch is the usual one but those that grow the arrays (16 rows,
+    doubling) or re-centre the book."""
+    gen = np.random.default_rng(7)
+    steps = [(int(g), 0, int(m)) for g, m in zip(gen.integers(1, 9, 600), gen.integers(19, 22, 600))]
+    taken, refused = _usual_and_general(steps, [5], max_latency=0)
+    assert taken > 100 and 0 < refused < 15
+
+
+def test_an_implausible_price_after_the_usual_batches_is_refused_by_the_general_path():
+    """append_in_order never refuses: a price the book's range cannot hold goes to check_price_span, whose
+    one-line error names the feed step."""
+    path = str(REPO / "configs" / "paper_fixed_spread.toml")
+    events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
+    trader = PaperTrader(load(path, PaperConfig), path, instrument)
+    local = events[(events["ev"] & np.uint64(LOCAL)) != 0]
+    for seq in (1, 2):
+        trader.step(Step(kind="batch", seq=seq, session=1, events=pack(local[(seq - 1) * 50:seq * 50])))
+    n = trader.live.n
+    bad = local[100:150].copy()
+    bad["px"][7] = 1e12
+    with pytest.raises(DataError, match=r"feed batch 3: px: event 7 \(depth\): price 1000000000000.0 is implausible"):
+        trader.step(Step(kind="batch", seq=3, session=1, events=pack(bad)))
+    assert trader.live.n == n

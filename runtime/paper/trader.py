@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 
 from engine import views as engine
-from engine.views import END, LiveOptions, LiveSim, StreamOrdering
+from engine.views import END, LiveOptions, LiveSim, StreamOrdering, append_in_order
 from analysis.results import RunResult, collect
 from feeds.instrument import Instrument
 from feeds.validate import NO_PRICES, check_price_span
@@ -33,7 +33,9 @@ from runtime.backtest import build_strategy, sim_config
 NO_EXCH_YET = int(np.iinfo(np.int64).min)
 # A step's clock (PaperTrader.marks): its start, its rows decoded and their prices checked, put in order
 # for the two timelines, and appended to the engine (a clock, stale or end step marks only its start
-# and the last); the strategy's wake-ups follow (bench/tick_to_order.py prints the stages).
+# and the last; the usual batch, checked, ordered and appended in one call (engine.views.append_in_order),
+# marks its start for the first three, so its whole cost is the append stage); the strategy's wake-ups follow
+# (bench/tick_to_order.py prints the stages).
 MARKS = ("step", "checked", "ordered", "appended")
 STEP, CHECKED, ORDERED, APPENDED = range(len(MARKS))
 
@@ -74,14 +76,12 @@ class PaperTrader:
         marks[STEP] = marks[CHECKED] = marks[ORDERED] = time.perf_counter_ns()
         fills0, req0 = self._marks()
         if step.kind in ("batch", "snapshot"):
-            rows = unpack(step.events)
-            # A price the book's range cannot hold is refused before the engine allocates for it.
-            self.prices = check_price_span(rows, self.instrument.tick_size, f"feed {step.kind} {step.seq}",
-                                           seen=self.prices)
-            marks[CHECKED] = time.perf_counter_ns()
-            rows = self.ordering.push(self._in_time(rows, step.kind == "snapshot"))
-            marks[ORDERED] = time.perf_counter_ns()
-            self._take(rows)
+            prices = None if self.live is None else append_in_order(self.live, self.ordering, step.events,
+                                                                    self.instrument.tick_size, self.prices)
+            if prices is not None:
+                self.prices = prices
+            else:
+                self._general_batch(step, unpack(step.events))
         elif step.kind == "clock":
             self._take(self.ordering.advance(step.clock_ns))
         elif step.kind == "end":
@@ -99,6 +99,17 @@ class PaperTrader:
         self._run()
         self.seq, self.feed_session = step.seq, step.session
         return self._outcome(step, fills0, req0)
+
+    def _general_batch(self, step: Step, rows: np.ndarray) -> None:
+        """Any batch but the usual one: before the first price, held back, late, rewound, re-centring or
+        growing the engine's arrays."""
+        # A price the book's range cannot hold is refused before the engine allocates for it.
+        self.prices = check_price_span(rows, self.instrument.tick_size, f"feed {step.kind} {step.seq}",
+                                       seen=self.prices)
+        self.marks[CHECKED] = time.perf_counter_ns()
+        rows = self.ordering.push(self._in_time(rows, step.kind == "snapshot"))
+        self.marks[ORDERED] = time.perf_counter_ns()
+        self._take(rows)
 
     def rehearse(self) -> bool:
         """Between steps, while the feed is quiet: the strategy's rehearsal (:meth:`Strategy.rehearse`) on
