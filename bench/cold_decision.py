@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bundle.loader import load_bundle  # noqa: E402
+from common.errors import DataError  # noqa: E402
 
 
 def spin(seconds: float, then=None, every: float = 0.0):
@@ -69,7 +70,10 @@ def main() -> None:
     if args.n < 10:
         sys.exit("bench: --n must be at least 10")
     torch.set_num_threads(1)
-    bundle = load_bundle(args.bundle)
+    try:
+        bundle = load_bundle(args.bundle)
+    except DataError as e:
+        sys.exit(f"bench: {e}")
     x = np.asarray(bundle.feature_mean) + 0.1 * np.asarray(bundle.feature_std)   # inside the training range
     regime = 1
 

@@ -53,7 +53,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 10 or args.events < 0 or args.gap_ms < 0:
         sys.exit("bench: --rounds must be at least 10, --events and --gap-ms not negative")
-    os.makedirs(args.dir, exist_ok=True)
+    try:
+        os.makedirs(args.dir, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"bench: --dir {args.dir}: {e.strerror}")
     p50 = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for name in ("inline fsync (before)", "Journal.sync"):

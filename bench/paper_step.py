@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--gap-us", type=float, default=0.0, help="spin this long before each timed batch")
     ap.add_argument("--batch-ms", type=float, default=60.0, help="data per batch")
     args = ap.parse_args()
+    if args.gap_us < 0 or not args.batch_ms > 0:
+        sys.exit("paper_step: --gap-us must not be negative and --batch-ms must be positive")
     events, instrument = runner.load_events(load(str(REPO / "configs" / "backtest_fixed_spread.toml")))
     engine_cfg, latency = runner.sim_config(load(str(REPO / "configs" / "paper_fixed_spread.toml"), PaperConfig),
                                             instrument)

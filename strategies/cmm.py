@@ -343,7 +343,7 @@ class CMMStrategy(Strategy):
             return
         x = self._rehearsal_row
         snapshot(self.state, self._rehearsed_ts, x)
-        self.classify_regime(x)
+        self.classify_regime(x)          # for its code and data only: the bundle re-runs its last regime
         y = self.bundle.rehearse()
         if self.fused:
             self._ladder_and_diff(ctx, x, y, True)
