@@ -153,7 +153,9 @@ def stores_only(buy, tick, qty, lot, best_bid, best_ask, low_bid, high_ask):
     lo = low_bid if buy else best_ask
     hi = best_bid if buy else high_ask
     best = best_bid if buy else best_ask
-    return lo <= tick <= hi and (qty >= lot or (qty == 0.0 and tick != best))
+    # ``&``/``|``, not ``and``/``or``: no short cut, so no branch on whether a row deletes a level or
+    # sizes it (as unpredictable as the data).
+    return (lo <= tick) & (tick <= hi) & ((qty >= lot) | ((qty == 0.0) & (tick != best)))
 
 
 @nb.njit(cache=True)

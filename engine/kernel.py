@@ -40,6 +40,8 @@ from engine.state import (field, F_CASH, F_INVERSE, F_LAST_MID, F_MID0, F_MULT, 
 
 END = np.int64(INVALID_MAX)
 SIDE_FLAGS = BUY_FLAG | SELL_FLAG   # a depth row with neither flag changes no book
+# The exchange row :func:`_replay` holds back until the local side has caught up to its time.
+HELD_NONE, HELD_DEPTH, HELD_TRADE, HELD_RARE = 0, 1, 2, 3
 
 # Why a wake-up happened (bits of :func:`advance`'s result).
 WOKE_END = 0        # the data is exhausted
@@ -174,9 +176,18 @@ def _replay(S, ie, il, target):
         exch_lim = min(tq, tr, target)
         local_lim = min(tq - 1, tr, target)
         while True:
-            if te <= tl:
-                if te > exch_lim:
-                    break
+            # The two timelines in runs, not row by row: between our messages only a row that acts on
+            # our orders (a fill, a queue change, a rare kind) moves what the local side reads, so the
+            # exchange runs ahead to the next such row (``held``), the local side catches up to just
+            # before it (the exchange goes first at equal times), then the held row acts. Merged row
+            # by row, which timeline comes next is a coin flip for the branch predictor. Watching for
+            # a wake-up on local data, the exchange may not run past the next local row.
+            held = HELD_NONE
+            held_i = held_ts = np.int64(0)
+            held_prev = 0.0
+            held_cross = False
+            exch_run = min(exch_lim, tl) if watch else exch_lim
+            while te <= exch_run:
                 i = ie
                 ts = te
                 ie += 1
@@ -187,10 +198,10 @@ def _replay(S, ie, il, target):
                 e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(row.px, tick_size, per_tick)
-                    q = row.qty
-                    buy = (e & BUY_FLAG) != 0
                     if (e & SIDE_FLAGS) != 0:
+                        tick = price_tick_fast(row.px, tick_size, per_tick)
+                        q = row.qty
+                        buy = (e & BUY_FLAG) != 0
                         # One path for both sides, on values and arrays picked by side (conditional moves,
                         # not branches): the side of a row is a coin flip the branch predictor cannot learn.
                         prev_best = x_bb if buy else x_ba
@@ -207,41 +218,23 @@ def _replay(S, ie, il, target):
                                 prev = update_ask(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
                             x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
                             cross = crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell)
-                        if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
-                            level_changed(S, buy, tick, prev, q)
-                        if cross:
-                            _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, ts)
-                            fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
-                            exch_lim = min(tq, tr, target)
-                            local_lim = min(tq - 1, tr, target)
+                        if cross or (lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy
+                                                           else nsell_at[_u(tick - lb)]) > 0):
+                            held, held_i, held_ts, held_prev, held_cross = HELD_DEPTH, i, ts, prev, cross
+                            break
                 elif kind == TRADE:
                     tick = price_tick_fast(row.px, tick_size, per_tick)
-                    if e & BUY_FLAG:          # buyer-initiated: lifts asks, can fill our sells
-                        if tick >= min_sell:
-                            _trade(S, SELL, tick, row.qty, ts)
-                            if ints[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
-                                exch_lim = min(tq, tr, target)
-                                local_lim = min(tq - 1, tr, target)
-                    elif e & SELL_FLAG:
-                        if tick <= max_buy:
-                            _trade(S, BUY, tick, row.qty, ts)
-                            if ints[I_NFILLS] != fills:
-                                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
-                                exch_lim = min(tq, tr, target)
-                                local_lim = min(tq - 1, tr, target)
+                    if (tick >= min_sell and (e & BUY_FLAG) != 0) or (tick <= max_buy and (e & SELL_FLAG) != 0 and
+                                                                       (e & BUY_FLAG) == 0):
+                        held, held_i, held_ts = HELD_TRADE, i, ts
+                        break
                 elif ADD_ORDER <= kind <= FILL and not order_level:
                     pass                      # order-level rows only move an L3 queue
                 else:
-                    store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
-                    exch_data(S, i)
-                    x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
-                    rare = True
-                    stop = True
+                    held, held_i, held_ts = HELD_RARE, i, ts
                     break
-            else:
-                if tl > local_lim:
-                    break
+            local_run = min(local_lim, (held_ts if held != HELD_NONE else te) - 1)
+            while tl <= local_run:
                 i = il
                 ts = tl
                 il += 1
@@ -252,10 +245,10 @@ def _replay(S, ie, il, target):
                 e = row.ev
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
-                    tick = price_tick_fast(row.px, tick_size, per_tick)
-                    q = row.qty
-                    buy = (e & BUY_FLAG) != 0
                     if (e & SIDE_FLAGS) != 0:
+                        tick = price_tick_fast(row.px, tick_size, per_tick)
+                        q = row.qty
+                        buy = (e & BUY_FLAG) != 0
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
                             (lbid if buy else lask)[_u(tick - lb)] = q
                         else:
@@ -299,6 +292,35 @@ def _replay(S, ie, il, target):
                     if _woke(ints, floats, lbook_ends, lbid, lask, ts):
                         stop = True
                         break
+            if stop:
+                break      # only watching, where nothing is held: the exchange stopped at the next local row
+            if held == HELD_NONE:
+                if te > exch_lim and tl > local_lim:
+                    break
+                continue
+            # The held row acts on our orders, with the local side caught up to its time.
+            row = events[_u(held_i)]
+            e = row.ev
+            if held == HELD_RARE:
+                store_ends(xbook_ends, x_bb, x_ba, x_low, x_high)
+                exch_data(S, held_i)
+                x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
+                rare = True
+                stop = True
+                break
+            tick = price_tick_fast(row.px, tick_size, per_tick)
+            if held == HELD_DEPTH:
+                buy = (e & BUY_FLAG) != 0
+                if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
+                    level_changed(S, buy, tick, held_prev, row.qty)
+                if held_cross:
+                    _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, held_ts)
+            else:                             # a trade that can fill our sells (buyer-initiated) or our buys
+                _trade(S, SELL if (e & BUY_FLAG) != 0 else BUY, tick, row.qty, held_ts)
+            if ints[I_NFILLS] != fills:
+                fills, max_buy, min_sell, nlive, pos, cash, nq, tr = _our_orders(ints, floats, rs_i)
+                exch_lim = min(tq, tr, target)
+                local_lim = min(tq - 1, tr, target)
         if stop:
             break
         if tq <= tr:
