@@ -33,16 +33,34 @@ def price_tick(px, tick_size):
 
 
 @nb.njit(cache=True, inline="always")
-def price_tick_fast(px, tick_size, per_tick):
-    """:func:`price_tick` without a division where that cannot change the result.
+def tick_grid(tick_size, per_tick):
+    """What :func:`price_tick_fast` takes: the tick size, its inverse and the squares of the bounds
+    of its fast path (1/4 and 2**40 ticks).
+
+    The bounds are computed here, from a run-time value, so that a loop keeps them in a register or
+    its frame: as literals, Numba's code model loads each from an absolute address (two instructions)
+    on every row. ``0.0 * per_tick`` is 0 for any tick size and the compiler may not fold it away.
+    """
+    zero = 0.0 * per_tick
+    return tick_size, per_tick, 0.0625 + zero, 1208925819614629174706176.0 + zero
+
+
+@nb.njit(cache=True, inline="always")
+def price_tick_fast(px, grid):
+    """:func:`price_tick` without a division where that cannot change the result; ``grid`` is
+    :func:`tick_grid`'s.
 
     ``px * per_tick`` (``per_tick = 1/tick_size``) is within a few ulps of ``px / tick_size``;
     when it lies within 1/4 of an integer (always, for prices on the grid) both round to that
-    integer. Otherwise (near a half, NaN, or beyond 2**40 ticks) the division decides.
+    integer. Otherwise (near a half, NaN, or beyond 2**40 ticks) the division decides. The bounds
+    are compared squared (no mask for ``abs``): for these powers of two, ``d * d < b * b`` holds
+    exactly when ``abs(d) < b``, rounding included.
     """
+    tick_size, per_tick, near2, far2 = grid
     x = px * per_tick
     t = np.round(x)
-    if abs(x - t) < 0.25 and abs(x) < 1099511627776.0:
+    d = x - t
+    if d * d < near2 and x * x < far2:
         return np.int64(t)
     return np.int64(np.round(px / tick_size))
 

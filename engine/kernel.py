@@ -22,8 +22,8 @@ import numpy as np
 from feeds.events import (ADD_ORDER, BUY as BUY_FLAG, DEPTH, DEPTH_SNAPSHOT, EXCH, FILL, KIND_MASK, LOCAL,
                           SELL as SELL_FLAG, TRADE)
 
-from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, stores_only, store_ends, update_ask,
-                         update_bid)
+from engine.book import (BEST_ASK, BEST_BID, load_ends, price_tick_fast, qty_at, stores_only, store_ends, tick_grid,
+                         update_ask, update_bid)
 from engine.codes import (BUY, SELL, INVALID_MAX, INVALID_MIN, MARKET, NEW, NONE, PARTIALLY_FILLED, R_BAD_QTY,
                           R_PRICE_OUT_OF_RANGE, REQ_CANCEL, REQ_MODIFY, REQ_NEW, REQ_NONE)
 from engine.exchange import _fill_crossed, _trade, crossed, level_changed, process_data as exch_data, process_request
@@ -147,7 +147,7 @@ def _replay(S, ie, il, target):
     lb = ints[I_LB]
     ub = ints[I_UB]
     tick_size = floats[F_TICK]
-    per_tick = floats[F_PER_TICK]
+    grid = tick_grid(tick_size, floats[F_PER_TICK])
     lot = floats[F_LOT]
     mult = floats[F_MULT]
     inverse = floats[F_INVERSE] != 0.0
@@ -199,7 +199,7 @@ def _replay(S, ie, il, target):
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
                     if (e & SIDE_FLAGS) != 0:
-                        tick = price_tick_fast(row.px, tick_size, per_tick)
+                        tick = price_tick_fast(row.px, grid)
                         q = row.qty
                         buy = (e & BUY_FLAG) != 0
                         # One path for both sides, on values and arrays picked by side (conditional moves,
@@ -223,7 +223,7 @@ def _replay(S, ie, il, target):
                             held, held_i, held_ts, held_prev, held_cross = HELD_DEPTH, i, ts, prev, cross
                             break
                 elif kind == TRADE:
-                    tick = price_tick_fast(row.px, tick_size, per_tick)
+                    tick = price_tick_fast(row.px, grid)
                     if (tick >= min_sell and (e & BUY_FLAG) != 0) or (tick <= max_buy and (e & SELL_FLAG) != 0 and
                                                                        (e & BUY_FLAG) == 0):
                         held, held_i, held_ts = HELD_TRADE, i, ts
@@ -246,7 +246,7 @@ def _replay(S, ie, il, target):
                 kind = e & KIND_MASK
                 if kind == DEPTH or kind == DEPTH_SNAPSHOT:
                     if (e & SIDE_FLAGS) != 0:
-                        tick = price_tick_fast(row.px, tick_size, per_tick)
+                        tick = price_tick_fast(row.px, grid)
                         q = row.qty
                         buy = (e & BUY_FLAG) != 0
                         if stores_only(buy, tick, q, lot, l_bb, l_ba, l_low, l_high):
@@ -308,7 +308,7 @@ def _replay(S, ie, il, target):
                 rare = True
                 stop = True
                 break
-            tick = price_tick_fast(row.px, tick_size, per_tick)
+            tick = price_tick_fast(row.px, grid)
             if held == HELD_DEPTH:
                 buy = (e & BUY_FLAG) != 0
                 if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
