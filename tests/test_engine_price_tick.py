@@ -1,4 +1,4 @@
-"""book.price_tick_fast: the replay loop's price-to-tick conversion must give exactly what a division gives."""
+"""engine.book.price_tick_fast: the replay loop's price-to-tick conversion must give exactly what a division gives."""
 from __future__ import annotations
 
 import numba as nb
