@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import numpy as np
@@ -10,7 +11,8 @@ import zmq
 
 from feeds.events import BUY, DEPTH, DEPTH_BBO, DEPTH_CLEAR, DEPTH_SNAPSHOT, EXCH, LOCAL, SELL, TRADE, empty
 from feeds.zmqfeed.messages import WIRE_VERSION, Heartbeat, encode
-from feeds.zmqfeed import FeedHandlers, L2Book, Publisher, Subscriber, SubscriberOptions
+from feeds.zmqfeed import FeedHandlers, L2Book, Publisher, Subscriber, SubscriberOptions, replay, wait_for_subscribers
+from tests.files import save_events
 
 
 def free_port_pair() -> int:
@@ -285,3 +287,32 @@ def test_the_book_keeps_the_rules_through_clears_bbos_and_growth():
         bid_px, bid_qty, ask_px, ask_qty = book.levels()
         assert bid_px.tolist() == sorted(bids, reverse=True) and bid_qty.tolist() == [bids[p] for p in bid_px]
         assert ask_px.tolist() == sorted(asks) and ask_qty.tolist() == [asks[p] for p in ask_px]
+
+
+def test_a_replay_keeps_its_clock_moving_through_a_quiet_stretch(addr, tmp_path):
+    """Rows 3 s apart replayed at 60x: 50 ms of wall time with nothing to send, 10 ms heartbeats. Each
+    heartbeat carries the replay's clock as it is when sent, so a trader's 1 s timers fire one by one in the
+    gap; when the publisher slept through the gap at once, every heartbeat in it said where it began."""
+    first, second = depth(1, 2), depth(2, 2)
+    second["local_ts"] = second["exch_ts"] = 3_000_000_000 + np.arange(2)
+    path = tmp_path / "X.npz"
+    save_events(path, np.concatenate([first, second]))
+    clocks, ended = [], threading.Event()
+    with Publisher(addr, heartbeat_s=0.01) as pub:
+        def consume():
+            handlers = FeedHandlers(on_clock=lambda topic, hb: clocks.append(hb.feed_ts),
+                                    on_end=lambda topic: ended.set())
+            with Subscriber(addr, None, SubscriberOptions(), handlers) as sub:
+                deadline = time.monotonic() + 10
+                while not ended.is_set() and time.monotonic() < deadline:
+                    sub.poll(0.002)
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        assert wait_for_subscribers(pub, 1, timeout_s=5.0)
+        replay(pub, [str(path)], speed=60.0)
+        consumer.join()
+    assert ended.is_set()
+    in_gap = sorted({c for c in clocks if 1_001 < c < 3_000_000_000})
+    # ~50 ms of gap in 10 ms heartbeats: several distinct clocks, the last within a few heartbeats of its end
+    assert len(in_gap) >= 3, clocks
+    assert in_gap[-1] > 3_000_000_000 - 4 * 0.01 * 60 * 1e9, clocks

@@ -461,7 +461,10 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
                     if j == i:
                         due_in = (int(ts[i]) - reached) / speed / 1e9
                         pub.clock(topic, int(reached))      # every row up to now has gone
-                        pub.service(max(due_in, min_wait))
+                        # At most a heartbeat's period at a time, so each heartbeat of a quiet stretch carries
+                        # the clock as it is then: slept through at once, a gap's heartbeats all said where it
+                        # began, and a trader's timers due in it fired together with the row that ended it.
+                        pub.service(min(max(due_in, min_wait), pub.heartbeat_s))
                         continue
                 drop = drop_every > 0 and (pub.stats.batches + 1) % drop_every == 0
                 pub.publish(topic, local[i:j], drop=drop)
