@@ -434,7 +434,8 @@ def replay(pub: Publisher, paths: list[str], speed: float | None = None, batch_e
     after the previous one; events due together share a batch (at most
     ``batch_events``) and after a batch that is not full the publisher sleeps
     ``batch_ms`` (whole milliseconds: ZeroMQ's poll resolution; longer if
-    nothing is due yet), so an event waits about that long at most for its
+    nothing is due yet, a heartbeat's period at a time, so that the heartbeats
+    of a quiet stretch carry the clock on), so an event waits about that long at most for its
     companions. Without that sleep a dense stretch went out as a batch of a few
     events every pass of the loop, back to back, and on a busy machine the
     ZeroMQ I/O thread got no CPU until the burst was over: the first batch of
