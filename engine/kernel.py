@@ -83,6 +83,12 @@ def _u(i):
 
 
 @nb.njit(cache=True, inline="always")
+def _ours_at(nbuy_at, nsell_at, buy, tick, lb, ub):
+    """Whether an order of ours rests at ``tick`` on the row's side (the exchange's counts)."""
+    return lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0
+
+
+@nb.njit(cache=True, inline="always")
 def _our_orders(ints, floats, rs_i):
     """What the replay loop keeps of our orders: fills so far, most aggressive live prices, live
     orders, position, cash, the tick log's fill/quote word, and when the next response arrives."""
@@ -218,8 +224,7 @@ def _replay(S, ie, il, target):
                                 prev = update_ask(xbid, xask, xbook_ends, tick, q, lot, lb, ub)
                             x_bb, x_ba, x_low, x_high = load_ends(xbook_ends)
                             cross = crossed(buy, x_bb, x_ba, prev_best, max_buy, min_sell)
-                        if cross or (lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy
-                                                           else nsell_at[_u(tick - lb)]) > 0):
+                        if cross or _ours_at(nbuy_at, nsell_at, buy, tick, lb, ub):
                             held, held_i, held_ts, held_prev, held_cross = HELD_DEPTH, i, ts, prev, cross
                             break
                 elif kind == TRADE:
@@ -311,7 +316,7 @@ def _replay(S, ie, il, target):
             tick = price_tick_fast(row.px, grid)
             if held == HELD_DEPTH:
                 buy = (e & BUY_FLAG) != 0
-                if lb <= tick <= ub and (nbuy_at[_u(tick - lb)] if buy else nsell_at[_u(tick - lb)]) > 0:
+                if _ours_at(nbuy_at, nsell_at, buy, tick, lb, ub):
                     level_changed(S, buy, tick, held_prev, row.qty)
                 if held_cross:
                     _fill_crossed(S, SELL if buy else BUY, x_bb if buy else x_ba, held_ts)
