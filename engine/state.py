@@ -6,6 +6,8 @@ the ``ints`` (int64) and ``floats`` (float64) vectors at the indices named here.
 """
 from __future__ import annotations
 
+import operator
+
 import msgspec
 import numba as nb
 import numpy as np
@@ -173,6 +175,10 @@ class Sim(structref.StructRefProxy):
     1 ms strategy loop). A structref is one pointer. Python reads the same numpy
     arrays as attributes (``S.fl_i``); jitted code reads the struct's fields.
     """
+
+    # What numba's typeof reads of each Sim a jitted call takes from Python (twice a call). The base
+    # class's is a Python property, a frame each time; this reads the same slot from C.
+    _numba_type_ = property(operator.attrgetter("_type"))
 
     def __new__(cls, **fields):
         """``fields``: every array of SIM_FIELDS and every model of MODEL_FIELDS, by name."""
