@@ -18,7 +18,9 @@ with out-variant kernels called directly: no dispatcher or autograd on the
 way, so no grad mode is needed, and 2-3 us less than the graph executor on
 the shipped bundle). Its outputs are fresh tensors at every call, so a
 caller may keep what it gets; the buffer and the runtime are the bundle's
-own, so one bundle serves one thread.
+own, so one bundle serves one thread. A caller that computes its features in
+a jitted call can normalize them into that buffer there (:func:`normalize_into`)
+and call :meth:`Bundle.run`, the model alone: CMM's live decision does.
 """
 from __future__ import annotations
 
@@ -104,10 +106,8 @@ class Regimes(msgspec.Struct, frozen=True):
 
     def classify(self, vol: float) -> int:
         """0 low, 1 mid, 2 high, -1 not finite: the rule of cmm_models.regimes.classify, for one value
-        (plain Python: it runs at every decision)."""
-        if not math.isfinite(vol):
-            return -1
-        return 0 if vol <= self.low else 1 if vol <= self.high else 2
+        (:func:`regime_of`)."""
+        return regime_of(vol, self.low, self.high)
 
     def classify_all(self, vol: np.ndarray) -> np.ndarray:
         """:meth:`classify` for each value, as int64: searchsorted with side="left", as in training."""
@@ -118,7 +118,17 @@ class Regimes(msgspec.Struct, frozen=True):
 
 
 @numba.njit(cache=True)
-def _normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, used: np.ndarray,
+def regime_of(vol: float, low: float, high: float) -> int:
+    """The regime of volatility ``vol`` between the thresholds ``low`` and ``high``: 0 low, 1 mid, 2 high,
+    -1 not finite (:meth:`Regimes.classify`; jitted, so that a decision's features, regime and model
+    input can be one call)."""
+    if not math.isfinite(vol):
+        return -1
+    return 0 if vol <= low else 1 if vol <= high else 2
+
+
+@numba.njit(cache=True)
+def normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, used: np.ndarray,
                     out: np.ndarray) -> float:
     """``out = float32((features - mean) / std)`` on the model's input columns (``used``), 0 on the others,
     in float64 first (prices keep their digits). Returns the largest |out| (the decision's distance from
@@ -143,7 +153,7 @@ def _normalize_into(features: np.ndarray, mean: np.ndarray, std: np.ndarray, use
 
 @numba.njit(cache=True)
 def _row_max_abs(rows: np.ndarray) -> np.ndarray:
-    """The largest |value| of each row of a normalized batch [B, F]: what :func:`_normalize_into` returns."""
+    """The largest |value| of each row of a normalized batch [B, F]: what :func:`normalize_into` returns."""
     out = np.zeros(rows.shape[0])
     for b in range(rows.shape[0]):
         for i in range(rows.shape[1]):
@@ -187,10 +197,16 @@ class Bundle:
         """One decision: raw features (float64, the input's shape) and the regime (a MoE's; the teacher
         takes none) -> (normalized predictions, expert weights); None while a feature is not finite,
         as no training sample had one. :attr:`last_z` then holds the decision's largest |z|."""
-        largest = _normalize_into(features, self.feature_mean, self.feature_std, self.used, self.inputs)
+        largest = normalize_into(features, self.feature_mean, self.feature_std, self.used, self.inputs)
         self.last_z[0] = largest
         if largest < 0.0:
             return None
+        return self.run(*regime)
+
+    def run(self, *regime: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model on :attr:`inputs` as they are: :meth:`decide` after its normalization, for a caller that
+        normalized a decision's features into :attr:`inputs` itself (:func:`normalize_into`, finite
+        features only), in the same jitted call that computed them."""
         self.last_regime[:] = regime
         predictions, weights = self.runtime(self.tensor, *regime)
         return predictions.numpy(), weights.numpy()
@@ -217,7 +233,7 @@ class Bundle:
         rows = np.asarray(features, dtype=np.float64).reshape(-1, features.shape[-1])
         aligned = aligned_rows(*rows.shape)
         normalized = np.empty(rows.shape, dtype=np.float32)
-        if _normalize_into(rows, self.feature_mean, self.feature_std, self.used, normalized) < 0.0:
+        if normalize_into(rows, self.feature_mean, self.feature_std, self.used, normalized) < 0.0:
             raise ValueError("a feature is not finite")
         aligned[:] = normalized
         return torch.from_numpy(aligned if features.ndim == 2 else aligned[0])

@@ -203,6 +203,12 @@ class EngineContext:
         engine refuses is skipped, and counted in ``refused_orders``)."""
         self._requested(send_messages(self.sim, messages, qty))
 
+    def on_engine(self, kernel, *args):
+        """``kernel(sim, *args)``: a jitted call that reads this engine and may send its order requests on it
+        too (:func:`strategies.kernels.quoting.send_messages`), so that a live decision's work and its orders
+        are one call; what it returns. A venue whose order calls go elsewhere does not offer it."""
+        return self._requested(kernel(self.sim, *args))
+
 
 class BacktestContext(EngineContext):
     """A backtest's context: the engine's, plus the whole replay ahead of it (and its ``sim``, which a
@@ -260,7 +266,9 @@ class Dispatcher:
         if wants["on_fill"]:
             for fill in ctx._new_fills(ctx.now):
                 strategy.on_fill(ctx, fill)
-        self.order_updates()
+        if wants["on_order_update"]:
+            self.order_updates()
+        ctx._clear_inactive()             # finished orders are reported once, then leave the view
         if self.reads_rows:
             n_trades, book_changed = engine.window(ev)
             if n_trades and wants["on_trade"]:
@@ -271,18 +279,17 @@ class Dispatcher:
             strategy.on_timer(ctx)
 
     def order_updates(self) -> None:
-        if self.wants["on_order_update"]:
-            ctx = self.ctx
-            seen = {}
-            for order, sizes in ctx.view.local_orders(engine.visible_slots(ctx.sim)):
-                oid, _, tick, status, _, _, _, pending = order
-                qty, leaves, _ = sizes
-                state = (status, tick, qty, leaves, pending)
-                seen[oid] = state
-                if self.order_state.get(oid) != state:
-                    self.strategy.on_order_update(ctx, ctx._order_of(order, sizes))
-            self.order_state = seen
-        self.ctx._clear_inactive()
+        """``on_order_update`` for each order whose state changed since the last wake-up."""
+        ctx = self.ctx
+        seen = {}
+        for order, sizes in ctx.view.local_orders(engine.visible_slots(ctx.sim)):
+            oid, _, tick, status, _, _, _, pending = order
+            qty, leaves, _ = sizes
+            state = (status, tick, qty, leaves, pending)
+            seen[oid] = state
+            if self.order_state.get(oid) != state:
+                self.strategy.on_order_update(ctx, ctx._order_of(order, sizes))
+        self.order_state = seen
 
 
 # A wake-up's market rows for a strategy that reads none of them (Dispatcher.reads_rows).
@@ -312,7 +319,9 @@ class LocalDecisions:
         # The rows' columns only for a strategy that reads them (on_trade, on_depth): four slices are
         # microseconds on paper trading's tick to order.
         rows = self.ctx._window(start, stop) if self.calls.reads_rows else NO_ROWS
-        return self.strategy.charged_ns(timed(self.calls.wake, reason, *rows))
+        t0 = time.perf_counter_ns()       # timed() inline: a Python call is a microsecond of the reaction
+        self.calls.wake(reason, *rows)
+        return self.strategy.charged_ns(time.perf_counter_ns() - t0)
 
     def stop(self) -> None:
         self.strategy.on_stop(self.ctx)
@@ -420,7 +429,7 @@ class Session:
                     if reason == engine.WOKE_WAIT:
                         return True
                     continue
-            reason = engine.advance_until(self.sim, every_ns, every_events, on_top, horizon)
+            reason = engine.advance_until(self.ctx.sim, every_ns, every_events, on_top, horizon)
             if reason == engine.WOKE_WAIT:
                 return True
             here = self.ctx.view.next_local_row     # the next local row to replay

@@ -168,6 +168,10 @@ class Context(Protocol):
         engine refuses is skipped and counted); a venue may send them in one call."""
         ...
 
+    # Optional: ``on_engine(kernel, *args)`` runs ``kernel(engine state, *args)``, a jitted call that reads the
+    # venue's engine and may send on it (a live decision and its orders in one call); None or absent where
+    # the venue's order calls go elsewhere (runtime.session.EngineContext.on_engine).
+
 
 def place(ctx: Context, side: str, price: float, qty: float) -> int | None:
     """A post-only limit order (``side`` "buy" or "sell"); None when the engine refuses it before sending.

@@ -27,13 +27,17 @@ The orders then change only by the difference (:func:`strategies.ladder.diff`):
 nothing is sent when the ladder is what already rests. With no prediction the
 ladder is empty, so resting quotes are withdrawn.
 
-Steps 4-6 and the order diff run as one jitted call
-(:func:`strategies.cmm_kernel.decide`) and the messages go out in one more
-(the context's ``send_messages``): live, a decision delays its orders by all
-of its work, so only the model call is left to Python. A variant that
-overrides ``aggregate``, ``build_ladder``, ``risk_check`` or ``requote`` runs
-the hooks one by one over the same kernels, with the same results to the bit.
-Each decision's clock after each stage is kept (:data:`MARKS`,
+Live, a decision delays its orders by all of its work, so a decision is two
+jitted calls around the model call: steps 1-2 with the model's normalized
+input (:func:`strategies.cmm_kernel.inputs_now`), then steps 4-6 and the
+order diff (:func:`strategies.cmm_kernel.decide_on`), whose messages go out
+in the same call where the venue runs it on its engine (``ctx.on_engine``: a
+backtest's and paper trading's; the strategy process of ``--transport zmq``
+sends them after, through ``send_messages``). A variant that overrides
+``features``, ``classify_regime`` or ``predict`` runs those hooks one by one,
+and one that overrides ``aggregate``, ``build_ladder``, ``risk_check`` or
+``requote`` runs those, over the same kernels, with the same results to the
+bit. Each decision's clock after each stage is kept (:data:`MARKS`,
 :meth:`~CMMStrategy.stage_marks`) for paper trading's breakdown of a reaction.
 
 Steps 1-3 read market data only, so with a timer-only wake policy they can run
@@ -124,8 +128,10 @@ RECORD_TYPES = tuple({"ts": np.int64, "regime": np.int64, "out_of_range": bool, 
     name, np.float64) for name in RECORD_FIELDS)
 
 # A decision's clock (perf_counter_ns, CMMStrategy.marks): its start, then the end of each stage. Batched,
-# features, regime and model are one stage (taken from the batch); "ladder" is the aggregate, the ladder,
-# the risk cut and the order diff; "send" the messages; "record" the decision record.
+# features, regime and model are one stage (taken from the batch); per tick, features and regime are one
+# stage unless a variant overrides a hook of steps 1-3, and "model" is the model call alone. "ladder" is
+# the aggregate, the ladder, the risk cut and the order diff, and on an engine the messages too; "send"
+# the messages where they go out after it; "record" the decision record.
 MARKS = ("start", "features", "regime", "model", "ladder", "send", "record")
 START, FEATURES, REGIME, MODEL, LADDER, SEND, RECORD = range(len(MARKS))
 
@@ -246,16 +252,23 @@ class CMMStrategy(Strategy):
         self._adjust = (0, 0)        # this wake-up's ns spent on a batch, and its decision's share of one
         self._model_ns: list[int] = []   # each decision's model time (batched: its share of the batch's calls)
         self.marks = [0] * len(MARKS)    # the last decision's clock (perf_counter_ns) at each of MARKS
-        # Steps 4-6 and the order diff in one jitted call, unless a variant overrides one of their hooks.
-        self.fused = all(getattr(type(self), hook) is getattr(CMMStrategy, hook)
-                         for hook in ("aggregate", "build_ladder", "risk_check", "requote"))
+        # Steps 1-2 and the model's input in one jitted call, and steps 4-6 and the order diff in another,
+        # unless a variant overrides one of their hooks.
+        self.own_inputs = not self._overrides("features", "classify_regime", "predict")
+        self.fused = not self._overrides("aggregate", "build_ladder", "risk_check", "requote")
         self._floats, self._ints = cmm_kernel.params_vectors(p, ctx.tick_size, ctx.lot_size)
         self._prediction = np.full(3, np.nan)
         self._ladder = np.zeros((4, p.levels), dtype=np.int64)
-        self._messages, self._qty = np.empty((0, 3), dtype=np.int64), np.empty(0)
+        self._messages, self._qty = cmm_kernel.scratch(self._ints, p.levels)
         self._no_output = np.zeros(len(self.bundle.target_mean), dtype=np.float32)
         self._rehearsed_ts: int | None = None    # the time of the last decision the model made: rehearse()'s
+        self._modelled = False           # whether this decision's features went through the model (per tick)
         self._rehearsal_row = np.full(self.schema.n_features, np.nan)
+        self._last_rows: tuple = ()      # the last decision's new rows (rehearse(): the same compiled code)
+
+    def _overrides(self, *hooks: str) -> str | None:
+        """The first of ``hooks`` this strategy's class overrides, if any."""
+        return next((hook for hook in hooks if getattr(type(self), hook) is not getattr(CMMStrategy, hook)), None)
 
     def _batching(self, ctx: Context) -> bool:
         """Whether decisions run batched (:mod:`strategies.cmm_batch`); ConfigError if insisted on and impossible."""
@@ -268,11 +281,8 @@ class CMMStrategy(Strategy):
             why = "needs a timer-only wake policy (strategy.wake.every_ns alone)"
         elif not hasattr(ctx, "market_ahead"):
             why = "needs a backtest: this venue cannot replay the market ahead"
-        else:
-            for hook in ("features", "classify_regime", "predict"):
-                if getattr(type(self), hook) is not getattr(CMMStrategy, hook):
-                    why = f"cannot run {type(self).__name__}, which overrides {hook}()"
-                    break
+        elif (hook := self._overrides("features", "classify_regime", "predict")) is not None:
+            why = f"cannot run {type(self).__name__}, which overrides {hook}()"
         if why is not None and mode == "batched":
             raise ConfigError(f'inference = "batched" {why}; use "auto" or "per_tick"',
                               field="strategy.params.inference")
@@ -303,6 +313,9 @@ class CMMStrategy(Strategy):
             ask = quotes.ask_ticks[0] * ctx.tick_size if n_ask else math.nan
         t1 = marks[SEND] = time.perf_counter_ns()
         self._latency.append(self._own_ns(t1 - t0))
+        if self._modelled:               # after the orders: what rehearse() repeats
+            self._rehearsed_ts = ctx.now
+            self._modelled = False
         reason = QUOTED if n_bid or n_ask else \
             WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
         if out_of_range and self._first_out_of_range:
@@ -311,11 +324,18 @@ class CMMStrategy(Strategy):
         marks[RECORD] = time.perf_counter_ns()
 
     def _decide(self, ctx: Context, x: np.ndarray, regime: int, out, quote: bool):
-        """Steps 4-6 and the order diff in one call (:func:`strategies.cmm_kernel.decide`), then the messages
-        sent; ``(n_bid, n_ask, the Prediction or None)``."""
-        n_bid, n_ask, m = self._ladder_and_diff(ctx, x, out[0] if quote else self._no_output, quote)
-        self.marks[LADDER] = time.perf_counter_ns()
-        ctx.send_messages(self._messages[:m], self._qty[:m])
+        """Steps 4-6 and the order diff in one call, with the messages sent in the same call where the venue
+        runs it on its engine (:func:`strategies.cmm_kernel.decide_on`), else sent after it
+        (:func:`strategies.cmm_kernel.decide`); ``(n_bid, n_ask, the Prediction or None)``."""
+        y = out[0] if quote else self._no_output
+        on_engine = getattr(ctx, "on_engine", None)
+        if on_engine is not None:
+            n_bid, n_ask = self._decide_on(on_engine, x, y, quote, True)
+            self.marks[LADDER] = time.perf_counter_ns()
+        else:
+            n_bid, n_ask, m = self._ladder_and_diff(ctx, x, y, quote)
+            self.marks[LADDER] = time.perf_counter_ns()
+            ctx.send_messages(self._messages[:m], self._qty[:m])
         if not quote:
             return n_bid, n_ask, None
         pmid, spread, volume = self._prediction.tolist()
@@ -325,7 +345,7 @@ class CMMStrategy(Strategy):
         """:func:`strategies.cmm_kernel.decide` on model output ``y`` against the orders live now, into the
         strategy's scratch arrays (the prediction, the ladder, the messages): ``(n_bid, n_ask, messages)``."""
         columns = ctx.order_columns()
-        room = 2 * columns.ints.shape[1] + 2 * self.params.levels
+        room = cmm_kernel.diff_room(columns.ints.shape[1], self.params.levels)
         if len(self._qty) < room:
             self._messages, self._qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
         b = self.bundle
@@ -333,6 +353,15 @@ class CMMStrategy(Strategy):
             quote, y, b.target_std, b.target_mean, b.target_base, x, x[self.mid_column], ctx.position,
             ctx.best_bid, ctx.best_ask, self._floats, self._ints, *columns, self._prediction, self._ladder,
             self._messages, self._qty)
+
+    def _decide_on(self, on_engine, x: np.ndarray, y: np.ndarray, quote: bool, send: bool) -> tuple[int, int]:
+        """:func:`strategies.cmm_kernel.decide_on` on the venue's engine (``ctx.on_engine``), into the strategy's
+        scratch arrays, sending with ``send``: ``(n_bid, n_ask)``."""
+        b = self.bundle
+        n_bid, n_ask, _, _ = on_engine(cmm_kernel.decide_on, send, quote, y, b.target_std, b.target_mean,
+                                       b.target_base, x, x[self.mid_column], self._floats, self._ints,
+                                       self._prediction, self._ladder, self._messages, self._qty)
+        return n_bid, n_ask
 
     def rehearse(self, ctx: Context) -> None:
         """The last per-tick decision again, kept nowhere: the features' snapshot at its time, its regime,
@@ -342,11 +371,18 @@ class CMMStrategy(Strategy):
         if self._rehearsed_ts is None:
             return
         x = self._rehearsal_row
-        snapshot(self.state, self._rehearsed_ts, x)
-        self.classify_regime(x)          # for its code and data only: the bundle re-runs its last regime
+        if self.own_inputs:              # the same features, so the bundle's input is rewritten with its own bits
+            self._features_and_input(ctx, at=self._rehearsed_ts)
+        else:
+            snapshot(self.state, self._rehearsed_ts, x)
+            self.classify_regime(x)      # for its code and data only: the bundle re-runs its last regime
         y = self.bundle.rehearse()
         if self.fused:
-            self._ladder_and_diff(ctx, x, y, True)
+            on_engine = getattr(ctx, "on_engine", None)
+            if on_engine is not None:
+                self._decide_on(on_engine, x, y, True, False)
+            else:
+                self._ladder_and_diff(ctx, x, y, True)
 
     def _log_out_of_range(self, now: int, x: np.ndarray) -> None:
         """One line, once a run: the first out-of-range decision and its feature furthest from training."""
@@ -438,18 +474,42 @@ class CMMStrategy(Strategy):
             self._model_ns.append(self._ahead.model_share_ns)
             marks[FEATURES] = marks[REGIME] = marks[MODEL] = time.perf_counter_ns()
             return x, regime, out
-        x = self.features(ctx)
-        marks[FEATURES] = time.perf_counter_ns()
-        regime = self.classify_regime(x)
-        self.bundle.last_z[0] = -1.0
-        t = marks[REGIME] = time.perf_counter_ns()
-        out = self.predict(x, regime)
+        if self.own_inputs:
+            x = self.row
+            regime, self._z = self._features_and_input(ctx)
+            t = marks[FEATURES] = marks[REGIME] = time.perf_counter_ns()
+            out = self.bundle.run(regime) if self._z >= 0.0 else None
+        else:
+            x = self.features(ctx)
+            marks[FEATURES] = time.perf_counter_ns()
+            regime = self.classify_regime(x)
+            self.bundle.last_z[0] = -1.0
+            t = marks[REGIME] = time.perf_counter_ns()
+            out = self.predict(x, regime)
+            self._z = float(self.bundle.last_z[0])
         marks[MODEL] = time.perf_counter_ns()
         self._model_ns.append(marks[MODEL] - t)
-        self._z = float(self.bundle.last_z[0])
-        if out is not None:
-            self._rehearsed_ts = ctx.now
+        self._modelled = out is not None
         return x, regime, out
+
+    def _features_and_input(self, ctx: Context, at: int | None = None) -> tuple[int, float]:
+        """Steps 1-2 and the model's input in one jitted call (:func:`strategies.cmm_kernel.inputs_now`), for a
+        strategy whose ``features``, ``classify_regime`` and ``predict`` are these: the new rows applied and
+        the features now into ``self.row``, normalized into the bundle's input; ``(regime, largest |z|)``, -1
+        for both while no price is known. ``at``: the features at that time instead, with no new rows (the
+        rehearsal of the last decision, into its own row)."""
+        if at is None:
+            rows = ev, local_ts, px, qty = ctx.new_event_columns()
+            if self.state is None and not self.start_features(ctx, ev, px):
+                return -1, -1.0
+            now, row = ctx.now, self.row
+            self._last_rows = rows
+        else:
+            ev, local_ts, px, qty = self._last_rows
+            now, row = at, self._rehearsal_row
+        b = self.bundle
+        return cmm_kernel.inputs_now(self.state, ev, local_ts, px, qty, at is None, now, row, self.regime_column,
+                                     b.regimes.low, b.regimes.high, b.feature_mean, b.feature_std, b.used, b.inputs)
 
     def _own_ns(self, wall_ns: int) -> int:
         """This decision's time: the wall time less the batch it computed for later ones, plus its share."""

@@ -24,7 +24,8 @@ import math
 import numba as nb
 import numpy as np
 
-from bundle.loader import denormalized
+from bundle.features import apply_rows, snapshot
+from bundle.loader import denormalized, normalize_into, regime_of
 from engine.codes import INVALID_MAX, INVALID_MIN
 from engine.views import (WOKE_END, WOKE_TIMER, WOKE_WAIT, advance_until, best_ask_tick, best_bid_tick, clear_inactive,
                           local_order_columns, now, position)
@@ -77,6 +78,22 @@ def aggregate(y, target_std, target_mean, target_base, x, mid, tick, min_spread,
 
 
 @nb.njit(cache=True)
+def inputs_now(state, ev, local_ts, px, qty, apply, now, row, regime_column, low, high, mean, std, used,
+               model_input):
+    """Steps 1-2 and the model's input in one call: with ``apply``, the rows applied to the feature state;
+    the features at ``now`` into ``row`` (:func:`bundle.features.advance` does both), the regime of its
+    volatility column between the bundle's thresholds ``low`` and ``high`` (:func:`bundle.loader.regime_of`),
+    and the row normalized into ``model_input`` (:func:`bundle.loader.normalize_into`, what
+    :meth:`bundle.loader.Bundle.decide` does before the model). Returns ``(regime, largest |z|)``, the
+    latter -1.0, and ``model_input`` untouched, when a feature is not finite. (Without ``apply``, the rows
+    are only typed: a rehearsal passes the last decision's, so that the code it runs is that decision's.)"""
+    if apply:
+        apply_rows(state, ev, local_ts, px, qty)
+    snapshot(state, now, row)
+    return regime_of(row[regime_column], low, high), normalize_into(row, mean, std, used, model_input)
+
+
+@nb.njit(cache=True)
 def decide(quote, y, target_std, target_mean, target_base, x, mid, position, best_bid, best_ask, floats, ints, order_ints,
            order_floats, prediction, ladder, out, out_qty):
     """One decision after the model: with ``quote``, the prediction (into ``prediction``), the ladder
@@ -103,6 +120,44 @@ def decide(quote, y, target_std, target_mean, target_base, x, mid, position, bes
 
 
 @nb.njit(cache=True)
+def diff_room(n_orders, levels):
+    """The most messages :func:`decide` may write with ``n_orders`` live and ``levels`` a side."""
+    return 2 * n_orders + 2 * levels
+
+
+@nb.njit(cache=True)
+def decide_on(S, send, quote, y, target_std, target_mean, target_base, x, mid, floats, ints, prediction, ladder,
+              messages, qty):
+    """:func:`decide` against the engine ``S`` itself: its live orders, position and book; then, with ``send``,
+    its messages sent (:func:`strategies.kernels.quoting.send_messages`). One decision of :func:`run_timer`,
+    and a live decision's whole work after the model in one call (without ``send``: its rehearsal).
+    ``messages`` / ``qty`` are scratch, used when they have room for the diff (else a larger pair is made
+    for the call). Returns ``(n_bid, n_ask, best_bid, best_ask)``, the book's sides as prices (NaN: empty)."""
+    order_ints, order_floats = local_order_columns(S)
+    room = diff_room(order_ints.shape[1], ladder.shape[1])
+    if qty.shape[0] < room:
+        messages, qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
+    tick = floats[TICK]
+    bid_tick, ask_tick = best_bid_tick(S), best_ask_tick(S)
+    best_bid = np.nan if bid_tick == INVALID_MIN else bid_tick * tick
+    best_ask = np.nan if ask_tick == INVALID_MAX else ask_tick * tick
+    n_bid, n_ask, m = decide(quote, y, target_std, target_mean, target_base, x, mid, position(S), best_bid, best_ask,
+                             floats, ints, order_ints, order_floats, prediction, ladder, messages, qty)
+    if send:
+        send_messages(S, messages[:m], qty[:m])
+    return n_bid, n_ask, best_bid, best_ask
+
+
+@nb.njit(cache=True)
+def scratch(ints, levels):
+    """:func:`decide_on`'s message scratch for ``levels`` a side, with room for the usual diff: as many live
+    orders as may be kept, each cancelled, and every level placed (a decision with more live orders makes
+    its own)."""
+    room = diff_room(ints[MAX_ORDERS] + levels, levels)
+    return np.empty((room, 3), dtype=np.int64), np.empty(room)
+
+
+@nb.njit(cache=True)
 def run_timer(S, every_ns, horizon, times, first, quote, y, x, mid_column, target_std, target_mean, target_base,
               floats, ints, prediction, ladder, predictions, record):
     """CMM's timer wake-ups ``times[first:]`` in one call, on the engine ``S`` itself: at each, what the
@@ -119,8 +174,7 @@ def run_timer(S, every_ns, horizon, times, first, quote, y, x, mid_column, targe
     ``horizon`` (WOKE_WAIT), or a wake-up at another time than the next decision's (:data:`WOKE_ELSEWHERE`,
     before deciding: the caller refuses the run)."""
     tick = floats[TICK]
-    messages = np.empty((0, 3), dtype=np.int64)
-    qty = np.empty(0)
+    messages, qty = scratch(ints, ladder.shape[1])
     k = first
     reason = WOKE_TIMER
     while k < times.shape[0]:
@@ -133,17 +187,9 @@ def run_timer(S, every_ns, horizon, times, first, quote, y, x, mid_column, targe
         if now(S) != times[k]:
             reason = WOKE_ELSEWHERE
             break
-        order_ints, order_floats = local_order_columns(S)
-        room = 2 * order_ints.shape[1] + 2 * ladder.shape[1]
-        if qty.shape[0] < room:
-            messages, qty = np.empty((room, 3), dtype=np.int64), np.empty(room)
-        bid_tick, ask_tick = best_bid_tick(S), best_ask_tick(S)
-        best_bid = np.nan if bid_tick == INVALID_MIN else bid_tick * tick
-        best_ask = np.nan if ask_tick == INVALID_MAX else ask_tick * tick
-        n_bid, n_ask, m = decide(quote[k], y[k], target_std, target_mean, target_base, x[k], x[k, mid_column],
-                                 position(S), best_bid, best_ask, floats, ints, order_ints, order_floats,
-                                 prediction, ladder, messages, qty)
-        send_messages(S, messages[:m], qty[:m])
+        n_bid, n_ask, best_bid, best_ask = decide_on(S, True, quote[k], y[k], target_std, target_mean, target_base,
+                                                     x[k], x[k, mid_column], floats, ints, prediction, ladder,
+                                                     messages, qty)
         if quote[k]:
             predictions[k, :] = prediction
         record[k, REC_MID] = (best_bid + best_ask) / 2

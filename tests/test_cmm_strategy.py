@@ -280,3 +280,33 @@ def test_the_fused_decision_writes_the_bytes_of_the_hooks_one_by_one(tmp_path, i
     for name in ("fills.csv", "orders.csv", "ticks.npz", "decisions.npz"):
         assert (tmp_path / "fused" / name).read_bytes() == (tmp_path / "hooks" / name).read_bytes(), name
     assert fused.summary == hooks.summary and hooks.summary.n_fills > 50
+
+
+class InputsByHook(CMMStrategy):
+    """CMM with predict overridden (by its own code): features, classify_regime and predict run one by one
+    instead of the one jitted call of features, regime and the model's input."""
+
+    predictions = 0
+
+    def predict(self, x, regime):
+        InputsByHook.predictions += 1
+        return super().predict(x, regime)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_decision_inputs_in_one_call_write_the_bytes_of_the_hooks_one_by_one(tmp_path):
+    """strategies/cmm_kernel.inputs_now against features -> classify_regime -> predict (Bundle.decide), per tick:
+    the sample's backtest, every output file, byte for byte."""
+    from tests.test_cmm_batched import config
+
+    path = config(tmp_path, "cmm", "per_tick")
+    one_call = run_and_write(path, str(tmp_path / "one_call"))
+    hooked = tmp_path / "hooks.toml"
+    hooked.write_text(open(path).read().replace('name = "cmm"', 'name = "tests.test_cmm_strategy:InputsByHook"'))
+    named = importlib.import_module("tests.test_cmm_strategy").InputsByHook
+    named.predictions = 0
+    hooks = run_and_write(str(hooked), str(tmp_path / "hooks"))
+    assert named.predictions > 2000
+    for name in ("fills.csv", "orders.csv", "ticks.npz", "decisions.npz"):
+        assert (tmp_path / "one_call" / name).read_bytes() == (tmp_path / "hooks" / name).read_bytes(), name
+    assert one_call.summary == hooks.summary and hooks.summary.n_fills > 50

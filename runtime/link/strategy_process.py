@@ -55,6 +55,9 @@ class RemoteContext(EngineContext):
         self._fills: list[Fill] = []
         self._metrics: Metrics | None = None
 
+    # Order calls must each become a command for the engine: no kernel sends on the mirror by itself.
+    on_engine = None
+
     def take(self, wake: WakeUp) -> None:
         """The engine's view at this step."""
         self._step_rows = self.mirror.load(wake)

@@ -66,6 +66,7 @@ class PaperTrader:
         self.rewound = 0                      # rows dropped for lying before the engine's clock
         self.prices = NO_PRICES               # the lowest and highest price the feed has sent
         self.marks = [0] * len(MARKS)         # this step's clock (perf_counter_ns) at each of MARKS
+        self._counts = (0, 0)                 # our fills and order requests so far, after the last step
 
     # ---- steps
     def step(self, step: Step, charges: list[int] | None = None) -> Step:
@@ -74,7 +75,7 @@ class PaperTrader:
             raise JournalError(f"a {step.kind} step after the end of the stream")
         marks = self.marks
         marks[STEP] = marks[CHECKED] = marks[ORDERED] = time.perf_counter_ns()
-        fills0, req0 = self._marks()
+        fills0, req0 = self._counts     # as the last step left them: nothing moves them between steps
         if step.kind in ("batch", "snapshot"):
             prices = None if self.live is None else append_in_order(self.live, self.ordering, step.events,
                                                                     self.instrument.tick_size, self.prices)
@@ -186,7 +187,8 @@ class PaperTrader:
         """Order requests the strategy has sent so far."""
         return self.session.view.requests_sent if self.session is not None else 0
 
-    def _marks(self) -> tuple[int, int]:
+    def _engine_counts(self) -> tuple[int, int]:
+        """Our fills and order requests in the engine now."""
         if self.live is None:
             return 0, 0
         view = self.session.view
@@ -196,7 +198,7 @@ class PaperTrader:
         if self.live is None:
             return step
         view = self.session.view
-        fills1, req1 = self._marks()
+        fills1, req1 = self._counts = self._engine_counts()
         fills = [JournalFill(order_id=oid, side=side, exch_ts=exch_ts, local_ts=local_ts, maker=maker, price=price,
                              qty=qty, fee=fee)
                  for oid, side, exch_ts, local_ts, maker, price, qty, fee in view.fills(fills0, fills1).tolist()]
