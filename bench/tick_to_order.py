@@ -20,8 +20,9 @@ and CMM's p50 <= 150 us.
 
 Under each trader, its reactions stage by stage (:func:`runtime.paper.loop.reaction_stages`): the hop from
 the publisher, waiting behind the steps received before, the trader's step (check, ordering, append), the
-engine up to the wake-up, then CMM's own stages (features, regime, model, the ladder with its aggregate,
-risk cut and order diff in one jitted call, sending; its decision record follows its orders), and the
+engine up to the wake-up, then CMM's own stages (features with the regime and the model's input in one
+jitted call, the model, then the ladder with its aggregate, risk cut, order diff and the orders sent in
+one more; its decision record follows its orders), and the
 decision time ``metrics.json`` charged, split into the model and the rest. CMM's config spins on the
 feed and rehearses its last decision every 100 us between ticks (``[paper] busy_poll``,
 ``rehearse_every_us``; docs/paper-trading.md); ``bench/cold_decision.py`` shows why.

@@ -31,6 +31,7 @@ from runtime.paper.journal import JournalError, JournalFill, JournalOrder, Step
 from runtime.backtest import build_strategy, sim_config
 
 NO_EXCH_YET = int(np.iinfo(np.int64).min)
+_NO_ROWS = b""                 # an empty batch as the feed's bytes (rehearse())
 # A step's clock (PaperTrader.marks): its start, its rows decoded and their prices checked, put in order
 # for the two timelines, and appended to the engine (a clock, stale or end step marks only its start
 # and the last; the usual batch, checked, ordered and appended in one call (engine.views.append_in_order),
@@ -114,10 +115,14 @@ class PaperTrader:
 
     def rehearse(self) -> bool:
         """Between steps, while the feed is quiet: the strategy's rehearsal (:meth:`Strategy.rehearse`) on
-        the engine as it is, which changes nothing a step or the journal sees; whether it ran."""
+        the engine as it is, then the step's own path with nothing to do: an empty batch offered to the
+        engine (refused, as every empty one is) and the session run to the horizon the last step reached
+        (a wait, at once). None of it changes what a step or the journal sees; whether it ran."""
         if not self.started or self.ended:
             return False
         self.strategy.rehearse(self.session.ctx)
+        append_in_order(self.live, self.ordering, _NO_ROWS, self.instrument.tick_size, self.prices)
+        self.session.run(self.ordering.horizon)
         return True
 
     def replay(self, step: Step) -> None:
