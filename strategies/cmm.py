@@ -262,7 +262,6 @@ class CMMStrategy(Strategy):
         self._messages, self._qty = cmm_kernel.scratch(self._ints, p.levels)
         self._no_output = np.zeros(len(self.bundle.target_mean), dtype=np.float32)
         self._rehearsed_ts: int | None = None    # the time of the last decision the model made: rehearse()'s
-        self._modelled = False           # whether this decision's features went through the model (per tick)
         self._rehearsal_row = np.full(self.schema.n_features, np.nan)
         self._last_rows: tuple = ()      # the last decision's new rows (rehearse(): the same compiled code)
 
@@ -313,9 +312,8 @@ class CMMStrategy(Strategy):
             ask = quotes.ask_ticks[0] * ctx.tick_size if n_ask else math.nan
         t1 = marks[SEND] = time.perf_counter_ns()
         self._latency.append(self._own_ns(t1 - t0))
-        if self._modelled:               # after the orders: what rehearse() repeats
+        if out is not None:              # after the orders: the decision rehearse() repeats
             self._rehearsed_ts = ctx.now
-            self._modelled = False
         reason = QUOTED if n_bid or n_ask else \
             WARM_UP if out is None else OUT_OF_RANGE if prediction is None else EMPTY_LADDER
         if out_of_range and self._first_out_of_range:
@@ -489,7 +487,6 @@ class CMMStrategy(Strategy):
             self._z = float(self.bundle.last_z[0])
         marks[MODEL] = time.perf_counter_ns()
         self._model_ns.append(marks[MODEL] - t)
-        self._modelled = out is not None
         return x, regime, out
 
     def _features_and_input(self, ctx: Context, at: int | None = None) -> tuple[int, float]:

@@ -150,10 +150,10 @@ def decide_on(S, send, quote, y, target_std, target_mean, target_base, x, mid, f
 
 @nb.njit(cache=True)
 def scratch(ints, levels):
-    """:func:`decide_on`'s message scratch for ``levels`` a side, with room for the usual diff: as many live
-    orders as may be kept, each cancelled, and every level placed (a decision with more live orders makes
-    its own)."""
-    room = diff_room(ints[MAX_ORDERS] + levels, levels)
+    """:func:`decide_on`'s message scratch for ``levels`` a side, made once, with room for the diff of a
+    decision that sees as many live orders as may be kept and as many again still awaiting their cancels
+    (one that sees more makes a larger pair for itself)."""
+    room = diff_room(2 * ints[MAX_ORDERS], levels)
     return np.empty((room, 3), dtype=np.int64), np.empty(room)
 
 
